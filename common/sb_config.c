@@ -1,0 +1,494 @@
+/*  sb_config: the table of settings and their parsers.
+
+    Each entry names the variable, which binaries read it, its default, the
+    kind of value with bounds, whether it is a secret, and one line of help.
+    Loading reads NAME or NAME_FILE (never both), checks every value of the
+    requested services, and stores both the text and the parsed number, so
+    later accessors cannot fail. No getenv() happens after sb_config_load.
+
+    Limits: values are at most 64 KiB (NAME_FILE contents included); one
+    trailing newline of a NAME_FILE is dropped, as Docker secrets end in one.
+*/
+#include "sb_config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "sb_log.h"
+
+extern char **environ;
+
+typedef enum {
+    S_STRING,    //  any text
+    S_INT,       //  integer within [min, max], optional k/m/g suffix for sizes
+    S_BOOL,      //  0/1, true/false, yes/no, on/off
+    S_LEVEL,     //  log level name
+    S_LISTEN,    //  [host:]port
+    S_URL,       //  http:// or https:// URL, no trailing slash kept
+    S_PREFIX,    //  "" or "/seg[/seg]" without trailing slash
+    S_ENDPOINT,  //  ZeroMQ endpoint(s), comma-separated
+} s_kind_t;
+
+typedef struct {
+    const char *name;      //  environment variable
+    unsigned services;     //  SB_SVC_* mask of binaries that read it
+    const char *dflt;      //  default text, NULL for none (or computed)
+    s_kind_t kind;         //  parser
+    int64_t min, max;      //  bounds for S_INT
+    bool secret;           //  never printed
+    const char *help;      //  one line for --help
+} s_setting_t;
+
+#define ING SB_SVC_INGRESS
+#define DIS SB_SVC_DISPATCHER
+#define CLI SB_SVC_CLI
+#define SBX SB_SVC_SANDBOX
+
+static const s_setting_t s_settings[] = {
+    {"SB_LOG_LEVEL", ING | DIS | CLI | SBX, "info", S_LEVEL, 0, 0, false,
+     "debug, info, warn or error"},
+    // ---- ingress: HTTP --------------------------------------------------
+    {"SB_LISTEN", ING, "127.0.0.1:8080", S_LISTEN, 0, 0, false,
+     "HTTP listen address of the ingress, [host:]port"},
+    {"SB_PUBLIC_URL", ING | DIS | CLI, NULL, S_URL, 0, 0, false,
+     "public base URL the providers call (e.g. https://hooks.example.com); Twilio signs it, used verbatim"},
+    {"SB_TRUST_PROXY", ING, "0", S_BOOL, 0, 0, false,
+     "1: take the scheme from X-Forwarded-Proto when SB_PUBLIC_URL is unset"},
+    {"SB_PATH_PREFIX", ING | CLI, "", S_PREFIX, 0, 0, false,
+     "optional path prefix of every route, e.g. /api/v1"},
+    {"SB_MAX_BODY", ING, "1048576", S_INT, 1024, 64 * 1024 * 1024, false,
+     "largest request body in bytes (k/m suffix allowed); Meta bodies can reach 3 MB"},
+    {"SB_HTTP_THREADS", ING, "512", S_INT, 8, 4096, false,
+     "HTTP worker threads; civetweb holds one per open connection, idle keep-alive ones included"},
+    {"SB_HTTP_REQUEST_TIMEOUT_MS", ING, "10000", S_INT, 100, 600000, false,
+     "cut off a client that takes longer than this to send a request"},
+    {"SB_HTTP_KEEPALIVE_TIMEOUT_MS", ING, "15000", S_INT, 0, 600000, false,
+     "close a keep-alive connection idle for longer than this"},
+    {"SB_HTTP_QUEUE", ING, "256", S_INT, 1, 65536, false,
+     "accepted connections that may wait for a free worker thread"},
+    {"SB_INSECURE_SKIP_SIGNATURES", ING, "0", S_BOOL, 0, 0, false,
+     "1: accept unsigned webhooks (experiments only; logs a warning)"},
+    {"SB_TWILIO_VOICE_TWIML", ING, NULL, S_STRING, 0, 0, false,
+     "file with the TwiML answered to inbound calls (default: a 6-digit <Gather>)"},
+    {"SB_TWILIO_GATHER_TWIML", ING, NULL, S_STRING, 0, 0, false,
+     "file with the TwiML answered after a <Gather> (default: a thank-you <Say>)"},
+    // ---- ingress: journal and publishing --------------------------------
+    {"SB_JOURNAL_DIR", ING | CLI, "var/journal", S_STRING, 0, 0, false,
+     "directory of the ingress journal (created if missing)"},
+    {"SB_JOURNAL_SEGMENT_BYTES", ING, "67108864", S_INT, 4096, (int64_t) 1 << 40, false,
+     "start a new journal segment file past this size (k/m/g suffix allowed)"},
+    {"SB_PUB", ING, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
+     "ZeroMQ PUB endpoint(s) the ingress binds and publishes events on"},
+    {"SB_INGRESS_ID", ING, NULL, S_STRING, 0, 0, false,
+     "this ingress's id in events (default: the host name)"},
+    // ---- provider secrets -------------------------------------------------
+    {"TWILIO_AUTH_TOKEN", ING | DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
+     "Twilio auth token: validates X-Twilio-Signature (and authenticates sends)"},
+    {"META_APP_SECRET", ING | CLI | SBX, NULL, S_STRING, 0, 0, true,
+     "Meta app secret: validates X-Hub-Signature-256"},
+    {"META_VERIFY_TOKEN", ING | CLI, NULL, S_STRING, 0, 0, true,
+     "token Meta echoes in the GET /meta/whatsapp subscription handshake"},
+};
+
+#define S_COUNT (sizeof s_settings / sizeof s_settings[0])
+#define S_MAX_VALUE (64 * 1024)
+
+struct sb_config_t {
+    unsigned services;         //  binaries this config was loaded for
+    char *values[S_COUNT];     //  text value, NULL when unset without default
+    int64_t numbers[S_COUNT];  //  parsed S_INT / S_BOOL value
+};
+
+static int
+s_index (const char *name)
+{
+    for (size_t i = 0; i < S_COUNT; i++)
+        if (strcmp (s_settings[i].name, name) == 0)
+            return (int) i;
+    return -1;
+}
+
+static const char *
+s_lookup (char *const *env, const char *name, size_t name_len)
+{
+    for (char *const *e = env; e && *e; e++)
+        if (strncmp (*e, name, name_len) == 0 && (*e)[name_len] == '=')
+            return *e + name_len + 1;
+    return NULL;
+}
+
+static char *
+s_read_file (const char *path, char *err, size_t err_size, const char *name)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file) {
+        char ebuf[128];
+        snprintf (err, err_size, "%s_FILE: cannot open %s: %s", name, path,
+                  sb_strerror (errno, ebuf, sizeof ebuf));
+        return NULL;
+    }
+    char *buf = malloc (S_MAX_VALUE + 1);
+    size_t n = buf ? fread (buf, 1, S_MAX_VALUE + 1, file) : 0;
+    fclose (file);
+    if (!buf || n > S_MAX_VALUE) {
+        snprintf (err, err_size, "%s_FILE: %s is larger than %d bytes", name, path,
+                  S_MAX_VALUE);
+        free (buf);
+        return NULL;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = 0;
+    if (strlen (buf) != n) {
+        snprintf (err, err_size, "%s_FILE: %s holds a NUL byte", name, path);
+        free (buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int
+s_parse_int (const char *text, int64_t *out)
+{
+    errno = 0;
+    char *end;
+    long long v = strtoll (text, &end, 10);
+    if (errno || end == text)
+        return -1;
+    int64_t mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        mult = 1024 * 1024 * 1024, end++;
+    if (*end != 0)
+        return -1;
+    if (v > INT64_MAX / mult || v < INT64_MIN / mult)
+        return -1;
+    *out = (int64_t) v * mult;
+    return 0;
+}
+
+static int
+s_parse_bool (const char *text, int64_t *out)
+{
+    static const char *yes[] = {"1", "true", "yes", "on"};
+    static const char *no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < 4; i++)
+        if (strcasecmp (text, yes[i]) == 0)
+            return *out = 1, 0;
+    for (size_t i = 0; i < 5; i++)
+        if (strcasecmp (text, no[i]) == 0)
+            return *out = 0, 0;
+    return -1;
+}
+
+static int
+s_check_port (const char *text)
+{
+    if (!*text || strlen (text) > 5)
+        return -1;
+    for (const char *p = text; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -1;
+    long port = strtol (text, NULL, 10);
+    return port >= 1 && port <= 65535 ? 0 : -1;
+}
+
+static int
+s_check_listen (const char *text)
+{
+    const char *colon = strrchr (text, ':');
+    if (!colon)
+        return s_check_port (text);
+    if (colon == text)
+        return -1;
+    return s_check_port (colon + 1);
+}
+
+static int
+s_check_endpoints (const char *text)
+{
+    //  Each comma-separated item is transport://address, transport known.
+    const char *p = text;
+    if (!*p)
+        return -1;
+    while (*p) {
+        const char *end = strchr (p, ',');
+        size_t len = end ? (size_t) (end - p) : strlen (p);
+        if (!((len > 6 && strncmp (p, "tcp://", 6) == 0)
+              || (len > 6 && strncmp (p, "ipc://", 6) == 0)
+              || (len > 9 && strncmp (p, "inproc://", 9) == 0)))
+            return -1;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+//  Check one value; may rewrite it (trailing slash of a URL). 0 or -1.
+static int
+s_check (const s_setting_t *s, char *value, int64_t *number, const char **expected)
+{
+    switch (s->kind) {
+        case S_STRING:
+            return 0;
+        case S_INT:
+            *expected = "an integer within bounds";
+            if (s_parse_int (value, number) || *number < s->min || *number > s->max)
+                return -1;
+            return 0;
+        case S_BOOL:
+            *expected = "0 or 1";
+            return s_parse_bool (value, number);
+        case S_LEVEL: {
+            sb_log_level_t level;
+            *expected = "debug, info, warn or error";
+            if (sb_log_level_parse (value, &level))
+                return -1;
+            *number = level;
+            return 0;
+        }
+        case S_LISTEN:
+            *expected = "[host:]port with port 1-65535";
+            return s_check_listen (value);
+        case S_URL: {
+            *expected = "an http:// or https:// URL without query";
+            if (strncmp (value, "http://", 7) && strncmp (value, "https://", 8))
+                return -1;
+            if (strchr (value, '?') || strchr (value, '#') || strchr (value, ' '))
+                return -1;
+            const char *host = strstr (value, "://") + 3;
+            if (!*host || *host == '/')
+                return -1;
+            size_t len = strlen (value);
+            while (len > 0 && value[len - 1] == '/')
+                value[--len] = 0;
+            return 0;
+        }
+        case S_PREFIX: {
+            *expected = "empty or a path like /api/v1 (no trailing slash)";
+            if (!*value)
+                return 0;
+            size_t len = strlen (value);
+            if (value[0] != '/' || value[len - 1] == '/' || strchr (value, '?')
+                || strchr (value, ' ') || strstr (value, "//"))
+                return -1;
+            return 0;
+        }
+        case S_ENDPOINT:
+            *expected = "ZeroMQ endpoints like tcp://127.0.0.1:5556, comma-separated";
+            return s_check_endpoints (value);
+    }
+    return -1;
+}
+
+sb_config_t *
+sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_size)
+{
+    sb_config_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, err_size, "out of memory");
+        return NULL;
+    }
+    self->services = services;
+    for (size_t i = 0; i < S_COUNT; i++) {
+        const s_setting_t *s = &s_settings[i];
+        if (!(s->services & services))
+            continue;
+        size_t name_len = strlen (s->name);
+        const char *direct = s_lookup (env, s->name, name_len);
+        char file_name[128];
+        snprintf (file_name, sizeof file_name, "%s_FILE", s->name);
+        const char *file = s_lookup (env, file_name, strlen (file_name));
+        if (direct && file) {
+            snprintf (err, err_size, "%s and %s_FILE are both set: set only one", s->name,
+                      s->name);
+            goto fail;
+        }
+        if (file) {
+            self->values[i] = s_read_file (file, err, err_size, s->name);
+            if (!self->values[i])
+                goto fail;
+        }
+        else if (direct) {
+            if (strlen (direct) > S_MAX_VALUE) {
+                snprintf (err, err_size, "%s: longer than %d bytes", s->name, S_MAX_VALUE);
+                goto fail;
+            }
+            self->values[i] = strdup (direct);
+        }
+        else if (s->dflt)
+            self->values[i] = strdup (s->dflt);
+        else if (strcmp (s->name, "SB_INGRESS_ID") == 0) {
+            char host[256] = "";
+            if (gethostname (host, sizeof host - 1) || !*host)
+                snprintf (host, sizeof host, "ingress");
+            self->values[i] = strdup (host);
+        }
+        else
+            continue;
+        if (!self->values[i]) {
+            snprintf (err, err_size, "out of memory");
+            goto fail;
+        }
+        const char *expected = "a valid value";
+        //  An empty value of a setting without default means "unset".
+        if (!*self->values[i] && !s->dflt && s->kind != S_PREFIX) {
+            free (self->values[i]);
+            self->values[i] = NULL;
+            continue;
+        }
+        if (s_check (s, self->values[i], &self->numbers[i], &expected)) {
+            if (s->secret)
+                snprintf (err, err_size, "%s: invalid value: expected %s", s->name, expected);
+            else
+                snprintf (err, err_size, "%s=%.200s: invalid value: expected %s", s->name,
+                          self->values[i], expected);
+            if (s->kind == S_INT)
+                snprintf (err + strlen (err), err_size - strlen (err),
+                          " between %lld and %lld", (long long) s->min, (long long) s->max);
+            goto fail;
+        }
+    }
+    //  Settings that must agree with one another.
+    int id = s_index ("SB_INGRESS_ID");
+    if (self->values[id]) {
+        for (const char *p = self->values[id]; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.')) {
+                snprintf (err, err_size,
+                          "SB_INGRESS_ID=%.100s: invalid value: expected letters, digits, '-', '_' or '.'",
+                          self->values[id]);
+                goto fail;
+            }
+    }
+    return self;
+fail:
+    sb_config_destroy (&self);
+    return NULL;
+}
+
+sb_config_t *
+sb_config_load (unsigned services, char *err, size_t err_size)
+{
+    return sb_config_load_from (services, environ, err, err_size);
+}
+
+void
+sb_config_destroy (sb_config_t **self_p)
+{
+    assert (self_p);
+    if (!*self_p)
+        return;
+    sb_config_t *self = *self_p;
+    for (size_t i = 0; i < S_COUNT; i++)
+        if (self->values[i]) {
+            //  Secrets do not linger in freed memory.
+            if (s_settings[i].secret)
+                memset (self->values[i], 0, strlen (self->values[i]));
+            free (self->values[i]);
+        }
+    free (self);
+    *self_p = NULL;
+}
+
+static int
+s_require (const sb_config_t *self, const char *name)
+{
+    int i = s_index (name);
+    assert (i >= 0);  //  a name not in the table is our bug
+    (void) self;
+    return i;
+}
+
+const char *
+sb_config_str (const sb_config_t *self, const char *name)
+{
+    int i = s_require (self, name);
+    return self->values[i] ? self->values[i] : "";
+}
+
+bool
+sb_config_has (const sb_config_t *self, const char *name)
+{
+    int i = s_require (self, name);
+    return self->values[i] && *self->values[i];
+}
+
+int64_t
+sb_config_int (const sb_config_t *self, const char *name)
+{
+    int i = s_require (self, name);
+    assert (s_settings[i].kind == S_INT || s_settings[i].kind == S_BOOL
+            || s_settings[i].kind == S_LEVEL);
+    return self->numbers[i];
+}
+
+bool
+sb_config_bool (const sb_config_t *self, const char *name)
+{
+    int i = s_require (self, name);
+    assert (s_settings[i].kind == S_BOOL);
+    return self->numbers[i] != 0;
+}
+
+void
+sb_config_print_help (unsigned services, FILE *out)
+{
+    fprintf (out, "Settings (environment variables; NAME_FILE reads the value from a file):\n");
+    for (size_t i = 0; i < S_COUNT; i++) {
+        const s_setting_t *s = &s_settings[i];
+        if (!(s->services & services))
+            continue;
+        fprintf (out, "  %-30s %s\n", s->name, s->help);
+        if (s->dflt && *s->dflt)
+            fprintf (out, "  %-30s default: %s\n", "", s->dflt);
+        else if (strcmp (s->name, "SB_INGRESS_ID") == 0)
+            fprintf (out, "  %-30s default: the host name\n", "");
+        if (s->secret)
+            fprintf (out, "  %-30s secret: prefer %s_FILE\n", "", s->name);
+    }
+}
+
+void
+sb_config_print_markdown (FILE *out)
+{
+    static const char *names[] = {"ingress", "dispatcher", "cli", "sandbox"};
+    fprintf (out, "| Variable | Used by | Default | Meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < S_COUNT; i++) {
+        const s_setting_t *s = &s_settings[i];
+        char used[64] = "";
+        for (unsigned b = 0; b < 4; b++)
+            if (s->services & (1u << b))
+                snprintf (used + strlen (used), sizeof used - strlen (used), "%s%s",
+                          *used ? ", " : "", names[b]);
+        const char *dflt = s->dflt && *s->dflt ? s->dflt : "";
+        if (strcmp (s->name, "SB_INGRESS_ID") == 0)
+            dflt = "host name";
+        fprintf (out, "| `%s` | %s | %s%s%s | %s%s |\n", s->name, used, *dflt ? "`" : "",
+                 dflt, *dflt ? "`" : "", s->help, s->secret ? " (secret)" : "");
+    }
+}
+
+void
+sb_config_print_values (const sb_config_t *self, FILE *out)
+{
+    for (size_t i = 0; i < S_COUNT; i++) {
+        const s_setting_t *s = &s_settings[i];
+        if (!(s->services & self->services))
+            continue;
+        const char *v = self->values[i];
+        fprintf (out, "%s=%s\n", s->name,
+                 !v ? "(unset)" : s->secret ? "(set, hidden)" : v);
+    }
+}

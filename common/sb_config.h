@@ -1,0 +1,50 @@
+/*  sb_config: every setting of every switchboard binary, read once at start
+    from the environment (NAME, or NAME_FILE naming a file that holds the
+    value, for secrets), checked, and then immutable.
+
+    The table in sb_config.c is the one list of settings: --help, the
+    README's configuration table and `switchboard doctor` all come from it.
+*/
+#ifndef SB_CONFIG_H_INCLUDED
+#define SB_CONFIG_H_INCLUDED
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Which binary reads a setting (a bit mask).
+#define SB_SVC_INGRESS 1u
+#define SB_SVC_DISPATCHER 2u
+#define SB_SVC_CLI 4u
+#define SB_SVC_SANDBOX 8u
+
+typedef struct sb_config_t sb_config_t;
+
+//  Read and check the settings of the given services from the environment.
+//  On a bad value returns NULL and writes one line naming the variable and
+//  what was expected into err. Caller owns the return value.
+sb_config_t *sb_config_load (unsigned services, char *err, size_t err_size);
+
+//  Like sb_config_load, but takes values from a NULL-terminated array of
+//  "NAME=value" strings instead of the environment (for tests).
+sb_config_t *sb_config_load_from (unsigned services, char *const *env,
+                                  char *err, size_t err_size);
+
+void sb_config_destroy (sb_config_t **self_p);
+
+//  The value of a setting, borrowed from the config; "" when unset and
+//  without a default. Asking for a name not in the table is a bug (assert).
+const char *sb_config_str (const sb_config_t *self, const char *name);
+//  True when the setting was given (or has a non-empty default).
+bool sb_config_has (const sb_config_t *self, const char *name);
+int64_t sb_config_int (const sb_config_t *self, const char *name);
+bool sb_config_bool (const sb_config_t *self, const char *name);
+
+//  Print the settings of these services, with defaults and help, as --help does.
+void sb_config_print_help (unsigned services, FILE *out);
+//  Print the settings as a Markdown table (for README.md).
+void sb_config_print_markdown (FILE *out);
+//  Print the current values, secrets masked (for doctor and start-up logs).
+void sb_config_print_values (const sb_config_t *self, FILE *out);
+
+#endif

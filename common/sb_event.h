@@ -1,0 +1,93 @@
+/*  sb_event: the Event of proto/switchboard/v1/event.proto, its codec, topic
+    and JSON form.
+
+    sb_event_t is the protobuf-c generated message itself: the normalizers
+    fill it through the helpers below (every string and array heap-owned),
+    so sb_event_destroy can free it with protobuf-c's own free function.
+    We expose the generated struct rather than mirror its forty fields in a
+    struct of our own: one definition of the schema, and the compiler checks
+    every field name.
+*/
+#ifndef SB_EVENT_H_INCLUDED
+#define SB_EVENT_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "switchboard/v1/event.pb-c.h"
+
+typedef Switchboard__V1__Event sb_event_t;
+typedef Switchboard__V1__Media sb_event_media_t;
+typedef Switchboard__V1__ContactCard sb_event_contact_t;
+typedef Switchboard__V1__OrderItem sb_event_order_item_t;
+typedef Switchboard__V1__Error sb_event_error_t;
+
+#define SB_PROVIDER_TWILIO SWITCHBOARD__V1__PROVIDER__PROVIDER_TWILIO
+#define SB_PROVIDER_META SWITCHBOARD__V1__PROVIDER__PROVIDER_META
+#define SB_CHANNEL_SMS SWITCHBOARD__V1__CHANNEL__CHANNEL_SMS
+#define SB_CHANNEL_WHATSAPP SWITCHBOARD__V1__CHANNEL__CHANNEL_WHATSAPP
+#define SB_CHANNEL_VOICE SWITCHBOARD__V1__CHANNEL__CHANNEL_VOICE
+#define SB_KIND_MESSAGE SWITCHBOARD__V1__KIND__KIND_MESSAGE
+#define SB_KIND_STATUS SWITCHBOARD__V1__KIND__KIND_STATUS
+#define SB_KIND_CALL SWITCHBOARD__V1__KIND__KIND_CALL
+#define SB_KIND_GATHER SWITCHBOARD__V1__KIND__KIND_GATHER
+
+//  A new empty event. Caller owns the return value; NULL when out of memory.
+sb_event_t *sb_event_new (void);
+
+//  Free an event built with these helpers or returned by sb_event_decode.
+void sb_event_destroy (sb_event_t **self_p);
+
+//  Replace a string field with a copy of value (NULL or "" leaves the
+//  field empty). 0, or -1 when out of memory.
+int sb_event_set (char **field, const char *value);
+int sb_event_set_n (char **field, const char *value, size_t size);
+
+//  Set the raw request body (copied). 0 or -1.
+int sb_event_set_raw (sb_event_t *self, const void *body, size_t size);
+
+//  Sub-messages, created on first use (NULL when out of memory).
+Switchboard__V1__Location *sb_event_location (sb_event_t *self);
+Switchboard__V1__Interactive *sb_event_interactive (sb_event_t *self);
+Switchboard__V1__Status *sb_event_status (sb_event_t *self);
+Switchboard__V1__Reaction *sb_event_reaction (sb_event_t *self);
+Switchboard__V1__Order *sb_event_order (sb_event_t *self);
+Switchboard__V1__System *sb_event_system (sb_event_t *self);
+
+//  Append an element to a repeated field (NULL when out of memory).
+sb_event_media_t *sb_event_add_media (sb_event_t *self);
+sb_event_contact_t *sb_event_add_contact (sb_event_t *self);
+sb_event_order_item_t *sb_event_add_order_item (sb_event_t *self);
+sb_event_error_t *sb_event_add_error (sb_event_t *self);
+int sb_event_add_string (char ***array, size_t *count, const char *value);
+
+//  Serialize. Caller owns the return value (free()); NULL when out of memory.
+uint8_t *sb_event_encode (const sb_event_t *self, size_t *size);
+
+//  Parse bytes from the wire or the journal. NULL when malformed.
+//  Caller owns the return value.
+sb_event_t *sb_event_decode (const void *data, size_t size);
+
+//  Append the journal's stamp to an encoded event: the sequence number and
+//  the id "<ingress_id>-<epoch>-<seq>". Protobuf merges concatenated
+//  encodings (the last value of a scalar field wins), so this does not
+//  re-encode the event. Caller owns the return value; NULL when out of memory.
+uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq,
+                         const char *ingress_id, const char *epoch, size_t *out_size);
+
+//  Lower-case names: "twilio"/"meta", "sms"/"whatsapp"/"voice",
+//  "message"/"status"/"call"/"gather"; "unspecified" otherwise.
+const char *sb_event_provider_name (int provider);
+const char *sb_event_channel_name (int channel);
+const char *sb_event_kind_name (int kind);
+
+//  The topic sb.v1.<provider>.<channel>.<kind> into buf. Returns its length,
+//  or -1 when buf is too small.
+int sb_event_topic (const sb_event_t *self, char *buf, size_t size);
+
+//  The event as one line of compact JSON (raw_body as a UTF-8 string when it
+//  is valid UTF-8, else base64 under raw_body_base64; enum fields by name;
+//  empty fields omitted). Caller owns the return value; NULL on failure.
+char *sb_event_to_json (const sb_event_t *self);
+
+#endif

@@ -1,0 +1,79 @@
+/*  sb_journal: the ingress's durable log. Append-only segment files of
+    length-prefixed, CRC-checked records, each with its sequence number.
+
+    A writer (one thread) appends records, then commits: one fdatasync for
+    everything appended since the last commit (group commit). Until commit
+    returns SB_JOURNAL_STORED nothing appended is acknowledged; when it
+    fails, everything since the last commit is rolled back (file truncated,
+    sequence numbers reused) so the journal stays clean.
+
+    On open, the last segment is scanned: a torn tail (short or bad record at
+    the end) is truncated, a corrupt record followed by good ones is skipped
+    with a log line, and the sequence resumes after the last good record.
+    Segments rotate past segment_bytes; files are DIR/<first seq, 20
+    digits>.sbj. DIR/EPOCH holds a random id made when the journal is
+    created, so consumers can tell a new journal from an old one.
+
+    Readers (other threads or processes) read committed records by sequence.
+*/
+#ifndef SB_JOURNAL_H_INCLUDED
+#define SB_JOURNAL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    SB_JOURNAL_STORED = 0,   //  durable: acknowledge
+    SB_JOURNAL_NOT_STORED,   //  not durable: answer 503 so the provider retries
+} sb_journal_result_t;
+
+//  Largest record payload accepted.
+#define SB_JOURNAL_MAX_RECORD (64u * 1024 * 1024)
+
+typedef struct sb_journal_t sb_journal_t;
+
+//  Open or create the journal in dir (created with parents if missing).
+//  Returns NULL, with a log line saying why, when the directory cannot be
+//  used. Caller owns the return value.
+sb_journal_t *sb_journal_open (const char *dir, uint64_t segment_bytes);
+
+void sb_journal_destroy (sb_journal_t **self_p);
+
+//  Write one record; its sequence number goes to *seq. Not durable until
+//  sb_journal_commit. SB_JOURNAL_NOT_STORED on a write error (disk full, I/O
+//  error), after rolling back everything since the last commit.
+sb_journal_result_t sb_journal_append (sb_journal_t *self, const void *data, size_t size,
+                                       uint64_t *seq);
+
+//  The sequence number the next append will get (before commit too).
+uint64_t sb_journal_next_seq (const sb_journal_t *self);
+
+//  Make every append since the last commit durable (one fdatasync).
+sb_journal_result_t sb_journal_commit (sb_journal_t *self);
+
+//  The journal's epoch (borrowed): 32 hex digits.
+const char *sb_journal_epoch (const sb_journal_t *self);
+
+//  True when the last write or commit succeeded (for /readyz).
+bool sb_journal_healthy (const sb_journal_t *self);
+
+//  Bytes in all segments, and the number of segment files.
+uint64_t sb_journal_size (const sb_journal_t *self);
+size_t sb_journal_segments (const sb_journal_t *self);
+
+typedef struct sb_journal_reader_t sb_journal_reader_t;
+
+//  A reader of dir from sequence from_seq (1 = the start). Caller owns the
+//  return value; NULL when the directory cannot be read.
+sb_journal_reader_t *sb_journal_reader_new (const char *dir, uint64_t from_seq);
+
+void sb_journal_reader_destroy (sb_journal_reader_t **self_p);
+
+//  The next record: 1 with *seq, *data (borrowed until the next call) and
+//  *size set; 0 at the end of what is written; -1 on an unreadable file.
+//  Corrupt records are skipped with a log line, as on open.
+int sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t **data,
+                            size_t *size);
+
+#endif

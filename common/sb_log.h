@@ -1,0 +1,44 @@
+/*  sb_log: one-line structured logs for every switchboard binary.
+
+    A line is: time level service module message key=value...
+    The sink (stderr) and the level are process-wide, set once by main before
+    any thread starts; after that sb_log is thread-safe (one write(2) a line).
+*/
+#ifndef SB_LOG_H_INCLUDED
+#define SB_LOG_H_INCLUDED
+
+#include <stdbool.h>
+
+typedef enum {
+    SB_LOG_DEBUG = 0,
+    SB_LOG_INFO = 1,
+    SB_LOG_WARN = 2,
+    SB_LOG_ERROR = 3,
+    SB_LOG_OFF = 4
+} sb_log_level_t;
+
+//  Set the service name and the threshold. Call before starting threads.
+void sb_log_init (const char *service, sb_log_level_t level);
+
+//  Parse "debug", "info", "warn", "error", "off". Returns -1 when unknown.
+int sb_log_level_parse (const char *text, sb_log_level_t *level);
+
+//  True when a line at this level would be written: check before formatting
+//  anything costly.
+bool sb_log_enabled (sb_log_level_t level);
+
+//  Write one line. fmt is the short factual message followed by key=value
+//  fields, e.g. sb_log (SB_LOG_INFO, "journal", "segment rotated seq=%llu", seq).
+void sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+#define sb_debug(module, ...) \
+    do { if (sb_log_enabled (SB_LOG_DEBUG)) sb_log (SB_LOG_DEBUG, module, __VA_ARGS__); } while (0)
+#define sb_info(module, ...) sb_log (SB_LOG_INFO, module, __VA_ARGS__)
+#define sb_warn(module, ...) sb_log (SB_LOG_WARN, module, __VA_ARGS__)
+#define sb_error(module, ...) sb_log (SB_LOG_ERROR, module, __VA_ARGS__)
+
+//  Thread-safe strerror replacement: writes into buf and returns it.
+const char *sb_strerror (int errnum, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,89 @@
+/*  sb_store: the dispatcher's PostgreSQL side (libpq). Migrations, the
+    batched exactly-once write of events, the contact and message rows they
+    imply, the reply decisions written to the outbox in the same
+    transaction, the consumer cursor, and the outbox's state changes.
+
+    Exactly once: events are unique by (ingress_id, seq) and by (provider,
+    kind, provider_id, status); a replayed or re-sent webhook inserts
+    nothing and so decides nothing. All SQL is parameterized.
+    One connection, used by one thread.
+*/
+#ifndef SB_STORE_H_INCLUDED
+#define SB_STORE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb_event.h"
+#include "sb_outbox.h"
+#include "sb_rules.h"
+
+typedef struct sb_store_t sb_store_t;
+
+//  Connect with a libpq URI or conninfo ("" uses the PG* variables).
+//  NULL when the connection fails (logged). Caller owns the return value.
+sb_store_t *sb_store_new (const char *conninfo);
+void sb_store_destroy (sb_store_t **self_p);
+
+//  Reconnect if the connection is bad. 0 when usable, -1 otherwise.
+int sb_store_ensure (sb_store_t *self);
+
+//  Apply dir/*.sql not yet in schema_migrations, in name order, each in a
+//  transaction, all under a session advisory lock so two dispatchers
+//  starting together do not race. 0, or -1 (logged with file and error).
+int sb_store_migrate (sb_store_t *self, const char *dir);
+
+//  Reply policy for sb_store_write.
+typedef struct {
+    const sb_rules_t *rules;   //  may be NULL: no replies
+    int64_t window_ms;         //  WhatsApp free-text window, 24 h
+    int64_t now_ms;            //  clock for the window (tests pass their own; 0 = now)
+} sb_store_policy_t;
+
+//  What one sb_store_write did, for metrics and the outcome PUB.
+typedef struct {
+    size_t stored;       //  events inserted
+    size_t duplicates;   //  events already there
+    size_t replies;      //  outbox rows queued
+    size_t not_sent;     //  replies refused (opted out, outside window), recorded
+    size_t statuses;     //  outbound messages whose status moved forward
+} sb_store_stats_t;
+
+//  Store count events in ONE transaction, in a few round trips whatever the
+//  count (multi-row statements): events, contacts (profile name, last
+//  inbound time, opt-out on STOP-like keywords and back on START-like
+//  ones), messages (inbound; outbound status moved only forward: queued <
+//  sent < delivered < read; failed and undelivered terminal), the rules'
+//  replies as outbox rows, and each ingress's cursor (highest seq).
+//  0, or -1 when the transaction failed (rolled back: retry the same batch).
+int sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
+                    const sb_store_policy_t *policy, sb_store_stats_t *stats);
+
+//  The highest seq stored for ingress_id (0 if none) and its epoch
+//  (copied into epoch, "" if none).
+int sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
+                     size_t epoch_size);
+
+//  Claim up to max due outbox rows (pending, next_attempt <= now): marks
+//  them sending. *items is a new array (free each with sb_outbox_item_free,
+//  then the array). Returns the number claimed, or -1.
+int sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items);
+
+//  After a crash, rows left "sending" go back to pending. Count or -1.
+int sb_store_recover (sb_store_t *self);
+
+//  Record a send's outcome: SENT stores the provider id on the outbox row
+//  and the outbound messages row (status queued/sent); RETRY schedules the
+//  next attempt with exponential backoff and jitter (or Retry-After), or
+//  marks the row dead after max_attempts; FINAL marks it failed (and the
+//  contact opted out when result->opt_out). A FORWARD with bot text
+//  becomes a REPLY row due now. 0 or -1.
+int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
+                     int64_t backoff_base_ms, int64_t backoff_max_ms);
+
+//  Outbox rows by state (pending, sending, sent, failed, dead, not_sent),
+//  for /metrics. 0 or -1.
+int sb_store_outbox_depth (sb_store_t *self, int64_t depth[6]);
+
+#endif

@@ -8,6 +8,7 @@
 #define SB_LOG_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     SB_LOG_DEBUG = 0,

@@ -1,0 +1,24 @@
+/*  sb_cmd: the subcommands of the `switchboard` command-line tool.
+
+    Each subcommand is one file, cli/sb_cmd_<name>.c, with one entry point
+    taking the arguments after the subcommand's name (argv[0] is the name
+    itself). It parses its own flags, answers --help, and returns the exit
+    status: 0 success, 1 the operation failed, 2 bad usage or configuration.
+*/
+#ifndef SB_CMD_H_INCLUDED
+#define SB_CMD_H_INCLUDED
+
+//  switchboard tap: print live events from ingress or dispatcher PUB sockets.
+int sb_cmd_tap (int argc, char **argv);
+
+//  switchboard send: build, sign and post a realistic provider webhook.
+int sb_cmd_send (int argc, char **argv);
+
+//  switchboard journal: print the records of an ingress journal directory.
+int sb_cmd_journal (int argc, char **argv);
+
+//  switchboard sandbox: the fake provider APIs (cli/sb_sandbox.c). Weak, so
+//  the tool links and answers "not built" while that file does not exist.
+int sb_cmd_sandbox (int argc, char **argv) __attribute__ ((weak));
+
+#endif

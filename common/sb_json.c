@@ -1,0 +1,43 @@
+/*  sb_json: a nesting pre-scan in front of json_loadb.
+
+    The scan counts '[' and '{' outside strings (skipping escaped quotes)
+    and stops at the first level past the cap: one linear pass without
+    recursion, so it is safe on any input. It does not validate JSON; that
+    is jansson's job once the depth is known to be safe.
+*/
+#include "sb_json.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+json_t *
+sb_json_load (const char *data, size_t size, size_t max_depth, json_error_t *error)
+{
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = data[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        }
+        else if (c == '"')
+            in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > max_depth) {
+                if (error) {
+                    memset (error, 0, sizeof *error);
+                    snprintf (error->text, sizeof error->text,
+                              "nested deeper than %zu levels", max_depth);
+                    error->position = (int) i;
+                }
+                return NULL;
+            }
+        }
+        else if ((c == ']' || c == '}') && depth > 0)
+            depth--;
+    }
+    return json_loadb (data, size, JSON_REJECT_DUPLICATES, error);
+}

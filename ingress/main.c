@@ -1,0 +1,132 @@
+/*  switchboard-ingress: validates Twilio and Meta webhooks, makes them
+    durable in the journal, acknowledges, and publishes them over ZeroMQ.
+
+    main is thin: config, then the journal writer actor, then the HTTP
+    server; it waits for SIGTERM or SIGINT and tears down in reverse order:
+    stop HTTP (requests in flight finish and get their answer), then stop
+    the writer (its last batch is committed and published), then exit 0.
+*/
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "sb_config.h"
+#include "sb_http.h"
+#include "sb_log.h"
+#include "sb_metrics.h"
+#include "sb_writer.h"
+
+//  The signal flag: the one piece of state a signal handler may touch.
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal (int signum)
+{
+    (void) signum;
+    s_stop = 1;
+}
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "Usage: switchboard-ingress [--help] [--help-markdown] [--version]\n\n"
+             "Receives Twilio and Meta webhooks on HTTP, checks their signatures, writes\n"
+             "them to a local journal, answers once they are durable, and publishes them\n"
+             "on ZeroMQ as [topic, switchboard.v1.Event].\n\n");
+    sb_config_print_help (SB_SVC_INGRESS, out);
+}
+
+//  civetweb holds a socket per connection and each worker thread may hold a
+//  ZeroMQ socket: raise the descriptor limit to the hard limit.
+static void
+s_raise_nofile (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &limit);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0) {
+            s_usage (stdout);
+            return 0;
+        }
+        if (strcmp (argv[i], "--help-markdown") == 0) {
+            sb_config_print_markdown (stdout);
+            return 0;
+        }
+        if (strcmp (argv[i], "--version") == 0) {
+            printf ("switchboard-ingress %s\n", SB_VERSION);
+            return 0;
+        }
+        fprintf (stderr, "switchboard-ingress: unknown argument %s (try --help)\n", argv[i]);
+        return 2;
+    }
+    char err[512];
+    sb_config_t *config = sb_config_load (SB_SVC_INGRESS, err, sizeof err);
+    if (!config) {
+        fprintf (stderr, "switchboard-ingress: configuration error: %s\n", err);
+        return 2;
+    }
+    sb_log_level_t level = (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL");
+    sb_log_init ("ingress", level);
+    if (sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES"))
+        sb_warn ("main",
+                 "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who can reach this port can inject messages. Use for experiments only");
+    if (!sb_config_has (config, "TWILIO_AUTH_TOKEN"))
+        sb_warn ("main", "TWILIO_AUTH_TOKEN is not set: Twilio routes answer 503 until it is");
+    if (!sb_config_has (config, "META_APP_SECRET"))
+        sb_warn ("main", "META_APP_SECRET is not set: POST /meta/whatsapp answers 503 until it is");
+    if (!sb_config_has (config, "META_VERIFY_TOKEN"))
+        sb_warn ("main", "META_VERIFY_TOKEN is not set: GET /meta/whatsapp answers 503 until it is");
+    if (!sb_config_has (config, "SB_PUBLIC_URL"))
+        sb_info ("main", "SB_PUBLIC_URL is not set: Twilio signatures are checked against the Host header%s",
+                 sb_config_bool (config, "SB_TRUST_PROXY") ? " and X-Forwarded-Proto" : "");
+
+    s_raise_nofile ();
+    //  We handle signals ourselves; czmq must not install its handler.
+    zsys_handler_set (NULL);
+    zsys_set_max_sockets (0);  //  as many as the OS allows
+    zsys_set_linger (1000);
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    signal (SIGPIPE, SIG_IGN);
+    //  Past a file size limit, write() must fail (EFBIG: answered 503),
+    //  not kill the process.
+    signal (SIGXFSZ, SIG_IGN);
+
+    int status = 1;
+    sb_metrics_t *metrics = sb_metrics_new ();
+    sb_writer_t *writer = metrics ? sb_writer_new (config, metrics) : NULL;
+    sb_http_t *http = writer ? sb_http_new (config, writer, metrics) : NULL;
+    if (http) {
+        sb_info ("main", "ready ingress_id=%s listen=%s pub=%s next_seq=%llu",
+                 sb_config_str (config, "SB_INGRESS_ID"), sb_config_str (config, "SB_LISTEN"),
+                 sb_config_str (config, "SB_PUB"),
+                 (unsigned long long) sb_writer_next_seq (writer));
+        while (!s_stop)
+            pause ();
+        sb_info ("main", "stopping: finishing requests in flight");
+        status = 0;
+    }
+    sb_http_destroy (&http);
+    sb_writer_destroy (&writer);
+    sb_metrics_destroy (&metrics);
+    sb_config_destroy (&config);
+    zsys_shutdown ();
+    if (status == 0)
+        sb_info ("main", "stopped");
+    return status;
+}

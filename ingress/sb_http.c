@@ -1,0 +1,1059 @@
+/*  sb_http: the ingress's HTTP routes on civetweb.
+
+    One begin_request callback routes every request: it strips the optional
+    SB_PATH_PREFIX, answers 404/405 for unknown paths and methods, then for
+    the provider routes checks, in this order: the provider's secret is
+    configured (else 503), Content-Type (415), body size (413, before
+    reading when Content-Length says so), the signature over the exact bytes
+    (403), the body's shape (400), and finally hands the events to the
+    journal writer and answers only once they are durable (503 if not).
+
+    DESIGN
+    civetweb serves a connection with one worker thread for as long as the
+    connection lives, idle keep-alive time included. So the pool is sized
+    for connections, not for CPU (SB_HTTP_THREADS, default 512), and idle
+    and slow clients are bounded by keep_alive_timeout_ms and
+    request_timeout_ms. Each worker thread lazily creates its own
+    journal-writer client (a ZeroMQ DEALER) on its first webhook, so idle
+    threads cost no socket. Handlers hold no lock while waiting for the
+    journal. The path and query are taken raw (decode_url=no): Twilio signs
+    the URL as it sent it.
+
+    Limits: bodies larger than SB_MAX_BODY are refused; the request line and
+    headers are capped by civetweb (16 KiB).
+*/
+#include "sb_http.h"
+
+#include <assert.h>
+#include <civetweb.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "sb_event.h"
+#include "sb_form.h"
+#include "sb_json.h"
+#include "sb_log.h"
+#include "sb_meta.h"
+#include "sb_sig.h"
+#include "sb_twilio.h"
+
+#define S_JOURNAL_TIMEOUT_MS 10000  //  an fdatasync slower than this means a sick disk: 503
+#define S_TWIML_MAX (64 * 1024)
+#define S_CHALLENGE_MAX 256
+#define S_URL_MAX 16384
+#define S_DRAIN_MAX (8u * 1024 * 1024)  //  most bytes read to refuse a body politely
+
+typedef enum {
+    R_TWILIO_MESSAGES,
+    R_TWILIO_STATUS,
+    R_TWILIO_VOICE,
+    R_TWILIO_GATHER,
+    R_META_WHATSAPP,
+    R_HEALTHZ,
+    R_READYZ,
+    R_METRICS,
+    R_UNKNOWN,
+    R_COUNT
+} s_route_t;
+
+static const struct {
+    const char *path;   //  path after the prefix
+    const char *name;   //  label in metrics
+    const char *allow;  //  methods, for 405
+} s_routes[R_COUNT] = {
+    [R_TWILIO_MESSAGES] = {"/twilio/messages", "twilio_messages", "POST"},
+    [R_TWILIO_STATUS] = {"/twilio/status", "twilio_status", "POST"},
+    [R_TWILIO_VOICE] = {"/twilio/voice", "twilio_voice", "POST"},
+    [R_TWILIO_GATHER] = {"/twilio/gather", "twilio_gather", "POST"},
+    [R_META_WHATSAPP] = {"/meta/whatsapp", "meta_whatsapp", "GET, POST"},
+    [R_HEALTHZ] = {"/healthz", "healthz", "GET, HEAD"},
+    [R_READYZ] = {"/readyz", "readyz", "GET, HEAD"},
+    [R_METRICS] = {"/metrics", "metrics", "GET, HEAD"},
+    [R_UNKNOWN] = {NULL, "unknown", NULL},
+};
+
+//  Status codes counted per route.
+static const int s_codes[] = {200, 400, 403, 404, 405, 413, 415, 500, 503};
+#define S_CODES (sizeof s_codes / sizeof s_codes[0])
+
+//  Why a request was refused before the journal, for sb_rejected_total.
+typedef enum {
+    X_NOT_FOUND,
+    X_BAD_METHOD,
+    X_TOO_LARGE,
+    X_CONTENT_TYPE,
+    X_MALFORMED,
+    X_NOT_CONFIGURED,
+    X_JOURNAL,
+    X_COUNT
+} s_reject_t;
+static const char *s_reject_names[X_COUNT] = {
+    "not_found", "bad_method", "too_large", "content_type", "malformed", "not_configured",
+    "journal_unavailable"};
+
+struct sb_http_t {
+    struct mg_context *ctx;       //  civetweb server
+    sb_writer_t *writer;          //  borrowed: the journal actor
+    sb_metrics_t *metrics;        //  borrowed
+    char *prefix;                 //  SB_PATH_PREFIX ("" when none)
+    size_t prefix_len;            //  its length
+    char *public_url;             //  SB_PUBLIC_URL, NULL when unset
+    bool trust_proxy;             //  SB_TRUST_PROXY
+    bool skip_signatures;         //  SB_INSECURE_SKIP_SIGNATURES
+    char *twilio_token;           //  TWILIO_AUTH_TOKEN, NULL when unset
+    char *meta_secret;            //  META_APP_SECRET, NULL when unset
+    char *meta_verify;            //  META_VERIFY_TOKEN, NULL when unset
+    char *ingress_id;             //  SB_INGRESS_ID
+    size_t max_body;              //  SB_MAX_BODY
+    char *voice_twiml;            //  SB_TWILIO_VOICE_TWIML contents, NULL: default
+    char *gather_twiml;           //  SB_TWILIO_GATHER_TWIML contents, NULL: default
+    int port;                     //  bound port
+    atomic_int_fast64_t last_unconfigured_log;  //  rate limit of the "set X" log line
+    sb_metric_t *m_requests[R_COUNT][S_CODES];  //  requests by route and code
+    sb_metric_t *m_sig_fail[2][5];              //  403s by provider and reason
+    sb_metric_t *m_rejected[X_COUNT];           //  refusals by reason
+    sb_metric_t *m_latency;                     //  webhook latency histogram
+    sb_metric_t *m_inflight;                    //  webhooks in flight
+    atomic_int_fast64_t inflight;               //  its value
+};
+
+//  Per worker thread, created by init_thread.
+typedef struct {
+    sb_http_t *http;              //  the server
+    sb_writer_client_t *client;   //  journal writer client, created on first use
+    uint64_t rng;                 //  request id generator state
+} s_thread_t;
+
+//  One request being handled.
+typedef struct {
+    struct mg_connection *conn;
+    const struct mg_request_info *info;
+    sb_http_t *http;
+    s_thread_t *thread;
+    s_route_t route;
+    const char *path;       //  raw path as received (prefix included)
+    char id[17];            //  request id
+    int64_t started_us;     //  for the latency histogram
+    char *body;             //  request body, NUL-terminated (owned)
+    size_t body_size;
+    bool body_drained;      //  the body was read (kept or thrown away)
+} s_req_t;
+
+static int64_t
+s_now_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t
+s_wall_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t
+s_code_index (int code)
+{
+    for (size_t i = 0; i < S_CODES; i++)
+        if (s_codes[i] == code)
+            return i;
+    return S_CODES;
+}
+
+// --------------------------------------------------------------------------
+//  Answers
+
+static void
+s_respond (s_req_t *req, int code, const char *content_type, const char *body, size_t size)
+{
+    struct mg_connection *conn = req->conn;
+    char length[32];
+    snprintf (length, sizeof length, "%zu", size);
+    mg_response_header_start (conn, code);
+    mg_response_header_add (conn, "Content-Type", content_type, -1);
+    mg_response_header_add (conn, "Content-Length", length, -1);
+    mg_response_header_add (conn, "X-Request-Id", req->id, -1);
+    mg_response_header_add (conn, "Cache-Control", "no-store", -1);
+    if (code == 405 && req->route < R_UNKNOWN)
+        mg_response_header_add (conn, "Allow", s_routes[req->route].allow, -1);
+    mg_response_header_send (conn);
+    if (size && strcmp (req->info->request_method, "HEAD") != 0)
+        mg_write (conn, body, size);
+    size_t ci = s_code_index (code);
+    if (ci < S_CODES)
+        sb_metric_add (req->http->m_requests[req->route][ci], 1);
+}
+
+static void
+s_respond_text (s_req_t *req, int code, const char *text)
+{
+    s_respond (req, code, "text/plain; charset=utf-8", text, strlen (text));
+}
+
+//  Read and discard an unread request body, so that closing or reusing
+//  the connection does not reset it under the client before it reads our
+//  answer. Bodies past S_DRAIN_MAX are not worth reading: the connection is
+//  closed after the answer instead.
+static void
+s_drain (s_req_t *req)
+{
+    req->body_drained = true;
+    long long declared = req->info->content_length;
+    if (declared == 0)
+        return;
+    if (declared > (long long) S_DRAIN_MAX) {
+        mg_disable_connection_keep_alive (req->conn);
+        return;
+    }
+    char scratch[16384];
+    size_t total = 0;
+    int n;
+    while ((n = mg_read (req->conn, scratch, sizeof scratch)) > 0) {
+        total += (size_t) n;
+        if (total > S_DRAIN_MAX) {
+            mg_disable_connection_keep_alive (req->conn);
+            return;
+        }
+    }
+    if (n < 0)
+        mg_disable_connection_keep_alive (req->conn);
+}
+
+//  Refuse a request, count why, and log it at the given level.
+static int
+s_reject (s_req_t *req, int code, s_reject_t why, const char *text)
+{
+    sb_metric_add (req->http->m_rejected[why], 1);
+    if (!req->body && !req->body_drained)
+        s_drain (req);
+    s_respond_text (req, code, text);
+    sb_log (code >= 500 ? SB_LOG_WARN : SB_LOG_INFO, "http",
+            "refused method=%s path=\"%.200s\" status=%d reason=%s remote=%s request_id=%s",
+            req->info->request_method, req->path, code, s_reject_names[why],
+            req->info->remote_addr, req->id);
+    return code;
+}
+
+// --------------------------------------------------------------------------
+//  Request pieces
+
+static const char *
+s_header (s_req_t *req, const char *name)
+{
+    return mg_get_header (req->conn, name);
+}
+
+//  Content-Type's media type equals type (parameters such as charset ignored).
+static bool
+s_content_type_is (s_req_t *req, const char *type)
+{
+    const char *ct = s_header (req, "Content-Type");
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t len = strlen (type);
+    if (strncasecmp (ct, type, len) != 0)
+        return false;
+    char next = ct[len];
+    return next == 0 || next == ';' || next == ' ';
+}
+
+//  Read the body into req->body, up to max_body. 0, 413 or 400.
+static int
+s_read_body (s_req_t *req)
+{
+    size_t cap = req->http->max_body;
+    long long declared = req->info->content_length;
+    if (declared > (long long) cap)
+        return 413;
+    size_t alloc = declared >= 0 ? (size_t) declared + 1 : 16384;
+    if (alloc > cap + 1)
+        alloc = cap + 1;
+    char *buf = malloc (alloc);
+    if (!buf)
+        return 500;
+    size_t used = 0;
+    while (true) {
+        if (used + 1 >= alloc) {
+            if (alloc > cap) {
+                free (buf);
+                return 413;
+            }
+            size_t grow = alloc * 2 > cap + 1 ? cap + 1 : alloc * 2;
+            char *bigger = realloc (buf, grow);
+            if (!bigger) {
+                free (buf);
+                return 500;
+            }
+            buf = bigger;
+            alloc = grow;
+        }
+        int n = mg_read (req->conn, buf + used, alloc - 1 - used);
+        if (n < 0) {
+            free (buf);
+            return 400;
+        }
+        if (n == 0)
+            break;
+        used += (size_t) n;
+        if (used > cap) {
+            free (buf);
+            return 413;
+        }
+    }
+    if (declared >= 0 && used != (size_t) declared) {
+        free (buf);
+        return 400;  //  the client sent less than it announced (timed out)
+    }
+    buf[used] = 0;
+    req->body = buf;
+    req->body_size = used;
+    return 0;
+}
+
+//  The URL Twilio signed: SB_PUBLIC_URL verbatim, else scheme + Host; then
+//  the path and query as received. Caller owns the return value.
+static char *
+s_twilio_url (s_req_t *req)
+{
+    sb_http_t *http = req->http;
+    const char *query = req->info->query_string;
+    char *url = malloc (S_URL_MAX);
+    if (!url)
+        return NULL;
+    int n;
+    if (http->public_url)
+        n = snprintf (url, S_URL_MAX, "%s%s%s%s", http->public_url, req->path,
+                      query ? "?" : "", query ? query : "");
+    else {
+        const char *scheme = req->info->is_ssl ? "https" : "http";
+        const char *forwarded = http->trust_proxy ? s_header (req, "X-Forwarded-Proto") : NULL;
+        if (forwarded) {
+            //  The first hop's value: "https" or "http", nothing else.
+            if (strncasecmp (forwarded, "https", 5) == 0
+                && (forwarded[5] == 0 || forwarded[5] == ',' || forwarded[5] == ' '))
+                scheme = "https";
+            else if (strncasecmp (forwarded, "http", 4) == 0
+                     && (forwarded[4] == 0 || forwarded[4] == ',' || forwarded[4] == ' '))
+                scheme = "http";
+        }
+        const char *host = s_header (req, "Host");
+        if (!host || !*host || strpbrk (host, "/ ?#@")) {
+            free (url);
+            return NULL;
+        }
+        n = snprintf (url, S_URL_MAX, "%s://%s%s%s%s", scheme, host, req->path,
+                      query ? "?" : "", query ? query : "");
+    }
+    if (n < 0 || n >= S_URL_MAX) {
+        free (url);
+        return NULL;
+    }
+    return url;
+}
+
+//  Refuse unsigned or wrongly signed traffic. 0 when it may pass.
+static int
+s_signature_failed (s_req_t *req, int provider, sb_sig_result_t result)
+{
+    sb_http_t *http = req->http;
+    sb_metric_add (http->m_sig_fail[provider][result], 1);
+    s_respond_text (req, 403, "forbidden: bad signature\n");
+    sb_warn ("http",
+             "signature refused provider=%s reason=%s path=\"%.200s\" remote=%s request_id=%s",
+             provider ? "meta" : "twilio", sb_sig_reason (result), req->path,
+             req->info->remote_addr, req->id);
+    return 403;
+}
+
+//  Answer 503 for a provider whose secret is not set, and say what to set
+//  (at most once a minute in the log).
+static int
+s_not_configured (s_req_t *req, const char *variable)
+{
+    int64_t now = s_wall_ms ();
+    int64_t last = atomic_load (&req->http->last_unconfigured_log);
+    if (now - last > 60000
+        && atomic_compare_exchange_strong (&req->http->last_unconfigured_log, &last, now))
+        sb_error ("http",
+                  "webhook refused: %s is not set; set %s (or %s_FILE) to accept this provider path=\"%.200s\" request_id=%s",
+                  variable, variable, variable, req->path, req->id);
+    return s_reject (req, 503, X_NOT_CONFIGURED, "provider not configured\n");
+}
+
+//  A Twilio JSON body (bodySHA256 variant) as form parameters: a flat
+//  object whose values are strings, numbers or booleans.
+static sb_form_t *
+s_json_as_form (const char *body, size_t size)
+{
+    json_error_t error;
+    json_t *root = sb_json_load (body, size, SB_JSON_MAX_DEPTH, &error);
+    if (!json_is_object (root)) {
+        json_decref (root);
+        return NULL;
+    }
+    sb_form_t *form = sb_form_new ();
+    const char *key;
+    json_t *value;
+    json_object_foreach (root, key, value) {
+        char number[64];
+        const char *text = NULL;
+        if (json_is_string (value))
+            text = json_string_value (value);
+        else if (json_is_integer (value)) {
+            snprintf (number, sizeof number, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
+            text = number;
+        }
+        else if (json_is_real (value)) {
+            snprintf (number, sizeof number, "%.17g", json_real_value (value));
+            text = number;
+        }
+        else if (json_is_boolean (value))
+            text = json_is_true (value) ? "true" : "false";
+        else
+            continue;  //  nested values stay in raw_body
+        if (!form || sb_form_add (form, key, text)) {
+            sb_form_destroy (&form);
+            break;
+        }
+    }
+    json_decref (root);
+    return form;
+}
+
+static bool
+s_is_hex (char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+//  Parse a form keeping bad escapes ("%zz", "%4", "%00") literally, as a
+//  browser's decoder does: escape those '%' as "%25" and parse strictly.
+static sb_form_t *
+s_form_lenient (const char *body, size_t size)
+{
+    char *copy = malloc (size * 3 + 1);
+    if (!copy)
+        return NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < size; i++) {
+        bool good = body[i] != '%'
+                    || (i + 2 < size && s_is_hex (body[i + 1]) && s_is_hex (body[i + 2])
+                        && !(body[i + 1] == '0' && body[i + 2] == '0'));
+        if (body[i] == '%' && !good) {
+            memcpy (copy + used, "%25", 3);
+            used += 3;
+        }
+        else
+            copy[used++] = body[i];
+    }
+    sb_form_t *form = sb_form_parse (copy, used);
+    free (copy);
+    return form;
+}
+
+static void
+s_random_id (s_thread_t *thread, char out[17])
+{
+    //  xorshift64*: request ids only need to be unique enough to grep.
+    uint64_t x = thread->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    thread->rng = x;
+    uint64_t v = x * 0x2545F4914F6CDD1DULL;
+    snprintf (out, 17, "%016" PRIx64, v);
+}
+
+//  Fill what every event of this request shares.
+static int
+s_stamp_common (s_req_t *req, sb_event_t *event, int64_t received_ms)
+{
+    event->received_at_ms = received_ms;
+    const char *ct = s_header (req, "Content-Type");
+    if (sb_event_set (&event->ingress_id, req->http->ingress_id)
+        || sb_event_set (&event->epoch, sb_writer_epoch (req->http->writer))
+        || sb_event_set_raw (event, req->body, req->body_size)
+        || sb_event_set (&event->raw_content_type, ct ? ct : "")
+        || sb_event_set (&event->request_path, req->path)
+        || sb_event_set (&event->request_id, req->id))
+        return -1;
+    return 0;
+}
+
+//  Journal the events and answer. Takes ownership of nothing.
+static int
+s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char *content_type,
+                    const char *answer)
+{
+    int64_t received = s_wall_ms ();
+    for (size_t i = 0; i < count; i++)
+        if (s_stamp_common (req, events[i], received)) {
+            s_respond_text (req, 500, "out of memory\n");
+            return 500;
+        }
+    s_thread_t *thread = req->thread;
+    if (!thread->client)
+        thread->client = sb_writer_client_new (req->http->writer);
+    uint64_t first_seq = 0;
+    if (!thread->client
+        || sb_writer_client_store (thread->client, events, count, S_JOURNAL_TIMEOUT_MS,
+                                   &first_seq)
+               != SB_JOURNAL_STORED)
+        return s_reject (req, 503, X_JOURNAL, "journal unavailable, retry later\n");
+    s_respond (req, 200, content_type, answer, strlen (answer));
+    sb_metric_observe (req->http->m_latency, (double) (s_now_us () - req->started_us) / 1e6);
+    if (count > 0) {
+        char topic[96] = "";
+        sb_event_topic (events[0], topic, sizeof topic);
+        sb_info ("http",
+                 "stored method=POST path=\"%.200s\" status=200 topic=%s events=%zu seq=%" PRIu64
+                 " provider_id=%.64s request_id=%s us=%" PRId64,
+                 req->path, topic, count, first_seq, events[0]->provider_id, req->id,
+                 s_now_us () - req->started_us);
+    }
+    return 200;
+}
+
+// --------------------------------------------------------------------------
+//  Provider routes
+
+static const char s_empty_twiml[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
+static const char s_default_gather_twiml[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<Response><Say>Thank you. Goodbye.</Say><Hangup/></Response>\n";
+
+//  Escape text for an XML attribute into out. -1 when it does not fit.
+static int
+s_xml_attr (const char *text, char *out, size_t size)
+{
+    size_t used = 0;
+    for (const char *p = text; *p; p++) {
+        const char *rep = NULL;
+        switch (*p) {
+            case '&': rep = "&amp;"; break;
+            case '<': rep = "&lt;"; break;
+            case '>': rep = "&gt;"; break;
+            case '"': rep = "&quot;"; break;
+            case '\'': rep = "&apos;"; break;
+        }
+        size_t len = rep ? strlen (rep) : 1;
+        if (used + len + 1 > size)
+            return -1;
+        memcpy (out + used, rep ? rep : p, len);
+        used += len;
+    }
+    out[used] = 0;
+    return 0;
+}
+
+//  The voice answer: the configured TwiML, or a 6-digit <Gather> whose
+//  action is this ingress's /twilio/gather under the prefix the call came
+//  in on. Caller owns the return value.
+static char *
+s_voice_twiml (s_req_t *req)
+{
+    if (req->http->voice_twiml)
+        return strdup (req->http->voice_twiml);
+    //  The path up to "/twilio/voice" is the prefix as received.
+    size_t prefix_len = strlen (req->path) - strlen ("/twilio/voice");
+    char action[2048];
+    snprintf (action, sizeof action, "%s%.*s/twilio/gather",
+              req->http->public_url ? req->http->public_url : "", (int) prefix_len, req->path);
+    char escaped[4096];
+    if (s_xml_attr (action, escaped, sizeof escaped))
+        snprintf (escaped, sizeof escaped, "gather");
+    char *twiml = malloc (8192);
+    if (twiml)
+        snprintf (twiml, 8192,
+                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                  "<Response><Gather numDigits=\"6\" action=\"%s\" method=\"POST\">"
+                  "<Say>Please enter your six digit code.</Say></Gather>"
+                  "<Say>We did not receive any digits. Goodbye.</Say></Response>\n",
+                  escaped);
+    return twiml;
+}
+
+static int
+s_handle_twilio (s_req_t *req)
+{
+    sb_http_t *http = req->http;
+    if (strcmp (req->info->request_method, "POST") != 0)
+        return s_reject (req, 405, X_BAD_METHOD, "method not allowed\n");
+    if (!http->twilio_token && !http->skip_signatures)
+        return s_not_configured (req, "TWILIO_AUTH_TOKEN");
+    bool json = s_content_type_is (req, "application/json");
+    if (!json && !s_content_type_is (req, "application/x-www-form-urlencoded"))
+        return s_reject (req, 415, X_CONTENT_TYPE,
+                         "unsupported content type: expected application/x-www-form-urlencoded\n");
+    int rc = s_read_body (req);
+    if (rc == 413)
+        return s_reject (req, 413, X_TOO_LARGE, "request body too large\n");
+    if (rc)
+        return s_reject (req, rc, X_MALFORMED, "could not read the request body\n");
+
+    sb_form_t *form = json ? NULL : sb_form_parse (req->body, req->body_size);
+    if (!http->skip_signatures) {
+        //  A body with bad escapes is checked as a browser would decode it
+        //  (bad escapes kept literally), so a wrong signature is still 403
+        //  and only a validly signed malformed body is 400.
+        sb_form_t *lenient = json || form ? NULL : s_form_lenient (req->body, req->body_size);
+        char *url = s_twilio_url (req);
+        if (!url) {
+            sb_form_destroy (&form);
+            return s_reject (req, 400, X_MALFORMED, "missing or bad Host header\n");
+        }
+        //  A malformed form cannot be signed as Twilio signs: verify over
+        //  its pairs when it parses; otherwise the signature cannot match.
+        sb_sig_result_t sig;
+        if (json)
+            sig = sb_sig_twilio_validate (http->twilio_token, url, NULL, req->body,
+                                          req->body_size, s_header (req, "X-Twilio-Signature"));
+        else if (form)
+            sig = sb_sig_twilio_validate (http->twilio_token, url, form, NULL, 0,
+                                          s_header (req, "X-Twilio-Signature"));
+        else if (lenient)
+            sig = sb_sig_twilio_validate (http->twilio_token, url, lenient, NULL, 0,
+                                          s_header (req, "X-Twilio-Signature"));
+        else {
+            //  Not even leniently a form (too many pairs): tell a missing
+            //  signature from a bad body.
+            const char *given = s_header (req, "X-Twilio-Signature");
+            sig = given && *given ? SB_SIG_OK : SB_SIG_MISSING;
+        }
+        sb_form_destroy (&lenient);
+        free (url);
+        if (sig != SB_SIG_OK) {
+            sb_form_destroy (&form);
+            return s_signature_failed (req, 0, sig);
+        }
+        if (!json && !form) {
+            //  Signed by someone holding the token, yet not a form: 400.
+            return s_reject (req, 400, X_MALFORMED, "malformed form body\n");
+        }
+    }
+    if (json)
+        form = s_json_as_form (req->body, req->body_size);
+    if (!form)
+        return s_reject (req, 400, X_MALFORMED, "malformed body\n");
+
+    sb_twilio_route_t route = req->route == R_TWILIO_MESSAGES ? SB_TWILIO_MESSAGES
+                              : req->route == R_TWILIO_STATUS ? SB_TWILIO_STATUS
+                              : req->route == R_TWILIO_VOICE  ? SB_TWILIO_VOICE
+                                                              : SB_TWILIO_GATHER;
+    char err[256] = "";
+    sb_event_t *event = sb_twilio_normalize (route, form, err, sizeof err);
+    sb_form_destroy (&form);
+    if (!event) {
+        sb_warn ("http", "malformed twilio webhook path=\"%.200s\" reason=\"%s\" request_id=%s",
+                 req->path, err, req->id);
+        return s_reject (req, 400, X_MALFORMED, "malformed webhook\n");
+    }
+    char *voice = NULL;
+    const char *answer = "";
+    const char *type = "text/plain; charset=utf-8";
+    if (req->route == R_TWILIO_MESSAGES)
+        answer = s_empty_twiml, type = "text/xml";
+    else if (req->route == R_TWILIO_VOICE) {
+        voice = s_voice_twiml (req);
+        answer = voice ? voice : s_empty_twiml;
+        type = "text/xml";
+    }
+    else if (req->route == R_TWILIO_GATHER) {
+        answer = http->gather_twiml ? http->gather_twiml : s_default_gather_twiml;
+        type = "text/xml";
+    }
+    rc = s_store_and_answer (req, &event, 1, type, answer);
+    free (voice);
+    sb_event_destroy (&event);
+    return rc;
+}
+
+static int
+s_handle_meta_handshake (s_req_t *req)
+{
+    sb_http_t *http = req->http;
+    if (!http->meta_verify)
+        return s_not_configured (req, "META_VERIFY_TOKEN");
+    const char *query = req->info->query_string;
+    sb_form_t *form = query ? sb_form_parse (query, strlen (query)) : NULL;
+    const char *mode = form ? sb_form_get (form, "hub.mode") : NULL;
+    const char *token = form ? sb_form_get (form, "hub.verify_token") : NULL;
+    const char *challenge = form ? sb_form_get (form, "hub.challenge") : NULL;
+    bool ok = mode && strcmp (mode, "subscribe") == 0 && token && challenge && *challenge
+              && strlen (challenge) <= S_CHALLENGE_MAX
+              && strlen (token) == strlen (http->meta_verify)
+              && CRYPTO_memcmp (token, http->meta_verify, strlen (token)) == 0;
+    int rc;
+    if (ok) {
+        s_respond_text (req, 200, challenge);
+        sb_info ("http", "meta subscription verified request_id=%s", req->id);
+        rc = 200;
+    }
+    else {
+        sb_metric_add (http->m_sig_fail[1][SB_SIG_MISMATCH], 1);
+        s_respond_text (req, 403, "forbidden\n");
+        sb_warn ("http", "meta subscription handshake refused remote=%s request_id=%s",
+                 req->info->remote_addr, req->id);
+        rc = 403;
+    }
+    sb_form_destroy (&form);
+    return rc;
+}
+
+static int
+s_handle_meta (s_req_t *req)
+{
+    sb_http_t *http = req->http;
+    const char *method = req->info->request_method;
+    if (strcmp (method, "GET") == 0)
+        return s_handle_meta_handshake (req);
+    if (strcmp (method, "POST") != 0)
+        return s_reject (req, 405, X_BAD_METHOD, "method not allowed\n");
+    if (!http->meta_secret && !http->skip_signatures)
+        return s_not_configured (req, "META_APP_SECRET");
+    if (!s_content_type_is (req, "application/json"))
+        return s_reject (req, 415, X_CONTENT_TYPE,
+                         "unsupported content type: expected application/json\n");
+    int rc = s_read_body (req);
+    if (rc == 413)
+        return s_reject (req, 413, X_TOO_LARGE, "request body too large\n");
+    if (rc)
+        return s_reject (req, rc, X_MALFORMED, "could not read the request body\n");
+    if (!http->skip_signatures) {
+        sb_sig_result_t sig = sb_sig_meta_validate (http->meta_secret, req->body, req->body_size,
+                                                    s_header (req, "X-Hub-Signature-256"));
+        if (sig != SB_SIG_OK)
+            return s_signature_failed (req, 1, sig);
+    }
+    sb_event_t **events = NULL;
+    size_t count = 0;
+    char err[256] = "";
+    if (sb_meta_normalize (req->body, req->body_size, &events, &count, err, sizeof err)) {
+        sb_warn ("http", "malformed meta webhook path=\"%.200s\" reason=\"%s\" request_id=%s",
+                 req->path, err, req->id);
+        return s_reject (req, 400, X_MALFORMED, "malformed webhook\n");
+    }
+    rc = s_store_and_answer (req, events, count, "text/plain; charset=utf-8", "");
+    sb_meta_events_free (&events, count);
+    return rc;
+}
+
+// --------------------------------------------------------------------------
+//  Health and metrics
+
+static int
+s_handle_health (s_req_t *req)
+{
+    const char *method = req->info->request_method;
+    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0)
+        return s_reject (req, 405, X_BAD_METHOD, "method not allowed\n");
+    if (req->route == R_HEALTHZ) {
+        s_respond_text (req, 200, "ok\n");
+        return 200;
+    }
+    if (req->route == R_READYZ) {
+        if (sb_writer_ready (req->http->writer)) {
+            s_respond_text (req, 200, "ready\n");
+            return 200;
+        }
+        s_respond_text (req, 503, "not ready: the journal is not writable\n");
+        return 503;
+    }
+    sb_metric_set (req->http->m_inflight, atomic_load (&req->http->inflight));
+    char *text = sb_metrics_render (req->http->metrics);
+    if (!text) {
+        s_respond_text (req, 500, "out of memory\n");
+        return 500;
+    }
+    s_respond (req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen (text));
+    free (text);
+    return 200;
+}
+
+// --------------------------------------------------------------------------
+//  civetweb callbacks
+
+static s_route_t
+s_route (sb_http_t *http, const char *path)
+{
+    //  Routes answer under the prefix and without it (for proxies that
+    //  strip it; see README "Behind a proxy").
+    const char *rest = path;
+    if (http->prefix_len && strncmp (path, http->prefix, http->prefix_len) == 0
+        && path[http->prefix_len] == '/')
+        rest = path + http->prefix_len;
+    for (int r = 0; r < R_UNKNOWN; r++)
+        if (strcmp (rest, s_routes[r].path) == 0)
+            return (s_route_t) r;
+    return R_UNKNOWN;
+}
+
+static int
+s_begin_request (struct mg_connection *conn)
+{
+    sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
+    s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
+    assert (thread);
+    s_req_t req = {
+        .conn = conn,
+        .info = mg_get_request_info (conn),
+        .http = http,
+        .thread = thread,
+        .started_us = s_now_us (),
+    };
+    s_random_id (thread, req.id);
+    req.path = req.info->local_uri_raw ? req.info->local_uri_raw : req.info->local_uri;
+    if (!req.path)
+        req.path = "";
+    req.route = s_route (http, req.path);
+    int rc;
+    atomic_fetch_add (&http->inflight, 1);
+    switch (req.route) {
+        case R_TWILIO_MESSAGES:
+        case R_TWILIO_STATUS:
+        case R_TWILIO_VOICE:
+        case R_TWILIO_GATHER:
+            rc = s_handle_twilio (&req);
+            break;
+        case R_META_WHATSAPP:
+            rc = s_handle_meta (&req);
+            break;
+        case R_HEALTHZ:
+        case R_READYZ:
+        case R_METRICS:
+            rc = s_handle_health (&req);
+            break;
+        default:
+            rc = s_reject (&req, 404, X_NOT_FOUND, "not found\n");
+            break;
+    }
+    atomic_fetch_sub (&http->inflight, 1);
+    free (req.body);
+    return rc;
+}
+
+static void *
+s_init_thread (const struct mg_context *ctx, int thread_type)
+{
+    if (thread_type != 1)
+        return NULL;
+    s_thread_t *thread = calloc (1, sizeof *thread);
+    if (!thread)
+        return NULL;
+    thread->http = (sb_http_t *) mg_get_user_data (ctx);
+    if (getrandom (&thread->rng, sizeof thread->rng, 0) != sizeof thread->rng)
+        thread->rng = (uint64_t) s_now_us () ^ (uint64_t) (uintptr_t) thread;
+    thread->rng |= 1;
+    return thread;
+}
+
+static void
+s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
+{
+    s_thread_t *thread = (s_thread_t *) pointer;
+    if (!thread)
+        return;
+    sb_writer_client_destroy (&thread->client);
+    free (thread);
+}
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    //  civetweb's own messages (timeouts, client errors) are debug detail.
+    sb_debug ("civetweb", "%s", message);
+    return 1;
+}
+
+// --------------------------------------------------------------------------
+
+static char *
+s_read_twiml (const char *variable, const char *path)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file) {
+        char ebuf[128];
+        sb_error ("http", "cannot open TwiML file variable=%s path=%s error=\"%s\"", variable,
+                  path, sb_strerror (errno, ebuf, sizeof ebuf));
+        return NULL;
+    }
+    char *buf = malloc (S_TWIML_MAX + 1);
+    size_t n = buf ? fread (buf, 1, S_TWIML_MAX + 1, file) : 0;
+    fclose (file);
+    if (!buf || n == 0 || n > S_TWIML_MAX || !strstr (buf, "<Response")) {
+        sb_error ("http", "bad TwiML file variable=%s path=%s: expected a <Response> of at most %d bytes",
+                  variable, path, S_TWIML_MAX);
+        free (buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+static char *
+s_dup_optional (const sb_config_t *config, const char *name)
+{
+    return sb_config_has (config, name) ? strdup (sb_config_str (config, name)) : NULL;
+}
+
+static void
+s_register_metrics (sb_http_t *self)
+{
+    for (int r = 0; r < R_COUNT; r++)
+        for (size_t c = 0; c < S_CODES; c++) {
+            char labels[96];
+            snprintf (labels, sizeof labels, "route=\"%s\",code=\"%d\"", s_routes[r].name,
+                      s_codes[c]);
+            self->m_requests[r][c] = sb_metrics_counter (
+                self->metrics, "sb_http_requests_total", "HTTP requests by route and status", labels);
+        }
+    static const char *providers[2] = {"twilio", "meta"};
+    for (int p = 0; p < 2; p++)
+        for (int why = 1; why < 5; why++) {
+            char labels[96];
+            snprintf (labels, sizeof labels, "provider=\"%s\",reason=\"%s\"", providers[p],
+                      sb_sig_reason ((sb_sig_result_t) why));
+            self->m_sig_fail[p][why] = sb_metrics_counter (
+                self->metrics, "sb_signature_failures_total",
+                "Webhooks refused with 403 by provider and reason", labels);
+        }
+    for (int x = 0; x < X_COUNT; x++) {
+        char labels[64];
+        snprintf (labels, sizeof labels, "reason=\"%s\"", s_reject_names[x]);
+        self->m_rejected[x] = sb_metrics_counter (self->metrics, "sb_rejected_requests_total",
+                                                  "Requests refused before the journal, by reason",
+                                                  labels);
+    }
+    static const double bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1};
+    self->m_latency = sb_metrics_histogram (self->metrics, "sb_webhook_seconds",
+                                            "Time from request to durable answer", NULL, bounds,
+                                            sizeof bounds / sizeof bounds[0]);
+    self->m_inflight = sb_metrics_gauge (self->metrics, "sb_http_inflight",
+                                         "Requests being handled", NULL);
+}
+
+sb_http_t *
+sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metrics)
+{
+    sb_http_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->writer = writer;
+    self->metrics = metrics;
+    self->prefix = strdup (sb_config_str (config, "SB_PATH_PREFIX"));
+    self->prefix_len = self->prefix ? strlen (self->prefix) : 0;
+    self->public_url = s_dup_optional (config, "SB_PUBLIC_URL");
+    self->trust_proxy = sb_config_bool (config, "SB_TRUST_PROXY");
+    self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
+    self->twilio_token = s_dup_optional (config, "TWILIO_AUTH_TOKEN");
+    self->meta_secret = s_dup_optional (config, "META_APP_SECRET");
+    self->meta_verify = s_dup_optional (config, "META_VERIFY_TOKEN");
+    self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
+    self->max_body = (size_t) sb_config_int (config, "SB_MAX_BODY");
+    atomic_init (&self->last_unconfigured_log, 0);
+    atomic_init (&self->inflight, 0);
+    if (!self->prefix || !self->ingress_id)
+        goto fail;
+    if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
+        && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
+                                               sb_config_str (config, "SB_TWILIO_VOICE_TWIML"))))
+        goto fail;
+    if (sb_config_has (config, "SB_TWILIO_GATHER_TWIML")
+        && !(self->gather_twiml = s_read_twiml ("SB_TWILIO_GATHER_TWIML",
+                                                sb_config_str (config, "SB_TWILIO_GATHER_TWIML"))))
+        goto fail;
+    s_register_metrics (self);
+
+    char threads[16], request_timeout[16], keepalive_timeout[16], queue[16];
+    snprintf (threads, sizeof threads, "%" PRId64, sb_config_int (config, "SB_HTTP_THREADS"));
+    snprintf (request_timeout, sizeof request_timeout, "%" PRId64,
+              sb_config_int (config, "SB_HTTP_REQUEST_TIMEOUT_MS"));
+    snprintf (keepalive_timeout, sizeof keepalive_timeout, "%" PRId64,
+              sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS"));
+    snprintf (queue, sizeof queue, "%" PRId64, sb_config_int (config, "SB_HTTP_QUEUE"));
+    const char *options[] = {
+        "listening_ports", sb_config_str (config, "SB_LISTEN"),
+        "num_threads", threads,
+        "request_timeout_ms", request_timeout,
+        "keep_alive_timeout_ms", keepalive_timeout,
+        "enable_keep_alive", "yes",
+        "connection_queue", queue,
+        "listen_backlog", "1024",
+        "decode_url", "no",
+        "tcp_nodelay", "1",
+        NULL};
+    struct mg_callbacks callbacks = {0};
+    callbacks.begin_request = s_begin_request;
+    callbacks.init_thread = s_init_thread;
+    callbacks.exit_thread = s_exit_thread;
+    callbacks.log_message = s_log_message;
+    struct mg_init_data init = {&callbacks, self, options};
+    char error_text[256] = "";
+    struct mg_error_data error = {NULL, error_text, sizeof error_text};
+    self->ctx = mg_start2 (&init, &error);
+    if (!self->ctx) {
+        sb_error ("http", "cannot start the HTTP server listen=%s error=\"%s\"",
+                  sb_config_str (config, "SB_LISTEN"), error_text);
+        goto fail;
+    }
+    struct mg_server_port ports[4];
+    int n = mg_get_server_ports (self->ctx, 4, ports);
+    self->port = n > 0 ? ports[0].port : 0;
+    sb_info ("http", "listening listen=%s port=%d threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s prefix=\"%s\"",
+             sb_config_str (config, "SB_LISTEN"), self->port, threads, request_timeout,
+             keepalive_timeout, self->prefix);
+    return self;
+fail:
+    sb_http_destroy (&self);
+    return NULL;
+}
+
+void
+sb_http_destroy (sb_http_t **self_p)
+{
+    assert (self_p);
+    if (!*self_p)
+        return;
+    sb_http_t *self = *self_p;
+    if (self->ctx)
+        mg_stop (self->ctx);
+    free (self->prefix);
+    free (self->public_url);
+    //  Secrets do not linger in freed memory.
+    if (self->twilio_token)
+        OPENSSL_cleanse (self->twilio_token, strlen (self->twilio_token));
+    if (self->meta_secret)
+        OPENSSL_cleanse (self->meta_secret, strlen (self->meta_secret));
+    if (self->meta_verify)
+        OPENSSL_cleanse (self->meta_verify, strlen (self->meta_verify));
+    free (self->twilio_token);
+    free (self->meta_secret);
+    free (self->meta_verify);
+    free (self->ingress_id);
+    free (self->voice_twiml);
+    free (self->gather_twiml);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+sb_http_port (const sb_http_t *self)
+{
+    return self->port;
+}

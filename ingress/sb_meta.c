@@ -1,0 +1,687 @@
+/*  sb_meta: a Meta WhatsApp Cloud API webhook body into Events.
+
+    The body is parsed once with jansson and walked entry x change x
+    (message, then status). The shape the walk depends on is checked
+    strictly and any deviation fails the whole request (the caller answers
+    400, Meta retries and alerts): top level an object, "entry" an array of
+    objects, each with a "changes" array of objects, each with a "value"
+    object whose "messages" and "statuses", when present, are arrays of
+    objects. Inside a message or status we are lenient: a field of the
+    wrong type is left empty, never an error, because the object itself is
+    kept whole, compact, in detail_json, and the request verbatim in
+    raw_body.
+
+    Parsing limits (jansson): nesting deeper than JSON_PARSER_MAX_DEPTH
+    (2048) fails, as do NUL bytes (raw or \u0000), invalid UTF-8, integers
+    beyond int64 and reals beyond double. Duplicate keys are refused
+    (JSON_REJECT_DUPLICATES): Meta never sends them, and a body that two
+    parsers could read two ways must not become events that a re-read of
+    raw_body would not reproduce. The size is capped by the HTTP layer
+    (SB_MAX_BODY); the number of events by SB_META_MAX_EVENTS below.
+
+    Addresses: for a message, from is the user (message.from) and to our
+    number (display_phone_number); for a status, from is our number and to
+    the recipient (recipient_id), as in Twilio's status callbacks.
+*/
+#include "sb_meta.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sb_json.h"
+#include "sb_log.h"
+
+//  Most events one body may produce; Meta batches at most about a thousand.
+#define SB_META_MAX_EVENTS 10000
+
+//  The events produced so far, in order.
+typedef struct {
+    sb_event_t **items;  //  owned events
+    size_t count;        //  used slots
+    size_t capacity;     //  allocated slots
+} s_list_t;
+
+//  Where the walk is, for the fields every event of a change shares.
+typedef struct {
+    const char *entry_id;       //  entry[].id (borrowed from the JSON)
+    const char *field;          //  changes[].field
+    json_t *value;              //  changes[].value
+    const char *account;        //  value.metadata.phone_number_id
+    const char *display_phone;  //  value.metadata.display_phone_number
+} s_change_t;
+
+static void
+    s_fail (char *err, size_t err_size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_fail (char *err, size_t err_size, const char *fmt, ...)
+{
+    if (!err || err_size == 0)
+        return;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (err, err_size, fmt, args);
+    va_end (args);
+}
+
+//  The string member key of object, or NULL when absent or not a string.
+static const char *
+s_str (const json_t *object, const char *key)
+{
+    return json_string_value (json_object_get (object, key));
+}
+
+//  A decimal integer from a JSON integer or a string of digits (Meta sends
+//  timestamps as strings). 0 when absent or not exactly that.
+static int64_t
+s_int (const json_t *value)
+{
+    if (json_is_integer (value))
+        return json_integer_value (value);
+    const char *text = json_string_value (value);
+    if (!text || !*text)
+        return 0;
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    if (!*digits || strspn (digits, "0123456789") != strlen (digits))
+        return 0;
+    errno = 0;
+    char *end;
+    long long number = strtoll (text, &end, 10);
+    if (errno || *end)
+        return 0;
+    return number;
+}
+
+//  A number from a JSON number or a string that is exactly one.
+static double
+s_double (const json_t *value)
+{
+    if (json_is_number (value))
+        return json_number_value (value);
+    const char *text = json_string_value (value);
+    if (!text || !*text)
+        return 0;
+    errno = 0;
+    char *end;
+    double number = strtod (text, &end);
+    if (errno || *end || !isfinite (number))
+        return 0;
+    return number;
+}
+
+//  Set field to the string member key of object (absent: left empty).
+//  Clears *ok when out of memory.
+static void
+s_put (bool *ok, char **field, const json_t *object, const char *key)
+{
+    const char *value = s_str (object, key);
+    if (value && sb_event_set (field, value))
+        *ok = false;
+}
+
+static void
+s_put_text (bool *ok, char **field, const char *value)
+{
+    if (value && sb_event_set (field, value))
+        *ok = false;
+}
+
+//  A new event with what every event of this change carries.
+static sb_event_t *
+s_event_new (const s_change_t *change, Switchboard__V1__Kind kind, bool *ok)
+{
+    sb_event_t *event = sb_event_new ();
+    if (!event) {
+        *ok = false;
+        return NULL;
+    }
+    event->provider = SB_PROVIDER_META;
+    event->channel = SB_CHANNEL_WHATSAPP;
+    event->kind = kind;
+    s_put_text (ok, &event->account, change->account);
+    s_put_text (ok, &event->display_phone_number, change->display_phone);
+    s_put_text (ok, &event->business_account_id, change->entry_id);
+    s_put_text (ok, &event->webhook_field, change->field);
+    return event;
+}
+
+//  detail_json: the provider's own object, compact.
+static void
+s_put_detail (bool *ok, sb_event_t *event, const json_t *object)
+{
+    char *text = json_dumps (object, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text || sb_event_set (&event->detail_json, text))
+        *ok = false;
+    free (text);
+}
+
+//  errors[] of a message or status into event->errors.
+static void
+s_put_errors (bool *ok, sb_event_t *event, const json_t *errors)
+{
+    size_t i;
+    json_t *error;
+    json_array_foreach (errors, i, error) {
+        if (!json_is_object (error))
+            continue;
+        sb_event_error_t *item = sb_event_add_error (event);
+        if (!item) {
+            *ok = false;
+            return;
+        }
+        item->code = s_int (json_object_get (error, "code"));
+        s_put (ok, &item->title, error, "title");
+        s_put (ok, &item->message, error, "message");
+        s_put (ok, &item->href, error, "href");
+        const char *details = s_str (json_object_get (error, "error_data"), "details");
+        s_put_text (ok, &item->details, details ? details : s_str (error, "details"));
+    }
+}
+
+//  image, audio, video, document, sticker.
+static void
+s_put_media (bool *ok, sb_event_t *event, const json_t *media)
+{
+    if (!json_is_object (media))
+        return;
+    sb_event_media_t *item = sb_event_add_media (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->id, media, "id");
+    s_put (ok, &item->content_type, media, "mime_type");
+    s_put (ok, &item->sha256, media, "sha256");
+    s_put (ok, &item->caption, media, "caption");
+    s_put (ok, &item->filename, media, "filename");
+    s_put (ok, &item->url, media, "url");
+    item->voice = json_is_true (json_object_get (media, "voice"));
+    item->animated = json_is_true (json_object_get (media, "animated"));
+    s_put (ok, &event->text, media, "caption");
+}
+
+static void
+s_put_location (bool *ok, sb_event_t *event, const json_t *location)
+{
+    if (!json_is_object (location))
+        return;
+    Switchboard__V1__Location *item = sb_event_location (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    item->latitude = s_double (json_object_get (location, "latitude"));
+    item->longitude = s_double (json_object_get (location, "longitude"));
+    s_put (ok, &item->name, location, "name");
+    s_put (ok, &item->address, location, "address");
+    s_put (ok, &item->url, location, "url");
+}
+
+static void
+s_put_contacts (bool *ok, sb_event_t *event, const json_t *contacts)
+{
+    size_t i;
+    json_t *contact;
+    json_array_foreach (contacts, i, contact) {
+        if (!json_is_object (contact))
+            continue;
+        sb_event_contact_t *card = sb_event_add_contact (event);
+        if (!card) {
+            *ok = false;
+            return;
+        }
+        s_put (ok, &card->formatted_name, json_object_get (contact, "name"), "formatted_name");
+        s_put (ok, &card->organization, json_object_get (contact, "org"), "company");
+        size_t k;
+        json_t *phone;
+        json_array_foreach (json_object_get (contact, "phones"), k, phone) {
+            const char *number = s_str (phone, "phone");
+            const char *wa_id = s_str (phone, "wa_id");
+            if (number && sb_event_add_string (&card->phones, &card->n_phones, number))
+                *ok = false;
+            if (wa_id && sb_event_add_string (&card->wa_ids, &card->n_wa_ids, wa_id))
+                *ok = false;
+        }
+    }
+}
+
+//  interactive: button_reply, list_reply (and whatever else, by its type).
+static void
+s_put_interactive (bool *ok, sb_event_t *event, const json_t *interactive)
+{
+    if (!json_is_object (interactive))
+        return;
+    Switchboard__V1__Interactive *item = sb_event_interactive (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    const char *type = s_str (interactive, "type");
+    s_put_text (ok, &item->type, type);
+    const json_t *reply = type ? json_object_get (interactive, type) : NULL;
+    s_put (ok, &item->id, reply, "id");
+    s_put (ok, &item->title, reply, "title");
+    s_put (ok, &item->description, reply, "description");
+    s_put (ok, &event->text, reply, "title");
+}
+
+//  button: the quick-reply of a template.
+static void
+s_put_button (bool *ok, sb_event_t *event, const json_t *button)
+{
+    if (!json_is_object (button))
+        return;
+    Switchboard__V1__Interactive *item = sb_event_interactive (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put_text (ok, &item->type, "button");
+    s_put (ok, &item->id, button, "payload");
+    s_put (ok, &item->title, button, "text");
+    s_put (ok, &event->text, button, "text");
+}
+
+static void
+s_put_reaction (bool *ok, sb_event_t *event, const json_t *reaction)
+{
+    if (!json_is_object (reaction))
+        return;
+    Switchboard__V1__Reaction *item = sb_event_reaction (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->message_id, reaction, "message_id");
+    s_put (ok, &item->emoji, reaction, "emoji");  //  absent: the reaction was removed
+}
+
+//  A price as the provider wrote it: a string unchanged, a number in the
+//  shortest form that reads back the same.
+static void
+s_put_price (bool *ok, char **field, const json_t *price)
+{
+    char text[64];
+    if (json_is_string (price)) {
+        s_put_text (ok, field, json_string_value (price));
+        return;
+    }
+    if (json_is_integer (price))
+        snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (price));
+    else
+    if (json_is_real (price)) {
+        double value = json_real_value (price);
+        snprintf (text, sizeof text, "%.15g", value);
+        if (strtod (text, NULL) != value)
+            snprintf (text, sizeof text, "%.17g", value);
+    }
+    else
+        return;
+    s_put_text (ok, field, text);
+}
+
+static void
+s_put_order (bool *ok, sb_event_t *event, const json_t *order)
+{
+    if (!json_is_object (order))
+        return;
+    Switchboard__V1__Order *item = sb_event_order (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->catalog_id, order, "catalog_id");
+    s_put (ok, &item->text, order, "text");
+    size_t i;
+    json_t *product;
+    json_array_foreach (json_object_get (order, "product_items"), i, product) {
+        if (!json_is_object (product))
+            continue;
+        sb_event_order_item_t *line = sb_event_add_order_item (event);
+        if (!line) {
+            *ok = false;
+            return;
+        }
+        s_put (ok, &line->product_retailer_id, product, "product_retailer_id");
+        line->quantity = s_int (json_object_get (product, "quantity"));
+        s_put_price (ok, &line->item_price, json_object_get (product, "item_price"));
+        s_put (ok, &line->currency, product, "currency");
+    }
+}
+
+static void
+s_put_system (bool *ok, sb_event_t *event, const json_t *system)
+{
+    if (!json_is_object (system))
+        return;
+    Switchboard__V1__System *item = sb_event_system (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->type, system, "type");
+    s_put (ok, &item->body, system, "body");
+    const char *new_wa_id = s_str (system, "new_wa_id");
+    s_put_text (ok, &item->new_wa_id, new_wa_id ? new_wa_id : s_str (system, "wa_id"));
+}
+
+//  The message types we map; anything else is "unknown".
+static const char *s_known_types[] = {
+    "text",        "image",   "audio",    "video", "document", "sticker",     "location", "contacts",
+    "interactive", "button",  "reaction", "order", "system",   "unsupported", "unknown",
+};
+
+static bool
+s_known (const char *type)
+{
+    for (size_t i = 0; type && i < sizeof s_known_types / sizeof s_known_types[0]; i++)
+        if (strcmp (type, s_known_types[i]) == 0)
+            return true;
+    return false;
+}
+
+//  The member named by the message's type. Unknown types (type NULL or
+//  not in s_known_types) are kept whole in detail_json only.
+static void
+s_put_body (bool *ok, sb_event_t *event, const char *type, const json_t *body)
+{
+    if (!s_known (type))
+        return;
+    if (strcmp (type, "text") == 0)
+        s_put (ok, &event->text, body, "body");
+    else
+    if (strcmp (type, "image") == 0 || strcmp (type, "audio") == 0 || strcmp (type, "video") == 0
+        || strcmp (type, "document") == 0 || strcmp (type, "sticker") == 0)
+        s_put_media (ok, event, body);
+    else
+    if (strcmp (type, "location") == 0)
+        s_put_location (ok, event, body);
+    else
+    if (strcmp (type, "contacts") == 0)
+        s_put_contacts (ok, event, body);
+    else
+    if (strcmp (type, "interactive") == 0)
+        s_put_interactive (ok, event, body);
+    else
+    if (strcmp (type, "button") == 0)
+        s_put_button (ok, event, body);
+    else
+    if (strcmp (type, "reaction") == 0)
+        s_put_reaction (ok, event, body);
+    else
+    if (strcmp (type, "order") == 0)
+        s_put_order (ok, event, body);
+    else
+    if (strcmp (type, "system") == 0)
+        s_put_system (ok, event, body);
+    //  unsupported, unknown: their errors[] are read by the caller
+}
+
+//  The contact whose wa_id is from, else the first one.
+static const json_t *
+s_contact_for (const json_t *contacts, const char *from)
+{
+    size_t i;
+    json_t *contact;
+    json_array_foreach (contacts, i, contact)
+        if (from && json_is_object (contact) && s_str (contact, "wa_id")
+            && strcmp (s_str (contact, "wa_id"), from) == 0)
+            return contact;
+    contact = json_array_get (contacts, 0);
+    return json_is_object (contact) ? contact : NULL;
+}
+
+//  One value.messages[] element. NULL when out of memory.
+static sb_event_t *
+s_message (const s_change_t *change, const json_t *message)
+{
+    bool ok = true;
+    sb_event_t *event = s_event_new (change, SB_KIND_MESSAGE, &ok);
+    if (!event)
+        return NULL;
+    const char *from = s_str (message, "from");
+    const char *type = s_str (message, "type");
+    s_put_text (&ok, &event->from, from);
+    s_put_text (&ok, &event->to, change->display_phone);
+    s_put (&ok, &event->provider_id, message, "id");
+    event->provider_timestamp = s_int (json_object_get (message, "timestamp"));
+    s_put (&ok, &event->context_id, json_object_get (message, "context"), "id");
+    s_put_text (&ok, &event->message_type, s_known (type) ? type : "unknown");
+
+    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), from);
+    s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+    s_put (&ok, &event->wa_id, contact, "wa_id");
+
+    s_put_body (&ok, event, type, json_object_get (message, type ? type : ""));
+    s_put_errors (&ok, event, json_object_get (message, "errors"));
+    s_put_detail (&ok, event, message);
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  One value.statuses[] element. NULL when out of memory.
+static sb_event_t *
+s_status (const s_change_t *change, const json_t *status)
+{
+    bool ok = true;
+    sb_event_t *event = s_event_new (change, SB_KIND_STATUS, &ok);
+    Switchboard__V1__Status *item = event ? sb_event_status (event) : NULL;
+    if (!item) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    s_put (&ok, &event->provider_id, status, "id");
+    event->provider_timestamp = s_int (json_object_get (status, "timestamp"));
+    s_put_text (&ok, &event->from, change->display_phone);
+    s_put (&ok, &event->to, status, "recipient_id");
+    s_put (&ok, &item->status, status, "status");
+    s_put (&ok, &item->recipient, status, "recipient_id");
+    const json_t *conversation = json_object_get (status, "conversation");
+    s_put (&ok, &item->conversation_id, conversation, "id");
+    s_put (&ok, &item->conversation_origin, json_object_get (conversation, "origin"), "type");
+    const json_t *pricing = json_object_get (status, "pricing");
+    s_put (&ok, &item->pricing_category, pricing, "category");
+    item->billable = json_is_true (json_object_get (pricing, "billable"));
+
+    const json_t *errors = json_object_get (status, "errors");
+    const json_t *first = json_array_get (errors, 0);
+    if (json_is_object (first)) {
+        const json_t *code = json_object_get (first, "code");
+        char text[32] = "";
+        if (json_is_integer (code))
+            snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (code));
+        s_put_text (&ok, &item->error_code, json_is_string (code) ? json_string_value (code) : text);
+        const char *title = s_str (first, "title");
+        s_put_text (&ok, &item->error_message, title ? title : s_str (first, "message"));
+    }
+    s_put_errors (&ok, event, errors);
+    s_put_detail (&ok, event, status);
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  A change with neither messages nor statuses: one event, kept whole.
+static sb_event_t *
+s_other (const s_change_t *change)
+{
+    bool ok = true;
+    sb_event_t *event = s_event_new (change, SB_KIND_MESSAGE, &ok);
+    if (!event)
+        return NULL;
+    s_put_text (&ok, &event->message_type, "unknown");
+    s_put_text (&ok, &event->to, change->display_phone);
+    s_put_detail (&ok, event, change->value);
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  Append event (taking it); -1 when it is NULL (out of memory) or the
+//  list is full, with the reason in err.
+static int
+s_list_push (s_list_t *list, sb_event_t *event, char *err, size_t err_size)
+{
+    if (!event) {
+        sb_error ("meta", "cannot build event: out of memory");
+        s_fail (err, err_size, "out of memory");
+        return -1;
+    }
+    if (list->count >= SB_META_MAX_EVENTS) {
+        sb_event_destroy (&event);
+        s_fail (err, err_size, "more than %d events in one body", SB_META_MAX_EVENTS);
+        return -1;
+    }
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? list->capacity * 2 : 4;
+        sb_event_t **items = realloc (list->items, capacity * sizeof *items);
+        if (!items) {
+            sb_event_destroy (&event);
+            sb_error ("meta", "cannot grow event list: out of memory");
+            s_fail (err, err_size, "out of memory");
+            return -1;
+        }
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->count++] = event;
+    return 0;
+}
+
+//  One changes[] element into events. 0, or -1 with err.
+static int
+s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, size_t c, char *err,
+          size_t err_size)
+{
+    if (!json_is_object (change)) {
+        s_fail (err, err_size, "entry[%zu].changes[%zu] is not an object", e, c);
+        return -1;
+    }
+    json_t *value = json_object_get (change, "value");
+    if (!json_is_object (value)) {
+        s_fail (err, err_size, "entry[%zu].changes[%zu].value is not an object", e, c);
+        return -1;
+    }
+    json_t *messages = json_object_get (value, "messages");
+    json_t *statuses = json_object_get (value, "statuses");
+    if (messages && !json_is_array (messages)) {
+        s_fail (err, err_size, "entry[%zu].changes[%zu].value.messages is not an array", e, c);
+        return -1;
+    }
+    if (statuses && !json_is_array (statuses)) {
+        s_fail (err, err_size, "entry[%zu].changes[%zu].value.statuses is not an array", e, c);
+        return -1;
+    }
+    const json_t *metadata = json_object_get (value, "metadata");
+    s_change_t where = {
+        .entry_id = entry_id,
+        .field = s_str (change, "field"),
+        .value = value,
+        .account = s_str (metadata, "phone_number_id"),
+        .display_phone = s_str (metadata, "display_phone_number"),
+    };
+    size_t i;
+    json_t *item;
+    json_array_foreach (messages, i, item) {
+        if (!json_is_object (item)) {
+            s_fail (err, err_size, "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e,
+                    c, i);
+            return -1;
+        }
+        if (s_list_push (list, s_message (&where, item), err, err_size))
+            return -1;
+    }
+    json_array_foreach (statuses, i, item) {
+        if (!json_is_object (item)) {
+            s_fail (err, err_size, "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e,
+                    c, i);
+            return -1;
+        }
+        if (s_list_push (list, s_status (&where, item), err, err_size))
+            return -1;
+    }
+    if (json_array_size (messages) + json_array_size (statuses) == 0)
+        return s_list_push (list, s_other (&where), err, err_size);
+    return 0;
+}
+
+int
+sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *count, char *err,
+                   size_t err_size)
+{
+    *events = NULL;
+    *count = 0;
+    if (err && err_size)
+        err[0] = '\0';
+    if (!body || size == 0) {
+        s_fail (err, err_size, "empty body");
+        return -1;
+    }
+    json_error_t error;
+    json_t *root = sb_json_load (body, size, SB_JSON_MAX_DEPTH, &error);
+    if (!root) {
+        s_fail (err, err_size, "not JSON: %s at line %d column %d", error.text, error.line,
+                error.column);
+        return -1;
+    }
+    s_list_t list = {NULL, 0, 0};
+    int rc = -1;
+    const json_t *entries = json_object_get (root, "entry");
+    if (!json_is_object (root)) {
+        s_fail (err, err_size, "top level is not an object");
+        goto cleanup;
+    }
+    if (!json_is_array (entries)) {
+        s_fail (err, err_size, "no \"entry\" array");
+        goto cleanup;
+    }
+    size_t e;
+    json_t *entry;
+    json_array_foreach (entries, e, entry) {
+        if (!json_is_object (entry)) {
+            s_fail (err, err_size, "entry[%zu] is not an object", e);
+            goto cleanup;
+        }
+        const json_t *changes = json_object_get (entry, "changes");
+        if (!json_is_array (changes)) {
+            s_fail (err, err_size, "entry[%zu] has no \"changes\" array", e);
+            goto cleanup;
+        }
+        const char *entry_id = s_str (entry, "id");
+        size_t c;
+        json_t *change;
+        json_array_foreach (changes, c, change)
+            if (s_change (&list, entry_id, change, e, c, err, err_size))
+                goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    json_decref (root);
+    if (rc) {
+        sb_meta_events_free (&list.items, list.count);
+        return -1;
+    }
+    *events = list.items;
+    *count = list.count;
+    return 0;
+}
+
+void
+sb_meta_events_free (sb_event_t ***events, size_t count)
+{
+    if (!events || !*events)
+        return;
+    for (size_t i = 0; i < count; i++)
+        sb_event_destroy (&(*events)[i]);
+    free (*events);
+    *events = NULL;
+}

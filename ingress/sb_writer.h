@@ -1,0 +1,51 @@
+/*  sb_writer: the ingress's journal writer and publisher, a czmq actor.
+
+    HTTP worker threads hand it the events of one request; it appends them
+    to the journal, makes them durable with one fdatasync for every request
+    that arrived meanwhile (group commit), answers each request "stored" or
+    "not stored", and then publishes the stored events on the PUB socket in
+    sequence order.
+*/
+#ifndef SB_WRITER_H_INCLUDED
+#define SB_WRITER_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb_config.h"
+#include "sb_event.h"
+#include "sb_journal.h"
+#include "sb_metrics.h"
+
+typedef struct sb_writer_t sb_writer_t;
+
+//  Open the journal (SB_JOURNAL_DIR), bind the PUB socket(s) (SB_PUB) and
+//  start the actor. NULL when either fails (logged). Caller owns the
+//  return value.
+sb_writer_t *sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics);
+
+//  Stop the actor after the request it is on, close the journal.
+void sb_writer_destroy (sb_writer_t **self_p);
+
+//  True while the journal's last write succeeded and the sockets are bound.
+bool sb_writer_ready (const sb_writer_t *self);
+
+//  The sequence number the next stored event will get, and the epoch.
+uint64_t sb_writer_next_seq (const sb_writer_t *self);
+const char *sb_writer_epoch (const sb_writer_t *self);
+
+//  One per thread that stores events (a ZeroMQ socket is used by one
+//  thread only). Caller owns the return value; NULL on failure.
+typedef struct sb_writer_client_t sb_writer_client_t;
+sb_writer_client_t *sb_writer_client_new (sb_writer_t *writer);
+void sb_writer_client_destroy (sb_writer_client_t **self_p);
+
+//  Store count events as one unit (all or none), waiting until they are
+//  durable. Stamps each with its seq and id; *first_seq gets the first.
+//  SB_JOURNAL_NOT_STORED when the journal failed or did not answer within
+//  timeout_ms.
+sb_journal_result_t sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events,
+                                            size_t count, int timeout_ms, uint64_t *first_seq);
+
+#endif

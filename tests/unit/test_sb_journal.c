@@ -1,0 +1,1133 @@
+/*  test_sb_journal: the journal's contract, from use to damage.
+
+    Usage first (append, commit, read back, reopen), then rotation and
+    readers, then what the disk can do to it: torn tails, flipped bytes,
+    a full disk (RLIMIT_FSIZE makes writes fail with EFBIG), garbage files,
+    and random damage to a valid journal. Log lines go to a file so the
+    test can check them; silent on success.
+*/
+#include "sb_journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sb_log.h"
+
+static int s_out = 2;                //  the real stderr, for failures
+static char s_root[PATH_MAX];        //  the test's temporary folder
+static char s_logpath[PATH_MAX];     //  where sb_log lines go
+
+static void
+s_dump_log (void)
+{
+    FILE *file = fopen (s_logpath, "r");
+    if (!file)
+        return;
+    char line[4096];
+    dprintf (s_out, "---- log ----\n");
+    while (fgets (line, sizeof line, file))
+        dprintf (s_out, "%s", line);
+    fclose (file);
+}
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            dprintf (s_out, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
+            s_dump_log ();                                                              \
+            dprintf (s_out, "test files left in %s\n", s_root);                         \
+            exit (1);                                                                   \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                  \
+    do {                                                                                \
+        unsigned long long a_ = (unsigned long long) (a), b_ = (unsigned long long) (b);\
+        if (a_ != b_) {                                                                 \
+            dprintf (s_out, "%s:%d: %s == %llu, expected %s == %llu\n", __FILE__,       \
+                     __LINE__, #a, a_, #b, b_);                                         \
+            s_dump_log ();                                                              \
+            dprintf (s_out, "test files left in %s\n", s_root);                         \
+            exit (1);                                                                   \
+        }                                                                               \
+    } while (0)
+
+// ---------------------------------------------------------------------------
+//  Helpers
+
+//  A path, checked for length.
+static void s_pathf (char *path, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_pathf (char *path, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    int n = vsnprintf (path, PATH_MAX, fmt, args);
+    va_end (args);
+    CHECK (n > 0 && n < PATH_MAX);
+}
+
+static void
+s_log_clear (void)
+{
+    CHECK (truncate (s_logpath, 0) == 0);
+}
+
+static bool
+s_log_has (const char *text)
+{
+    FILE *file = fopen (s_logpath, "r");
+    if (!file)
+        return false;
+    static char buf[1 << 20];
+    size_t n = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf[n] = '\0';
+    return strstr (buf, text) != NULL;
+}
+
+//  A fresh journal directory under the test's folder (not created).
+static void
+s_dir (char *path, const char *name)
+{
+    s_pathf (path, "%s/%s", s_root, name);
+}
+
+static void
+s_segment_path (char *path, const char *dir, uint64_t first)
+{
+    s_pathf (path, "%s/%020" PRIu64 ".sbj", dir, first);
+}
+
+static long long
+s_file_size (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 ? (long long) st.st_size : -1;
+}
+
+static uint8_t *
+s_file_read (const char *path, size_t *size)
+{
+    FILE *file = fopen (path, "rb");
+    CHECK (file);
+    CHECK (fseek (file, 0, SEEK_END) == 0);
+    long len = ftell (file);
+    CHECK (len >= 0);
+    rewind (file);
+    uint8_t *data = malloc ((size_t) len + 1);
+    CHECK (data);
+    CHECK (fread (data, 1, (size_t) len, file) == (size_t) len);
+    fclose (file);
+    *size = (size_t) len;
+    return data;
+}
+
+static void
+s_file_write (const char *path, const uint8_t *data, size_t size)
+{
+    FILE *file = fopen (path, "wb");
+    CHECK (file);
+    CHECK (fwrite (data, 1, size, file) == size);
+    CHECK (fclose (file) == 0);
+}
+
+static void
+s_file_append (const char *path, const uint8_t *data, size_t size)
+{
+    FILE *file = fopen (path, "ab");
+    CHECK (file);
+    CHECK (fwrite (data, 1, size, file) == size);
+    CHECK (fclose (file) == 0);
+}
+
+static size_t
+s_count_segments (const char *dir)
+{
+    char path[PATH_MAX];
+    size_t count = 0;
+    //  Names are dense enough in these tests to probe them all.
+    for (uint64_t seq = 1; seq <= 5000; seq++) {
+        s_segment_path (path, dir, seq);
+        if (access (path, F_OK) == 0)
+            count++;
+    }
+    return count;
+}
+
+static int
+s_rm_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st, (void) flag, (void) ftw;
+    return remove (path);
+}
+
+static void
+s_rm_rf (const char *path)
+{
+    nftw (path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+//  The payload of record seq, generation gen: size and bytes both depend on
+//  them, so a record read back proves which one it is.
+static size_t
+s_payload (uint64_t seq, unsigned gen, uint8_t *buf)
+{
+    size_t size = (size_t) ((seq * 7919 + gen * 31) % 300);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (uint8_t) (seq * 13 + i + gen * 101);
+    return size;
+}
+
+static void
+s_append (sb_journal_t *journal, uint64_t expect_seq, unsigned gen)
+{
+    uint8_t buf[300];
+    size_t size = s_payload (expect_seq, gen, buf);
+    uint64_t seq = 0;
+    CHECK_EQ (sb_journal_append (journal, buf, size, &seq), SB_JOURNAL_STORED);
+    CHECK_EQ (seq, expect_seq);
+}
+
+//  Appends records first..last (generation gen) and commits.
+static void
+s_fill (sb_journal_t *journal, uint64_t first, uint64_t last, unsigned gen)
+{
+    CHECK_EQ (sb_journal_next_seq (journal), first);
+    for (uint64_t seq = first; seq <= last; seq++)
+        s_append (journal, seq, gen);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK_EQ (sb_journal_next_seq (journal), last + 1);
+}
+
+//  Reads dir from from_seq to the end; each record must be the genuine one
+//  of generation gen (or gen2 from seq switch_seq on). Returns how many,
+//  with their seqs in seqs (capacity max).
+static size_t
+s_read_all (const char *dir, uint64_t from_seq, uint64_t *seqs, size_t max, unsigned gen,
+            uint64_t switch_seq, unsigned gen2)
+{
+    sb_journal_reader_t *reader = sb_journal_reader_new (dir, from_seq);
+    CHECK (reader);
+    size_t count = 0;
+    uint64_t seq, previous = 0;
+    const uint8_t *data;
+    size_t size;
+    int rc;
+    while ((rc = sb_journal_reader_next (reader, &seq, &data, &size)) == 1) {
+        uint8_t expect[300];
+        size_t expect_size = s_payload (seq, seq >= switch_seq ? gen2 : gen, expect);
+        CHECK_EQ (size, expect_size);
+        CHECK (size == 0 || memcmp (data, expect, size) == 0);
+        CHECK (seq > previous);
+        CHECK (seq >= from_seq);
+        previous = seq;
+        CHECK (count < max);
+        seqs[count++] = seq;
+    }
+    CHECK_EQ (rc, 0);
+    //  The end stays the end.
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 0);
+    sb_journal_reader_destroy (&reader);
+    CHECK (reader == NULL);
+    return count;
+}
+
+//  dir holds exactly records first..last, in order.
+static void
+s_check_range (const char *dir, uint64_t from_seq, uint64_t first, uint64_t last)
+{
+    static uint64_t seqs[100000];
+    size_t count = s_read_all (dir, from_seq, seqs, 100000, 0, UINT64_MAX, 0);
+    CHECK_EQ (count, last + 1 - first);
+    for (size_t i = 0; i < count; i++)
+        CHECK_EQ (seqs[i], first + i);
+}
+
+//  Offset of record seq in a segment whose records start at first (gen 0).
+static size_t
+s_record_offset (uint64_t first, uint64_t seq)
+{
+    uint8_t buf[300];
+    size_t offset = 52;
+    for (uint64_t s = first; s < seq; s++)
+        offset += 16 + s_payload (s, 0, buf);
+    return offset;
+}
+
+// ---------------------------------------------------------------------------
+//  Tests
+
+static void
+s_test_basic (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "basic/nested/journal");  //  parents are created
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("journal created"));
+    CHECK (sb_journal_healthy (journal));
+    CHECK_EQ (sb_journal_next_seq (journal), 1);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    CHECK_EQ (sb_journal_size (journal), 52);
+
+    //  The epoch: 32 lower-case hex digits, also in DIR/EPOCH.
+    char epoch[33];
+    const char *text = sb_journal_epoch (journal);
+    CHECK_EQ (strlen (text), 32);
+    CHECK (strspn (text, "0123456789abcdef") == 32);
+    memcpy (epoch, text, 33);
+    s_pathf (path, "%s/EPOCH", dir);
+    size_t size;
+    uint8_t *content = s_file_read (path, &size);
+    CHECK_EQ (size, 33);
+    CHECK (memcmp (content, epoch, 32) == 0 && content[32] == '\n');
+    free (content);
+
+    //  Empty payloads are records too; NULL data is fine with size 0.
+    uint64_t seq = 0;
+    CHECK_EQ (sb_journal_append (journal, NULL, 0, &seq), SB_JOURNAL_STORED);
+    CHECK_EQ (seq, 1);
+    CHECK_EQ (sb_journal_next_seq (journal), 2);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+
+    //  Group commit: many appends, one commit. Nothing is on disk before it.
+    uint64_t total = 52 + 16;
+    uint8_t buf[300];
+    s_segment_path (path, dir, 1);
+    for (uint64_t s = 2; s <= 100; s++) {
+        s_append (journal, s, 0);
+        total += 16 + s_payload (s, 0, buf);
+    }
+    CHECK_EQ (s_file_size (path), 52 + 16);
+    CHECK_EQ (sb_journal_size (journal), 52 + 16);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK_EQ (s_file_size (path), total);
+    CHECK_EQ (sb_journal_size (journal), total);
+    CHECK_EQ (sb_journal_next_seq (journal), 101);
+    //  A commit with nothing new is a no-op.
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+
+    //  Record 1 is empty; s_payload (1, 0) is not, so read 2.. with the helper.
+    sb_journal_reader_t *reader = sb_journal_reader_new (dir, 0);
+    CHECK (reader);
+    const uint8_t *data;
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 1);
+    CHECK_EQ (seq, 1);
+    CHECK_EQ (size, 0);
+    sb_journal_reader_destroy (&reader);
+    s_check_range (dir, 2, 2, 100);
+    s_check_range (dir, 50, 50, 100);
+    s_check_range (dir, 101, 1, 0);  //  nothing from the end on
+
+    //  One writer per directory.
+    s_log_clear ();
+    sb_journal_t *second = sb_journal_open (dir, 1 << 20);
+    CHECK (second == NULL);
+    CHECK (s_log_has ("in use by another writer"));
+
+    //  Appends not committed are not kept.
+    s_append (journal, 101, 0);
+    s_append (journal, 102, 0);
+    sb_journal_destroy (&journal);
+    CHECK (journal == NULL);
+    sb_journal_destroy (&journal);  //  a NULL journal is fine
+
+    //  Reopen: same epoch, the sequence resumes, nothing truncated.
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (strcmp (sb_journal_epoch (journal), epoch), 0);
+    CHECK_EQ (sb_journal_next_seq (journal), 101);
+    CHECK_EQ (sb_journal_size (journal), total);
+    CHECK (!s_log_has ("truncated"));
+    s_fill (journal, 101, 120, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 2, 2, 120);
+
+    //  A missing or damaged EPOCH is restored from the segments' headers.
+    s_pathf (path, "%s/EPOCH", dir);
+    CHECK (unlink (path) == 0);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (strcmp (sb_journal_epoch (journal), epoch), 0);
+    CHECK (s_log_has ("EPOCH restored"));
+    sb_journal_destroy (&journal);
+    s_file_write (path, (const uint8_t *) "not an epoch\n", 13);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (strcmp (sb_journal_epoch (journal), epoch), 0);
+    sb_journal_destroy (&journal);
+    content = s_file_read (path, &size);
+    CHECK (size == 33 && memcmp (content, epoch, 32) == 0);
+    free (content);
+
+    //  An EPOCH that the segments do not carry: refused.
+    s_file_write (path, (const uint8_t *) "0123456789abcdef0123456789abcdef\n", 33);
+    s_log_clear ();
+    CHECK (sb_journal_open (dir, 1 << 20) == NULL);
+    CHECK (s_log_has ("another epoch"));
+}
+
+static void
+s_test_new_epoch (void)
+{
+    //  An EPOCH without segments (all removed): the sequence restarts at 1,
+    //  so the journal gets a new epoch.
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "epoch");
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    char epoch[33];
+    memcpy (epoch, sb_journal_epoch (journal), 33);
+    s_fill (journal, 1, 5, 0);
+    sb_journal_destroy (&journal);
+    s_segment_path (path, dir, 1);
+    CHECK (unlink (path) == 0);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (strcmp (sb_journal_epoch (journal), epoch) != 0);
+    CHECK_EQ (sb_journal_next_seq (journal), 1);
+    sb_journal_destroy (&journal);
+}
+
+static void
+s_test_rotation (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "rotation");
+    sb_journal_t *journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    //  Commits of 10 records: a segment rotates once it has >= 1024 bytes.
+    for (uint64_t s = 1; s <= 300; s += 10)
+        s_fill (journal, s, s + 9, 0);
+    size_t segments = sb_journal_segments (journal);
+    CHECK (segments > 10);
+    CHECK_EQ (s_count_segments (dir), segments);
+    //  Each file is named after its first record, and no segment was
+    //  started before the one before it reached 1024 bytes.
+    uint64_t total = 0;
+    uint64_t first = 1;
+    uint8_t buf[300];
+    size_t seen = 0;
+    for (uint64_t seq = 1; seq <= 300; seq++) {
+        s_segment_path (path, dir, seq);
+        if (access (path, F_OK) != 0)
+            continue;
+        seen++;
+        if (seq > 1) {
+            char previous[PATH_MAX];
+            s_segment_path (previous, dir, first);
+            CHECK (s_file_size (previous) >= 1024);
+            CHECK_EQ (s_file_size (previous), s_record_offset (first, seq));
+        }
+        total += (uint64_t) s_file_size (path);
+        first = seq;
+    }
+    CHECK_EQ (seen, segments);
+    CHECK_EQ (sb_journal_size (journal), total);
+
+    //  Readers cross segments, from anywhere.
+    s_check_range (dir, 1, 1, 300);
+    s_check_range (dir, 137, 137, 300);
+    s_check_range (dir, first, first, 300);
+    s_check_range (dir, 301, 1, 0);
+
+    //  One commit that spans several new segments.
+    for (uint64_t s = 301; s <= 400; s++)
+        s_append (journal, s, 0);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK (sb_journal_segments (journal) >= segments + 5);
+    CHECK_EQ (s_count_segments (dir), sb_journal_segments (journal));
+    s_check_range (dir, 1, 1, 400);
+
+    //  A reader at the end follows the writer into new segments.
+    sb_journal_reader_t *reader = sb_journal_reader_new (dir, 395);
+    CHECK (reader);
+    uint64_t seq;
+    const uint8_t *data;
+    size_t size;
+    for (uint64_t s = 395; s <= 400; s++) {
+        CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 1);
+        CHECK_EQ (seq, s);
+    }
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 0);
+    s_fill (journal, 401, 450, 0);
+    for (uint64_t s = 401; s <= 450; s++) {
+        CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 1);
+        CHECK_EQ (seq, s);
+        CHECK_EQ (size, s_payload (s, 0, buf));
+    }
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 0);
+    sb_journal_reader_destroy (&reader);
+
+    //  Reopen: rotation and sequence resume.
+    sb_journal_destroy (&journal);
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), 451);
+    CHECK_EQ (s_count_segments (dir), sb_journal_segments (journal));
+    s_fill (journal, 451, 500, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 500);
+
+    //  Segments trimmed from the front: a reader starts at what is left.
+    s_segment_path (path, dir, 1);
+    CHECK (unlink (path) == 0);
+    static uint64_t seqs[1000];
+    size_t count = s_read_all (dir, 1, seqs, 1000, 0, UINT64_MAX, 0);
+    CHECK (count > 0 && seqs[0] > 1 && seqs[count - 1] == 500);
+}
+
+static void
+s_test_tiny_segments (void)
+{
+    //  segment_bytes below a header: every record gets its own segment, and
+    //  a segment is never left without one (no two segments share a name).
+    char dir[PATH_MAX];
+    s_dir (dir, "tiny");
+    sb_journal_t *journal = sb_journal_open (dir, 1);
+    CHECK (journal);
+    sb_journal_destroy (&journal);
+    journal = sb_journal_open (dir, 1);  //  the last segment is header-only
+    CHECK (journal);
+    s_fill (journal, 1, 5, 0);
+    CHECK_EQ (sb_journal_segments (journal), 5);
+    CHECK_EQ (s_count_segments (dir), 5);
+    sb_journal_destroy (&journal);
+    journal = sb_journal_open (dir, 1);
+    CHECK (journal);
+    s_fill (journal, 6, 6, 0);
+    CHECK_EQ (sb_journal_segments (journal), 6);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 6);
+}
+
+static void
+s_test_replaced_segment (void)
+{
+    //  A failed commit removes the segment it made, and a later commit makes
+    //  it again: a reader holding the old file moves to the new one.
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "replaced");
+    s_segment_path (path, dir, 1);
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 5, 0);
+    sb_journal_reader_t *reader = sb_journal_reader_new (dir, 1);
+    CHECK (reader);
+    uint64_t seq;
+    const uint8_t *data;
+    size_t size;
+    for (uint64_t s = 1; s <= 5; s++) {
+        CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 1);
+        CHECK_EQ (seq, s);
+    }
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 0);
+    sb_journal_destroy (&journal);
+    uint8_t *content = s_file_read (path, &size);
+    CHECK (unlink (path) == 0);
+    s_file_write (path, content, size);
+    free (content);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 6, 8, 0);
+    sb_journal_destroy (&journal);
+    for (uint64_t s = 6; s <= 8; s++) {
+        CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 1);
+        CHECK_EQ (seq, s);
+    }
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &data, &size), 0);
+    sb_journal_reader_destroy (&reader);
+}
+
+static void
+s_test_torn_tail (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "torn");
+    s_segment_path (path, dir, 1);
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 10, 0);
+    sb_journal_destroy (&journal);
+    size_t end10 = s_record_offset (1, 11);
+    size_t start10 = s_record_offset (1, 10);
+    CHECK_EQ (s_file_size (path), end10);
+
+    //  Cut inside record 10's payload: a reader stops before it ...
+    CHECK (truncate (path, (off_t) end10 - 5) == 0);
+    s_check_range (dir, 1, 1, 9);
+    //  ... and open truncates it, with a warning, and resumes at 10.
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("torn tail truncated"));
+    CHECK (s_log_has ("bytes="));
+    CHECK_EQ (s_file_size (path), start10);
+    CHECK_EQ (sb_journal_next_seq (journal), 10);
+    s_fill (journal, 10, 12, 1);
+    sb_journal_destroy (&journal);
+    static uint64_t seqs[100];
+    CHECK_EQ (s_read_all (dir, 1, seqs, 100, 0, 10, 1), 12);
+
+    //  Cut inside a record header.
+    size_t start12 = 0;
+    {
+        //  Records 10..12 are generation 1 now.
+        uint8_t buf[300];
+        start12 = start10 + 16 + s_payload (10, 1, buf) + 16 + s_payload (11, 1, buf);
+    }
+    CHECK (truncate (path, (off_t) start12 + 7) == 0);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (s_file_size (path), start12);
+    CHECK_EQ (sb_journal_next_seq (journal), 12);
+    s_fill (journal, 12, 12, 1);
+    sb_journal_destroy (&journal);
+
+    //  Garbage after the last record.
+    long long before = s_file_size (path);
+    uint8_t garbage[37];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = (uint8_t) (i * 37 + 11);
+    s_file_append (path, garbage, sizeof garbage);
+    CHECK_EQ (s_read_all (dir, 1, seqs, 100, 0, 10, 1), 12);
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("torn tail truncated"));
+    CHECK (s_log_has ("bytes=37"));
+    CHECK_EQ (s_file_size (path), before);
+    CHECK_EQ (sb_journal_next_seq (journal), 13);
+    s_fill (journal, 13, 20, 1);
+    sb_journal_destroy (&journal);
+    CHECK_EQ (s_read_all (dir, 1, seqs, 100, 0, 10, 1), 20);
+
+    //  A length field over the cap at the end: torn too.
+    uint8_t huge[16] = {0xff, 0xff, 0xff, 0xff};
+    s_file_append (path, huge, sizeof huge);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), 21);
+    sb_journal_destroy (&journal);
+
+    //  The last segment's header torn (crash right after creating it).
+    char dir2[PATH_MAX];
+    s_dir (dir2, "torn-header");
+    journal = sb_journal_open (dir2, 1 << 20);
+    CHECK (journal);
+    sb_journal_destroy (&journal);
+    s_segment_path (path, dir2, 1);
+    CHECK (truncate (path, 20) == 0);
+    s_log_clear ();
+    journal = sb_journal_open (dir2, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("torn segment header rewritten"));
+    CHECK_EQ (s_file_size (path), 52);
+    s_fill (journal, 1, 3, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir2, 1, 1, 3);
+}
+
+static void
+s_flip (const char *path, size_t offset)
+{
+    size_t size;
+    uint8_t *data = s_file_read (path, &size);
+    CHECK (offset < size);
+    data[offset] ^= 0x5a;
+    s_file_write (path, data, size);
+    free (data);
+}
+
+static void
+s_test_corrupt (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "corrupt");
+    s_segment_path (path, dir, 1);
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 10, 0);
+    sb_journal_destroy (&journal);
+    long long size = s_file_size (path);
+
+    //  A byte flipped in record 5's payload: skipped, the rest kept.
+    uint8_t buf[300];
+    CHECK (s_payload (5, 0, buf) > 0);
+    s_flip (path, s_record_offset (1, 5) + 16);
+    s_log_clear ();
+    static uint64_t seqs[100];
+    size_t count = s_read_all (dir, 1, seqs, 100, 0, UINT64_MAX, 0);
+    CHECK_EQ (count, 9);
+    for (size_t i = 0; i < count; i++)
+        CHECK_EQ (seqs[i], i < 4 ? i + 1 : i + 2);
+    CHECK (s_log_has ("corrupt record skipped"));
+    CHECK (s_log_has ("seq=5"));
+    //  A reader from the corrupt record on starts after it.
+    count = s_read_all (dir, 5, seqs, 100, 0, UINT64_MAX, 0);
+    CHECK (count == 5 && seqs[0] == 6);
+
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("corrupt record skipped"));
+    CHECK (!s_log_has ("truncated"));
+    CHECK_EQ (s_file_size (path), size);
+    CHECK_EQ (sb_journal_next_seq (journal), 11);
+    s_fill (journal, 11, 12, 0);
+    sb_journal_destroy (&journal);
+    count = s_read_all (dir, 1, seqs, 100, 0, UINT64_MAX, 0);
+    CHECK (count == 11 && seqs[10] == 12);
+
+    //  Its seq field damaged instead (CRC covers it): same.
+    s_flip (path, s_record_offset (1, 5) + 16);  //  undo
+    s_flip (path, s_record_offset (1, 7) + 9);
+    count = s_read_all (dir, 1, seqs, 100, 0, UINT64_MAX, 0);
+    CHECK (count == 11 && seqs[6] == 8);
+    s_flip (path, s_record_offset (1, 7) + 9);  //  undo
+
+    //  A byte flipped in the last record: the torn tail, truncated.
+    size = s_file_size (path);
+    size_t start12 = s_record_offset (1, 12);
+    CHECK (s_payload (12, 0, buf) > 0);
+    s_flip (path, (size_t) size - 1);
+    s_check_range (dir, 1, 1, 11);
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("torn tail truncated"));
+    CHECK_EQ (s_file_size (path), start12);
+    CHECK_EQ (sb_journal_next_seq (journal), 12);
+    s_fill (journal, 12, 15, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 15);
+
+    //  The last segment's header damaged: rewritten, records kept.
+    s_flip (path, 3);
+    s_log_clear ();
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK (s_log_has ("header damaged"));
+    CHECK_EQ (sb_journal_next_seq (journal), 16);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 15);
+}
+
+//  Makes writes past limit bytes of any file fail with EFBIG.
+static void
+s_limit_file_size (rlim_t limit)
+{
+    struct rlimit rl;
+    CHECK (getrlimit (RLIMIT_FSIZE, &rl) == 0);
+    rl.rlim_cur = limit;
+    CHECK (setrlimit (RLIMIT_FSIZE, &rl) == 0);
+}
+
+static void
+s_test_disk_full (void)
+{
+    struct rlimit saved;
+    CHECK (getrlimit (RLIMIT_FSIZE, &saved) == 0);
+    signal (SIGXFSZ, SIG_IGN);
+
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "full");
+    s_segment_path (path, dir, 1);
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    //  Enough data that the log file stays under the limit below.
+    s_fill (journal, 1, 400, 0);
+    size_t size;
+    uint8_t *before = s_file_read (path, &size);
+    uint64_t journal_size = sb_journal_size (journal);
+
+    //  Room for 20 more bytes only: the commit writes part, then fails.
+    s_log_clear ();
+    s_limit_file_size (size + 20);
+    for (uint64_t s = 401; s <= 405; s++)
+        s_append (journal, s, 0);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    //  Rolled back: same bytes on disk, sequence numbers given out again.
+    CHECK (!sb_journal_healthy (journal));
+    CHECK_EQ (sb_journal_next_seq (journal), 401);
+    CHECK_EQ (sb_journal_size (journal), journal_size);
+    size_t after_size;
+    uint8_t *after = s_file_read (path, &after_size);
+    CHECK_EQ (after_size, size);
+    CHECK (memcmp (before, after, size) == 0);
+    free (after);
+    CHECK (s_log_has ("journal not writable"));
+    CHECK (s_log_has ("errno=27"));  //  EFBIG
+    s_check_range (dir, 1, 1, 400);
+
+    //  Still full: fails again, logged once at error only.
+    s_log_clear ();
+    s_append (journal, 401, 1);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK (!s_log_has (" error test "));
+    //  Nothing appended: commit probes the disk (a 4 KiB file), still full.
+    s_limit_file_size (1000);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK (!sb_journal_healthy (journal));
+
+    //  Space again: the probe sees it.
+    s_limit_file_size (saved.rlim_cur);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK (sb_journal_healthy (journal));
+    CHECK (s_log_has ("journal writable again"));
+
+    //  And appends work again, with the seqs that were rolled back.
+    s_fill (journal, 401, 410, 1);
+    static uint64_t seqs[1000];
+    CHECK_EQ (s_read_all (dir, 1, seqs, 1000, 0, 401, 1), 410);
+
+    //  Failure while rotating: the new segment is removed again.
+    sb_journal_destroy (&journal);
+    journal = sb_journal_open (dir, 4096);  //  the segment is past it: next append rotates
+    CHECK (journal);
+    s_limit_file_size (30);
+    s_log_clear ();
+    s_append (journal, 411, 0);
+    s_append (journal, 412, 0);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    s_limit_file_size (saved.rlim_cur);
+    char path411[PATH_MAX];
+    s_segment_path (path411, dir, 411);
+    CHECK (access (path411, F_OK) != 0);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    CHECK_EQ (sb_journal_next_seq (journal), 411);
+    s_fill (journal, 411, 420, 1);
+    CHECK (access (path411, F_OK) == 0);
+    CHECK_EQ (sb_journal_segments (journal), 2);
+    sb_journal_destroy (&journal);
+    CHECK_EQ (s_read_all (dir, 1, seqs, 1000, 0, 401, 1), 420);
+    CHECK (setrlimit (RLIMIT_FSIZE, &saved) == 0);
+    free (before);
+}
+
+static void
+s_test_limits (void)
+{
+    char dir[PATH_MAX];
+    s_dir (dir, "limits");
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    size_t big = SB_JOURNAL_MAX_RECORD;
+    uint8_t *data = calloc (1, big + 1);
+    CHECK (data);
+    data[0] = 1;
+    data[big - 1] = 2;
+    uint64_t seq = 0;
+    s_log_clear ();
+    CHECK_EQ (sb_journal_append (journal, data, big + 1, &seq), SB_JOURNAL_NOT_STORED);
+    CHECK (s_log_has ("too large"));
+    CHECK_EQ (sb_journal_next_seq (journal), 1);
+    CHECK (sb_journal_healthy (journal));
+    //  The largest record goes, with a small one either side.
+    CHECK_EQ (sb_journal_append (journal, "a", 1, &seq), SB_JOURNAL_STORED);
+    CHECK_EQ (sb_journal_append (journal, data, big, &seq), SB_JOURNAL_STORED);
+    CHECK_EQ (seq, 2);
+    CHECK_EQ (sb_journal_append (journal, "b", 1, &seq), SB_JOURNAL_STORED);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    sb_journal_destroy (&journal);
+    sb_journal_reader_t *reader = sb_journal_reader_new (dir, 1);
+    CHECK (reader);
+    const uint8_t *got;
+    size_t size;
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &got, &size), 1);
+    CHECK (seq == 1 && size == 1 && got[0] == 'a');
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &got, &size), 1);
+    CHECK (seq == 2 && size == big && memcmp (got, data, big) == 0);
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &got, &size), 1);
+    CHECK (seq == 3 && size == 1 && got[0] == 'b');
+    CHECK_EQ (sb_journal_reader_next (reader, &seq, &got, &size), 0);
+    sb_journal_reader_destroy (&reader);
+    free (data);
+    //  A reader of a directory that is not there.
+    char missing[PATH_MAX];
+    s_dir (missing, "no-such-dir");
+    CHECK (sb_journal_reader_new (missing, 1) == NULL);
+    //  A journal where a file is in the way.
+    char file[PATH_MAX];
+    s_dir (file, "limits/EPOCH/sub");
+    CHECK (sb_journal_open (file, 1 << 20) == NULL);
+    s_rm_rf (dir);
+}
+
+//  xorshift: repeatable random bytes.
+static uint64_t s_rand_state = 88172645463325252ull;
+static uint64_t
+s_rand (void)
+{
+    s_rand_state ^= s_rand_state << 13;
+    s_rand_state ^= s_rand_state >> 7;
+    s_rand_state ^= s_rand_state << 17;
+    return s_rand_state;
+}
+
+static void
+s_test_hostile (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX], epoch_path[PATH_MAX];
+    const char *epoch = "00112233445566778899aabbccddeeff\n";
+
+    //  A segment of random bytes and no EPOCH: refused, nothing names an epoch.
+    s_dir (dir, "garbage");
+    CHECK (mkdir (dir, 0750) == 0);
+    s_segment_path (path, dir, 1);
+    uint8_t garbage[5000];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = (uint8_t) s_rand ();
+    s_file_write (path, garbage, sizeof garbage);
+    CHECK (sb_journal_open (dir, 1 << 20) == NULL);
+    //  A reader of it finds nothing and no error.
+    s_check_range (dir, 1, 1, 0);
+    //  With an EPOCH: the header is rewritten, the rest is a torn tail.
+    s_pathf (epoch_path, "%s/EPOCH", dir);
+    s_file_write (epoch_path, (const uint8_t *) epoch, 33);
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (s_file_size (path), 52);
+    CHECK_EQ (sb_journal_next_seq (journal), 1);
+    s_fill (journal, 1, 10, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 10);
+
+    //  A garbage file after good segments: it is the last, repaired.
+    s_segment_path (path, dir, 11);
+    s_file_write (path, garbage, sizeof garbage);
+    s_check_range (dir, 1, 1, 10);
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), 11);
+    CHECK_EQ (sb_journal_segments (journal), 2);
+    s_fill (journal, 11, 20, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 20);
+
+    //  A middle segment overwritten with garbage: readers skip it, loudly.
+    s_dir (dir, "garbage-middle");
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    for (uint64_t s = 1; s <= 100; s += 5)
+        s_fill (journal, s, s + 4, 0);
+    sb_journal_destroy (&journal);
+    uint64_t victim = 0, after = 0;
+    for (uint64_t s = 2; s <= 100 && !after; s++) {
+        s_segment_path (path, dir, s);
+        if (access (path, F_OK) == 0) {
+            if (!victim)
+                victim = s;
+            else
+                after = s;
+        }
+    }
+    CHECK (victim && after);
+    s_segment_path (path, dir, victim);
+    size_t size;
+    uint8_t *data = s_file_read (path, &size);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (uint8_t) s_rand ();
+    s_file_write (path, data, size);
+    free (data);
+    s_log_clear ();
+    static uint64_t seqs[1000];
+    size_t count = s_read_all (dir, 1, seqs, 1000, 0, UINT64_MAX, 0);
+    CHECK_EQ (count, 100 - (after - victim));
+    CHECK_EQ (seqs[victim - 1], after);
+    CHECK (s_log_has ("damaged tail"));
+    CHECK (s_log_has ("header damaged"));
+
+    //  Random damage to a valid journal, many times over: open never fails
+    //  or crashes, readers return only genuine records in order, and the
+    //  journal takes appends afterwards.
+    s_dir (dir, "fuzz");
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 40, 0);
+    sb_journal_destroy (&journal);
+    s_segment_path (path, dir, 1);
+    uint8_t *pristine = s_file_read (path, &size);
+    for (int round = 0; round < 300; round++) {
+        uint8_t *copy = malloc (size + 64);
+        CHECK (copy);
+        memcpy (copy, pristine, size);
+        size_t len = size;
+        int damages = 1 + (int) (s_rand () % 4);
+        for (int d = 0; d < damages; d++) {
+            switch (s_rand () % 4) {
+                case 0:  //  flip a byte after the header
+                    copy[52 + s_rand () % (len - 52)] ^= (uint8_t) (1 + s_rand () % 255);
+                    break;
+                case 1:  //  cut
+                    len = 52 + (size_t) (s_rand () % (len - 52 + 1));
+                    break;
+                case 2:  //  garbage at the end
+                    for (int i = 0; i < 32 && len < size + 64; i++)
+                        copy[len++] = (uint8_t) s_rand ();
+                    break;
+                default:  //  a length field set to a random value
+                {
+                    uint64_t seq = 1 + s_rand () % 40;
+                    size_t at = s_record_offset (1, seq);
+                    if (at + 4 <= len)
+                        for (int i = 0; i < 4; i++)
+                            copy[at + (size_t) i] = (uint8_t) s_rand ();
+                }
+            }
+            if (len <= 52)
+                break;
+        }
+        s_file_write (path, copy, len);
+        free (copy);
+        s_log_clear ();
+        //  Read before repair (a reader tolerates anything) ...
+        s_read_all (dir, 1, seqs, 1000, 0, UINT64_MAX, 0);
+        //  ... then open repairs it.
+        journal = sb_journal_open (dir, 1 << 20);
+        CHECK (journal);
+        uint64_t next = sb_journal_next_seq (journal);
+        CHECK (next >= 1 && next <= 41);
+        uint8_t buf[300];
+        size_t n = s_payload (next, 7, buf);
+        uint64_t seq;
+        CHECK_EQ (sb_journal_append (journal, buf, n, &seq), SB_JOURNAL_STORED);
+        CHECK_EQ (seq, next);
+        CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+        sb_journal_destroy (&journal);
+        count = s_read_all (dir, 1, seqs, 1000, 0, next, 7);
+        CHECK (count >= 1 && seqs[count - 1] == next);
+        //  Open again: nothing more to repair.
+        s_log_clear ();
+        journal = sb_journal_open (dir, 1 << 20);
+        CHECK (journal);
+        CHECK_EQ (sb_journal_next_seq (journal), next + 1);
+        CHECK (!s_log_has ("truncated"));
+        sb_journal_destroy (&journal);
+    }
+    free (pristine);
+}
+
+//  A reader thread tails the journal while the writer appends.
+typedef struct {
+    const char *dir;     //  the journal
+    uint64_t last;       //  read up to this seq
+    int failed;          //  line of the failed check, 0 when fine
+} s_tail_t;
+
+static void *
+s_tail (void *arg)
+{
+    s_tail_t *tail = arg;
+    sb_journal_reader_t *reader = sb_journal_reader_new (tail->dir, 1);
+    if (!reader) {
+        tail->failed = __LINE__;
+        return NULL;
+    }
+    uint64_t expect = 1;
+    int idle = 0;
+    while (expect <= tail->last && idle < 200000) {
+        uint64_t seq;
+        const uint8_t *data;
+        size_t size;
+        int rc = sb_journal_reader_next (reader, &seq, &data, &size);
+        if (rc < 0) {
+            tail->failed = __LINE__;
+            break;
+        }
+        if (rc == 0) {
+            idle++;
+            usleep (50);
+            continue;
+        }
+        idle = 0;
+        uint8_t buf[300];
+        size_t want = s_payload (seq, 0, buf);
+        if (seq != expect || size != want || (size && memcmp (data, buf, size) != 0)) {
+            tail->failed = __LINE__;
+            break;
+        }
+        expect++;
+    }
+    if (expect <= tail->last && !tail->failed)
+        tail->failed = __LINE__;
+    sb_journal_reader_destroy (&reader);
+    return NULL;
+}
+
+static void
+s_test_concurrent_reader (void)
+{
+    char dir[PATH_MAX];
+    s_dir (dir, "tail");
+    sb_journal_t *journal = sb_journal_open (dir, 8192);
+    CHECK (journal);
+    s_tail_t tail = {.dir = dir, .last = 3000};
+    pthread_t thread;
+    CHECK (pthread_create (&thread, NULL, s_tail, &tail) == 0);
+    uint64_t seq = 1;
+    while (seq <= 3000) {
+        uint64_t batch = 1 + s_rand () % 20;
+        for (uint64_t i = 0; i < batch && seq <= 3000; i++, seq++)
+            s_append (journal, seq, 0);
+        CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    }
+    CHECK (pthread_join (thread, NULL) == 0);
+    if (tail.failed)
+        dprintf (s_out, "%s:%d: the tailing reader failed\n", __FILE__, tail.failed);
+    CHECK (tail.failed == 0);
+    CHECK (sb_journal_segments (journal) > 10);
+    sb_journal_destroy (&journal);
+}
+
+int
+main (void)
+{
+    snprintf (s_root, sizeof s_root, "/tmp/test_sb_journal.XXXXXX");
+    if (!mkdtemp (s_root)) {
+        perror ("mkdtemp");
+        return 1;
+    }
+    //  sb_log writes to stderr: send it to a file the checks can read.
+    s_pathf (s_logpath, "%s/log", s_root);
+    s_out = dup (2);
+    int log = open (s_logpath, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0600);
+    if (s_out < 0 || log < 0 || dup2 (log, 2) < 0) {
+        perror ("log file");
+        return 1;
+    }
+    close (log);
+    sb_log_init ("test", SB_LOG_DEBUG);
+
+    s_test_basic ();
+    s_test_new_epoch ();
+    s_test_rotation ();
+    s_test_tiny_segments ();
+    s_test_replaced_segment ();
+    s_test_torn_tail ();
+    s_test_corrupt ();
+    s_test_disk_full ();
+    s_test_limits ();
+    s_test_hostile ();
+    s_test_concurrent_reader ();
+
+    dup2 (s_out, 2);
+    close (s_out);
+    s_rm_rf (s_root);
+    return 0;
+}

@@ -323,9 +323,9 @@ s_self_handle_requests (self_t *self)
     sb_metric_observe (self->m_commit_seconds, (double) (s_now_us () - started) / 1e6);
     sb_metric_add (self->m_commits, 1);
     sb_metric_observe (self->m_batch, (double) count);
-    atomic_store (&w->ready, stored);
+    atomic_store (&w->ready, sb_journal_healthy (w->journal));
     atomic_store (&w->next_seq, sb_journal_next_seq (w->journal));
-    sb_metric_set (self->m_healthy, stored ? 1 : 0);
+    sb_metric_set (self->m_healthy, sb_journal_healthy (w->journal) ? 1 : 0);
 
     size_t failed = 0;
     for (size_t i = 0; i < count; i++) {
@@ -357,13 +357,21 @@ s_writer_actor (zsock_t *pipe, void *args)
         return;
     atomic_store (&writer->ready, true);
     while (!self->terminated) {
-        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, -1);
+        //  While the journal cannot write, probe it every second (a commit
+        //  with nothing appended writes a probe file), so readiness comes
+        //  back with the disk even when no request arrives meanwhile.
+        bool healthy = sb_journal_healthy (writer->journal);
+        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, healthy ? -1 : 1000);
         if (which == self->pipe)
             s_self_handle_pipe (self);
         else if (which == self->router)
             s_self_handle_requests (self);
         else if (zpoller_terminated (self->poller))
             break;
+        else if (!healthy && sb_journal_commit (writer->journal) == SB_JOURNAL_STORED) {
+            atomic_store (&writer->ready, true);
+            sb_metric_set (self->m_healthy, 1);
+        }
     }
     atomic_store (&writer->ready, false);
     s_self_destroy (&self);

@@ -126,8 +126,12 @@ def test_journal_full_answers_503_then_recovers():
         assert refused > 0 and acked, (len(acked), refused)
         status, _, body = ingress.request("GET", "/readyz")
         assert status == 503, (status, body)
-        # space returns
+        # space returns: readiness comes back by itself (the writer probes the disk)
         subprocess.run(["prlimit", "--pid", str(ingress.proc.pid), "--fsize=unlimited:unlimited"], check=True)
+        deadline = time.time() + 5
+        while ingress.request("GET", "/readyz")[0] != 200 and time.time() < deadline:
+            time.sleep(0.1)
+        assert ingress.request("GET", "/readyz")[0] == 200, "readiness did not come back without traffic"
         for i in range(5):
             sid = "SMback%026d" % i
             body = "MessageSid=%s&From=%%2B15550001111&To=%%2B15550002222&Body=back" % sid

@@ -39,6 +39,10 @@ typedef struct {
     const sb_rules_t *rules;   //  may be NULL: no replies
     int64_t window_ms;         //  WhatsApp free-text window, 24 h
     int64_t now_ms;            //  clock for the window (tests pass their own; 0 = now)
+    bool *fresh;               //  optional, one per event: set when it was stored now
+                               //  (false: a duplicate), valid when the write succeeds
+    bool *publish;             //  optional, one per event: set when its rule asks to
+                               //  publish the match (e.g. a verification code)
 } sb_store_policy_t;
 
 //  What one sb_store_write did, for metrics and the outcome PUB.
@@ -78,7 +82,7 @@ int sb_store_recover (sb_store_t *self);
 //  next attempt with exponential backoff and jitter (or Retry-After), or
 //  marks the row dead after max_attempts; FINAL marks it failed (and the
 //  contact opted out when result->opt_out). A FORWARD with bot text
-//  becomes a REPLY row due now. 0 or -1.
+//  becomes a REPLY row due now. 0, 1 when a RETRY made the row dead, or -1.
 int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
                      int64_t backoff_base_ms, int64_t backoff_max_ms);
 

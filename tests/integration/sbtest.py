@@ -287,3 +287,246 @@ def run_tests(tests):
     if failed:
         print("%d of %d failed" % (failed, len(tests)))
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------
+# The whole loop: PostgreSQL, sandbox, ingress, dispatcher.
+
+DISPATCHER = os.path.join(BUILD, "dispatcher", "switchboard-dispatcher")
+REPO = os.path.dirname(TESTS)
+PG_SH = os.path.join(REPO, "scripts", "pg.sh")
+TWILIO_SID = "AC" + "0123456789abcdef" * 2
+META_TOKEN = "test-meta-access-token"
+
+
+class Postgres:
+    """The tests' PostgreSQL server: the ctest fixture's (SB_TEST_DATABASE_URL)
+    or, when run alone, a private cluster started here. Each test gets a
+    database of its own."""
+
+    def __init__(self):
+        self.own_dir = None
+        url = os.environ.get("SB_TEST_DATABASE_URL")
+        if not url:
+            port = free_port()
+            self.own_dir = tempfile.mkdtemp(prefix="sb-pg-")
+            os.chmod(self.own_dir, 0o755)
+            subprocess.run([PG_SH, "start", self.own_dir + "/pg", str(port)], check=True,
+                           stdout=subprocess.DEVNULL)
+            url = "postgresql://postgres@127.0.0.1:%d/switchboard" % port
+        self.server_url = url
+
+    def url_for(self, database):
+        base, _, _ = self.server_url.rpartition("/")
+        return base + "/" + database
+
+    def create(self):
+        name = "sbt_%d_%d" % (os.getpid(), int(time.time() * 1000) % 10**9)
+        self.psql(self.server_url, "CREATE DATABASE %s" % name)
+        return self.url_for(name)
+
+    def drop(self, url):
+        name = url.rpartition("/")[2]
+        self.psql(self.server_url, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+    @staticmethod
+    def psql(url, sql):
+        out = subprocess.run(["psql", url, "-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise AssertionError("psql failed: %s\n%s" % (sql, out.stderr))
+        return [line.split("|") for line in out.stdout.splitlines() if line]
+
+    def close(self):
+        if self.own_dir:
+            subprocess.run([PG_SH, "stop", self.own_dir + "/pg"], stdout=subprocess.DEVNULL)
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+
+
+class Process:
+    """A service process with its log in a file."""
+
+    def __init__(self, name, argv, env, tmp):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = os.path.join(tmp, name + ".log")
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("%s did not stop on %s" % (self.name, sig))
+        return self.proc.returncode if self.proc else None
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+def wait_http(port, path="/healthz", timeout=15, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.proc.poll() is not None:
+            raise AssertionError("%s exited with %s:\n%s" % (proc.name, proc.proc.returncode, proc.log_text()[-3000:]))
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("nothing healthy on port %d%s" % (port, path))
+
+
+def http_json(port, method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, (json.loads(data) if data else None)
+
+
+class Stack:
+    """PostgreSQL database, sandbox, ingress and dispatcher wired together,
+    with matching development secrets."""
+
+    def __init__(self, pg, rules=None, dispatcher_env=None, ingress_env=None, callbacks=True):
+        self.pg = pg
+        self.tmp = tempfile.mkdtemp(prefix="sb-stack-")
+        self.db = pg.create()
+        self.sandbox_port = free_port()
+        self.ingress = Ingress(env=dict({"SB_PUBLIC_URL": None}, **(ingress_env or {})))
+        self.ingress.env["SB_PUBLIC_URL"] = "http://127.0.0.1:%d" % self.ingress.port
+        self.public_url = self.ingress.env["SB_PUBLIC_URL"]
+        self.rules_path = os.path.join(self.tmp, "rules.yaml")
+        with open(self.rules_path, "w") as f:
+            f.write(rules or "rules:\n  - name: echo\n    match: { text: { any: true } }\n"
+                              "    reply: \"Thanks for your message! We received: {text}\"\n")
+        base_env = {k: v for k, v in os.environ.items()
+                    if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+        secrets = {
+            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "TWILIO_ACCOUNT_SID": TWILIO_SID,
+            "META_APP_SECRET": META_SECRET,
+            "META_ACCESS_TOKEN": META_TOKEN,
+            "SB_PUBLIC_URL": self.public_url,
+            "SB_LOG_LEVEL": "info",
+        }
+        sandbox_argv = [CLI, "sandbox", "--listen", "127.0.0.1:%d" % self.sandbox_port]
+        if callbacks:
+            sandbox_argv += ["--callbacks", self.public_url]
+        self.sandbox = Process("sandbox", sandbox_argv, dict(base_env, **secrets), self.tmp)
+        self.dispatcher_port = free_port()
+        self.dispatcher_pub = "tcp://127.0.0.1:%d" % free_port()
+        denv = dict(base_env, **secrets)
+        denv.update({
+            "DATABASE_URL": self.db,
+            "SB_INGRESS_PUB": self.ingress.pub,
+            "SB_RULES": self.rules_path,
+            "SB_DISPATCHER_LISTEN": "127.0.0.1:%d" % self.dispatcher_port,
+            "SB_DISPATCHER_PUB": self.dispatcher_pub,
+            "TWILIO_API_BASE": "http://127.0.0.1:%d" % self.sandbox_port,
+            "META_API_BASE": "http://127.0.0.1:%d" % self.sandbox_port,
+            "SB_SEND_BACKOFF_BASE_MS": "100",
+            "SB_SEND_BACKOFF_MAX_MS": "1000",
+        })
+        denv.update(dispatcher_env or {})
+        self.dispatcher = Process("dispatcher", [DISPATCHER], denv, self.tmp)
+
+    def start(self):
+        self.sandbox.start()
+        wait_http(self.sandbox_port, proc=self.sandbox)
+        self.ingress.start()
+        self.start_dispatcher()
+        return self
+
+    def start_dispatcher(self):
+        self.dispatcher.start()
+        wait_http(self.dispatcher_port, "/readyz", proc=self.dispatcher)
+        # the dispatcher's SUB joins asynchronously: wait until a probe
+        # webhook (a status for an unknown message: no reply) is stored
+        n = int(time.time() * 1000)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            n += 1
+            body = ("MessageSid=SMprobe%027d&MessageStatus=delivered&From=%%2B15550000001&To=%%2B15550000002"
+                    "&AccountSid=%s" % (n, TWILIO_SID))
+            assert self.post_twilio("/twilio/status", body)[0] == 200
+            time.sleep(0.1)
+            if self.query("SELECT count(*) FROM events WHERE provider_id = 'SMprobe%027d'" % n)[0][0] == "1":
+                return
+        raise AssertionError("dispatcher never stored a probe:\n" + self.dispatcher.log_text()[-3000:])
+
+    def post_twilio(self, path, body):
+        return self.ingress.post_twilio(path, body, url_base=self.public_url)
+
+    def post_meta(self, body):
+        return self.ingress.post_meta(body)
+
+    def query(self, sql):
+        return Postgres.psql(self.db, sql)
+
+    def scalar(self, sql):
+        rows = self.query(sql)
+        return rows[0][0] if rows else None
+
+    def wait_scalar(self, sql, want, timeout=20):
+        deadline = time.time() + timeout
+        got = None
+        while time.time() < deadline:
+            got = self.scalar(sql)
+            if got == str(want):
+                return got
+            time.sleep(0.1)
+        raise AssertionError("%s: got %s, want %s\n--- dispatcher log tail:\n%s" %
+                             (sql, got, want, self.dispatcher.log_text()[-3000:]))
+
+    def sandbox_requests(self):
+        status, body = http_json(self.sandbox_port, "GET", "/_sandbox/requests")
+        assert status == 200, status
+        return body if isinstance(body, list) else body.get("requests", [])
+
+    def sandbox_sends(self):
+        """Provider send requests the sandbox received (not its own routes)."""
+        return [r for r in self.sandbox_requests() if not r["path"].startswith("/_sandbox")]
+
+    def sandbox_fail(self, query):
+        status, _ = http_json(self.sandbox_port, "POST", "/_sandbox/fail?" + query)
+        assert status == 200, status
+
+    def check_logs(self, allow=()):
+        bad = []
+        for proc in (self.dispatcher, self.sandbox):
+            for line in proc.log_text().splitlines():
+                if (" error " in line and not any(a in line for a in allow)) or "AddressSanitizer" in line \
+                        or "runtime error:" in line or "LeakSanitizer" in line:
+                    bad.append(proc.name + ": " + line)
+        assert not bad, "unexpected errors:\n" + "\n".join(bad)
+
+    def close(self):
+        for proc in (self.dispatcher, self.ingress, self.sandbox):
+            try:
+                proc.stop()
+            except Exception:
+                pass
+        self.ingress.cleanup()
+        try:
+            self.pg.drop(self.db)
+        except Exception:
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,210 @@
+/*  switchboard-dispatcher: subscribes to the ingresses, stores every event
+    in PostgreSQL once, runs the reply rules, and sends the replies through
+    the providers' APIs from a transactional outbox.
+
+    main is thin: config, rules, migrations, then the actors (outcome proxy,
+    delivery, ingest) and the status server; on SIGTERM or SIGINT it tears
+    down in reverse order and exits 0.
+*/
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sb_config.h"
+#include "sb_delivery.h"
+#include "sb_ingest.h"
+#include "sb_log.h"
+#include "sb_metrics.h"
+#include "sb_rules.h"
+#include "sb_status_http.h"
+#include "sb_store.h"
+
+#define S_OUTCOMES "inproc://sb-outcomes"
+#define S_WAKE "inproc://sb-delivery-wake"
+
+//  The signal flag: the one piece of state a signal handler may touch.
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal (int signum)
+{
+    (void) signum;
+    s_stop = 1;
+}
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "Usage: switchboard-dispatcher [--migrate-only] [--check-rules] [--help] [--version]\n\n"
+             "Subscribes to switchboard-ingress event streams, stores each event in PostgreSQL\n"
+             "exactly once, applies the reply rules and sends replies through Twilio and Meta.\n\n"
+             "  --migrate-only  apply the database migrations and exit\n"
+             "  --check-rules   load SB_RULES, report problems, and exit\n\n");
+    sb_config_print_help (SB_SVC_DISPATCHER, out);
+    fprintf (out, "  (SB_MIGRATIONS_DIR unset: %s)\n", SB_MIGRATIONS_DIR);
+}
+
+typedef struct {
+    sb_ingest_t *ingest;
+    sb_delivery_t *delivery;
+} s_parts_t;
+
+static bool
+s_ready (void *arg, const char **why)
+{
+    s_parts_t *parts = (s_parts_t *) arg;
+    if (!parts->ingest || !sb_ingest_ready (parts->ingest)) {
+        *why = "PostgreSQL is not accepting writes";
+        return false;
+    }
+    if (!parts->delivery || !sb_delivery_ready (parts->delivery)) {
+        *why = "the outbox worker has no PostgreSQL connection";
+        return false;
+    }
+    return true;
+}
+
+//  Apply the migrations, waiting for PostgreSQL while it starts (once
+//  only: `once`). 0 or -1.
+static int
+s_migrate (const char *conninfo, const char *dir, bool once)
+{
+    bool logged = false;
+    while (!s_stop) {
+        sb_store_t *store = sb_store_new (conninfo);
+        int rc = store ? sb_store_migrate (store, dir) : -1;
+        sb_store_destroy (&store);
+        if (rc == 0)
+            return 0;
+        if (once)
+            return -1;
+        if (!logged)
+            sb_warn ("main", "cannot migrate yet: waiting for PostgreSQL (retrying every second)");
+        logged = true;
+        sleep (1);
+    }
+    return -1;
+}
+
+int
+main (int argc, char **argv)
+{
+    bool migrate_only = false, check_rules = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
+            s_usage (stdout);
+            return 0;
+        }
+        else if (!strcmp (argv[i], "--version")) {
+            printf ("switchboard-dispatcher %s\n", SB_VERSION);
+            return 0;
+        }
+        else if (!strcmp (argv[i], "--migrate-only"))
+            migrate_only = true;
+        else if (!strcmp (argv[i], "--check-rules"))
+            check_rules = true;
+        else {
+            fprintf (stderr, "switchboard-dispatcher: unknown argument %s (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    char err[512];
+    sb_config_t *config = sb_config_load (SB_SVC_DISPATCHER, err, sizeof err);
+    if (!config) {
+        fprintf (stderr, "switchboard-dispatcher: configuration error: %s\n", err);
+        return 2;
+    }
+    sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    const char *migrations = sb_config_has (config, "SB_MIGRATIONS_DIR")
+                                 ? sb_config_str (config, "SB_MIGRATIONS_DIR")
+                                 : SB_MIGRATIONS_DIR;
+
+    sb_rules_t *rules = NULL;
+    if (sb_config_has (config, "SB_RULES")) {
+        rules = sb_rules_load (sb_config_str (config, "SB_RULES"), err, sizeof err);
+        if (!rules) {
+            fprintf (stderr, "switchboard-dispatcher: SB_RULES: %s\n", err);
+            sb_config_destroy (&config);
+            return 2;
+        }
+        sb_info ("main", "rules loaded file=%s rules=%zu", sb_config_str (config, "SB_RULES"),
+                 sb_rules_count (rules));
+    }
+    else
+        sb_warn ("main", "SB_RULES is not set: events are stored, no reply is sent");
+    if (check_rules) {
+        printf ("%s: %zu rules, ok\n", sb_config_str (config, "SB_RULES"),
+                rules ? sb_rules_count (rules) : 0);
+        sb_rules_destroy (&rules);
+        sb_config_destroy (&config);
+        return 0;
+    }
+
+    zsys_handler_set (NULL);
+    zsys_set_linger (1000);
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    const char *conninfo = sb_config_str (config, "DATABASE_URL");
+    int status = 1;
+    if (s_migrate (conninfo, migrations, migrate_only)) {
+        if (!s_stop)
+            sb_error ("main", "migrations failed dir=%s", migrations);
+        else
+            status = 0;
+        goto done;
+    }
+    if (migrate_only) {
+        sb_info ("main", "migrations applied dir=%s", migrations);
+        status = 0;
+        goto done;
+    }
+
+    sb_metrics_t *metrics = sb_metrics_new ();
+    zactor_t *proxy = zactor_new (zproxy, NULL);
+    s_parts_t parts = {NULL, NULL};
+    sb_status_http_t *http = NULL;
+    if (!metrics || !proxy)
+        goto teardown;
+    zstr_sendx (proxy, "FRONTEND", "PULL", S_OUTCOMES, NULL);
+    zsock_wait (proxy);
+    zstr_sendx (proxy, "BACKEND", "PUB", sb_config_str (config, "SB_DISPATCHER_PUB"), NULL);
+    zsock_wait (proxy);
+    parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE);
+    if (!parts.delivery)
+        goto teardown;
+    parts.ingest = sb_ingest_new (config, rules, metrics, S_OUTCOMES, S_WAKE);
+    if (!parts.ingest)
+        goto teardown;
+    http = sb_status_http_new (sb_config_str (config, "SB_DISPATCHER_LISTEN"), metrics, s_ready,
+                               &parts);
+    if (!http)
+        goto teardown;
+    sb_info ("main", "ready ingress_pub=%s dispatcher_pub=%s listen=%s",
+             sb_config_str (config, "SB_INGRESS_PUB"), sb_config_str (config, "SB_DISPATCHER_PUB"),
+             sb_config_str (config, "SB_DISPATCHER_LISTEN"));
+    while (!s_stop)
+        pause ();
+    sb_info ("main", "stopping");
+    status = 0;
+teardown:
+    sb_status_http_destroy (&http);
+    sb_ingest_destroy (&parts.ingest);
+    sb_delivery_destroy (&parts.delivery);
+    zactor_destroy (&proxy);
+    sb_metrics_destroy (&metrics);
+done:
+    sb_rules_destroy (&rules);
+    sb_config_destroy (&config);
+    zsys_shutdown ();
+    if (status == 0)
+        sb_info ("main", "stopped");
+    return status;
+}

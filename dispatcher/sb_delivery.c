@@ -1,0 +1,380 @@
+/*  sb_delivery: the outbox worker of the dispatcher, a czmq actor.
+
+    DESIGN
+    One actor thread owns a PostgreSQL connection of its own and the
+    sb_sender (libcurl multi). It claims due outbox rows (pending and
+    next_attempt_at <= now, marked sending), as many as the sender has room
+    for, hands them to the sender, drives the transfers, and records each
+    result (sb_store_record: sent, retry later with backoff, failed, dead).
+    It claims again when the ingest actor says new rows exist (a WAKE on an
+    inproc PULL), when a transfer ends, and every 100 ms for retries that
+    came due. Results that cannot be recorded (PostgreSQL down) are kept in
+    memory and recorded when it is back: a row stays "sending" until then,
+    and a dispatcher that dies meanwhile resends it after restart
+    (sb_store_recover) — the at-most-the-sends-in-flight double send the
+    providers' APIs make unavoidable, as they take no idempotency key.
+*/
+#include "sb_delivery.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb_event.h"
+#include "sb_log.h"
+#include "sb_outcome.h"
+#include "sb_sender.h"
+#include "sb_store.h"
+
+#define S_POLL_MS 100
+#define S_PENDING_MAX 4096
+
+typedef struct {
+    sb_delivery_t *shared;     //  the atomics
+    const sb_config_t *config; //  borrowed, immutable
+    char *conninfo;            //  DATABASE_URL
+    char *outcomes;            //  inproc endpoint of the outcome PULL
+    char *wake;                //  inproc endpoint this actor binds for WAKE
+    int max_attempts;          //  SB_SEND_MAX_ATTEMPTS
+    int64_t backoff_base_ms;   //  SB_SEND_BACKOFF_BASE_MS
+    int64_t backoff_max_ms;    //  SB_SEND_BACKOFF_MAX_MS
+    sb_metrics_t *metrics;     //  borrowed
+} s_args_t;
+
+struct sb_delivery_t {
+    zactor_t *actor;           //  the actor thread
+    atomic_bool ready;         //  PostgreSQL usable and sender configured
+    s_args_t *args;            //  what the actor reads
+};
+
+typedef struct {
+    s_args_t *args;
+    zsock_t *pipe;             //  to the owner
+    zsock_t *wake;             //  WAKE from the ingest actor
+    zsock_t *push;             //  outcomes
+    zpoller_t *poller;         //  pipe + wake
+    sb_store_t *store;         //  PostgreSQL
+    sb_sender_t *sender;       //  libcurl multi
+    sb_send_result_t *pending; //  results not yet recorded
+    size_t pending_count;      //  how many
+    bool terminated;           //  $TERM received
+    bool db_failing;           //  the last PostgreSQL call failed
+    int64_t next_claim;        //  monotonic ms of the next periodic claim
+    sb_metric_t *m_sends[4][2];  //  sends by outcome (sent, retry, final) and kind
+    sb_metric_t *m_dead;       //  rows out of attempts
+    sb_metric_t *m_depth[6];   //  outbox rows by state
+    sb_metric_t *m_inflight;   //  transfers in flight
+} self_t;
+
+static const char *s_states[6] = {"pending", "sending", "sent", "failed", "dead", "not_sent"};
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    if (!*self_p)
+        return;
+    self_t *self = *self_p;
+    for (size_t i = 0; i < self->pending_count; i++)
+        sb_outbox_result_free (&self->pending[i]);
+    free (self->pending);
+    sb_sender_destroy (&self->sender);
+    sb_store_destroy (&self->store);
+    zpoller_destroy (&self->poller);
+    zsock_destroy (&self->wake);
+    zsock_destroy (&self->push);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_self_new (zsock_t *pipe, s_args_t *args)
+{
+    self_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->args = args;
+    self->pipe = pipe;
+    self->pending = calloc (S_PENDING_MAX, sizeof *self->pending);
+    self->wake = zsock_new (ZMQ_PULL);
+    self->push = zsock_new (ZMQ_PUSH);
+    if (!self->pending || !self->wake || !self->push)
+        goto fail;
+    if (zsock_bind (self->wake, "%s", args->wake) < 0
+        || zsock_connect (self->push, "%s", args->outcomes) < 0)
+        goto fail;
+    zsock_set_sndhwm (self->push, 100000);
+    self->sender = sb_sender_new (args->config);
+    if (!self->sender)
+        goto fail;
+    self->poller = zpoller_new (self->pipe, self->wake, NULL);
+    if (!self->poller)
+        goto fail;
+    sb_metrics_t *m = args->metrics;
+    static const char *outcomes[4] = {"", "sent", "retry", "final"};
+    static const char *kinds[2] = {"reply", "forward"};
+    for (int o = 1; o < 4; o++)
+        for (int k = 0; k < 2; k++) {
+            char labels[64];
+            snprintf (labels, sizeof labels, "kind=\"%s\",outcome=\"%s\"", kinds[k],
+                      outcomes[o]);
+            self->m_sends[o][k] = sb_metrics_counter (
+                m, "sb_sends_total", "Send attempts by kind (reply, bot forward) and outcome", labels);
+        }
+    self->m_dead = sb_metrics_counter (m, "sb_sends_dead_total",
+                                       "Outbox rows that ran out of attempts", NULL);
+    for (int s = 0; s < 6; s++) {
+        char labels[48];
+        snprintf (labels, sizeof labels, "state=\"%s\"", s_states[s]);
+        self->m_depth[s] = sb_metrics_gauge (m, "sb_outbox_rows", "Outbox rows by state", labels);
+    }
+    self->m_inflight = sb_metrics_gauge (m, "sb_sends_in_flight", "HTTP sends in flight", NULL);
+    return self;
+fail:
+    s_self_destroy (&self);
+    return NULL;
+}
+
+static bool
+s_self_db (self_t *self)
+{
+    if (!self->store)
+        self->store = sb_store_new (self->args->conninfo);
+    bool ok = self->store && sb_store_ensure (self->store) == 0;
+    if (!ok && !self->db_failing)
+        sb_error ("delivery", "PostgreSQL unavailable: sends wait until it is back");
+    else if (ok && self->db_failing)
+        sb_info ("delivery", "PostgreSQL available again");
+    self->db_failing = !ok;
+    atomic_store (&self->args->shared->ready, ok);
+    return ok;
+}
+
+static void
+s_self_publish (self_t *self, const sb_send_result_t *r, bool dead)
+{
+    const char *kind = r->outcome == SB_SEND_SENT    ? "sent"
+                       : r->outcome == SB_SEND_FINAL ? "failed"
+                       : dead                        ? "dead"
+                                                     : "retrying";
+    json_t *o = json_pack ("{s:I, s:s, s:i, s:s, s:s, s:s}", "outbox_id", (json_int_t) r->id,
+                           "kind", r->kind == SB_OUTBOX_FORWARD ? "forward" : "reply",
+                           "http_status", r->http_status, "provider_id",
+                           r->provider_id ? r->provider_id : "", "error_code",
+                           r->error_code ? r->error_code : "", "error", r->error ? r->error : "");
+    sb_outcome_send (self->push, kind, o);
+}
+
+//  Record the results held in memory, oldest first.
+static void
+s_self_record (self_t *self)
+{
+    size_t done = 0;
+    while (done < self->pending_count) {
+        if (!s_self_db (self))
+            break;
+        sb_send_result_t *r = &self->pending[done];
+        int rc = sb_store_record (self->store, r, self->args->max_attempts,
+                                  self->args->backoff_base_ms, self->args->backoff_max_ms);
+        if (rc < 0) {
+            s_self_db (self);
+            break;
+        }
+        bool dead = rc == 1;  //  a retry past the last attempt
+        if (dead)
+            sb_metric_add (self->m_dead, 1);
+        s_self_publish (self, r, dead);
+        sb_outbox_result_free (r);
+        done++;
+    }
+    if (done) {
+        memmove (self->pending, self->pending + done,
+                 (self->pending_count - done) * sizeof *self->pending);
+        self->pending_count -= done;
+    }
+}
+
+static void
+s_self_collect (self_t *self)
+{
+    sb_send_result_t result;
+    while (self->pending_count < S_PENDING_MAX
+           && sb_sender_next_result (self->sender, &result) == 1) {
+        int o = result.outcome >= 1 && result.outcome <= 3 ? result.outcome : 3;
+        sb_metric_add (self->m_sends[o][result.kind == SB_OUTBOX_FORWARD], 1);
+        self->pending[self->pending_count++] = result;
+    }
+}
+
+static void
+s_self_claim (self_t *self)
+{
+    size_t room = sb_sender_room (self->sender);
+    if (room == 0 || self->pending_count > S_PENDING_MAX / 2 || !s_self_db (self))
+        return;
+    sb_outbox_item_t *items = NULL;
+    int n = sb_store_claim (self->store, room, &items);
+    if (n < 0) {
+        s_self_db (self);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        sb_sender_submit (self->sender, &items[i]);
+        sb_outbox_item_free (&items[i]);
+    }
+    free (items);
+}
+
+static void
+s_self_refresh_depth (self_t *self)
+{
+    int64_t depth[6];
+    if (self->store && !self->db_failing && sb_store_outbox_depth (self->store, depth) == 0)
+        for (int s = 0; s < 6; s++)
+            sb_metric_set (self->m_depth[s], depth[s]);
+}
+
+static void
+s_delivery_actor (zsock_t *pipe, void *arg)
+{
+    s_args_t *args = (s_args_t *) arg;
+    self_t *self = s_self_new (pipe, args);
+    zsock_signal (pipe, 0);
+    zstr_send (pipe, self ? "OK" : "FAILED");
+    if (!self)
+        return;
+    if (s_self_db (self)) {
+        int recovered = sb_store_recover (self->store);
+        if (recovered > 0)
+            sb_warn ("delivery",
+                     "rows left sending by a previous run are pending again rows=%d (a reply may go out twice)",
+                     recovered);
+    }
+    int64_t next_depth = 0;
+    bool claim = true;
+    while (!self->terminated) {
+        int64_t now = zclock_mono ();
+        if (claim || now >= self->next_claim) {
+            s_self_claim (self);
+            self->next_claim = now + S_POLL_MS;
+            claim = false;
+        }
+        size_t inflight = sb_sender_in_flight (self->sender);
+        sb_metric_set (self->m_inflight, (int64_t) inflight);
+        if (inflight > 0)
+            sb_sender_perform (self->sender, 5);
+        size_t before = self->pending_count;
+        s_self_collect (self);
+        if (self->pending_count > before)
+            claim = true;  //  a slot opened
+        s_self_record (self);
+        if (now >= next_depth) {
+            s_self_refresh_depth (self);
+            next_depth = now + 1000;
+        }
+        //  Wait for the pipe or a WAKE: briefly while transfers run,
+        //  until the next periodic claim otherwise.
+        int timeout = inflight > 0 || self->pending_count > 0
+                          ? 0
+                          : (int) (self->next_claim - zclock_mono ());
+        if (timeout < 0)
+            timeout = 0;
+        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, timeout);
+        if (which == self->pipe) {
+            char *command = zstr_recv (self->pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+        }
+        else if (which == self->wake) {
+            char *wake = zstr_recv (self->wake);
+            zstr_free (&wake);
+            claim = true;
+        }
+        if (self->pending_count > 0 && self->db_failing)
+            zclock_sleep (100);
+    }
+    //  Let transfers in flight finish (bounded by their timeouts) and record them.
+    int64_t deadline = zclock_mono () + 5000;
+    while (sb_sender_in_flight (self->sender) > 0 && zclock_mono () < deadline) {
+        sb_sender_perform (self->sender, 50);
+        s_self_collect (self);
+        s_self_record (self);
+    }
+    s_self_collect (self);
+    s_self_record (self);
+    if (self->pending_count || sb_sender_in_flight (self->sender))
+        sb_warn ("delivery", "stopping with results=%zu unrecorded and sends=%zu in flight",
+                 self->pending_count, sb_sender_in_flight (self->sender));
+    s_self_destroy (&self);
+}
+
+static void
+s_args_destroy (s_args_t **args_p)
+{
+    s_args_t *args = *args_p;
+    if (!args)
+        return;
+    free (args->conninfo);
+    free (args->outcomes);
+    free (args->wake);
+    free (args);
+    *args_p = NULL;
+}
+
+sb_delivery_t *
+sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *outcomes_endpoint,
+                 const char *wake_endpoint)
+{
+    sb_delivery_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    atomic_init (&self->ready, false);
+    s_args_t *args = self->args = calloc (1, sizeof *args);
+    if (!args)
+        goto fail;
+    args->shared = self;
+    args->config = config;
+    args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
+    args->outcomes = strdup (outcomes_endpoint);
+    args->wake = strdup (wake_endpoint);
+    args->max_attempts = (int) sb_config_int (config, "SB_SEND_MAX_ATTEMPTS");
+    args->backoff_base_ms = sb_config_int (config, "SB_SEND_BACKOFF_BASE_MS");
+    args->backoff_max_ms = sb_config_int (config, "SB_SEND_BACKOFF_MAX_MS");
+    args->metrics = metrics;
+    if (!args->conninfo || !args->outcomes || !args->wake)
+        goto fail;
+    self->actor = zactor_new (s_delivery_actor, args);
+    if (!self->actor)
+        goto fail;
+    char *status = zstr_recv (self->actor);
+    bool ok = status && streq (status, "OK");
+    zstr_free (&status);
+    if (!ok)
+        goto fail;
+    return self;
+fail:
+    sb_delivery_destroy (&self);
+    return NULL;
+}
+
+void
+sb_delivery_destroy (sb_delivery_t **self_p)
+{
+    assert (self_p);
+    if (!*self_p)
+        return;
+    sb_delivery_t *self = *self_p;
+    zactor_destroy (&self->actor);
+    s_args_destroy (&self->args);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+sb_delivery_ready (const sb_delivery_t *self)
+{
+    return atomic_load (&((sb_delivery_t *) self)->ready);
+}

@@ -1,0 +1,25 @@
+/*  sb_delivery: the dispatcher's outbox worker, a czmq actor. Claims due
+    outbox rows, sends them with sb_sender, records the results, and
+    reports outcomes (sent, retrying, failed, dead).
+*/
+#ifndef SB_DELIVERY_H_INCLUDED
+#define SB_DELIVERY_H_INCLUDED
+
+#include <stdbool.h>
+
+#include "sb_config.h"
+#include "sb_metrics.h"
+
+typedef struct sb_delivery_t sb_delivery_t;
+
+//  Start the actor; it binds wake_endpoint (inproc PULL) and pushes
+//  outcomes to outcomes_endpoint. config must outlive it. NULL on failure.
+//  Caller owns the return value.
+sb_delivery_t *sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics,
+                                const char *outcomes_endpoint, const char *wake_endpoint);
+//  Stop: transfers in flight finish (bounded by their timeouts) and are recorded.
+void sb_delivery_destroy (sb_delivery_t **self_p);
+
+bool sb_delivery_ready (const sb_delivery_t *self);
+
+#endif

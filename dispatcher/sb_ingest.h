@@ -1,0 +1,32 @@
+/*  sb_ingest: the dispatcher's subscriber and store writer, a czmq actor.
+
+    Subscribes to every ingress PUB endpoint, takes the events that are
+    waiting (all of them under load, one when idle: no timer fills a batch),
+    stores them with sb_store_write in one transaction, and reports outcomes
+    on the dispatcher's outcome stream. While PostgreSQL is down it keeps the
+    batch, retries with backoff, and stops reading the socket.
+*/
+#ifndef SB_INGEST_H_INCLUDED
+#define SB_INGEST_H_INCLUDED
+
+#include <stdbool.h>
+
+#include "sb_config.h"
+#include "sb_metrics.h"
+#include "sb_rules.h"
+
+typedef struct sb_ingest_t sb_ingest_t;
+
+//  Start the actor: connects to PostgreSQL (DATABASE_URL), subscribes to
+//  SB_INGRESS_PUB, pushes outcomes to outcomes_endpoint (an inproc PULL)
+//  and wakes the sender on wake_endpoint. rules may be NULL (no replies).
+//  NULL on failure (logged). Caller owns the return value.
+sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_rules_t *rules,
+                            sb_metrics_t *metrics, const char *outcomes_endpoint,
+                            const char *wake_endpoint);
+void sb_ingest_destroy (sb_ingest_t **self_p);
+
+//  True while PostgreSQL accepts our writes.
+bool sb_ingest_ready (const sb_ingest_t *self);
+
+#endif

@@ -1,0 +1,2041 @@
+/*  sb_store: the dispatcher's PostgreSQL side, over one libpq connection
+    used by one thread.
+
+    It applies the migrations (dispatcher/migrations/NNNN_name.sql), writes
+    batches of events exactly once together with everything they imply
+    (contacts, messages, reply decisions in the outbox, the consumer
+    cursor), and moves outbox rows through their states for the sender.
+    Every value travels as a query parameter: the write path sends each
+    column as one binary array parameter and unnest()s it server-side, the
+    other statements use text parameters. Text is sent as UTF-8 with any
+    invalid sequence replaced by U+FFFD, so bytes from a provider can never
+    make a batch fail forever.
+
+    DESIGN (the write path). One batch is one transaction and two round
+    trips, whatever its size, using libpq's pipeline mode:
+      1. BEGIN; INSERT INTO events ... SELECT FROM unnest(...) ON CONFLICT
+         DO NOTHING RETURNING (which events are new); SELECT ... FOR UPDATE
+         the contacts the batch's inbound events come from.
+      2. In C, in batch order, for each NEW event only: the contact's
+         profile name, last inbound time and opt-out state; the inbound
+         messages row; the rules' decision (opt-out and the WhatsApp 24-hour
+         window applied); the status of outbound messages. Then, pipelined:
+         upsert contacts; insert messages; insert outbox rows (and the
+         outbound messages rows of the replies, in the same statement);
+         apply statuses; upsert the cursor; COMMIT.
+    A replayed event or a provider's retry of a webhook conflicts on a
+    unique key, is not returned, and so decides nothing: that is the
+    exactly-once guarantee. Events are unique by (ingress_id, epoch, seq)
+    (a new journal epoch restarts seq at 1) and, when the provider gave an
+    id, by (provider, kind, provider_id, status, dedup_detail), where
+    dedup_detail is empty except for gathers (several per call share the
+    CallSid; two gathers of one call with the same input are one event).
+
+    Decisions. Inbound events are kinds message, gather and call with a
+    sender address; they upsert the contact. Messages and gathers also get
+    an inbound messages row. The opt-out and opt-in keywords (from the rules
+    file; none without rules) apply to messages: a STOP marks the contact
+    opted out and is not shown to the rules at all (no reply, no outbox
+    row); a START clears it and then goes to the rules like any message, so
+    it may be answered. Any other event from an opted-out contact still
+    goes to the rules, and a reply or forward they ask for is recorded as
+    not_sent, reason opted_out. A WhatsApp reply whose contact's last
+    inbound time is older than window_ms before now is recorded as not_sent,
+    reason outside_window; a reply on the voice channel as
+    unsupported_channel. Status events never run rules.
+
+    Statuses. An outbound message's status moves only to a higher rank
+    (SQL function sb_status_rank, 0001_init.sql): queued 1 < sent 2 <
+    delivered 3 < read 4; failed, undelivered and canceled are terminal
+    (10) and win over anything else; unknown statuses (0) never apply. The
+    highest status of a batch wins whatever its order. A status for a
+    message we do not know yet is kept in events only; sb_store_record
+    applies it when the send that produced that provider id is recorded.
+
+    Limits. seq is stored as bigint. sb_store_outbox_depth counts the whole
+    outbox, sent rows included. A hung server blocks the calling thread:
+    use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
+*/
+#include "sb_store.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "sb_log.h"
+
+#define S_MODULE "store"
+
+//  Session advisory lock held while migrating ("sbmigrat").
+#define S_MIGRATE_LOCK "8314328161553899892"
+//  Largest migration file we read.
+#define S_MIGRATION_MAX (4 * 1024 * 1024)
+//  Default WhatsApp customer-service window.
+#define S_WINDOW_MS (24LL * 3600 * 1000)
+//  Longest wait for the server to take our bytes.
+#define S_FLUSH_TIMEOUT_MS 30000
+//  Longest text kept in outbox.last_error.
+#define S_ERROR_MAX 1000
+//  Most parameters any statement here takes.
+#define S_MAX_PARAMS 20
+//  Longest value kept in an indexed text column (provider ids, addresses,
+//  statuses, ...): far above any real one, and small enough that a key
+//  always fits in a btree entry, so no value from outside can make a batch
+//  fail for ever.
+#define S_KEY_MAX 512
+
+//  PostgreSQL type OIDs of the array elements we send (pg_type.dat).
+#define S_OID_BOOL 16
+#define S_OID_BYTEA 17
+#define S_OID_INT8 20
+#define S_OID_INT4 23
+#define S_OID_TEXT 25
+#define S_OID_TIMESTAMPTZ 1184
+
+//  Unix ms of PostgreSQL's epoch, 2000-01-01 00:00:00 UTC.
+#define S_PG_EPOCH_MS 946684800000LL
+
+struct sb_store_t {
+    PGconn *conn;        //  the connection (never NULL after sb_store_new)
+    char *conninfo;      //  copy of the conninfo, for reconnecting
+    bool prepared;       //  the write statements are prepared on conn
+    bool healthy;        //  last state logged, so each change logs once
+    int64_t window_ms;   //  WhatsApp window of the last write, for bot replies
+};
+
+//  ---------------------------------------------------------------------
+//  Small helpers
+
+static const char *
+s_str (const char *s)
+{
+    return s ? s : "";
+}
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+//  The first line of a libpq message, for one-line logs.
+static const char *
+s_line (const char *message, char *buf, size_t size)
+{
+    snprintf (buf, size, "%s", s_str (message));
+    buf [strcspn (buf, "\r\n")] = 0;
+    return buf;
+}
+
+//  Log a failed result: what we were doing, the server's message and SQLSTATE.
+static void
+s_log_result (const sb_store_t *self, const PGresult *result, const char *what)
+{
+    char line [512];
+    const char *message = result ? PQresultErrorMessage (result) : "";
+    if (!message || !*message)
+        message = PQerrorMessage (self->conn);
+    const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    sb_error (S_MODULE, "%s failed error=\"%s\" sqlstate=%s", what,
+              s_line (message, line, sizeof line), state ? state : "-");
+}
+
+static bool
+s_parse_int64 (const char *text, int64_t *value)
+{
+    if (!text || !*text)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll (text, &end, 10);
+    if (errno || *end)
+        return false;
+    *value = v;
+    return true;
+}
+
+//  Length of the valid UTF-8 sequence at s (n bytes available), or 0 when
+//  it is not one (overlong, surrogate, beyond U+10FFFF, truncated, stray
+//  continuation byte, NUL). PostgreSQL refuses text that fails this.
+static size_t
+s_utf8_seq (const unsigned char *s, size_t n)
+{
+    unsigned c = s [0];
+    if (c < 0x80)
+        return c ? 1 : 0;
+    size_t len;
+    uint32_t cp, min;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1F;
+        min = 0x80;
+    }
+    else
+    if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        cp = c & 0x0F;
+        min = 0x800;
+    }
+    else
+    if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    }
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s [i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s [i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+//  A copy of at most max bytes of s as valid UTF-8 (invalid sequences
+//  become U+FFFD; cut on a character boundary). Caller frees; NULL when
+//  out of memory.
+static char *
+s_utf8_dup (const char *s, size_t max)
+{
+    s = s_str (s);
+    size_t n = strlen (s);
+    char *copy = malloc (n * 3 + 1);
+    if (!copy)
+        return NULL;
+    size_t out = 0;
+    const unsigned char *p = (const unsigned char *) s;
+    for (size_t i = 0; i < n;) {
+        size_t len = s_utf8_seq (p + i, n - i);
+        size_t add = len ? len : 3;
+        if (out + add > max)
+            break;
+        if (len)
+            memcpy (copy + out, p + i, len);
+        else
+            memcpy (copy + out, "\xEF\xBF\xBD", 3);
+        out += add;
+        i += len ? len : 1;
+    }
+    copy [out] = 0;
+    return copy;
+}
+
+//  ---------------------------------------------------------------------
+//  Binary array parameters (the format of PostgreSQL's array_recv): a
+//  header (ndim, has-null flag, element type, then size and lower bound of
+//  the one dimension), then each element as a 4-byte length (-1 for NULL)
+//  and its bytes in the type's binary format, all integers big-endian.
+
+#define S_ARRAY_HEADER 20
+
+typedef struct {
+    uint8_t *data;    //  header then elements
+    size_t size;      //  bytes used
+    size_t cap;       //  bytes allocated
+    uint32_t oid;     //  element type
+    uint32_t count;   //  elements added
+    bool has_null;    //  some element is NULL
+    bool oom;         //  an allocation failed: the array is unusable
+} s_array_t;
+
+static void
+s_array_init (s_array_t *a, uint32_t oid)
+{
+    memset (a, 0, sizeof (*a));
+    a->oid = oid;
+    a->size = S_ARRAY_HEADER;
+}
+
+static void
+s_array_free (s_array_t *a)
+{
+    free (a->data);
+    a->data = NULL;
+}
+
+static uint8_t *
+s_array_room (s_array_t *a, size_t more)
+{
+    if (a->oom)
+        return NULL;
+    if (a->size + more > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->size + more)
+            cap *= 2;
+        uint8_t *data = realloc (a->data, cap);
+        if (!data) {
+            a->oom = true;
+            return NULL;
+        }
+        a->data = data;
+        a->cap = cap;
+    }
+    return a->data + a->size;
+}
+
+static void
+s_put32 (uint8_t *p, uint32_t v)
+{
+    v = htonl (v);
+    memcpy (p, &v, 4);
+}
+
+static void
+s_put64 (uint8_t *p, uint64_t v)
+{
+    s_put32 (p, (uint32_t) (v >> 32));
+    s_put32 (p + 4, (uint32_t) v);
+}
+
+static void
+s_array_bytes (s_array_t *a, const void *data, size_t size)
+{
+    uint8_t *p = s_array_room (a, 4 + size);
+    if (!p)
+        return;
+    s_put32 (p, (uint32_t) size);
+    if (size)
+        memcpy (p + 4, data, size);
+    a->size += 4 + size;
+    a->count++;
+}
+
+static void
+s_array_null (s_array_t *a)
+{
+    uint8_t *p = s_array_room (a, 4);
+    if (!p)
+        return;
+    s_put32 (p, 0xFFFFFFFFu);
+    a->size += 4;
+    a->count++;
+    a->has_null = true;
+}
+
+//  A text element: s as valid UTF-8 (NULL is ""), at most max bytes (cut
+//  on a character boundary).
+static void
+s_array_text_max (s_array_t *a, const char *s, size_t max)
+{
+    s = s_str (s);
+    size_t n = strlen (s);
+    uint8_t *p = s_array_room (a, 4 + n * 3);
+    if (!p)
+        return;
+    const unsigned char *in = (const unsigned char *) s;
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = s_utf8_seq (in + i, n - i);
+        if (len) {
+            //  copy the whole valid run at once
+            size_t run = len;
+            while (i + run < n && (len = s_utf8_seq (in + i + run, n - i - run)))
+                run += len;
+            if (out + run > max) {
+                //  the longest prefix of the run that fits
+                size_t fit = 0;
+                while (fit < run && (len = s_utf8_seq (in + i + fit, run - fit))
+                       && out + fit + len <= max)
+                    fit += len;
+                memcpy (p + 4 + out, in + i, fit);
+                out += fit;
+                break;
+            }
+            memcpy (p + 4 + out, in + i, run);
+            out += run;
+            i += run;
+        }
+        else {
+            if (out + 3 > max)
+                break;
+            memcpy (p + 4 + out, "\xEF\xBF\xBD", 3);
+            out += 3;
+            i++;
+        }
+    }
+    s_put32 (p, (uint32_t) out);
+    a->size += 4 + out;
+    a->count++;
+}
+
+static void
+s_array_text (s_array_t *a, const char *s)
+{
+    s_array_text_max (a, s, SIZE_MAX);
+}
+
+//  An indexed text element (see S_KEY_MAX).
+static void
+s_array_key (s_array_t *a, const char *s)
+{
+    s_array_text_max (a, s, S_KEY_MAX);
+}
+
+//  An indexed text element, NULL when s is NULL or empty.
+static void
+s_array_key_or_null (s_array_t *a, const char *s)
+{
+    if (s && *s)
+        s_array_key (a, s);
+    else
+        s_array_null (a);
+}
+
+static void
+s_array_int8 (s_array_t *a, int64_t v)
+{
+    uint8_t b [8];
+    s_put64 (b, (uint64_t) v);
+    s_array_bytes (a, b, 8);
+}
+
+static void
+s_array_int4 (s_array_t *a, int32_t v)
+{
+    uint8_t b [4];
+    s_put32 (b, (uint32_t) v);
+    s_array_bytes (a, b, 4);
+}
+
+static void
+s_array_bool (s_array_t *a, bool v)
+{
+    uint8_t b = v ? 1 : 0;
+    s_array_bytes (a, &b, 1);
+}
+
+//  A timestamptz from Unix ms: microseconds since 2000-01-01 UTC.
+static void
+s_array_time (s_array_t *a, int64_t unix_ms)
+{
+    s_array_int8 (a, (unix_ms - S_PG_EPOCH_MS) * 1000);
+}
+
+//  Write the header. 0, or -1 when an allocation failed.
+static int
+s_array_finish (s_array_t *a)
+{
+    if (!s_array_room (a, 0))
+        return -1;
+    uint8_t *p = a->data;
+    s_put32 (p, a->count ? 1 : 0);
+    s_put32 (p + 4, a->has_null ? 1 : 0);
+    s_put32 (p + 8, a->oid);
+    if (a->count) {
+        s_put32 (p + 12, a->count);
+        s_put32 (p + 16, 1);
+    }
+    else
+        a->size = 12;
+    return 0;
+}
+
+//  A statement's rows, one array per column.
+typedef struct {
+    s_array_t cols [S_MAX_PARAMS];  //  one binary array per column
+    int ncols;                      //  columns in use
+} s_table_t;
+
+static void
+s_table_init (s_table_t *t, const uint32_t *oids, int ncols)
+{
+    t->ncols = ncols;
+    for (int i = 0; i < ncols; i++)
+        s_array_init (&t->cols [i], oids [i]);
+}
+
+static void
+s_table_free (s_table_t *t)
+{
+    for (int i = 0; i < t->ncols; i++)
+        s_array_free (&t->cols [i]);
+}
+
+static size_t
+s_table_rows (const s_table_t *t)
+{
+    return t->ncols ? t->cols [0].count : 0;
+}
+
+//  ---------------------------------------------------------------------
+//  The write statements, prepared once per connection. Parameters are
+//  binary arrays, one per column (see s_table_t).
+
+//  events: every event of the batch; returns the new ones.
+enum {
+    EV_INGRESS, EV_EPOCH, EV_SEQ, EV_UID, EV_PROVIDER, EV_CHANNEL, EV_KIND, EV_TYPE,
+    EV_PROVIDER_ID, EV_STATUS, EV_DEDUP, EV_ERROR_CODE, EV_FROM, EV_TO, EV_ACCOUNT, EV_TEXT,
+    EV_RECEIVED, EV_PAYLOAD, EV_COLS
+};
+static const uint32_t s_events_oids [EV_COLS] = {
+    S_OID_TEXT, S_OID_TEXT, S_OID_INT8, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
+    S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
+    S_OID_TEXT, S_OID_TEXT, S_OID_TIMESTAMPTZ, S_OID_BYTEA};
+static const char s_events_sql [] =
+    "INSERT INTO events (ingress_id, epoch, seq, event_uid, provider, channel, kind,"
+    " message_type, provider_id, status, dedup_detail, error_code, from_addr, to_addr,"
+    " account, text, received_at, payload)"
+    " SELECT * FROM unnest ($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],"
+    " $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bytea[])"
+    " ON CONFLICT DO NOTHING"
+    " RETURNING id, ingress_id, epoch, seq";
+
+//  contacts the batch's inbound events come from: their state before it.
+enum { CK_PROVIDER, CK_CHANNEL, CK_ADDRESS, CK_COLS };
+static const uint32_t s_contact_key_oids [CK_COLS] = {S_OID_TEXT, S_OID_TEXT, S_OID_TEXT};
+static const char s_contacts_lock_sql [] =
+    "SELECT c.provider, c.channel, c.address, c.opted_out,"
+    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0)"
+    " FROM contacts c"
+    " JOIN unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
+    " ON c.provider = k.provider AND c.channel = k.channel AND c.address = k.address"
+    " ORDER BY c.provider, c.channel, c.address"
+    " FOR UPDATE OF c";
+
+//  contacts: their state after the batch (computed in C from the state
+//  above and the batch's new events).
+enum { CO_PROVIDER, CO_CHANNEL, CO_ADDRESS, CO_PROFILE, CO_LAST_INBOUND, CO_OPTED_OUT, CO_COLS };
+static const uint32_t s_contacts_oids [CO_COLS] = {
+    S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TIMESTAMPTZ, S_OID_BOOL};
+static const char s_contacts_sql [] =
+    "INSERT INTO contacts AS c (provider, channel, address, profile_name, last_inbound_at,"
+    " opted_out, opted_out_at)"
+    " SELECT u.provider, u.channel, u.address, u.profile_name, u.last_inbound_at, u.opted_out,"
+    " CASE WHEN u.opted_out THEN now () END"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])"
+    " AS u (provider, channel, address, profile_name, last_inbound_at, opted_out)"
+    " ON CONFLICT (provider, channel, address) DO UPDATE SET"
+    " profile_name = CASE WHEN EXCLUDED.profile_name <> '' THEN EXCLUDED.profile_name"
+    " ELSE c.profile_name END,"
+    " last_inbound_at = GREATEST (c.last_inbound_at, EXCLUDED.last_inbound_at),"
+    " opted_out = EXCLUDED.opted_out,"
+    " opted_out_at = CASE WHEN EXCLUDED.opted_out AND NOT c.opted_out THEN now ()"
+    " WHEN EXCLUDED.opted_out THEN c.opted_out_at END,"
+    " updated_at = now ()";
+
+//  messages: the inbound ones.
+enum {
+    MI_PROVIDER, MI_CHANNEL, MI_PROVIDER_ID, MI_CONTACT, MI_OURS, MI_ACCOUNT, MI_TYPE, MI_BODY,
+    MI_EVENT_ID, MI_COLS
+};
+static const uint32_t s_messages_oids [MI_COLS] = {
+    S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
+    S_OID_TEXT, S_OID_INT8};
+static const char s_messages_sql [] =
+    "INSERT INTO messages (direction, provider, channel, provider_id, contact_addr, our_addr,"
+    " account, message_type, body, status, event_id)"
+    " SELECT 'inbound', u.provider, u.channel, u.provider_id, u.contact_addr, u.our_addr,"
+    " u.account, u.message_type, u.body, 'received', u.event_id"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::text[], $8::text[], $9::int8[])"
+    " AS u (provider, channel, provider_id, contact_addr, our_addr, account, message_type,"
+    " body, event_id)"
+    " ON CONFLICT DO NOTHING";
+
+//  outbox: the rules' decisions; pending replies also get their outbound
+//  messages row (status queued) in the same statement.
+enum {
+    OB_KIND, OB_STATE, OB_PROVIDER, OB_CHANNEL, OB_ACCOUNT, OB_FROM, OB_TO, OB_BODY, OB_CONTEXT,
+    OB_URL, OB_TIMEOUT, OB_JSON, OB_REASON, OB_EVENT_ID, OB_RULE, OB_COLS
+};
+static const uint32_t s_outbox_oids [OB_COLS] = {
+    S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
+    S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_INT4, S_OID_TEXT, S_OID_TEXT, S_OID_INT8,
+    S_OID_TEXT};
+static const char s_outbox_sql [] =
+    "WITH o AS ("
+    " INSERT INTO outbox (kind, state, provider, channel, account, from_addr, to_addr, body,"
+    " context_id, forward_url, forward_timeout_ms, event_json, reason, event_id, rule)"
+    " SELECT * FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[],"
+    " $13::text[], $14::int8[], $15::text[])"
+    " RETURNING id, kind, state, provider, channel, account, from_addr, to_addr, body, event_id)"
+    " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
+    " message_type, body, status, status_rank, event_id, outbox_id)"
+    " SELECT 'outbound', provider, channel, to_addr, from_addr, account, 'text', body,"
+    " 'queued', sb_status_rank ('queued'), event_id, id"
+    " FROM o WHERE kind = 'reply' AND state = 'pending'";
+
+//  statuses: the highest-ranked status per message of the batch, applied
+//  where it ranks higher than the message's.
+enum { ST_PROVIDER, ST_PROVIDER_ID, ST_STATUS, ST_ERROR_CODE, ST_COLS };
+static const uint32_t s_status_oids [ST_COLS] = {S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT};
+static const char s_status_sql [] =
+    "UPDATE messages m SET status = u.status, status_rank = u.rank,"
+    " error_code = CASE WHEN u.error_code <> '' THEN u.error_code ELSE m.error_code END,"
+    " updated_at = now ()"
+    " FROM (SELECT DISTINCT ON (x.provider, x.provider_id) x.provider, x.provider_id, x.status,"
+    " x.error_code, sb_status_rank (x.status) AS rank"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+    " AS x (provider, provider_id, status, error_code, ord)"
+    " ORDER BY x.provider, x.provider_id, sb_status_rank (x.status) DESC, x.ord) u"
+    " WHERE m.provider = u.provider AND m.provider_id = u.provider_id"
+    " AND m.direction = 'outbound' AND u.rank > m.status_rank";
+
+//  consumer_cursors: the highest seq per ingress (reset on a new epoch).
+enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_COLS };
+static const uint32_t s_cursor_oids [CU_COLS] = {S_OID_TEXT, S_OID_TEXT, S_OID_INT8};
+static const char s_cursor_sql [] =
+    "INSERT INTO consumer_cursors AS c (ingress_id, epoch, last_seq, updated_at)"
+    " SELECT u.ingress_id, u.epoch, u.last_seq, now ()"
+    " FROM unnest ($1::text[], $2::text[], $3::int8[]) AS u (ingress_id, epoch, last_seq)"
+    " ON CONFLICT (ingress_id) DO UPDATE SET"
+    " last_seq = CASE WHEN c.epoch = EXCLUDED.epoch"
+    " THEN GREATEST (c.last_seq, EXCLUDED.last_seq) ELSE EXCLUDED.last_seq END,"
+    " epoch = EXCLUDED.epoch, updated_at = now ()";
+
+typedef struct {
+    const char *name;   //  prepared statement name
+    const char *sql;    //  its text
+} s_statement_t;
+
+static const s_statement_t s_statements [] = {
+    {"sb_events", s_events_sql},     {"sb_contacts_lock", s_contacts_lock_sql},
+    {"sb_contacts", s_contacts_sql}, {"sb_messages", s_messages_sql},
+    {"sb_outbox", s_outbox_sql},     {"sb_status", s_status_sql},
+    {"sb_cursor", s_cursor_sql},
+};
+
+//  ---------------------------------------------------------------------
+//  Connection
+
+//  Server notices ("relation ... already exists, skipping") go to the
+//  debug log rather than libpq's default, stderr.
+static void
+s_notice (void *arg, const char *message)
+{
+    (void) arg;
+    char line [512];
+    sb_debug (S_MODULE, "notice from PostgreSQL message=\"%s\"",
+              s_line (message, line, sizeof line));
+}
+
+static int
+s_connect (sb_store_t *self)
+{
+    if (self->conn)
+        PQfinish (self->conn);
+    self->prepared = false;
+    //  The conninfo is expanded as "dbname"; we add defaults of our own and
+    //  always talk UTF-8.
+    const char *keys [] = {"dbname", "fallback_application_name", "client_encoding", NULL};
+    const char *values [] = {self->conninfo, "switchboard-dispatcher", "UTF8", NULL};
+    self->conn = PQconnectdbParams (keys, values, 1);
+    if (!self->conn)
+        return -1;
+    if (PQstatus (self->conn) != CONNECTION_OK) {
+        char line [512];
+        if (self->healthy)
+            sb_error (S_MODULE, "cannot connect to PostgreSQL error=\"%s\"",
+                      s_line (PQerrorMessage (self->conn), line, sizeof line));
+        self->healthy = false;
+        return -1;
+    }
+    PQsetNoticeProcessor (self->conn, s_notice, NULL);
+    if (PQsetnonblocking (self->conn, 1) != 0) {
+        sb_error (S_MODULE, "cannot make the connection non-blocking");
+        return -1;
+    }
+    if (!self->healthy)
+        sb_info (S_MODULE, "connected to PostgreSQL server_version=%d",
+                 PQserverVersion (self->conn));
+    self->healthy = true;
+    return 0;
+}
+
+sb_store_t *
+sb_store_new (const char *conninfo)
+{
+    sb_store_t *self = calloc (1, sizeof (*self));
+    if (!self)
+        return NULL;
+    self->conninfo = strdup (s_str (conninfo));
+    self->healthy = true;      //  so a first failure is logged
+    self->window_ms = S_WINDOW_MS;
+    if (!self->conninfo || s_connect (self) != 0) {
+        sb_store_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+sb_store_destroy (sb_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sb_store_t *self = *self_p;
+    if (self->conn)
+        PQfinish (self->conn);
+    free (self->conninfo);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+sb_store_ensure (sb_store_t *self)
+{
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
+        //  A connection left inside a transaction (a failure we could not
+        //  clean up) is rolled back before use.
+        PGTransactionStatusType ts = PQtransactionStatus (self->conn);
+        if (ts == PQTRANS_IDLE)
+            return 0;
+        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+            PGresult *r = PQexec (self->conn, "ROLLBACK");
+            bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
+            PQclear (r);
+            if (ok)
+                return 0;
+        }
+    }
+    if (self->healthy)
+        sb_warn (S_MODULE, "connection to PostgreSQL lost, reconnecting");
+    self->healthy = false;
+    return s_connect (self);
+}
+
+//  Prepare the write statements on this connection, once.
+static int
+s_prepare (sb_store_t *self)
+{
+    if (self->prepared)
+        return 0;
+    for (size_t i = 0; i < sizeof s_statements / sizeof s_statements [0]; i++) {
+        PGresult *r = PQprepare (self->conn, s_statements [i].name, s_statements [i].sql, 0, NULL);
+        if (PQresultStatus (r) != PGRES_COMMAND_OK) {
+            char what [80];
+            snprintf (what, sizeof what, "prepare %s", s_statements [i].name);
+            s_log_result (self, r, what);
+            PQclear (r);
+            return -1;
+        }
+        PQclear (r);
+    }
+    self->prepared = true;
+    return 0;
+}
+
+//  Connected, idle and prepared; 0 or -1.
+static int
+s_ready (sb_store_t *self)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    return s_prepare (self);
+}
+
+//  Run one statement with text parameters (NULL value = SQL NULL).
+//  Returns the result when its status is want, else NULL (logged).
+static PGresult *
+s_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
+        ExecStatusType want, const char *what)
+{
+    PGresult *r = PQexecParams (self->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus (r) != want) {
+        s_log_result (self, r, what);
+        PQclear (r);
+        return NULL;
+    }
+    return r;
+}
+
+//  ---------------------------------------------------------------------
+//  Migrations
+
+static int
+s_name_cmp (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+//  dir/*.sql names, sorted. NULL on error (logged), with *count set.
+static char **
+s_migration_names (const char *dir, size_t *count)
+{
+    *count = 0;
+    DIR *d = opendir (dir);
+    if (!d) {
+        char buf [128];
+        sb_error (S_MODULE, "cannot open migrations dir=%s error=\"%s\"", dir,
+                  sb_strerror (errno, buf, sizeof buf));
+        return NULL;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    bool failed = false;
+    while ((e = readdir (d))) {
+        size_t len = strlen (e->d_name);
+        if (e->d_name [0] == '.' || len < 5 || strcmp (e->d_name + len - 4, ".sql") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc (names, cap * sizeof (*names));
+            if (!grown) {
+                failed = true;
+                break;
+            }
+            names = grown;
+        }
+        if (!(names [n] = strdup (e->d_name))) {
+            failed = true;
+            break;
+        }
+        n++;
+    }
+    closedir (d);
+    if (failed) {
+        for (size_t i = 0; i < n; i++)
+            free (names [i]);
+        free (names);
+        sb_error (S_MODULE, "out of memory listing migrations");
+        return NULL;
+    }
+    if (n)
+        qsort (names, n, sizeof (*names), s_name_cmp);
+    *count = n;
+    return names ? names : calloc (1, sizeof (char *));
+}
+
+//  The file's content, NUL-terminated. Caller frees; NULL on error (logged).
+static char *
+s_read_file (const char *path)
+{
+    char buf [128];
+    FILE *f = fopen (path, "rb");
+    if (!f) {
+        sb_error (S_MODULE, "cannot open migration file=%s error=\"%s\"", path,
+                  sb_strerror (errno, buf, sizeof buf));
+        return NULL;
+    }
+    char *data = malloc (S_MIGRATION_MAX + 1);
+    size_t size = data ? fread (data, 1, S_MIGRATION_MAX + 1, f) : 0;
+    bool bad = !data || ferror (f) || size > S_MIGRATION_MAX;
+    fclose (f);
+    if (bad) {
+        sb_error (S_MODULE, "cannot read migration file=%s (unreadable or over %d bytes)", path,
+                  S_MIGRATION_MAX);
+        free (data);
+        return NULL;
+    }
+    data [size] = 0;
+    if (strlen (data) != size) {
+        sb_error (S_MODULE, "migration file=%s contains a NUL byte", path);
+        free (data);
+        return NULL;
+    }
+    return data;
+}
+
+//  Apply one file in its own transaction, recording it.
+static int
+s_migrate_one (sb_store_t *self, const char *dir, const char *name)
+{
+    char version [256];
+    snprintf (version, sizeof version, "%.*s", (int) (strlen (name) - 4), name);
+    const char *params [] = {version};
+    PGresult *r = s_exec (self, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, params,
+                          PGRES_TUPLES_OK, "migration lookup");
+    if (!r)
+        return -1;
+    bool applied = PQntuples (r) > 0;
+    PQclear (r);
+    if (applied)
+        return 0;
+
+    size_t plen = strlen (dir) + strlen (name) + 2;
+    char *path = malloc (plen);
+    if (!path)
+        return -1;
+    snprintf (path, plen, "%s/%s", dir, name);
+    char *sql = s_read_file (path);
+    free (path);
+    if (!sql)
+        return -1;
+
+    int rc = -1;
+    r = PQexec (self->conn, "BEGIN");
+    bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
+    PQclear (r);
+    if (!ok)
+        goto done;
+    //  The file is our own SQL, several statements: the simple protocol.
+    r = PQexec (self->conn, sql);
+    if (PQresultStatus (r) != PGRES_COMMAND_OK && PQresultStatus (r) != PGRES_TUPLES_OK) {
+        char line [512];
+        const char *pos = PQresultErrorField (r, PG_DIAG_STATEMENT_POSITION);
+        sb_error (S_MODULE, "migration failed version=%s error=\"%s\" position=%s", version,
+                  s_line (PQresultErrorMessage (r), line, sizeof line), pos ? pos : "-");
+        PQclear (r);
+        goto rollback;
+    }
+    PQclear (r);
+    r = s_exec (self, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now ())", 1,
+                params, PGRES_COMMAND_OK, "migration record");
+    if (!r)
+        goto rollback;
+    PQclear (r);
+    r = PQexec (self->conn, "COMMIT");
+    ok = PQresultStatus (r) == PGRES_COMMAND_OK && strcmp (PQcmdStatus (r), "COMMIT") == 0;
+    if (!ok)
+        s_log_result (self, r, "migration commit");
+    PQclear (r);
+    if (ok) {
+        sb_info (S_MODULE, "migration applied version=%s", version);
+        rc = 0;
+    }
+    goto done;
+rollback:
+    PQclear (PQexec (self->conn, "ROLLBACK"));
+done:
+    free (sql);
+    return rc;
+}
+
+int
+sb_store_migrate (sb_store_t *self, const char *dir)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    size_t count;
+    char **names = s_migration_names (dir, &count);
+    if (!names)
+        return -1;
+    int rc = -1;
+    //  A session lock: held across the per-file transactions, so a second
+    //  dispatcher waits here and then finds everything applied.
+    PGresult *r = s_exec (self, "SELECT pg_advisory_lock (" S_MIGRATE_LOCK ")", 0, NULL,
+                          PGRES_TUPLES_OK, "migration lock");
+    if (!r)
+        goto done;
+    PQclear (r);
+    r = s_exec (self,
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now ())",
+                0, NULL, PGRES_COMMAND_OK, "create schema_migrations");
+    if (r) {
+        PQclear (r);
+        size_t i;
+        for (i = 0; i < count; i++)
+            if (s_migrate_one (self, dir, names [i]) != 0)
+                break;
+        rc = i == count ? 0 : -1;
+    }
+    r = PQexec (self->conn, "SELECT pg_advisory_unlock (" S_MIGRATE_LOCK ")");
+    PQclear (r);
+    //  New tables: statements prepared before now may be stale.
+    if (rc == 0 && self->prepared) {
+        PQclear (PQexec (self->conn, "DEALLOCATE ALL"));
+        self->prepared = false;
+    }
+done:
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Pipeline plumbing
+
+//  Send everything buffered, reading input meanwhile so the server never
+//  blocks on us.
+static int
+s_flush (sb_store_t *self)
+{
+    for (;;) {
+        int rc = PQflush (self->conn);
+        if (rc == 0)
+            return 0;
+        if (rc < 0) {
+            s_log_result (self, NULL, "send to PostgreSQL");
+            return -1;
+        }
+        struct pollfd pfd = {.fd = PQsocket (self->conn), .events = POLLIN | POLLOUT};
+        int n = poll (&pfd, 1, S_FLUSH_TIMEOUT_MS);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sb_error (S_MODULE, "send to PostgreSQL timed out");
+            return -1;
+        }
+        if ((pfd.revents & POLLIN) && !PQconsumeInput (self->conn)) {
+            s_log_result (self, NULL, "read from PostgreSQL");
+            return -1;
+        }
+    }
+}
+
+//  The next pipelined statement's result if its status is want (caller
+//  PQclears), else NULL (logged unless it was only aborted by an earlier
+//  failure).
+static PGresult *
+s_take (sb_store_t *self, ExecStatusType want, const char *what)
+{
+    PGresult *r = PQgetResult (self->conn);
+    if (!r) {
+        s_log_result (self, NULL, what);
+        return NULL;
+    }
+    //  Each statement's results end with a NULL.
+    PGresult *extra;
+    while ((extra = PQgetResult (self->conn)))
+        PQclear (extra);
+    if (PQresultStatus (r) != want) {
+        if (PQresultStatus (r) != PGRES_PIPELINE_ABORTED)
+            s_log_result (self, r, what);
+        PQclear (r);
+        return NULL;
+    }
+    return r;
+}
+
+//  Leave pipeline mode after a failure: end the pipeline, drop its
+//  results, roll back. A connection that does not come back clean is reset.
+static void
+s_pipeline_abort (sb_store_t *self, bool synced)
+{
+    PGconn *conn = self->conn;
+    if (PQpipelineStatus (conn) != PQ_PIPELINE_OFF) {
+        if (!synced && PQstatus (conn) == CONNECTION_OK)
+            PQpipelineSync (conn);
+        s_flush (self);
+        int nulls = 0;
+        while (PQstatus (conn) == CONNECTION_OK && nulls < 2) {
+            PGresult *r = PQgetResult (conn);
+            if (!r) {
+                nulls++;
+                continue;
+            }
+            nulls = 0;
+            bool sync = PQresultStatus (r) == PGRES_PIPELINE_SYNC;
+            PQclear (r);
+            if (sync)
+                break;
+        }
+        if (!PQexitPipelineMode (conn)) {
+            sb_warn (S_MODULE, "cannot leave pipeline mode, resetting the connection");
+            s_connect (self);
+            return;
+        }
+    }
+    if (PQstatus (conn) == CONNECTION_OK && PQtransactionStatus (conn) != PQTRANS_IDLE)
+        PQclear (PQexec (conn, "ROLLBACK"));
+}
+
+//  Queue a prepared write statement with a table's arrays as parameters.
+static int
+s_send_table (sb_store_t *self, const char *name, s_table_t *t)
+{
+    const char *values [S_MAX_PARAMS];
+    int lengths [S_MAX_PARAMS];
+    int formats [S_MAX_PARAMS];
+    for (int i = 0; i < t->ncols; i++) {
+        if (s_array_finish (&t->cols [i]) != 0) {
+            sb_error (S_MODULE, "out of memory building statement=%s", name);
+            return -1;
+        }
+        values [i] = (const char *) t->cols [i].data;
+        lengths [i] = (int) t->cols [i].size;
+        formats [i] = 1;
+        if (t->cols [i].size > INT32_MAX) {
+            sb_error (S_MODULE, "batch too large statement=%s", name);
+            return -1;
+        }
+    }
+    if (!PQsendQueryPrepared (self->conn, name, t->ncols, values, lengths, formats, 0)) {
+        s_log_result (self, NULL, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_send_sql (sb_store_t *self, const char *sql)
+{
+    if (!PQsendQueryParams (self->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        s_log_result (self, NULL, sql);
+        return -1;
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  The batch
+
+//  A contact the batch's inbound events come from.
+typedef struct {
+    const char *provider;      //  provider name (static)
+    const char *channel;       //  channel name (static)
+    const char *address;       //  as stored (see S_KEY_MAX), borrowed from its item
+    const char *profile_name;  //  last non-empty profile name of the batch (borrowed)
+    int64_t last_inbound_ms;   //  before the batch, then with the batch's events (0 = never)
+    bool opted_out;            //  before the batch, then with the batch's events
+    bool touched;              //  a new event of the batch changed it
+} s_contact_t;
+
+//  One event of the batch.
+typedef struct {
+    bool fresh;        //  inserted now (not a duplicate)
+    int64_t id;        //  events.id when fresh
+    size_t contact;    //  index in contacts, or SIZE_MAX
+    char *address;     //  inbound: the sender as stored (valid UTF-8, at most S_KEY_MAX)
+} s_item_t;
+
+//  An ingress's cursor as the batch leaves it.
+typedef struct {
+    const char *ingress_id;  //  borrowed
+    const char *epoch;       //  borrowed
+    uint64_t seq;            //  highest seq of that epoch in the batch
+} s_cursor_t;
+
+typedef struct {
+    sb_event_t *const *events;  //  the caller's events
+    size_t count;               //  how many
+    s_item_t *items;            //  one per event
+    s_contact_t *contacts;      //  sorted by key, unique
+    size_t ncontacts;           //  how many
+    s_cursor_t *cursors;        //  one per ingress
+    size_t ncursors;            //  how many
+    s_table_t events_t;         //  events insert
+    s_table_t keys_t;           //  contacts lock
+    s_table_t contacts_t;       //  contacts upsert
+    s_table_t messages_t;       //  inbound messages
+    s_table_t outbox_t;         //  outbox rows
+    s_table_t status_t;         //  statuses
+    s_table_t cursor_t;         //  cursors
+} s_batch_t;
+
+static void
+s_batch_free (s_batch_t *b)
+{
+    for (size_t i = 0; b->items && i < b->count; i++)
+        free (b->items [i].address);
+    free (b->items);
+    free (b->contacts);
+    free (b->cursors);
+    s_table_free (&b->events_t);
+    s_table_free (&b->keys_t);
+    s_table_free (&b->contacts_t);
+    s_table_free (&b->messages_t);
+    s_table_free (&b->outbox_t);
+    s_table_free (&b->status_t);
+    s_table_free (&b->cursor_t);
+}
+
+static bool
+s_inbound (const sb_event_t *e)
+{
+    return (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER || e->kind == SB_KIND_CALL)
+        && e->from && *e->from;
+}
+
+static int
+s_contact_cmp3 (const char *p, const char *c, const char *a, const s_contact_t *y)
+{
+    int d = strcmp (p, y->provider);
+    if (!d)
+        d = strcmp (c, y->channel);
+    if (!d)
+        d = strcmp (a, y->address);
+    return d;
+}
+
+static int
+s_contact_cmp (const void *a, const void *b)
+{
+    const s_contact_t *x = a;
+    return s_contact_cmp3 (x->provider, x->channel, x->address, b);
+}
+
+static size_t
+s_contact_find (const s_batch_t *b, const char *p, const char *c, const char *a)
+{
+    size_t lo = 0, hi = b->ncontacts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = s_contact_cmp3 (p, c, a, &b->contacts [mid]);
+        if (d == 0)
+            return mid;
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return SIZE_MAX;
+}
+
+//  The status column of events: the delivery status, else the call's.
+static const char *
+s_event_status (const sb_event_t *e)
+{
+    if (e->status && e->status->status && *e->status->status)
+        return e->status->status;
+    return s_str (e->call_status);
+}
+
+//  Build the events rows, the contact keys and the cursors.
+static int
+s_batch_prepare (s_batch_t *b)
+{
+    b->items = calloc (b->count, sizeof (*b->items));
+    b->contacts = calloc (b->count, sizeof (*b->contacts));
+    b->cursors = calloc (b->count, sizeof (*b->cursors));
+    if (!b->items || !b->contacts || !b->cursors)
+        return -1;
+    s_table_t *t = &b->events_t;
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events [i];
+        b->items [i].contact = SIZE_MAX;
+        char dedup [512] = "";
+        if (e->kind == SB_KIND_GATHER)
+            snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
+                      s_str (e->speech_result));
+        const char *error_code = e->status ? s_str (e->status->error_code) : "";
+        size_t size = 0;
+        uint8_t *payload = sb_event_encode (e, &size);
+        if (!payload)
+            return -1;
+        s_array_key (&t->cols [EV_INGRESS], e->ingress_id);
+        s_array_key (&t->cols [EV_EPOCH], e->epoch);
+        s_array_int8 (&t->cols [EV_SEQ], (int64_t) e->seq);
+        s_array_text (&t->cols [EV_UID], e->id);
+        s_array_text (&t->cols [EV_PROVIDER], sb_event_provider_name (e->provider));
+        s_array_text (&t->cols [EV_CHANNEL], sb_event_channel_name (e->channel));
+        s_array_text (&t->cols [EV_KIND], sb_event_kind_name (e->kind));
+        s_array_text (&t->cols [EV_TYPE], e->message_type);
+        s_array_key (&t->cols [EV_PROVIDER_ID], e->provider_id);
+        s_array_key (&t->cols [EV_STATUS], s_event_status (e));
+        s_array_key (&t->cols [EV_DEDUP], dedup);
+        s_array_text (&t->cols [EV_ERROR_CODE], error_code);
+        s_array_text (&t->cols [EV_FROM], e->from);
+        s_array_text (&t->cols [EV_TO], e->to);
+        s_array_text (&t->cols [EV_ACCOUNT], e->account);
+        s_array_text (&t->cols [EV_TEXT], e->text);
+        s_array_time (&t->cols [EV_RECEIVED], e->received_at_ms ? e->received_at_ms : s_now_ms ());
+        s_array_bytes (&t->cols [EV_PAYLOAD], payload, size);
+        free (payload);
+
+        //  Contacts are keyed by the address as stored: two addresses that
+        //  PostgreSQL would see as one must be one contact here too.
+        if (s_inbound (e)) {
+            if (!(b->items [i].address = s_utf8_dup (e->from, S_KEY_MAX)))
+                return -1;
+            s_contact_t *c = &b->contacts [b->ncontacts++];
+            c->provider = sb_event_provider_name (e->provider);
+            c->channel = sb_event_channel_name (e->channel);
+            c->address = b->items [i].address;
+        }
+        //  The cursor follows the latest epoch seen for each ingress.
+        const char *ingress = s_str (e->ingress_id);
+        const char *epoch = s_str (e->epoch);
+        size_t k;
+        for (k = 0; k < b->ncursors; k++)
+            if (strcmp (b->cursors [k].ingress_id, ingress) == 0)
+                break;
+        s_cursor_t *cur = &b->cursors [k];
+        if (k == b->ncursors) {
+            b->ncursors++;
+            cur->ingress_id = ingress;
+            cur->epoch = epoch;
+            cur->seq = e->seq;
+        }
+        else
+        if (strcmp (cur->epoch, epoch) != 0) {
+            cur->epoch = epoch;
+            cur->seq = e->seq;
+        }
+        else
+        if (e->seq > cur->seq)
+            cur->seq = e->seq;
+    }
+    //  Unique contacts in key order (also the order their rows are locked).
+    if (b->ncontacts) {
+        qsort (b->contacts, b->ncontacts, sizeof (*b->contacts), s_contact_cmp);
+        size_t n = 1;
+        for (size_t i = 1; i < b->ncontacts; i++)
+            if (s_contact_cmp (&b->contacts [i], &b->contacts [n - 1]) != 0)
+                b->contacts [n++] = b->contacts [i];
+        b->ncontacts = n;
+    }
+    for (size_t i = 0; i < b->ncontacts; i++) {
+        s_array_text (&b->keys_t.cols [CK_PROVIDER], b->contacts [i].provider);
+        s_array_text (&b->keys_t.cols [CK_CHANNEL], b->contacts [i].channel);
+        s_array_key (&b->keys_t.cols [CK_ADDRESS], b->contacts [i].address);
+    }
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events [i];
+        if (b->items [i].address)
+            b->items [i].contact = s_contact_find (b, sb_event_provider_name (e->provider),
+                                                   sb_event_channel_name (e->channel),
+                                                   b->items [i].address);
+    }
+    for (size_t k = 0; k < b->ncursors; k++) {
+        s_array_key (&b->cursor_t.cols [CU_INGRESS], b->cursors [k].ingress_id);
+        s_array_key (&b->cursor_t.cols [CU_EPOCH], b->cursors [k].epoch);
+        s_array_int8 (&b->cursor_t.cols [CU_SEQ], (int64_t) b->cursors [k].seq);
+    }
+    return 0;
+}
+
+static bool
+s_same_key (const sb_event_t *e, const char *ingress, const char *epoch, int64_t seq)
+{
+    return (int64_t) e->seq == seq && strcmp (s_str (e->ingress_id), ingress) == 0
+        && strcmp (s_str (e->epoch), epoch) == 0;
+}
+
+//  Mark the events the INSERT returned (id, ingress_id, epoch, seq) as
+//  fresh. Rows come back in insertion order in practice; a row that does
+//  not is looked up from the start, and one whose ingress id or epoch we
+//  had to re-encode is matched by seq alone.
+static int
+s_batch_mark_fresh (s_batch_t *b, const PGresult *r, size_t *stored)
+{
+    size_t next = 0;
+    int rows = PQntuples (r);
+    for (int row = 0; row < rows; row++) {
+        int64_t id, seq;
+        const char *ingress = PQgetvalue (r, row, 1);
+        const char *epoch = PQgetvalue (r, row, 2);
+        if (!s_parse_int64 (PQgetvalue (r, row, 0), &id)
+        ||  !s_parse_int64 (PQgetvalue (r, row, 3), &seq)) {
+            sb_error (S_MODULE, "unexpected events row from PostgreSQL");
+            return -1;
+        }
+        size_t i = next;
+        while (i < b->count
+               && (b->items [i].fresh || !s_same_key (b->events [i], ingress, epoch, seq)))
+            i++;
+        if (i == b->count) {
+            for (i = 0; i < b->count; i++)
+                if (!b->items [i].fresh && s_same_key (b->events [i], ingress, epoch, seq))
+                    break;
+            if (i == b->count)
+                for (i = 0; i < b->count; i++)
+                    if (!b->items [i].fresh && (int64_t) b->events [i]->seq == seq)
+                        break;
+            if (i == b->count) {
+                sb_error (S_MODULE, "PostgreSQL returned an event not in the batch seq=%" PRId64,
+                          seq);
+                return -1;
+            }
+        }
+        else
+            next = i + 1;
+        b->items [i].fresh = true;
+        b->items [i].id = id;
+        (*stored)++;
+    }
+    return 0;
+}
+
+//  Load the contacts' state before the batch from the lock query's rows.
+static int
+s_batch_load_contacts (s_batch_t *b, const PGresult *r)
+{
+    int rows = PQntuples (r);
+    for (int row = 0; row < rows; row++) {
+        size_t k = s_contact_find (b, PQgetvalue (r, row, 0), PQgetvalue (r, row, 1),
+                                   PQgetvalue (r, row, 2));
+        if (k == SIZE_MAX)
+            continue;      //  an address we had to re-encode: treated as new
+        int64_t last = 0;
+        if (!s_parse_int64 (PQgetvalue (r, row, 4), &last))
+            return -1;
+        b->contacts [k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
+        b->contacts [k].last_inbound_ms = last;
+    }
+    return 0;
+}
+
+//  Ask the rules about an inbound event and queue what they decide.
+static int
+s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, const s_contact_t *c,
+                const sb_store_policy_t *policy, int64_t now_ms, int64_t window_ms,
+                sb_store_stats_t *stats)
+{
+    sb_rule_decision_t d;
+    if (sb_rules_decide (policy->rules, e, &d) != 0)
+        return -1;
+    if (d.publish && policy->publish)
+        policy->publish[item - b->items] = true;
+    if (d.action == SB_RULE_REPLY && (!d.text || !*d.text))
+        d.action = SB_RULE_NONE;
+    if (d.action != SB_RULE_REPLY && d.action != SB_RULE_FORWARD) {
+        sb_rule_decision_clear (&d);
+        return 0;
+    }
+    const char *reason = "";
+    if (c->opted_out)
+        reason = "opted_out";
+    else
+    if (d.action == SB_RULE_REPLY && e->channel == SB_CHANNEL_VOICE)
+        reason = "unsupported_channel";
+    else
+    if (d.action == SB_RULE_REPLY && e->channel == SB_CHANNEL_WHATSAPP
+        && (c->last_inbound_ms == 0 || now_ms - c->last_inbound_ms > window_ms))
+        reason = "outside_window";
+
+    char *json = NULL;
+    if (d.action == SB_RULE_FORWARD && !(json = sb_event_to_json (e))) {
+        sb_rule_decision_clear (&d);
+        return -1;
+    }
+    bool meta = e->provider == SB_PROVIDER_META;
+    s_table_t *t = &b->outbox_t;
+    s_array_text (&t->cols [OB_KIND], d.action == SB_RULE_REPLY ? "reply" : "forward");
+    s_array_text (&t->cols [OB_STATE], *reason ? "not_sent" : "pending");
+    s_array_text (&t->cols [OB_PROVIDER], c->provider);
+    s_array_text (&t->cols [OB_CHANNEL], c->channel);
+    s_array_text (&t->cols [OB_ACCOUNT], meta ? e->account : "");
+    s_array_text (&t->cols [OB_FROM], e->to);
+    s_array_text (&t->cols [OB_TO], c->address);
+    s_array_text (&t->cols [OB_BODY], d.action == SB_RULE_REPLY ? d.text : "");
+    s_array_text (&t->cols [OB_CONTEXT], meta && e->kind == SB_KIND_MESSAGE ? e->provider_id : "");
+    s_array_text (&t->cols [OB_URL], d.action == SB_RULE_FORWARD ? d.url : "");
+    s_array_int4 (&t->cols [OB_TIMEOUT], d.action == SB_RULE_FORWARD ? d.timeout_ms : 0);
+    s_array_text (&t->cols [OB_JSON], json);
+    s_array_text (&t->cols [OB_REASON], reason);
+    s_array_int8 (&t->cols [OB_EVENT_ID], item->id);
+    s_array_text (&t->cols [OB_RULE], d.rule);
+    free (json);
+    if (*reason) {
+        stats->not_sent++;
+        sb_debug (S_MODULE, "reply not sent rule=%s reason=%s", s_str (d.rule), reason);
+    }
+    else
+        stats->replies++;
+    sb_rule_decision_clear (&d);
+    return 0;
+}
+
+//  The effects of the batch's new events, in batch order.
+static int
+s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms,
+                 int64_t window_ms, sb_store_stats_t *stats)
+{
+    const sb_rules_t *rules = policy ? policy->rules : NULL;
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events [i];
+        const s_item_t *item = &b->items [i];
+        if (!item->fresh)
+            continue;
+        if (e->kind == SB_KIND_STATUS) {
+            if (e->provider_id && *e->provider_id && e->status && e->status->status
+                && *e->status->status) {
+                s_table_t *t = &b->status_t;
+                s_array_text (&t->cols [ST_PROVIDER], sb_event_provider_name (e->provider));
+                s_array_key (&t->cols [ST_PROVIDER_ID], e->provider_id);
+                s_array_key (&t->cols [ST_STATUS], e->status->status);
+                s_array_text (&t->cols [ST_ERROR_CODE], e->status->error_code);
+            }
+            continue;
+        }
+        if (item->contact == SIZE_MAX)
+            continue;
+        s_contact_t *c = &b->contacts [item->contact];
+        c->touched = true;
+        int64_t received = e->received_at_ms ? e->received_at_ms : now_ms;
+        if (received > c->last_inbound_ms)
+            c->last_inbound_ms = received;
+        if (e->profile_name && *e->profile_name)
+            c->profile_name = e->profile_name;
+        bool opt_out = false;
+        if (e->kind == SB_KIND_MESSAGE && rules) {
+            if (sb_rules_is_opt_out (rules, e->text)) {
+                opt_out = true;
+                if (!c->opted_out)
+                    sb_info (S_MODULE, "contact opted out provider=%s channel=%s", c->provider,
+                             c->channel);
+                c->opted_out = true;
+            }
+            else
+            if (sb_rules_is_opt_in (rules, e->text)) {
+                if (c->opted_out)
+                    sb_info (S_MODULE, "contact opted in provider=%s channel=%s", c->provider,
+                             c->channel);
+                c->opted_out = false;
+            }
+        }
+        if (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER) {
+            const char *body = e->text;
+            if (e->kind == SB_KIND_GATHER)
+                body = e->digits && *e->digits ? e->digits : e->speech_result;
+            s_table_t *t = &b->messages_t;
+            s_array_text (&t->cols [MI_PROVIDER], c->provider);
+            s_array_text (&t->cols [MI_CHANNEL], c->channel);
+            //  Gathers share their call's CallSid: it stays on the event.
+            s_array_key_or_null (&t->cols [MI_PROVIDER_ID],
+                                 e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
+            s_array_text (&t->cols [MI_CONTACT], e->from);
+            s_array_text (&t->cols [MI_OURS], e->to);
+            s_array_text (&t->cols [MI_ACCOUNT], e->account);
+            s_array_text (&t->cols [MI_TYPE],
+                          e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
+            s_array_text (&t->cols [MI_BODY], body);
+            s_array_int8 (&t->cols [MI_EVENT_ID], item->id);
+        }
+        //  An opt-out keyword is consumed here: the rules never see it.
+        if (rules && !opt_out
+            && s_batch_decide (b, e, item, c, policy, now_ms, window_ms, stats) != 0)
+            return -1;
+    }
+    for (size_t k = 0; k < b->ncontacts; k++) {
+        const s_contact_t *c = &b->contacts [k];
+        if (!c->touched)
+            continue;
+        s_table_t *t = &b->contacts_t;
+        s_array_text (&t->cols [CO_PROVIDER], c->provider);
+        s_array_text (&t->cols [CO_CHANNEL], c->channel);
+        s_array_key (&t->cols [CO_ADDRESS], c->address);
+        s_array_text (&t->cols [CO_PROFILE], c->profile_name);
+        s_array_time (&t->cols [CO_LAST_INBOUND], c->last_inbound_ms);
+        s_array_bool (&t->cols [CO_OPTED_OUT], c->opted_out);
+    }
+    return 0;
+}
+
+//  Take the result of a pipelined statement that returns no rows.
+static int
+s_take_ok (sb_store_t *self, const char *what, int64_t *rows)
+{
+    PGresult *r = s_take (self, PGRES_COMMAND_OK, what);
+    if (!r)
+        return -1;
+    if (rows && !s_parse_int64 (PQcmdTuples (r), rows))
+        *rows = 0;
+    PQclear (r);
+    return 0;
+}
+
+//  Round trip 1: BEGIN, insert the events (which are new?), lock and read
+//  the contacts (their state before the batch).
+static int
+s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
+{
+    bool lock = b->ncontacts > 0;
+    if (s_send_sql (self, "BEGIN")
+    ||  s_send_table (self, "sb_events", &b->events_t)
+    ||  (lock && s_send_table (self, "sb_contacts_lock", &b->keys_t)))
+        return -1;
+    if (!PQsendFlushRequest (self->conn)) {
+        s_log_result (self, NULL, "flush request");
+        return -1;
+    }
+    if (s_flush (self) || s_take_ok (self, "BEGIN", NULL))
+        return -1;
+    PGresult *r = s_take (self, PGRES_TUPLES_OK, "insert events");
+    if (!r)
+        return -1;
+    int rc = s_batch_mark_fresh (b, r, &stats->stored);
+    PQclear (r);
+    if (rc == 0 && lock) {
+        if (!(r = s_take (self, PGRES_TUPLES_OK, "lock contacts")))
+            return -1;
+        rc = s_batch_load_contacts (b, r);
+        PQclear (r);
+    }
+    stats->duplicates = b->count - stats->stored;
+    return rc;
+}
+
+//  Round trip 2: the statements the new events imply (those with rows),
+//  the cursor, COMMIT, and the pipeline's end. *synced once the end is sent.
+static int
+s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *synced)
+{
+    s_table_t *tables [] = {&b->contacts_t, &b->messages_t, &b->outbox_t, &b->status_t,
+                            &b->cursor_t};
+    static const char *const names [] = {"sb_contacts", "sb_messages", "sb_outbox", "sb_status",
+                                         "sb_cursor"};
+    static const char *const what [] = {"upsert contacts", "insert messages", "insert outbox",
+                                        "apply statuses", "upsert cursor"};
+    enum { N = sizeof tables / sizeof tables [0], STATUS = 3 };
+    bool sent [N];
+    for (size_t i = 0; i < N; i++) {
+        sent [i] = s_table_rows (tables [i]) > 0;
+        if (sent [i] && s_send_table (self, names [i], tables [i]))
+            return -1;
+    }
+    if (s_send_sql (self, "COMMIT"))
+        return -1;
+    if (!PQpipelineSync (self->conn)) {
+        s_log_result (self, NULL, "pipeline sync");
+        return -1;
+    }
+    *synced = true;
+    if (s_flush (self))
+        return -1;
+    for (size_t i = 0; i < N; i++) {
+        int64_t rows = 0;
+        if (sent [i] && s_take_ok (self, what [i], &rows))
+            return -1;
+        if (i == STATUS)
+            stats->statuses = (size_t) rows;
+    }
+    PGresult *r = s_take (self, PGRES_COMMAND_OK, "COMMIT");
+    if (!r)
+        return -1;
+    //  COMMIT of a transaction that failed answers ROLLBACK.
+    bool committed = strcmp (PQcmdStatus (r), "COMMIT") == 0;
+    PQclear (r);
+    r = PQgetResult (self->conn);
+    bool sync = r && PQresultStatus (r) == PGRES_PIPELINE_SYNC;
+    PQclear (r);
+    if (!committed || !sync) {
+        sb_error (S_MODULE, "batch not committed count=%zu", b->count);
+        return -1;
+    }
+    if (!PQexitPipelineMode (self->conn)) {
+        s_log_result (self, NULL, "exit pipeline mode");
+        return -1;
+    }
+    return 0;
+}
+
+int
+sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
+                const sb_store_policy_t *policy, sb_store_stats_t *stats)
+{
+    sb_store_stats_t local;
+    if (!stats)
+        stats = &local;
+    memset (stats, 0, sizeof (*stats));
+    if (count == 0)
+        return 0;
+    int64_t window_ms = policy && policy->window_ms > 0 ? policy->window_ms : S_WINDOW_MS;
+    int64_t now_ms = policy && policy->now_ms ? policy->now_ms : s_now_ms ();
+    self->window_ms = window_ms;
+    if (s_ready (self) != 0)
+        return -1;
+
+    s_batch_t b = {.events = events, .count = count};
+    s_table_init (&b.events_t, s_events_oids, EV_COLS);
+    s_table_init (&b.keys_t, s_contact_key_oids, CK_COLS);
+    s_table_init (&b.contacts_t, s_contacts_oids, CO_COLS);
+    s_table_init (&b.messages_t, s_messages_oids, MI_COLS);
+    s_table_init (&b.outbox_t, s_outbox_oids, OB_COLS);
+    s_table_init (&b.status_t, s_status_oids, ST_COLS);
+    s_table_init (&b.cursor_t, s_cursor_oids, CU_COLS);
+    int rc = -1;
+    if (s_batch_prepare (&b) != 0)
+        sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);
+    else
+    if (!PQenterPipelineMode (self->conn))
+        s_log_result (self, NULL, "enter pipeline mode");
+    else {
+        bool synced = false;
+        if (s_write_round1 (self, &b, stats) == 0) {
+            if (s_batch_effects (&b, policy, now_ms, window_ms, stats) != 0)
+                sb_error (S_MODULE, "cannot decide replies (out of memory) count=%zu", count);
+            else
+                rc = s_write_round2 (self, &b, stats, &synced);
+        }
+        if (rc != 0) {
+            s_pipeline_abort (self, synced);
+            memset (stats, 0, sizeof (*stats));
+        }
+    }
+    if (policy && policy->fresh)
+        for (size_t i = 0; i < count; i++)
+            policy->fresh[i] = rc == 0 && b.items && b.items[i].fresh;
+    if (rc != 0 && policy && policy->publish)
+        memset (policy->publish, 0, count * sizeof *policy->publish);
+    if (rc == 0)
+        sb_debug (S_MODULE, "batch stored count=%zu stored=%zu duplicates=%zu replies=%zu"
+                  " not_sent=%zu statuses=%zu", count, stats->stored, stats->duplicates,
+                  stats->replies, stats->not_sent, stats->statuses);
+    s_batch_free (&b);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Cursor
+
+int
+sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
+                 size_t epoch_size)
+{
+    *seq = 0;
+    if (epoch && epoch_size)
+        epoch [0] = 0;
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    char *id = s_utf8_dup (ingress_id, S_KEY_MAX);
+    if (!id)
+        return -1;
+    const char *params [] = {id};
+    PGresult *r = s_exec (self,
+                          "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1", 1,
+                          params, PGRES_TUPLES_OK, "read cursor");
+    free (id);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (PQntuples (r) == 1) {
+        int64_t v;
+        if (s_parse_int64 (PQgetvalue (r, 0, 0), &v) && v >= 0) {
+            *seq = (uint64_t) v;
+            if (epoch && epoch_size)
+                snprintf (epoch, epoch_size, "%s", PQgetvalue (r, 0, 1));
+        }
+        else
+            rc = -1;
+    }
+    PQclear (r);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Outbox
+
+static int
+s_provider_from_name (const char *name)
+{
+    if (strcmp (name, sb_event_provider_name (SB_PROVIDER_TWILIO)) == 0)
+        return SB_PROVIDER_TWILIO;
+    if (strcmp (name, sb_event_provider_name (SB_PROVIDER_META)) == 0)
+        return SB_PROVIDER_META;
+    return 0;
+}
+
+static int
+s_channel_from_name (const char *name)
+{
+    static const int channels [] = {SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP, SB_CHANNEL_VOICE};
+    for (size_t i = 0; i < sizeof channels / sizeof channels [0]; i++)
+        if (strcmp (name, sb_event_channel_name (channels [i])) == 0)
+            return channels [i];
+    return 0;
+}
+
+static int
+s_item_cmp (const void *a, const void *b)
+{
+    int64_t x = ((const sb_outbox_item_t *) a)->id;
+    int64_t y = ((const sb_outbox_item_t *) b)->id;
+    return (x > y) - (x < y);
+}
+
+int
+sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
+{
+    *items = NULL;
+    if (max == 0)
+        return 0;
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    if (max > 10000)
+        max = 10000;
+    char limit [24];
+    snprintf (limit, sizeof limit, "%zu", max);
+    const char *params [] = {limit};
+    PGresult *r = s_exec (
+        self,
+        "UPDATE outbox o SET state = 'sending', updated_at = now ()"
+        " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
+        " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+        " WHERE o.id = d.id"
+        " RETURNING o.id, o.kind, o.provider, o.channel, o.account, o.from_addr, o.to_addr,"
+        " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts",
+        1, params, PGRES_TUPLES_OK, "claim outbox");
+    if (!r)
+        return -1;
+    int rows = PQntuples (r);
+    if (rows == 0) {
+        PQclear (r);
+        return 0;
+    }
+    sb_outbox_item_t *list = calloc ((size_t) rows, sizeof (*list));
+    if (!list) {
+        PQclear (r);
+        return -1;
+    }
+    int n = 0;
+    bool oom = false;
+    for (int row = 0; row < rows && !oom; row++) {
+        sb_outbox_item_t *it = &list [n];
+        int64_t id = 0, timeout = 0, attempts = 0;
+        s_parse_int64 (PQgetvalue (r, row, 0), &id);
+        s_parse_int64 (PQgetvalue (r, row, 10), &timeout);
+        s_parse_int64 (PQgetvalue (r, row, 12), &attempts);
+        it->id = id;
+        it->kind = strcmp (PQgetvalue (r, row, 1), "forward") == 0 ? SB_OUTBOX_FORWARD
+                                                                   : SB_OUTBOX_REPLY;
+        it->provider = s_provider_from_name (PQgetvalue (r, row, 2));
+        it->channel = s_channel_from_name (PQgetvalue (r, row, 3));
+        it->forward_timeout_ms = (int) timeout;
+        it->attempts = (int) attempts;
+        char **strings [] = {&it->account, &it->from, &it->to, &it->body, &it->context_id,
+                             &it->forward_url, &it->event_json};
+        static const int columns [] = {4, 5, 6, 7, 8, 9, 11};
+        for (size_t k = 0; k < sizeof columns / sizeof columns [0]; k++)
+            if (!(*strings [k] = strdup (PQgetvalue (r, row, columns [k]))))
+                oom = true;
+        n++;
+    }
+    PQclear (r);
+    if (oom) {
+        //  The rows stay "sending" until sb_store_recover.
+        sb_error (S_MODULE, "out of memory claiming outbox rows");
+        for (int i = 0; i < n; i++)
+            sb_outbox_item_free (&list [i]);
+        free (list);
+        return -1;
+    }
+    qsort (list, (size_t) n, sizeof (*list), s_item_cmp);
+    *items = list;
+    return n;
+}
+
+int
+sb_store_recover (sb_store_t *self)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    PGresult *r = s_exec (self,
+                          "UPDATE outbox SET state = 'pending', updated_at = now ()"
+                          " WHERE state = 'sending'",
+                          0, NULL, PGRES_COMMAND_OK, "recover outbox");
+    if (!r)
+        return -1;
+    int64_t n = 0;
+    s_parse_int64 (PQcmdTuples (r), &n);
+    PQclear (r);
+    if (n > 0)
+        sb_info (S_MODULE, "outbox rows back to pending count=%" PRId64, n);
+    return (int) n;
+}
+
+//  SENT for a reply: the provider's id on the outbox row and on the
+//  outbound message, with the best status already received for that id.
+static const char s_record_sent_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET state = 'sent', provider_id = NULLIF ($2, ''), attempts = attempts + 1,"
+    " last_error = '', updated_at = now ()"
+    " WHERE id = $1 RETURNING id, provider),"
+    " best AS ("
+    " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
+    " FROM events e JOIN o ON e.provider = o.provider"
+    " WHERE e.kind = 'status' AND e.provider_id = $2 AND e.provider_id <> ''"
+    " ORDER BY 3 DESC, e.id LIMIT 1),"
+    " msg AS ("
+    " UPDATE messages m SET provider_id = NULLIF ($2, ''),"
+    " status = CASE WHEN best.rank > m.status_rank THEN best.status ELSE m.status END,"
+    " status_rank = GREATEST (m.status_rank, COALESCE (best.rank, 0)),"
+    " error_code = CASE WHEN best.rank > m.status_rank AND best.error_code <> ''"
+    " THEN best.error_code ELSE m.error_code END,"
+    " updated_at = now ()"
+    " FROM o LEFT JOIN best ON true WHERE m.outbox_id = o.id RETURNING m.id)"
+    " SELECT id FROM o";
+
+//  SENT for a forward: the bot's text becomes a reply due now, unless the
+//  contact opted out meanwhile or the WhatsApp window closed ($3 ms).
+static const char s_record_bot_sql [] =
+    "WITH cur AS ("
+    " SELECT o.id, o.channel, COALESCE (c.opted_out, false) AS opted_out, c.last_inbound_at"
+    " FROM outbox o LEFT JOIN contacts c"
+    " ON c.provider = o.provider AND c.channel = o.channel AND c.address = o.to_addr"
+    " WHERE o.id = $1),"
+    " d AS ("
+    " SELECT id, CASE WHEN $2 = '' THEN 'bot_no_reply'"
+    " WHEN opted_out THEN 'opted_out'"
+    " WHEN channel = 'voice' THEN 'unsupported_channel'"
+    " WHEN channel = 'whatsapp' AND (last_inbound_at IS NULL"
+    " OR last_inbound_at < now () - $3::int8 * interval '1 millisecond') THEN 'outside_window'"
+    " ELSE '' END AS reason FROM cur),"
+    " o AS ("
+    " UPDATE outbox SET kind = CASE WHEN $2 = '' THEN kind ELSE 'reply' END, body = $2,"
+    " state = CASE WHEN d.reason = '' THEN 'pending' ELSE 'not_sent' END, reason = d.reason,"
+    " attempts = 0, next_attempt_at = now (), last_error = '', updated_at = now ()"
+    " FROM d WHERE outbox.id = d.id"
+    " RETURNING outbox.id, outbox.state, outbox.reason, outbox.provider, outbox.channel,"
+    " outbox.account, outbox.from_addr, outbox.to_addr, outbox.body, outbox.event_id),"
+    " msg AS ("
+    " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
+    " message_type, body, status, status_rank, event_id, outbox_id)"
+    " SELECT 'outbound', provider, channel, to_addr, from_addr, account, 'text', body, 'queued',"
+    " sb_status_rank ('queued'), event_id, id FROM o WHERE state = 'pending' RETURNING id)"
+    " SELECT id, state, reason FROM o";
+
+//  RETRY: back off ($3 base, $4 max, jitter in (0.5, 1]; at least $5
+//  Retry-After ms), or dead after $2 attempts.
+static const char s_record_retry_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET attempts = attempts + 1,"
+    " state = CASE WHEN attempts + 1 >= $2::int THEN 'dead' ELSE 'pending' END,"
+    " next_attempt_at = now () + GREATEST ("
+    " LEAST ($4::float8, $3::float8 * power (2::float8, LEAST (attempts, 60)))"
+    " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
+    " last_error = $6, updated_at = now ()"
+    " WHERE id = $1 RETURNING id, state, next_attempt_at),"
+    " msg AS ("
+    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
+    " error_code = $7, updated_at = now ()"
+    " FROM o WHERE m.outbox_id = o.id AND o.state = 'dead'"
+    " AND m.status_rank < sb_status_rank ('failed') RETURNING m.id)"
+    " SELECT id, state, (extract (epoch FROM next_attempt_at - now ()) * 1000)::int8 FROM o";
+
+//  FINAL: failed; the contact opted out when the provider says so ($4).
+static const char s_record_final_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
+    " updated_at = now ()"
+    " WHERE id = $1 RETURNING id, provider, channel, to_addr),"
+    " msg AS ("
+    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
+    " error_code = $3, updated_at = now ()"
+    " FROM o WHERE m.outbox_id = o.id AND m.status_rank < sb_status_rank ('failed')"
+    " RETURNING m.id),"
+    " opt AS ("
+    " INSERT INTO contacts AS c (provider, channel, address, opted_out, opted_out_at)"
+    " SELECT provider, channel, to_addr, true, now () FROM o WHERE $4::bool AND to_addr <> ''"
+    " ON CONFLICT (provider, channel, address) DO UPDATE SET opted_out = true,"
+    " opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at ELSE now () END,"
+    " updated_at = now () RETURNING 1)"
+    " SELECT id FROM o";
+
+int
+sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
+                 int64_t backoff_base_ms, int64_t backoff_max_ms)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    char id [24];
+    snprintf (id, sizeof id, "%" PRId64, result->id);
+    char *error = NULL, *code = NULL, *text = NULL;
+    bool dead = false;
+    int rc = -1;
+    PGresult *r = NULL;
+    //  outbox.last_error: "http=429 code=20429 what happened"
+    char head [64] = "";
+    if (result->http_status)
+        snprintf (head, sizeof head, "http=%d ", result->http_status);
+    size_t len = strlen (head) + strlen (s_str (result->error_code))
+               + strlen (s_str (result->error)) + 8;
+    char *joined = malloc (len);
+    if (!joined)
+        return -1;
+    if (result->error_code && *result->error_code)
+        snprintf (joined, len, "%scode=%s %s", head, result->error_code, s_str (result->error));
+    else
+        snprintf (joined, len, "%s%s", head, s_str (result->error));
+    error = s_utf8_dup (joined, S_ERROR_MAX);
+    free (joined);
+    code = s_utf8_dup (result->error_code, 64);
+    if (!error || !code)
+        goto done;
+
+    if (result->outcome == SB_SEND_SENT && result->kind == SB_OUTBOX_FORWARD) {
+        if (!(text = s_utf8_dup (result->bot_text, 4096)))
+            goto done;
+        char window [24];
+        snprintf (window, sizeof window, "%" PRId64, self->window_ms);
+        const char *params [] = {id, text, window};
+        if (!(r = s_exec (self, s_record_bot_sql, 3, params, PGRES_TUPLES_OK, "record bot answer")))
+            goto done;
+        if (PQntuples (r) == 1)
+            sb_debug (S_MODULE, "bot answered id=%s state=%s reason=%s", id, PQgetvalue (r, 0, 1),
+                      PQgetvalue (r, 0, 2));
+    }
+    else
+    if (result->outcome == SB_SEND_SENT) {
+        if (!(text = s_utf8_dup (result->provider_id, S_KEY_MAX)))
+            goto done;
+        const char *params [] = {id, text};
+        if (!(r = s_exec (self, s_record_sent_sql, 2, params, PGRES_TUPLES_OK, "record sent")))
+            goto done;
+    }
+    else
+    if (result->outcome == SB_SEND_RETRY) {
+        if (max_attempts < 1)
+            max_attempts = 1;
+        if (backoff_base_ms < 1)
+            backoff_base_ms = 1;
+        if (backoff_max_ms < backoff_base_ms)
+            backoff_max_ms = backoff_base_ms;
+        int64_t retry_after = result->retry_after_ms;
+        if (retry_after < 0)
+            retry_after = 0;
+        if (retry_after > 24LL * 3600 * 1000)
+            retry_after = 24LL * 3600 * 1000;
+        char smax [16], sbase [24], scap [24], safter [24];
+        snprintf (smax, sizeof smax, "%d", max_attempts);
+        snprintf (sbase, sizeof sbase, "%" PRId64, backoff_base_ms);
+        snprintf (scap, sizeof scap, "%" PRId64, backoff_max_ms);
+        snprintf (safter, sizeof safter, "%" PRId64, retry_after);
+        const char *params [] = {id, smax, sbase, scap, safter, error, code};
+        if (!(r = s_exec (self, s_record_retry_sql, 7, params, PGRES_TUPLES_OK, "record retry")))
+            goto done;
+        if (PQntuples (r) == 1) {
+            dead = strcmp (PQgetvalue (r, 0, 1), "dead") == 0;
+            if (dead)
+                sb_warn (S_MODULE, "outbox row dead id=%s max_attempts=%d error=\"%s\"", id,
+                         max_attempts, error);
+            else
+                sb_debug (S_MODULE, "outbox retry id=%s in_ms=%s", id, PQgetvalue (r, 0, 2));
+        }
+    }
+    else
+    if (result->outcome == SB_SEND_FINAL) {
+        const char *params [] = {id, error, code, result->opt_out ? "true" : "false"};
+        if (!(r = s_exec (self, s_record_final_sql, 4, params, PGRES_TUPLES_OK, "record final")))
+            goto done;
+    }
+    else {
+        sb_error (S_MODULE, "unknown send outcome=%d id=%s", (int) result->outcome, id);
+        goto done;
+    }
+    if (PQntuples (r) == 0)
+        sb_warn (S_MODULE, "outbox row not found id=%s", id);
+    rc = dead ? 1 : 0;
+done:
+    PQclear (r);
+    free (error);
+    free (code);
+    free (text);
+    return rc;
+}
+
+int
+sb_store_outbox_depth (sb_store_t *self, int64_t depth [6])
+{
+    static const char *const states [6] = {"pending", "sending", "sent",
+                                           "failed",  "dead",    "not_sent"};
+    for (int i = 0; i < 6; i++)
+        depth [i] = 0;
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    PGresult *r = s_exec (self, "SELECT state, count (*) FROM outbox GROUP BY state", 0, NULL,
+                          PGRES_TUPLES_OK, "outbox depth");
+    if (!r)
+        return -1;
+    for (int row = 0; row < PQntuples (r); row++) {
+        int64_t n = 0;
+        s_parse_int64 (PQgetvalue (r, row, 1), &n);
+        for (int i = 0; i < 6; i++)
+            if (strcmp (PQgetvalue (r, row, 0), states [i]) == 0)
+                depth [i] = n;
+    }
+    PQclear (r);
+    return 0;
+}

@@ -74,6 +74,27 @@ else
     as_pg () { "$@"; }
 fi
 
+#  As root, the postgres user must reach DIR. A checkout under /root (mode
+#  700) is out of its reach: the cluster then lives under /var/tmp and DIR
+#  becomes a symbolic link to it.
+if [ "$(id -u)" -eq 0 ] && [ "$cmd" = start ] && [ ! -L "$dir" ] && [ ! -f "$dir/PG_VERSION" ]; then
+    parent=$(dirname "$dir")
+    mkdir -p "$parent"
+    if ! as_pg test -x "$parent"; then
+        real="/var/tmp/switchboard-pg/$(printf '%s' "$dir" | sha1sum | cut -c1-16)"
+        mkdir -p "$real"
+        chmod 755 /var/tmp/switchboard-pg
+        if [ -d "$dir" ]; then
+            rmdir "$dir" 2>/dev/null || die "start: $dir exists and the postgres user cannot reach it"
+        fi
+        ln -s "$real" "$dir"
+        echo "pg.sh: the postgres user cannot reach $parent; the cluster lives in $real" >&2
+    fi
+fi
+if [ -L "$dir" ]; then
+    dir=$(readlink -f "$dir")
+fi
+
 #  The postmaster's pid when it is alive (not a zombie that nobody reaped,
 #  as happens in containers without an init), else nothing.
 live_pid () {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages switchboard needs. Non-interactive and
+# idempotent: when every package is already installed it only asks dpkg and
+# returns (well under a second); otherwise it runs apt-get update once and
+# installs what is missing. Runs as root, or through sudo when not root.
+#
+#   scripts/deps.sh           everything: build, tests, run script, benchmark
+#   scripts/deps.sh build     only what compiling needs (the Dockerfile's build stage)
+#   scripts/deps.sh runtime   only the shared libraries the binaries load
+#                             (the Dockerfile's runtime stage)
+#
+# The Dockerfile runs this script, so the image and the native set-up install
+# the same packages.
+set -euo pipefail
+
+build=(
+  build-essential cmake pkg-config
+  libczmq-dev libzmq3-dev libcivetweb-dev libssl-dev
+  libprotobuf-c-dev protobuf-c-compiler libjansson-dev
+  libcurl4-openssl-dev libpq-dev libyaml-dev zlib1g-dev
+  python3          # CMake registers the Python integration tests
+  ca-certificates
+)
+develop=(
+  clang libclang-rt-14-dev   # fuzzing and sanitizers
+  postgresql                 # initdb, pg_ctl: the private cluster of tests and run.sh
+  curl openssl iproute2 procps   # run.sh: health checks, secrets, ports, ps
+  wrk                        # bench/
+  docker-compose             # validates docker-compose.yml (no engine needed)
+)
+runtime=(
+  libczmq4 libzmq5 libcivetweb1 libprotobuf-c1 libjansson4
+  libcurl4 libpq5 libyaml-0-2 libssl3 zlib1g ca-certificates
+)
+
+case "${1:-all}" in
+  all) packages=("${build[@]}" "${develop[@]}") ;;
+  build) packages=("${build[@]}") ;;
+  runtime) packages=("${runtime[@]}") ;;
+  *)
+    echo "usage: $0 [all|build|runtime]" >&2
+    exit 2
+    ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps.sh: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "deps.sh: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  as_root=(sudo)
+fi
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "deps.sh: done"

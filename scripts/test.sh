@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The test command: install what is missing, build with warnings as errors,
+# run every ctest test (unit, integration, fault), check docker-compose.yml,
+# then build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
+# every test once more against those binaries. Every step runs even when an
+# earlier one failed (a failed build skips only its own tests); the summary
+# at the end lists each step, and the exit status is non-zero if any failed.
+#
+#   scripts/test.sh              from anywhere inside the repository
+#   SB_TEST_SKIP_ASAN=1 ...      skip the sanitizer pass (quicker local runs)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+top=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+results=()
+failed=0
+# step NAME COMMAND...: run, time and record one step.
+step() {
+  local name=$1 start=$SECONDS rc=0
+  shift
+  echo
+  echo "==> $name"
+  "$@" || rc=$?
+  local took=$((SECONDS - start))
+  if [ "$rc" -eq 0 ]; then
+    results+=("$(printf '%-6s %5ss  %s' ok "$took" "$name")")
+  else
+    results+=("$(printf '%-6s %5ss  %s (exit %s)' FAILED "$took" "$name" "$rc")")
+    failed=1
+  fi
+  return "$rc"
+}
+skip() {
+  results+=("$(printf '%-6s %6s  %s' skip '' "$1")")
+}
+
+build() {  # build DIR CMAKE-OPTIONS...
+  local dir=$1
+  shift
+  cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON "$@" &&
+    cmake --build "$dir" -j"$jobs"
+}
+
+run_ctest() {  # run_ctest DIR
+  (cd "$1" && ctest --output-on-failure --no-tests=error -j2)
+}
+
+run_ctest_asan() {
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest "$1"
+}
+
+check_compose() {
+  docker-compose -f "$top/docker-compose.yml" config -q
+}
+
+step "dependencies (scripts/deps.sh)" scripts/deps.sh || true
+
+if step "build (build/, -DSB_WERROR=ON)" build "$top/build"; then
+  step "tests (build/)" run_ctest "$top/build" || true
+else
+  skip "tests (build/): the build failed"
+fi
+
+step "docker-compose.yml (docker-compose config -q)" check_compose || true
+
+if [ "${SB_TEST_SKIP_ASAN:-0}" = 1 ]; then
+  skip "ASan+UBSan build and tests (SB_TEST_SKIP_ASAN=1)"
+elif step "build (build-asan/, ASan+UBSan)" build "$top/build-asan" -DSB_ASAN=ON -DSB_UBSAN=ON; then
+  step "tests under ASan+UBSan (build-asan/)" run_ctest_asan "$top/build-asan" || true
+else
+  skip "tests (build-asan/): the build failed"
+fi
+
+echo
+echo "==> summary (${SECONDS}s)"
+printf '  %s\n' "${results[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "FAILED"
+  exit 1
+fi
+echo "all passed"

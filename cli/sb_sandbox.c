@@ -69,6 +69,7 @@
 #define S_MODULE "sandbox"
 #define S_BODY_MAX (1024 * 1024)        //  largest request body accepted
 #define S_LOG_BODY_MAX (64 * 1024)      //  bytes of a body kept in the log
+#define S_DRAIN_MAX (64 * 1024 * 1024)  //  bytes of a refused body read and dropped
 #define S_LOG_MAX 100000                //  requests kept in the log
 #define S_CALLBACK_CONCURRENCY 16       //  callbacks in flight at once
 #define S_CALLBACK_TIMEOUT_MS 10000     //  total time of one callback
@@ -352,6 +353,7 @@ typedef struct {
     char id[128];              //  SM.../wamid... when accepted
     char error_code[16];       //  provider error code ("" if none)
     const char *injected;      //  failure mode injected, or NULL
+    bool close;                //  close the connection after answering
 } s_answer_t;
 
 static void
@@ -414,7 +416,7 @@ s_send (struct mg_connection *conn, const s_answer_t *answer)
     if (answer->www_authenticate)
         snprintf (extra + strlen (extra), sizeof extra - strlen (extra),
                   "WWW-Authenticate: Basic realm=\"Twilio API\"\r\n");
-    if (answer->status == 413)  //  the rest of the body is not read
+    if (answer->close)
         snprintf (extra + strlen (extra), sizeof extra - strlen (extra), "Connection: close\r\n");
     const char *reason = mg_get_response_code_text (conn, answer->status);
     mg_printf (conn,
@@ -1510,6 +1512,20 @@ s_read_body (struct mg_connection *conn, size_t *size)
     return body;
 }
 
+//  Read and drop the rest of a body too large to keep, so the client gets
+//  its 413 rather than a reset. False when it goes on past S_DRAIN_MAX.
+static bool
+s_drain (struct mg_connection *conn)
+{
+    char *buf = malloc (16384);
+    size_t total = 0;
+    int n = 0;
+    while (buf && total <= S_DRAIN_MAX && (n = mg_read (conn, buf, 16384)) > 0)
+        total += (size_t) n;
+    free (buf);
+    return buf && n == 0;
+}
+
 //  A record of the request, without the answer yet.
 static json_t *
 s_record_new (const struct mg_request_info *info, const char *path, const char *body,
@@ -1612,8 +1628,10 @@ s_handler (struct mg_connection *conn, void *cbdata)
                                                            : ""));
     if (!body) {
         s_answer_json (&answer, 413, json_pack ("{s:s}", "error", "request body too large"));
-        //  The rest of an oversized body is not read: close after answering.
-        mg_disable_connection_keep_alive (conn);
+        if (!s_drain (conn)) {
+            answer.close = true;
+            mg_disable_connection_keep_alive (conn);
+        }
     }
     else if (provider == 0) {
         char message[300];

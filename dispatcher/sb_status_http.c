@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "sb_log.h"
+#include "sb_time.h"
 
 struct sb_status_http_t {
     struct mg_context *ctx;     //  civetweb server
@@ -23,17 +24,18 @@ struct sb_status_http_t {
 static void
 s_send (struct mg_connection *conn, int code, const char *type, const char *body)
 {
-    char length[32];
-    snprintf (length, sizeof length, "%zu", strlen (body));
-    mg_response_header_start (conn, code);
-    mg_response_header_add (conn, "Content-Type", type, -1);
-    mg_response_header_add (conn, "Content-Length", length, -1);
-    mg_response_header_add (conn, "Cache-Control", "no-store", -1);
-    if (code == 405)
-        mg_response_header_add (conn, "Allow", "GET, HEAD", -1);
-    mg_response_header_send (conn);
-    if (strcmp (mg_get_request_info (conn)->request_method, "HEAD") != 0)
-        mg_write (conn, body, strlen (body));
+    //  Our own head: civetweb's Date header uses gmtime(), not thread-safe.
+    char date[SB_HTTP_DATE_SIZE];
+    sb_time_http_date (date);
+    const char *reason = mg_get_response_code_text (conn, code);
+    size_t size = strlen (body);
+    mg_printf (conn,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Date: %s\r\nCache-Control: no-store\r\n%s\r\n",
+               code, reason ? reason : "Unknown", type, size, date,
+               code == 405 ? "Allow: GET, HEAD\r\n" : "");
+    if (size && strcmp (mg_get_request_info (conn)->request_method, "HEAD") != 0)
+        mg_write (conn, body, size);
 }
 
 static int

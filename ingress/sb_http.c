@@ -44,6 +44,7 @@
 #include "sb_log.h"
 #include "sb_meta.h"
 #include "sb_sig.h"
+#include "sb_time.h"
 #include "sb_twilio.h"
 
 #define S_JOURNAL_TIMEOUT_MS 10000  //  an fdatasync slower than this means a sick disk: 503
@@ -146,23 +147,8 @@ typedef struct {
     char *body;             //  request body, NUL-terminated (owned)
     size_t body_size;
     bool body_drained;      //  the body was read (kept or thrown away)
+    bool closing;           //  the connection closes after the answer
 } s_req_t;
-
-static int64_t
-s_now_us (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-s_wall_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t
 s_code_index (int code)
@@ -179,17 +165,25 @@ s_code_index (int code)
 static void
 s_respond (s_req_t *req, int code, const char *content_type, const char *body, size_t size)
 {
+    //  The head is written here rather than with mg_response_header_*:
+    //  civetweb formats its Date header with gmtime(), not thread-safe.
     struct mg_connection *conn = req->conn;
-    char length[32];
-    snprintf (length, sizeof length, "%zu", size);
-    mg_response_header_start (conn, code);
-    mg_response_header_add (conn, "Content-Type", content_type, -1);
-    mg_response_header_add (conn, "Content-Length", length, -1);
-    mg_response_header_add (conn, "X-Request-Id", req->id, -1);
-    mg_response_header_add (conn, "Cache-Control", "no-store", -1);
+    char date[SB_HTTP_DATE_SIZE];
+    sb_time_http_date (date);
+    const char *reason = mg_get_response_code_text (conn, code);
+    char allow[64] = "";
     if (code == 405 && req->route < R_UNKNOWN)
-        mg_response_header_add (conn, "Allow", s_routes[req->route].allow, -1);
-    mg_response_header_send (conn);
+        snprintf (allow, sizeof allow, "Allow: %s\r\n", s_routes[req->route].allow);
+    mg_printf (conn,
+               "HTTP/1.1 %d %s\r\n"
+               "Content-Type: %s\r\n"
+               "Content-Length: %zu\r\n"
+               "Date: %s\r\n"
+               "X-Request-Id: %s\r\n"
+               "Cache-Control: no-store\r\n"
+               "%s%s\r\n",
+               code, reason ? reason : "Unknown", content_type, size, date, req->id, allow,
+               req->closing ? "Connection: close\r\n" : "");
     if (size && strcmp (req->info->request_method, "HEAD") != 0)
         mg_write (conn, body, size);
     size_t ci = s_code_index (code);
@@ -216,6 +210,7 @@ s_drain (s_req_t *req)
         return;
     if (declared > (long long) S_DRAIN_MAX) {
         mg_disable_connection_keep_alive (req->conn);
+        req->closing = true;
         return;
     }
     char scratch[16384];
@@ -225,11 +220,14 @@ s_drain (s_req_t *req)
         total += (size_t) n;
         if (total > S_DRAIN_MAX) {
             mg_disable_connection_keep_alive (req->conn);
+            req->closing = true;
             return;
         }
     }
-    if (n < 0)
+    if (n < 0) {
         mg_disable_connection_keep_alive (req->conn);
+        req->closing = true;
+    }
 }
 
 //  Refuse a request, count why, and log it at the given level.
@@ -385,7 +383,7 @@ s_signature_failed (s_req_t *req, int provider, sb_sig_result_t result)
 static int
 s_not_configured (s_req_t *req, const char *variable)
 {
-    int64_t now = s_wall_ms ();
+    int64_t now = sb_time_wall_ms ();
     int64_t last = atomic_load (&req->http->last_unconfigured_log);
     if (now - last > 60000
         && atomic_compare_exchange_strong (&req->http->last_unconfigured_log, &last, now))
@@ -500,7 +498,7 @@ static int
 s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char *content_type,
                     const char *answer)
 {
-    int64_t received = s_wall_ms ();
+    int64_t received = sb_time_wall_ms ();
     for (size_t i = 0; i < count; i++)
         if (s_stamp_common (req, events[i], received)) {
             s_respond_text (req, 500, "out of memory\n");
@@ -516,7 +514,7 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
                != SB_JOURNAL_STORED)
         return s_reject (req, 503, X_JOURNAL, "journal unavailable, retry later\n");
     s_respond (req, 200, content_type, answer, strlen (answer));
-    sb_metric_observe (req->http->m_latency, (double) (s_now_us () - req->started_us) / 1e6);
+    sb_metric_observe (req->http->m_latency, (double) (sb_time_mono_us () - req->started_us) / 1e6);
     if (count > 0) {
         char topic[96] = "";
         sb_event_topic (events[0], topic, sizeof topic);
@@ -524,7 +522,7 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
                  "stored method=POST path=\"%.200s\" status=200 topic=%s events=%zu seq=%" PRIu64
                  " provider_id=%.64s request_id=%s us=%" PRId64,
                  req->path, topic, count, first_seq, events[0]->provider_id, req->id,
-                 s_now_us () - req->started_us);
+                 sb_time_mono_us () - req->started_us);
     }
     return 200;
 }
@@ -815,7 +813,7 @@ s_begin_request (struct mg_connection *conn)
         .info = mg_get_request_info (conn),
         .http = http,
         .thread = thread,
-        .started_us = s_now_us (),
+        .started_us = sb_time_mono_us (),
     };
     s_random_id (thread, req.id);
     req.path = req.info->local_uri_raw ? req.info->local_uri_raw : req.info->local_uri;
@@ -858,7 +856,7 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
         return NULL;
     thread->http = (sb_http_t *) mg_get_user_data (ctx);
     if (getrandom (&thread->rng, sizeof thread->rng, 0) != sizeof thread->rng)
-        thread->rng = (uint64_t) s_now_us () ^ (uint64_t) (uintptr_t) thread;
+        thread->rng = (uint64_t) sb_time_mono_us () ^ (uint64_t) (uintptr_t) thread;
     thread->rng |= 1;
     return thread;
 }

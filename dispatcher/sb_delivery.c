@@ -63,7 +63,7 @@ typedef struct {
     bool terminated;           //  $TERM received
     bool db_failing;           //  the last PostgreSQL call failed
     int64_t next_claim;        //  monotonic ms of the next periodic claim
-    sb_metric_t *m_sends[4][2];  //  sends by outcome (sent, retry, final) and kind
+    sb_metric_t *m_sends[4][3];  //  sends by outcome (sent, retry, final) and target
     sb_metric_t *m_dead;       //  rows out of attempts
     sb_metric_t *m_depth[6];   //  outbox rows by state
     sb_metric_t *m_inflight;   //  transfers in flight
@@ -114,14 +114,15 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         goto fail;
     sb_metrics_t *m = args->metrics;
     static const char *outcomes[4] = {"", "sent", "retry", "final"};
-    static const char *kinds[2] = {"reply", "forward"};
+    //  Sends by provider (twilio, meta; "bot" for forwards) and outcome.
+    static const char *targets[3] = {"twilio", "meta", "bot"};
     for (int o = 1; o < 4; o++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             char labels[64];
-            snprintf (labels, sizeof labels, "kind=\"%s\",outcome=\"%s\"", kinds[k],
+            snprintf (labels, sizeof labels, "provider=\"%s\",outcome=\"%s\"", targets[k],
                       outcomes[o]);
             self->m_sends[o][k] = sb_metrics_counter (
-                m, "sb_sends_total", "Send attempts by kind (reply, bot forward) and outcome", labels);
+                m, "sb_sends_total", "Send attempts by provider (bot: forwards) and outcome", labels);
         }
     self->m_dead = sb_metrics_counter (m, "sb_sends_dead_total",
                                        "Outbox rows that ran out of attempts", NULL);
@@ -203,7 +204,10 @@ s_self_collect (self_t *self)
     while (self->pending_count < S_PENDING_MAX
            && sb_sender_next_result (self->sender, &result) == 1) {
         int o = result.outcome >= 1 && result.outcome <= 3 ? result.outcome : 3;
-        sb_metric_add (self->m_sends[o][result.kind == SB_OUTBOX_FORWARD], 1);
+        int target = result.kind == SB_OUTBOX_FORWARD          ? 2
+                     : result.provider == SB_PROVIDER_META ? 1
+                                                           : 0;
+        sb_metric_add (self->m_sends[o][target], 1);
         self->pending[self->pending_count++] = result;
     }
 }

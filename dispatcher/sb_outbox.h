@@ -40,6 +40,7 @@ typedef enum {
 typedef struct {
     int64_t id;                //  outbox.id of the item
     sb_outbox_kind_t kind;     //  copied from the item
+    int provider;              //  copied from the item (SB_PROVIDER_*)
     sb_send_outcome_t outcome;
     char *provider_id;         //  SM... / wamid... when SENT (REPLY)
     char *bot_text;            //  FORWARD: the text the bot answered ("" = no reply)

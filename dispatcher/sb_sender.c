@@ -385,6 +385,7 @@ s_push_final (sb_sender_t *self, const sb_outbox_item_t *item, const char *why)
 {
     sb_send_result_t result = {.id = item->id,
                                .kind = item->kind,
+                               .provider = item->provider,
                                .outcome = SB_SEND_FINAL,
                                .provider_id = s_strdup (""),
                                .bot_text = s_strdup (""),
@@ -879,7 +880,8 @@ s_finish (sb_sender_t *self, s_transfer_t *transfer, CURLcode code)
         curl_easy_getinfo (transfer->easy, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo (transfer->easy, CURLINFO_CONTENT_TYPE, &content_type);
     }
-    sb_send_result_t result = {.id = transfer->id, .kind = transfer->kind};
+    sb_send_result_t result = {.id = transfer->id, .kind = transfer->kind,
+                               .provider = transfer->provider};
     if (transfer->kind == SB_OUTBOX_FORWARD)
         s_classify_forward ((int) status, transfer->answer, content_type, &result);
     else

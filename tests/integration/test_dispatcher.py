@@ -237,7 +237,9 @@ def test_retries_final_and_dead():
         assert status == 200
         m = dispatcher_metrics(stack)
         assert m.get('sb_sends_dead_total', 0) == 1, m
-        assert m.get('sb_sends_total{kind="reply",outcome="retry"}', 0) >= 5, m
+        assert m.get('sb_sends_total{provider="twilio",outcome="retry"}', 0) >= 5, m
+        assert m.get('sb_sends_total{provider="meta",outcome="final"}', 0) == 1, m
+        assert m.get('sb_sends_total{provider="twilio",outcome="sent"}', 0) == 2, m
         stack.check_logs(allow=("131047", "dead", "500", "429"))
     finally:
         stack.close()

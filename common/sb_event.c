@@ -29,6 +29,7 @@
     as JSON when it parses, else kept as a string.
 */
 #include "sb_event.h"
+#include "sb_json.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -286,13 +287,46 @@ sb_event_encode (const sb_event_t *self, size_t *size)
     return data;
 }
 
+//  True when a message or one of its sub-messages kept an unknown field
+//  numbered 0. Field 0 is invalid; protobuf-c refuses it only in a one-byte
+//  tag, keeps it from a longer one, and then encodes a tag nothing decodes.
+static bool
+s_has_field_zero (const ProtobufCMessage *message, int depth)
+{
+    if (!message || depth > 16)
+        return false;
+    for (size_t i = 0; i < message->n_unknown_fields; i++)
+        if (message->unknown_fields[i].tag == 0)
+            return true;
+    const ProtobufCMessageDescriptor *desc = message->descriptor;
+    for (unsigned f = 0; f < desc->n_fields; f++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields[f];
+        if (field->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *) message;
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t count = *(const size_t *) (base + field->quantifier_offset);
+            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *) (base + field->offset);
+            for (size_t k = 0; k < count; k++)
+                if (s_has_field_zero (items[k], depth + 1))
+                    return true;
+        }
+        else if (s_has_field_zero (*(ProtobufCMessage *const *) (base + field->offset), depth + 1))
+            return true;
+    }
+    return false;
+}
+
 sb_event_t *
 sb_event_decode (const void *data, size_t size)
 {
     static const uint8_t empty[1] = {0};
     if (!data)
         size = 0;
-    return switchboard__v1__event__unpack (NULL, size, size ? data : empty);
+    sb_event_t *event = switchboard__v1__event__unpack (NULL, size, size ? data : empty);
+    if (event && s_has_field_zero (&event->base, 0))
+        sb_event_destroy (&event);
+    return event;
 }
 
 //  Append value as a base-128 varint at out; returns the bytes written.
@@ -623,7 +657,8 @@ s_json_field (json_t *object, const ProtobufCMessage *msg, const ProtobufCFieldD
     if (!value)
         return f->type == PROTOBUF_C_TYPE_DOUBLE || f->type == PROTOBUF_C_TYPE_FLOAT ? 0 : -1;
     if (f->type == PROTOBUF_C_TYPE_STRING && strcmp (f->name, "detail_json") == 0) {
-        json_t *parsed = json_loads (*(char *const *) member, 0, NULL);
+        const char *text = *(char *const *) member;
+        json_t *parsed = sb_json_load (text, strlen (text), SB_JSON_MAX_DEPTH, NULL);
         if (parsed) {
             json_decref (value);
             value = parsed;

@@ -8,11 +8,21 @@
 #include "sb_json.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 json_t *
 sb_json_load (const char *data, size_t size, size_t max_depth, json_error_t *error)
 {
+    //  jansson accepts a NUL right after a literal or a number ("[true\0]");
+    //  JSON has no raw NUL anywhere, and two readers must not disagree.
+    if (memchr (data, 0, size)) {
+        if (error) {
+            memset (error, 0, sizeof *error);
+            snprintf (error->text, sizeof error->text, "NUL byte in JSON text");
+        }
+        return NULL;
+    }
     size_t depth = 0;
     bool in_string = false;
     for (size_t i = 0; i < size; i++) {

@@ -8,6 +8,8 @@
 #
 #   scripts/test.sh              from anywhere inside the repository
 #   SB_TEST_SKIP_ASAN=1 ...      skip the sanitizer pass (quicker local runs)
+#   SB_TEST_SKIP_FUZZ=1 ...      skip the libFuzzer pass
+#   SB_FUZZ_SECONDS=N ...        seconds per fuzz target (default 60)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -73,6 +75,20 @@ elif step "build (build-asan/, ASan+UBSan)" build "$top/build-asan" -DSB_ASAN=ON
   step "tests under ASan+UBSan (build-asan/)" run_ctest_asan "$top/build-asan" || true
 else
   skip "tests (build-asan/): the build failed"
+fi
+
+# libFuzzer: each target for SB_FUZZ_SECONDS (default 60) on its corpus; a
+# crash fails. Needs clang (installed by deps.sh).
+run_fuzz() {
+  (cd "$1" && ctest --output-on-failure --no-tests=error -j2 -L fuzz)
+}
+if [ "${SB_TEST_SKIP_FUZZ:-0}" = 1 ]; then
+  skip "fuzzing (SB_TEST_SKIP_FUZZ=1)"
+elif step "build (build-fuzz/, clang libFuzzer)" build "$top/build-fuzz" -DCMAKE_C_COMPILER=clang \
+    -DSB_FUZZ=ON -DSB_FUZZ_SECONDS="${SB_FUZZ_SECONDS:-60}"; then
+  step "fuzzing, ${SB_FUZZ_SECONDS:-60}s per target (build-fuzz/)" run_fuzz "$top/build-fuzz" || true
+else
+  skip "fuzzing: the build failed"
 fi
 
 echo

@@ -3,6 +3,7 @@
         switchboard tap       print live events from an ingress or dispatcher
         switchboard send      post a realistic, correctly signed webhook
         switchboard journal   print the records of an ingress journal
+        switchboard replay    ask an ingress to replay its journal from a seq
         switchboard sandbox   fake Twilio and Meta APIs (when built)
 
     main only picks the subcommand; each parses its own flags, loads the
@@ -54,6 +55,7 @@ main (int argc, char **argv)
         {"tap", sb_cmd_tap, "print live events from ingress or dispatcher PUB sockets"},
         {"send", sb_cmd_send, "post a realistic, correctly signed Twilio or Meta webhook"},
         {"journal", sb_cmd_journal, "print the records of an ingress journal directory"},
+        {"replay", sb_cmd_replay, "ask an ingress to replay its journal from a sequence number"},
         {"sandbox", sb_cmd_sandbox, "fake Twilio and Meta APIs for local tests"},
     };
     const size_t count = sizeof cmds / sizeof cmds[0];

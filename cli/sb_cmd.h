@@ -17,6 +17,9 @@ int sb_cmd_send (int argc, char **argv);
 //  switchboard journal: print the records of an ingress journal directory.
 int sb_cmd_journal (int argc, char **argv);
 
+//  switchboard replay: ask an ingress (SB_REPLAY) to replay its journal.
+int sb_cmd_replay (int argc, char **argv);
+
 //  switchboard sandbox: the fake provider APIs (cli/sb_sandbox.c). Weak, so
 //  the tool links and answers "not built" while that file does not exist.
 int sb_cmd_sandbox (int argc, char **argv) __attribute__ ((weak));

@@ -86,11 +86,17 @@ static const s_setting_t s_settings[] = {
      "ZeroMQ PUB endpoint(s) the ingress binds and publishes events on"},
     {"SB_INGRESS_ID", ING, NULL, S_STRING, 0, 0, false,
      "this ingress's id in events (default: the host name)"},
+    {"SB_PUB_HWM", ING, "100000", S_INT, 1, 10000000, false,
+     "events queued per PUB subscriber before it misses some (it then catches up by replay)"},
+    {"SB_REPLAY", ING | CLI, "tcp://127.0.0.1:5557", S_ENDPOINT, 0, 0, false,
+     "ZeroMQ ROUTER endpoint(s) the ingress binds to replay its journal (switchboard replay's default)"},
     // ---- dispatcher -------------------------------------------------------
     {"DATABASE_URL", DIS, "", S_STRING, 0, 0, true,
      "PostgreSQL libpq URI or conninfo (empty: the PG* variables)"},
     {"SB_INGRESS_PUB", DIS, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
      "ingress PUB endpoint(s) the dispatcher subscribes to, comma-separated"},
+    {"SB_INGRESS_REPLAY", DIS, NULL, S_ENDPOINT, 0, 0, false,
+     "ingress replay endpoint(s) (their SB_REPLAY), one per SB_INGRESS_PUB endpoint in the same order; unset: tcp://127.0.0.1:5557 when SB_INGRESS_PUB is its default, else no replay"},
     {"SB_RULES", DIS, NULL, S_STRING, 0, 0, false,
      "YAML file of reply rules (see examples/rules.yaml); unset: store events, reply to none"},
     {"SB_DISPATCHER_LISTEN", DIS, "127.0.0.1:8081", S_LISTEN, 0, 0, false,
@@ -420,6 +426,31 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
                           self->values[id]);
                 goto fail;
             }
+    }
+    //  SB_INGRESS_REPLAY: one replay endpoint per PUB endpoint; unset, the
+    //  default pair of a local install (SB_INGRESS_PUB and SB_REPLAY at
+    //  their defaults), otherwise none.
+    int pub = s_index ("SB_INGRESS_PUB"), replay = s_index ("SB_INGRESS_REPLAY");
+    if (self->values[pub] && !self->values[replay]
+        && strcmp (self->values[pub], s_settings[pub].dflt) == 0) {
+        self->values[replay] = strdup (s_settings[s_index ("SB_REPLAY")].dflt);
+        if (!self->values[replay]) {
+            snprintf (err, err_size, "out of memory");
+            goto fail;
+        }
+    }
+    if (self->values[pub] && self->values[replay]) {
+        size_t pubs = 1, replays = 1;
+        for (const char *p = self->values[pub]; *p; p++)
+            pubs += *p == ',';
+        for (const char *p = self->values[replay]; *p; p++)
+            replays += *p == ',';
+        if (pubs != replays) {
+            snprintf (err, err_size,
+                      "SB_INGRESS_REPLAY=%.200s: invalid value: expected %zu endpoint(s), one per SB_INGRESS_PUB endpoint, in the same order",
+                      self->values[replay], pubs);
+            goto fail;
+        }
     }
     return self;
 fail:

@@ -1,19 +1,63 @@
-/*  sb_ingest: subscriber and batched store writer of the dispatcher.
+/*  sb_ingest: subscriber, replay consumer and batched store writer of the
+    dispatcher.
 
     DESIGN
-    One actor thread owns the SUB socket and one PostgreSQL connection.
-    When the SUB socket is readable it takes every event already waiting, up
-    to SB_BATCH_MAX: under load that is a full batch, when idle it is one
+    One actor thread owns the SUB socket, one DEALER per ingress replay
+    endpoint (SB_INGRESS_REPLAY) and one PostgreSQL connection. When a
+    socket is readable it takes every event already waiting, up to
+    SB_BATCH_MAX: under load that is a full batch, when idle it is one
     event, and no timer ever holds an event back to fill a batch. The batch
-    is stored in one transaction (sb_store_write). If that fails, the batch
-    is kept and retried with exponential backoff (100 ms to 5 s) while the
-    actor stops reading the socket: ZeroMQ's receive queue (SB_QUEUE_MAX
-    messages) holds what arrives meanwhile, and past that the ingress's PUB
+    is stored in one transaction (sb_store_write), which also moves each
+    ingress's cursor. If that fails, the batch is kept and retried with
+    exponential backoff (100 ms to 5 s) while the actor stops reading every
+    socket: ZeroMQ's queues hold what arrives meanwhile (SB_QUEUE_MAX on
+    SUB, the credit window on each DEALER), past that the ingress's PUB
     drops for us and its journal keeps everything for a replay. Nothing
-    received is thrown away. State changes (PostgreSQL down, back up) are
-    logged once each.
+    received is thrown away. State changes are logged once each.
 
-    Limits: an event that does not decode is logged and counted, not stored.
+    Replay (proto/README.md). Each replay endpoint is a source. At start
+    the actor says HELLO; the WELCOME names the ingress id and journal
+    epoch; the store's cursor for that id gives the first seq not stored
+    (cursor + 1, or 1 when the cursor is of another epoch), and the actor
+    asks a replay from there. From then on, per source, next_seq is the one
+    seq it will accept next, from the live stream or from a replay,
+    whichever brings it first:
+      - seq < next_seq: a duplicate (replay overlapping live), dropped;
+      - seq = next_seq: accepted into the batch;
+      - a live seq > next_seq: a gap (the PUB dropped events): the event
+        waits in a bounded queue of events ahead (2 credit windows, at most
+        S_AHEAD_MAX_BYTES), and a replay is asked from next_seq unless one
+        is running; once the replay reaches the queued events they are
+        accepted in order and, if the queue did not overflow, the replay is
+        cancelled: live again;
+      - a replayed seq > next_seq: the journal itself lacks those records
+        (damaged and skipped by the reader): counted, logged, accepted.
+    So each source's events enter the batch gapless and in order, and the
+    stored cursor (the highest seq stored) never passes an event not
+    stored: a restart replays exactly what is missing. A live event of
+    another epoch makes the actor say HELLO at once; a WELCOME or START of
+    a new epoch restarts the source at seq 1 of that epoch. A HELLO every
+    second is also the heartbeat: when the ingress has committed past
+    next_seq and nothing arrived for a second, the tail of the live stream
+    was lost and a replay fetches it. A replay silent for 10 s is asked
+    again. After each stored batch, and with each heartbeat, the actor
+    acknowledges the last stored seq (ACK), for the ingress's lag metrics.
+
+    Flow control: a replay starts with a credit window of 2 x SB_BATCH_MAX
+    records (64 to SB_REPLAY_CREDIT_MAX) and the actor grants the records
+    it took back once half a window was taken, so at most one window per
+    source is queued in memory, and none is taken while the batch is full
+    or PostgreSQL is down.
+
+    Without replay endpoints (SB_INGRESS_REPLAY unset and SB_INGRESS_PUB
+    not the default), every live event is stored as it comes and gaps are
+    not repaired (logged at start). Live events from an ingress id no
+    replay endpoint named are dropped during the first 10 s (the replay
+    will bring them once its WELCOME arrives), stored as they come after.
+
+    Limits: an event that does not decode is logged and counted, not
+    stored. The consumer id is "dispatcher": several dispatchers are one
+    consumer for the lag metrics.
 */
 #include "sb_ingest.h"
 
@@ -27,16 +71,25 @@
 #include "sb_event.h"
 #include "sb_log.h"
 #include "sb_outcome.h"
+#include "sb_replay.h"
 #include "sb_store.h"
 
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 5000
+#define S_CONSUMER_ID "dispatcher"
+#define S_HEARTBEAT_MS 1000      //  HELLO (and ACK) to each ingress
+#define S_STALL_MS 10000         //  a replay silent this long is asked again
+#define S_RETRY_MS 1000          //  wait after a replay that ended in error or busy
+#define S_UNKNOWN_GRACE_MS 10000 //  drop events of unknown ingresses this long after start
+#define S_EPOCH_HELLO_MS 200     //  least time between HELLOs caused by foreign epochs
+#define S_AHEAD_MAX_BYTES (64u * 1024 * 1024)  //  live events held ahead, per ingress
 
 //  What the actor needs, copied at start.
 typedef struct {
     sb_ingest_t *shared;       //  the atomics
     char *conninfo;            //  DATABASE_URL
     char *endpoints;           //  SB_INGRESS_PUB
+    char *replay;              //  SB_INGRESS_REPLAY ("" for none)
     char *outcomes;            //  inproc endpoint of the outcome PULL
     char *wake;                //  inproc endpoint of the sender's wake PULL
     size_t batch_max;          //  SB_BATCH_MAX
@@ -51,13 +104,54 @@ struct sb_ingest_t {
     s_args_t *args;            //  what the actor reads; lives as long as it
 };
 
+//  Live events ahead of a source's next_seq, ascending (a ring).
+typedef struct {
+    sb_event_t **items;        //  cap slots
+    size_t *sizes;             //  encoded size of each
+    size_t cap;                //  capacity
+    size_t head;               //  index of the oldest
+    size_t count;              //  events held
+    size_t bytes;              //  their encoded sizes, at most S_AHEAD_MAX_BYTES
+} s_fifo_t;
+
+typedef enum {
+    S_HELLO,                   //  waiting for a WELCOME
+    S_REPLAYING,               //  a replay (replay_id) is running
+    S_LIVE,                    //  following the live stream
+} s_state_t;
+
+//  One ingress, reached on its replay endpoint.
+typedef struct {
+    char *endpoint;            //  its SB_REPLAY
+    zsock_t *dealer;           //  connected to it
+    s_state_t state;           //  see above
+    bool known;                //  a WELCOME named ingress_id and epoch
+    bool positioned;           //  next_seq is valid (read from the cursor)
+    char ingress_id[SB_REPLAY_ID_MAX + 1];  //  from the WELCOME
+    char epoch[SB_REPLAY_EPOCH_MAX + 1];    //  the epoch next_seq belongs to
+    uint64_t next_seq;         //  the seq accepted next
+    uint64_t stored_seq;       //  last seq stored in PostgreSQL
+    uint64_t acked_seq;        //  last seq acknowledged to the ingress
+    uint64_t replay_id;        //  the running replay (S_REPLAYING)
+    uint64_t consumed;         //  records taken since credit was last granted
+    bool cancelled;            //  CANCEL sent for the running replay
+    bool need_replay;          //  a replay must be asked (after replay_after_ms)
+    int64_t replay_after_ms;   //  not before this time
+    int64_t heard_ms;          //  last message from the ingress
+    int64_t hello_ms;          //  last HELLO sent
+    uint64_t check_seq;        //  next_seq when the heartbeat first saw the ingress ahead
+    int64_t check_ms;          //  and when
+    s_fifo_t ahead;            //  live events ahead of next_seq
+    bool ahead_overflow;       //  live events were dropped: the queue was full
+} s_source_t;
+
 typedef struct {
     s_args_t *args;
     zsock_t *pipe;             //  to the owner
     zsock_t *sub;              //  events from the ingresses
     zsock_t *push;             //  outcomes
     zsock_t *wake;             //  tells the sender the outbox has new rows
-    zpoller_t *poller;         //  pipe + sub
+    zpoller_t *poller;         //  pipe + sub + dealers
     sb_store_t *store;         //  PostgreSQL
     sb_event_t **batch;        //  events taken, not yet stored
     bool *fresh;               //  per event of the batch: stored now (not a duplicate)
@@ -66,6 +160,13 @@ typedef struct {
     bool terminated;           //  $TERM received
     bool failing;              //  the last write failed
     int backoff_ms;            //  current retry delay
+    s_source_t *sources;       //  one per replay endpoint
+    size_t nsources;           //  how many (0: no replay)
+    uint32_t window;           //  credit window per replay
+    uint64_t replay_ids;       //  source of replay ids
+    int64_t started_ms;        //  actor start (monotonic)
+    int64_t next_tick_ms;      //  next heartbeat
+    bool cursor_failed;        //  a cursor read failed (logged once)
     sb_metric_t *m_stored;     //  events stored
     sb_metric_t *m_duplicates; //  events already stored
     sb_metric_t *m_replies;    //  outbox rows queued
@@ -76,7 +177,68 @@ typedef struct {
     sb_metric_t *m_latency;    //  PostgreSQL write latency
     sb_metric_t *m_failures;   //  failed writes
     sb_metric_t *m_queue;      //  events held in memory
+    sb_metric_t *m_replays;    //  replays asked
+    sb_metric_t *m_replayed;   //  records received by replay
+    sb_metric_t *m_gaps;       //  gaps found in the live stream
+    sb_metric_t *m_overlap;    //  events dropped as already taken (replay and live overlap)
+    sb_metric_t *m_lost;       //  records the journal could not give
+    sb_metric_t *m_waiting;    //  live events dropped while the source was not positioned
 } self_t;
+
+static int64_t
+s_now_ms (void)
+{
+    return zclock_mono ();
+}
+
+//  ---------------------------------------------------------------------
+//  Events ahead
+
+static sb_event_t *
+s_fifo_head (s_fifo_t *fifo)
+{
+    return fifo->count ? fifo->items[fifo->head] : NULL;
+}
+
+static sb_event_t *
+s_fifo_pop (s_fifo_t *fifo)
+{
+    if (!fifo->count)
+        return NULL;
+    sb_event_t *event = fifo->items[fifo->head];
+    fifo->items[fifo->head] = NULL;
+    fifo->bytes -= fifo->sizes[fifo->head];
+    fifo->head = (fifo->head + 1) % fifo->cap;
+    fifo->count--;
+    return event;
+}
+
+//  Takes the event (size bytes on the wire); false (event untouched)
+//  when full.
+static bool
+s_fifo_push (s_fifo_t *fifo, sb_event_t *event, size_t size)
+{
+    if (fifo->count == fifo->cap || size > S_AHEAD_MAX_BYTES - fifo->bytes)
+        return false;
+    size_t slot = (fifo->head + fifo->count) % fifo->cap;
+    fifo->items[slot] = event;
+    fifo->sizes[slot] = size;
+    fifo->bytes += size;
+    fifo->count++;
+    return true;
+}
+
+static void
+s_fifo_clear (s_fifo_t *fifo)
+{
+    sb_event_t *event;
+    while ((event = s_fifo_pop (fifo)))
+        sb_event_destroy (&event);
+    fifo->head = 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Actor state
 
 static void
 s_self_destroy (self_t **self_p)
@@ -86,6 +248,16 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     for (size_t i = 0; i < self->count; i++)
         sb_event_destroy (&self->batch[i]);
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (src->ahead.items)
+            s_fifo_clear (&src->ahead);
+        free (src->ahead.items);
+        free (src->ahead.sizes);
+        zsock_destroy (&src->dealer);
+        free (src->endpoint);
+    }
+    free (self->sources);
     free (self->batch);
     free (self->fresh);
     free (self->publish);
@@ -98,6 +270,58 @@ s_self_destroy (self_t **self_p)
     *self_p = NULL;
 }
 
+//  One source per comma-separated replay endpoint. 0 or -1.
+static int
+s_self_sources (self_t *self)
+{
+    const char *list = self->args->replay;
+    if (!*list)
+        return 0;
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    self->sources = calloc (n, sizeof *self->sources);
+    char *copy = strdup (list);
+    if (!self->sources || !copy) {
+        free (copy);
+        return -1;
+    }
+    char *save = NULL;
+    for (char *ep = strtok_r (copy, ",", &save); ep && self->nsources < n;
+         ep = strtok_r (NULL, ",", &save)) {
+        s_source_t *src = &self->sources[self->nsources++];
+        src->state = S_HELLO;
+        src->endpoint = strdup (ep);
+        src->dealer = zsock_new (ZMQ_DEALER);
+        src->ahead.cap = 2 * (size_t) self->window;
+        src->ahead.items = calloc (src->ahead.cap, sizeof *src->ahead.items);
+        src->ahead.sizes = calloc (src->ahead.cap, sizeof *src->ahead.sizes);
+        if (!src->endpoint || !src->dealer || !src->ahead.items || !src->ahead.sizes) {
+            free (copy);
+            return -1;
+        }
+        //  At most a window of records queued, plus the control messages.
+        zsock_set_rcvhwm (src->dealer, (int) self->window + 64);
+        zsock_set_sndhwm (src->dealer, 1000);
+        zsock_set_maxmsgsize (src->dealer, (int) SB_REPLAY_MAX_MESSAGE);
+        zsock_set_linger (src->dealer, 0);
+        //  Queue only to a connected ingress: no pile of HELLOs meanwhile.
+        zsock_set_immediate (src->dealer, 1);
+        if (zsock_connect (src->dealer, "%s", ep) < 0) {
+            sb_error ("ingest", "cannot connect to ingress replay endpoint=%s", ep);
+            free (copy);
+            return -1;
+        }
+        if (zpoller_add (self->poller, src->dealer)) {
+            free (copy);
+            return -1;
+        }
+        sb_info ("ingest", "replay source endpoint=%s", ep);
+    }
+    free (copy);
+    return 0;
+}
+
 static self_t *
 s_self_new (zsock_t *pipe, s_args_t *args)
 {
@@ -106,6 +330,14 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         return NULL;
     self->args = args;
     self->pipe = pipe;
+    self->started_ms = s_now_ms ();
+    self->next_tick_ms = self->started_ms;
+    size_t window = 2 * args->batch_max;
+    if (window < 64)
+        window = 64;
+    if (window > SB_REPLAY_CREDIT_MAX)
+        window = SB_REPLAY_CREDIT_MAX;
+    self->window = (uint32_t) window;
     self->batch = calloc (args->batch_max, sizeof *self->batch);
     self->fresh = calloc (args->batch_max, sizeof *self->fresh);
     self->publish = calloc (args->batch_max, sizeof *self->publish);
@@ -117,6 +349,8 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     zsock_set_rcvhwm (self->sub, args->queue_max);
     zsock_set_subscribe (self->sub, "sb.v1.");
     char *copy = strdup (args->endpoints);
+    if (!copy)
+        goto fail;
     char *save = NULL;
     for (char *ep = strtok_r (copy, ",", &save); ep; ep = strtok_r (NULL, ",", &save))
         if (zsock_connect (self->sub, "%s", ep) < 0) {
@@ -135,6 +369,11 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->poller = zpoller_new (self->pipe, self->sub, NULL);
     if (!self->poller)
         goto fail;
+    if (s_self_sources (self))
+        goto fail;
+    if (self->nsources == 0)
+        sb_warn ("ingest", "no ingress replay endpoint (SB_INGRESS_REPLAY): events the PUB "
+                 "stream drops, and those sent while this dispatcher is down, are not recovered");
     sb_metrics_t *m = args->metrics;
     self->m_stored = sb_metrics_counter (m, "sb_events_stored_total", "Events stored in PostgreSQL", NULL);
     self->m_duplicates = sb_metrics_counter (m, "sb_events_duplicate_total",
@@ -158,45 +397,529 @@ s_self_new (zsock_t *pipe, s_args_t *args)
                                            "Batches PostgreSQL refused (retried)", NULL);
     self->m_queue = sb_metrics_gauge (m, "sb_ingest_queue_events",
                                       "Events received and not yet stored", NULL);
+    self->m_replays = sb_metrics_counter (m, "sb_ingest_replays_total",
+                                          "Journal replays asked of the ingresses", NULL);
+    self->m_replayed = sb_metrics_counter (m, "sb_ingest_replayed_records_total",
+                                           "Journal records received by replay", NULL);
+    self->m_gaps = sb_metrics_counter (m, "sb_ingest_gaps_total",
+                                       "Gaps found in the live stream (repaired by replay)", NULL);
+    self->m_overlap = sb_metrics_counter (m, "sb_ingest_overlap_dropped_total",
+                                          "Events dropped as already taken (replay and live overlap)", NULL);
+    self->m_lost = sb_metrics_counter (m, "sb_ingest_journal_missing_total",
+                                       "Journal records an ingress could not replay (damaged)", NULL);
+    self->m_waiting = sb_metrics_counter (m, "sb_ingest_unpositioned_dropped_total",
+                                          "Live events dropped before their ingress's replay started (replayed later)", NULL);
     return self;
 fail:
     s_self_destroy (&self);
     return NULL;
 }
 
-//  Take the events already waiting on the socket, up to the batch cap.
+//  ---------------------------------------------------------------------
+//  Talking to the replay servers
+
+static void
+s_source_send (s_source_t *src, const sb_replay_msg_t *msg)
+{
+    size_t size = 0;
+    uint8_t *data = sb_replay_encode (msg, &size);
+    if (!data)
+        return;
+    if (zmq_send (zsock_resolve (src->dealer), data, size, ZMQ_DONTWAIT) < 0)
+        sb_debug ("ingest", "replay message not sent endpoint=%s type=%s error=\"%s\"",
+                  src->endpoint, sb_replay_type_name ((int) msg->type),
+                  zmq_strerror (zmq_errno ()));
+    free (data);
+}
+
+static void
+s_source_hello (s_source_t *src)
+{
+    sb_replay_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    msg.type = SB_REPLAY_HELLO;
+    sb_replay_set (msg.consumer_id, sizeof msg.consumer_id, S_CONSUMER_ID);
+    s_source_send (src, &msg);
+    src->hello_ms = s_now_ms ();
+}
+
+static void
+s_source_ack (s_source_t *src)
+{
+    sb_replay_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    msg.type = SB_REPLAY_ACK;
+    sb_replay_set (msg.consumer_id, sizeof msg.consumer_id, S_CONSUMER_ID);
+    sb_replay_set (msg.epoch, sizeof msg.epoch, src->epoch);
+    msg.committed_seq = src->stored_seq;
+    s_source_send (src, &msg);
+    src->acked_seq = src->stored_seq;
+}
+
+//  Ask a replay from next_seq (replacing any running one).
+static void
+s_source_request (self_t *self, s_source_t *src, const char *why)
+{
+    sb_replay_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    msg.type = SB_REPLAY_REQUEST;
+    msg.replay_id = ++self->replay_ids;
+    sb_replay_set (msg.consumer_id, sizeof msg.consumer_id, S_CONSUMER_ID);
+    sb_replay_set (msg.epoch, sizeof msg.epoch, src->epoch);
+    msg.from_seq = src->next_seq;
+    msg.credit = self->window;
+    s_source_send (src, &msg);
+    src->state = S_REPLAYING;
+    src->replay_id = msg.replay_id;
+    src->consumed = 0;
+    src->cancelled = false;
+    src->need_replay = false;
+    src->check_seq = 0;
+    src->heard_ms = s_now_ms ();
+    sb_metric_add (self->m_replays, 1);
+    sb_info ("ingest", "replay asked ingress_id=%s from_seq=%llu why=%s", src->ingress_id,
+             (unsigned long long) src->next_seq, why);
+}
+
+//  The ingress has another journal now: start over at its seq 1.
+static void
+s_source_new_epoch (s_source_t *src, const char *epoch)
+{
+    sb_warn ("ingest", "ingress journal has a new epoch: taking it from seq 1 ingress_id=%s "
+             "old_epoch=%s epoch=%s",
+             src->ingress_id, src->epoch, epoch);
+    sb_replay_set (src->epoch, sizeof src->epoch, epoch);
+    src->next_seq = 1;
+    src->stored_seq = 0;
+    src->acked_seq = 0;
+    s_fifo_clear (&src->ahead);
+    src->ahead_overflow = false;
+}
+
+//  ---------------------------------------------------------------------
+//  Taking events
+
+//  The source an event belongs to, by ingress id (NULL: none).
+static s_source_t *
+s_source_of (self_t *self, const char *ingress_id)
+{
+    if (!ingress_id)
+        return NULL;
+    for (size_t i = 0; i < self->nsources; i++)
+        if (self->sources[i].known && strcmp (self->sources[i].ingress_id, ingress_id) == 0)
+            return &self->sources[i];
+    return NULL;
+}
+
+static void
+s_accept (self_t *self, sb_event_t *event)
+{
+    assert (self->count < self->args->batch_max);
+    self->batch[self->count++] = event;
+}
+
+//  Accept the queued live events that follow next_seq, while the batch
+//  has room. Cancels the running replay once they are all taken.
+static void
+s_drain (self_t *self, s_source_t *src)
+{
+    bool took = false;
+    while (self->count < self->args->batch_max) {
+        sb_event_t *head = s_fifo_head (&src->ahead);
+        if (!head || head->seq > src->next_seq)
+            break;
+        head = s_fifo_pop (&src->ahead);
+        if (head->seq < src->next_seq) {
+            sb_metric_add (self->m_overlap, 1);
+            sb_event_destroy (&head);
+            continue;
+        }
+        s_accept (self, head);
+        src->next_seq++;
+        took = true;
+    }
+    if (took && src->ahead.count == 0 && src->state == S_REPLAYING && !src->cancelled
+        && !src->ahead_overflow) {
+        //  The replay reached the live stream: the rest would be duplicates.
+        sb_replay_msg_t msg;
+        memset (&msg, 0, sizeof msg);
+        msg.type = SB_REPLAY_CANCEL;
+        msg.replay_id = src->replay_id;
+        s_source_send (src, &msg);
+        src->cancelled = true;
+        sb_debug ("ingest", "replay joined the live stream ingress_id=%s next_seq=%llu",
+                  src->ingress_id, (unsigned long long) src->next_seq);
+    }
+}
+
+//  Offer an event of src (taken: accepted, queued or freed), size bytes
+//  on the wire. The batch has room for one.
+static void
+s_offer (self_t *self, s_source_t *src, sb_event_t *event, size_t size, bool replayed)
+{
+    if (event->seq < src->next_seq) {
+        sb_metric_add (self->m_overlap, 1);
+        sb_event_destroy (&event);
+        return;
+    }
+    if (event->seq > src->next_seq) {
+        if (!replayed) {
+            //  The live stream skipped: keep the event for when the replay
+            //  gets there.
+            if (!s_fifo_push (&src->ahead, event, size)) {
+                src->ahead_overflow = true;
+                sb_event_destroy (&event);
+            }
+            if (src->state == S_LIVE) {
+                sb_metric_add (self->m_gaps, 1);
+                uint64_t got = s_fifo_head (&src->ahead) ? s_fifo_head (&src->ahead)->seq : 0;
+                sb_info ("ingest", "gap in the live stream ingress_id=%s expected_seq=%llu "
+                         "got_seq=%llu",
+                         src->ingress_id, (unsigned long long) src->next_seq,
+                         (unsigned long long) got);
+                s_source_request (self, src, "gap");
+            }
+            return;
+        }
+        sb_error ("ingest", "journal records missing: the ingress could not replay them "
+                  "ingress_id=%s from_seq=%llu count=%llu",
+                  src->ingress_id, (unsigned long long) src->next_seq,
+                  (unsigned long long) (event->seq - src->next_seq));
+        sb_metric_add (self->m_lost, event->seq - src->next_seq);
+        src->next_seq = event->seq;
+    }
+    s_accept (self, event);
+    src->next_seq++;
+    s_drain (self, src);
+}
+
+//  A live event from the SUB socket, size bytes on the wire.
+static void
+s_take_live (self_t *self, sb_event_t *event, size_t size)
+{
+    if (self->nsources == 0) {
+        s_accept (self, event);
+        return;
+    }
+    s_source_t *src = s_source_of (self, event->ingress_id);
+    if (!src) {
+        //  Its replay endpoint may not have answered yet: the replay will
+        //  bring this event. Later, an ingress no endpoint names is served
+        //  as without replay.
+        bool waiting = false;
+        for (size_t i = 0; i < self->nsources; i++)
+            waiting |= !self->sources[i].known;
+        if (waiting && s_now_ms () - self->started_ms < S_UNKNOWN_GRACE_MS) {
+            sb_metric_add (self->m_waiting, 1);
+            sb_event_destroy (&event);
+        }
+        else
+            s_accept (self, event);
+        return;
+    }
+    if (!src->positioned) {
+        sb_metric_add (self->m_waiting, 1);
+        sb_event_destroy (&event);
+        return;
+    }
+    if (strcmp (event->epoch ? event->epoch : "", src->epoch) != 0) {
+        //  A new journal (or a stale event of an old one): ask at once.
+        if (s_now_ms () - src->hello_ms >= S_EPOCH_HELLO_MS)
+            s_source_hello (src);
+        sb_metric_add (self->m_waiting, 1);
+        sb_event_destroy (&event);
+        return;
+    }
+    s_offer (self, src, event, size, false);
+}
+
+static void
+s_handle_welcome (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
+{
+    if (!src->known || strcmp (src->ingress_id, msg->ingress_id) != 0) {
+        if (src->known)
+            sb_warn ("ingest", "another ingress answers on a replay endpoint endpoint=%s "
+                     "old_ingress_id=%s ingress_id=%s",
+                     src->endpoint, src->ingress_id, msg->ingress_id);
+        for (size_t i = 0; i < self->nsources; i++)
+            if (&self->sources[i] != src && self->sources[i].known
+                && strcmp (self->sources[i].ingress_id, msg->ingress_id) == 0)
+                sb_error ("ingest", "two replay endpoints serve the same ingress id: give each "
+                          "ingress its own SB_INGRESS_ID ingress_id=%s endpoint=%s other=%s",
+                          msg->ingress_id, src->endpoint, self->sources[i].endpoint);
+        sb_info ("ingest", "ingress found endpoint=%s ingress_id=%s epoch=%s committed_seq=%llu",
+                 src->endpoint, msg->ingress_id, msg->epoch,
+                 (unsigned long long) msg->committed_seq);
+        sb_replay_set (src->ingress_id, sizeof src->ingress_id, msg->ingress_id);
+        sb_replay_set (src->epoch, sizeof src->epoch, msg->epoch);
+        src->known = true;
+        src->positioned = false;  //  the cursor decides where to start
+        s_fifo_clear (&src->ahead);
+        src->state = S_HELLO;
+        return;
+    }
+    if (!src->positioned)
+        return;  //  waiting for the cursor
+    if (strcmp (src->epoch, msg->epoch) != 0) {
+        s_source_new_epoch (src, msg->epoch);
+        s_source_request (self, src, "new epoch");
+        return;
+    }
+    if (src->state == S_HELLO) {
+        s_source_request (self, src, "resume");
+        return;
+    }
+    if (src->state != S_LIVE || src->ahead.count)
+        return;
+    //  Heartbeat: the ingress has what we have not, and nothing came for a
+    //  second: the end of the live stream was lost.
+    int64_t now = s_now_ms ();
+    if (msg->committed_seq < src->next_seq)
+        src->check_seq = 0;
+    else if (src->check_seq != src->next_seq) {
+        src->check_seq = src->next_seq;
+        src->check_ms = now;
+    }
+    else if (now - src->check_ms >= S_HEARTBEAT_MS * 9 / 10) {
+        sb_metric_add (self->m_gaps, 1);
+        sb_info ("ingest", "live stream behind the journal ingress_id=%s next_seq=%llu "
+                 "committed_seq=%llu",
+                 src->ingress_id, (unsigned long long) src->next_seq,
+                 (unsigned long long) msg->committed_seq);
+        s_source_request (self, src, "behind");
+    }
+}
+
+static void
+s_handle_record (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
+{
+    src->consumed++;
+    sb_metric_add (self->m_replayed, 1);
+    sb_event_t *event = sb_event_decode (msg->event, msg->event_size);
+    if (!event || strcmp (event->ingress_id ? event->ingress_id : "", src->ingress_id) != 0
+        || strcmp (event->epoch ? event->epoch : "", src->epoch) != 0) {
+        sb_metric_add (self->m_undecodable, 1);
+        sb_error ("ingest", "replayed record is not an Event of this journal, skipped "
+                  "ingress_id=%s seq=%llu size=%zu",
+                  src->ingress_id, (unsigned long long) msg->seq, msg->event_size);
+        sb_event_destroy (&event);
+        if (msg->seq >= src->next_seq)
+            src->next_seq = msg->seq + 1;
+        return;
+    }
+    event->seq = msg->seq;  //  the journal's position is the truth
+    s_offer (self, src, event, msg->event_size, true);
+}
+
+static void
+s_handle_end (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
+{
+    bool ok = msg->reason == SB_REPLAY_END_CAUGHT_UP || msg->reason == SB_REPLAY_END_COUNT
+              || msg->reason == SB_REPLAY_END_CANCELLED;
+    sb_log (ok ? SB_LOG_DEBUG : SB_LOG_WARN, "ingest",
+            "replay ended ingress_id=%s reason=%s last_seq=%llu committed_seq=%llu next_seq=%llu",
+            src->ingress_id, sb_replay_reason_name (msg->reason),
+            (unsigned long long) msg->last_seq, (unsigned long long) msg->committed_seq,
+            (unsigned long long) src->next_seq);
+    src->state = S_LIVE;
+    src->replay_id = 0;
+    src->consumed = 0;
+    src->cancelled = false;
+    src->ahead_overflow = false;
+    src->check_seq = 0;
+    if (!ok) {
+        src->need_replay = true;
+        src->replay_after_ms = s_now_ms () + S_RETRY_MS;
+    }
+}
+
+//  One message from a replay server.
+static void
+s_take_replay (self_t *self, s_source_t *src)
+{
+    zframe_t *frame = zframe_recv (src->dealer);
+    if (!frame)
+        return;
+    sb_replay_msg_t msg;
+    if (sb_replay_decode (zframe_data (frame), zframe_size (frame), &msg)) {
+        sb_warn ("ingest", "malformed replay message dropped endpoint=%s size=%zu",
+                 src->endpoint, zframe_size (frame));
+        zframe_destroy (&frame);
+        return;
+    }
+    bool current = src->state == S_REPLAYING && msg.replay_id == src->replay_id;
+    if (current && msg.type != SB_REPLAY_WELCOME)
+        src->heard_ms = s_now_ms ();  //  the replay is alive (heartbeats do not count)
+    switch (msg.type) {
+        case SB_REPLAY_WELCOME:
+            s_handle_welcome (self, src, &msg);
+            break;
+        case SB_REPLAY_START:
+            if (current && strcmp (msg.epoch, src->epoch) != 0)
+                s_source_new_epoch (src, msg.epoch);
+            break;
+        case SB_REPLAY_RECORD:
+            if (current)
+                s_handle_record (self, src, &msg);
+            break;
+        case SB_REPLAY_END:
+            if (current)
+                s_handle_end (self, src, &msg);
+            break;
+        default:
+            sb_debug ("ingest", "unexpected replay message type=%s",
+                      sb_replay_type_name ((int) msg.type));
+            break;
+    }
+    sb_replay_msg_clear (&msg);
+    zframe_destroy (&frame);
+}
+
+//  One message from the SUB socket.
+static void
+s_take_sub (self_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->sub);
+    if (!msg)
+        return;
+    zframe_t *topic = zmsg_first (msg);
+    zframe_t *payload = zmsg_next (msg);
+    sb_event_t *event = payload && zmsg_size (msg) == 2
+                            ? sb_event_decode (zframe_data (payload), zframe_size (payload))
+                            : NULL;
+    if (!event) {
+        sb_metric_add (self->m_undecodable, 1);
+        sb_warn ("ingest", "dropped a frame that is not an Event topic=%.*s frames=%zu",
+                 topic ? (int) zframe_size (topic) : 0,
+                 topic ? (const char *) zframe_data (topic) : "", zmsg_size (msg));
+    }
+    else
+        s_take_live (self, event, zframe_size (payload));
+    zmsg_destroy (&msg);
+}
+
+//  Take the events already waiting on the sockets, up to the batch cap,
+//  one message per socket in turn.
 static void
 s_self_take (self_t *self)
 {
+    for (size_t i = 0; i < self->nsources; i++)
+        s_drain (self, &self->sources[i]);
     while (self->count < self->args->batch_max) {
-        if (!(zsock_events (self->sub) & ZMQ_POLLIN))
-            break;
-        zmsg_t *msg = zmsg_recv (self->sub);
-        if (!msg)
-            break;
-        zframe_t *topic = zmsg_first (msg);
-        zframe_t *payload = zmsg_next (msg);
-        sb_event_t *event = payload && zmsg_size (msg) == 2
-                                ? sb_event_decode (zframe_data (payload), zframe_size (payload))
-                                : NULL;
-        if (!event) {
-            sb_metric_add (self->m_undecodable, 1);
-            sb_warn ("ingest", "dropped a frame that is not an Event topic=%.*s frames=%zu",
-                     topic ? (int) zframe_size (topic) : 0,
-                     topic ? (const char *) zframe_data (topic) : "", zmsg_size (msg));
+        bool progress = false;
+        for (size_t i = 0; i < self->nsources && self->count < self->args->batch_max; i++)
+            if (zsock_events (self->sources[i].dealer) & ZMQ_POLLIN) {
+                s_take_replay (self, &self->sources[i]);
+                progress = true;
+            }
+        if (self->count < self->args->batch_max && (zsock_events (self->sub) & ZMQ_POLLIN)) {
+            s_take_sub (self);
+            progress = true;
         }
-        else
-            self->batch[self->count++] = event;
-        zmsg_destroy (&msg);
+        if (!progress)
+            break;
+    }
+    //  Give back the credit of the records taken.
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (src->state == S_REPLAYING && src->consumed >= self->window / 2) {
+            sb_replay_msg_t msg;
+            memset (&msg, 0, sizeof msg);
+            msg.type = SB_REPLAY_CREDIT;
+            msg.replay_id = src->replay_id;
+            msg.credit = (uint32_t) src->consumed;
+            s_source_send (src, &msg);
+            src->consumed = 0;
+        }
     }
     sb_metric_set (self->m_queue, (int64_t) self->count);
 }
 
-//  Store the batch. true when it is stored (or empty).
+//  Start each source whose ingress answered: read its cursor (with an
+//  empty batch, so the cursor is up to date) and ask the replay.
+static void
+s_self_position (self_t *self)
+{
+    if (self->count > 0 || !self->store)
+        return;
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (!src->known || src->positioned)
+            continue;
+        uint64_t cursor = 0;
+        char epoch[SB_REPLAY_EPOCH_MAX + 1];
+        if (sb_store_cursor (self->store, src->ingress_id, &cursor, epoch, sizeof epoch)) {
+            if (!self->cursor_failed)
+                sb_warn ("ingest", "cannot read the cursor yet ingress_id=%s", src->ingress_id);
+            self->cursor_failed = true;
+            return;
+        }
+        self->cursor_failed = false;
+        bool same = strcmp (epoch, src->epoch) == 0;
+        src->next_seq = same ? cursor + 1 : 1;
+        src->stored_seq = src->next_seq - 1;
+        src->acked_seq = 0;
+        src->positioned = true;
+        sb_info ("ingest", "cursor ingress_id=%s epoch=%s stored_seq=%llu%s", src->ingress_id,
+                 src->epoch, (unsigned long long) src->stored_seq,
+                 *epoch && !same ? " (cursor of an older epoch)" : "");
+        s_source_request (self, src, "start");
+    }
+}
+
+//  Heartbeats, stalled replays, replays to ask again.
+static void
+s_self_tick (self_t *self)
+{
+    int64_t now = s_now_ms ();
+    bool beat = now >= self->next_tick_ms;
+    if (beat)
+        self->next_tick_ms = now + S_HEARTBEAT_MS;
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (src->state == S_REPLAYING && now - src->heard_ms > S_STALL_MS) {
+            sb_warn ("ingest", "replay silent: asking again ingress_id=%s next_seq=%llu",
+                     src->ingress_id, (unsigned long long) src->next_seq);
+            src->state = S_HELLO;  //  its WELCOME resumes from next_seq
+            src->replay_id = 0;
+            s_source_hello (src);
+        }
+        if (src->state == S_LIVE && src->positioned && src->need_replay
+            && now >= src->replay_after_ms)
+            s_source_request (self, src, "retry");
+        if (src->state == S_LIVE && src->positioned && s_fifo_head (&src->ahead)
+            && s_fifo_head (&src->ahead)->seq > src->next_seq)
+            s_source_request (self, src, "gap");
+        if (beat) {
+            s_source_hello (src);
+            if (src->positioned && src->stored_seq > 0)
+                s_source_ack (src);
+        }
+    }
+}
+
+//  Milliseconds until s_self_tick has work.
+static int
+s_self_wait_ms (self_t *self)
+{
+    int64_t now = s_now_ms ();
+    int64_t until = self->next_tick_ms;
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (src->state == S_LIVE && src->need_replay && src->replay_after_ms < until)
+            until = src->replay_after_ms;
+    }
+    if (self->nsources == 0)
+        return -1;
+    return until > now ? (int) (until - now) : 0;
+}
+
+//  Store the batch. true when it is stored (or empty, with a connection
+//  when replay sources need it for their cursors).
 static bool
 s_self_store (self_t *self)
 {
-    if (self->count == 0)
+    if (self->count == 0 && (self->store || self->nsources == 0))
         return true;
     int64_t started = zclock_usecs ();
     if (!self->store) {
@@ -206,6 +929,8 @@ s_self_store (self_t *self)
     }
     if (sb_store_ensure (self->store))
         return false;
+    if (self->count == 0)
+        return true;
     memset (self->fresh, 0, self->count * sizeof *self->fresh);
     memset (self->publish, 0, self->count * sizeof *self->publish);
     sb_store_policy_t policy = {
@@ -232,9 +957,13 @@ s_self_store (self_t *self)
 
     //  Outcomes: stored or duplicate for each event, the matches a rule
     //  asked to publish (e.g. a verification code), and a nudge to the
-    //  sender if there is work.
+    //  sender if there is work. Each source's stored seq moves on.
     for (size_t i = 0; i < self->count; i++) {
         sb_event_t *e = self->batch[i];
+        s_source_t *src = s_source_of (self, e->ingress_id);
+        if (src && src->positioned && e->seq > src->stored_seq && e->epoch
+            && strcmp (e->epoch, src->epoch) == 0)
+            src->stored_seq = e->seq;
         char topic[96] = "";
         sb_event_topic (e, topic, sizeof topic);
         json_t *o = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "event_id", e->id, "ingress_id",
@@ -254,6 +983,9 @@ s_self_store (self_t *self)
         sb_event_destroy (&self->batch[i]);
     self->count = 0;
     sb_metric_set (self->m_queue, 0);
+    for (size_t i = 0; i < self->nsources; i++)
+        if (self->sources[i].positioned && self->sources[i].stored_seq > self->sources[i].acked_seq)
+            s_source_ack (&self->sources[i]);
     return true;
 }
 
@@ -284,14 +1016,9 @@ s_ingest_actor (zsock_t *pipe, void *arg)
     }
     while (!self->terminated) {
         if (self->failing) {
-            //  Not reading the socket: wait for the pipe or the retry time.
-            zsock_t *which = (zsock_t *) zpoller_wait (self->poller, 0);
-            if (which == self->pipe) {
-                s_self_handle_pipe (self);
-                continue;
-            }
+            //  Not reading any socket: wait for the pipe or the retry time.
             zpoller_t *pipe_only = zpoller_new (self->pipe, NULL);
-            which = (zsock_t *) zpoller_wait (pipe_only, self->backoff_ms);
+            zsock_t *which = (zsock_t *) zpoller_wait (pipe_only, self->backoff_ms);
             zpoller_destroy (&pipe_only);
             if (which == self->pipe) {
                 s_self_handle_pipe (self);
@@ -299,24 +1026,27 @@ s_ingest_actor (zsock_t *pipe, void *arg)
             }
         }
         else {
-            zsock_t *which = (zsock_t *) zpoller_wait (self->poller, -1);
+            zsock_t *which = (zsock_t *) zpoller_wait (self->poller, s_self_wait_ms (self));
             if (which == self->pipe) {
                 s_self_handle_pipe (self);
                 continue;
             }
-            if (which != self->sub) {
-                if (zpoller_terminated (self->poller))
-                    break;
-                continue;
-            }
+            if (!which && zpoller_terminated (self->poller))
+                break;
             s_self_take (self);
+            s_self_tick (self);
         }
         if (s_self_store (self)) {
-            if (self->failing)
+            if (self->failing) {
                 sb_info ("ingest", "PostgreSQL writes work again");
+                //  Silent sources were not read meanwhile: no stall.
+                for (size_t i = 0; i < self->nsources; i++)
+                    self->sources[i].heard_ms = s_now_ms ();
+            }
             self->failing = false;
             self->backoff_ms = S_BACKOFF_MIN_MS;
             atomic_store (&args->shared->ready, true);
+            s_self_position (self);
         }
         else {
             if (!self->failing)
@@ -345,6 +1075,7 @@ s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_rules_t *ru
     args->shared = shared;
     args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
     args->endpoints = strdup (sb_config_str (config, "SB_INGRESS_PUB"));
+    args->replay = strdup (sb_config_str (config, "SB_INGRESS_REPLAY"));
     args->outcomes = strdup (outcomes);
     args->wake = strdup (wake);
     args->batch_max = (size_t) sb_config_int (config, "SB_BATCH_MAX");
@@ -362,6 +1093,7 @@ s_args_destroy (s_args_t **args_p)
         return;
     free (args->conninfo);
     free (args->endpoints);
+    free (args->replay);
     free (args->outcomes);
     free (args->wake);
     free (args);
@@ -377,7 +1109,8 @@ sb_ingest_new (const sb_config_t *config, const sb_rules_t *rules, sb_metrics_t 
         return NULL;
     atomic_init (&self->ready, false);
     self->args = s_args_new (self, config, rules, metrics, outcomes_endpoint, wake_endpoint);
-    if (!self->args || !self->args->conninfo || !self->args->endpoints)
+    if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
+        || !self->args->outcomes || !self->args->wake)
         goto fail;
     self->actor = zactor_new (s_ingest_actor, self->args);
     if (!self->actor)

@@ -1,10 +1,15 @@
-/*  sb_ingest: the dispatcher's subscriber and store writer, a czmq actor.
+/*  sb_ingest: the dispatcher's subscriber, replay consumer and store
+    writer, a czmq actor.
 
-    Subscribes to every ingress PUB endpoint, takes the events that are
-    waiting (all of them under load, one when idle: no timer fills a batch),
-    stores them with sb_store_write in one transaction, and reports outcomes
-    on the dispatcher's outcome stream. While PostgreSQL is down it keeps the
-    batch, retries with backoff, and stops reading the socket.
+    Subscribes to every ingress PUB endpoint and, on each ingress's replay
+    endpoint (SB_INGRESS_REPLAY), asks for what it has not stored yet: at
+    start from the stored cursor + 1, and whenever the live stream shows a
+    gap or a new journal epoch. Takes the events that are waiting (all of
+    them under load, one when idle: no timer fills a batch), each ingress's
+    gapless and in order, stores them with sb_store_write in one
+    transaction, acknowledges the stored seq to the ingress, and reports
+    outcomes on the dispatcher's outcome stream. While PostgreSQL is down it
+    keeps the batch, retries with backoff, and stops reading the sockets.
 */
 #ifndef SB_INGEST_H_INCLUDED
 #define SB_INGEST_H_INCLUDED
@@ -18,7 +23,7 @@
 typedef struct sb_ingest_t sb_ingest_t;
 
 //  Start the actor: connects to PostgreSQL (DATABASE_URL), subscribes to
-//  SB_INGRESS_PUB, pushes outcomes to outcomes_endpoint (an inproc PULL)
+//  SB_INGRESS_PUB, asks SB_INGRESS_REPLAY for replays, pushes outcomes to outcomes_endpoint (an inproc PULL)
 //  and wakes the sender on wake_endpoint. rules may be NULL (no replies).
 //  NULL on failure (logged). Caller owns the return value.
 sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_rules_t *rules,

@@ -1,12 +1,15 @@
 /*  switchboard-ingress: validates Twilio and Meta webhooks, makes them
     durable in the journal, acknowledges, and publishes them over ZeroMQ.
 
-    main is thin: config, then the journal writer actor, then the HTTP
-    server; it waits for SIGTERM or SIGINT and tears down in reverse order:
-    stop HTTP (requests in flight finish and get their answer), then stop
-    the writer (its last batch is committed and published), then exit 0.
+    main is thin: config, then the journal writer actor, the replay server
+    actor (it reads the writer's journal), then the HTTP server; it waits
+    for SIGTERM or SIGINT and tears down in reverse order: stop HTTP
+    (requests in flight finish and get their answer), stop the replay
+    server, then stop the writer (its last batch is committed and
+    published), then exit 0.
 */
 #include <czmq.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #include "sb_http.h"
 #include "sb_log.h"
 #include "sb_metrics.h"
+#include "sb_replay_server.h"
 #include "sb_writer.h"
 
 //  The signal flag: the one piece of state a signal handler may touch.
@@ -93,6 +97,9 @@ main (int argc, char **argv)
                  sb_config_bool (config, "SB_TRUST_PROXY") ? " and X-Forwarded-Proto" : "");
 
     s_raise_nofile ();
+    //  Hundreds of worker threads would each get a malloc arena of their
+    //  own and keep its freed memory; two arenas serve 2 cores as well.
+    mallopt (M_ARENA_MAX, 2);
     //  We handle signals ourselves; czmq must not install its handler.
     zsys_handler_set (NULL);
     zsys_set_max_sockets (0);  //  as many as the OS allows
@@ -110,11 +117,12 @@ main (int argc, char **argv)
     int status = 1;
     sb_metrics_t *metrics = sb_metrics_new ();
     sb_writer_t *writer = metrics ? sb_writer_new (config, metrics) : NULL;
-    sb_http_t *http = writer ? sb_http_new (config, writer, metrics) : NULL;
+    sb_replay_server_t *replay = writer ? sb_replay_server_new (config, writer, metrics) : NULL;
+    sb_http_t *http = replay ? sb_http_new (config, writer, metrics) : NULL;
     if (http) {
-        sb_info ("main", "ready ingress_id=%s listen=%s pub=%s next_seq=%llu",
+        sb_info ("main", "ready ingress_id=%s listen=%s pub=%s replay=%s next_seq=%llu",
                  sb_config_str (config, "SB_INGRESS_ID"), sb_config_str (config, "SB_LISTEN"),
-                 sb_config_str (config, "SB_PUB"),
+                 sb_config_str (config, "SB_PUB"), sb_config_str (config, "SB_REPLAY"),
                  (unsigned long long) sb_writer_next_seq (writer));
         while (!s_stop)
             pause ();
@@ -122,6 +130,7 @@ main (int argc, char **argv)
         status = 0;
     }
     sb_http_destroy (&http);
+    sb_replay_server_destroy (&replay);
     sb_writer_destroy (&writer);
     sb_metrics_destroy (&metrics);
     sb_config_destroy (&config);

@@ -21,8 +21,12 @@
     The client stamps each request with an id so that an answer that comes
     after the client gave up (timeout) is recognized and dropped.
 
-    Shared state: only the atomics `ready` and `next_seq`, read by /readyz
-    and /metrics; the journal and sockets belong to the actor thread.
+    Shared state: only the atomics `ready`, `next_seq` and `committed`,
+    read by /readyz, /metrics and the replay server; the journal and sockets
+    belong to the actor thread. `committed` (the last seq a STORED commit
+    made durable) is raised after the commit and before the events are
+    published, so a subscriber that sees seq N on PUB can always replay up
+    to N, and a replay never reads a record a failed commit may roll back.
 */
 #include "sb_writer.h"
 
@@ -36,7 +40,6 @@
 
 #define S_BATCH_MAX_REQUESTS 512
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
-#define S_PUB_HWM 100000
 
 struct sb_writer_t {
     zactor_t *actor;            //  the actor thread
@@ -44,10 +47,13 @@ struct sb_writer_t {
     char *endpoint;             //  inproc endpoint of the actor's ROUTER
     char *pub_endpoints;        //  SB_PUB, comma-separated
     char *ingress_id;           //  SB_INGRESS_ID
+    char *journal_dir;          //  SB_JOURNAL_DIR
+    int pub_hwm;                //  SB_PUB_HWM: events queued per subscriber
     char epoch[40];             //  the journal's epoch
     sb_metrics_t *metrics;      //  borrowed
     atomic_bool ready;          //  journal healthy and sockets bound
     atomic_uint_fast64_t next_seq;  //  next sequence number to assign
+    atomic_uint_fast64_t committed;  //  last durable sequence number (0: none)
     atomic_uint_fast64_t request_ids;  //  source of client request ids
 };
 
@@ -108,7 +114,7 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
     self->pub = zsock_new (ZMQ_PUB);
     if (!self->router || !self->pub)
         goto fail;
-    zsock_set_sndhwm (self->pub, S_PUB_HWM);
+    zsock_set_sndhwm (self->pub, writer->pub_hwm);
     zsock_set_linger (self->pub, 1000);
     //  Unbounded on the inproc side: HTTP threads wait for their answer,
     //  so there is at most one request per thread in flight.
@@ -325,6 +331,8 @@ s_self_handle_requests (self_t *self)
     sb_metric_observe (self->m_batch, (double) count);
     atomic_store (&w->ready, sb_journal_healthy (w->journal));
     atomic_store (&w->next_seq, sb_journal_next_seq (w->journal));
+    if (stored)
+        atomic_store (&w->committed, sb_journal_next_seq (w->journal) - 1);
     sb_metric_set (self->m_healthy, sb_journal_healthy (w->journal) ? 1 : 0);
 
     size_t failed = 0;
@@ -390,14 +398,18 @@ sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics)
         goto fail;
     snprintf (self->epoch, sizeof self->epoch, "%s", sb_journal_epoch (self->journal));
     atomic_init (&self->next_seq, sb_journal_next_seq (self->journal));
+    //  What the journal holds at open survived the restart: committed.
+    atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
     atomic_init (&self->ready, false);
     atomic_init (&self->request_ids, 0);
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
+    self->journal_dir = strdup (sb_config_str (config, "SB_JOURNAL_DIR"));
+    self->pub_hwm = (int) sb_config_int (config, "SB_PUB_HWM");
     self->pub_endpoints = strdup (sb_config_str (config, "SB_PUB"));
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "inproc://sb-writer-%p", (void *) self);
     self->endpoint = strdup (endpoint);
-    if (!self->ingress_id || !self->pub_endpoints || !self->endpoint)
+    if (!self->ingress_id || !self->journal_dir || !self->pub_endpoints || !self->endpoint)
         goto fail;
     self->actor = zactor_new (s_writer_actor, self);
     if (!self->actor)
@@ -428,6 +440,7 @@ sb_writer_destroy (sb_writer_t **self_p)
     free (self->endpoint);
     free (self->pub_endpoints);
     free (self->ingress_id);
+    free (self->journal_dir);
     free (self);
     *self_p = NULL;
 }
@@ -448,6 +461,18 @@ const char *
 sb_writer_epoch (const sb_writer_t *self)
 {
     return self->epoch;
+}
+
+uint64_t
+sb_writer_committed_seq (const sb_writer_t *self)
+{
+    return atomic_load (&((sb_writer_t *) self)->committed);
+}
+
+const char *
+sb_writer_journal_dir (const sb_writer_t *self)
+{
+    return self->journal_dir;
 }
 
 sb_writer_client_t *

@@ -4,7 +4,8 @@
     to the journal, makes them durable with one fdatasync for every request
     that arrived meanwhile (group commit), answers each request "stored" or
     "not stored", and then publishes the stored events on the PUB socket in
-    sequence order.
+    sequence order. It also publishes the committed watermark for readers
+    of the journal (sb_writer_committed_seq).
 */
 #ifndef SB_WRITER_H_INCLUDED
 #define SB_WRITER_H_INCLUDED
@@ -34,6 +35,14 @@ bool sb_writer_ready (const sb_writer_t *self);
 //  The sequence number the next stored event will get, and the epoch.
 uint64_t sb_writer_next_seq (const sb_writer_t *self);
 const char *sb_writer_epoch (const sb_writer_t *self);
+
+//  The last sequence number made durable (0: none yet): the watermark a
+//  journal reader (the replay server) must not read past, since a record
+//  above it may still be rolled back. Any thread.
+uint64_t sb_writer_committed_seq (const sb_writer_t *self);
+
+//  The journal directory (borrowed), for readers.
+const char *sb_writer_journal_dir (const sb_writer_t *self);
 
 //  One per thread that stores events (a ZeroMQ socket is used by one
 //  thread only). Caller owns the return value; NULL on failure.

@@ -69,16 +69,20 @@ def form_params(body):
 class Ingress:
     """A switchboard-ingress process on loopback ports with its own journal."""
 
-    def __init__(self, env=None, journal=None, port=None, pub_port=None, log_name="ingress"):
+    def __init__(self, env=None, journal=None, port=None, pub_port=None, log_name="ingress",
+                 replay_port=None):
         self.tmp = tempfile.mkdtemp(prefix="sb-ingress-")
         self.journal = journal or os.path.join(self.tmp, "journal")
         self.port = port or free_port()
         self.pub_port = pub_port or free_port()
         self.pub = "tcp://127.0.0.1:%d" % self.pub_port
+        self.replay_port = replay_port or free_port()
+        self.replay = "tcp://127.0.0.1:%d" % self.replay_port
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "SB_LISTEN": "127.0.0.1:%d" % self.port,
             "SB_PUB": self.pub,
+            "SB_REPLAY": self.replay,
             "SB_JOURNAL_DIR": self.journal,
             "SB_INGRESS_ID": "test-ingress",
             "SB_PUBLIC_URL": PUBLIC_URL,
@@ -437,6 +441,7 @@ class Stack:
         denv.update({
             "DATABASE_URL": self.db,
             "SB_INGRESS_PUB": self.ingress.pub,
+            "SB_INGRESS_REPLAY": self.ingress.replay,
             "SB_RULES": self.rules_path,
             "SB_DISPATCHER_LISTEN": "127.0.0.1:%d" % self.dispatcher_port,
             "SB_DISPATCHER_PUB": self.dispatcher_pub,

@@ -1,0 +1,32 @@
+/*  sb_replay_server: the ingress's journal replay server, a czmq actor.
+
+    Binds a ROUTER on SB_REPLAY and answers the replay protocol
+    (proto/README.md): hello, replays of the journal from a sequence number
+    with credit-based flow control and never past the writer's committed
+    watermark, and consumers' acknowledgements, which feed the per-consumer
+    lag gauges on /metrics.
+*/
+#ifndef SB_REPLAY_SERVER_H_INCLUDED
+#define SB_REPLAY_SERVER_H_INCLUDED
+
+#include <stdbool.h>
+
+#include "sb_config.h"
+#include "sb_metrics.h"
+#include "sb_writer.h"
+
+typedef struct sb_replay_server_t sb_replay_server_t;
+
+//  Bind SB_REPLAY and start serving the journal of writer (borrowed: it
+//  must outlive the server). NULL when the socket cannot be bound (logged).
+//  Caller owns the return value.
+sb_replay_server_t *sb_replay_server_new (const sb_config_t *config, sb_writer_t *writer,
+                                          sb_metrics_t *metrics);
+
+//  Stop the actor (replays in progress are dropped; consumers ask again).
+void sb_replay_server_destroy (sb_replay_server_t **self_p);
+
+//  True while the ROUTER socket is bound and the actor runs.
+bool sb_replay_server_ready (const sb_replay_server_t *self);
+
+#endif

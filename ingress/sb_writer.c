@@ -1,27 +1,31 @@
 /*  sb_writer: the journal writer and publisher actor of the ingress.
 
     DESIGN
-    HTTP worker threads each own a DEALER socket connected to the actor's
-    inproc ROUTER. A request is one multipart message:
-        [request id (8 bytes)] [topic] [event] [topic] [event] ...
-    where each event is encoded without its sequence number. The actor takes
-    every request that is waiting (up to a batch cap), stamps each event with
-    the next sequence number and its id (sb_event_stamp appends the fields,
-    no re-encoding), appends it to the journal, and commits once: one
-    fdatasync for the whole batch. That is the group commit: while one
-    fdatasync runs, new requests queue on the socket and go into the next
-    batch. Then it answers every request of the batch
-        [request id] ["S" stored | "N" not stored] [first seq, 8 bytes LE]
-    and publishes the stored events on PUB as [topic, event], in sequence
-    order. A request is all-or-nothing: its events are in one batch and one
-    commit. If an append or the commit fails, the journal rolls back to its
-    last commit, so every request of the batch is answered "not stored"
-    (503: the provider retries) and no sequence number is skipped.
+    HTTP worker threads hand a request to the actor through a queue under
+    one mutex (the boundary STYLE.md allows a lock at): each request holds
+    its events encoded without their sequence numbers, and the thread waits
+    on the request's own condition variable. An eventfd, polled by the actor
+    beside its pipe, wakes the actor when the queue turns non-empty. The
+    actor takes every request that is waiting (up to a batch cap), stamps
+    each event with the next sequence number and its id (sb_event_stamp
+    appends the fields, no re-encoding), appends it to the journal, and
+    commits once: one fdatasync for the whole batch. That is the group
+    commit: while one fdatasync runs, new requests queue and go into the
+    next batch. The stored events are published on PUB as [topic, event] in
+    sequence order, and then every request of the batch is answered. A
+    request is all-or-nothing: its events are in one batch and one commit.
+    If an append or the commit fails, the journal rolls back to its last
+    commit, so every request of the batch is answered "not stored" (503:
+    the provider retries) and no sequence number is skipped.
 
-    The client stamps each request with an id so that an answer that comes
-    after the client gave up (timeout) is recognized and dropped.
+    A thread that gives up waiting (timeout) marks its request abandoned;
+    whichever side finishes with a request last frees it. The queue costs a
+    worker thread nothing until it posts: an earlier design gave each of
+    the hundreds of worker threads a ZeroMQ socket, which cost ~60 KiB of
+    memory per thread once used.
 
-    Shared state: only the atomics `ready`, `next_seq` and `committed`,
+    Shared state: the request queue (under `lock`), and the atomics
+    `ready`, `next_seq` and `committed`,
     read by /readyz, /metrics and the replay server; the journal and sockets
     belong to the actor thread. `committed` (the last seq a STORED commit
     made durable) is raised after the commit and before the events are
@@ -32,7 +36,12 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,24 +50,40 @@
 #define S_BATCH_MAX_REQUESTS 512
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
 
+typedef enum { S_QUEUED, S_TAKEN, S_DONE, S_ABANDONED } s_state_t;
+
+//  One request: the events of one webhook, stored all or none.
+typedef struct s_pending_t {
+    struct s_pending_t *next;   //  queue link
+    size_t count;               //  events
+    uint8_t **data;             //  encoded events (stamped in place by the actor)
+    size_t *size;               //  their sizes
+    char (*topic)[96];          //  their topics
+    uint64_t first_seq;         //  seq of the first event, when stored
+    bool ok;                    //  stamped (actor's working state)
+    bool stored;                //  the answer
+    s_state_t state;            //  under the writer's lock
+    pthread_cond_t done;        //  signalled when the state becomes S_DONE
+} s_pending_t;
+
 struct sb_writer_t {
     zactor_t *actor;            //  the actor thread
     sb_journal_t *journal;      //  owned; used by the actor thread only
-    char *endpoint;             //  inproc endpoint of the actor's ROUTER
     char *pub_endpoints;        //  SB_PUB, comma-separated
     char *ingress_id;           //  SB_INGRESS_ID
     char *journal_dir;          //  SB_JOURNAL_DIR
     int pub_hwm;                //  SB_PUB_HWM: events queued per subscriber
     char epoch[40];             //  the journal's epoch
     sb_metrics_t *metrics;      //  borrowed
+    pthread_mutex_t lock;       //  guards the queue and every request's state
+    s_pending_t *head, *tail;   //  requests waiting for the actor
+    int wake_fd;                //  eventfd: the queue turned non-empty
     atomic_bool ready;          //  journal healthy and sockets bound
     atomic_uint_fast64_t next_seq;  //  next sequence number to assign
     atomic_uint_fast64_t committed;  //  last durable sequence number (0: none)
-    atomic_uint_fast64_t request_ids;  //  source of client request ids
 };
 
 struct sb_writer_client_t {
-    zsock_t *dealer;   //  connected to the actor's ROUTER
     sb_writer_t *writer;  //  borrowed
 };
 
@@ -66,9 +91,7 @@ struct sb_writer_client_t {
 typedef struct {
     sb_writer_t *writer;  //  the shared part (journal, ids, atomics)
     zsock_t *pipe;        //  to the owner
-    zsock_t *router;      //  requests from HTTP threads
     zsock_t *pub;         //  event stream
-    zpoller_t *poller;    //  pipe + router
     bool terminated;      //  $TERM received
     sb_metric_t *m_events;        //  events stored
     sb_metric_t *m_requests_failed;  //  requests answered "not stored"
@@ -110,22 +133,12 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
         return NULL;
     self->writer = writer;
     self->pipe = pipe;
-    self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
-    if (!self->router || !self->pub)
+    if (!self->pub)
         goto fail;
     zsock_set_sndhwm (self->pub, writer->pub_hwm);
     zsock_set_linger (self->pub, 1000);
-    //  Unbounded on the inproc side: HTTP threads wait for their answer,
-    //  so there is at most one request per thread in flight.
-    zsock_set_rcvhwm (self->router, 0);
-    zsock_set_sndhwm (self->router, 0);
-    if (zsock_bind (self->router, "%s", writer->endpoint) < 0)
-        goto fail;
     if (s_bind_all (self->pub, writer->pub_endpoints))
-        goto fail;
-    self->poller = zpoller_new (self->pipe, self->router, NULL);
-    if (!self->poller)
         goto fail;
     sb_metrics_t *m = writer->metrics;
     self->m_events = sb_metrics_counter (m, "sb_journal_events_total",
@@ -157,7 +170,6 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
     sb_metric_set (self->m_journal_segments, (int64_t) sb_journal_segments (writer->journal));
     return self;
 fail:
-    zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     free (self);
     return NULL;
@@ -169,8 +181,6 @@ s_self_destroy (self_t **self_p)
     if (!*self_p)
         return;
     self_t *self = *self_p;
-    zpoller_destroy (&self->poller);
-    zsock_destroy (&self->router);
     zsock_destroy (&self->pub);
     free (self);
     *self_p = NULL;
@@ -191,59 +201,39 @@ s_self_handle_pipe (self_t *self)
     zstr_free (&command);
 }
 
-static int64_t
-s_now_us (void)
-{
-    return zclock_usecs ();
-}
-
-//  One request of the batch being written.
-typedef struct {
-    zmsg_t *msg;          //  [identity, request id, topic, event, ...] (events stamped in place)
-    uint64_t first_seq;   //  seq of its first event
-    bool ok;              //  its events were appended
-} s_request_t;
-
 static void
-s_reply (self_t *self, s_request_t *req, bool stored)
+s_pending_free (s_pending_t *req)
 {
-    zframe_t *identity = zmsg_first (req->msg);
-    zframe_t *reqid = zmsg_next (req->msg);
-    uint8_t seq_le[8];
-    for (int i = 0; i < 8; i++)
-        seq_le[i] = (uint8_t) (req->first_seq >> (8 * i));
-    zmsg_t *reply = zmsg_new ();
-    zmsg_addmem (reply, zframe_data (identity), zframe_size (identity));
-    zmsg_addmem (reply, zframe_data (reqid), zframe_size (reqid));
-    zmsg_addstr (reply, stored ? "S" : "N");
-    zmsg_addmem (reply, seq_le, sizeof seq_le);
-    if (zmsg_send (&reply, self->router))
-        zmsg_destroy (&reply);
+    for (size_t i = 0; req->data && i < req->count; i++)
+        free (req->data[i]);
+    free (req->data);
+    free (req->size);
+    free (req->topic);
+    pthread_cond_destroy (&req->done);
+    free (req);
 }
 
 //  Stamp the events of one request with the sequence numbers from *seq on
 //  (in place). false when memory runs out: the request is then answered
 //  "not stored" and appends nothing, so the sequence stays gapless.
 static bool
-s_stamp_request (self_t *self, s_request_t *req, uint64_t *seq)
+s_stamp_request (self_t *self, s_pending_t *req, uint64_t *seq)
 {
     sb_writer_t *w = self->writer;
     uint64_t next = *seq;
-    zframe_t *frame = zmsg_first (req->msg);  //  identity
-    frame = zmsg_next (req->msg);             //  request id
     req->first_seq = next;
-    while ((frame = zmsg_next (req->msg))) {  //  topic
-        zframe_t *event = zmsg_next (req->msg);
+    for (size_t i = 0; i < req->count; i++) {
         size_t stamped_size = 0;
-        uint8_t *stamped = sb_event_stamp (zframe_data (event), zframe_size (event), next,
-                                           w->ingress_id, w->epoch, &stamped_size);
+        uint8_t *stamped = sb_event_stamp (req->data[i], req->size[i], next, w->ingress_id,
+                                           w->epoch, &stamped_size);
         if (!stamped) {
             sb_error ("writer", "out of memory stamping an event seq=%llu",
                       (unsigned long long) next);
             return false;
         }
-        zframe_reset (event, stamped, stamped_size);
-        free (stamped);
+        free (req->data[i]);
+        req->data[i] = stamped;
+        req->size[i] = stamped_size;
         next++;
     }
     *seq = next;
@@ -253,16 +243,12 @@ s_stamp_request (self_t *self, s_request_t *req, uint64_t *seq)
 //  Append the stamped events of one request. false when the journal
 //  refused one (it has then rolled back to its last commit).
 static bool
-s_append_request (self_t *self, s_request_t *req)
+s_append_request (self_t *self, s_pending_t *req)
 {
-    sb_writer_t *w = self->writer;
-    zframe_t *frame = zmsg_first (req->msg);
-    frame = zmsg_next (req->msg);
     uint64_t expected = req->first_seq;
-    while ((frame = zmsg_next (req->msg))) {
-        zframe_t *event = zmsg_next (req->msg);
+    for (size_t i = 0; i < req->count; i++) {
         uint64_t got = 0;
-        if (sb_journal_append (w->journal, zframe_data (event), zframe_size (event), &got)
+        if (sb_journal_append (self->writer->journal, req->data[i], req->size[i], &got)
             != SB_JOURNAL_STORED)
             return false;
         assert (got == expected);
@@ -272,85 +258,96 @@ s_append_request (self_t *self, s_request_t *req)
 }
 
 static void
-s_publish (self_t *self, s_request_t *req)
+s_publish (self_t *self, s_pending_t *req)
 {
-    zframe_t *frame = zmsg_first (req->msg);
-    frame = zmsg_next (req->msg);
-    while ((frame = zmsg_next (req->msg))) {
-        zframe_t *event = zmsg_next (req->msg);
+    void *pub = zsock_resolve (self->pub);
+    for (size_t i = 0; i < req->count; i++) {
         //  PUB never blocks: past the high-water mark a slow subscriber
         //  misses events and catches up from the journal.
-        zmq_send (zsock_resolve (self->pub), zframe_data (frame), zframe_size (frame),
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (zsock_resolve (self->pub), zframe_data (event), zframe_size (event),
-                  ZMQ_DONTWAIT);
+        zmq_send (pub, req->topic[i], strlen (req->topic[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (pub, req->data[i], req->size[i], ZMQ_DONTWAIT);
         sb_metric_add (self->m_published, 1);
     }
+}
+
+//  Take up to the batch cap of waiting requests off the queue.
+static size_t
+s_take (sb_writer_t *w, s_pending_t **batch)
+{
+    size_t count = 0;
+    pthread_mutex_lock (&w->lock);
+    while (w->head && count < S_BATCH_MAX_REQUESTS) {
+        s_pending_t *req = w->head;
+        w->head = req->next;
+        req->next = NULL;
+        req->state = S_TAKEN;
+        batch[count++] = req;
+    }
+    if (!w->head)
+        w->tail = NULL;
+    pthread_mutex_unlock (&w->lock);
+    return count;
 }
 
 static void
 s_self_handle_requests (self_t *self)
 {
     sb_writer_t *w = self->writer;
-    s_request_t batch[S_BATCH_MAX_REQUESTS];
-    size_t count = 0;
-    size_t bytes = 0;
-    //  Take every request already waiting: that is the group.
-    while (count < S_BATCH_MAX_REQUESTS && bytes < S_BATCH_MAX_BYTES) {
-        if (count > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
-            break;
-        zmsg_t *msg = zmsg_recv (self->router);
-        if (!msg)
-            break;
-        if (zmsg_size (msg) < 2 || zmsg_size (msg) % 2 != 0) {
-            sb_error ("writer", "malformed request frames=%zu", zmsg_size (msg));
-            zmsg_destroy (&msg);
-            continue;
-        }
-        bytes += zmsg_content_size (msg);
-        batch[count++] = (s_request_t) {.msg = msg};
-    }
-    if (count == 0)
-        return;
-
-    int64_t started = s_now_us ();
-    uint64_t seq = sb_journal_next_seq (w->journal);
-    for (size_t i = 0; i < count; i++)
-        batch[i].ok = s_stamp_request (self, &batch[i], &seq);
-    bool stored = true;
-    size_t events = 0;
-    for (size_t i = 0; i < count && stored; i++)
-        if (batch[i].ok) {
-            stored = s_append_request (self, &batch[i]);
-            events += (zmsg_size (batch[i].msg) - 2) / 2;
-        }
-    if (stored)
-        stored = sb_journal_commit (w->journal) == SB_JOURNAL_STORED;
-    sb_metric_observe (self->m_commit_seconds, (double) (s_now_us () - started) / 1e6);
-    sb_metric_add (self->m_commits, 1);
-    sb_metric_observe (self->m_batch, (double) count);
-    atomic_store (&w->ready, sb_journal_healthy (w->journal));
-    atomic_store (&w->next_seq, sb_journal_next_seq (w->journal));
-    if (stored)
-        atomic_store (&w->committed, sb_journal_next_seq (w->journal) - 1);
-    sb_metric_set (self->m_healthy, sb_journal_healthy (w->journal) ? 1 : 0);
-
-    size_t failed = 0;
-    for (size_t i = 0; i < count; i++) {
-        s_reply (self, &batch[i], stored && batch[i].ok);
-        failed += !(stored && batch[i].ok);
-    }
-    sb_metric_add (self->m_requests_failed, failed);
-    if (stored) {
-        sb_metric_add (self->m_events, events);
+    uint64_t ignored;
+    if (read (w->wake_fd, &ignored, sizeof ignored) < 0 && errno != EAGAIN)
+        sb_debug ("writer", "eventfd read failed errno=%d", errno);
+    s_pending_t *batch[S_BATCH_MAX_REQUESTS];
+    size_t count;
+    //  Everything already waiting is the group; requests that arrive during
+    //  the commit make the next one.
+    while ((count = s_take (w, batch)) > 0) {
+        int64_t started = zclock_usecs ();
+        uint64_t seq = sb_journal_next_seq (w->journal);
         for (size_t i = 0; i < count; i++)
-            if (batch[i].ok)
-                s_publish (self, &batch[i]);
-        sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (w->journal));
-        sb_metric_set (self->m_journal_segments, (int64_t) sb_journal_segments (w->journal));
+            batch[i]->ok = s_stamp_request (self, batch[i], &seq);
+        bool stored = true;
+        size_t events = 0;
+        for (size_t i = 0; i < count && stored; i++)
+            if (batch[i]->ok) {
+                stored = s_append_request (self, batch[i]);
+                events += batch[i]->count;
+            }
+        if (stored)
+            stored = sb_journal_commit (w->journal) == SB_JOURNAL_STORED;
+        sb_metric_observe (self->m_commit_seconds, (double) (zclock_usecs () - started) / 1e6);
+        sb_metric_add (self->m_commits, 1);
+        sb_metric_observe (self->m_batch, (double) count);
+        atomic_store (&w->ready, sb_journal_healthy (w->journal));
+        atomic_store (&w->next_seq, sb_journal_next_seq (w->journal));
+        if (stored)
+            atomic_store (&w->committed, sb_journal_next_seq (w->journal) - 1);
+        sb_metric_set (self->m_healthy, sb_journal_healthy (w->journal) ? 1 : 0);
+        if (stored) {
+            sb_metric_add (self->m_events, events);
+            for (size_t i = 0; i < count; i++)
+                if (batch[i]->ok)
+                    s_publish (self, batch[i]);
+            sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (w->journal));
+            sb_metric_set (self->m_journal_segments,
+                           (int64_t) sb_journal_segments (w->journal));
+        }
+        //  Answer: wake each waiting thread; free what its thread gave up on.
+        size_t failed = 0;
+        pthread_mutex_lock (&w->lock);
+        for (size_t i = 0; i < count; i++) {
+            s_pending_t *req = batch[i];
+            req->stored = stored && req->ok;
+            failed += !req->stored;
+            if (req->state == S_ABANDONED)
+                s_pending_free (req);
+            else {
+                req->state = S_DONE;
+                pthread_cond_signal (&req->done);
+            }
+        }
+        pthread_mutex_unlock (&w->lock);
+        sb_metric_add (self->m_requests_failed, failed);
     }
-    for (size_t i = 0; i < count; i++)
-        zmsg_destroy (&batch[i].msg);
 }
 
 static void
@@ -369,14 +366,17 @@ s_writer_actor (zsock_t *pipe, void *args)
         //  with nothing appended writes a probe file), so readiness comes
         //  back with the disk even when no request arrives meanwhile.
         bool healthy = sb_journal_healthy (writer->journal);
-        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, healthy ? -1 : 1000);
-        if (which == self->pipe)
-            s_self_handle_pipe (self);
-        else if (which == self->router)
-            s_self_handle_requests (self);
-        else if (zpoller_terminated (self->poller))
+        zmq_pollitem_t items[2] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+                                   {NULL, writer->wake_fd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll (items, 2, healthy ? -1 : 1000);
+        if (rc < 0 && zmq_errno () != EINTR)
             break;
-        else if (!healthy && sb_journal_commit (writer->journal) == SB_JOURNAL_STORED) {
+        if (items[0].revents & ZMQ_POLLIN)
+            s_self_handle_pipe (self);
+        else if (items[1].revents & ZMQ_POLLIN)
+            s_self_handle_requests (self);
+        else if (rc == 0 && !healthy
+                 && sb_journal_commit (writer->journal) == SB_JOURNAL_STORED) {
             atomic_store (&writer->ready, true);
             sb_metric_set (self->m_healthy, 1);
         }
@@ -401,15 +401,13 @@ sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics)
     //  What the journal holds at open survived the restart: committed.
     atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
     atomic_init (&self->ready, false);
-    atomic_init (&self->request_ids, 0);
+    pthread_mutex_init (&self->lock, NULL);
+    self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
     self->journal_dir = strdup (sb_config_str (config, "SB_JOURNAL_DIR"));
     self->pub_hwm = (int) sb_config_int (config, "SB_PUB_HWM");
     self->pub_endpoints = strdup (sb_config_str (config, "SB_PUB"));
-    char endpoint[64];
-    snprintf (endpoint, sizeof endpoint, "inproc://sb-writer-%p", (void *) self);
-    self->endpoint = strdup (endpoint);
-    if (!self->ingress_id || !self->journal_dir || !self->pub_endpoints || !self->endpoint)
+    if (!self->ingress_id || !self->journal_dir || !self->pub_endpoints || self->wake_fd < 0)
         goto fail;
     self->actor = zactor_new (s_writer_actor, self);
     if (!self->actor)
@@ -436,8 +434,19 @@ sb_writer_destroy (sb_writer_t **self_p)
         return;
     sb_writer_t *self = *self_p;
     zactor_destroy (&self->actor);
+    //  Requests still queued (none once HTTP has stopped) are answered "not stored".
+    pthread_mutex_lock (&self->lock);
+    for (s_pending_t *req = self->head; req; req = req->next) {
+        req->stored = false;
+        req->state = S_DONE;
+        pthread_cond_signal (&req->done);
+    }
+    self->head = self->tail = NULL;
+    pthread_mutex_unlock (&self->lock);
     sb_journal_destroy (&self->journal);
-    free (self->endpoint);
+    if (self->wake_fd >= 0)
+        close (self->wake_fd);
+    pthread_mutex_destroy (&self->lock);
     free (self->pub_endpoints);
     free (self->ingress_id);
     free (self->journal_dir);
@@ -479,17 +488,8 @@ sb_writer_client_t *
 sb_writer_client_new (sb_writer_t *writer)
 {
     sb_writer_client_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->writer = writer;
-    self->dealer = zsock_new (ZMQ_DEALER);
-    if (!self->dealer || zsock_connect (self->dealer, "%s", writer->endpoint) < 0) {
-        sb_error ("writer", "cannot connect a client to the journal writer");
-        sb_writer_client_destroy (&self);
-        return NULL;
-    }
-    zsock_set_sndhwm (self->dealer, 0);
-    zsock_set_rcvhwm (self->dealer, 0);
+    if (self)
+        self->writer = writer;
     return self;
 }
 
@@ -497,72 +497,103 @@ void
 sb_writer_client_destroy (sb_writer_client_t **self_p)
 {
     assert (self_p);
-    if (!*self_p)
-        return;
-    zsock_destroy (&(*self_p)->dealer);
     free (*self_p);
     *self_p = NULL;
+}
+
+//  A new request holding the encoded events, or NULL when out of memory.
+static s_pending_t *
+s_pending_new (sb_event_t *const *events, size_t count)
+{
+    s_pending_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return NULL;
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&req->done, &attr);
+    pthread_condattr_destroy (&attr);
+    req->count = count;
+    req->data = calloc (count ? count : 1, sizeof *req->data);
+    req->size = calloc (count ? count : 1, sizeof *req->size);
+    req->topic = calloc (count ? count : 1, sizeof *req->topic);
+    if (!req->data || !req->size || !req->topic)
+        goto fail;
+    for (size_t i = 0; i < count; i++)
+        if (!(req->data[i] = sb_event_encode (events[i], &req->size[i]))
+            || sb_event_topic (events[i], req->topic[i], sizeof req->topic[i]) < 0)
+            goto fail;
+    return req;
+fail:
+    s_pending_free (req);
+    return NULL;
 }
 
 sb_journal_result_t
 sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, size_t count,
                         int timeout_ms, uint64_t *first_seq)
 {
-    uint64_t reqid = atomic_fetch_add (&self->writer->request_ids, 1) + 1;
-    zmsg_t *msg = zmsg_new ();
-    if (!msg)
+    sb_writer_t *w = self->writer;
+    s_pending_t *req = s_pending_new (events, count);
+    if (!req)
         return SB_JOURNAL_NOT_STORED;
-    zmsg_addmem (msg, &reqid, sizeof reqid);
-    for (size_t i = 0; i < count; i++) {
-        char topic[128];
-        size_t size = 0;
-        uint8_t *data = sb_event_encode (events[i], &size);
-        if (!data || sb_event_topic (events[i], topic, sizeof topic) < 0) {
-            free (data);
-            zmsg_destroy (&msg);
-            return SB_JOURNAL_NOT_STORED;
-        }
-        zmsg_addstr (msg, topic);
-        zframe_t *frame = zframe_new (data, size);
-        free (data);
-        zmsg_append (msg, &frame);
+    pthread_mutex_lock (&w->lock);
+    bool was_empty = w->head == NULL;
+    if (w->tail)
+        w->tail->next = req;
+    else
+        w->head = req;
+    w->tail = req;
+    pthread_mutex_unlock (&w->lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        if (write (w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+            sb_error ("writer", "cannot wake the journal writer errno=%d", errno);
     }
-    if (zmsg_send (&msg, self->dealer)) {
-        zmsg_destroy (&msg);
+    struct timespec deadline;
+    clock_gettime (CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock (&w->lock);
+    while (req->state != S_DONE) {
+        int rc = pthread_cond_timedwait (&req->done, &w->lock, &deadline);
+        if (rc == ETIMEDOUT && req->state != S_DONE)
+            break;
+    }
+    bool done = req->state == S_DONE;
+    if (!done) {
+        if (req->state == S_QUEUED) {
+            //  Still in the queue: take it out, it will never be written.
+            s_pending_t **link = &w->head;
+            s_pending_t *prev = NULL;
+            while (*link && *link != req) {
+                prev = *link;
+                link = &(*link)->next;
+            }
+            if (*link)
+                *link = req->next;
+            if (w->tail == req)
+                w->tail = prev;
+            pthread_mutex_unlock (&w->lock);
+            s_pending_free (req);
+        }
+        else {
+            //  Being written: the actor frees it when the commit ends.
+            req->state = S_ABANDONED;
+            pthread_mutex_unlock (&w->lock);
+        }
+        sb_error ("writer", "journal writer did not answer within timeout_ms=%d", timeout_ms);
         return SB_JOURNAL_NOT_STORED;
     }
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (true) {
-        int64_t left = deadline - zclock_mono ();
-        if (left <= 0)
-            break;
-        zmq_pollitem_t item = {zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll (&item, 1, (long) left);
-        if (rc < 0 && zmq_errno () != EINTR)
-            break;
-        if (rc <= 0)
-            continue;
-        zmsg_t *reply = zmsg_recv (self->dealer);
-        if (!reply)
-            break;
-        zframe_t *id = zmsg_first (reply);
-        zframe_t *status = zmsg_next (reply);
-        zframe_t *seq = zmsg_next (reply);
-        bool mine = id && zframe_size (id) == sizeof reqid
-                    && memcmp (zframe_data (id), &reqid, sizeof reqid) == 0;
-        if (!mine || !status || !seq || zframe_size (seq) != 8) {
-            zmsg_destroy (&reply);  //  a late answer to a request we gave up on
-            continue;
-        }
-        bool stored = zframe_streq (status, "S");
-        uint64_t first = 0;
-        for (int i = 7; i >= 0; i--)
-            first = (first << 8) | zframe_data (seq)[i];
-        zmsg_destroy (&reply);
-        if (first_seq)
-            *first_seq = first;
-        return stored ? SB_JOURNAL_STORED : SB_JOURNAL_NOT_STORED;
-    }
-    sb_error ("writer", "journal writer did not answer within timeout_ms=%d", timeout_ms);
-    return SB_JOURNAL_NOT_STORED;
+    bool stored = req->stored;
+    uint64_t first = req->first_seq;
+    pthread_mutex_unlock (&w->lock);
+    s_pending_free (req);
+    if (stored && first_seq)
+        *first_seq = first;
+    return stored ? SB_JOURNAL_STORED : SB_JOURNAL_NOT_STORED;
 }

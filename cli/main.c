@@ -4,6 +4,7 @@
         switchboard send      post a realistic, correctly signed webhook
         switchboard journal   print the records of an ingress journal
         switchboard replay    ask an ingress to replay its journal from a seq
+        switchboard keygen    write a CURVE key pair for ZeroMQ between hosts
         switchboard sandbox   fake Twilio and Meta APIs (when built)
 
     main only picks the subcommand; each parses its own flags, loads the
@@ -56,6 +57,7 @@ main (int argc, char **argv)
         {"send", sb_cmd_send, "post a realistic, correctly signed Twilio or Meta webhook"},
         {"journal", sb_cmd_journal, "print the records of an ingress journal directory"},
         {"replay", sb_cmd_replay, "ask an ingress to replay its journal from a sequence number"},
+        {"keygen", sb_cmd_keygen, "write a CURVE key pair for ZeroMQ between hosts"},
         {"sandbox", sb_cmd_sandbox, "fake Twilio and Meta APIs for local tests"},
     };
     const size_t count = sizeof cmds / sizeof cmds[0];

@@ -8,8 +8,9 @@
     and exits at the END marker, whose summary goes to stderr. It never
     acknowledges: it is not a durable consumer.
 
-    Limits: no CURVE yet (see tap). A silent ingress for --timeout seconds
-    is a failure.
+    With SB_CURVE_SERVER_PUBLIC and SB_CURVE_CLIENT_CERT set it connects
+    as a CURVE client (sb_zmq). Limits: a silent ingress for --timeout
+    seconds is a failure.
 */
 #include <czmq.h>
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #include "sb_event.h"
 #include "sb_log.h"
 #include "sb_replay.h"
+#include "sb_zmq.h"
 
 #define S_CMD "replay"
 #define S_WINDOW 1000     //  credit granted at a time
@@ -51,7 +53,8 @@ s_usage (FILE *out)
              "\n"
              "  ENDPOINT          the ingress's replay endpoint (default: SB_REPLAY,\n"
              "                    tcp://127.0.0.1:5557)\n"
-             "  --from SEQ        first sequence number (default 1)\n"
+             "  --from SEQ        first sequence number (default 1); when retention removed\n"
+             "                    it, the replay starts at the first kept (said on stderr)\n"
              "  --count N         stop after N records\n"
              "  --json            one JSON object per line: the event with \"topic\" added\n"
              "  --epoch EPOCH     the journal epoch SEQ belongs to; if the ingress has another\n"
@@ -193,6 +196,13 @@ sb_cmd_replay (int argc, char **argv)
     if (!config)
         return SB_CLI_USAGE;
     const char *endpoint = opts.endpoint ? opts.endpoint : sb_config_str (config, "SB_REPLAY");
+    char err[512];
+    sb_zmq_security_t *security = sb_zmq_security_new (config, err, sizeof err);
+    if (!security) {
+        fprintf (stderr, "switchboard replay: %s\n", err);
+        sb_config_destroy (&config);
+        return SB_CLI_USAGE;
+    }
 
     zsys_init ();
     zsys_set_logstream (stderr);
@@ -213,9 +223,8 @@ sb_cmd_replay (int argc, char **argv)
     zsock_set_maxmsgsize (dealer, (int64_t) SB_REPLAY_MAX_MESSAGE);
     zsock_set_rcvhwm (dealer, S_WINDOW * 2);
     zsock_set_linger (dealer, 100);
-    if (zsock_connect (dealer, "%s", endpoint)) {
-        fprintf (stderr, "switchboard replay: cannot connect to %s: %s\n", endpoint,
-                 zmq_strerror (zmq_errno ()));
+    if (sb_zmq_connect (security, dealer, "replay", opts.endpoint ? NULL : "SB_REPLAY",
+                        endpoint)) {
         rc = SB_CLI_USAGE;
         goto done;
     }
@@ -267,6 +276,12 @@ sb_cmd_replay (int argc, char **argv)
                          "switchboard replay: the ingress's journal has epoch %s, not %s: "
                          "replaying it from seq %llu\n",
                          msg.epoch, opts.epoch, (unsigned long long) msg.from_seq);
+            else if (msg.from_seq > opts.from)
+                fprintf (stderr,
+                         "switchboard replay: seqs %llu to %llu are no longer in the journal "
+                         "(removed by retention): replaying from seq %llu\n",
+                         (unsigned long long) opts.from, (unsigned long long) msg.from_seq - 1,
+                         (unsigned long long) msg.from_seq);
         }
         else if (msg.type == SB_REPLAY_RECORD && msg.replay_id == request.replay_id) {
             s_print (&opts, &msg);
@@ -307,6 +322,7 @@ sb_cmd_replay (int argc, char **argv)
 done:
     fflush (stdout);
     zsock_destroy (&dealer);
+    sb_zmq_security_destroy (&security);
     zsys_shutdown ();
     sb_config_destroy (&config);
     return rc;

@@ -12,9 +12,10 @@
     receive queue. That is fine for a monitor; the dispatcher uses the
     journal replay instead.
 
-    Limits: no CURVE yet. When the services get keys, the SUB socket takes
-    a client certificate and the server's public key before connecting
-    (zcert_apply, zsock_set_curve_serverkey), in s_connect below.
+    With SB_CURVE_SERVER_PUBLIC and SB_CURVE_CLIENT_CERT set (the
+    environment, as for the services) the SUB socket is a CURVE client of
+    that server (sb_zmq); a server whose SB_CURVE_ALLOWED lacks the tap's
+    public key sends it nothing.
 */
 #include <czmq.h>
 #include <jansson.h>
@@ -27,6 +28,7 @@
 #include "sb_cmd.h"
 #include "sb_event.h"
 #include "sb_log.h"
+#include "sb_zmq.h"
 
 #define S_CMD "tap"
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
@@ -69,6 +71,8 @@ s_usage (FILE *out)
              "  seq=12 twilio.sms.message sid=SM... from=+14155550100 to=+15558675310 text=\"hello\"\n"
              "Messages that are not two frames, or whose payload is not an Event, are\n"
              "reported on stderr and skipped. SIGINT or SIGTERM exits 0.\n"
+             "With CURVE (README \"Attaching a monitor\"): SB_CURVE_SERVER_PUBLIC is the\n"
+             "server's public key and SB_CURVE_CLIENT_CERT this tap's key pair.\n"
              "Exit status: 0 done, 1 timed out or a socket failed, 2 bad flags or settings.\n",
              S_DEFAULT_ENDPOINT);
 }
@@ -143,7 +147,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
 
 //  Subscribe and connect. 0, or -1 after printing why.
 static int
-s_connect (zsock_t *sub, const s_opts_t *opts)
+s_connect (zsock_t *sub, const s_opts_t *opts, const sb_zmq_security_t *security)
 {
     zsock_set_rcvhwm (sub, S_RCVHWM);
     zsock_set_maxmsgsize (sub, (int) S_MAX_PAYLOAD);
@@ -151,20 +155,13 @@ s_connect (zsock_t *sub, const s_opts_t *opts)
         zsock_set_subscribe (sub, "");
     for (size_t i = 0; i < opts->n_topics; i++)
         zsock_set_subscribe (sub, opts->topics[i]);
-    //  CURVE client keys go here once the services publish with CURVE.
-    if (opts->n_endpoints == 0) {
-        if (zsock_connect (sub, "%s", S_DEFAULT_ENDPOINT)) {
-            fprintf (stderr, "switchboard tap: cannot connect to %s: %s\n", S_DEFAULT_ENDPOINT,
-                     zmq_strerror (zmq_errno ()));
-            return -1;
-        }
-    }
+    //  sb_zmq_connect makes the socket a CURVE client when keys are set,
+    //  and says why a connection failed.
+    if (opts->n_endpoints == 0)
+        return sb_zmq_connect (security, sub, "SUB", NULL, S_DEFAULT_ENDPOINT);
     for (int i = 0; i < opts->n_endpoints; i++)
-        if (zsock_connect (sub, "%s", opts->endpoints[i])) {
-            fprintf (stderr, "switchboard tap: cannot connect to %s: %s\n", opts->endpoints[i],
-                     zmq_strerror (zmq_errno ()));
+        if (sb_zmq_connect (security, sub, "SUB", NULL, opts->endpoints[i]))
             return -1;
-        }
     return 0;
 }
 
@@ -266,6 +263,13 @@ sb_cmd_tap (int argc, char **argv)
     sb_config_t *config = sb_cli_setup (S_CMD);
     if (!config)
         return SB_CLI_USAGE;
+    char err[512];
+    sb_zmq_security_t *security = sb_zmq_security_new (config, err, sizeof err);
+    if (!security) {
+        fprintf (stderr, "switchboard tap: %s\n", err);
+        sb_config_destroy (&config);
+        return SB_CLI_USAGE;
+    }
 
     //  czmq installs its own SIGINT/SIGTERM handlers in zsys_init; ours
     //  replace them, without SA_RESTART so a blocked poll returns EINTR.
@@ -285,7 +289,7 @@ sb_cmd_tap (int argc, char **argv)
         rc = SB_CLI_FAILED;
         goto done;
     }
-    if (s_connect (sub, &opts)) {
+    if (s_connect (sub, &opts, security)) {
         rc = SB_CLI_USAGE;
         goto done;
     }
@@ -332,6 +336,7 @@ sb_cmd_tap (int argc, char **argv)
     }
 done:
     zsock_destroy (&sub);
+    sb_zmq_security_destroy (&security);
     zsys_shutdown ();
     sb_config_destroy (&config);
     return rc;

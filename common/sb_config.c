@@ -32,6 +32,7 @@ typedef enum {
     S_URL,       //  http:// or https:// URL, no trailing slash kept
     S_PREFIX,    //  "" or "/seg[/seg]" without trailing slash
     S_ENDPOINT,  //  ZeroMQ endpoint(s), comma-separated
+    S_DURATION,  //  seconds within [min, max], optional s/m/h/d suffix
 } s_kind_t;
 
 typedef struct {
@@ -71,6 +72,10 @@ static const s_setting_t s_settings[] = {
      "close a keep-alive connection idle for longer than this"},
     {"SB_HTTP_QUEUE", ING, "256", S_INT, 1, 65536, false,
      "accepted connections that may wait for a free worker thread"},
+    {"SB_TLS_CERT", ING, NULL, S_STRING, 0, 0, false,
+     "PEM file of the ingress's TLS certificate (then its chain): serve HTTPS on SB_LISTEN; with SB_TLS_KEY"},
+    {"SB_TLS_KEY", ING, NULL, S_STRING, 0, 0, false,
+     "PEM file of the private key of SB_TLS_CERT (unencrypted)"},
     {"SB_INSECURE_SKIP_SIGNATURES", ING, "0", S_BOOL, 0, 0, false,
      "1: accept unsigned webhooks (experiments only; logs a warning)"},
     {"SB_TWILIO_VOICE_TWIML", ING, NULL, S_STRING, 0, 0, false,
@@ -90,6 +95,14 @@ static const s_setting_t s_settings[] = {
      "events queued per PUB subscriber before it misses some (it then catches up by replay)"},
     {"SB_REPLAY", ING | CLI, "tcp://127.0.0.1:5557", S_ENDPOINT, 0, 0, false,
      "ZeroMQ ROUTER endpoint(s) the ingress binds to replay its journal (switchboard replay's default)"},
+    {"SB_JOURNAL_RETAIN_HOURS", ING, "72", S_INT, 0, 24 * 365 * 100, false,
+     "remove journal segments whose newest record is older than this many hours (0: no age limit)"},
+    {"SB_JOURNAL_MAX_BYTES", ING, "1g", S_INT, 4096, (int64_t) 1 << 50, false,
+     "remove the oldest journal segments while the journal is larger (k/m/g suffix allowed)"},
+    {"SB_JOURNAL_HARD_MAX_BYTES", ING, "4g", S_INT, 4096, (int64_t) 1 << 50, false,
+     "past this size even segments a consumer has not acknowledged are removed (counted in sb_journal_dropped_unacked_events_total); at least SB_JOURNAL_MAX_BYTES"},
+    {"SB_CONSUMER_TTL", ING, "24h", S_DURATION, 1, 366 * 86400, false,
+     "a replay consumer not heard from for this long no longer holds journal segments back (seconds, or with s/m/h/d)"},
     // ---- dispatcher -------------------------------------------------------
     {"DATABASE_URL", DIS, "", S_STRING, 0, 0, true,
      "PostgreSQL libpq URI or conninfo (empty: the PG* variables)"},
@@ -115,6 +128,17 @@ static const s_setting_t s_settings[] = {
      "first retry delay; doubles each attempt, with jitter"},
     {"SB_SEND_BACKOFF_MAX_MS", DIS, "300000", S_INT, 1, 86400000, false,
      "longest retry delay"},
+    // ---- ZeroMQ across hosts: CURVE (README "Running the services on separate hosts")
+    {"SB_CURVE_SERVER_SECRET", ING | DIS, NULL, S_STRING, 0, 0, true,
+     "this server's CURVE key pair: the NAME.key_secret file `switchboard keygen` wrote, or the Z85 secret key; every ZeroMQ socket it binds then uses CURVE"},
+    {"SB_CURVE_ALLOWED", ING | DIS, NULL, S_STRING, 0, 0, false,
+     "with SB_CURVE_SERVER_SECRET: directory of the public certificates (NAME.key) of the clients admitted, reread when it changes; * admits any client key"},
+    {"SB_CURVE_SERVER_PUBLIC", DIS | CLI, NULL, S_STRING, 0, 0, false,
+     "the CURVE public key (Z85, or its NAME.key file) of the server this process connects to; every ZeroMQ socket it connects then uses CURVE"},
+    {"SB_CURVE_CLIENT_CERT", DIS | CLI, NULL, S_STRING, 0, 0, true,
+     "with SB_CURVE_SERVER_PUBLIC: this client's key pair, the NAME.key_secret file `switchboard keygen` wrote (or the Z85 secret key)"},
+    {"SB_ZMQ_ALLOW_PLAINTEXT", ING | DIS | CLI, "0", S_BOOL, 0, 0, false,
+     "1: allow binding a non-loopback ZeroMQ endpoint without CURVE (a trusted private network only)"},
     // ---- provider secrets -------------------------------------------------
     {"TWILIO_AUTH_TOKEN", ING | DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
      "Twilio auth token: validates X-Twilio-Signature (and authenticates sends)"},
@@ -232,6 +256,32 @@ s_parse_int (const char *text, int64_t *out)
     return 0;
 }
 
+//  Seconds: digits and an optional unit, s, m, h or d.
+static int
+s_parse_duration (const char *text, int64_t *out)
+{
+    if (*text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll (text, &end, 10);
+    if (errno || end == text)
+        return -1;
+    int64_t mult = 1;
+    if (*end == 's')
+        end++;
+    else if (*end == 'm')
+        mult = 60, end++;
+    else if (*end == 'h')
+        mult = 3600, end++;
+    else if (*end == 'd')
+        mult = 86400, end++;
+    if (*end != 0 || v > INT64_MAX / mult)
+        return -1;
+    *out = (int64_t) v * mult;
+    return 0;
+}
+
 static int
 s_parse_bool (const char *text, int64_t *out)
 {
@@ -343,6 +393,11 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
         case S_ENDPOINT:
             *expected = "ZeroMQ endpoints like tcp://127.0.0.1:5556, comma-separated";
             return s_check_endpoints (value);
+        case S_DURATION:
+            *expected = "seconds, or a number with s, m, h or d (like 90s, 30m, 24h, 7d),";
+            if (s_parse_duration (value, number) || *number < s->min || *number > s->max)
+                return -1;
+            return 0;
     }
     return -1;
 }
@@ -412,6 +467,9 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
             if (s->kind == S_INT)
                 snprintf (err + strlen (err), err_size - strlen (err),
                           " between %lld and %lld", (long long) s->min, (long long) s->max);
+            else if (s->kind == S_DURATION)
+                snprintf (err + strlen (err), err_size - strlen (err),
+                          " from %llds to %llds", (long long) s->min, (long long) s->max);
             goto fail;
         }
     }
@@ -426,6 +484,16 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
                           self->values[id]);
                 goto fail;
             }
+    }
+    //  The hard cap of the journal is above its ordinary size limit.
+    int max_bytes = s_index ("SB_JOURNAL_MAX_BYTES");
+    int hard_bytes = s_index ("SB_JOURNAL_HARD_MAX_BYTES");
+    if (self->values[max_bytes] && self->values[hard_bytes]
+        && self->numbers[hard_bytes] < self->numbers[max_bytes]) {
+        snprintf (err, err_size,
+                  "SB_JOURNAL_HARD_MAX_BYTES=%.100s: invalid value: expected at least SB_JOURNAL_MAX_BYTES (%.100s)",
+                  self->values[hard_bytes], self->values[max_bytes]);
+        goto fail;
     }
     //  SB_INGRESS_REPLAY: one replay endpoint per PUB endpoint; unset, the
     //  default pair of a local install (SB_INGRESS_PUB and SB_REPLAY at
@@ -510,7 +578,7 @@ sb_config_int (const sb_config_t *self, const char *name)
 {
     int i = s_require (self, name);
     assert (s_settings[i].kind == S_INT || s_settings[i].kind == S_BOOL
-            || s_settings[i].kind == S_LEVEL);
+            || s_settings[i].kind == S_LEVEL || s_settings[i].kind == S_DURATION);
     return self->numbers[i];
 }
 

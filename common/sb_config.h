@@ -37,6 +37,7 @@ void sb_config_destroy (sb_config_t **self_p);
 const char *sb_config_str (const sb_config_t *self, const char *name);
 //  True when the setting was given (or has a non-empty default).
 bool sb_config_has (const sb_config_t *self, const char *name);
+//  Integers, sizes (bytes) and durations (seconds).
 int64_t sb_config_int (const sb_config_t *self, const char *name);
 bool sb_config_bool (const sb_config_t *self, const char *name);
 

@@ -39,14 +39,31 @@
     Following length fields lands inside a payload only if a length was
     itself damaged.
 
+    Retention. sb_journal_trim removes segments from the front only, so
+    what is left is always one run of consecutive seqs. A segment's age is
+    its file's mtime: a segment with a successor is complete (see Writing)
+    and never written again, so its mtime is the time its newest record was
+    committed; a copy that does not keep mtimes makes segments look newer,
+    which only keeps them longer. Age and size are weighed first; a segment
+    they would remove but that holds a record above the consumers' acked
+    seq stays (its bytes are reported as held), unless the journal is past
+    the hard cap: then it goes too, with an error line and the number of
+    records dropped unacknowledged. The writer calls trim between commits;
+    the segment being written is never removed, whatever the policy.
+
     Readers share no state with the writer. They see bytes as soon as commit
     writes them, a moment before its fdatasync: a reader that must never see
     a record that a failed commit rolls back should stop at the writer's
     last committed seq (sb_journal_next_seq - 1 after a STORED commit).
 
+    A reader whose segment is removed under it (retention) reads on from
+    its open file, then lists the directory again and carries on at the
+    first segment still there: the records removed are skipped, logged at
+    info (at error when older segments remain, since then they were lost).
+
     Threads: one thread uses the writer; sb_journal_healthy, _next_seq,
-    _size, _segments and _epoch may be called from any thread. A reader
-    belongs to one thread.
+    _first_seq, _size, _segments and _epoch may be called from any thread.
+    A reader belongs to one thread.
 */
 #include "sb_journal.h"
 
@@ -487,6 +504,7 @@ struct sb_journal_t {
     atomic_bool healthy;               //  last commit succeeded
     _Atomic uint64_t total_bytes;      //  committed bytes in all segments
     _Atomic size_t segment_count;      //  committed segment files
+    _Atomic uint64_t first_seq;        //  first seq of the oldest segment
 };
 
 static uint64_t
@@ -509,6 +527,8 @@ s_publish_size (sb_journal_t *self)
         total += self->segs[i].size;
     atomic_store_explicit (&self->total_bytes, total, memory_order_relaxed);
     atomic_store_explicit (&self->segment_count, self->nsegs, memory_order_relaxed);
+    atomic_store_explicit (&self->first_seq, self->nsegs ? self->segs[0].first : s_next (self),
+                           memory_order_relaxed);
 }
 
 static int
@@ -809,6 +829,7 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
     atomic_init (&self->healthy, true);
     atomic_init (&self->total_bytes, 0);
     atomic_init (&self->segment_count, 0);
+    atomic_init (&self->first_seq, 1);
     self->dir = strdup (dir);
     const char *op = "allocate";
     if (!self->dir)
@@ -1236,6 +1257,129 @@ sb_journal_segments (const sb_journal_t *self)
     return atomic_load_explicit (&self->segment_count, memory_order_relaxed);
 }
 
+uint64_t
+sb_journal_first_seq (const sb_journal_t *self)
+{
+    return atomic_load_explicit (&self->first_seq, memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+//  Retention
+
+//  True when segs[i] is older than the policy's age. 1 old, 0 not, -1 on
+//  error (logged); a file already gone counts as old.
+static int
+s_segment_old (sb_journal_t *self, size_t i, const sb_journal_trim_t *policy, int64_t now)
+{
+    if (policy->max_age_seconds == 0)
+        return 0;
+    char name[S_NAME_SIZE];
+    s_segment_name (name, self->segs[i].first);
+    struct stat st;
+    if (fstatat (self->dirfd, name, &st, 0) != 0) {
+        if (errno == ENOENT)
+            return 1;
+        char ebuf[128];
+        sb_error ("journal", "cannot examine a journal segment for retention segment=%s dir=%s "
+                  "errno=%d error=\"%s\"", name, self->dir, errno,
+                  sb_strerror (errno, ebuf, sizeof ebuf));
+        return -1;
+    }
+    int64_t age = now - (int64_t) st.st_mtime;
+    return age >= 0 && (uint64_t) age >= policy->max_age_seconds;
+}
+
+int
+sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
+                 sb_journal_trim_stats_t *stats)
+{
+    assert (self);
+    assert (policy);
+    sb_journal_trim_stats_t local;
+    if (!stats)
+        stats = &local;
+    memset (stats, 0, sizeof *stats);
+    int64_t now = policy->now ? policy->now : (int64_t) time (NULL);
+    uint64_t total = 0;
+    for (size_t i = 0; i < self->nsegs; i++)
+        total += self->segs[i].size;
+    int rc = 0;
+    size_t removed = 0;       //  segments removed from the front of segs
+    bool by_age = false, by_size = false;
+    //  Never the last committed segment: appends go there (or after it).
+    while (removed + 1 < self->nsegs) {
+        const s_segment_t *seg = &self->segs[removed];
+        uint64_t last = self->segs[removed + 1].first - 1;  //  its last seq
+        bool hard = policy->hard_max_bytes && total > policy->hard_max_bytes;
+        bool big = policy->max_bytes && total > policy->max_bytes;
+        int old = 0;
+        if (!hard && !big) {
+            old = s_segment_old (self, removed, policy, now);
+            if (old < 0) {
+                rc = -1;
+                break;
+            }
+            if (!old)
+                break;
+        }
+        bool held = policy->acked_seq != SB_JOURNAL_NO_HOLD && last > policy->acked_seq;
+        if (held && !hard) {
+            //  What age and size would remove after it is held back too.
+            uint64_t left = total;
+            for (size_t i = removed; i + 1 < self->nsegs; i++) {
+                bool over = policy->max_bytes && left > policy->max_bytes;
+                if (!over && s_segment_old (self, i, policy, now) != 1)
+                    break;
+                stats->held_bytes += self->segs[i].size;
+                left -= self->segs[i].size;
+            }
+            break;
+        }
+        char name[S_NAME_SIZE];
+        s_segment_name (name, seg->first);
+        if (unlinkat (self->dirfd, name, 0) != 0 && errno != ENOENT) {
+            char ebuf[128];
+            sb_error ("journal", "cannot remove a journal segment segment=%s dir=%s errno=%d "
+                      "error=\"%s\"", name, self->dir, errno,
+                      sb_strerror (errno, ebuf, sizeof ebuf));
+            rc = -1;
+            break;
+        }
+        if (held) {
+            uint64_t from = policy->acked_seq >= seg->first ? policy->acked_seq + 1 : seg->first;
+            uint64_t dropped = last - from + 1;
+            stats->dropped_unacked += dropped;
+            sb_error ("journal", "journal over its hard size cap: segment removed before "
+                      "consumers acknowledged it segment=%s first_seq=%" PRIu64 " last_seq=%"
+                      PRIu64 " acked_seq=%" PRIu64 " dropped=%" PRIu64 " bytes=%" PRIu64
+                      " total_bytes=%" PRIu64 " hard_max_bytes=%" PRIu64, name, seg->first, last,
+                      policy->acked_seq, dropped, seg->size, total, policy->hard_max_bytes);
+        }
+        by_age |= old == 1;
+        by_size |= hard || big;
+        stats->segments++;
+        stats->bytes += seg->size;
+        total -= seg->size;
+        removed++;
+    }
+    if (removed > 0) {
+        uint64_t first = self->segs[0].first;
+        memmove (self->segs, self->segs + removed, (self->nsegs - removed) * sizeof *self->segs);
+        self->nsegs -= removed;
+        //  Not needed for correctness (a segment that comes back after a
+        //  crash is removed again), but frees the names for good.
+        if (fsync (self->dirfd) != 0)
+            sb_debug ("journal", "fsync of the journal directory after a trim failed errno=%d",
+                      errno);
+        s_publish_size (self);
+        sb_info ("journal", "journal segments removed by retention segments=%zu bytes=%" PRIu64
+                 " seqs=%" PRIu64 "-%" PRIu64 " first_seq=%" PRIu64 " reason=%s", stats->segments,
+                 stats->bytes, first, self->segs[0].first - 1, self->segs[0].first,
+                 by_size ? (by_age ? "size,age" : "size") : "age");
+    }
+    return rc < 0 ? -1 : (int) stats->segments;
+}
+
 // ---------------------------------------------------------------------------
 //  Readers
 
@@ -1300,9 +1444,16 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
     self->cursor.fd = fd;
     self->current = first;
     self->offset = S_HEADER_SIZE;
-    if (self->expect != 0 && self->expect < first && self->expect >= self->from_seq)
-        sb_error ("journal", "journal records missing before a segment segment=%s from=%" PRIu64
-                  " count=%" PRIu64, name, self->expect, first - self->expect);
+    if (self->expect != 0 && self->expect < first && self->expect >= self->from_seq) {
+        //  Nothing older left: retention removed them (oldest first).
+        if (self->count > 0 && self->firsts[0] == first)
+            sb_info ("journal", "journal records removed by retention before the reader got "
+                     "to them segment=%s from=%" PRIu64 " count=%" PRIu64, name, self->expect,
+                     first - self->expect);
+        else
+            sb_error ("journal", "journal records missing before a segment segment=%s from=%"
+                      PRIu64 " count=%" PRIu64, name, self->expect, first - self->expect);
+    }
     self->expect = first;
     self->header_seen = false;
     return 1;
@@ -1339,7 +1490,12 @@ s_reader_reseek (sb_journal_reader_t *self)
 {
     if (self->expect > self->from_seq)
         self->from_seq = self->expect;
-    return s_reader_seek (self, self->from_seq);
+    int rc = s_reader_seek (self, self->from_seq);
+    if (rc == 1 && self->current > self->from_seq)
+        sb_info ("journal", "journal records removed by retention before the reader got to "
+                 "them dir=%s from=%" PRIu64 " count=%" PRIu64, self->dir, self->from_seq,
+                 self->current - self->from_seq);
+    return rc;
 }
 
 //  At the end of the open segment (torn: bytes follow the last good record)

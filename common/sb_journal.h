@@ -15,6 +15,15 @@
     created, so consumers can tell a new journal from an old one.
 
     Readers (other threads or processes) read committed records by sequence.
+
+    Retention (sb_journal_trim) removes whole segments from the front, the
+    oldest first and never the one being written: those older than an age
+    (the segment file's mtime, which is the time its newest record was
+    written, since a complete segment is never written again), and those
+    beyond a total size. Segments holding records above the seq the
+    consumers acknowledged are kept, up to a hard cap past which they go
+    too, counted and logged at error. A reader whose segments are removed
+    under it carries on at the first seq still there.
 */
 #ifndef SB_JOURNAL_H_INCLUDED
 #define SB_JOURNAL_H_INCLUDED
@@ -62,6 +71,39 @@ bool sb_journal_healthy (const sb_journal_t *self);
 uint64_t sb_journal_size (const sb_journal_t *self);
 size_t sb_journal_segments (const sb_journal_t *self);
 
+//  The seq of the first record the journal still holds (1 until retention
+//  removed segments; the next seq when the journal is empty). Any thread.
+uint64_t sb_journal_first_seq (const sb_journal_t *self);
+
+//  acked_seq of a trim policy when no consumer holds segments back.
+#define SB_JOURNAL_NO_HOLD UINT64_MAX
+
+//  What sb_journal_trim removes. A limit of 0 is off.
+typedef struct {
+    uint64_t max_age_seconds;  //  segments whose newest record is older than this go
+    uint64_t max_bytes;        //  the oldest segments go while the journal is larger
+    uint64_t hard_max_bytes;   //  past this, segments go even when acked_seq holds them
+    uint64_t acked_seq;        //  segments holding a record above it are kept (consumers'
+                               //  lowest acknowledged seq; SB_JOURNAL_NO_HOLD: none)
+    int64_t now;               //  wall-clock time in seconds for the age; 0: time (NULL)
+} sb_journal_trim_t;
+
+//  What one sb_journal_trim did.
+typedef struct {
+    size_t segments;           //  segment files removed
+    uint64_t bytes;            //  their bytes
+    uint64_t dropped_unacked;  //  records removed although above acked_seq (hard cap)
+    uint64_t held_bytes;       //  bytes age and size would remove but acked_seq keeps
+} sb_journal_trim_stats_t;
+
+//  Remove whole segments from the front by policy (see the note at the
+//  top), never the segment being written. Writer thread only, between
+//  commits. Returns the number of segments removed, or -1 (logged) when a
+//  file could not be examined or removed (what was removed until then is
+//  in *stats, which may be NULL).
+int sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
+                     sb_journal_trim_stats_t *stats);
+
 typedef struct sb_journal_reader_t sb_journal_reader_t;
 
 //  A reader of dir from sequence from_seq (1 = the start). Caller owns the
@@ -72,7 +114,9 @@ void sb_journal_reader_destroy (sb_journal_reader_t **self_p);
 
 //  The next record: 1 with *seq, *data (borrowed until the next call) and
 //  *size set; 0 at the end of what is written; -1 on an unreadable file.
-//  Corrupt records are skipped with a log line, as on open.
+//  Corrupt records are skipped with a log line, as on open. Records that
+//  retention removed before the reader got to them are skipped too (the
+//  seq jumps to the first one still there).
 int sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t **data,
                             size_t *size);
 

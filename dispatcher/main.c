@@ -2,9 +2,10 @@
     in PostgreSQL once, runs the reply rules, and sends the replies through
     the providers' APIs from a transactional outbox.
 
-    main is thin: config, rules, migrations, then the actors (outcome proxy,
-    delivery, ingest) and the status server; on SIGTERM or SIGINT it tears
-    down in reverse order and exits 0.
+    main is thin: config, rules, the ZeroMQ security (CURVE keys, zauth),
+    migrations, then the actors (outcome publisher, delivery, ingest) and
+    the status server; on SIGTERM or SIGINT it tears down in reverse order
+    and exits 0.
 */
 #include <czmq.h>
 #include <signal.h>
@@ -17,9 +18,11 @@
 #include "sb_ingest.h"
 #include "sb_log.h"
 #include "sb_metrics.h"
+#include "sb_outpub.h"
 #include "sb_rules.h"
 #include "sb_status_http.h"
 #include "sb_store.h"
+#include "sb_zmq.h"
 
 #define S_OUTCOMES "inproc://sb-outcomes"
 #define S_WAKE "inproc://sb-delivery-wake"
@@ -154,6 +157,16 @@ main (int argc, char **argv)
 
     const char *conninfo = sb_config_str (config, "DATABASE_URL");
     int status = 1;
+    //  CURVE keys and zauth before any socket is bound or connected.
+    sb_zmq_security_t *security = NULL;
+    if (!migrate_only) {
+        security = sb_zmq_security_new (config, err, sizeof err);
+        if (!security) {
+            fprintf (stderr, "switchboard-dispatcher: configuration error: %s\n", err);
+            status = 2;
+            goto done;
+        }
+    }
     if (s_migrate (conninfo, migrations, migrate_only)) {
         if (!s_stop)
             sb_error ("main", "migrations failed dir=%s", migrations);
@@ -168,19 +181,18 @@ main (int argc, char **argv)
     }
 
     sb_metrics_t *metrics = sb_metrics_new ();
-    zactor_t *proxy = zactor_new (zproxy, NULL);
+    sb_outpub_t *outpub = NULL;
     s_parts_t parts = {NULL, NULL};
     sb_status_http_t *http = NULL;
-    if (!metrics || !proxy)
+    if (!metrics)
         goto teardown;
-    zstr_sendx (proxy, "FRONTEND", "PULL", S_OUTCOMES, NULL);
-    zsock_wait (proxy);
-    zstr_sendx (proxy, "BACKEND", "PUB", sb_config_str (config, "SB_DISPATCHER_PUB"), NULL);
-    zsock_wait (proxy);
+    outpub = sb_outpub_new (S_OUTCOMES, sb_config_str (config, "SB_DISPATCHER_PUB"), security);
+    if (!outpub)
+        goto teardown;
     parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE);
     if (!parts.delivery)
         goto teardown;
-    parts.ingest = sb_ingest_new (config, rules, metrics, S_OUTCOMES, S_WAKE);
+    parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE);
     if (!parts.ingest)
         goto teardown;
     http = sb_status_http_new (sb_config_str (config, "SB_DISPATCHER_LISTEN"), metrics, s_ready,
@@ -198,9 +210,10 @@ teardown:
     sb_status_http_destroy (&http);
     sb_ingest_destroy (&parts.ingest);
     sb_delivery_destroy (&parts.delivery);
-    zactor_destroy (&proxy);
+    sb_outpub_destroy (&outpub);
     sb_metrics_destroy (&metrics);
 done:
+    sb_zmq_security_destroy (&security);
     sb_rules_destroy (&rules);
     sb_config_destroy (&config);
     zsys_shutdown ();

@@ -92,6 +92,7 @@ typedef struct {
     char *replay;              //  SB_INGRESS_REPLAY ("" for none)
     char *outcomes;            //  inproc endpoint of the outcome PULL
     char *wake;                //  inproc endpoint of the sender's wake PULL
+    const sb_zmq_security_t *security;  //  borrowed: CURVE client keys
     size_t batch_max;          //  SB_BATCH_MAX
     int queue_max;             //  SB_QUEUE_MAX: SUB receive high-water mark
     const sb_rules_t *rules;   //  borrowed, immutable
@@ -307,8 +308,8 @@ s_self_sources (self_t *self)
         zsock_set_linger (src->dealer, 0);
         //  Queue only to a connected ingress: no pile of HELLOs meanwhile.
         zsock_set_immediate (src->dealer, 1);
-        if (zsock_connect (src->dealer, "%s", ep) < 0) {
-            sb_error ("ingest", "cannot connect to ingress replay endpoint=%s", ep);
+        if (sb_zmq_connect (self->args->security, src->dealer, "replay", "SB_INGRESS_REPLAY",
+                            ep)) {
             free (copy);
             return -1;
         }
@@ -353,8 +354,7 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         goto fail;
     char *save = NULL;
     for (char *ep = strtok_r (copy, ",", &save); ep; ep = strtok_r (NULL, ",", &save))
-        if (zsock_connect (self->sub, "%s", ep) < 0) {
-            sb_error ("ingest", "cannot connect to ingress endpoint=%s", ep);
+        if (sb_zmq_connect (args->security, self->sub, "SUB", "SB_INGRESS_PUB", ep)) {
             free (copy);
             goto fail;
         }
@@ -1066,13 +1066,15 @@ s_ingest_actor (zsock_t *pipe, void *arg)
 }
 
 static s_args_t *
-s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_rules_t *rules,
-            sb_metrics_t *metrics, const char *outcomes, const char *wake)
+s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_security_t *security,
+            const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes,
+            const char *wake)
 {
     s_args_t *args = calloc (1, sizeof *args);
     if (!args)
         return NULL;
     args->shared = shared;
+    args->security = security;
     args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
     args->endpoints = strdup (sb_config_str (config, "SB_INGRESS_PUB"));
     args->replay = strdup (sb_config_str (config, "SB_INGRESS_REPLAY"));
@@ -1101,14 +1103,16 @@ s_args_destroy (s_args_t **args_p)
 }
 
 sb_ingest_t *
-sb_ingest_new (const sb_config_t *config, const sb_rules_t *rules, sb_metrics_t *metrics,
-               const char *outcomes_endpoint, const char *wake_endpoint)
+sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
+               const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes_endpoint,
+               const char *wake_endpoint)
 {
     sb_ingest_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     atomic_init (&self->ready, false);
-    self->args = s_args_new (self, config, rules, metrics, outcomes_endpoint, wake_endpoint);
+    self->args
+        = s_args_new (self, config, security, rules, metrics, outcomes_endpoint, wake_endpoint);
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
         || !self->args->outcomes || !self->args->wake)
         goto fail;

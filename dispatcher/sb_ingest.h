@@ -19,16 +19,19 @@
 #include "sb_config.h"
 #include "sb_metrics.h"
 #include "sb_rules.h"
+#include "sb_zmq.h"
 
 typedef struct sb_ingest_t sb_ingest_t;
 
 //  Start the actor: connects to PostgreSQL (DATABASE_URL), subscribes to
 //  SB_INGRESS_PUB, asks SB_INGRESS_REPLAY for replays, pushes outcomes to outcomes_endpoint (an inproc PULL)
-//  and wakes the sender on wake_endpoint. rules may be NULL (no replies).
+//  and wakes the sender on wake_endpoint. It connects to the ingresses
+//  through security (borrowed: CURVE client keys when set; it must outlive
+//  the actor). rules may be NULL (no replies).
 //  NULL on failure (logged). Caller owns the return value.
-sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_rules_t *rules,
-                            sb_metrics_t *metrics, const char *outcomes_endpoint,
-                            const char *wake_endpoint);
+sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
+                            const sb_rules_t *rules, sb_metrics_t *metrics,
+                            const char *outcomes_endpoint, const char *wake_endpoint);
 void sb_ingest_destroy (sb_ingest_t **self_p);
 
 //  True while PostgreSQL accepts our writes.

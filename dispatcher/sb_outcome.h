@@ -2,7 +2,7 @@
     [topic, JSON object]: topic sb.v1.outcome.<kind> with kind one of
     stored, duplicate, reply_queued, not_sent, rule_matched, sent,
     retrying, failed, dead, status_changed. `switchboard tap` prints them.
-    Actors push outcomes to an inproc PULL that a zproxy forwards to the
+    Actors push outcomes to an inproc PULL that sb_outpub forwards to the
     dispatcher's PUB socket (SB_DISPATCHER_PUB).
 */
 #ifndef SB_OUTCOME_H_INCLUDED

@@ -1,12 +1,12 @@
 /*  switchboard-ingress: validates Twilio and Meta webhooks, makes them
     durable in the journal, acknowledges, and publishes them over ZeroMQ.
 
-    main is thin: config, then the journal writer actor, the replay server
-    actor (it reads the writer's journal), then the HTTP server; it waits
-    for SIGTERM or SIGINT and tears down in reverse order: stop HTTP
-    (requests in flight finish and get their answer), stop the replay
-    server, then stop the writer (its last batch is committed and
-    published), then exit 0.
+    main is thin: config, the ZeroMQ security (CURVE keys, zauth), then the
+    journal writer actor, the replay server actor (it reads the writer's
+    journal), then the HTTP server; it waits for SIGTERM or SIGINT and
+    tears down in reverse order: stop HTTP (requests in flight finish and
+    get their answer), stop the replay server, then stop the writer (its
+    last batch is committed and published), then zauth, then exit 0.
 */
 #include <czmq.h>
 #include <malloc.h>
@@ -22,6 +22,7 @@
 #include "sb_metrics.h"
 #include "sb_replay_server.h"
 #include "sb_writer.h"
+#include "sb_zmq.h"
 
 //  The signal flag: the one piece of state a signal handler may touch.
 static volatile sig_atomic_t s_stop = 0;
@@ -114,10 +115,19 @@ main (int argc, char **argv)
     //  not kill the process.
     signal (SIGXFSZ, SIG_IGN);
 
+    //  CURVE keys and zauth before any socket is bound.
+    sb_zmq_security_t *security = sb_zmq_security_new (config, err, sizeof err);
+    if (!security) {
+        fprintf (stderr, "switchboard-ingress: configuration error: %s\n", err);
+        sb_config_destroy (&config);
+        zsys_shutdown ();
+        return 2;
+    }
     int status = 1;
     sb_metrics_t *metrics = sb_metrics_new ();
-    sb_writer_t *writer = metrics ? sb_writer_new (config, metrics) : NULL;
-    sb_replay_server_t *replay = writer ? sb_replay_server_new (config, writer, metrics) : NULL;
+    sb_writer_t *writer = metrics ? sb_writer_new (config, security, metrics) : NULL;
+    sb_replay_server_t *replay
+        = writer ? sb_replay_server_new (config, security, writer, metrics) : NULL;
     sb_http_t *http = replay ? sb_http_new (config, writer, metrics) : NULL;
     if (http) {
         sb_info ("main", "ready ingress_id=%s listen=%s pub=%s replay=%s next_seq=%llu",
@@ -132,6 +142,7 @@ main (int argc, char **argv)
     sb_http_destroy (&http);
     sb_replay_server_destroy (&replay);
     sb_writer_destroy (&writer);
+    sb_zmq_security_destroy (&security);
     sb_metrics_destroy (&metrics);
     sb_config_destroy (&config);
     zsys_shutdown ();

@@ -19,6 +19,9 @@
     journal. The path and query are taken raw (decode_url=no): Twilio signs
     the URL as it sent it.
 
+    With SB_TLS_CERT and SB_TLS_KEY the port serves HTTPS instead (sb_tls
+    loads the certificate; civetweb's init_ssl callback installs it).
+
     Limits: bodies larger than SB_MAX_BODY are refused; the request line and
     headers are capped by civetweb (16 KiB).
 */
@@ -45,6 +48,7 @@
 #include "sb_meta.h"
 #include "sb_sig.h"
 #include "sb_time.h"
+#include "sb_tls.h"
 #include "sb_twilio.h"
 
 #define S_JOURNAL_TIMEOUT_MS 10000  //  an fdatasync slower than this means a sick disk: 503
@@ -118,6 +122,7 @@ struct sb_http_t {
     char *voice_twiml;            //  SB_TWILIO_VOICE_TWIML contents, NULL: default
     char *gather_twiml;           //  SB_TWILIO_GATHER_TWIML contents, NULL: default
     int port;                     //  bound port
+    sb_tls_t *tls;                //  certificate and key when serving HTTPS, else NULL
     atomic_int_fast64_t last_unconfigured_log;  //  rate limit of the "set X" log line
     sb_metric_t *m_requests[R_COUNT][S_CODES];  //  requests by route and code
     sb_metric_t *m_sig_fail[2][5];              //  403s by provider and reason
@@ -174,6 +179,11 @@ s_respond (s_req_t *req, int code, const char *content_type, const char *body, s
     char allow[64] = "";
     if (code == 405 && req->route < R_UNKNOWN)
         snprintf (allow, sizeof allow, "Allow: %s\r\n", s_routes[req->route].allow);
+    //  Counted before the answer leaves: a client that reads /metrics next
+    //  sees its own request.
+    size_t ci = s_code_index (code);
+    if (ci < S_CODES)
+        sb_metric_add (req->http->m_requests[req->route][ci], 1);
     mg_printf (conn,
                "HTTP/1.1 %d %s\r\n"
                "Content-Type: %s\r\n"
@@ -186,9 +196,6 @@ s_respond (s_req_t *req, int code, const char *content_type, const char *body, s
                req->closing ? "Connection: close\r\n" : "");
     if (size && strcmp (req->info->request_method, "HEAD") != 0)
         mg_write (conn, body, size);
-    size_t ci = s_code_index (code);
-    if (ci < S_CODES)
-        sb_metric_add (req->http->m_requests[req->route][ci], 1);
 }
 
 static void
@@ -946,6 +953,14 @@ s_register_metrics (sb_http_t *self)
                                          "Requests being handled", NULL);
 }
 
+//  civetweb's init_ssl: our certificate and key on its SSL_CTX.
+static int
+s_init_ssl (void *ssl_ctx, void *user_data)
+{
+    sb_http_t *self = (sb_http_t *) user_data;
+    return self->tls ? sb_tls_setup_ctx (self->tls, ssl_ctx) : 0;
+}
+
 sb_http_t *
 sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metrics)
 {
@@ -978,6 +993,13 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
         goto fail;
     s_register_metrics (self);
 
+    //  HTTPS when SB_TLS_CERT and SB_TLS_KEY are set: civetweb marks a TLS
+    //  port with a trailing "s"; the certificate goes in by init_ssl.
+    if (sb_tls_wanted (config) && !(self->tls = sb_tls_new (config)))
+        goto fail;
+    char listen[300];
+    snprintf (listen, sizeof listen, "%s%s", sb_config_str (config, "SB_LISTEN"),
+              self->tls ? "s" : "");
     char threads[16], request_timeout[16], keepalive_timeout[16], queue[16];
     snprintf (threads, sizeof threads, "%" PRId64, sb_config_int (config, "SB_HTTP_THREADS"));
     snprintf (request_timeout, sizeof request_timeout, "%" PRId64,
@@ -986,7 +1008,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
               sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS"));
     snprintf (queue, sizeof queue, "%" PRId64, sb_config_int (config, "SB_HTTP_QUEUE"));
     const char *options[] = {
-        "listening_ports", sb_config_str (config, "SB_LISTEN"),
+        "listening_ports", listen,
         "num_threads", threads,
         "request_timeout_ms", request_timeout,
         "keep_alive_timeout_ms", keepalive_timeout,
@@ -995,12 +1017,16 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
         "listen_backlog", "1024",
         "decode_url", "no",
         "tcp_nodelay", "1",
+        //  TLS 1.2 and later (4); without TLS the list ends here.
+        self->tls ? "ssl_protocol_version" : NULL, "4",
         NULL};
     struct mg_callbacks callbacks = {0};
     callbacks.begin_request = s_begin_request;
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
     callbacks.log_message = s_log_message;
+    if (self->tls)
+        callbacks.init_ssl = s_init_ssl;
     struct mg_init_data init = {&callbacks, self, options};
     char error_text[256] = "";
     struct mg_error_data error = {NULL, error_text, sizeof error_text};
@@ -1013,9 +1039,9 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->ctx, 4, ports);
     self->port = n > 0 ? ports[0].port : 0;
-    sb_info ("http", "listening listen=%s port=%d threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s prefix=\"%s\"",
-             sb_config_str (config, "SB_LISTEN"), self->port, threads, request_timeout,
-             keepalive_timeout, self->prefix);
+    sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s prefix=\"%s\"",
+             sb_config_str (config, "SB_LISTEN"), self->port, self->tls ? "on" : "off", threads,
+             request_timeout, keepalive_timeout, self->prefix);
     return self;
 fail:
     sb_http_destroy (&self);
@@ -1031,6 +1057,7 @@ sb_http_destroy (sb_http_t **self_p)
     sb_http_t *self = *self_p;
     if (self->ctx)
         mg_stop (self->ctx);
+    sb_tls_destroy (&self->tls);
     free (self->prefix);
     free (self->public_url);
     //  Secrets do not linger in freed memory.

@@ -35,13 +35,28 @@
     unacknowledged record, from a ring of (committed seq, time) samples
     taken once a second when the watermark moved. It is a lower bound at
     one-second resolution, and stops growing past the ring (S_RING_SIZE
-    samples, an hour of steady traffic). Retention by consumers is not
-    done here yet.
+    samples, an hour of steady traffic).
+
+    Retention. A consumer id heard from within SB_CONSUMER_TTL holds the
+    journal's segments from its acked seq + 1 on (all of them before its
+    first ACK of the current epoch); the lowest of these goes to the writer
+    (sb_writer_hold) on every ACK and every tick, and the writer's trim
+    keeps those segments up to SB_JOURNAL_HARD_MAX_BYTES. So that a
+    restart of the ingress does not forget who holds what, the table is
+    saved to DIR/CONSUMERS (the journal's directory: id, epoch, acked seq,
+    last heard, wall clock) at most every S_SAVE_MS and at exit, and read
+    back at start; an entry older than the TTL is dropped there. A crash
+    loses at most the last S_SAVE_MS of acks and heartbeats, which only
+    holds segments a little longer. A replay asked from a seq retention
+    already removed starts at the first seq the journal holds: START's
+    from_seq says so.
 */
 #include "sb_replay_server.h"
 
 #include <assert.h>
 #include <czmq.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +73,17 @@
 #define S_RING_SIZE 3600                    //  watermark samples
 #define S_READ_BATCH 1000                   //  requests read per turn
 #define S_RETRY_MS 5                        //  wait before retrying a full peer queue
+#define S_SAVE_MS 5000                      //  consumer table saved at most this often
+#define S_CONSUMERS_FILE "CONSUMERS"        //  in the journal directory
 
 struct sb_replay_server_t {
     zactor_t *actor;          //  the actor thread
     sb_writer_t *writer;      //  borrowed: watermark, epoch, journal dir
     sb_metrics_t *metrics;    //  borrowed
     char *endpoints;          //  SB_REPLAY, comma-separated
+    const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
     char *ingress_id;         //  SB_INGRESS_ID
+    int64_t ttl_ms;           //  SB_CONSUMER_TTL: a consumer holds segments this long
     atomic_bool ready;        //  bound and running
 };
 
@@ -95,6 +114,7 @@ typedef struct {
     uint64_t acked;                         //  last committed seq it reported
     bool has_ack;                           //  acked is meaningful
     int64_t seen_ms;                        //  last message from it (monotonic)
+    bool holding;                           //  seen within the TTL: holds segments
     sb_metric_t *m_acked;                   //  sb_replay_consumer_acked_seq
     sb_metric_t *m_lag_events;              //  sb_replay_consumer_lag_events
     sb_metric_t *m_lag_seconds;             //  sb_replay_consumer_lag_seconds
@@ -124,6 +144,10 @@ typedef struct {
     size_t ring_start;                      //  index of the oldest sample
     size_t ring_count;                      //  samples held
     int64_t next_tick_ms;                   //  when housekeeping runs next
+    char consumers_path[PATH_MAX];          //  DIR/CONSUMERS ("" when too long)
+    bool consumers_dirty;                   //  the table changed since it was saved
+    int64_t next_save_ms;                   //  when it may be saved next
+    bool save_failed;                       //  the last save failed (said once)
     sb_metric_t *m_requests;                //  replays started
     sb_metric_t *m_records;                 //  records sent
     sb_metric_t *m_sessions;                //  replays in progress
@@ -135,27 +159,6 @@ static int64_t
 s_now_ms (void)
 {
     return zclock_mono ();
-}
-
-static int
-s_bind_all (zsock_t *sock, const char *endpoints)
-{
-    char *copy = strdup (endpoints);
-    if (!copy)
-        return -1;
-    int rc = 0;
-    char *save = NULL;
-    for (char *ep = strtok_r (copy, ",", &save); ep; ep = strtok_r (NULL, ",", &save)) {
-        if (zsock_bind (sock, "%s", ep) < 0) {
-            sb_error ("replay", "cannot bind replay endpoint=%s error=\"%s\"", ep,
-                      zmq_strerror (zmq_errno ()));
-            rc = -1;
-            break;
-        }
-        sb_info ("replay", "serving journal replays endpoint=%s", ep);
-    }
-    free (copy);
-    return rc;
 }
 
 static void
@@ -188,7 +191,8 @@ s_self_new (zsock_t *pipe, sb_replay_server_t *server)
     zsock_set_rcvhwm (self->router, S_PEER_HWM);
     zsock_set_maxmsgsize (self->router, SB_REPLAY_MAX_REQUEST);
     zsock_set_linger (self->router, 0);
-    if (s_bind_all (self->router, server->endpoints))
+    //  CURVE when keys are set; a non-loopback plaintext bind is refused.
+    if (sb_zmq_bind (server->security, self->router, "replay", "SB_REPLAY", server->endpoints))
         goto fail;
     self->poller = zpoller_new (self->pipe, self->router, NULL);
     if (!self->poller)
@@ -325,6 +329,9 @@ s_consumer (self_t *self, const char *id)
     s_consumer_t *c = &self->consumers[self->nconsumers++];
     memset (c, 0, sizeof *c);
     sb_replay_set (c->id, sizeof c->id, id);
+    c->seen_ms = s_now_ms ();
+    c->holding = true;
+    self->consumers_dirty = true;
     //  Ids are [A-Za-z0-9._:@-] (checked by the codec): safe in a label.
     char labels[SB_REPLAY_ID_MAX + 16];
     snprintf (labels, sizeof labels, "consumer=\"%s\"", id);
@@ -373,8 +380,165 @@ static void
 s_touch (self_t *self, const char *consumer_id)
 {
     s_consumer_t *c = s_consumer (self, consumer_id);
-    if (c)
+    if (c) {
         c->seen_ms = s_now_ms ();
+        self->consumers_dirty = true;
+    }
+}
+
+//  The lowest seq acknowledged by the consumers seen within the TTL, to
+//  the writer: its retention keeps every record above it.
+static void
+s_hold (self_t *self, int64_t now)
+{
+    uint64_t floor = SB_JOURNAL_NO_HOLD;
+    for (size_t i = 0; i < self->nconsumers; i++) {
+        s_consumer_t *c = &self->consumers[i];
+        bool live = now - c->seen_ms <= self->server->ttl_ms;
+        uint64_t acked = c->has_ack && strcmp (c->epoch, self->epoch) == 0 ? c->acked : 0;
+        if (live != c->holding) {
+            c->holding = live;
+            if (live)
+                sb_info ("replay", "consumer back: it holds journal segments again consumer=%s "
+                         "acked_seq=%llu", c->id, (unsigned long long) acked);
+            else
+                sb_warn ("replay", "consumer not heard from within SB_CONSUMER_TTL: it no "
+                         "longer holds journal segments consumer=%s acked_seq=%llu ttl_s=%lld",
+                         c->id, (unsigned long long) acked,
+                         (long long) (self->server->ttl_ms / 1000));
+        }
+        if (live && acked < floor)
+            floor = acked;
+    }
+    sb_writer_hold (self->server->writer, floor);
+}
+
+//  Save the consumer table to DIR/CONSUMERS: a temporary file, synced,
+//  renamed over the old one. A failure is logged once (warn): the table
+//  in memory still holds the segments.
+static void
+s_consumers_save (self_t *self)
+{
+    if (!self->consumers_path[0])
+        return;
+    char tmp[PATH_MAX + 8];
+    snprintf (tmp, sizeof tmp, "%s.tmp", self->consumers_path);
+    int64_t now = s_now_ms (), wall = zclock_time ();
+    FILE *file = fopen (tmp, "w");
+    bool ok = file != NULL;
+    if (ok)
+        ok = fprintf (file, "# switchboard replay consumers: id epoch acked_seq "
+                      "last_seen_unix_ms\n") > 0;
+    for (size_t i = 0; ok && i < self->nconsumers; i++) {
+        const s_consumer_t *c = &self->consumers[i];
+        ok = fprintf (file, "%s %s %llu %lld\n", c->id, c->has_ack ? c->epoch : "-",
+                      (unsigned long long) c->acked,
+                      (long long) (wall - (now - c->seen_ms))) > 0;
+    }
+    if (file) {
+        ok = ok && fflush (file) == 0 && fsync (fileno (file)) == 0;
+        ok = fclose (file) == 0 && ok;
+    }
+    ok = ok && rename (tmp, self->consumers_path) == 0;
+    self->next_save_ms = now + S_SAVE_MS;
+    if (!ok) {
+        int saved = errno;
+        unlink (tmp);
+        if (!self->save_failed) {
+            char ebuf[128];
+            sb_warn ("replay", "cannot save the replay consumers path=%s errno=%d error=\"%s\"",
+                     self->consumers_path, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+        }
+        self->save_failed = true;
+        return;
+    }
+    if (self->save_failed)
+        sb_info ("replay", "replay consumers saved again path=%s", self->consumers_path);
+    self->save_failed = false;
+    self->consumers_dirty = false;
+}
+
+//  A decimal number filling the whole of text; 0 or -1.
+static int
+s_parse_u64 (const char *text, unsigned long long *value)
+{
+    if (*text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    *value = strtoull (text, &end, 10);
+    return errno || *end ? -1 : 0;
+}
+
+//  Read DIR/CONSUMERS back at start: consumers heard from within the TTL
+//  (by the wall clock) hold segments again. Damaged lines are skipped.
+static void
+s_consumers_load (self_t *self)
+{
+    if (!self->consumers_path[0])
+        return;
+    FILE *file = fopen (self->consumers_path, "r");
+    if (!file) {
+        if (errno != ENOENT) {
+            char ebuf[128];
+            sb_warn ("replay", "cannot read the replay consumers path=%s errno=%d error=\"%s\"",
+                     self->consumers_path, errno, sb_strerror (errno, ebuf, sizeof ebuf));
+        }
+        return;
+    }
+    int64_t now = s_now_ms (), wall = zclock_time ();
+    char line[256];
+    size_t restored = 0, expired = 0, bad = 0;
+    while (fgets (line, sizeof line, file)) {
+        size_t len = strlen (line);
+        if (len == 0 || line[len - 1] != '\n') {
+            bad++;  //  too long or cut: skip the rest of it
+            int ch;
+            while (len > 0 && (ch = fgetc (file)) != EOF && ch != '\n')
+                ;
+            continue;
+        }
+        line[len - 1] = '\0';
+        if (line[0] == '#')
+            continue;
+        char *fields[4], *save = NULL;
+        size_t nfields = 0;
+        for (char *f = strtok_r (line, " ", &save); f; f = strtok_r (NULL, " ", &save)) {
+            if (nfields < 4)
+                fields[nfields] = f;
+            nfields++;
+        }
+        unsigned long long acked = 0, seen = 0;
+        bool no_epoch = nfields == 4 && strcmp (fields[1], "-") == 0;
+        if (nfields != 4 || !sb_replay_id_valid (fields[0])
+            || !(no_epoch || sb_replay_epoch_valid (fields[1])) || s_parse_u64 (fields[2], &acked)
+            || s_parse_u64 (fields[3], &seen) || seen > (unsigned long long) INT64_MAX) {
+            bad++;
+            continue;
+        }
+        int64_t age = wall - (int64_t) seen;
+        if (age < 0)
+            age = 0;
+        if (age > self->server->ttl_ms) {
+            expired++;
+            continue;
+        }
+        s_consumer_t *c = s_consumer (self, fields[0]);
+        if (!c)
+            continue;
+        c->seen_ms = now - age;
+        c->has_ack = !no_epoch;
+        c->acked = acked;
+        if (!no_epoch)
+            sb_replay_set (c->epoch, sizeof c->epoch, fields[1]);
+        restored++;
+    }
+    fclose (file);
+    if (bad > 0)
+        sb_warn ("replay", "damaged lines skipped in the replay consumers path=%s lines=%zu",
+                 self->consumers_path, bad);
+    sb_info ("replay", "replay consumers restored path=%s consumers=%zu expired=%zu",
+             self->consumers_path, restored, expired);
 }
 
 static size_t
@@ -422,6 +586,12 @@ s_handle_request (self_t *self, zframe_t **peer_p, const sb_replay_msg_t *msg)
     }
     bool other_epoch = *msg->epoch && strcmp (msg->epoch, self->epoch) != 0;
     uint64_t from = other_epoch ? 1 : msg->from_seq;
+    //  Retention removed the records before the first one kept: START
+    //  tells the consumer where the replay really begins.
+    uint64_t first = sb_writer_first_seq (self->server->writer);
+    uint64_t trimmed = from < first ? first - from : 0;
+    if (trimmed)
+        from = first;
     uint64_t committed = sb_writer_committed_seq (self->server->writer);
     sb_replay_msg_t start;
     memset (&start, 0, sizeof start);
@@ -446,6 +616,12 @@ s_handle_request (self_t *self, zframe_t **peer_p, const sb_replay_msg_t *msg)
              *msg->consumer_id ? msg->consumer_id : "(anonymous)", (unsigned long long) from,
              (unsigned long long) committed, msg->credit,
              other_epoch ? " epoch_changed=1" : "");
+    if (trimmed)
+        sb_info ("replay", "replay asked for records retention removed: starting at the first "
+                 "kept consumer=%s asked_seq=%llu from_seq=%llu removed=%llu",
+                 *msg->consumer_id ? msg->consumer_id : "(anonymous)",
+                 (unsigned long long) msg->from_seq, (unsigned long long) from,
+                 (unsigned long long) trimmed);
     //  START goes first, or waits in the session while the peer's queue
     //  is full (it may still hold a replaced replay's records).
     if (s_send_raw (self, peer, start_data, start_size) == 0)
@@ -512,7 +688,9 @@ s_handle_ack (self_t *self, const sb_replay_msg_t *msg)
     c->acked = msg->committed_seq;
     sb_replay_set (c->epoch, sizeof c->epoch, msg->epoch);
     c->has_ack = true;
+    self->consumers_dirty = true;
     s_consumer_gauges (self, c, sb_writer_committed_seq (self->server->writer), now);
+    s_hold (self, now);
 }
 
 //  Read and handle the requests waiting, up to S_READ_BATCH.
@@ -714,6 +892,9 @@ s_tick (self_t *self)
     }
     for (size_t i = 0; i < self->nconsumers; i++)
         s_consumer_gauges (self, &self->consumers[i], committed, now);
+    s_hold (self, now);
+    if (self->consumers_dirty && now >= self->next_save_ms)
+        s_consumers_save (self);
 }
 
 static void
@@ -732,6 +913,19 @@ s_replay_actor (zsock_t *pipe, void *args)
 {
     sb_replay_server_t *server = (sb_replay_server_t *) args;
     self_t *self = s_self_new (pipe, server);
+    if (self) {
+        //  Who held what before a restart, before the writer trims again.
+        const char *dir = sb_writer_journal_dir (server->writer);
+        int n = snprintf (self->consumers_path, sizeof self->consumers_path, "%s/%s", dir,
+                          S_CONSUMERS_FILE);
+        if (n < 0 || (size_t) n >= sizeof self->consumers_path) {
+            sb_warn ("replay", "journal directory path too long to save replay consumers dir=%.200s",
+                     dir);
+            self->consumers_path[0] = '\0';
+        }
+        s_consumers_load (self);
+        s_hold (self, s_now_ms ());
+    }
     zsock_signal (pipe, 0);
     zstr_send (pipe, self ? "OK" : "FAILED");
     if (!self)
@@ -761,20 +955,25 @@ s_replay_actor (zsock_t *pipe, void *args)
         }
     }
     atomic_store (&server->ready, false);
+    if (self->consumers_dirty)
+        s_consumers_save (self);
     s_self_destroy (&self);
 }
 
 sb_replay_server_t *
-sb_replay_server_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metrics)
+sb_replay_server_new (const sb_config_t *config, const sb_zmq_security_t *security,
+                      sb_writer_t *writer, sb_metrics_t *metrics)
 {
     sb_replay_server_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    self->security = security;
     self->writer = writer;
     self->metrics = metrics;
     atomic_init (&self->ready, false);
     self->endpoints = strdup (sb_config_str (config, "SB_REPLAY"));
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
+    self->ttl_ms = sb_config_int (config, "SB_CONSUMER_TTL") * 1000;
     if (!self->endpoints || !self->ingress_id)
         goto fail;
     if (!sb_replay_id_valid (self->ingress_id)) {

@@ -14,14 +14,17 @@
 #include "sb_config.h"
 #include "sb_metrics.h"
 #include "sb_writer.h"
+#include "sb_zmq.h"
 
 typedef struct sb_replay_server_t sb_replay_server_t;
 
-//  Bind SB_REPLAY and start serving the journal of writer (borrowed: it
-//  must outlive the server). NULL when the socket cannot be bound (logged).
-//  Caller owns the return value.
-sb_replay_server_t *sb_replay_server_new (const sb_config_t *config, sb_writer_t *writer,
-                                          sb_metrics_t *metrics);
+//  Bind SB_REPLAY through security (CURVE when keys are set, no plaintext
+//  on a non-loopback address) and start serving the journal of writer
+//  (both borrowed: they must outlive the server). NULL when the socket
+//  cannot be bound (logged). Caller owns the return value.
+sb_replay_server_t *sb_replay_server_new (const sb_config_t *config,
+                                          const sb_zmq_security_t *security,
+                                          sb_writer_t *writer, sb_metrics_t *metrics);
 
 //  Stop the actor (replays in progress are dropped; consumers ask again).
 void sb_replay_server_destroy (sb_replay_server_t **self_p);

@@ -24,8 +24,15 @@
     the hundreds of worker threads a ZeroMQ socket, which cost ~60 KiB of
     memory per thread once used.
 
+    Retention: every S_TRIM_MS (a poll timeout when idle, a check after
+    each batch under load) the actor calls sb_journal_trim with the
+    settings' age and size limits and `held_seq`, the lowest seq the
+    consumers acknowledged (set by the replay server through
+    sb_writer_hold; 0, holding everything, until it does). Trimming while
+    the journal is unhealthy is fine, and may free the disk it needs.
+
     Shared state: the request queue (under `lock`), and the atomics
-    `ready`, `next_seq` and `committed`,
+    `ready`, `next_seq`, `committed` and `held_seq`,
     read by /readyz, /metrics and the replay server; the journal and sockets
     belong to the actor thread. `committed` (the last seq a STORED commit
     made durable) is raised after the commit and before the events are
@@ -49,6 +56,7 @@
 
 #define S_BATCH_MAX_REQUESTS 512
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
+#define S_TRIM_MS 2000              //  journal retention runs at most this often
 
 typedef enum { S_QUEUED, S_TAKEN, S_DONE, S_ABANDONED } s_state_t;
 
@@ -70,6 +78,7 @@ struct sb_writer_t {
     zactor_t *actor;            //  the actor thread
     sb_journal_t *journal;      //  owned; used by the actor thread only
     char *pub_endpoints;        //  SB_PUB, comma-separated
+    const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
     char *ingress_id;           //  SB_INGRESS_ID
     char *journal_dir;          //  SB_JOURNAL_DIR
     int pub_hwm;                //  SB_PUB_HWM: events queued per subscriber
@@ -81,6 +90,8 @@ struct sb_writer_t {
     atomic_bool ready;          //  journal healthy and sockets bound
     atomic_uint_fast64_t next_seq;  //  next sequence number to assign
     atomic_uint_fast64_t committed;  //  last durable sequence number (0: none)
+    sb_journal_trim_t retention;  //  age and size limits from the settings
+    atomic_uint_fast64_t held_seq;  //  consumers' lowest acked seq (sb_writer_hold)
 };
 
 struct sb_writer_client_t {
@@ -102,28 +113,11 @@ typedef struct {
     sb_metric_t *m_journal_bytes; //  journal size
     sb_metric_t *m_journal_segments;  //  journal segment files
     sb_metric_t *m_healthy;       //  1 while the journal writes
+    sb_metric_t *m_trimmed;       //  segments removed by retention
+    sb_metric_t *m_dropped;       //  records removed before consumers acknowledged them
+    sb_metric_t *m_held;          //  bytes kept only for consumers
+    int64_t next_trim_ms;         //  when retention runs next (monotonic)
 } self_t;
-
-static int
-s_bind_all (zsock_t *sock, const char *endpoints)
-{
-    char *copy = strdup (endpoints);
-    if (!copy)
-        return -1;
-    int rc = 0;
-    char *save = NULL;
-    for (char *ep = strtok_r (copy, ",", &save); ep; ep = strtok_r (NULL, ",", &save)) {
-        if (zsock_bind (sock, "%s", ep) < 0) {
-            sb_error ("writer", "cannot bind PUB endpoint=%s error=\"%s\"", ep,
-                      zmq_strerror (zmq_errno ()));
-            rc = -1;
-            break;
-        }
-        sb_info ("writer", "publishing endpoint=%s", ep);
-    }
-    free (copy);
-    return rc;
-}
 
 static self_t *
 s_self_new (zsock_t *pipe, sb_writer_t *writer)
@@ -138,7 +132,8 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
         goto fail;
     zsock_set_sndhwm (self->pub, writer->pub_hwm);
     zsock_set_linger (self->pub, 1000);
-    if (s_bind_all (self->pub, writer->pub_endpoints))
+    //  CURVE when keys are set; a non-loopback plaintext bind is refused.
+    if (sb_zmq_bind (writer->security, self->pub, "PUB", "SB_PUB", writer->pub_endpoints))
         goto fail;
     sb_metrics_t *m = writer->metrics;
     self->m_events = sb_metrics_counter (m, "sb_journal_events_total",
@@ -165,6 +160,17 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
                                                  "Journal segment files", NULL);
     self->m_healthy = sb_metrics_gauge (m, "sb_journal_healthy",
                                         "1 while the journal accepts writes", NULL);
+    self->m_trimmed = sb_metrics_counter (m, "sb_journal_trimmed_segments_total",
+                                          "Journal segments removed by retention", NULL);
+    self->m_dropped = sb_metrics_counter (
+        m, "sb_journal_dropped_unacked_events_total",
+        "Journal records removed past SB_JOURNAL_HARD_MAX_BYTES before every consumer "
+        "acknowledged them", NULL);
+    self->m_held = sb_metrics_gauge (
+        m, "sb_journal_retention_held_bytes",
+        "Journal bytes kept past age and size limits only because a consumer has not "
+        "acknowledged them", NULL);
+    self->next_trim_ms = zclock_mono () + S_TRIM_MS;
     sb_metric_set (self->m_healthy, 1);
     sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (writer->journal));
     sb_metric_set (self->m_journal_segments, (int64_t) sb_journal_segments (writer->journal));
@@ -350,6 +356,26 @@ s_self_handle_requests (self_t *self)
     }
 }
 
+//  Journal retention, then the journal gauges.
+static void
+s_trim (self_t *self)
+{
+    sb_writer_t *w = self->writer;
+    sb_journal_trim_t policy = w->retention;
+    policy.acked_seq = atomic_load (&w->held_seq);
+    sb_journal_trim_stats_t stats;
+    //  A failure is logged by the journal; the next turn tries again.
+    sb_journal_trim (w->journal, &policy, &stats);
+    if (stats.segments > 0) {
+        sb_metric_add (self->m_trimmed, stats.segments);
+        sb_metric_add (self->m_dropped, stats.dropped_unacked);
+        sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (w->journal));
+        sb_metric_set (self->m_journal_segments, (int64_t) sb_journal_segments (w->journal));
+    }
+    sb_metric_set (self->m_held, (int64_t) stats.held_bytes);
+    self->next_trim_ms = zclock_mono () + S_TRIM_MS;
+}
+
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
@@ -366,9 +392,14 @@ s_writer_actor (zsock_t *pipe, void *args)
         //  with nothing appended writes a probe file), so readiness comes
         //  back with the disk even when no request arrives meanwhile.
         bool healthy = sb_journal_healthy (writer->journal);
+        int64_t wait = self->next_trim_ms - zclock_mono ();
+        if (wait < 0)
+            wait = 0;
+        if (!healthy && wait > 1000)
+            wait = 1000;
         zmq_pollitem_t items[2] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                                    {NULL, writer->wake_fd, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll (items, 2, healthy ? -1 : 1000);
+        int rc = zmq_poll (items, 2, (long) wait);
         if (rc < 0 && zmq_errno () != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN)
@@ -380,17 +411,22 @@ s_writer_actor (zsock_t *pipe, void *args)
             atomic_store (&writer->ready, true);
             sb_metric_set (self->m_healthy, 1);
         }
+        //  When idle, and between batches under load.
+        if (!self->terminated && zclock_mono () >= self->next_trim_ms)
+            s_trim (self);
     }
     atomic_store (&writer->ready, false);
     s_self_destroy (&self);
 }
 
 sb_writer_t *
-sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics)
+sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
+               sb_metrics_t *metrics)
 {
     sb_writer_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    self->security = security;
     self->metrics = metrics;
     self->journal = sb_journal_open (sb_config_str (config, "SB_JOURNAL_DIR"),
                                      (uint64_t) sb_config_int (config, "SB_JOURNAL_SEGMENT_BYTES"));
@@ -400,6 +436,13 @@ sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics)
     atomic_init (&self->next_seq, sb_journal_next_seq (self->journal));
     //  What the journal holds at open survived the restart: committed.
     atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
+    //  Everything is held until the replay server says what consumers acked.
+    atomic_init (&self->held_seq, 0);
+    self->retention.max_age_seconds
+        = (uint64_t) sb_config_int (config, "SB_JOURNAL_RETAIN_HOURS") * 3600;
+    self->retention.max_bytes = (uint64_t) sb_config_int (config, "SB_JOURNAL_MAX_BYTES");
+    self->retention.hard_max_bytes
+        = (uint64_t) sb_config_int (config, "SB_JOURNAL_HARD_MAX_BYTES");
     atomic_init (&self->ready, false);
     pthread_mutex_init (&self->lock, NULL);
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -482,6 +525,18 @@ const char *
 sb_writer_journal_dir (const sb_writer_t *self)
 {
     return self->journal_dir;
+}
+
+uint64_t
+sb_writer_first_seq (const sb_writer_t *self)
+{
+    return sb_journal_first_seq (self->journal);
+}
+
+void
+sb_writer_hold (sb_writer_t *self, uint64_t acked_seq)
+{
+    atomic_store (&self->held_seq, acked_seq);
 }
 
 sb_writer_client_t *

@@ -5,7 +5,9 @@
     that arrived meanwhile (group commit), answers each request "stored" or
     "not stored", and then publishes the stored events on the PUB socket in
     sequence order. It also publishes the committed watermark for readers
-    of the journal (sb_writer_committed_seq).
+    of the journal (sb_writer_committed_seq), and trims the journal by age
+    and size every few seconds, keeping what consumers have not
+    acknowledged (sb_writer_hold) up to a hard cap.
 */
 #ifndef SB_WRITER_H_INCLUDED
 #define SB_WRITER_H_INCLUDED
@@ -18,13 +20,16 @@
 #include "sb_event.h"
 #include "sb_journal.h"
 #include "sb_metrics.h"
+#include "sb_zmq.h"
 
 typedef struct sb_writer_t sb_writer_t;
 
-//  Open the journal (SB_JOURNAL_DIR), bind the PUB socket(s) (SB_PUB) and
-//  start the actor. NULL when either fails (logged). Caller owns the
-//  return value.
-sb_writer_t *sb_writer_new (const sb_config_t *config, sb_metrics_t *metrics);
+//  Open the journal (SB_JOURNAL_DIR), bind the PUB socket(s) (SB_PUB)
+//  through security (borrowed: CURVE when keys are set, no plaintext on a
+//  non-loopback address; it must outlive the writer) and start the actor.
+//  NULL when either fails (logged). Caller owns the return value.
+sb_writer_t *sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
+                            sb_metrics_t *metrics);
 
 //  Stop the actor after the request it is on, close the journal.
 void sb_writer_destroy (sb_writer_t **self_p);
@@ -43,6 +48,18 @@ uint64_t sb_writer_committed_seq (const sb_writer_t *self);
 
 //  The journal directory (borrowed), for readers.
 const char *sb_writer_journal_dir (const sb_writer_t *self);
+
+//  The first seq the journal still holds (retention removes the oldest
+//  segments). Any thread.
+uint64_t sb_writer_first_seq (const sb_writer_t *self);
+
+//  Journal retention (SB_JOURNAL_RETAIN_HOURS, SB_JOURNAL_MAX_BYTES) keeps
+//  every segment holding a record above acked_seq: the lowest seq the
+//  durable consumers seen within SB_CONSUMER_TTL acknowledged, set by the
+//  replay server; SB_JOURNAL_NO_HOLD when no consumer holds any. Past
+//  SB_JOURNAL_HARD_MAX_BYTES they go anyway. Until first called the writer
+//  holds everything (only the hard cap trims). Any thread.
+void sb_writer_hold (sb_writer_t *self, uint64_t acked_seq);
 
 //  One per thread that stores events (a ZeroMQ socket is used by one
 //  thread only). Caller owns the return value; NULL on failure.

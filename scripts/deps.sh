@@ -31,6 +31,7 @@ develop=(
 runtime=(
   libczmq4 libzmq5 libcivetweb1 libprotobuf-c1 libjansson4
   libcurl4 libpq5 libyaml-0-2 libssl3 zlib1g ca-certificates
+  libssl-dev   # civetweb loads libssl.so/libcrypto.so by these unversioned names for TLS
 )
 
 case "${1:-all}" in

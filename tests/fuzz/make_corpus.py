@@ -5,7 +5,7 @@ tests/conformance/ and a few hand-made edge cases.
     python3 tests/fuzz/make_corpus.py
 
 Deterministic: running it again rewrites the same files. It writes only
-the files it names (prefixes conf-, edge-, event-, journal-), so inputs
+the files it names (prefixes conf-, edge-, event-, journal-, replay-), so inputs
 kept by hand (regress-*: a crash a fuzzer found, kept so the replay test
 fails until it is fixed) stay. Python 3 standard library only.
 
@@ -16,6 +16,7 @@ fuzz_<name>.c):
   fuzz_twilio_sig                    token NUL url NUL params NUL signature [NUL body]
   fuzz_event                         an encoded switchboard.v1.Event
   fuzz_journal                       5-byte prefix, then segment file bytes
+  fuzz_replay                        one replay protocol frame (a ReplayMessage)
 """
 import json
 import os
@@ -436,6 +437,66 @@ def make_journal(events):
         write("fuzz_journal", name, data)
 
 
+# --------------------------------------------------------------------------
+# Replay protocol frames (proto/switchboard/v1/replay.proto): one
+# ReplayMessage each, whose oneof body is field 1 (hello) .. 9 (ack).
+
+def replay_msg(body, payload):
+    return f_bytes(body, payload)
+
+
+def make_replay(events):
+    epoch = EPOCH
+    event = events["event-stamped-sms"]
+    request = (f_varint(1, 7) + f_bytes(2, "dispatcher") + f_bytes(3, epoch) + f_varint(4, 1001)
+               + f_varint(5, 1000))
+    cases = {
+        "replay-hello": replay_msg(1, f_bytes(1, "dispatcher")),
+        "replay-hello-anonymous": replay_msg(1, b""),
+        "replay-welcome": replay_msg(2, f_bytes(1, "ingress-1") + f_bytes(2, epoch) + f_varint(3, 1200)),
+        "replay-welcome-empty-journal": replay_msg(2, f_bytes(1, "ingress-1") + f_bytes(2, epoch)),
+        "replay-request": replay_msg(3, request),
+        "replay-request-current-epoch": replay_msg(3, f_varint(1, 8) + f_varint(4, 1) + f_varint(5, 100)
+                                                   + f_varint(6, 50)),
+        "replay-start": replay_msg(4, f_varint(1, 7) + f_bytes(2, "ingress-1") + f_bytes(3, epoch)
+                                   + f_varint(4, 1001) + f_varint(5, 1200)),
+        "replay-record": replay_msg(5, f_varint(1, 7) + f_varint(2, 1001) + f_bytes(3, event)),
+        "replay-credit": replay_msg(6, f_varint(1, 7) + f_varint(2, 500)),
+        "replay-cancel": replay_msg(7, f_varint(1, 7)),
+        "replay-end-caught-up": replay_msg(8, f_varint(1, 7) + f_varint(2, 1) + f_varint(3, 1200)
+                                           + f_varint(4, 1210) + f_bytes(5, epoch)),
+        "replay-end-busy": replay_msg(8, f_varint(1, 9) + f_varint(2, 5) + f_bytes(5, epoch)),
+        "replay-end-future-reason": replay_msg(8, f_varint(1, 7) + f_varint(2, 99) + f_bytes(5, epoch)),
+        "replay-ack": replay_msg(9, f_bytes(1, "dispatcher") + f_bytes(2, epoch) + f_varint(3, 1200)),
+        "replay-edge-empty": b"",
+        "replay-edge-unknown-body": f_varint(20, 1) + f_bytes(21, "x"),
+        "replay-edge-two-bodies": replay_msg(1, f_bytes(1, "a")) + replay_msg(9, f_bytes(1, "b")
+                                                                          + f_bytes(2, "ab")),
+        "replay-edge-bad-id": replay_msg(9, f_bytes(1, "bad id") + f_bytes(2, epoch)),
+        "replay-edge-long-id": replay_msg(1, f_bytes(1, "x" * 65)),
+        "replay-edge-id-64": replay_msg(1, f_bytes(1, "x" * 64)),
+        "replay-edge-id-with-nul": replay_msg(1, f_bytes(1, b"disp\x00atcher")),
+        "replay-edge-epoch-not-hex": replay_msg(2, f_bytes(1, "i") + f_bytes(2, "xyz")),
+        "replay-edge-epoch-too-long": replay_msg(8, f_varint(2, 1) + f_bytes(5, "a" * 65)),
+        "replay-edge-from-zero": replay_msg(3, f_varint(1, 1) + f_varint(4, 0)),
+        "replay-edge-credit-too-big": replay_msg(3, f_varint(4, 1) + f_varint(5, 100001)),
+        "replay-edge-credit-zero": replay_msg(6, f_varint(1, 7)),
+        "replay-edge-record-empty-event": replay_msg(5, f_varint(1, 7) + f_varint(2, 1)),
+        "replay-edge-record-seq-zero": replay_msg(5, f_varint(1, 7) + f_bytes(3, b"x")),
+        "replay-edge-end-reason-zero": replay_msg(8, f_varint(1, 7) + f_bytes(5, epoch)),
+        "replay-edge-end-reason-negative": replay_msg(8, f_varint(2, -1) + f_bytes(5, epoch)),
+        "replay-edge-unknown-fields-inside": replay_msg(1, f_bytes(1, "d") + f_varint(99, 5)
+                                                        + varint(100 << 3 | 5) + b"\x01\x02\x03\x04"),
+        "replay-edge-truncated": replay_msg(3, request)[:-3],
+        "replay-edge-wrong-wire-type": f_varint(1, 5),
+        "replay-edge-max-numbers": replay_msg(4, f_varint(1, (1 << 64) - 1) + f_bytes(2, "i")
+                                              + f_bytes(3, "F" * 64) + f_varint(4, (1 << 64) - 1)
+                                              + f_varint(5, (1 << 64) - 1)),
+    }
+    for name, data in cases.items():
+        write("fuzz_replay", name, data)
+
+
 def main():
     make_forms()
     make_twilio_normalize()
@@ -443,6 +504,7 @@ def main():
     make_sig()
     events = make_events()
     make_journal(events)
+    make_replay(events)
     total = 0
     for root, _, files in os.walk(CORPUS):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

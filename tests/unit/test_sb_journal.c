@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sb_log.h"
@@ -1095,6 +1096,374 @@ s_test_concurrent_reader (void)
     sb_journal_destroy (&journal);
 }
 
+// ---------------------------------------------------------------------------
+//  Retention: sb_journal_trim
+
+//  The first seqs of dir's segments, ascending; returns how many.
+static size_t
+s_list_segments (const char *dir, uint64_t *firsts, size_t max)
+{
+    char path[PATH_MAX];
+    size_t count = 0;
+    for (uint64_t seq = 1; seq <= 5000; seq++) {
+        s_segment_path (path, dir, seq);
+        if (access (path, F_OK) == 0) {
+            CHECK (count < max);
+            firsts[count++] = seq;
+        }
+    }
+    return count;
+}
+
+static long long
+s_segment_size (const char *dir, uint64_t first)
+{
+    char path[PATH_MAX];
+    s_segment_path (path, dir, first);
+    return s_file_size (path);
+}
+
+static bool
+s_segment_exists (const char *dir, uint64_t first)
+{
+    return s_segment_size (dir, first) >= 0;
+}
+
+//  Sets a segment file's mtime (and atime) to when.
+static void
+s_segment_touch (const char *dir, uint64_t first, time_t when)
+{
+    char path[PATH_MAX];
+    s_segment_path (path, dir, first);
+    struct timespec times[2] = {{.tv_sec = when}, {.tv_sec = when}};
+    CHECK (utimensat (AT_FDCWD, path, times, 0) == 0);
+}
+
+//  A journal of records 1..300 in segments of about 1 KiB; their first
+//  seqs go to firsts (capacity 400), their count to *count.
+static sb_journal_t *
+s_trim_journal (char *dir, const char *name, uint64_t *firsts, size_t *count)
+{
+    s_dir (dir, name);
+    sb_journal_t *journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    for (uint64_t s = 1; s <= 300; s += 10)
+        s_fill (journal, s, s + 9, 0);
+    *count = s_list_segments (dir, firsts, 400);
+    CHECK (*count > 12);
+    CHECK_EQ (*count, sb_journal_segments (journal));
+    CHECK_EQ (firsts[0], 1);
+    CHECK_EQ (sb_journal_first_seq (journal), 1);
+    return journal;
+}
+
+static void
+s_test_trim_age (void)
+{
+    char dir[PATH_MAX];
+    uint64_t firsts[400];
+    size_t n;
+    sb_journal_t *journal = s_trim_journal (dir, "trim-age", firsts, &n);
+    s_log_clear ();
+
+    //  Nothing is old yet: nothing goes, whatever the age limit.
+    sb_journal_trim_t policy = {.max_age_seconds = 72 * 3600, .acked_seq = SB_JOURNAL_NO_HOLD};
+    sb_journal_trim_stats_t stats;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);
+    CHECK_EQ (stats.segments, 0);
+
+    //  The first four segments were last written 100 hours ago: they go,
+    //  oldest first, with their bytes accounted for.
+    time_t now = time (NULL);
+    uint64_t old_bytes = 0;
+    for (size_t i = 0; i < 4; i++) {
+        s_segment_touch (dir, firsts[i], now - 100 * 3600);
+        old_bytes += (uint64_t) s_segment_size (dir, firsts[i]);
+    }
+    uint64_t total = sb_journal_size (journal);
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 4);
+    CHECK_EQ (stats.segments, 4);
+    CHECK_EQ (stats.bytes, old_bytes);
+    CHECK_EQ (stats.dropped_unacked, 0);
+    CHECK_EQ (stats.held_bytes, 0);
+    for (size_t i = 0; i < n; i++)
+        CHECK (s_segment_exists (dir, firsts[i]) == (i >= 4));
+    CHECK_EQ (sb_journal_segments (journal), n - 4);
+    CHECK_EQ (sb_journal_size (journal), total - old_bytes);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[4]);
+    CHECK (s_log_has ("journal segments removed by retention segments=4"));
+    CHECK (s_log_has ("reason=age"));
+    //  A reader from seq 1 starts at the first seq kept.
+    s_check_range (dir, 1, firsts[4], 300);
+    s_check_range (dir, firsts[4] + 1, firsts[4] + 1, 300);
+    //  Once is enough.
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), 0);
+
+    //  An old segment behind a young one stays: only the front is trimmed.
+    s_segment_touch (dir, firsts[6], now - 100 * 3600);
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), 0);
+
+    //  100 hours later everything is old: all segments but the one being
+    //  written go.
+    policy.now = (int64_t) now + 100 * 3600;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), (int) (n - 5));
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    CHECK (s_segment_exists (dir, firsts[n - 1]));
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[n - 1]);
+    CHECK_EQ (sb_journal_size (journal), (uint64_t) s_segment_size (dir, firsts[n - 1]));
+    s_check_range (dir, 1, firsts[n - 1], 300);
+
+    //  The journal goes on, and reopens where it was.
+    s_fill (journal, 301, 310, 0);
+    sb_journal_destroy (&journal);
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), 311);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[n - 1]);
+    s_fill (journal, 311, 320, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, firsts[n - 1], 320);
+    CHECK (!s_log_has (" error "));
+}
+
+static void
+s_test_trim_size (void)
+{
+    char dir[PATH_MAX];
+    uint64_t firsts[400];
+    size_t n;
+    sb_journal_t *journal = s_trim_journal (dir, "trim-size", firsts, &n);
+    s_log_clear ();
+    uint64_t total = sb_journal_size (journal);
+    uint64_t max = total / 3;
+    //  The oldest go while the journal is over max.
+    size_t expect = 0;
+    uint64_t left = total, removed_bytes = 0;
+    while (left > max && expect + 1 < n) {
+        uint64_t size = (uint64_t) s_segment_size (dir, firsts[expect]);
+        left -= size;
+        removed_bytes += size;
+        expect++;
+    }
+    CHECK (expect > 0 && expect + 1 < n);
+    sb_journal_trim_t policy = {.max_bytes = max, .acked_seq = SB_JOURNAL_NO_HOLD};
+    sb_journal_trim_stats_t stats;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), (int) expect);
+    CHECK_EQ (stats.bytes, removed_bytes);
+    CHECK_EQ (sb_journal_size (journal), total - removed_bytes);
+    CHECK (sb_journal_size (journal) <= max);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[expect]);
+    CHECK (s_log_has ("reason=size"));
+    s_check_range (dir, 1, firsts[expect], 300);
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), 0);
+
+    //  The smallest limit leaves the segment being written, even when that
+    //  segment alone is over it.
+    policy.max_bytes = 1;
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), (int) (n - 1 - expect));
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    CHECK (sb_journal_size (journal) > 1);
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), 0);
+    s_fill (journal, 301, 302, 0);
+    s_check_range (dir, 1, firsts[n - 1], 302);
+    sb_journal_destroy (&journal);
+    CHECK (!s_log_has (" error "));
+}
+
+static void
+s_test_trim_current (void)
+{
+    //  One segment: never removed, whatever the policy.
+    char dir[PATH_MAX];
+    s_dir (dir, "trim-current");
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    sb_journal_trim_t policy = {.max_age_seconds = 1, .max_bytes = 1, .hard_max_bytes = 1,
+                                .acked_seq = 0, .now = (int64_t) time (NULL) + 1000000};
+    sb_journal_trim_stats_t stats;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);  //  empty
+    s_fill (journal, 1, 5, 0);
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);
+    CHECK_EQ (stats.segments + stats.dropped_unacked + stats.held_bytes, 0);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    CHECK_EQ (sb_journal_first_seq (journal), 1);
+    s_fill (journal, 6, 7, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 7);
+}
+
+static void
+s_test_trim_held (void)
+{
+    char dir[PATH_MAX];
+    uint64_t firsts[400];
+    size_t n;
+    sb_journal_t *journal = s_trim_journal (dir, "trim-held", firsts, &n);
+    s_log_clear ();
+    uint64_t sizes[400];
+    for (size_t i = 0; i < n; i++)
+        sizes[i] = (uint64_t) s_segment_size (dir, firsts[i]);
+
+    //  Size and age would remove everything but the current segment; a
+    //  consumer acknowledged up to the middle of segment 5: segments 0-4
+    //  go, 5 onwards stay, and their bytes are reported as held.
+    sb_journal_trim_t policy = {.max_age_seconds = 3600, .max_bytes = 1, .hard_max_bytes = 0,
+                                .acked_seq = firsts[5] + 2,
+                                .now = (int64_t) time (NULL) + 7200};
+    sb_journal_trim_stats_t stats;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 5);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[5]);
+    uint64_t held = 0;
+    for (size_t i = 5; i + 1 < n; i++)
+        held += sizes[i];
+    CHECK_EQ (stats.held_bytes, held);
+    CHECK_EQ (stats.dropped_unacked, 0);
+    s_check_range (dir, 1, firsts[5], 300);
+    //  An ack at the exact last seq of a segment releases it.
+    policy.acked_seq = firsts[8] - 1;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 3);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[8]);
+    CHECK_EQ (stats.held_bytes, held - sizes[5] - sizes[6] - sizes[7]);
+    //  Held by age alone (no size limit): the same.
+    policy.max_bytes = 0;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);
+    CHECK_EQ (stats.held_bytes, held - sizes[5] - sizes[6] - sizes[7]);
+    //  Not old and not too big: nothing is held, there is nothing to hold.
+    policy.now = 0;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);
+    CHECK_EQ (stats.held_bytes, 0);
+    //  The consumer stopped counting (not heard from within its TTL): what
+    //  it held goes.
+    policy.now = (int64_t) time (NULL) + 7200;
+    policy.acked_seq = SB_JOURNAL_NO_HOLD;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), (int) (n - 9));
+    CHECK_EQ (stats.held_bytes, 0);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    sb_journal_destroy (&journal);
+    CHECK (!s_log_has (" error "));
+}
+
+static void
+s_test_trim_hard_cap (void)
+{
+    char dir[PATH_MAX];
+    uint64_t firsts[400];
+    size_t n;
+    sb_journal_t *journal = s_trim_journal (dir, "trim-hard", firsts, &n);
+    s_log_clear ();
+    uint64_t sizes[400];
+    for (size_t i = 0; i < n; i++)
+        sizes[i] = (uint64_t) s_segment_size (dir, firsts[i]);
+    uint64_t total = sb_journal_size (journal);
+
+    //  Nothing acknowledged past seq 20, the journal over its hard cap: the
+    //  oldest segments go anyway until it is under the cap; the records
+    //  above 20 among them are counted as dropped, and each removal logged
+    //  at error. The rest, over max_bytes, is held.
+    uint64_t hard = total / 2, max = total / 4;
+    size_t expect = 0;
+    uint64_t left = total, dropped = 0, held = 0;
+    while (left > max) {
+        uint64_t last = firsts[expect + 1] - 1;
+        if (last > 20 && left <= hard) {
+            for (size_t i = expect; left > max; i++) {
+                held += sizes[i];
+                left -= sizes[i];
+            }
+            break;
+        }
+        if (last > 20)
+            dropped += last - (firsts[expect] > 21 ? firsts[expect] : 21) + 1;
+        left -= sizes[expect++];
+    }
+    CHECK (expect > 0 && dropped > 0 && held > 0);
+    sb_journal_trim_t policy = {.max_bytes = max, .hard_max_bytes = hard, .acked_seq = 20};
+    sb_journal_trim_stats_t stats;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), (int) expect);
+    CHECK_EQ (stats.dropped_unacked, dropped);
+    CHECK_EQ (stats.held_bytes, held);
+    CHECK (sb_journal_size (journal) <= hard);
+    CHECK_EQ (sb_journal_first_seq (journal), firsts[expect]);
+    CHECK (s_log_has ("journal over its hard size cap"));
+    CHECK (s_log_has (" error "));
+    //  Under the cap now: what is held stays.
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);
+    CHECK_EQ (stats.dropped_unacked, 0);
+    CHECK_EQ (stats.held_bytes, held);
+    s_check_range (dir, 1, firsts[expect], 300);
+    //  A hard cap below one segment leaves the current one.
+    policy.hard_max_bytes = 1;
+    policy.max_bytes = 1;
+    CHECK_EQ (sb_journal_trim (journal, &policy, &stats), (int) (n - 1 - expect));
+    CHECK_EQ (stats.dropped_unacked, firsts[n - 1] - firsts[expect]);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    sb_journal_destroy (&journal);
+}
+
+static void
+s_test_trim_reader (void)
+{
+    char dir[PATH_MAX];
+    uint64_t firsts[400];
+    size_t n;
+    sb_journal_t *journal = s_trim_journal (dir, "trim-reader", firsts, &n);
+    s_log_clear ();
+    //  A reader in the first segment, one at the start of the fourth, and
+    //  one not started yet.
+    sb_journal_reader_t *early = sb_journal_reader_new (dir, 1);
+    sb_journal_reader_t *middle = sb_journal_reader_new (dir, firsts[3]);
+    sb_journal_reader_t *fresh = sb_journal_reader_new (dir, 2);
+    CHECK (early && middle && fresh);
+    uint64_t seq;
+    const uint8_t *data;
+    size_t size;
+    for (uint64_t s = 1; s <= 3; s++) {
+        CHECK_EQ (sb_journal_reader_next (early, &seq, &data, &size), 1);
+        CHECK_EQ (seq, s);
+    }
+    CHECK_EQ (sb_journal_reader_next (middle, &seq, &data, &size), 1);
+    CHECK_EQ (seq, firsts[3]);
+
+    //  Every segment but the last goes under them.
+    sb_journal_trim_t policy = {.max_bytes = 1, .acked_seq = SB_JOURNAL_NO_HOLD};
+    CHECK_EQ (sb_journal_trim (journal, &policy, NULL), (int) (n - 1));
+    uint64_t kept = firsts[n - 1];
+
+    //  Each reader finishes the segment it has open (the file lives on
+    //  while open), then carries on at the first seq still there.
+    sb_journal_reader_t *readers[3] = {early, middle, fresh};
+    uint64_t starts[3] = {4, firsts[3] + 1, kept};
+    uint64_t ends[3] = {firsts[1] - 1, firsts[4] - 1, 0};
+    for (int r = 0; r < 3; r++) {
+        uint64_t expect = starts[r];
+        int rc;
+        while ((rc = sb_journal_reader_next (readers[r], &seq, &data, &size)) == 1) {
+            if (expect == ends[r] + 1)
+                expect = kept;
+            CHECK_EQ (seq, expect);
+            uint8_t want[300];
+            CHECK_EQ (size, s_payload (seq, 0, want));
+            CHECK (size == 0 || memcmp (data, want, size) == 0);
+            expect++;
+        }
+        CHECK_EQ (rc, 0);
+        CHECK_EQ (expect, 301);
+    }
+    //  And they follow what comes next.
+    s_fill (journal, 301, 305, 0);
+    for (int r = 0; r < 3; r++) {
+        for (uint64_t s = 301; s <= 305; s++) {
+            CHECK_EQ (sb_journal_reader_next (readers[r], &seq, &data, &size), 1);
+            CHECK_EQ (seq, s);
+        }
+        CHECK_EQ (sb_journal_reader_next (readers[r], &seq, &data, &size), 0);
+        sb_journal_reader_destroy (&readers[r]);
+    }
+    CHECK (s_log_has ("removed by retention before the reader"));
+    CHECK (!s_log_has (" error "));
+    sb_journal_destroy (&journal);
+}
+
 int
 main (void)
 {
@@ -1125,6 +1494,12 @@ main (void)
     s_test_limits ();
     s_test_hostile ();
     s_test_concurrent_reader ();
+    s_test_trim_age ();
+    s_test_trim_size ();
+    s_test_trim_current ();
+    s_test_trim_held ();
+    s_test_trim_hard_cap ();
+    s_test_trim_reader ();
 
     dup2 (s_out, 2);
     close (s_out);

@@ -25,8 +25,24 @@
 
     Opening. flock(DIR) admits one writer per directory. The last segment is
     scanned: a damaged header is rewritten (the name gives the first seq),
-    a torn tail is truncated, and the sequence resumes after the last good
-    record. Earlier segments are complete by construction and only listed.
+    and the sequence resumes after the last good record, unless a tail had
+    to be cut. A cut tail (a crash in the middle of a write, or a flipped
+    byte in the last record) may have held records already acknowledged
+    and published when storage lost synced data: the journal cannot tell
+    the two apart, and consumers drop a reused (epoch, seq) as a duplicate.
+    So no seq that the cut bytes could have held is given out again: N
+    bytes hold at most ceil (N / 16) records (a record is at least its
+    header), the sequence resumes past them in a new segment named after
+    its first seq, made durable before the tail is cut, and the gap
+    between the two segments is "records missing" to readers. Logged at
+    warn with the bytes cut and the seqs skipped. After a crash those seqs
+    were never acknowledged, so skipping them only costs a gap. Nothing
+    new is stored: the segment's name carries the skip to later opens.
+    Earlier segments are complete by construction and only listed (except
+    the one before an empty last segment, whose tail is cut if an open was
+    interrupted between making the new segment and cutting the tail).
+    Records lost past the end of the file, or a tail lost at a record
+    boundary, leave nothing to see: their seqs are given out again.
     A directory without segments gets a new epoch, even if EPOCH exists (the
     sequence restarts at 1, so consumers must see a new journal); a missing
     or damaged EPOCH with segments present is restored from their headers.
@@ -40,7 +56,11 @@
     itself damaged.
 
     Retention. sb_journal_trim removes segments from the front only, so
-    what is left is always one run of consecutive seqs. A segment's age is
+    what is left is one run of seqs, consecutive but for the gaps that
+    opening left after a cut tail. A segment's last seq is taken to be the
+    one before the next segment's name: across a gap that counts the
+    skipped seqs too, which holds a segment until the consumers acked past
+    the gap and over-counts records dropped by the hard cap. A segment's age is
     its file's mtime: a segment with a successor is complete (see Writing)
     and never written again, so its mtime is the time its newest record was
     committed; a copy that does not keep mtimes makes segments look newer,
@@ -59,7 +79,9 @@
     A reader whose segment is removed under it (retention) reads on from
     its open file, then lists the directory again and carries on at the
     first segment still there: the records removed are skipped, logged at
-    info (at error when older segments remain, since then they were lost).
+    info. A gap between two segments (seqs skipped after a cut tail, or a
+    segment removed by hand) is logged at warn and read past: consumers
+    see the seq jump and count the records as missing.
 
     Threads: one thread uses the writer; sb_journal_healthy, _next_seq,
     _first_seq, _size, _segments and _epoch may be called from any thread.
@@ -702,14 +724,129 @@ fail:;
     return -1;
 }
 
-//  Opens the last segment (firsts[count - 1]), repairs its header and
-//  tail, and sets the sequence from its records.
+//  Scans a segment's records from its header on. A corrupt record that a
+//  good one with the next seq follows is skipped (logged at error). *offset
+//  gets the end of the last good record, *expect the seq after it, *torn
+//  whether bytes that are no good record follow it. 0, or -1 with errno
+//  when the file cannot be read.
 static int
-s_open_last (sb_journal_t *self, uint64_t first)
+s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t *offset_p,
+        uint64_t *expect_p, bool *torn_p)
 {
+    uint64_t offset = S_HEADER_SIZE;
+    uint64_t expect = first;
+    while (true) {
+        s_record_t record;
+        uint64_t next = 0;
+        s_step_t step = s_step (cursor, offset, expect, &record, &next);
+        if (step == S_STEP_RECORD) {
+            offset = next;
+            expect++;
+            continue;
+        }
+        if (step == S_STEP_SKIP) {
+            sb_error ("journal", "journal corrupt record skipped segment=%s seq=%" PRIu64
+                      " offset=%" PRIu64 " bytes=%" PRIu64, name, expect, offset,
+                      next - offset);
+            offset = next;
+            expect++;
+            continue;
+        }
+        if (step == S_STEP_ERROR)
+            return -1;
+        *offset_p = offset;
+        *expect_p = expect;
+        *torn_p = step == S_STEP_TORN;
+        return 0;
+    }
+}
+
+//  The last segment holds no record. If an open was interrupted between
+//  making it (after a torn tail, see s_open_last) and cutting that tail,
+//  the segment before still has the tail: cut it now. Its records' seqs
+//  are all below the last segment's name, so none is given out again.
+//  Normally the segment before is complete and this only reads it. A
+//  header we cannot vouch for is left to the readers, which report it.
+//  0, or -1 (logged).
+static int
+s_repair_previous (sb_journal_t *self)
+{
+    s_segment_t *previous = &self->segs[self->nsegs - 2];
+    char name[S_NAME_SIZE], ebuf[128];
+    s_segment_name (name, previous->first);
+    s_cursor_t cursor = {.fd = -1};
+    const char *op = "open segment";
+    cursor.fd = openat (self->dirfd, name, O_RDWR | O_CLOEXEC);
+    if (cursor.fd < 0)
+        goto fail;
+    op = "stat segment";
+    struct stat st;
+    if (fstat (cursor.fd, &st) != 0)
+        goto fail;
+    op = "read segment";
+    const uint8_t *header;
+    ssize_t got = s_cursor_peek (&cursor, 0, S_HEADER_SIZE, &header);
+    if (got < 0)
+        goto fail;
+    char epoch[S_EPOCH_LEN + 1];
+    if (got < (ssize_t) S_HEADER_SIZE
+        || s_header_check (header, previous->first, epoch) != S_HEADER_OK
+        || strcmp (epoch, self->epoch) != 0) {
+        s_cursor_close (&cursor);
+        return 0;
+    }
+    uint64_t offset, expect;
+    bool torn;
+    if (s_scan (&cursor, name, previous->first, &offset, &expect, &torn) != 0)
+        goto fail;
+    if (torn) {
+        op = "truncate segment";
+        if (ftruncate (cursor.fd, (off_t) offset) != 0)
+            goto fail;
+        op = "fdatasync segment";
+        if (fdatasync (cursor.fd) != 0)
+            goto fail;
+        previous->size = offset;
+        sb_warn ("journal", "journal torn tail truncated before an empty last segment segment=%s "
+                 "seq=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64 " next_segment_seq=%" PRIu64,
+                 name, expect, offset, (uint64_t) st.st_size - offset,
+                 self->segs[self->nsegs - 1].first);
+    }
+    s_cursor_close (&cursor);
+    return 0;
+fail:;
+    int saved = errno;
+    sb_error ("journal", "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
+              "error=\"%s\"", op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+    s_cursor_close (&cursor);
+    return -1;
+}
+
+//  Opens the last segment (segs[nsegs - 1]), repairs its header and tail,
+//  and sets the sequence from its records.
+//
+//  A tail that must be cut may have held records that were acknowledged
+//  and published: storage that lost synced data looks just like a crash
+//  in the middle of a write, and consumers have stored those seqs. So the
+//  seqs the cut bytes could have held are never given out again: each
+//  record is at least a record header, so N bytes hold at most
+//  ceil (N / S_RECORD_HEADER) records, the first of them with the seq
+//  after the last good record. The sequence resumes past them, in a new
+//  segment named after its first seq (every segment stays consecutive
+//  inside; readers see the gap between segments as records missing). The
+//  new segment is made durable before the tail is cut, so a crash in
+//  between cannot give the old seqs back; the tail it leaves is cut by
+//  the next open (s_repair_previous). A torn write from a crash was never
+//  acknowledged, so its skipped seqs were never seen by anyone: harmless.
+static int
+s_open_last (sb_journal_t *self)
+{
+    s_segment_t *last = &self->segs[self->nsegs - 1];
+    uint64_t first = last->first;
     char name[S_NAME_SIZE], ebuf[128];
     s_segment_name (name, first);
     s_cursor_t cursor = {.fd = -1};
+    int new_fd = -1;
     const char *op = "open segment";
     cursor.fd = openat (self->dirfd, name, O_RDWR | O_CLOEXEC);
     if (cursor.fd < 0)
@@ -729,7 +866,9 @@ s_open_last (sb_journal_t *self, uint64_t first)
         goto fail;
     uint64_t offset = S_HEADER_SIZE;
     uint64_t expect = first;
+    bool torn = false;
     if (got < (ssize_t) S_HEADER_SIZE) {
+        //  No record can start before the header's end: nothing to skip.
         sb_warn ("journal", "journal torn segment header rewritten segment=%s bytes=%" PRIu64,
                  name, file_size);
         op = "rewrite segment header";
@@ -761,52 +900,73 @@ s_open_last (sb_journal_t *self, uint64_t first)
             s_cursor_drop (&cursor);
             sync = true;
         }
-        while (true) {
-            s_record_t record;
-            uint64_t next = 0;
-            s_step_t step = s_step (&cursor, offset, expect, &record, &next);
-            if (step == S_STEP_RECORD) {
-                offset = next;
-                expect++;
-                continue;
-            }
-            if (step == S_STEP_SKIP) {
-                sb_error ("journal", "journal corrupt record skipped segment=%s seq=%" PRIu64
-                          " offset=%" PRIu64 " bytes=%" PRIu64, name, expect, offset,
-                          next - offset);
-                offset = next;
-                expect++;
-                continue;
-            }
-            if (step == S_STEP_ERROR) {
-                op = "read segment";
-                goto fail;
-            }
-            if (step == S_STEP_TORN) {
-                sb_warn ("journal", "journal torn tail truncated segment=%s seq=%" PRIu64
-                         " offset=%" PRIu64 " bytes=%" PRIu64, name, expect, offset,
-                         file_size - offset);
-                op = "truncate segment";
-                if (ftruncate (cursor.fd, (off_t) offset) != 0)
-                    goto fail;
-                sync = true;
-            }
-            break;
+        op = "read segment";
+        if (s_scan (&cursor, name, first, &offset, &expect, &torn) != 0)
+            goto fail;
+    }
+    uint64_t next_seq = expect;
+    if (torn) {
+        uint64_t cut = file_size - offset;
+        uint64_t skipped = cut / S_RECORD_HEADER + (cut % S_RECORD_HEADER != 0);
+        if (skipped > UINT64_MAX - expect) {
+            sb_error ("journal", "journal sequence exhausted segment=%s seq=%" PRIu64 " dir=%s",
+                      name, expect, self->dir);
+            s_cursor_close (&cursor);
+            return -1;
         }
+        next_seq = expect + skipped;
+        uint8_t next_header[S_HEADER_SIZE];
+        s_header_encode (next_header, self->epoch, next_seq);
+        op = "create segment";
+        new_fd = s_segment_open_new (self, next_seq);
+        if (new_fd < 0)
+            goto fail;
+        op = "write segment";
+        if (s_write_all (new_fd, next_header, sizeof next_header, 0) != 0)
+            goto fail;
+        op = "fdatasync segment";
+        if (fdatasync (new_fd) != 0)
+            goto fail;
+        op = "fsync directory";
+        if (fsync (self->dirfd) != 0)
+            goto fail;
+        op = "truncate segment";
+        if (ftruncate (cursor.fd, (off_t) offset) != 0)
+            goto fail;
+        sync = true;
+        char next_name[S_NAME_SIZE];
+        s_segment_name (next_name, next_seq);
+        sb_warn ("journal", "journal torn tail truncated, the seqs it could hold skipped "
+                 "segment=%s seq=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64
+                 " seqs_skipped=%" PRIu64 " next_seq=%" PRIu64 " new_segment=%s", name, expect,
+                 offset, cut, skipped, next_seq, next_name);
     }
     op = "fdatasync segment";
     if (sync && fdatasync (cursor.fd) != 0)
         goto fail;
-    self->fd = cursor.fd;
-    cursor.fd = -1;
-    s_cursor_close (&cursor);
-    self->segs[self->nsegs - 1].size = offset;
-    s_set_next (self, expect);
+    last->size = offset;
+    if (new_fd >= 0) {
+        s_cursor_close (&cursor);
+        self->fd = new_fd;
+        self->segs[self->nsegs].first = next_seq;
+        self->segs[self->nsegs].size = S_HEADER_SIZE;
+        self->nsegs++;
+    }
+    else {
+        self->fd = cursor.fd;
+        cursor.fd = -1;
+        s_cursor_close (&cursor);
+        if (expect == first && self->nsegs > 1 && s_repair_previous (self) != 0)
+            return -1;
+    }
+    s_set_next (self, next_seq);
     return 0;
 fail:;
     int saved = errno;
     sb_error ("journal", "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
               "error=\"%s\"", op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+    if (new_fd >= 0)
+        close (new_fd);  //  the segment stays: it carries the skip to the next open
     s_cursor_close (&cursor);
     return -1;
 }
@@ -853,7 +1013,8 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
     if (s_list (self->dirfd, &firsts, &count) != 0)
         goto fail_errno;
     op = "allocate";
-    if (s_segs_reserve (self, count ? count : 1) != 0)
+    //  One more than listed: opening may start a segment (s_open_last).
+    if (s_segs_reserve (self, count + 1) != 0)
         goto fail_errno;
     int epoch = s_epoch_read (self);
     if (epoch == -2)
@@ -901,10 +1062,10 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
             }
         }
         self->nsegs = count;
-        if (s_open_last (self, firsts[count - 1]) != 0)
+        if (s_open_last (self) != 0)
             goto fail;
         sb_info ("journal", "journal opened dir=%s epoch=%s segments=%zu next_seq=%" PRIu64, dir,
-                 self->epoch, count, s_next (self));
+                 self->epoch, self->nsegs, s_next (self));
     }
     free (firsts);
     self->committed_seq = s_next (self);
@@ -1444,15 +1605,20 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
     self->cursor.fd = fd;
     self->current = first;
     self->offset = S_HEADER_SIZE;
-    if (self->expect != 0 && self->expect < first && self->expect >= self->from_seq) {
+    //  The seqs between the end of the segment before and this one's name
+    //  that the reader was asked for.
+    uint64_t from = self->expect > self->from_seq ? self->expect : self->from_seq;
+    if (self->expect != 0 && from < first) {
         //  Nothing older left: retention removed them (oldest first).
         if (self->count > 0 && self->firsts[0] == first)
             sb_info ("journal", "journal records removed by retention before the reader got "
-                     "to them segment=%s from=%" PRIu64 " count=%" PRIu64, name, self->expect,
-                     first - self->expect);
+                     "to them segment=%s from=%" PRIu64 " count=%" PRIu64, name, from,
+                     first - from);
         else
-            sb_error ("journal", "journal records missing before a segment segment=%s from=%"
-                      PRIu64 " count=%" PRIu64, name, self->expect, first - self->expect);
+            //  Seqs the writer skipped after cutting a damaged tail (it
+            //  logged that at open), or a segment removed by hand.
+            sb_warn ("journal", "journal records missing before a segment segment=%s from=%"
+                     PRIu64 " count=%" PRIu64, name, from, first - from);
     }
     self->expect = first;
     self->header_seen = false;
@@ -1514,19 +1680,23 @@ s_reader_advance (sb_journal_reader_t *self, bool torn)
         if (later && s_reader_list (self) != 0)
             return -1;
     }
-    if (!later && (torn || s_now_ms () - self->listed_ms >= 1000)) {
-        //  A writer never goes past a torn tail without truncating it first:
-        //  a later segment means this tail stays damaged. At a clean end,
-        //  a later segment named otherwise (records lost before it) is
-        //  looked for once a second.
+    struct stat st;
+    bool stat_ok = !later && fstat (self->cursor.fd, &st) == 0;
+    //  The file now ends before what we read: an open cut its tail and
+    //  went on in a later segment, named past the cut: look for it now.
+    bool cut = stat_ok && (uint64_t) st.st_size < self->offset;
+    if (!later && (torn || cut || s_now_ms () - self->listed_ms >= 1000)) {
+        //  A writer goes past a torn tail only in the open that cuts it (a
+        //  moment after making the later segment): a later segment means
+        //  this tail stays damaged. At a clean end, a later segment named
+        //  otherwise (records lost before it) is looked for once a second.
         if (s_reader_list (self) != 0)
             return -1;
         later = self->count > 0 && self->firsts[self->count - 1] > current;
     }
     if (!later) {
         //  A failed commit removes the segments it made: ours?
-        struct stat st;
-        if (fstat (self->cursor.fd, &st) == 0 && st.st_nlink == 0)
+        if (stat_ok && st.st_nlink == 0)
             return s_reader_reseek (self);
         return 0;
     }

@@ -7,9 +7,14 @@
     fails, everything since the last commit is rolled back (file truncated,
     sequence numbers reused) so the journal stays clean.
 
-    On open, the last segment is scanned: a torn tail (short or bad record at
-    the end) is truncated, a corrupt record followed by good ones is skipped
-    with a log line, and the sequence resumes after the last good record.
+    On open, the last segment is scanned: a corrupt record followed by good
+    ones is skipped with a log line, and the sequence resumes after the last
+    good record, unless a torn tail (short or bad record at the end) had to
+    be truncated: those bytes may have held acknowledged records (storage
+    that lost synced data looks like a crash mid-write), so the sequence
+    then resumes past every seq they could have held (ceil (bytes / 16)
+    of them) in a new segment named after its first seq, and those seqs
+    are never given out again. Readers see the gap as records missing.
     Segments rotate past segment_bytes; files are DIR/<first seq, 20
     digits>.sbj. DIR/EPOCH holds a random id made when the journal is
     created, so consumers can tell a new journal from an old one.
@@ -116,7 +121,8 @@ void sb_journal_reader_destroy (sb_journal_reader_t **self_p);
 //  *size set; 0 at the end of what is written; -1 on an unreadable file.
 //  Corrupt records are skipped with a log line, as on open. Records that
 //  retention removed before the reader got to them are skipped too (the
-//  seq jumps to the first one still there).
+//  seq jumps to the first one still there), and so are the seqs a segment
+//  gap lacks (skipped by open after a cut tail; logged at warn).
 int sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t **data,
                             size_t *size);
 

@@ -37,9 +37,19 @@ PUBLIC_URL = "https://hooks.example.test"
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below Linux's ephemeral range (32768-60999), so
+    that no outgoing connection of another process takes it between now
+    and the server's bind."""
+    import random
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port found")
 
 
 def conformance(name, mode="rb"):

@@ -135,12 +135,16 @@ def test_inbound_rows_rules_and_reply_shapes():
         twilio = [r for r in sends if "params" in r]
         meta = [r for r in sends if r.get("json")]
         assert len(twilio) == 3 and len(meta) == 1, (len(twilio), len(meta))
-        p = dict(twilio[0]["params"])
+        sms_replies = [dict(r["params"]) for r in twilio if not dict(r["params"])["To"].startswith("whatsapp:")]
+        assert len(sms_replies) == 1, sms_replies
+        p = sms_replies[0]
         assert p["To"] == "+14017122661" and p["From"] == "+15558675310", p
         assert p["Body"].startswith("Thanks for your message! We received: Ahoy!"), p
         assert p["StatusCallback"] == stack.public_url + "/twilio/status", p
-        wa = dict(twilio[1]["params"])
-        assert wa["To"].startswith("whatsapp:+") and wa["From"].startswith("whatsapp:+"), wa
+        # the two WhatsApp replies (text and location; sent concurrently, in any order)
+        wa = [dict(r["params"]) for r in twilio if dict(r["params"])["To"].startswith("whatsapp:")]
+        assert len(wa) == 2 and all(w["From"].startswith("whatsapp:+") for w in wa), wa
+        assert any("caf" in w["Body"] for w in wa), wa
         m = meta[0]["json"]
         assert m["messaging_product"] == "whatsapp" and m["recipient_type"] == "individual", m
         assert m["type"] == "text" and m["to"] == "16505551234" and m["text"]["body"].startswith("Thanks"), m

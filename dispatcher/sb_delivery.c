@@ -31,6 +31,7 @@
 
 #define S_POLL_MS 100
 #define S_PENDING_MAX 4096
+#define S_RECORD_BATCH 256  //  send results recorded per transaction
 
 typedef struct {
     sb_delivery_t *shared;     //  the atomics
@@ -168,32 +169,42 @@ s_self_publish (self_t *self, const sb_send_result_t *r, bool dead)
     sb_outcome_send (self->push, kind, o);
 }
 
-//  Record the results held in memory, oldest first.
+//  Record the results held in memory, oldest first, up to S_RECORD_BATCH in
+//  one transaction: one commit for many sends. Outcomes are published and
+//  results dropped only once that commit succeeded; on failure the same
+//  results are recorded again later (recording is idempotent per state).
 static void
 s_self_record (self_t *self)
 {
-    size_t done = 0;
-    while (done < self->pending_count) {
+    while (self->pending_count > 0) {
         if (!s_self_db (self))
-            break;
-        sb_send_result_t *r = &self->pending[done];
-        int rc = sb_store_record (self->store, r, self->args->max_attempts,
-                                  self->args->backoff_base_ms, self->args->backoff_max_ms);
-        if (rc < 0) {
-            s_self_db (self);
-            break;
+            return;
+        size_t n = self->pending_count < S_RECORD_BATCH ? self->pending_count : S_RECORD_BATCH;
+        bool dead[S_RECORD_BATCH];
+        bool ok = sb_store_begin (self->store) == 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            int rc = sb_store_record (self->store, &self->pending[i], self->args->max_attempts,
+                                      self->args->backoff_base_ms, self->args->backoff_max_ms);
+            ok = rc >= 0;
+            dead[i] = rc == 1;  //  a retry past the last attempt
         }
-        bool dead = rc == 1;  //  a retry past the last attempt
-        if (dead)
-            sb_metric_add (self->m_dead, 1);
-        s_self_publish (self, r, dead);
-        sb_outbox_result_free (r);
-        done++;
-    }
-    if (done) {
-        memmove (self->pending, self->pending + done,
-                 (self->pending_count - done) * sizeof *self->pending);
-        self->pending_count -= done;
+        if (ok)
+            ok = sb_store_commit (self->store) == 0;
+        else if (self->store)
+            sb_store_commit (self->store);  //  ends the failed transaction (rolled back)
+        if (!ok) {
+            s_self_db (self);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (dead[i])
+                sb_metric_add (self->m_dead, 1);
+            s_self_publish (self, &self->pending[i], dead[i]);
+            sb_outbox_result_free (&self->pending[i]);
+        }
+        memmove (self->pending, self->pending + n,
+                 (self->pending_count - n) * sizeof *self->pending);
+        self->pending_count -= n;
     }
 }
 
@@ -293,8 +304,11 @@ s_delivery_actor (zsock_t *pipe, void *arg)
             zstr_free (&command);
         }
         else if (which == self->wake) {
-            char *wake = zstr_recv (self->wake);
-            zstr_free (&wake);
+            //  Take every WAKE waiting: one claim answers them all.
+            do {
+                char *wake = zstr_recv (self->wake);
+                zstr_free (&wake);
+            } while (zsock_events (self->wake) & ZMQ_POLLIN);
             claim = true;
         }
         if (self->pending_count > 0 && self->db_failing)

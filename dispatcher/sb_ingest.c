@@ -977,8 +977,10 @@ s_self_store (self_t *self)
             sb_outcome_send (self->push, "rule_matched", m);
         }
     }
+    //  Never wait on the sender: when WAKEs are already queued it will
+    //  claim this batch's rows with theirs.
     if (stats.replies > 0)
-        zsock_send (self->wake, "s", "WAKE");
+        zmq_send (zsock_resolve (self->wake), "WAKE", 4, ZMQ_DONTWAIT);
     for (size_t i = 0; i < self->count; i++)
         sb_event_destroy (&self->batch[i]);
     self->count = 0;

@@ -2039,3 +2039,31 @@ sb_store_outbox_depth (sb_store_t *self, int64_t depth [6])
     PQclear (r);
     return 0;
 }
+
+int
+sb_store_begin (sb_store_t *self)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    PGresult *r = s_exec (self, "BEGIN", 0, NULL, PGRES_COMMAND_OK, "begin");
+    if (!r)
+        return -1;
+    PQclear (r);
+    return 0;
+}
+
+int
+sb_store_commit (sb_store_t *self)
+{
+    PGresult *r = PQexec (self->conn, "COMMIT");
+    //  COMMIT of a transaction that failed answers ROLLBACK.
+    bool ok = PQresultStatus (r) == PGRES_COMMAND_OK && strcmp (PQcmdStatus (r), "COMMIT") == 0;
+    if (!ok) {
+        s_log_result (self, r, "commit");
+        PQclear (r);
+        PQclear (PQexec (self->conn, "ROLLBACK"));
+        return -1;
+    }
+    PQclear (r);
+    return 0;
+}

@@ -86,6 +86,12 @@ int sb_store_recover (sb_store_t *self);
 int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
                      int64_t backoff_base_ms, int64_t backoff_max_ms);
 
+//  Group several sb_store_record calls into one transaction (one commit,
+//  one WAL flush, instead of one per send). commit returns -1, after
+//  rolling back, when the transaction failed: record the same results again.
+int sb_store_begin (sb_store_t *self);
+int sb_store_commit (sb_store_t *self);
+
 //  Outbox rows by state (pending, sending, sent, failed, dead, not_sent),
 //  for /metrics. 0 or -1.
 int sb_store_outbox_depth (sb_store_t *self, int64_t depth[6]);

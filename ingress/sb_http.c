@@ -184,18 +184,32 @@ s_respond (s_req_t *req, int code, const char *content_type, const char *body, s
     size_t ci = s_code_index (code);
     if (ci < S_CODES)
         sb_metric_add (req->http->m_requests[req->route][ci], 1);
-    mg_printf (conn,
-               "HTTP/1.1 %d %s\r\n"
-               "Content-Type: %s\r\n"
-               "Content-Length: %zu\r\n"
-               "Date: %s\r\n"
-               "X-Request-Id: %s\r\n"
-               "Cache-Control: no-store\r\n"
-               "%s%s\r\n",
-               code, reason ? reason : "Unknown", content_type, size, date, req->id, allow,
-               req->closing ? "Connection: close\r\n" : "");
-    if (size && strcmp (req->info->request_method, "HEAD") != 0)
-        mg_write (conn, body, size);
+    //  One write for head and a short body (TCP_NODELAY is on), from a
+    //  small buffer: mg_printf formats into 8 KiB of stack, which each of
+    //  the hundreds of worker threads would then keep resident.
+    char buf[1536];
+    int n = snprintf (buf, sizeof buf,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Date: %s\r\n"
+                      "X-Request-Id: %s\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "%s%s\r\n",
+                      code, reason ? reason : "Unknown", content_type, size, date, req->id,
+                      allow, req->closing ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t) n >= sizeof buf)
+        n = 0;  //  cannot happen: every field above is short and fixed
+    bool send_body = size && strcmp (req->info->request_method, "HEAD") != 0;
+    if (send_body && (size_t) n + size <= sizeof buf) {
+        memcpy (buf + n, body, size);
+        mg_write (conn, buf, (size_t) n + size);
+    }
+    else {
+        mg_write (conn, buf, (size_t) n);
+        if (send_body)
+            mg_write (conn, body, size);
+    }
 }
 
 static void

@@ -30,6 +30,7 @@
 */
 #include "sb_event.h"
 #include "sb_json.h"
+#include "sb_utf8.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -44,48 +45,6 @@
 //  ---------------------------------------------------------------------
 //  UTF-8
 
-//  Length of the valid UTF-8 sequence at s (n bytes available), or 0 when
-//  the bytes there are not one (overlong, surrogate, beyond U+10FFFF,
-//  truncated, stray continuation byte) or are a NUL.
-static size_t
-s_utf8_seq (const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return c ? 1 : 0;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    }
-    else
-    if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    }
-    else
-    if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    }
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 //  A NUL-terminated copy of size bytes, invalid UTF-8 and NUL bytes each
 //  replaced by U+FFFD. NULL when out of memory.
 static char *
@@ -94,7 +53,7 @@ s_utf8_copy (const char *value, size_t size)
     const unsigned char *in = (const unsigned char *) value;
     size_t bad = 0;
     for (size_t i = 0; i < size;) {
-        size_t len = s_utf8_seq (in + i, size - i);
+        size_t len = sb_utf8_seq (in + i, size - i);
         if (len == 0) {
             bad++;
             i++;
@@ -111,7 +70,7 @@ s_utf8_copy (const char *value, size_t size)
         memcpy (copy, value, size);
     char *out = copy;
     for (size_t i = 0; bad && i < size;) {
-        size_t len = s_utf8_seq (in + i, size - i);
+        size_t len = sb_utf8_seq (in + i, size - i);
         if (len == 0) {
             memcpy (out, "\xEF\xBF\xBD", 3);
             out += 3;

@@ -57,6 +57,7 @@
     use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
 */
 #include "sb_store.h"
+#include "sb_utf8.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -164,48 +165,6 @@ s_parse_int64 (const char *text, int64_t *value)
     return true;
 }
 
-//  Length of the valid UTF-8 sequence at s (n bytes available), or 0 when
-//  it is not one (overlong, surrogate, beyond U+10FFFF, truncated, stray
-//  continuation byte, NUL). PostgreSQL refuses text that fails this.
-static size_t
-s_utf8_seq (const unsigned char *s, size_t n)
-{
-    unsigned c = s [0];
-    if (c < 0x80)
-        return c ? 1 : 0;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    }
-    else
-    if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    }
-    else
-    if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    }
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s [i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s [i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 //  A copy of at most max bytes of s as valid UTF-8 (invalid sequences
 //  become U+FFFD; cut on a character boundary). Caller frees; NULL when
 //  out of memory.
@@ -220,7 +179,7 @@ s_utf8_dup (const char *s, size_t max)
     size_t out = 0;
     const unsigned char *p = (const unsigned char *) s;
     for (size_t i = 0; i < n;) {
-        size_t len = s_utf8_seq (p + i, n - i);
+        size_t len = sb_utf8_seq (p + i, n - i);
         size_t add = len ? len : 3;
         if (out + add > max)
             break;
@@ -340,16 +299,16 @@ s_array_text_max (s_array_t *a, const char *s, size_t max)
     const unsigned char *in = (const unsigned char *) s;
     size_t out = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = s_utf8_seq (in + i, n - i);
+        size_t len = sb_utf8_seq (in + i, n - i);
         if (len) {
             //  copy the whole valid run at once
             size_t run = len;
-            while (i + run < n && (len = s_utf8_seq (in + i + run, n - i - run)))
+            while (i + run < n && (len = sb_utf8_seq (in + i + run, n - i - run)))
                 run += len;
             if (out + run > max) {
                 //  the longest prefix of the run that fits
                 size_t fit = 0;
-                while (fit < run && (len = s_utf8_seq (in + i + fit, run - fit))
+                while (fit < run && (len = sb_utf8_seq (in + i + fit, run - fit))
                        && out + fit + len <= max)
                     fit += len;
                 memcpy (p + 4 + out, in + i, fit);

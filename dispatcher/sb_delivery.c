@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "sb_event.h"
+#include "sb_actor.h"
 #include "sb_log.h"
 #include "sb_outcome.h"
 #include "sb_sender.h"
@@ -256,8 +257,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
 {
     s_args_t *args = (s_args_t *) arg;
     self_t *self = s_self_new (pipe, args);
-    zsock_signal (pipe, 0);
-    zstr_send (pipe, self ? "OK" : "FAILED");
+    sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
     if (s_self_db (self)) {
@@ -364,13 +364,8 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     args->metrics = metrics;
     if (!args->conninfo || !args->outcomes || !args->wake)
         goto fail;
-    self->actor = zactor_new (s_delivery_actor, args);
+    self->actor = sb_actor_new (s_delivery_actor, args);
     if (!self->actor)
-        goto fail;
-    char *status = zstr_recv (self->actor);
-    bool ok = status && streq (status, "OK");
-    zstr_free (&status);
-    if (!ok)
         goto fail;
     return self;
 fail:

@@ -69,6 +69,7 @@
 #include <string.h>
 
 #include "sb_event.h"
+#include "sb_actor.h"
 #include "sb_log.h"
 #include "sb_outcome.h"
 #include "sb_replay.h"
@@ -1005,8 +1006,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
 {
     s_args_t *args = (s_args_t *) arg;
     self_t *self = s_self_new (pipe, args);
-    zsock_signal (pipe, 0);
-    zstr_send (pipe, self ? "OK" : "FAILED");
+    sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
     //  Connect now, so /readyz tells the truth from the start.
@@ -1118,13 +1118,8 @@ sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
         || !self->args->outcomes || !self->args->wake)
         goto fail;
-    self->actor = zactor_new (s_ingest_actor, self->args);
+    self->actor = sb_actor_new (s_ingest_actor, self->args);
     if (!self->actor)
-        goto fail;
-    char *status = zstr_recv (self->actor);
-    bool ok = status && streq (status, "OK");
-    zstr_free (&status);
-    if (!ok)
         goto fail;
     return self;
 fail:

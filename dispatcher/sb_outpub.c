@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb_actor.h"
 #include "sb_log.h"
 
 #define S_BURST 1000  //  messages forwarded before the pipe is looked at again
@@ -111,8 +112,7 @@ static void
 s_outpub_actor (zsock_t *pipe, void *arg)
 {
     self_t *self = s_self_new (pipe, (const s_args_t *) arg);
-    zsock_signal (pipe, 0);  //  zactor_new returns
-    zstr_send (pipe, self ? "OK" : "FAIL");
+    sb_actor_started (pipe, self != NULL);
     while (self && !self->terminated) {
         void *which = zpoller_wait (self->poller, -1);
         if (which == self->pipe)
@@ -137,13 +137,8 @@ sb_outpub_new (const char *pull_endpoint, const char *pub_endpoints,
     self->args.security = security;
     if (!self->args.pull_endpoint || !self->args.pub_endpoints)
         goto fail;
-    self->actor = zactor_new (s_outpub_actor, &self->args);
+    self->actor = sb_actor_new (s_outpub_actor, &self->args);
     if (!self->actor)
-        goto fail;
-    char *status = zstr_recv (self->actor);
-    bool ok = status && streq (status, "OK");
-    zstr_free (&status);
-    if (!ok)
         goto fail;
     return self;
 fail:

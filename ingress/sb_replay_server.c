@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb_actor.h"
 #include "sb_log.h"
 #include "sb_replay.h"
 
@@ -926,8 +927,7 @@ s_replay_actor (zsock_t *pipe, void *args)
         s_consumers_load (self);
         s_hold (self, s_now_ms ());
     }
-    zsock_signal (pipe, 0);
-    zstr_send (pipe, self ? "OK" : "FAILED");
+    sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
     atomic_store (&server->ready, true);
@@ -981,13 +981,8 @@ sb_replay_server_new (const sb_config_t *config, const sb_zmq_security_t *securi
                   self->ingress_id);
         goto fail;
     }
-    self->actor = zactor_new (s_replay_actor, self);
+    self->actor = sb_actor_new (s_replay_actor, self);
     if (!self->actor)
-        goto fail;
-    char *status = zstr_recv (self->actor);
-    bool ok = status && streq (status, "OK");
-    zstr_free (&status);
-    if (!ok)
         goto fail;
     return self;
 fail:

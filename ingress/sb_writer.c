@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb_actor.h"
 #include "sb_log.h"
 
 #define S_BATCH_MAX_REQUESTS 512
@@ -381,9 +382,7 @@ s_writer_actor (zsock_t *pipe, void *args)
 {
     sb_writer_t *writer = (sb_writer_t *) args;
     self_t *self = s_self_new (pipe, writer);
-    zsock_signal (pipe, 0);
-    //  zactor_new ignores the signal's status: say how the start went.
-    zstr_send (pipe, self ? "OK" : "FAILED");
+    sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
     atomic_store (&writer->ready, true);
@@ -452,13 +451,8 @@ sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
     self->pub_endpoints = strdup (sb_config_str (config, "SB_PUB"));
     if (!self->ingress_id || !self->journal_dir || !self->pub_endpoints || self->wake_fd < 0)
         goto fail;
-    self->actor = zactor_new (s_writer_actor, self);
+    self->actor = sb_actor_new (s_writer_actor, self);
     if (!self->actor)
-        goto fail;
-    char *status = zstr_recv (self->actor);
-    bool ok = status && streq (status, "OK");
-    zstr_free (&status);
-    if (!ok)
         goto fail;
     sb_info ("writer", "journal open dir=%s next_seq=%llu epoch=%s",
              sb_config_str (config, "SB_JOURNAL_DIR"),

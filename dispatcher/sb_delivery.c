@@ -2,15 +2,17 @@
 
     DESIGN
     One actor thread owns a PostgreSQL connection of its own and the
-    sb_sender (libcurl multi). It claims due outbox rows (pending and
+    sb_sender (libcurl multi). It drives the transfers and, each turn,
+    records the results of the finished ones (sent, retry later with
+    backoff, failed, dead) and claims due outbox rows (pending and
     next_attempt_at <= now, marked sending), as many as the sender has room
-    for, hands them to the sender, drives the transfers, and records each
-    result (sb_store_record: sent, retry later with backoff, failed, dead).
-    It claims again when the ingest actor says new rows exist (a WAKE on an
-    inproc PULL), when a transfer ends, and every 100 ms for retries that
-    came due. Results that cannot be recorded (PostgreSQL down) are kept in
-    memory and recorded when it is back: a row stays "sending" until then,
-    and a dispatcher that dies meanwhile resends it after restart
+    for, in one transaction and one round trip (sb_store_settle); the
+    claimed rows go to the sender once that commits. It claims when the
+    ingest actor says new rows exist (a WAKE on an inproc PULL), when a
+    transfer ends, and every 100 ms for retries that came due. Results that
+    cannot be recorded (PostgreSQL down) are kept in memory and recorded
+    when it is back: a row stays "sending" until then, and a dispatcher
+    that dies meanwhile resends it after restart
     (sb_store_recover) — the at-most-the-sends-in-flight double send the
     providers' APIs make unavoidable, as they take no idempotency key.
 */
@@ -40,9 +42,7 @@ typedef struct {
     char *conninfo;            //  DATABASE_URL
     char *outcomes;            //  inproc endpoint of the outcome PULL
     char *wake;                //  inproc endpoint this actor binds for WAKE
-    int max_attempts;          //  SB_SEND_MAX_ATTEMPTS
-    int64_t backoff_base_ms;   //  SB_SEND_BACKOFF_BASE_MS
-    int64_t backoff_max_ms;    //  SB_SEND_BACKOFF_MAX_MS
+    sb_store_retry_t retry;    //  SB_SEND_MAX_ATTEMPTS, SB_SEND_BACKOFF_BASE_MS and _MAX_MS
     sb_metrics_t *metrics;     //  borrowed
 } s_args_t;
 
@@ -170,45 +170,6 @@ s_self_publish (self_t *self, const sb_send_result_t *r, bool dead)
     sb_outcome_send (self->push, kind, o);
 }
 
-//  Record the results held in memory, oldest first, up to S_RECORD_BATCH in
-//  one transaction: one commit for many sends. Outcomes are published and
-//  results dropped only once that commit succeeded; on failure the same
-//  results are recorded again later (recording is idempotent per state).
-static void
-s_self_record (self_t *self)
-{
-    while (self->pending_count > 0) {
-        if (!s_self_db (self))
-            return;
-        size_t n = self->pending_count < S_RECORD_BATCH ? self->pending_count : S_RECORD_BATCH;
-        bool dead[S_RECORD_BATCH];
-        bool ok = sb_store_begin (self->store) == 0;
-        for (size_t i = 0; ok && i < n; i++) {
-            int rc = sb_store_record (self->store, &self->pending[i], self->args->max_attempts,
-                                      self->args->backoff_base_ms, self->args->backoff_max_ms);
-            ok = rc >= 0;
-            dead[i] = rc == 1;  //  a retry past the last attempt
-        }
-        if (ok)
-            ok = sb_store_commit (self->store) == 0;
-        else if (self->store)
-            sb_store_commit (self->store);  //  ends the failed transaction (rolled back)
-        if (!ok) {
-            s_self_db (self);
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (dead[i])
-                sb_metric_add (self->m_dead, 1);
-            s_self_publish (self, &self->pending[i], dead[i]);
-            sb_outbox_result_free (&self->pending[i]);
-        }
-        memmove (self->pending, self->pending + n,
-                 (self->pending_count - n) * sizeof *self->pending);
-        self->pending_count -= n;
-    }
-}
-
 static void
 s_self_collect (self_t *self)
 {
@@ -224,23 +185,49 @@ s_self_collect (self_t *self)
     }
 }
 
+//  Record the results held in memory, oldest first, up to S_RECORD_BATCH
+//  at a time, and (when claim) claim as many due rows as the sender has
+//  room for: one transaction and one round trip for both (sb_store_settle).
+//  Outcomes are published, results dropped and claimed rows handed to the
+//  sender only once that commit succeeded; on failure the same results
+//  are recorded again later.
 static void
-s_self_claim (self_t *self)
+s_self_settle (self_t *self, bool claim)
 {
-    size_t room = sb_sender_room (self->sender);
-    if (room == 0 || self->pending_count > S_PENDING_MAX / 2 || !s_self_db (self))
-        return;
-    sb_outbox_item_t *items = NULL;
-    int n = sb_store_claim (self->store, room, &items);
-    if (n < 0) {
-        s_self_db (self);
-        return;
+    for (;;) {
+        size_t n = self->pending_count < S_RECORD_BATCH ? self->pending_count : S_RECORD_BATCH;
+        size_t room = claim && self->pending_count - n <= S_PENDING_MAX / 2
+                          ? sb_sender_room (self->sender)
+                          : 0;
+        if ((n == 0 && room == 0) || !s_self_db (self))
+            return;
+        bool dead[S_RECORD_BATCH];
+        sb_outbox_item_t *items = NULL;
+        int claimed = sb_store_settle (self->store, self->pending, n, &self->args->retry, dead,
+                                       room, &items);
+        if (claimed < 0) {
+            s_self_db (self);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (dead[i])
+                sb_metric_add (self->m_dead, 1);
+            s_self_publish (self, &self->pending[i], dead[i]);
+            sb_outbox_result_free (&self->pending[i]);
+        }
+        memmove (self->pending, self->pending + n,
+                 (self->pending_count - n) * sizeof *self->pending);
+        self->pending_count -= n;
+        for (int i = 0; i < claimed; i++) {
+            sb_sender_submit (self->sender, &items[i]);
+            sb_outbox_item_free (&items[i]);
+        }
+        free (items);
+        if (room > 0)
+            claim = false;  //  claimed once: the next claim waits for a reason
+        if (self->pending_count == 0)
+            return;
     }
-    for (int i = 0; i < n; i++) {
-        sb_sender_submit (self->sender, &items[i]);
-        sb_outbox_item_free (&items[i]);
-    }
-    free (items);
 }
 
 static void
@@ -271,11 +258,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
     bool claim = true;
     while (!self->terminated) {
         int64_t now = zclock_mono ();
-        if (claim || now >= self->next_claim) {
-            s_self_claim (self);
-            self->next_claim = now + S_POLL_MS;
-            claim = false;
-        }
+        if (now >= self->next_claim)
+            claim = true;  //  retries that came due
         size_t inflight = sb_sender_in_flight (self->sender);
         sb_metric_set (self->m_inflight, (int64_t) inflight);
         if (inflight > 0)
@@ -284,7 +268,12 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         s_self_collect (self);
         if (self->pending_count > before)
             claim = true;  //  a slot opened
-        s_self_record (self);
+        if (claim || self->pending_count > 0) {
+            if (claim)
+                self->next_claim = now + S_POLL_MS;
+            s_self_settle (self, claim);
+            claim = false;
+        }
         if (now >= next_depth) {
             s_self_refresh_depth (self);
             next_depth = now + 1000;
@@ -319,10 +308,10 @@ s_delivery_actor (zsock_t *pipe, void *arg)
     while (sb_sender_in_flight (self->sender) > 0 && zclock_mono () < deadline) {
         sb_sender_perform (self->sender, 50);
         s_self_collect (self);
-        s_self_record (self);
+        s_self_settle (self, false);
     }
     s_self_collect (self);
-    s_self_record (self);
+    s_self_settle (self, false);
     if (self->pending_count || sb_sender_in_flight (self->sender))
         sb_warn ("delivery", "stopping with results=%zu unrecorded and sends=%zu in flight",
                  self->pending_count, sb_sender_in_flight (self->sender));
@@ -358,9 +347,9 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
     args->outcomes = strdup (outcomes_endpoint);
     args->wake = strdup (wake_endpoint);
-    args->max_attempts = (int) sb_config_int (config, "SB_SEND_MAX_ATTEMPTS");
-    args->backoff_base_ms = sb_config_int (config, "SB_SEND_BACKOFF_BASE_MS");
-    args->backoff_max_ms = sb_config_int (config, "SB_SEND_BACKOFF_MAX_MS");
+    args->retry.max_attempts = (int) sb_config_int (config, "SB_SEND_MAX_ATTEMPTS");
+    args->retry.backoff_base_ms = sb_config_int (config, "SB_SEND_BACKOFF_BASE_MS");
+    args->retry.backoff_max_ms = sb_config_int (config, "SB_SEND_BACKOFF_MAX_MS");
     args->metrics = metrics;
     if (!args->conninfo || !args->outcomes || !args->wake)
         goto fail;

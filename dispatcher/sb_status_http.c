@@ -94,7 +94,9 @@ sb_status_http_new (const char *listen, sb_metrics_t *metrics, sb_status_ready_f
     self->arg = arg;
     const char *options[] = {"listening_ports", listen, "num_threads", "4",
                              "request_timeout_ms", "5000", "enable_keep_alive", "yes",
-                             "keep_alive_timeout_ms", "5000", NULL};
+                             "keep_alive_timeout_ms", "5000",
+                             //  no Nagle wait between a head and its body
+                             "tcp_nodelay", "1", NULL};
     struct mg_callbacks callbacks = {0};
     callbacks.begin_request = s_begin_request;
     callbacks.log_message = s_log_message;

@@ -559,6 +559,106 @@ static const char s_cursor_sql [] =
     " THEN GREATEST (c.last_seq, EXCLUDED.last_seq) ELSE EXCLUDED.last_seq END,"
     " epoch = EXCLUDED.epoch, updated_at = now ()";
 
+//  The outbox statements (text parameters).
+
+//  Claim due rows ($1 at most): pending and due, oldest due first, marked
+//  sending. SKIP LOCKED: rows another transaction holds are left to it.
+static const char s_claim_sql [] =
+    "UPDATE outbox o SET state = 'sending', updated_at = now ()"
+    " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
+    " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+    " WHERE o.id = d.id"
+    " RETURNING o.id, o.kind, o.provider, o.channel, o.account, o.from_addr, o.to_addr,"
+    " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts";
+
+//  SENT for a reply: the provider's id on the outbox row and on the
+//  outbound message, with the best status already received for that id.
+static const char s_record_sent_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET state = 'sent', provider_id = NULLIF ($2, ''), attempts = attempts + 1,"
+    " last_error = '', updated_at = now ()"
+    " WHERE id = $1 RETURNING id, provider),"
+    " best AS ("
+    " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
+    " FROM events e JOIN o ON e.provider = o.provider"
+    " WHERE e.kind = 'status' AND e.provider_id = $2 AND e.provider_id <> ''"
+    " ORDER BY 3 DESC, e.id LIMIT 1),"
+    " msg AS ("
+    " UPDATE messages m SET provider_id = NULLIF ($2, ''),"
+    " status = CASE WHEN best.rank > m.status_rank THEN best.status ELSE m.status END,"
+    " status_rank = GREATEST (m.status_rank, COALESCE (best.rank, 0)),"
+    " error_code = CASE WHEN best.rank > m.status_rank AND best.error_code <> ''"
+    " THEN best.error_code ELSE m.error_code END,"
+    " updated_at = now ()"
+    " FROM o LEFT JOIN best ON true WHERE m.outbox_id = o.id RETURNING m.id)"
+    " SELECT id FROM o";
+
+//  SENT for a forward: the bot's text becomes a reply due now, unless the
+//  contact opted out meanwhile or the WhatsApp window closed ($3 ms).
+static const char s_record_bot_sql [] =
+    "WITH cur AS ("
+    " SELECT o.id, o.channel, COALESCE (c.opted_out, false) AS opted_out, c.last_inbound_at"
+    " FROM outbox o LEFT JOIN contacts c"
+    " ON c.provider = o.provider AND c.channel = o.channel AND c.address = o.to_addr"
+    " WHERE o.id = $1),"
+    " d AS ("
+    " SELECT id, CASE WHEN $2 = '' THEN 'bot_no_reply'"
+    " WHEN opted_out THEN 'opted_out'"
+    " WHEN channel = 'voice' THEN 'unsupported_channel'"
+    " WHEN channel = 'whatsapp' AND (last_inbound_at IS NULL"
+    " OR last_inbound_at < now () - $3::int8 * interval '1 millisecond') THEN 'outside_window'"
+    " ELSE '' END AS reason FROM cur),"
+    " o AS ("
+    " UPDATE outbox SET kind = CASE WHEN $2 = '' THEN kind ELSE 'reply' END, body = $2,"
+    " state = CASE WHEN d.reason = '' THEN 'pending' ELSE 'not_sent' END, reason = d.reason,"
+    " attempts = 0, next_attempt_at = now (), last_error = '', updated_at = now ()"
+    " FROM d WHERE outbox.id = d.id"
+    " RETURNING outbox.id, outbox.state, outbox.reason, outbox.provider, outbox.channel,"
+    " outbox.account, outbox.from_addr, outbox.to_addr, outbox.body, outbox.event_id),"
+    " msg AS ("
+    " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
+    " message_type, body, status, status_rank, event_id, outbox_id)"
+    " SELECT 'outbound', provider, channel, to_addr, from_addr, account, 'text', body, 'queued',"
+    " sb_status_rank ('queued'), event_id, id FROM o WHERE state = 'pending' RETURNING id)"
+    " SELECT id, state, reason FROM o";
+
+//  RETRY: back off ($3 base, $4 max, jitter in (0.5, 1]; at least $5
+//  Retry-After ms), or dead after $2 attempts.
+static const char s_record_retry_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET attempts = attempts + 1,"
+    " state = CASE WHEN attempts + 1 >= $2::int THEN 'dead' ELSE 'pending' END,"
+    " next_attempt_at = now () + GREATEST ("
+    " LEAST ($4::float8, $3::float8 * power (2::float8, LEAST (attempts, 60)))"
+    " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
+    " last_error = $6, updated_at = now ()"
+    " WHERE id = $1 RETURNING id, state, next_attempt_at),"
+    " msg AS ("
+    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
+    " error_code = $7, updated_at = now ()"
+    " FROM o WHERE m.outbox_id = o.id AND o.state = 'dead'"
+    " AND m.status_rank < sb_status_rank ('failed') RETURNING m.id)"
+    " SELECT id, state, (extract (epoch FROM next_attempt_at - now ()) * 1000)::int8 FROM o";
+
+//  FINAL: failed; the contact opted out when the provider says so ($4).
+static const char s_record_final_sql [] =
+    "WITH o AS ("
+    " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
+    " updated_at = now ()"
+    " WHERE id = $1 RETURNING id, provider, channel, to_addr),"
+    " msg AS ("
+    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
+    " error_code = $3, updated_at = now ()"
+    " FROM o WHERE m.outbox_id = o.id AND m.status_rank < sb_status_rank ('failed')"
+    " RETURNING m.id),"
+    " opt AS ("
+    " INSERT INTO contacts AS c (provider, channel, address, opted_out, opted_out_at)"
+    " SELECT provider, channel, to_addr, true, now () FROM o WHERE $4::bool AND to_addr <> ''"
+    " ON CONFLICT (provider, channel, address) DO UPDATE SET opted_out = true,"
+    " opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at ELSE now () END,"
+    " updated_at = now () RETURNING 1)"
+    " SELECT id FROM o";
+
 typedef struct {
     const char *name;   //  prepared statement name
     const char *sql;    //  its text
@@ -569,6 +669,9 @@ static const s_statement_t s_statements [] = {
     {"sb_contacts", s_contacts_sql}, {"sb_messages", s_messages_sql},
     {"sb_outbox", s_outbox_sql},     {"sb_status", s_status_sql},
     {"sb_cursor", s_cursor_sql},
+    {"sb_claim", s_claim_sql},       {"sb_record_sent", s_record_sent_sql},
+    {"sb_record_bot", s_record_bot_sql}, {"sb_record_retry", s_record_retry_sql},
+    {"sb_record_final", s_record_final_sql},
 };
 
 //  ---------------------------------------------------------------------
@@ -1035,6 +1138,37 @@ s_send_sql (sb_store_t *self, const char *sql)
         return -1;
     }
     return 0;
+}
+
+//  Queue COMMIT and end the pipeline.
+static int
+s_send_commit (sb_store_t *self)
+{
+    if (s_send_sql (self, "COMMIT"))
+        return -1;
+    if (!PQpipelineSync (self->conn)) {
+        s_log_result (self, NULL, "pipeline sync");
+        return -1;
+    }
+    return 0;
+}
+
+//  Take COMMIT's answer and the pipeline's end: true when committed
+//  (COMMIT of a transaction that failed answers ROLLBACK); *synced when
+//  the end of the pipeline came as expected.
+static bool
+s_take_commit (sb_store_t *self, bool *synced)
+{
+    *synced = false;
+    PGresult *r = s_take (self, PGRES_COMMAND_OK, "commit");
+    if (!r)
+        return false;
+    bool committed = strcmp (PQcmdStatus (r), "COMMIT") == 0;
+    PQclear (r);
+    r = PQgetResult (self->conn);
+    *synced = r && PQresultStatus (r) == PGRES_PIPELINE_SYNC;
+    PQclear (r);
+    return committed;
 }
 
 //  ---------------------------------------------------------------------
@@ -1535,12 +1669,8 @@ s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *s
         if (sent [i] && s_send_table (self, names [i], tables [i]))
             return -1;
     }
-    if (s_send_sql (self, "COMMIT"))
+    if (s_send_commit (self))
         return -1;
-    if (!PQpipelineSync (self->conn)) {
-        s_log_result (self, NULL, "pipeline sync");
-        return -1;
-    }
     *synced = true;
     if (s_flush (self))
         return -1;
@@ -1551,15 +1681,8 @@ s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *s
         if (i == STATUS)
             stats->statuses = (size_t) rows;
     }
-    PGresult *r = s_take (self, PGRES_COMMAND_OK, "COMMIT");
-    if (!r)
-        return -1;
-    //  COMMIT of a transaction that failed answers ROLLBACK.
-    bool committed = strcmp (PQcmdStatus (r), "COMMIT") == 0;
-    PQclear (r);
-    r = PQgetResult (self->conn);
-    bool sync = r && PQresultStatus (r) == PGRES_PIPELINE_SYNC;
-    PQclear (r);
+    bool sync;
+    bool committed = s_take_commit (self, &sync);
     if (!committed || !sync) {
         sb_error (S_MODULE, "batch not committed count=%zu", b->count);
         return -1;
@@ -1695,44 +1818,24 @@ s_item_cmp (const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int
-sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
+//  The rows a claim returned as items, sorted by id; *items NULL when none.
+//  Count, or -1 when out of memory (the rows stay "sending" until
+//  sb_store_recover).
+static int
+s_claimed_items (const PGresult *r, sb_outbox_item_t **items)
 {
     *items = NULL;
-    if (max == 0)
-        return 0;
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    if (max > 10000)
-        max = 10000;
-    char limit [24];
-    snprintf (limit, sizeof limit, "%zu", max);
-    const char *params [] = {limit};
-    PGresult *r = s_exec (
-        self,
-        "UPDATE outbox o SET state = 'sending', updated_at = now ()"
-        " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
-        " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
-        " WHERE o.id = d.id"
-        " RETURNING o.id, o.kind, o.provider, o.channel, o.account, o.from_addr, o.to_addr,"
-        " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts",
-        1, params, PGRES_TUPLES_OK, "claim outbox");
-    if (!r)
-        return -1;
     int rows = PQntuples (r);
-    if (rows == 0) {
-        PQclear (r);
+    if (rows == 0)
         return 0;
-    }
     sb_outbox_item_t *list = calloc ((size_t) rows, sizeof (*list));
     if (!list) {
-        PQclear (r);
+        sb_error (S_MODULE, "out of memory claiming outbox rows");
         return -1;
     }
-    int n = 0;
     bool oom = false;
     for (int row = 0; row < rows && !oom; row++) {
-        sb_outbox_item_t *it = &list [n];
+        sb_outbox_item_t *it = &list [row];
         int64_t id = 0, timeout = 0, attempts = 0;
         s_parse_int64 (PQgetvalue (r, row, 0), &id);
         s_parse_int64 (PQgetvalue (r, row, 10), &timeout);
@@ -1750,20 +1853,23 @@ sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
         for (size_t k = 0; k < sizeof columns / sizeof columns [0]; k++)
             if (!(*strings [k] = strdup (PQgetvalue (r, row, columns [k]))))
                 oom = true;
-        n++;
     }
-    PQclear (r);
     if (oom) {
-        //  The rows stay "sending" until sb_store_recover.
         sb_error (S_MODULE, "out of memory claiming outbox rows");
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < rows; i++)
             sb_outbox_item_free (&list [i]);
         free (list);
         return -1;
     }
-    qsort (list, (size_t) n, sizeof (*list), s_item_cmp);
+    qsort (list, (size_t) rows, sizeof (*list), s_item_cmp);
     *items = list;
-    return n;
+    return rows;
+}
+
+int
+sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
+{
+    return sb_store_settle (self, NULL, 0, NULL, NULL, max, items);
 }
 
 int
@@ -1785,106 +1891,35 @@ sb_store_recover (sb_store_t *self)
     return (int) n;
 }
 
-//  SENT for a reply: the provider's id on the outbox row and on the
-//  outbound message, with the best status already received for that id.
-static const char s_record_sent_sql [] =
-    "WITH o AS ("
-    " UPDATE outbox SET state = 'sent', provider_id = NULLIF ($2, ''), attempts = attempts + 1,"
-    " last_error = '', updated_at = now ()"
-    " WHERE id = $1 RETURNING id, provider),"
-    " best AS ("
-    " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
-    " FROM events e JOIN o ON e.provider = o.provider"
-    " WHERE e.kind = 'status' AND e.provider_id = $2 AND e.provider_id <> ''"
-    " ORDER BY 3 DESC, e.id LIMIT 1),"
-    " msg AS ("
-    " UPDATE messages m SET provider_id = NULLIF ($2, ''),"
-    " status = CASE WHEN best.rank > m.status_rank THEN best.status ELSE m.status END,"
-    " status_rank = GREATEST (m.status_rank, COALESCE (best.rank, 0)),"
-    " error_code = CASE WHEN best.rank > m.status_rank AND best.error_code <> ''"
-    " THEN best.error_code ELSE m.error_code END,"
-    " updated_at = now ()"
-    " FROM o LEFT JOIN best ON true WHERE m.outbox_id = o.id RETURNING m.id)"
-    " SELECT id FROM o";
+//  One send result as a prepared statement with its text parameters.
+typedef struct {
+    const char *name;             //  prepared statement
+    const char *what;             //  what it does, for logs
+    int nparams;                  //  parameters used
+    const char *values [7];       //  the parameters (into the buffers below, or static)
+    char id [24];                 //  outbox id as text
+    char numbers [4][24];         //  retry: attempts, backoff base, cap, Retry-After
+    char window [24];             //  bot answer: the WhatsApp window, ms
+    char *error;                  //  outbox.last_error, owned
+    char *code;                   //  the provider's error code, owned
+    char *text;                   //  provider id or bot text, owned
+} s_record_t;
 
-//  SENT for a forward: the bot's text becomes a reply due now, unless the
-//  contact opted out meanwhile or the WhatsApp window closed ($3 ms).
-static const char s_record_bot_sql [] =
-    "WITH cur AS ("
-    " SELECT o.id, o.channel, COALESCE (c.opted_out, false) AS opted_out, c.last_inbound_at"
-    " FROM outbox o LEFT JOIN contacts c"
-    " ON c.provider = o.provider AND c.channel = o.channel AND c.address = o.to_addr"
-    " WHERE o.id = $1),"
-    " d AS ("
-    " SELECT id, CASE WHEN $2 = '' THEN 'bot_no_reply'"
-    " WHEN opted_out THEN 'opted_out'"
-    " WHEN channel = 'voice' THEN 'unsupported_channel'"
-    " WHEN channel = 'whatsapp' AND (last_inbound_at IS NULL"
-    " OR last_inbound_at < now () - $3::int8 * interval '1 millisecond') THEN 'outside_window'"
-    " ELSE '' END AS reason FROM cur),"
-    " o AS ("
-    " UPDATE outbox SET kind = CASE WHEN $2 = '' THEN kind ELSE 'reply' END, body = $2,"
-    " state = CASE WHEN d.reason = '' THEN 'pending' ELSE 'not_sent' END, reason = d.reason,"
-    " attempts = 0, next_attempt_at = now (), last_error = '', updated_at = now ()"
-    " FROM d WHERE outbox.id = d.id"
-    " RETURNING outbox.id, outbox.state, outbox.reason, outbox.provider, outbox.channel,"
-    " outbox.account, outbox.from_addr, outbox.to_addr, outbox.body, outbox.event_id),"
-    " msg AS ("
-    " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
-    " message_type, body, status, status_rank, event_id, outbox_id)"
-    " SELECT 'outbound', provider, channel, to_addr, from_addr, account, 'text', body, 'queued',"
-    " sb_status_rank ('queued'), event_id, id FROM o WHERE state = 'pending' RETURNING id)"
-    " SELECT id, state, reason FROM o";
-
-//  RETRY: back off ($3 base, $4 max, jitter in (0.5, 1]; at least $5
-//  Retry-After ms), or dead after $2 attempts.
-static const char s_record_retry_sql [] =
-    "WITH o AS ("
-    " UPDATE outbox SET attempts = attempts + 1,"
-    " state = CASE WHEN attempts + 1 >= $2::int THEN 'dead' ELSE 'pending' END,"
-    " next_attempt_at = now () + GREATEST ("
-    " LEAST ($4::float8, $3::float8 * power (2::float8, LEAST (attempts, 60)))"
-    " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
-    " last_error = $6, updated_at = now ()"
-    " WHERE id = $1 RETURNING id, state, next_attempt_at),"
-    " msg AS ("
-    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
-    " error_code = $7, updated_at = now ()"
-    " FROM o WHERE m.outbox_id = o.id AND o.state = 'dead'"
-    " AND m.status_rank < sb_status_rank ('failed') RETURNING m.id)"
-    " SELECT id, state, (extract (epoch FROM next_attempt_at - now ()) * 1000)::int8 FROM o";
-
-//  FINAL: failed; the contact opted out when the provider says so ($4).
-static const char s_record_final_sql [] =
-    "WITH o AS ("
-    " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
-    " updated_at = now ()"
-    " WHERE id = $1 RETURNING id, provider, channel, to_addr),"
-    " msg AS ("
-    " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
-    " error_code = $3, updated_at = now ()"
-    " FROM o WHERE m.outbox_id = o.id AND m.status_rank < sb_status_rank ('failed')"
-    " RETURNING m.id),"
-    " opt AS ("
-    " INSERT INTO contacts AS c (provider, channel, address, opted_out, opted_out_at)"
-    " SELECT provider, channel, to_addr, true, now () FROM o WHERE $4::bool AND to_addr <> ''"
-    " ON CONFLICT (provider, channel, address) DO UPDATE SET opted_out = true,"
-    " opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at ELSE now () END,"
-    " updated_at = now () RETURNING 1)"
-    " SELECT id FROM o";
-
-int
-sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
-                 int64_t backoff_base_ms, int64_t backoff_max_ms)
+static void
+s_record_free (s_record_t *rec)
 {
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    char id [24];
-    snprintf (id, sizeof id, "%" PRId64, result->id);
-    char *error = NULL, *code = NULL, *text = NULL;
-    bool dead = false;
-    int rc = -1;
-    PGresult *r = NULL;
+    free (rec->error);
+    free (rec->code);
+    free (rec->text);
+}
+
+//  Build rec for result. 0, or -1 (out of memory, unknown outcome; logged).
+static int
+s_record_build (const sb_store_t *self, const sb_send_result_t *result,
+                const sb_store_retry_t *retry, s_record_t *rec)
+{
+    memset (rec, 0, sizeof (*rec));
+    snprintf (rec->id, sizeof rec->id, "%" PRId64, result->id);
     //  outbox.last_error: "http=429 code=20429 what happened"
     char head [64] = "";
     if (result->http_status)
@@ -1893,86 +1928,212 @@ sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attem
                + strlen (s_str (result->error)) + 8;
     char *joined = malloc (len);
     if (!joined)
-        return -1;
+        goto oom;
     if (result->error_code && *result->error_code)
         snprintf (joined, len, "%scode=%s %s", head, result->error_code, s_str (result->error));
     else
         snprintf (joined, len, "%s%s", head, s_str (result->error));
-    error = s_utf8_dup (joined, S_ERROR_MAX);
+    rec->error = s_utf8_dup (joined, S_ERROR_MAX);
     free (joined);
-    code = s_utf8_dup (result->error_code, 64);
-    if (!error || !code)
-        goto done;
+    rec->code = s_utf8_dup (result->error_code, 64);
+    if (!rec->error || !rec->code)
+        goto oom;
+    rec->values [0] = rec->id;
 
     if (result->outcome == SB_SEND_SENT && result->kind == SB_OUTBOX_FORWARD) {
-        if (!(text = s_utf8_dup (result->bot_text, 4096)))
-            goto done;
-        char window [24];
-        snprintf (window, sizeof window, "%" PRId64, self->window_ms);
-        const char *params [] = {id, text, window};
-        if (!(r = s_exec (self, s_record_bot_sql, 3, params, PGRES_TUPLES_OK, "record bot answer")))
-            goto done;
-        if (PQntuples (r) == 1)
-            sb_debug (S_MODULE, "bot answered id=%s state=%s reason=%s", id, PQgetvalue (r, 0, 1),
-                      PQgetvalue (r, 0, 2));
+        if (!(rec->text = s_utf8_dup (result->bot_text, 4096)))
+            goto oom;
+        snprintf (rec->window, sizeof rec->window, "%" PRId64, self->window_ms);
+        rec->name = "sb_record_bot";
+        rec->what = "record bot answer";
+        rec->nparams = 3;
+        rec->values [1] = rec->text;
+        rec->values [2] = rec->window;
     }
     else
     if (result->outcome == SB_SEND_SENT) {
-        if (!(text = s_utf8_dup (result->provider_id, S_KEY_MAX)))
-            goto done;
-        const char *params [] = {id, text};
-        if (!(r = s_exec (self, s_record_sent_sql, 2, params, PGRES_TUPLES_OK, "record sent")))
-            goto done;
+        if (!(rec->text = s_utf8_dup (result->provider_id, S_KEY_MAX)))
+            goto oom;
+        rec->name = "sb_record_sent";
+        rec->what = "record sent";
+        rec->nparams = 2;
+        rec->values [1] = rec->text;
     }
     else
     if (result->outcome == SB_SEND_RETRY) {
-        if (max_attempts < 1)
-            max_attempts = 1;
-        if (backoff_base_ms < 1)
-            backoff_base_ms = 1;
-        if (backoff_max_ms < backoff_base_ms)
-            backoff_max_ms = backoff_base_ms;
-        int64_t retry_after = result->retry_after_ms;
-        if (retry_after < 0)
-            retry_after = 0;
-        if (retry_after > 24LL * 3600 * 1000)
-            retry_after = 24LL * 3600 * 1000;
-        char smax [16], sbase [24], scap [24], safter [24];
-        snprintf (smax, sizeof smax, "%d", max_attempts);
-        snprintf (sbase, sizeof sbase, "%" PRId64, backoff_base_ms);
-        snprintf (scap, sizeof scap, "%" PRId64, backoff_max_ms);
-        snprintf (safter, sizeof safter, "%" PRId64, retry_after);
-        const char *params [] = {id, smax, sbase, scap, safter, error, code};
-        if (!(r = s_exec (self, s_record_retry_sql, 7, params, PGRES_TUPLES_OK, "record retry")))
-            goto done;
-        if (PQntuples (r) == 1) {
-            dead = strcmp (PQgetvalue (r, 0, 1), "dead") == 0;
-            if (dead)
-                sb_warn (S_MODULE, "outbox row dead id=%s max_attempts=%d error=\"%s\"", id,
-                         max_attempts, error);
-            else
-                sb_debug (S_MODULE, "outbox retry id=%s in_ms=%s", id, PQgetvalue (r, 0, 2));
-        }
+        int max_attempts = retry && retry->max_attempts > 0 ? retry->max_attempts : 1;
+        int64_t base = retry && retry->backoff_base_ms > 0 ? retry->backoff_base_ms : 1;
+        int64_t cap = retry && retry->backoff_max_ms > base ? retry->backoff_max_ms : base;
+        int64_t after = result->retry_after_ms;
+        if (after < 0)
+            after = 0;
+        if (after > 24LL * 3600 * 1000)
+            after = 24LL * 3600 * 1000;
+        snprintf (rec->numbers [0], sizeof rec->numbers [0], "%d", max_attempts);
+        snprintf (rec->numbers [1], sizeof rec->numbers [1], "%" PRId64, base);
+        snprintf (rec->numbers [2], sizeof rec->numbers [2], "%" PRId64, cap);
+        snprintf (rec->numbers [3], sizeof rec->numbers [3], "%" PRId64, after);
+        rec->name = "sb_record_retry";
+        rec->what = "record retry";
+        rec->nparams = 7;
+        for (int k = 0; k < 4; k++)
+            rec->values [1 + k] = rec->numbers [k];
+        rec->values [5] = rec->error;
+        rec->values [6] = rec->code;
     }
     else
     if (result->outcome == SB_SEND_FINAL) {
-        const char *params [] = {id, error, code, result->opt_out ? "true" : "false"};
-        if (!(r = s_exec (self, s_record_final_sql, 4, params, PGRES_TUPLES_OK, "record final")))
-            goto done;
+        rec->name = "sb_record_final";
+        rec->what = "record final";
+        rec->nparams = 4;
+        rec->values [1] = rec->error;
+        rec->values [2] = rec->code;
+        rec->values [3] = result->opt_out ? "true" : "false";
     }
     else {
-        sb_error (S_MODULE, "unknown send outcome=%d id=%s", (int) result->outcome, id);
+        sb_error (S_MODULE, "unknown send outcome=%d id=%s", (int) result->outcome, rec->id);
+        s_record_free (rec);
+        return -1;
+    }
+    return 0;
+oom:
+    sb_error (S_MODULE, "out of memory recording a send id=%" PRId64, result->id);
+    s_record_free (rec);
+    return -1;
+}
+
+//  What a record statement answered: true when a retry made the row dead.
+static bool
+s_record_done (const s_record_t *rec, const PGresult *r)
+{
+    if (PQntuples (r) == 0) {
+        sb_warn (S_MODULE, "outbox row not found id=%s", rec->id);
+        return false;
+    }
+    if (strcmp (rec->name, "sb_record_bot") == 0)
+        sb_debug (S_MODULE, "bot answered id=%s state=%s reason=%s", rec->id, PQgetvalue (r, 0, 1),
+                  PQgetvalue (r, 0, 2));
+    if (strcmp (rec->name, "sb_record_retry") != 0)
+        return false;
+    bool dead = strcmp (PQgetvalue (r, 0, 1), "dead") == 0;
+    if (dead)
+        sb_warn (S_MODULE, "outbox row dead id=%s max_attempts=%s error=\"%s\"", rec->id,
+                 rec->values [1], rec->error);
+    else
+        sb_debug (S_MODULE, "outbox retry id=%s in_ms=%s", rec->id, PQgetvalue (r, 0, 2));
+    return dead;
+}
+
+//  Queue BEGIN, the records, the claim and COMMIT, and end the pipeline.
+static int
+s_settle_send (sb_store_t *self, const s_record_t *recs, size_t count, size_t claim_max)
+{
+    if (s_send_sql (self, "BEGIN"))
+        return -1;
+    for (size_t i = 0; i < count; i++)
+        if (!PQsendQueryPrepared (self->conn, recs [i].name, recs [i].nparams, recs [i].values,
+                                  NULL, NULL, 0)) {
+            s_log_result (self, NULL, recs [i].what);
+            return -1;
+        }
+    if (claim_max) {
+        char limit [24];
+        snprintf (limit, sizeof limit, "%zu", claim_max);
+        const char *params [] = {limit};
+        if (!PQsendQueryPrepared (self->conn, "sb_claim", 1, params, NULL, NULL, 0)) {
+            s_log_result (self, NULL, "claim outbox");
+            return -1;
+        }
+    }
+    return s_send_commit (self);
+}
+
+int
+sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count,
+                 const sb_store_retry_t *retry, bool *dead, size_t claim_max,
+                 sb_outbox_item_t **items)
+{
+    if (items)
+        *items = NULL;
+    else
+        claim_max = 0;
+    if (claim_max > 10000)
+        claim_max = 10000;
+    for (size_t i = 0; dead && i < count; i++)
+        dead [i] = false;
+    if (count == 0 && claim_max == 0)
+        return 0;
+    if (s_ready (self) != 0)
+        return -1;
+    s_record_t *recs = calloc (count ? count : 1, sizeof (*recs));
+    if (!recs) {
+        sb_error (S_MODULE, "out of memory recording sends count=%zu", count);
+        return -1;
+    }
+    int rc = -1;
+    bool synced = false;
+    PGresult *claimed = NULL;
+    size_t built = 0;
+    for (; built < count; built++)
+        if (s_record_build (self, &results [built], retry, &recs [built]) != 0)
+            goto done;
+    if (!PQenterPipelineMode (self->conn)) {
+        s_log_result (self, NULL, "enter pipeline mode");
         goto done;
     }
-    if (PQntuples (r) == 0)
-        sb_warn (S_MODULE, "outbox row not found id=%s", id);
-    rc = dead ? 1 : 0;
-done:
+    if (s_settle_send (self, recs, count, claim_max))
+        goto abort;
+    synced = true;
+    if (s_flush (self))
+        goto abort;
+    PGresult *r = s_take (self, PGRES_COMMAND_OK, "begin");
+    if (!r)
+        goto abort;
     PQclear (r);
-    free (error);
-    free (code);
-    free (text);
+    for (size_t i = 0; i < count; i++) {
+        if (!(r = s_take (self, PGRES_TUPLES_OK, recs [i].what)))
+            goto abort;
+        bool was_dead = s_record_done (&recs [i], r);
+        if (dead)
+            dead [i] = was_dead;
+        PQclear (r);
+    }
+    if (claim_max && !(claimed = s_take (self, PGRES_TUPLES_OK, "claim outbox")))
+        goto abort;
+    bool sync;
+    if (!s_take_commit (self, &sync)) {
+        sb_error (S_MODULE, "send results not committed count=%zu", count);
+        goto abort;
+    }
+    //  Committed: the claimed rows are ours, whatever happens to the
+    //  connection now.
+    if (!sync || !PQexitPipelineMode (self->conn)) {
+        s_log_result (self, NULL, "end of pipeline");
+        s_connect (self);
+    }
+    rc = claimed ? s_claimed_items (claimed, items) : 0;
+    goto done;
+abort:
+    s_pipeline_abort (self, synced);
+    for (size_t i = 0; dead && i < count; i++)
+        dead [i] = false;
+done:
+    PQclear (claimed);
+    for (size_t i = 0; i < built; i++)
+        s_record_free (&recs [i]);
+    free (recs);
     return rc;
+}
+
+int
+sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
+                 int64_t backoff_base_ms, int64_t backoff_max_ms)
+{
+    sb_store_retry_t retry = {max_attempts, backoff_base_ms, backoff_max_ms};
+    bool dead = false;
+    if (sb_store_settle (self, result, 1, &retry, &dead, 0, NULL) != 0)
+        return -1;
+    return dead ? 1 : 0;
 }
 
 int
@@ -1994,34 +2155,6 @@ sb_store_outbox_depth (sb_store_t *self, int64_t depth [6])
         for (int i = 0; i < 6; i++)
             if (strcmp (PQgetvalue (r, row, 0), states [i]) == 0)
                 depth [i] = n;
-    }
-    PQclear (r);
-    return 0;
-}
-
-int
-sb_store_begin (sb_store_t *self)
-{
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    PGresult *r = s_exec (self, "BEGIN", 0, NULL, PGRES_COMMAND_OK, "begin");
-    if (!r)
-        return -1;
-    PQclear (r);
-    return 0;
-}
-
-int
-sb_store_commit (sb_store_t *self)
-{
-    PGresult *r = PQexec (self->conn, "COMMIT");
-    //  COMMIT of a transaction that failed answers ROLLBACK.
-    bool ok = PQresultStatus (r) == PGRES_COMMAND_OK && strcmp (PQcmdStatus (r), "COMMIT") == 0;
-    if (!ok) {
-        s_log_result (self, r, "commit");
-        PQclear (r);
-        PQclear (PQexec (self->conn, "ROLLBACK"));
-        return -1;
     }
     PQclear (r);
     return 0;

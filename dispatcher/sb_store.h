@@ -77,20 +77,32 @@ int sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items);
 //  After a crash, rows left "sending" go back to pending. Count or -1.
 int sb_store_recover (sb_store_t *self);
 
-//  Record a send's outcome: SENT stores the provider id on the outbox row
-//  and the outbound messages row (status queued/sent); RETRY schedules the
-//  next attempt with exponential backoff and jitter (or Retry-After), or
-//  marks the row dead after max_attempts; FINAL marks it failed (and the
-//  contact opted out when result->opt_out). A FORWARD with bot text
-//  becomes a REPLY row due now. 0, 1 when a RETRY made the row dead, or -1.
+//  How a RETRY is scheduled.
+typedef struct {
+    int max_attempts;          //  after this many attempts the row is dead
+    int64_t backoff_base_ms;   //  first backoff; doubled per attempt, jitter in (0.5, 1]
+    int64_t backoff_max_ms;    //  backoff cap (a Retry-After may exceed it)
+} sb_store_retry_t;
+
+//  Record sends' outcomes and claim more rows, in one transaction and one
+//  round trip. Each result: SENT stores the provider id on the outbox row
+//  and the outbound messages row (status queued/sent, or better when its
+//  status arrived first); RETRY schedules the next attempt with
+//  exponential backoff and jitter (or Retry-After), or marks the row dead
+//  after max_attempts (dead[i] true, when dead is not NULL); FINAL marks it
+//  failed (and the contact opted out when result->opt_out). A FORWARD with
+//  bot text becomes a REPLY row due now. Then up to claim_max due rows are
+//  claimed as sb_store_claim does (none when items is NULL). Returns the
+//  number claimed, or -1 when the transaction failed: it was rolled back,
+//  nothing is recorded or claimed; record the same results again later.
+int sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count,
+                     const sb_store_retry_t *retry, bool *dead, size_t claim_max,
+                     sb_outbox_item_t **items);
+
+//  sb_store_settle of one result, claiming nothing: 0, 1 when a RETRY made
+//  the row dead, or -1.
 int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
                      int64_t backoff_base_ms, int64_t backoff_max_ms);
-
-//  Group several sb_store_record calls into one transaction (one commit,
-//  one WAL flush, instead of one per send). commit returns -1, after
-//  rolling back, when the transaction failed: record the same results again.
-int sb_store_begin (sb_store_t *self);
-int sb_store_commit (sb_store_t *self);
 
 //  Outbox rows by state (pending, sending, sent, failed, dead, not_sent),
 //  for /metrics. 0 or -1.

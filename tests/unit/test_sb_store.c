@@ -745,6 +745,70 @@ test_outbox (sb_store_t *store)
     CHECK (depth [3] >= 1);
 }
 
+//  Results recorded and rows claimed in one transaction: all of it, or
+//  (when one statement fails) none of it.
+static void
+test_settle (sb_store_t *store)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t a = s_make_reply ("+14155550771");
+    int64_t b = s_make_reply ("+14155550772");
+    CHECK_INT (s_claim_count (store), 2);
+    int64_t c = s_make_reply ("+14155550773");
+    int64_t d = s_make_reply ("+14155550774");
+    sb_store_retry_t retry = {1, 1000, 60000};
+
+    //  A statement fails (a constraint added for the test): nothing is
+    //  recorded, nothing claimed.
+    s_exec ("ALTER TABLE outbox ADD CONSTRAINT test_settle_no_bad"
+            " CHECK (provider_id IS DISTINCT FROM 'SMbad')", NULL);
+    sb_send_result_t results [2];
+    results [0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
+    results [1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMbad", NULL, NULL);
+    bool dead [2] = {true, true};
+    sb_outbox_item_t *items = NULL;
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    CHECK_INT (sb_store_settle (store, results, 2, &retry, dead, 10, &items), -1);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    CHECK (items == NULL);
+    CHECK (!dead [0] && !dead [1]);
+    CHECK_STR (s_outbox (a, "state"), "sending");
+    CHECK_STR (s_outbox (b, "state"), "sending");
+    CHECK_STR (s_outbox (c, "state"), "pending");
+    CHECK_STR (s_outbox (d, "state"), "pending");
+    s_exec ("ALTER TABLE outbox DROP CONSTRAINT test_settle_no_bad", NULL);
+    for (int i = 0; i < 2; i++)
+        sb_outbox_result_free (&results [i]);
+
+    //  The connection is usable again: a (sent) and b (retry past its only
+    //  attempt: dead) recorded, and c claimed, in one call.
+    results [0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
+    results [1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    int n = sb_store_settle (store, results, 2, &retry, dead, 1, &items);
+    CHECK_INT (n, 1);
+    if (n == 1)
+        CHECK_INT (items [0].id, c);
+    for (int i = 0; i < n; i++)
+        sb_outbox_item_free (&items [i]);
+    free (items);
+    CHECK (!dead [0]);
+    CHECK (dead [1]);
+    CHECK_STR (s_outbox (a, "state"), "sent");
+    CHECK_STR (s_outbox (a, "provider_id"), "SMsettleA");
+    CHECK_STR (s_outbox (b, "state"), "dead");
+    CHECK_STR (s_outbox (c, "state"), "sending");
+    CHECK_STR (s_outbox (d, "state"), "pending");
+    for (int i = 0; i < 2; i++)
+        sb_outbox_result_free (&results [i]);
+    //  Claim only, and nothing at all.
+    CHECK_INT (sb_store_settle (store, NULL, 0, &retry, NULL, 10, &items), 1);
+    if (items)
+        sb_outbox_item_free (&items [0]);
+    free (items);
+    CHECK_INT (sb_store_settle (store, NULL, 0, &retry, NULL, 10, &items), 0);
+    CHECK (items == NULL);
+}
+
 //  ---------------------------------------------------------------------
 //  Rules
 
@@ -1095,6 +1159,7 @@ main (void)
         test_dedup (store);
         test_statuses (store);
         test_outbox (store);
+        test_settle (store);
         test_large_batch (store, NULL, "SMbig");
         char err [256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);

@@ -67,11 +67,11 @@ typedef struct {
     int64_t next_claim;        //  monotonic ms of the next periodic claim
     sb_metric_t *m_sends[4][3];  //  sends by outcome (sent, retry, final) and target
     sb_metric_t *m_dead;       //  rows out of attempts
-    sb_metric_t *m_depth[6];   //  outbox rows by state
+    sb_metric_t *m_depth[2];   //  outbox rows pending, sending
     sb_metric_t *m_inflight;   //  transfers in flight
 } self_t;
 
-static const char *s_states[6] = {"pending", "sending", "sent", "failed", "dead", "not_sent"};
+static const char *s_states[2] = {"pending", "sending"};
 
 static void
 s_self_destroy (self_t **self_p)
@@ -128,10 +128,11 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         }
     self->m_dead = sb_metrics_counter (m, "sb_sends_dead_total",
                                        "Outbox rows that ran out of attempts", NULL);
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < 2; s++) {
         char labels[48];
         snprintf (labels, sizeof labels, "state=\"%s\"", s_states[s]);
-        self->m_depth[s] = sb_metrics_gauge (m, "sb_outbox_rows", "Outbox rows by state", labels);
+        self->m_depth[s] = sb_metrics_gauge (m, "sb_outbox_rows",
+                                             "Outbox rows still to send, by state", labels);
     }
     self->m_inflight = sb_metrics_gauge (m, "sb_sends_in_flight", "HTTP sends in flight", NULL);
     return self;
@@ -233,9 +234,10 @@ s_self_settle (self_t *self, bool claim)
 static void
 s_self_refresh_depth (self_t *self)
 {
-    int64_t depth[6];
-    if (self->store && !self->db_failing && sb_store_outbox_depth (self->store, depth) == 0)
-        for (int s = 0; s < 6; s++)
+    int64_t depth[2];
+    if (self->store && !self->db_failing
+        && sb_store_outbox_depth (self->store, &depth[0], &depth[1]) == 0)
+        for (int s = 0; s < 2; s++)
             sb_metric_set (self->m_depth[s], depth[s]);
 }
 

@@ -419,18 +419,22 @@ fail:
 //  ---------------------------------------------------------------------
 //  Talking to the replay servers
 
-static void
+//  Send msg; false when it could not go (the ingress is not connected:
+//  the DEALER queues only to a connected peer).
+static bool
 s_source_send (s_source_t *src, const sb_replay_msg_t *msg)
 {
     size_t size = 0;
     uint8_t *data = sb_replay_encode (msg, &size);
     if (!data)
-        return;
-    if (zmq_send (zsock_resolve (src->dealer), data, size, ZMQ_DONTWAIT) < 0)
+        return false;
+    bool sent = zmq_send (zsock_resolve (src->dealer), data, size, ZMQ_DONTWAIT) >= 0;
+    if (!sent)
         sb_debug ("ingest", "replay message not sent endpoint=%s type=%s error=\"%s\"",
                   src->endpoint, sb_replay_type_name ((int) msg->type),
                   zmq_strerror (zmq_errno ()));
     free (data);
+    return sent;
 }
 
 static void
@@ -457,6 +461,13 @@ s_source_ack (s_source_t *src)
     src->acked_seq = src->stored_seq;
 }
 
+//  A replay is to be asked again, not yet.
+static bool
+s_source_waits (const s_source_t *src)
+{
+    return src->need_replay && s_now_ms () < src->replay_after_ms;
+}
+
 //  Ask a replay from next_seq (replacing any running one).
 static void
 s_source_request (self_t *self, s_source_t *src, const char *why)
@@ -469,7 +480,18 @@ s_source_request (self_t *self, s_source_t *src, const char *why)
     sb_replay_set (msg.epoch, sizeof msg.epoch, src->epoch);
     msg.from_seq = src->next_seq;
     msg.credit = self->window;
-    s_source_send (src, &msg);
+    if (!s_source_send (src, &msg)) {
+        //  The ingress is away (a gap seen on the PUB while the DEALER is
+        //  still reconnecting): ask again soon rather than wait for a
+        //  replay that was never asked to stall.
+        src->state = S_LIVE;
+        src->replay_id = 0;
+        src->need_replay = true;
+        src->replay_after_ms = s_now_ms () + S_RETRY_MS;
+        sb_debug ("ingest", "replay request not sent, asking again in %d ms ingress_id=%s why=%s",
+                  S_RETRY_MS, src->ingress_id, why);
+        return;
+    }
     src->state = S_REPLAYING;
     src->replay_id = msg.replay_id;
     src->consumed = 0;
@@ -571,7 +593,7 @@ s_offer (self_t *self, s_source_t *src, sb_event_t *event, size_t size, bool rep
                 src->ahead_overflow = true;
                 sb_event_destroy (&event);
             }
-            if (src->state == S_LIVE) {
+            if (src->state == S_LIVE && !s_source_waits (src)) {
                 sb_metric_add (self->m_gaps, 1);
                 uint64_t got = s_fifo_head (&src->ahead) ? s_fifo_head (&src->ahead)->seq : 0;
                 sb_info ("ingest", "gap in the live stream ingress_id=%s expected_seq=%llu "
@@ -888,8 +910,8 @@ s_self_tick (self_t *self)
         if (src->state == S_LIVE && src->positioned && src->need_replay
             && now >= src->replay_after_ms)
             s_source_request (self, src, "retry");
-        if (src->state == S_LIVE && src->positioned && s_fifo_head (&src->ahead)
-            && s_fifo_head (&src->ahead)->seq > src->next_seq)
+        if (src->state == S_LIVE && src->positioned && !s_source_waits (src)
+            && s_fifo_head (&src->ahead) && s_fifo_head (&src->ahead)->seq > src->next_seq)
             s_source_request (self, src, "gap");
         if (beat) {
             s_source_hello (src);

@@ -52,8 +52,7 @@
     message we do not know yet is kept in events only; sb_store_record
     applies it when the send that produced that provider id is recorded.
 
-    Limits. seq is stored as bigint. sb_store_outbox_depth counts the whole
-    outbox, sent rows included. A hung server blocks the calling thread:
+    Limits. seq is stored as bigint. A hung server blocks the calling thread:
     use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
 */
 #include "sb_store.h"
@@ -2137,24 +2136,26 @@ sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attem
 }
 
 int
-sb_store_outbox_depth (sb_store_t *self, int64_t depth [6])
+sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending)
 {
-    static const char *const states [6] = {"pending", "sending", "sent",
-                                           "failed",  "dead",    "not_sent"};
-    for (int i = 0; i < 6; i++)
-        depth [i] = 0;
+    *pending = *sending = 0;
     if (sb_store_ensure (self) != 0)
         return -1;
-    PGresult *r = s_exec (self, "SELECT state, count (*) FROM outbox GROUP BY state", 0, NULL,
-                          PGRES_TUPLES_OK, "outbox depth");
+    //  Only the rows still to send: an index range of outbox_due, however
+    //  many sent rows the table has kept.
+    PGresult *r = s_exec (self,
+                          "SELECT state, count (*) FROM outbox"
+                          " WHERE state IN ('pending', 'sending') GROUP BY state",
+                          0, NULL, PGRES_TUPLES_OK, "outbox depth");
     if (!r)
         return -1;
     for (int row = 0; row < PQntuples (r); row++) {
         int64_t n = 0;
         s_parse_int64 (PQgetvalue (r, row, 1), &n);
-        for (int i = 0; i < 6; i++)
-            if (strcmp (PQgetvalue (r, row, 0), states [i]) == 0)
-                depth [i] = n;
+        if (strcmp (PQgetvalue (r, row, 0), "pending") == 0)
+            *pending = n;
+        else
+            *sending = n;
     }
     PQclear (r);
     return 0;

@@ -104,8 +104,8 @@ int sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t c
 int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
                      int64_t backoff_base_ms, int64_t backoff_max_ms);
 
-//  Outbox rows by state (pending, sending, sent, failed, dead, not_sent),
-//  for /metrics. 0 or -1.
-int sb_store_outbox_depth (sb_store_t *self, int64_t depth[6]);
+//  The outbox's depth: rows pending (due now or later) and sending, for
+//  /metrics. 0 or -1.
+int sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending);
 
 #endif

@@ -36,18 +36,25 @@ META_VERIFY = "test-verify-token"
 PUBLIC_URL = "https://hooks.example.test"
 
 
+_given_ports = set()
+
+
 def free_port():
     """A free loopback port below Linux's ephemeral range (32768-60999), so
     that no outgoing connection of another process takes it between now
-    and the server's bind."""
+    and the server's bind. Never the same one twice in a process: two
+    ports picked for one server before it binds either must differ."""
     import random
     for _ in range(200):
         port = random.randrange(20000, 32000)
+        if port in _given_ports:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _given_ports.add(port)
             return port
     raise AssertionError("no free port found")
 

@@ -63,6 +63,10 @@ def test_kill9_ingress_mid_load():
         assert sbload.outbox_bad(stack) == 0
         readies = [line for line in stack.ingress.log_text().splitlines() if " ready ingress_id=" in line]
         assert len(readies) == 2, readies
+        # a replay asked while the ingress was away is asked again as soon
+        # as it is back, not after the dispatcher's 10-s stall timeout
+        silent = [line for line in stack.dispatcher.log_text().splitlines() if "replay silent" in line]
+        assert not silent, silent
         stack.dispatcher.stop()
         stack.check_logs()
         assert stack.ingress.stop() == 0

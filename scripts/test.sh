@@ -10,6 +10,7 @@
 #   SB_TEST_SKIP_ASAN=1 ...      skip the sanitizer pass (quicker local runs)
 #   SB_TEST_SKIP_FUZZ=1 ...      skip the libFuzzer pass
 #   SB_FUZZ_SECONDS=N ...        seconds per fuzz target (default 60)
+#   SB_TEST_PG_PORT=N ...        port of the tests' PostgreSQL (default 55432)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,7 +42,8 @@ skip() {
 build() {  # build DIR CMAKE-OPTIONS...
   local dir=$1
   shift
-  cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON "$@" &&
+  cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON \
+    -DSB_TEST_PG_PORT="${SB_TEST_PG_PORT:-55432}" "$@" &&
     cmake --build "$dir" -j"$jobs"
 }
 

@@ -635,6 +635,7 @@ s_handle_twilio (s_req_t *req)
         char *url = s_twilio_url (req);
         if (!url) {
             sb_form_destroy (&form);
+            sb_form_destroy (&lenient);
             return s_reject (req, 400, X_MALFORMED, "missing or bad Host header\n");
         }
         //  A malformed form cannot be signed as Twilio signs: verify over

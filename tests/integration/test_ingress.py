@@ -419,6 +419,21 @@ def test_host_and_forwarded_proto():
             ingress.cleanup()
 
 
+def test_bad_host_is_400():
+    """Without SB_PUBLIC_URL a Host that cannot make a URL is 400, also with
+    a malformed body (checked leniently); nothing leaks (ASan build)."""
+    ingress = Ingress(env={"SB_PUBLIC_URL": None}).start()
+    try:
+        for body in (sbtest.conformance("twilio-sms-inbound.form"), "Body=%zz&From=%2B1"):
+            status = ingress.post_twilio("/twilio/messages", body, url_base="http://bad host",
+                                         headers={"Host": "bad host/x"})[0]
+            assert status == 400, (body, status)
+        assert ingress.stop() == 0
+        ingress.check_log(allow_errors=("missing or bad Host",))
+    finally:
+        ingress.cleanup()
+
+
 def test_twiml_files_and_bad_config():
     tmp = __import__("tempfile").mkdtemp()
     voice = os.path.join(tmp, "voice.xml")
@@ -567,6 +582,7 @@ if __name__ == "__main__":
         test_insecure_skip_signatures_warns,
         test_prefix_and_health,
         test_host_and_forwarded_proto,
+        test_bad_host_is_400,
         test_twiml_files_and_bad_config,
         test_slow_client_cut_off,
         test_kill9_and_restart_resumes,

@@ -2,6 +2,8 @@
     "OK" or "FAILED", right after zsock_signal. */
 #include "sb_actor.h"
 
+#include "sb_log.h"
+
 zactor_t *
 sb_actor_new (zactor_fn *actor, void *args)
 {
@@ -21,4 +23,15 @@ sb_actor_started (zsock_t *pipe, bool ok)
 {
     zsock_signal (pipe, 0);
     zstr_send (pipe, ok ? "OK" : "FAILED");
+}
+
+bool
+sb_actor_pipe_says_stop (zsock_t *pipe, const char *module)
+{
+    char *command = zstr_recv (pipe);
+    bool stop = !command || streq (command, "$TERM");
+    if (!stop)
+        sb_error (module, "unexpected actor command=%s", command);
+    zstr_free (&command);
+    return stop;
 }

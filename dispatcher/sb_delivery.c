@@ -288,12 +288,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         if (timeout < 0)
             timeout = 0;
         zsock_t *which = (zsock_t *) zpoller_wait (self->poller, timeout);
-        if (which == self->pipe) {
-            char *command = zstr_recv (self->pipe);
-            if (!command || streq (command, "$TERM"))
-                self->terminated = true;
-            zstr_free (&command);
-        }
+        if (which == self->pipe)
+            self->terminated = sb_actor_pipe_says_stop (self->pipe, "delivery");
         else if (which == self->wake) {
             //  Take every WAKE waiting: one claim answers them all.
             do {

@@ -1015,15 +1015,6 @@ s_self_store (self_t *self)
 }
 
 static void
-s_self_handle_pipe (self_t *self)
-{
-    char *command = zstr_recv (self->pipe);
-    if (!command || streq (command, "$TERM"))
-        self->terminated = true;
-    zstr_free (&command);
-}
-
-static void
 s_ingest_actor (zsock_t *pipe, void *arg)
 {
     s_args_t *args = (s_args_t *) arg;
@@ -1045,14 +1036,14 @@ s_ingest_actor (zsock_t *pipe, void *arg)
             zsock_t *which = (zsock_t *) zpoller_wait (pipe_only, self->backoff_ms);
             zpoller_destroy (&pipe_only);
             if (which == self->pipe) {
-                s_self_handle_pipe (self);
+                self->terminated = sb_actor_pipe_says_stop (self->pipe, "ingest");
                 continue;
             }
         }
         else {
             zsock_t *which = (zsock_t *) zpoller_wait (self->poller, s_self_wait_ms (self));
             if (which == self->pipe) {
-                s_self_handle_pipe (self);
+                self->terminated = sb_actor_pipe_says_stop (self->pipe, "ingest");
                 continue;
             }
             if (!which && zpoller_terminated (self->poller))

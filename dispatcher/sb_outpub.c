@@ -85,17 +85,6 @@ fail:
 }
 
 static void
-s_self_handle_pipe (self_t *self)
-{
-    char *command = zstr_recv (self->pipe);
-    if (!command || streq (command, "$TERM"))
-        self->terminated = true;
-    else
-        sb_error ("outpub", "unexpected actor command=%s", command);
-    zstr_free (&command);
-}
-
-static void
 s_self_forward (self_t *self)
 {
     for (int i = 0; i < S_BURST; i++) {
@@ -116,7 +105,7 @@ s_outpub_actor (zsock_t *pipe, void *arg)
     while (self && !self->terminated) {
         void *which = zpoller_wait (self->poller, -1);
         if (which == self->pipe)
-            s_self_handle_pipe (self);
+            self->terminated = sb_actor_pipe_says_stop (self->pipe, "outpub");
         else if (which == self->pull)
             s_self_forward (self);
         else if (zpoller_terminated (self->poller))

@@ -899,17 +899,6 @@ s_tick (self_t *self)
 }
 
 static void
-s_self_handle_pipe (self_t *self)
-{
-    char *command = zstr_recv (self->pipe);
-    if (!command || streq (command, "$TERM"))
-        self->terminated = true;
-    else
-        sb_error ("replay", "unexpected actor command=%s", command);
-    zstr_free (&command);
-}
-
-static void
 s_replay_actor (zsock_t *pipe, void *args)
 {
     sb_replay_server_t *server = (sb_replay_server_t *) args;
@@ -936,7 +925,7 @@ s_replay_actor (zsock_t *pipe, void *args)
         int64_t wait = s_wait_ms (self);
         zsock_t *which = (zsock_t *) zpoller_wait (self->poller, (int) wait);
         if (which == self->pipe)
-            s_self_handle_pipe (self);
+            self->terminated = sb_actor_pipe_says_stop (self->pipe, "replay");
         else if (which == self->router)
             s_handle_router (self);
         else if (zpoller_terminated (self->poller))

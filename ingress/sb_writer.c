@@ -194,21 +194,6 @@ s_self_destroy (self_t **self_p)
 }
 
 static void
-s_self_handle_pipe (self_t *self)
-{
-    char *command = zstr_recv (self->pipe);
-    if (!command) {
-        self->terminated = true;
-        return;
-    }
-    if (streq (command, "$TERM"))
-        self->terminated = true;
-    else
-        sb_error ("writer", "unexpected actor command=%s", command);
-    zstr_free (&command);
-}
-
-static void
 s_pending_free (s_pending_t *req)
 {
     for (size_t i = 0; req->data && i < req->count; i++)
@@ -402,7 +387,7 @@ s_writer_actor (zsock_t *pipe, void *args)
         if (rc < 0 && zmq_errno () != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN)
-            s_self_handle_pipe (self);
+            self->terminated = sb_actor_pipe_says_stop (self->pipe, "writer");
         else if (items[1].revents & ZMQ_POLLIN)
             s_self_handle_requests (self);
         else if (rc == 0 && !healthy

@@ -64,21 +64,7 @@ python3 bench/gen_requests.py --out "$out/req" --count $((3 * per_run)) \
 # Every acknowledged webhook waits for an fdatasync: its latency on the
 # journal's disk bounds the ingress's own latency, so measure it.
 say "measuring fdatasync on the journal's disk"
-fsync_ms=$(python3 - "$out/journal/fsync-probe" <<'PY'
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-lat = []
-for _ in range(1000):
-    os.write(fd, b"x" * 800)
-    t = time.perf_counter()
-    os.fdatasync(fd)
-    lat.append(time.perf_counter() - t)
-os.close(fd)
-os.unlink(sys.argv[1])
-lat.sort()
-print("%.2f %.2f" % (1000 * lat[len(lat) // 2], 1000 * lat[len(lat) * 99 // 100]))
-PY
-)
+fsync_ms=$(python3 "$top/bench/fsync_probe.py" "$out/journal/fsync-probe" 1000 800)
 
 # ---- servers ------------------------------------------------------------------
 server_pid=

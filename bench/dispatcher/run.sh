@@ -201,21 +201,7 @@ pg_counts() {  # pg_counts DB: transactions committed in DB, WAL fsyncs of the c
 # ---- the disk ----------------------------------------------------------------------
 # PostgreSQL's commits and the ingress's journal both wait for fdatasync on
 # this disk: its latency bounds how many commits one connection can make.
-fsync_ms=$(python3 - "$work/fsync-probe" <<'PY'
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-lat = []
-for _ in range(500):
-    os.write(fd, b"x" * 8192)
-    t = time.perf_counter()
-    os.fdatasync(fd)
-    lat.append(time.perf_counter() - t)
-os.close(fd)
-os.unlink(sys.argv[1])
-lat.sort()
-print("%.2f %.2f" % (1000 * lat[len(lat) // 2], 1000 * lat[len(lat) * 99 // 100]))
-PY
-)
+fsync_ms=$(python3 "$top/bench/fsync_probe.py" "$work/fsync-probe" 500 8192)
 
 # ---- secrets, rules ------------------------------------------------------------------
 twilio_token=$(openssl rand -hex 16)

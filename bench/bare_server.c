@@ -104,7 +104,7 @@ main (int argc, char **argv)
         return 2;
     }
     s_server_t server;
-    long long threads = s_setting_int ("SB_HTTP_THREADS", "512", 8, 4096);
+    long long threads = s_setting_int ("SB_HTTP_THREADS", "256", 8, 4096);
     long long queue = s_setting_int ("SB_HTTP_QUEUE", "256", 1, 65536);
     long long request_ms = s_setting_int ("SB_HTTP_REQUEST_TIMEOUT_MS", "10000", 100, 600000);
     long long keepalive_ms = s_setting_int ("SB_HTTP_KEEPALIVE_TIMEOUT_MS", "15000", 0, 600000);
@@ -129,7 +129,6 @@ main (int argc, char **argv)
         "listen_backlog", "1024",
         "decode_url", "no",
         "tcp_nodelay", "1",
-        "linger_timeout_ms", "0",
         NULL,
     };
 

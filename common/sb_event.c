@@ -2,12 +2,16 @@
     shown as JSON.
 
     The event is protobuf-c's generated struct. Every string, sub-message
-    and array the helpers attach is malloc'd, so sb_event_destroy hands the
-    whole tree to protobuf_c_message_free_unpacked with the default (malloc)
-    allocator. That function skips a string equal to its field's default,
-    which for proto3 strings is protobuf_c_empty_string: an empty field
-    points there and is never freed; anything else is. Repeated strings and
-    sub-messages are always freed, bytes are freed when data is not NULL.
+    and array the helpers attach comes from sb_scratch_alloc (malloc, unless
+    the thread has a scratch open: the ingress builds a request's events in
+    its scratch), so sb_event_destroy hands the whole tree to
+    protobuf_c_message_free_unpacked with sb_scratch_free as the allocator's
+    free, which also frees what sb_event_decode malloc'd. That function
+    skips a string equal to its field's default, which for proto3 strings is
+    protobuf_c_empty_string: an empty field points there and is never
+    freed; anything else is. Repeated strings and sub-messages are always
+    freed, bytes are freed when data is not NULL. Encodings (sb_event_encode,
+    sb_event_stamp) are plain malloc: they outlive any request.
 
     Strings: proto3 requires string fields to be valid UTF-8 (the Python and
     Go decoders refuse anything else), and a C string cannot hold a NUL. So
@@ -30,6 +34,7 @@
 */
 #include "sb_event.h"
 #include "sb_json.h"
+#include "sb_scratch.h"
 #include "sb_utf8.h"
 
 #include <inttypes.h>
@@ -63,7 +68,7 @@ s_utf8_copy (const char *value, size_t size)
     }
     if (size > SIZE_MAX - 1 - 2 * bad)
         return NULL;
-    char *copy = malloc (size + 2 * bad + 1);
+    char *copy = sb_scratch_alloc (size + 2 * bad + 1);
     if (!copy)
         return NULL;
     if (bad == 0)
@@ -92,17 +97,33 @@ s_utf8_copy (const char *value, size_t size)
 sb_event_t *
 sb_event_new (void)
 {
-    sb_event_t *self = malloc (sizeof *self);
+    sb_event_t *self = sb_scratch_alloc (sizeof *self);
     if (self)
         switchboard__v1__event__init (self);
     return self;
+}
+
+static void *
+s_pb_alloc (void *data, size_t size)
+{
+    (void) data;
+    return sb_scratch_alloc (size);
+}
+
+static void
+s_pb_free (void *data, void *pointer)
+{
+    (void) data;
+    sb_scratch_free (pointer);
 }
 
 void
 sb_event_destroy (sb_event_t **self_p)
 {
     if (self_p && *self_p) {
-        protobuf_c_message_free_unpacked (&(*self_p)->base, NULL);
+        //  The helpers' scratch-or-malloc, for every piece of the tree.
+        ProtobufCAllocator allocator = {s_pb_alloc, s_pb_free, NULL};
+        protobuf_c_message_free_unpacked (&(*self_p)->base, &allocator);
         *self_p = NULL;
     }
 }
@@ -112,7 +133,7 @@ static void
 s_string_free (char *string)
 {
     if (string && string != protobuf_c_empty_string)
-        free (string);
+        sb_scratch_free (string);
 }
 
 int
@@ -140,27 +161,27 @@ sb_event_set_raw (sb_event_t *self, const void *body, size_t size)
 {
     uint8_t *copy = NULL;
     if (body && size > 0) {
-        copy = malloc (size);
+        copy = sb_scratch_alloc (size);
         if (!copy)
             return -1;
         memcpy (copy, body, size);
     }
-    free (self->raw_body.data);
+    sb_scratch_free (self->raw_body.data);
     self->raw_body.data = copy;
     self->raw_body.len = copy ? size : 0;
     return 0;
 }
 
 //  Sub-messages: each getter allocates and initializes on first use.
-#define S_SUBMESSAGE(name, type, init)              \
-    type *sb_event_##name (sb_event_t *self)        \
-    {                                               \
-        if (!self->name) {                          \
-            self->name = malloc (sizeof (type));    \
-            if (self->name)                         \
-                init (self->name);                  \
-        }                                           \
-        return self->name;                          \
+#define S_SUBMESSAGE(name, type, init)                     \
+    type *sb_event_##name (sb_event_t *self)               \
+    {                                                      \
+        if (!self->name) {                                 \
+            self->name = sb_scratch_alloc (sizeof (type)); \
+            if (self->name)                                \
+                init (self->name);                         \
+        }                                                  \
+        return self->name;                                 \
     }
 
 S_SUBMESSAGE (location, Switchboard__V1__Location, switchboard__v1__location__init)
@@ -177,17 +198,17 @@ s_grow (void *array, size_t count)
 {
     if (count >= SIZE_MAX / sizeof (void *) - 1)
         return NULL;
-    return realloc (array, (count + 1) * sizeof (void *));
+    return sb_scratch_realloc (array, (count + 1) * sizeof (void *));
 }
 
 //  Repeated sub-messages: allocate, initialize and append one element.
 #define S_ADD(name, field, type, init)                           \
     type *sb_event_add_##name (sb_event_t *self)                 \
     {                                                            \
-        type *item = malloc (sizeof (type));                     \
+        type *item = sb_scratch_alloc (sizeof (type));           \
         type **grown = item ? s_grow (self->field, self->n_##field) : NULL; \
         if (!grown) {                                            \
-            free (item);                                         \
+            sb_scratch_free (item);                              \
             return NULL;                                         \
         }                                                        \
         init (item);                                             \
@@ -206,10 +227,10 @@ sb_event_add_order_item (sb_event_t *self)
     Switchboard__V1__Order *order = sb_event_order (self);
     if (!order)
         return NULL;
-    sb_event_order_item_t *item = malloc (sizeof *item);
+    sb_event_order_item_t *item = sb_scratch_alloc (sizeof *item);
     sb_event_order_item_t **grown = item ? s_grow (order->items, order->n_items) : NULL;
     if (!grown) {
-        free (item);
+        sb_scratch_free (item);
         return NULL;
     }
     switchboard__v1__order_item__init (item);
@@ -224,7 +245,7 @@ sb_event_add_string (char ***array, size_t *count, const char *value)
     char *copy = s_utf8_copy (value ? value : "", value ? strlen (value) : 0);
     char **grown = copy ? s_grow (*array, *count) : NULL;
     if (!grown) {
-        free (copy);
+        sb_scratch_free (copy);
         return -1;
     }
     grown[(*count)++] = copy;
@@ -238,8 +259,16 @@ sb_event_add_string (char ***array, size_t *count, const char *value)
 uint8_t *
 sb_event_encode (const sb_event_t *self, size_t *size)
 {
+    return sb_event_encode_room (self, 0, size);
+}
+
+uint8_t *
+sb_event_encode_room (const sb_event_t *self, size_t room, size_t *size)
+{
     size_t packed = switchboard__v1__event__get_packed_size (self);
-    uint8_t *data = malloc (packed ? packed : 1);
+    if (packed > SIZE_MAX - room - 1)
+        return NULL;
+    uint8_t *data = malloc (packed + room ? packed + room : 1);
     if (!data)
         return NULL;
     *size = switchboard__v1__event__pack (self, data);
@@ -301,35 +330,61 @@ s_varint (uint8_t *out, uint64_t value)
     return n;
 }
 
-uint8_t *
-sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq, const char *ingress_id,
-                const char *epoch, size_t *out_size)
+//  The stamp's size for an id of id_len bytes, at worst: tag 3 + varint,
+//  tag 1 + length varint + id, and a byte for snprintf's NUL.
+static size_t
+s_stamp_room (size_t id_len)
+{
+    return 1 + 10 + 1 + 10 + id_len + 1;
+}
+
+size_t
+sb_event_stamp_room (const char *ingress_id, const char *epoch)
+{
+    //  "<ingress_id>-<epoch>-<seq>", seq at most 20 digits
+    return s_stamp_room (strlen (ingress_id ? ingress_id : "") + 1
+                         + strlen (epoch ? epoch : "") + 1 + 20);
+}
+
+size_t
+sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t seq,
+                     const char *ingress_id, const char *epoch)
 {
     if (!ingress_id)
         ingress_id = "";
     if (!epoch)
         epoch = "";
     int id_len = snprintf (NULL, 0, "%s-%s-%" PRIu64, ingress_id, epoch, seq);
-    if (id_len < 0)
+    if (id_len < 0 || room < s_stamp_room ((size_t) id_len))
+        return 0;
+    size_t at = size;
+    data[at++] = (3 << 3) | 0;  //  field 3 seq, varint
+    at += s_varint (data + at, seq);
+    data[at++] = (1 << 3) | 2;  //  field 1 id, length-delimited
+    at += s_varint (data + at, (uint64_t) id_len);
+    //  snprintf's NUL lands in the last byte of the room
+    snprintf ((char *) data + at, (size_t) id_len + 1, "%s-%s-%" PRIu64, ingress_id, epoch, seq);
+    at += (size_t) id_len;
+    return at;
+}
+
+uint8_t *
+sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq, const char *ingress_id,
+                const char *epoch, size_t *out_size)
+{
+    size_t room = sb_event_stamp_room (ingress_id, epoch);
+    if (size > SIZE_MAX - room)
         return NULL;
-    //  tag 3 + varint, tag 1 + length varint + id
-    size_t extra = 1 + 10 + 1 + 10 + (size_t) id_len;
-    if (size > SIZE_MAX - extra - 1)
-        return NULL;
-    uint8_t *out = malloc (size + extra + 1);
+    uint8_t *out = malloc (size + room);
     if (!out)
         return NULL;
     if (size)
         memcpy (out, data, size);
-    size_t at = size;
-    out[at++] = (3 << 3) | 0;  //  field 3 seq, varint
-    at += s_varint (out + at, seq);
-    out[at++] = (1 << 3) | 2;  //  field 1 id, length-delimited
-    at += s_varint (out + at, (uint64_t) id_len);
-    //  snprintf's NUL lands in the spare byte allocated above
-    snprintf ((char *) out + at, (size_t) id_len + 1, "%s-%s-%" PRIu64, ingress_id, epoch, seq);
-    at += (size_t) id_len;
-    *out_size = at;
+    *out_size = sb_event_stamp_into (out, size, room, seq, ingress_id, epoch);
+    if (*out_size == 0) {
+        free (out);
+        return NULL;
+    }
     return out;
 }
 
@@ -425,7 +480,7 @@ s_json_string (const char *value)
         char *clean = s_utf8_copy (value, strlen (value));
         if (clean)
             json = json_string (clean);
-        free (clean);
+        sb_scratch_free (clean);
     }
     return json;
 }
@@ -649,8 +704,12 @@ sb_event_to_json (const sb_event_t *self)
         sb_error ("event", "cannot build JSON of event: out of memory");
         return NULL;
     }
-    char *text = json_dumps (object, JSON_COMPACT);
+    char *dumped = json_dumps (object, JSON_COMPACT);
     json_decref (object);
+    //  The caller frees with free(): jansson's memory may be a scratch's
+    //  (sb_json_use_scratch).
+    char *text = dumped ? strdup (dumped) : NULL;
+    sb_json_free (dumped);
     if (!text)
         sb_error ("event", "cannot serialize event as JSON: out of memory");
     return text;

@@ -4,6 +4,9 @@
     sb_event_t is the protobuf-c generated message itself: the normalizers
     fill it through the helpers below (every string and array heap-owned),
     so sb_event_destroy can free it with protobuf-c's own free function.
+    The helpers allocate with sb_scratch_alloc: an event built while the
+    thread has a scratch open lives in it, and must be destroyed before
+    that scratch ends (sb_scratch.h); encodings are always plain malloc.
     We expose the generated struct rather than mirror its forty fields in a
     struct of our own: one definition of the schema, and the compiler checks
     every field name.
@@ -64,6 +67,10 @@ int sb_event_add_string (char ***array, size_t *count, const char *value);
 //  Serialize. Caller owns the return value (free()); NULL when out of memory.
 uint8_t *sb_event_encode (const sb_event_t *self, size_t *size);
 
+//  Serialize into a buffer with room more bytes after the *size written,
+//  for sb_event_stamp_into. Caller owns the return value.
+uint8_t *sb_event_encode_room (const sb_event_t *self, size_t room, size_t *size);
+
 //  Parse bytes from the wire or the journal. NULL when malformed.
 //  Caller owns the return value.
 sb_event_t *sb_event_decode (const void *data, size_t size);
@@ -74,6 +81,13 @@ sb_event_t *sb_event_decode (const void *data, size_t size);
 //  re-encode the event. Caller owns the return value; NULL when out of memory.
 uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq,
                          const char *ingress_id, const char *epoch, size_t *out_size);
+
+//  The same stamp, appended in place: data holds size bytes of an encoded
+//  event followed by room spare bytes. Returns the stamped size, or 0 when
+//  room is too small; sb_event_stamp_room gives enough for any seq.
+size_t sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t seq,
+                            const char *ingress_id, const char *epoch);
+size_t sb_event_stamp_room (const char *ingress_id, const char *epoch);
 
 //  Lower-case names: "twilio"/"meta", "sms"/"whatsapp"/"voice",
 //  "message"/"status"/"call"/"gather"; "unspecified" otherwise.

@@ -10,11 +10,18 @@
     Limits: at most SB_FORM_MAX_PAIRS pairs, parsed or added. The caller caps
     the size of the text (the HTTP layer caps bodies); a form never holds more
     bytes than it was given plus one NUL per string.
+
+    Memory: a form and its strings come from sb_scratch_alloc, so a form
+    parsed while the thread has a scratch open (the ingress, per request)
+    costs no malloc. What a function returns to its caller to free()
+    (sb_form_unescape, sb_form_encode) is plain malloc.
 */
 #include "sb_form.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "sb_scratch.h"
 
 //  One pair of the form.
 typedef struct {
@@ -31,7 +38,9 @@ struct sb_form_t {
 sb_form_t *
 sb_form_new (void)
 {
-    sb_form_t *self = (sb_form_t *) calloc (1, sizeof (sb_form_t));
+    sb_form_t *self = (sb_form_t *) sb_scratch_alloc (sizeof (sb_form_t));
+    if (self)
+        memset (self, 0, sizeof *self);
     return self;
 }
 
@@ -42,11 +51,11 @@ sb_form_destroy (sb_form_t **self_p)
         return;
     sb_form_t *self = *self_p;
     for (size_t i = 0; i < self->size; i++) {
-        free (self->pairs [i].key);
-        free (self->pairs [i].value);
+        sb_scratch_free (self->pairs [i].key);
+        sb_scratch_free (self->pairs [i].value);
     }
-    free (self->pairs);
-    free (self);
+    sb_scratch_free (self->pairs);
+    sb_scratch_free (self);
     *self_p = NULL;
 }
 
@@ -61,7 +70,7 @@ s_reserve (sb_form_t *self)
     size_t capacity = self->capacity ? self->capacity * 2 : 16;
     if (capacity > SB_FORM_MAX_PAIRS)
         capacity = SB_FORM_MAX_PAIRS;
-    s_pair_t *pairs = (s_pair_t *) realloc (self->pairs, capacity * sizeof (s_pair_t));
+    s_pair_t *pairs = (s_pair_t *) sb_scratch_realloc (self->pairs, capacity * sizeof (s_pair_t));
     if (!pairs)
         return -1;
     self->pairs = pairs;
@@ -69,13 +78,24 @@ s_reserve (sb_form_t *self)
     return 0;
 }
 
+//  A copy of text from sb_scratch_alloc, or NULL.
+static char *
+s_strdup (const char *text)
+{
+    size_t size = strlen (text) + 1;
+    char *copy = (char *) sb_scratch_alloc (size);
+    if (copy)
+        memcpy (copy, text, size);
+    return copy;
+}
+
 //  Take ownership of key and value (both freed on failure).
 static int
 s_append (sb_form_t *self, char *key, char *value)
 {
     if (!key || !value || s_reserve (self)) {
-        free (key);
-        free (value);
+        sb_scratch_free (key);
+        sb_scratch_free (value);
         return -1;
     }
     self->pairs [self->size].key = key;
@@ -89,7 +109,7 @@ sb_form_add (sb_form_t *self, const char *key, const char *value)
 {
     if (!self || !key || !value)
         return -1;
-    return s_append (self, strdup (key), strdup (value));
+    return s_append (self, s_strdup (key), s_strdup (value));
 }
 
 size_t
@@ -138,13 +158,15 @@ s_hex_value (unsigned char c)
     return -1;
 }
 
-char *
-sb_form_unescape (const char *data, size_t size, int plus_is_space)
+//  sb_form_unescape into memory from alloc (released with release).
+static char *
+s_unescape (const char *data, size_t size, int plus_is_space, void *(*alloc) (size_t),
+            void (*release) (void *))
 {
     if (!data && size)
         return NULL;
     //  Decoded text is never longer than the input
-    char *out = (char *) malloc (size + 1);
+    char *out = (char *) alloc (size + 1);
     if (!out)
         return NULL;
     size_t o = 0;
@@ -174,8 +196,14 @@ sb_form_unescape (const char *data, size_t size, int plus_is_space)
     return out;
 
 malformed:
-    free (out);
+    release (out);
     return NULL;
+}
+
+char *
+sb_form_unescape (const char *data, size_t size, int plus_is_space)
+{
+    return s_unescape (data, size, plus_is_space, malloc, free);
 }
 
 sb_form_t *
@@ -196,9 +224,10 @@ sb_form_parse (const char *data, size_t size)
             continue;           //  "a=1&&b=2": empty pairs are skipped
         const char *eq = (const char *) memchr (pair, '=', pair_size);
         size_t key_size = eq ? (size_t) (eq - pair) : pair_size;
-        char *key = sb_form_unescape (pair, key_size, 1);
-        char *value = eq ? sb_form_unescape (eq + 1, pair_size - key_size - 1, 1)
-                         : strdup ("");
+        char *key = s_unescape (pair, key_size, 1, sb_scratch_alloc, sb_scratch_free);
+        char *value = eq ? s_unescape (eq + 1, pair_size - key_size - 1, 1, sb_scratch_alloc,
+                                       sb_scratch_free)
+                         : s_strdup ("");
         if (s_append (self, key, value)) {
             sb_form_destroy (&self);
             return NULL;

@@ -7,6 +7,8 @@
     escaped NUL (%00), or more than SB_FORM_MAX_PAIRS pairs.
 
     The same object builds forms (the CLI and the dispatcher encode with it).
+    A form made while the thread has a scratch open lives in it, and must
+    be destroyed before that scratch ends (sb_scratch.h).
 */
 #ifndef SB_FORM_H_INCLUDED
 #define SB_FORM_H_INCLUDED

@@ -4,8 +4,13 @@
     and stops at the first level past the cap: one linear pass without
     recursion, so it is safe on any input. It does not validate JSON; that
     is jansson's job once the depth is known to be safe.
+
+    sb_json_use_scratch: sb_scratch_free frees with free() whatever is not
+    in a scratch, so memory jansson took from malloc before the switch (or
+    outside any scratch) is still freed correctly after it.
 */
 #include "sb_json.h"
+#include "sb_scratch.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,4 +55,19 @@ sb_json_load (const char *data, size_t size, size_t max_depth, json_error_t *err
             depth--;
     }
     return json_loadb (data, size, JSON_REJECT_DUPLICATES, error);
+}
+
+void
+sb_json_use_scratch (void)
+{
+    json_set_alloc_funcs (sb_scratch_alloc, sb_scratch_free);
+}
+
+void
+sb_json_free (void *text)
+{
+    json_free_t free_fn = NULL;
+    json_get_alloc_funcs (NULL, &free_fn);
+    if (text)
+        free_fn (text);
 }

@@ -3,6 +3,10 @@
     jansson recurses once per nesting level and allows 2048 levels, which
     overflows the small stacks of civetweb's worker threads. sb_json_load
     refuses anything nested deeper than max_depth before jansson sees it.
+
+    sb_json_use_scratch routes jansson's allocations through sb_scratch
+    (sb_scratch.h): inside a request's scratch a parsed body costs no
+    malloc; outside one, jansson allocates with malloc as before.
 */
 #ifndef SB_JSON_H_INCLUDED
 #define SB_JSON_H_INCLUDED
@@ -17,5 +21,15 @@
 //  the text is not JSON or nests deeper than max_depth.
 //  Caller owns the return value (json_decref).
 json_t *sb_json_load (const char *data, size_t size, size_t max_depth, json_error_t *error);
+
+//  From now on jansson allocates with sb_scratch_alloc and frees with
+//  sb_scratch_free, for the whole process. Call once at start, before any
+//  thread uses jansson. A tree, or json_dumps text, made inside a scratch
+//  lives at most until that scratch ends (the sb_scratch.h rule).
+void sb_json_use_scratch (void);
+
+//  Free text from json_dumps (or anything jansson allocated), with the
+//  free function jansson allocates with.
+void sb_json_free (void *text);
 
 #endif

@@ -8,6 +8,7 @@
     interleave. Lines longer than the buffer are cut and end in "...".
 */
 #include "sb_log.h"
+#include "sb_time.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -61,7 +62,7 @@ sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     struct tm tm;
-    gmtime_r (&now.tv_sec, &tm);
+    sb_time_utc ((int64_t) now.tv_sec, &tm);  //  gmtime_r takes a global lock
     int n = snprintf (line, sizeof line,
                       "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s ",
                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,

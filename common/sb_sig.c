@@ -35,6 +35,7 @@
 */
 #include "sb_sig.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +46,7 @@
 #include <openssl/params.h>
 
 #include "sb_log.h"
+#include "sb_scratch.h"
 
 #define S_URL_MAX 65536        //  longest URL we sign or validate
 #define S_TWILIO_SIG_LEN 28    //  base64 of a 20-byte SHA-1 HMAC
@@ -66,55 +68,134 @@ sb_sig_reason (sb_sig_result_t result)
 }
 
 //  ---------------------------------------------------------------------------
-//  HMAC through OpenSSL 3 EVP_MAC
+//  HMAC through OpenSSL 3 EVP_MAC, keyed contexts reused
+//
+//  Setting up an HMAC from nothing costs two fetches (the MAC and its
+//  digest, lookups in OpenSSL's shared method store), a context and about
+//  a dozen allocations: more than hashing a webhook. So the MAC is fetched
+//  once, and a context keyed for a (digest, key) pair is kept in a small
+//  pool after use: the next computation with that key takes it back and
+//  restarts it with EVP_MAC_init and no key, which OpenSSL defines as
+//  "keep the key". The pool holds at most as many contexts as ever ran at
+//  once (bounded by S_POOL_MAX), each with its own copy of its key,
+//  cleansed when freed. A mutex guards the list only, never a computation.
 
-//  One HMAC computation in progress.
-typedef struct {
-    EVP_MAC *mac;          //  the HMAC algorithm
-    EVP_MAC_CTX *ctx;      //  its context
-    const char *digest;    //  "SHA1" or "SHA256"
-    const char *key;       //  the secret (borrowed)
-    size_t key_size;       //  its length
-} s_hmac_t;
+#define S_POOL_MAX 64   //  most idle keyed contexts kept
 
-static int
-s_hmac_open (s_hmac_t *self, const char *digest, const char *key)
+//  A context keyed for one (digest, key), idle in the pool or in use.
+typedef struct s_keyed_t {
+    struct s_keyed_t *next;   //  next idle context (in the pool)
+    EVP_MAC_CTX *ctx;         //  keyed HMAC context
+    const char *digest;       //  "SHA1" or "SHA256" (a string literal)
+    size_t key_size;          //  bytes of key
+    unsigned char key[];      //  the key it was keyed with
+} s_keyed_t;
+
+static pthread_once_t s_mac_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *s_mac = NULL;        //  HMAC, fetched once (NULL: unavailable)
+static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static s_keyed_t *s_pool = NULL;     //  idle keyed contexts, most recent first
+static size_t s_pool_size = 0;       //  how many
+
+static void
+s_mac_fetch (void)
 {
-    memset (self, 0, sizeof *self);
-    self->digest = digest;
-    self->key = key;
-    self->key_size = strlen (key);
-    self->mac = EVP_MAC_fetch (NULL, "HMAC", NULL);
-    if (self->mac)
-        self->ctx = EVP_MAC_CTX_new (self->mac);
-    if (!self->ctx) {
-        sb_error ("sig", "OpenSSL HMAC unavailable");
-        EVP_MAC_free (self->mac);
-        self->mac = NULL;
-        return -1;
-    }
-    return 0;
+    s_mac = EVP_MAC_fetch (NULL, "HMAC", NULL);
 }
 
 static void
+s_keyed_free (s_keyed_t *keyed)
+{
+    EVP_MAC_CTX_free (keyed->ctx);
+    OPENSSL_clear_free (keyed, sizeof *keyed + keyed->key_size);
+}
+
+//  A new context keyed for digest and key. NULL (logged) on failure.
+static s_keyed_t *
+s_keyed_new (const char *digest, const char *key, size_t key_size)
+{
+    pthread_once (&s_mac_once, s_mac_fetch);
+    if (!s_mac) {
+        sb_error ("sig", "OpenSSL HMAC unavailable");
+        return NULL;
+    }
+    s_keyed_t *keyed = (s_keyed_t *) OPENSSL_zalloc (sizeof *keyed + key_size);
+    if (!keyed) {
+        sb_error ("sig", "out of memory keying an HMAC");
+        return NULL;
+    }
+    keyed->digest = digest;
+    keyed->key_size = key_size;
+    memcpy (keyed->key, key, key_size);
+    keyed->ctx = EVP_MAC_CTX_new (s_mac);
+    OSSL_PARAM params [2];
+    params [0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST, (char *) digest, 0);
+    params [1] = OSSL_PARAM_construct_end ();
+    if (!keyed->ctx
+    ||  EVP_MAC_init (keyed->ctx, (const unsigned char *) key, key_size, params) != 1) {
+        sb_error ("sig", "OpenSSL HMAC init failed digest=%s", digest);
+        s_keyed_free (keyed);
+        return NULL;
+    }
+    return keyed;
+}
+
+//  One HMAC computation in progress.
+typedef struct {
+    s_keyed_t *keyed;      //  the keyed context, taken from the pool
+} s_hmac_t;
+
+//  Take a context keyed for digest ("SHA1", "SHA256": a string literal) and key
+//  from the pool, or key a new one.
+static int
+s_hmac_open (s_hmac_t *self, const char *digest, const char *key)
+{
+    size_t key_size = strlen (key);
+    s_keyed_t *found = NULL;
+    pthread_mutex_lock (&s_pool_lock);
+    for (s_keyed_t **link = &s_pool; *link; link = &(*link)->next) {
+        s_keyed_t *keyed = *link;
+        if (strcmp (keyed->digest, digest) == 0 && keyed->key_size == key_size
+        &&  CRYPTO_memcmp (keyed->key, key, key_size) == 0) {
+            *link = keyed->next;
+            s_pool_size--;
+            found = keyed;
+            break;
+        }
+    }
+    pthread_mutex_unlock (&s_pool_lock);
+    if (!found)
+        found = s_keyed_new (digest, key, key_size);
+    self->keyed = found;
+    return found ? 0 : -1;
+}
+
+//  Give the context back to the pool (or free it when the pool is full).
+static void
 s_hmac_close (s_hmac_t *self)
 {
-    EVP_MAC_CTX_free (self->ctx);
-    EVP_MAC_free (self->mac);
-    self->ctx = NULL;
-    self->mac = NULL;
+    s_keyed_t *keyed = self->keyed;
+    self->keyed = NULL;
+    if (!keyed)
+        return;
+    pthread_mutex_lock (&s_pool_lock);
+    if (s_pool_size < S_POOL_MAX) {
+        keyed->next = s_pool;
+        s_pool = keyed;
+        s_pool_size++;
+        keyed = NULL;
+    }
+    pthread_mutex_unlock (&s_pool_lock);
+    if (keyed)
+        s_keyed_free (keyed);
 }
 
 //  Start (or restart) a computation with the key.
 static int
 s_hmac_begin (s_hmac_t *self)
 {
-    OSSL_PARAM params [2];
-    params [0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST,
-                                                   (char *) self->digest, 0);
-    params [1] = OSSL_PARAM_construct_end ();
-    if (EVP_MAC_init (self->ctx, (const unsigned char *) self->key, self->key_size, params) != 1) {
-        sb_error ("sig", "OpenSSL HMAC init failed digest=%s", self->digest);
+    if (EVP_MAC_init (self->keyed->ctx, NULL, 0, NULL) != 1) {
+        sb_error ("sig", "OpenSSL HMAC init failed digest=%s", self->keyed->digest);
         return -1;
     }
     return 0;
@@ -125,7 +206,7 @@ s_hmac_update (s_hmac_t *self, const void *data, size_t size)
 {
     if (size == 0)
         return 0;
-    return EVP_MAC_update (self->ctx, (const unsigned char *) data, size) == 1 ? 0 : -1;
+    return EVP_MAC_update (self->keyed->ctx, (const unsigned char *) data, size) == 1 ? 0 : -1;
 }
 
 //  Finish into out, which holds max bytes. Returns the MAC size, or -1.
@@ -133,8 +214,8 @@ static int
 s_hmac_end (s_hmac_t *self, unsigned char *out, size_t max)
 {
     size_t size = 0;
-    if (EVP_MAC_final (self->ctx, out, &size, max) != 1) {
-        sb_error ("sig", "OpenSSL HMAC final failed digest=%s", self->digest);
+    if (EVP_MAC_final (self->keyed->ctx, out, &size, max) != 1) {
+        sb_error ("sig", "OpenSSL HMAC final failed digest=%s", self->keyed->digest);
         return -1;
     }
     return (int) size;
@@ -160,7 +241,7 @@ s_param_compare (const void *a, const void *b)
 
 //  The form's pairs sorted by key then value, exact duplicates dropped.
 //  Sets *count; returns NULL with *count 0 for an empty or NULL form, and
-//  NULL with *count 1 when out of memory. Caller frees.
+//  NULL with *count 1 when out of memory. Caller frees with sb_scratch_free.
 static s_param_t *
 s_params_sorted (const sb_form_t *form, size_t *count)
 {
@@ -168,7 +249,7 @@ s_params_sorted (const sb_form_t *form, size_t *count)
     *count = 0;
     if (size == 0)
         return NULL;
-    s_param_t *params = (s_param_t *) malloc (size * sizeof (s_param_t));
+    s_param_t *params = (s_param_t *) sb_scratch_alloc (size * sizeof (s_param_t));
     if (!params) {
         sb_error ("sig", "out of memory sorting params count=%zu", size);
         *count = 1;
@@ -399,7 +480,7 @@ sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t *pa
             rc = 0;
         s_hmac_close (&hmac);
     }
-    free (sorted);
+    sb_scratch_free (sorted);
     return rc;
 }
 
@@ -488,7 +569,7 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
 
     s_hmac_t hmac;
     if (s_hmac_open (&hmac, "SHA1", auth_token)) {
-        free (sorted);
+        sb_scratch_free (sorted);
         return SB_SIG_MISMATCH;
     }
     s_quote_t quotes [3] = {S_QUOTE_AS_IS, S_QUOTE_AS_IS, S_QUOTE_AS_IS};
@@ -512,7 +593,7 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
             valid = CRYPTO_memcmp (expected, signature, S_TWILIO_SIG_LEN) == 0;
     }
     s_hmac_close (&hmac);
-    free (sorted);
+    sb_scratch_free (sorted);
     if (!valid)
         return SB_SIG_MISMATCH;
 

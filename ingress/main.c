@@ -18,6 +18,7 @@
 
 #include "sb_config.h"
 #include "sb_http.h"
+#include "sb_json.h"
 #include "sb_log.h"
 #include "sb_metrics.h"
 #include "sb_replay_server.h"
@@ -45,8 +46,8 @@ s_usage (FILE *out)
     sb_config_print_help (SB_SVC_INGRESS, out);
 }
 
-//  civetweb holds a socket per connection and each worker thread may hold a
-//  ZeroMQ socket: raise the descriptor limit to the hard limit.
+//  civetweb holds a socket per connection (SB_HTTP_THREADS of them, plus
+//  SB_HTTP_QUEUE waiting): raise the descriptor limit to the hard limit.
 static void
 s_raise_nofile (void)
 {
@@ -101,9 +102,15 @@ main (int argc, char **argv)
     //  Hundreds of worker threads would each get a malloc arena of their
     //  own and keep its freed memory; two arenas serve 2 cores as well.
     mallopt (M_ARENA_MAX, 2);
+    //  Each request parses in its own scratch (sb_http.c).
+    sb_json_use_scratch ();
     //  We handle signals ourselves; czmq must not install its handler.
     zsys_handler_set (NULL);
-    zsys_set_max_sockets (0);  //  as many as the OS allows
+    //  A dozen ZeroMQ sockets (the actors' pipes, PUB, the replay ROUTER,
+    //  zauth's): ZeroMQ sizes and zeroes its socket table up front, 12
+    //  bytes a slot, so the OS's limit (65535) cost 770 KiB of memory for
+    //  nothing. The worker threads hold no ZeroMQ socket (sb_writer).
+    zsys_set_max_sockets (1024);
     zsys_set_linger (1000);
     struct sigaction action;
     memset (&action, 0, sizeof action);

@@ -11,13 +11,24 @@
     DESIGN
     civetweb serves a connection with one worker thread for as long as the
     connection lives, idle keep-alive time included. So the pool is sized
-    for connections, not for CPU (SB_HTTP_THREADS, default 512), and idle
-    and slow clients are bounded by keep_alive_timeout_ms and
-    request_timeout_ms. Each worker thread lazily creates its own
-    journal-writer client (a ZeroMQ DEALER) on its first webhook, so idle
-    threads cost no socket. Handlers hold no lock while waiting for the
-    journal. The path and query are taken raw (decode_url=no): Twilio signs
-    the URL as it sent it.
+    for connections, not for CPU (SB_HTTP_THREADS, default 256: with 250
+    idle or slow clients connected, the 6 threads left still answer
+    thousands of webhooks a second, since each takes about a millisecond;
+    connections beyond the pool wait in civetweb's queue), and idle and slow
+    clients are bounded by keep_alive_timeout_ms and request_timeout_ms.
+
+    Memory: a thread costs what its stack and civetweb's per-thread buffer
+    keep resident, about 20 KiB when idle, so the pool is most of the
+    ingress's memory. A request's small allocations come from a scratch
+    buffer on its stack (sb_scratch.h), and when a connection closes its
+    thread gives back the stack pages the requests touched
+    (s_connection_close), so a thread that served a request costs no more
+    than one that never did.
+
+    Each worker thread lazily creates its journal-writer client on its
+    first webhook. Handlers hold no lock while waiting for the journal. The
+    path and query are taken raw (decode_url=no): Twilio signs the URL as it
+    sent it.
 
     With SB_TLS_CERT and SB_TLS_KEY the port serves HTTPS instead (sb_tls
     loads the certificate; civetweb's init_ssl callback installs it).
@@ -33,19 +44,24 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sb_event.h"
 #include "sb_form.h"
 #include "sb_json.h"
 #include "sb_log.h"
 #include "sb_meta.h"
+#include "sb_scratch.h"
 #include "sb_sig.h"
 #include "sb_time.h"
 #include "sb_tls.h"
@@ -56,6 +72,10 @@
 #define S_CHALLENGE_MAX 256
 #define S_URL_MAX 16384
 #define S_DRAIN_MAX (8u * 1024 * 1024)  //  most bytes read to refuse a body politely
+//  A request's scratch, on its worker's stack (civetweb gives each 100
+//  KiB): a one-message Meta webhook takes about 5 KiB of it (body, parsed
+//  JSON, the event), a Twilio one about 4.5 KiB; more spills to malloc.
+#define S_SCRATCH_SIZE (16 * 1024)
 
 typedef enum {
     R_TWILIO_MESSAGES,
@@ -137,6 +157,9 @@ typedef struct {
     sb_http_t *http;              //  the server
     sb_writer_client_t *client;   //  journal writer client, created on first use
     uint64_t rng;                 //  request id generator state
+    char *stack_lo;               //  lowest usable byte of this thread's stack (NULL: unknown)
+    char *stack_hi;               //  one past its highest
+    size_t page;                  //  the page size
 } s_thread_t;
 
 //  One request being handled.
@@ -291,7 +314,8 @@ s_content_type_is (s_req_t *req, const char *type)
     return next == 0 || next == ';' || next == ' ';
 }
 
-//  Read the body into req->body, up to max_body. 0, 413 or 400.
+//  Read the body into req->body (from the request's scratch when it fits),
+//  up to max_body. 0, 413 or 400.
 static int
 s_read_body (s_req_t *req)
 {
@@ -302,20 +326,20 @@ s_read_body (s_req_t *req)
     size_t alloc = declared >= 0 ? (size_t) declared + 1 : 16384;
     if (alloc > cap + 1)
         alloc = cap + 1;
-    char *buf = malloc (alloc);
+    char *buf = sb_scratch_alloc (alloc);
     if (!buf)
         return 500;
     size_t used = 0;
     while (true) {
         if (used + 1 >= alloc) {
             if (alloc > cap) {
-                free (buf);
+                sb_scratch_free (buf);
                 return 413;
             }
             size_t grow = alloc * 2 > cap + 1 ? cap + 1 : alloc * 2;
-            char *bigger = realloc (buf, grow);
+            char *bigger = sb_scratch_realloc (buf, grow);
             if (!bigger) {
-                free (buf);
+                sb_scratch_free (buf);
                 return 500;
             }
             buf = bigger;
@@ -323,19 +347,19 @@ s_read_body (s_req_t *req)
         }
         int n = mg_read (req->conn, buf + used, alloc - 1 - used);
         if (n < 0) {
-            free (buf);
+            sb_scratch_free (buf);
             return 400;
         }
         if (n == 0)
             break;
         used += (size_t) n;
         if (used > cap) {
-            free (buf);
+            sb_scratch_free (buf);
             return 413;
         }
     }
     if (declared >= 0 && used != (size_t) declared) {
-        free (buf);
+        sb_scratch_free (buf);
         return 400;  //  the client sent less than it announced (timed out)
     }
     buf[used] = 0;
@@ -345,43 +369,40 @@ s_read_body (s_req_t *req)
 }
 
 //  The URL Twilio signed: SB_PUBLIC_URL verbatim, else scheme + Host; then
-//  the path and query as received. Caller owns the return value.
+//  the path and query as received. Caller frees it with sb_scratch_free.
 static char *
 s_twilio_url (s_req_t *req)
 {
     sb_http_t *http = req->http;
     const char *query = req->info->query_string;
-    char *url = malloc (S_URL_MAX);
-    if (!url)
-        return NULL;
-    int n;
-    if (http->public_url)
-        n = snprintf (url, S_URL_MAX, "%s%s%s%s", http->public_url, req->path,
-                      query ? "?" : "", query ? query : "");
-    else {
-        const char *scheme = req->info->is_ssl ? "https" : "http";
+    //  SB_PUBLIC_URL, or scheme "://" host
+    const char *base = http->public_url, *separator = "", *host = "";
+    if (!base) {
+        base = req->info->is_ssl ? "https" : "http";
         const char *forwarded = http->trust_proxy ? s_header (req, "X-Forwarded-Proto") : NULL;
         if (forwarded) {
             //  The first hop's value: "https" or "http", nothing else.
             if (strncasecmp (forwarded, "https", 5) == 0
                 && (forwarded[5] == 0 || forwarded[5] == ',' || forwarded[5] == ' '))
-                scheme = "https";
+                base = "https";
             else if (strncasecmp (forwarded, "http", 4) == 0
                      && (forwarded[4] == 0 || forwarded[4] == ',' || forwarded[4] == ' '))
-                scheme = "http";
+                base = "http";
         }
-        const char *host = s_header (req, "Host");
-        if (!host || !*host || strpbrk (host, "/ ?#@")) {
-            free (url);
+        separator = "://";
+        host = s_header (req, "Host");
+        if (!host || !*host || strpbrk (host, "/ ?#@"))
             return NULL;
-        }
-        n = snprintf (url, S_URL_MAX, "%s://%s%s%s%s", scheme, host, req->path,
+    }
+    //  Measured first, so the copy takes what it needs, not S_URL_MAX.
+    int n = snprintf (NULL, 0, "%s%s%s%s%s%s", base, separator, host, req->path,
                       query ? "?" : "", query ? query : "");
-    }
-    if (n < 0 || n >= S_URL_MAX) {
-        free (url);
+    if (n < 0 || n >= S_URL_MAX)
         return NULL;
-    }
+    char *url = sb_scratch_alloc ((size_t) n + 1);
+    if (url)
+        snprintf (url, (size_t) n + 1, "%s%s%s%s%s%s", base, separator, host, req->path,
+                  query ? "?" : "", query ? query : "");
     return url;
 }
 
@@ -465,7 +486,7 @@ s_is_hex (char c)
 static sb_form_t *
 s_form_lenient (const char *body, size_t size)
 {
-    char *copy = malloc (size * 3 + 1);
+    char *copy = sb_scratch_alloc (size * 3 + 1);
     if (!copy)
         return NULL;
     size_t used = 0;
@@ -481,7 +502,7 @@ s_form_lenient (const char *body, size_t size)
             copy[used++] = body[i];
     }
     sb_form_t *form = sb_form_parse (copy, used);
-    free (copy);
+    sb_scratch_free (copy);
     return form;
 }
 
@@ -495,18 +516,28 @@ s_random_id (s_thread_t *thread, char out[17])
     x ^= x >> 27;
     thread->rng = x;
     uint64_t v = x * 0x2545F4914F6CDD1DULL;
-    snprintf (out, 17, "%016" PRIx64, v);
+    //  16 lower-case hex digits, as "%016" PRIx64 writes them, without
+    //  snprintf's cost on every request.
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 15];
+    out[16] = '\0';
 }
 
-//  Fill what every event of this request shares.
+//  Fill what every event of this request shares. raw_body is lent, not
+//  copied (a Meta batch of n events would copy the body n times): the
+//  request body outlives the events, and s_store_and_answer takes the loan
+//  back before the caller frees them.
 static int
 s_stamp_common (s_req_t *req, sb_event_t *event, int64_t received_ms)
 {
     event->received_at_ms = received_ms;
     const char *ct = s_header (req, "Content-Type");
+    sb_scratch_free (event->raw_body.data);
+    event->raw_body.data = (uint8_t *) req->body;
+    event->raw_body.len = req->body ? req->body_size : 0;
     if (sb_event_set (&event->ingress_id, req->http->ingress_id)
         || sb_event_set (&event->epoch, sb_writer_epoch (req->http->writer))
-        || sb_event_set_raw (event, req->body, req->body_size)
         || sb_event_set (&event->raw_content_type, ct ? ct : "")
         || sb_event_set (&event->request_path, req->path)
         || sb_event_set (&event->request_id, req->id))
@@ -520,19 +551,25 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
                     const char *answer)
 {
     int64_t received = sb_time_wall_ms ();
-    for (size_t i = 0; i < count; i++)
-        if (s_stamp_common (req, events[i], received)) {
-            s_respond_text (req, 500, "out of memory\n");
-            return 500;
-        }
+    bool stamped = true;
+    size_t lent = 0;  //  events holding the body (s_stamp_common lends it first)
+    while (lent < count && stamped)
+        stamped = s_stamp_common (req, events[lent++], received) == 0;
     s_thread_t *thread = req->thread;
-    if (!thread->client)
+    if (stamped && !thread->client)
         thread->client = sb_writer_client_new (req->http->writer);
     uint64_t first_seq = 0;
-    if (!thread->client
-        || sb_writer_client_store (thread->client, events, count, S_JOURNAL_TIMEOUT_MS,
-                                   &first_seq)
-               != SB_JOURNAL_STORED)
+    sb_journal_result_t stored = SB_JOURNAL_NOT_STORED;
+    if (stamped && thread->client)
+        stored = sb_writer_client_store (thread->client, events, count, S_JOURNAL_TIMEOUT_MS,
+                                         &first_seq);
+    for (size_t i = 0; i < lent; i++)
+        events[i]->raw_body = (ProtobufCBinaryData) {0, NULL};  //  the loan back
+    if (!stamped) {
+        s_respond_text (req, 500, "out of memory\n");
+        return 500;
+    }
+    if (stored != SB_JOURNAL_STORED)
         return s_reject (req, 503, X_JOURNAL, "journal unavailable, retry later\n");
     s_respond (req, 200, content_type, answer, strlen (answer));
     sb_metric_observe (req->http->m_latency, (double) (sb_time_mono_us () - req->started_us) / 1e6);
@@ -657,7 +694,7 @@ s_handle_twilio (s_req_t *req)
             sig = given && *given ? SB_SIG_OK : SB_SIG_MISSING;
         }
         sb_form_destroy (&lenient);
-        free (url);
+        sb_scratch_free (url);
         if (sig != SB_SIG_OK) {
             sb_form_destroy (&form);
             return s_signature_failed (req, 0, sig);
@@ -830,6 +867,13 @@ s_begin_request (struct mg_connection *conn)
     sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
     s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
     assert (thread);
+    //  Everything this request allocates and frees before it returns (the
+    //  body, the form or the parsed JSON, the events, the signature's sort)
+    //  comes from this scratch on the stack while it lasts (sb_scratch.h):
+    //  no malloc lock, nothing left in this thread's malloc cache, and the
+    //  pages go back with the stack when the connection closes.
+    alignas (16) char scratch[S_SCRATCH_SIZE];
+    sb_scratch_begin (scratch, sizeof scratch);
     s_req_t req = {
         .conn = conn,
         .info = mg_get_request_info (conn),
@@ -864,7 +908,10 @@ s_begin_request (struct mg_connection *conn)
             break;
     }
     atomic_fetch_sub (&http->inflight, 1);
-    free (req.body);
+    sb_scratch_free (req.body);
+    sb_debug ("http", "request done scratch_bytes=%zu scratch_spills=%zu request_id=%s",
+              sb_scratch_used (scratch), sb_scratch_spills (scratch), req.id);
+    sb_scratch_end (scratch);
     return rc;
 }
 
@@ -880,7 +927,52 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     if (getrandom (&thread->rng, sizeof thread->rng, 0) != sizeof thread->rng)
         thread->rng = (uint64_t) sb_time_mono_us () ^ (uint64_t) (uintptr_t) thread;
     thread->rng |= 1;
+    //  This thread's stack bounds, for s_connection_close (without them
+    //  nothing is released).
+    pthread_attr_t attr;
+    if (pthread_getattr_np (pthread_self (), &attr) == 0) {
+        void *lo;
+        size_t size;
+        if (pthread_attr_getstack (&attr, &lo, &size) == 0) {
+            thread->stack_lo = (char *) lo;
+            thread->stack_hi = (char *) lo + size;
+        }
+        pthread_attr_destroy (&attr);
+    }
+    long page = sysconf (_SC_PAGESIZE);
+    thread->page = page > 0 ? (size_t) page : 4096;
     return thread;
+}
+
+//  Stack kept below the releasing frame: this frame's page and the next
+//  one, which also hold madvise's own frame while it runs.
+#define S_STACK_SLACK_PAGES 2
+
+//  civetweb's connection_close, called on the worker thread that served
+//  the connection, before it waits for the next one. Gives back the stack
+//  pages below this frame: a request (civetweb's code and ours, the
+//  scratch included) touches 20-40 KiB of the 100 KiB stack, and civetweb
+//  hands connections to its hundreds of threads in turn, so without this
+//  every thread of the pool would keep that much resident for good. Below the
+//  stack pointer nothing is live: MADV_DONTNEED drops the pages, and the
+//  next deep call gets zero-filled ones. The cost is one madvise per
+//  connection (keep-alive connections pay it once) and the page faults of
+//  the next connection's requests.
+static void
+s_connection_close (const struct mg_connection *conn)
+{
+    const s_thread_t *thread = (const s_thread_t *) mg_get_thread_pointer (conn);
+    char *frame = (char *) __builtin_frame_address (0);
+    //  Only a worker thread's own stack, and only when called on it (a
+    //  connection closed by another thread, at shutdown, is left alone).
+    if (!thread || !thread->stack_lo || frame <= thread->stack_lo || frame >= thread->stack_hi)
+        return;
+    uintptr_t top = ((uintptr_t) frame & ~(uintptr_t) (thread->page - 1))
+                    - S_STACK_SLACK_PAGES * thread->page;
+    if (top <= (uintptr_t) thread->stack_lo)
+        return;
+    //  Advice only: if the kernel refuses, the pages stay resident.
+    madvise (thread->stack_lo, top - (uintptr_t) thread->stack_lo, MADV_DONTNEED);
 }
 
 static void
@@ -1039,6 +1131,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     callbacks.begin_request = s_begin_request;
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
+    callbacks.connection_close = s_connection_close;
     callbacks.log_message = s_log_message;
     if (self->tls)
         callbacks.init_ssl = s_init_ssl;

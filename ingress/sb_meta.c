@@ -11,6 +11,12 @@
     kept whole, compact, in detail_json, and the request verbatim in
     raw_body.
 
+    Memory: jansson's tree (once the process has called
+    sb_json_use_scratch, as the ingress does at start), detail_json's text,
+    the events and the list come from sb_scratch_alloc: called with a
+    scratch open, as the ingress does per request, a webhook costs no malloc
+    for its dozens of pieces; without one, plain malloc.
+
     Parsing limits (jansson): nesting deeper than JSON_PARSER_MAX_DEPTH
     (2048) fails, as do NUL bytes (raw or \u0000), invalid UTF-8, integers
     beyond int64 and reals beyond double. Duplicate keys are refused
@@ -38,6 +44,7 @@
 
 #include "sb_json.h"
 #include "sb_log.h"
+#include "sb_scratch.h"
 
 //  Most events one body may produce; Meta batches at most about a thousand.
 #define SB_META_MAX_EVENTS 10000
@@ -160,7 +167,7 @@ s_put_detail (bool *ok, sb_event_t *event, const json_t *object)
     char *text = json_dumps (object, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text || sb_event_set (&event->detail_json, text))
         *ok = false;
-    free (text);
+    sb_json_free (text);
 }
 
 //  errors[] of a message or status into event->errors.
@@ -543,7 +550,7 @@ s_list_push (s_list_t *list, sb_event_t *event, char *err, size_t err_size)
     }
     if (list->count == list->capacity) {
         size_t capacity = list->capacity ? list->capacity * 2 : 4;
-        sb_event_t **items = realloc (list->items, capacity * sizeof *items);
+        sb_event_t **items = sb_scratch_realloc (list->items, capacity * sizeof *items);
         if (!items) {
             sb_event_destroy (&event);
             sb_error ("meta", "cannot grow event list: out of memory");
@@ -682,6 +689,6 @@ sb_meta_events_free (sb_event_t ***events, size_t count)
         return;
     for (size_t i = 0; i < count; i++)
         sb_event_destroy (&(*events)[i]);
-    free (*events);
+    sb_scratch_free (*events);
     *events = NULL;
 }

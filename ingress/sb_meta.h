@@ -19,7 +19,9 @@
 #include "sb_event.h"
 
 //  Parse body. On success returns 0 with *events an array of *count events
-//  (caller owns the array and each event; free with sb_meta_events_free).
+//  (caller owns the array and each event; free with sb_meta_events_free,
+//  before ending the scratch that was open during the call, if any: see
+//  sb_scratch.h).
 //  Returns -1 with a short reason in err when the body is not JSON or not a
 //  webhook's shape (no "entry" array, an entry without "changes", ...): 400.
 int sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *count,

@@ -7,13 +7,14 @@
     on the request's own condition variable. An eventfd, polled by the actor
     beside its pipe, wakes the actor when the queue turns non-empty. The
     actor takes every request that is waiting (up to a batch cap), stamps
-    each event with the next sequence number and its id (sb_event_stamp
-    appends the fields, no re-encoding), appends it to the journal, and
-    commits once: one fdatasync for the whole batch. That is the group
-    commit: while one fdatasync runs, new requests queue and go into the
-    next batch. The stored events are published on PUB as [topic, event] in
-    sequence order, and then every request of the batch is answered. A
-    request is all-or-nothing: its events are in one batch and one commit.
+    each event with the next sequence number and its id (sb_event_stamp_into
+    appends the fields in room the worker left: no re-encoding, no copy),
+    appends it to the journal, and commits once: one fdatasync for the
+    whole batch. That is the group commit: while one fdatasync runs, new
+    requests queue and go into the next batch. The stored events are
+    published on PUB as [topic, event] in sequence order, and then every
+    request of the batch is answered. A request is all-or-nothing: its
+    events are in one batch and one commit.
     If an append or the commit fails, the journal rolls back to its last
     commit, so every request of the batch is answered "not stored" (503:
     the provider retries) and no sequence number is skipped.
@@ -49,6 +50,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +69,7 @@ typedef struct s_pending_t {
     size_t count;               //  events
     uint8_t **data;             //  encoded events (stamped in place by the actor)
     size_t *size;               //  their sizes
-    char (*topic)[96];          //  their topics
+    char (*topic)[96];          //  their topics (the three arrays follow the struct)
     uint64_t first_seq;         //  seq of the first event, when stored
     bool ok;                    //  stamped (actor's working state)
     bool stored;                //  the answer
@@ -84,6 +86,7 @@ struct sb_writer_t {
     char *journal_dir;          //  SB_JOURNAL_DIR
     int pub_hwm;                //  SB_PUB_HWM: events queued per subscriber
     char epoch[40];             //  the journal's epoch
+    size_t stamp_room;          //  bytes an event's stamp may take (sb_event_stamp_room)
     sb_metrics_t *metrics;      //  borrowed
     pthread_mutex_t lock;       //  guards the queue and every request's state
     s_pending_t *head, *tail;   //  requests waiting for the actor
@@ -196,18 +199,19 @@ s_self_destroy (self_t **self_p)
 static void
 s_pending_free (s_pending_t *req)
 {
-    for (size_t i = 0; req->data && i < req->count; i++)
+    for (size_t i = 0; i < req->count; i++)
         free (req->data[i]);
-    free (req->data);
-    free (req->size);
-    free (req->topic);
     pthread_cond_destroy (&req->done);
-    free (req);
+    free (req);  //  the arrays are in the same block (s_pending_new)
 }
 
-//  Stamp the events of one request with the sequence numbers from *seq on
-//  (in place). false when memory runs out: the request is then answered
-//  "not stored" and appends nothing, so the sequence stays gapless.
+//  Stamp the events of one request with the sequence numbers from *seq on,
+//  in place: the worker thread encoded each with room for its stamp, so
+//  the actor allocates nothing and the worker frees its own buffers (a
+//  buffer allocated here and freed there would sit in that thread's malloc
+//  cache, for every one of the hundreds of threads). false when a stamp
+//  does not fit (a bug): the request is then answered "not stored" and
+//  appends nothing, so the sequence stays gapless.
 static bool
 s_stamp_request (self_t *self, s_pending_t *req, uint64_t *seq)
 {
@@ -215,17 +219,13 @@ s_stamp_request (self_t *self, s_pending_t *req, uint64_t *seq)
     uint64_t next = *seq;
     req->first_seq = next;
     for (size_t i = 0; i < req->count; i++) {
-        size_t stamped_size = 0;
-        uint8_t *stamped = sb_event_stamp (req->data[i], req->size[i], next, w->ingress_id,
-                                           w->epoch, &stamped_size);
+        size_t stamped = sb_event_stamp_into (req->data[i], req->size[i], w->stamp_room, next,
+                                              w->ingress_id, w->epoch);
         if (!stamped) {
-            sb_error ("writer", "out of memory stamping an event seq=%llu",
-                      (unsigned long long) next);
+            sb_error ("writer", "no room to stamp an event seq=%llu", (unsigned long long) next);
             return false;
         }
-        free (req->data[i]);
-        req->data[i] = stamped;
-        req->size[i] = stamped_size;
+        req->size[i] = stamped;
         next++;
     }
     *seq = next;
@@ -417,6 +417,7 @@ sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
     if (!self->journal)
         goto fail;
     snprintf (self->epoch, sizeof self->epoch, "%s", sb_journal_epoch (self->journal));
+    self->stamp_room = sb_event_stamp_room (sb_config_str (config, "SB_INGRESS_ID"), self->epoch);
     atomic_init (&self->next_seq, sb_journal_next_seq (self->journal));
     //  What the journal holds at open survived the restart: committed.
     atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
@@ -536,25 +537,28 @@ sb_writer_client_destroy (sb_writer_client_t **self_p)
 }
 
 //  A new request holding the encoded events, or NULL when out of memory.
+//  One allocation holds the request and its three arrays (data, sizes,
+//  topics), in that order; only the encoded events are separate.
 static s_pending_t *
-s_pending_new (sb_event_t *const *events, size_t count)
+s_pending_new (sb_event_t *const *events, size_t count, size_t stamp_room)
 {
-    s_pending_t *req = calloc (1, sizeof *req);
+    size_t per_event = sizeof (uint8_t *) + sizeof (size_t) + sizeof (char[96]);
+    if (count > (SIZE_MAX - sizeof (s_pending_t)) / per_event)
+        return NULL;
+    s_pending_t *req = calloc (1, sizeof *req + count * per_event);
     if (!req)
         return NULL;
+    req->data = (uint8_t **) (req + 1);
+    req->size = (size_t *) (req->data + count);
+    req->topic = (char (*)[96]) (req->size + count);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
     pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
     pthread_cond_init (&req->done, &attr);
     pthread_condattr_destroy (&attr);
     req->count = count;
-    req->data = calloc (count ? count : 1, sizeof *req->data);
-    req->size = calloc (count ? count : 1, sizeof *req->size);
-    req->topic = calloc (count ? count : 1, sizeof *req->topic);
-    if (!req->data || !req->size || !req->topic)
-        goto fail;
     for (size_t i = 0; i < count; i++)
-        if (!(req->data[i] = sb_event_encode (events[i], &req->size[i]))
+        if (!(req->data[i] = sb_event_encode_room (events[i], stamp_room, &req->size[i]))
             || sb_event_topic (events[i], req->topic[i], sizeof req->topic[i]) < 0)
             goto fail;
     return req;
@@ -568,7 +572,7 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
                         int timeout_ms, uint64_t *first_seq)
 {
     sb_writer_t *w = self->writer;
-    s_pending_t *req = s_pending_new (events, count);
+    s_pending_t *req = s_pending_new (events, count, w->stamp_room);
     if (!req)
         return SB_JOURNAL_NOT_STORED;
     pthread_mutex_lock (&w->lock);

@@ -402,6 +402,26 @@ s_test_stamp (void)
     CHECK (d && d->seq == 1 && strlen (d->id) == 299 + 3 && strncmp (d->id + 299, "--1", 3) == 0);
     sb_event_destroy (&d);
     free (stamped);
+
+    //  In place, in the room sb_event_encode_room left: the same bytes as
+    //  sb_event_stamp, for the largest seq; a room too small is refused.
+    e = s_full_event ();
+    CHECK (sb_event_set (&e->id, NULL) == 0);
+    e->seq = 0;
+    size_t room = sb_event_stamp_room ("ingress-a", "20250616T1720");
+    uint8_t *roomy = sb_event_encode_room (e, room, &size);
+    wire = sb_event_encode (e, &stamped_size);
+    CHECK (roomy && wire && stamped_size == size && memcmp (roomy, wire, size) == 0);
+    stamped = sb_event_stamp (wire, size, UINT64_MAX, "ingress-a", "20250616T1720", &stamped_size);
+    CHECK (sb_event_stamp_into (roomy, size, room - 1, UINT64_MAX, "ingress-a", "20250616T1720")
+           == 0);
+    size_t in_place = sb_event_stamp_into (roomy, size, room, UINT64_MAX, "ingress-a",
+                                           "20250616T1720");
+    CHECK (stamped && in_place == stamped_size && memcmp (roomy, stamped, in_place) == 0);
+    free (stamped);
+    free (wire);
+    free (roomy);
+    sb_event_destroy (&e);
 }
 
 static void

@@ -21,6 +21,8 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -753,6 +755,96 @@ s_test_reasons (void)
     CHECK_STR (sb_sig_reason (SB_SIG_BODY_HASH), "body_hash", "reason");
 }
 
+//  Meta's header for body under secret, computed apart from sb_sig (one-shot
+//  HMAC()), as "sha256=" + lower-case hex.
+static void
+s_meta_expected (const char *secret, const char *body, char out[SB_SIG_META_SIZE])
+{
+    unsigned char mac[32];
+    unsigned int size = 0;
+    HMAC (EVP_sha256 (), secret, (int) strlen (secret), (const unsigned char *) body,
+          strlen (body), mac, &size);
+    strcpy (out, "sha256=");
+    for (unsigned i = 0; i < size; i++)
+        snprintf (out + 7 + 2 * i, 3, "%02x", mac[i]);
+}
+
+//  Keyed contexts are reused (sb_sig.c): a context never answers for
+//  another key, whatever the order, the digest, or a shared prefix.
+static void
+s_test_keyed_reuse (void)
+{
+    const char *secrets[] = {"alpha", "alphab", "beta",
+                             "a-key-longer-than-one-sha256-block-of-64-bytes-so-hmac-hashes-it-first"};
+    const char *body = "{\"object\":\"whatsapp_business_account\"}";
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+            char expected[SB_SIG_META_SIZE], signed_[SB_SIG_META_SIZE];
+            s_meta_expected (secrets[i], body, expected);
+            CHECK (sb_sig_meta_sign (secrets[i], body, strlen (body), signed_) == 0);
+            CHECK (strcmp (signed_, expected) == 0);
+            for (size_t j = 0; j < sizeof secrets / sizeof secrets[0]; j++)
+                CHECK (sb_sig_meta_validate (secrets[j], body, strlen (body), expected)
+                       == (i == j ? SB_SIG_OK : SB_SIG_MISMATCH));
+        }
+    //  The same key under the other digest: Twilio's SHA-1 is unaffected
+    //  by a SHA-256 context of that key, and the other way round.
+    sb_form_t *form = sb_form_new ();
+    sb_form_add (form, "Body", "hi");
+    const char *url = "https://example.com/twilio/messages";
+    for (int round = 0; round < 2; round++) {
+        char twilio_a[SB_SIG_TWILIO_SIZE], twilio_b[SB_SIG_TWILIO_SIZE];
+        CHECK (sb_sig_twilio_sign ("alpha", url, form, twilio_a) == 0);
+        CHECK (sb_sig_twilio_sign ("beta", url, form, twilio_b) == 0);
+        CHECK (strcmp (twilio_a, twilio_b) != 0 && strlen (twilio_a) == 28);
+        CHECK (sb_sig_twilio_validate ("alpha", url, form, NULL, 0, twilio_a) == SB_SIG_OK);
+        CHECK (sb_sig_twilio_validate ("beta", url, form, NULL, 0, twilio_a) == SB_SIG_MISMATCH);
+        char meta[SB_SIG_META_SIZE];
+        CHECK (sb_sig_meta_sign ("alpha", body, strlen (body), meta) == 0);
+        CHECK (sb_sig_meta_validate ("alpha", body, strlen (body), meta) == SB_SIG_OK);
+    }
+    sb_form_destroy (&form);
+}
+
+#define S_THREADS 8
+#define S_ROUNDS 2000
+
+//  One thread's share of s_test_threads: returns the failures it saw.
+static void *
+s_hammer (void *arg)
+{
+    size_t id = (size_t) arg;
+    const char *secrets[] = {"first-secret", "second-secret"};
+    char body[64];
+    snprintf (body, sizeof body, "{\"thread\":%zu}", id);
+    char expected[2][SB_SIG_META_SIZE];
+    for (int k = 0; k < 2; k++)
+        s_meta_expected (secrets[k], body, expected[k]);
+    size_t failures = 0;
+    for (size_t round = 0; round < S_ROUNDS; round++) {
+        int k = (int) ((round + id) % 2);
+        if (sb_sig_meta_validate (secrets[k], body, strlen (body), expected[k]) != SB_SIG_OK)
+            failures++;
+        if (sb_sig_meta_validate (secrets[!k], body, strlen (body), expected[k]) != SB_SIG_MISMATCH)
+            failures++;
+    }
+    return (void *) failures;
+}
+
+//  Many threads validating with two keys at once: every answer right.
+static void
+s_test_threads (void)
+{
+    pthread_t threads[S_THREADS];
+    for (size_t i = 0; i < S_THREADS; i++)
+        CHECK (pthread_create (&threads[i], NULL, s_hammer, (void *) i) == 0);
+    for (size_t i = 0; i < S_THREADS; i++) {
+        void *failures = NULL;
+        CHECK (pthread_join (threads[i], &failures) == 0);
+        CHECK (failures == NULL);
+    }
+}
+
 int
 main (void)
 {
@@ -767,6 +859,8 @@ main (void)
     s_test_twilio_json ();
     s_test_twilio_hostile ();
     s_test_meta_hostile ();
+    s_test_keyed_reuse ();
+    s_test_threads ();
     if (s_failures) {
         fprintf (stderr, "test_sb_sig: %d failure(s)\n", s_failures);
         return 1;

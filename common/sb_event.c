@@ -160,12 +160,8 @@ int
 sb_event_set_raw (sb_event_t *self, const void *body, size_t size)
 {
     uint8_t *copy = NULL;
-    if (body && size > 0) {
-        copy = sb_scratch_alloc (size);
-        if (!copy)
-            return -1;
-        memcpy (copy, body, size);
-    }
+    if (body && size > 0 && !(copy = sb_scratch_memdup (body, size)))
+        return -1;
     sb_scratch_free (self->raw_body.data);
     self->raw_body.data = copy;
     self->raw_body.len = copy ? size : 0;

@@ -82,11 +82,7 @@ s_reserve (sb_form_t *self)
 static char *
 s_strdup (const char *text)
 {
-    size_t size = strlen (text) + 1;
-    char *copy = (char *) sb_scratch_alloc (size);
-    if (copy)
-        memcpy (copy, text, size);
-    return copy;
+    return (char *) sb_scratch_memdup (text, strlen (text) + 1);
 }
 
 //  Take ownership of key and value (both freed on failure).

@@ -136,6 +136,15 @@ sb_scratch_alloc (size_t size)
     return malloc (size ? size : 1);
 }
 
+void *
+sb_scratch_memdup (const void *data, size_t size)
+{
+    void *copy = sb_scratch_alloc (size);
+    if (copy && size)
+        memcpy (copy, data, size);
+    return copy;
+}
+
 void
 sb_scratch_free (void *ptr)
 {

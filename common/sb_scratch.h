@@ -38,6 +38,9 @@ void sb_scratch_end (void *buf);
 //  when out of memory. Free with sb_scratch_free.
 void *sb_scratch_alloc (size_t size);
 
+//  A copy of size bytes of data from sb_scratch_alloc, or NULL.
+void *sb_scratch_memdup (const void *data, size_t size);
+
 //  As realloc, for memory from sb_scratch_alloc (or NULL).
 void *sb_scratch_realloc (void *ptr, size_t size);
 

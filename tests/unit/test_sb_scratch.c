@@ -79,6 +79,9 @@ s_test_pieces (void)
     CHECK (f && f != c && sb_scratch_owns (f) && strcmp (f, "0123456789abcdef") == 0);
 
     //  Too big for what is left: malloc, and realloc moves out of the scratch.
+    char *dup = sb_scratch_memdup ("abc", 4);
+    CHECK (dup && sb_scratch_owns (dup) && strcmp (dup, "abc") == 0);
+    sb_scratch_free (dup);
     CHECK (sb_scratch_spills (buf) == 0);
     char *big = sb_scratch_alloc (4096);
     CHECK (big && !sb_scratch_owns (big) && sb_scratch_spills (buf) == 1);

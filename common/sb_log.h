@@ -2,7 +2,11 @@
 
     A line is: time level service module message key=value...
     The sink (stderr) and the level are process-wide, set once by main before
-    any thread starts; after that sb_log is thread-safe (one write(2) a line).
+    any thread starts; after that sb_log is thread-safe and lines never
+    interleave. By default each line is one write(2) by its caller; after
+    sb_log_start a log thread writes debug and info lines in batches (see
+    sb_log.c), while warn and error lines are still written before the call
+    returns.
 */
 #ifndef SB_LOG_H_INCLUDED
 #define SB_LOG_H_INCLUDED
@@ -20,6 +24,16 @@ typedef enum {
 
 //  Set the service name and the threshold. Call before starting threads.
 void sb_log_init (const char *service, sb_log_level_t level);
+
+//  Start the log thread (after sb_log_init, before other threads): from now
+//  on debug and info lines are written a few milliseconds later, in batches,
+//  so no caller waits for stderr unless the buffer is full. 0, or -1 (lines
+//  stay synchronous).
+int sb_log_start (void);
+
+//  Write what is buffered and stop the log thread; lines are synchronous
+//  again. Registered with atexit by sb_log_start; main calls it last.
+void sb_log_stop (void);
 
 //  Parse "debug", "info", "warn", "error", "off". Returns -1 when unknown.
 int sb_log_level_parse (const char *text, sb_log_level_t *level);

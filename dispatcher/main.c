@@ -121,6 +121,9 @@ main (int argc, char **argv)
         return 2;
     }
     sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    //  Actors storing and sending must not wait for stderr (sb_log.c).
+    if (sb_log_start () != 0)
+        fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
     const char *migrations = sb_config_has (config, "SB_MIGRATIONS_DIR")
                                  ? sb_config_str (config, "SB_MIGRATIONS_DIR")
                                  : SB_MIGRATIONS_DIR;
@@ -219,5 +222,6 @@ done:
     zsys_shutdown ();
     if (status == 0)
         sb_info ("main", "stopped");
+    sb_log_stop ();
     return status;
 }

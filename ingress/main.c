@@ -85,6 +85,9 @@ main (int argc, char **argv)
     }
     sb_log_level_t level = (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL");
     sb_log_init ("ingress", level);
+    //  Workers answering webhooks must not wait for stderr (sb_log.c).
+    if (sb_log_start () != 0)
+        fprintf (stderr, "switchboard-ingress: cannot start the log thread; logging synchronously\n");
     if (sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES"))
         sb_warn ("main",
                  "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who can reach this port can inject messages. Use for experiments only");
@@ -155,5 +158,6 @@ main (int argc, char **argv)
     zsys_shutdown ();
     if (status == 0)
         sb_info ("main", "stopped");
+    sb_log_stop ();
     return status;
 }

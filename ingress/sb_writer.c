@@ -19,8 +19,12 @@
     commit, so every request of the batch is answered "not stored" (503:
     the provider retries) and no sequence number is skipped.
 
-    A thread that gives up waiting (timeout) marks its request abandoned;
-    whichever side finishes with a request last frees it. The queue costs a
+    The actor marks a batch answered under the lock and signals each
+    thread after unlocking it, so a woken thread does not at once block on
+    the lock the actor still holds (with a dozen requests a batch, that was
+    a second sleep for most of them). A request taken by the actor has two
+    holders, the waiting thread and the actor, and whichever lets go last
+    frees it: a thread that gives up waiting (timeout) just lets go. The queue costs a
     worker thread nothing until it posts: an earlier design gave each of
     the hundreds of worker threads a ZeroMQ socket, which cost ~60 KiB of
     memory per thread once used.
@@ -61,7 +65,7 @@
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define S_TRIM_MS 2000              //  journal retention runs at most this often
 
-typedef enum { S_QUEUED, S_TAKEN, S_DONE, S_ABANDONED } s_state_t;
+typedef enum { S_QUEUED, S_TAKEN, S_DONE } s_state_t;
 
 //  One request: the events of one webhook, stored all or none.
 typedef struct s_pending_t {
@@ -75,6 +79,7 @@ typedef struct s_pending_t {
     bool stored;                //  the answer
     s_state_t state;            //  under the writer's lock
     pthread_cond_t done;        //  signalled when the state becomes S_DONE
+    atomic_int refs;            //  holders: the worker, and the actor once it took it
 } s_pending_t;
 
 struct sb_writer_t {
@@ -205,6 +210,14 @@ s_pending_free (s_pending_t *req)
     free (req);  //  the arrays are in the same block (s_pending_new)
 }
 
+//  One holder lets go; the last frees the request.
+static void
+s_pending_release (s_pending_t *req)
+{
+    if (atomic_fetch_sub (&req->refs, 1) == 1)
+        s_pending_free (req);
+}
+
 //  Stamp the events of one request with the sequence numbers from *seq on,
 //  in place: the worker thread encoded each with room for its stamp, so
 //  the actor allocates nothing and the worker frees its own buffers (a
@@ -273,6 +286,7 @@ s_take (sb_writer_t *w, s_pending_t **batch)
         w->head = req->next;
         req->next = NULL;
         req->state = S_TAKEN;
+        atomic_fetch_add (&req->refs, 1);
         batch[count++] = req;
     }
     if (!w->head)
@@ -323,21 +337,21 @@ s_self_handle_requests (self_t *self)
             sb_metric_set (self->m_journal_segments,
                            (int64_t) sb_journal_segments (w->journal));
         }
-        //  Answer: wake each waiting thread; free what its thread gave up on.
+        //  Answer every request, then wake the threads (outside the lock,
+        //  see above) and let go of the requests.
         size_t failed = 0;
         pthread_mutex_lock (&w->lock);
         for (size_t i = 0; i < count; i++) {
             s_pending_t *req = batch[i];
             req->stored = stored && req->ok;
             failed += !req->stored;
-            if (req->state == S_ABANDONED)
-                s_pending_free (req);
-            else {
-                req->state = S_DONE;
-                pthread_cond_signal (&req->done);
-            }
+            req->state = S_DONE;
         }
         pthread_mutex_unlock (&w->lock);
+        for (size_t i = 0; i < count; i++) {
+            pthread_cond_signal (&batch[i]->done);
+            s_pending_release (batch[i]);
+        }
         sb_metric_add (self->m_requests_failed, failed);
     }
 }
@@ -557,6 +571,7 @@ s_pending_new (sb_event_t *const *events, size_t count, size_t stamp_room)
     pthread_cond_init (&req->done, &attr);
     pthread_condattr_destroy (&attr);
     req->count = count;
+    atomic_init (&req->refs, 1);
     for (size_t i = 0; i < count; i++)
         if (!(req->data[i] = sb_event_encode_room (events[i], stamp_room, &req->size[i]))
             || sb_event_topic (events[i], req->topic[i], sizeof req->topic[i]) < 0)
@@ -621,8 +636,8 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
         }
         else {
             //  Being written: the actor frees it when the commit ends.
-            req->state = S_ABANDONED;
             pthread_mutex_unlock (&w->lock);
+            s_pending_release (req);
         }
         sb_error ("writer", "journal writer did not answer within timeout_ms=%d", timeout_ms);
         return SB_JOURNAL_NOT_STORED;
@@ -630,7 +645,7 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
     bool stored = req->stored;
     uint64_t first = req->first_seq;
     pthread_mutex_unlock (&w->lock);
-    s_pending_free (req);
+    s_pending_release (req);
     if (stored && first_seq)
         *first_seq = first;
     return stored ? SB_JOURNAL_STORED : SB_JOURNAL_NOT_STORED;

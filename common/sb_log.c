@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #define S_LINE_MAX 2048              //  one formatted line, newline included
-#define S_BUFFER (64u * 1024)        //  each of the two buffers
+#define S_BUFFER (32u * 1024)        //  each of the two buffers
 #define S_FLUSH_MS 5                 //  a batch gathers this long at most
 
 //  The log sink: set once before threads start (see above).
@@ -175,13 +175,16 @@ sb_log_start (void)
         atexit (sb_log_stop);
         initialized = true;
     }
+    //  Other threads may be logging already: from the next line on, theirs
+    //  go to the buffer too.
+    pthread_mutex_lock (&s_async.lock);
     s_async.running = true;
     s_async.stopping = false;
-    if (pthread_create (&s_async.thread, NULL, s_log_thread, NULL) != 0) {
+    int rc = pthread_create (&s_async.thread, NULL, s_log_thread, NULL);
+    if (rc != 0)
         s_async.running = false;
-        return -1;
-    }
-    return 0;
+    pthread_mutex_unlock (&s_async.lock);
+    return rc == 0 ? 0 : -1;
 }
 
 void

@@ -25,7 +25,7 @@ typedef enum {
 //  Set the service name and the threshold. Call before starting threads.
 void sb_log_init (const char *service, sb_log_level_t level);
 
-//  Start the log thread (after sb_log_init, before other threads): from now
+//  Start the log thread (after sb_log_init; safe while threads log): from now
 //  on debug and info lines are written a few milliseconds later, in batches,
 //  so no caller waits for stderr unless the buffer is full. 0, or -1 (lines
 //  stay synchronous).

@@ -121,9 +121,6 @@ main (int argc, char **argv)
         return 2;
     }
     sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
-    //  Actors storing and sending must not wait for stderr (sb_log.c).
-    if (sb_log_start () != 0)
-        fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
     const char *migrations = sb_config_has (config, "SB_MIGRATIONS_DIR")
                                  ? sb_config_str (config, "SB_MIGRATIONS_DIR")
                                  : SB_MIGRATIONS_DIR;
@@ -170,6 +167,10 @@ main (int argc, char **argv)
             goto done;
         }
     }
+    //  From here on only sb_log writes to stderr: actors storing and sending
+    //  must not wait for it, so a log thread writes their lines (sb_log.c).
+    if (sb_log_start () != 0)
+        fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
     if (s_migrate (conninfo, migrations, migrate_only)) {
         if (!s_stop)
             sb_error ("main", "migrations failed dir=%s", migrations);

@@ -85,9 +85,6 @@ main (int argc, char **argv)
     }
     sb_log_level_t level = (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL");
     sb_log_init ("ingress", level);
-    //  Workers answering webhooks must not wait for stderr (sb_log.c).
-    if (sb_log_start () != 0)
-        fprintf (stderr, "switchboard-ingress: cannot start the log thread; logging synchronously\n");
     if (sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES"))
         sb_warn ("main",
                  "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who can reach this port can inject messages. Use for experiments only");
@@ -133,6 +130,10 @@ main (int argc, char **argv)
         zsys_shutdown ();
         return 2;
     }
+    //  From here on only sb_log writes to stderr: workers answering webhooks
+    //  must not wait for it, so a log thread writes their lines (sb_log.c).
+    if (sb_log_start () != 0)
+        fprintf (stderr, "switchboard-ingress: cannot start the log thread; logging synchronously\n");
     int status = 1;
     sb_metrics_t *metrics = sb_metrics_new ();
     sb_writer_t *writer = metrics ? sb_writer_new (config, security, metrics) : NULL;

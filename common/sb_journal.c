@@ -114,7 +114,7 @@
 #define S_EPOCH_LEN 32                 //  hex digits
 #define S_NAME_SIZE 25                 //  20 digits, ".sbj", NUL
 #define S_READ_CHUNK (256u * 1024)     //  read-ahead of scans and readers
-#define S_BUF_KEEP (4u * 1024 * 1024)  //  pending buffer kept between commits
+#define S_BUF_KEEP (256u * 1024)       //  pending buffer kept between commits
 #define S_FILE_MODE 0640               //  payloads are personal data
 #define S_DIR_MODE 0750
 

@@ -645,6 +645,12 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
     bool stored = req->stored;
     uint64_t first = req->first_seq;
     pthread_mutex_unlock (&w->lock);
+    //  The actor is done with the events: free them in the thread that
+    //  allocated them (see s_stamp_request), whoever frees the rest.
+    for (size_t i = 0; i < req->count; i++) {
+        free (req->data[i]);
+        req->data[i] = NULL;
+    }
     s_pending_release (req);
     if (stored && first_seq)
         *first_seq = first;

@@ -40,8 +40,11 @@ function setup(thread)
 end
 
 -- ---- thread state ------------------------------------------------------------
-local path, headers, sig_header
 local parts = {}        -- the body template split at @ID@
+-- The whole request as wrk.format writes it, split where the id and the
+-- signature go: out holds the fixed pieces at odd places, and request()
+-- fills the even ones (slot_is_sig says which) and joins them.
+local out, slot_is_sig = {}, {}
 local data, width, id_len  -- this thread's records: "<id> <signature>\n", fixed width
 local n, idx = 0, 0
 repeats = 0             -- global: read by done() through thread:get
@@ -85,6 +88,7 @@ function init(args)
   assert(n > 0 and #data == n * width, "too few requests in " .. kind .. ".ids: generate more")
   id_len = data:find(" ", 1, true) - 1
 
+  local path, headers, sig_header
   if kind == "twilio" then
     path = "/twilio/messages"
     sig_header = "X-Twilio-Signature"
@@ -106,6 +110,23 @@ function init(args)
   if rate then
     interval_ms = 1000 * nthreads / rate
   end
+
+  -- wrk.format once, with placeholders as long as the id (\1...) and the
+  -- signature (\2...), so Content-Length and the header layout are wrk's.
+  local sig_len = width - id_len - 2
+  headers[sig_header] = string.rep("\2", sig_len)
+  local text = wrk.format("POST", path, headers, table.concat(parts, string.rep("\1", id_len)))
+  local pos = 1
+  while true do
+    local i = text:find("[\1\2]", pos)
+    if not i then break end
+    out[#out + 1] = text:sub(pos, i - 1)
+    local sig = text:byte(i) == 2
+    out[#out + 1] = ""
+    slot_is_sig[#out] = sig
+    pos = i + (sig and sig_len or id_len)
+  end
+  out[#out + 1] = text:sub(pos)
 end
 
 function request()
@@ -116,12 +137,11 @@ function request()
   end
   local at = (idx - 1) * width + 1
   local id = data:sub(at, at + id_len - 1)
-  local body = parts[1]
-  for i = 2, #parts do
-    body = body .. id .. parts[i]
+  local sig = data:sub(at + id_len + 1, at + width - 2)
+  for i = 2, #out, 2 do
+    out[i] = slot_is_sig[i] and sig or id
   end
-  headers[sig_header] = data:sub(at + id_len + 1, at + width - 2)
-  return wrk.format("POST", path, headers, body)
+  return table.concat(out)
 end
 
 if rate then

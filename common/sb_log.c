@@ -22,6 +22,11 @@
     those are the lines wanted after a crash. What a crash can lose is the
     debug and info lines of its last S_FLUSH_MS; sb_log_stop (also run at
     exit) writes the rest.
+
+    The log thread is a plain thread, not a czmq actor: every thread of the
+    process logs, and handing it lines over ZeroMQ would take a socket per
+    thread (sb_writer.c measured ~60 KiB each). Its mutex is never held
+    across the write(2).
 */
 #include "sb_log.h"
 #include "sb_time.h"

@@ -93,6 +93,7 @@ typedef struct s_keyed_t {
 
 static pthread_once_t s_mac_once = PTHREAD_ONCE_INIT;
 static EVP_MAC *s_mac = NULL;        //  HMAC, fetched once (NULL: unavailable)
+static EVP_MD *s_sha256 = NULL;      //  SHA-256 for bodySHA256, fetched once (NULL: unavailable)
 static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static s_keyed_t *s_pool = NULL;     //  idle keyed contexts, most recent first
 static size_t s_pool_size = 0;       //  how many
@@ -101,6 +102,7 @@ static void
 s_mac_fetch (void)
 {
     s_mac = EVP_MAC_fetch (NULL, "HMAC", NULL);
+    s_sha256 = EVP_MD_fetch (NULL, "SHA256", NULL);
 }
 
 static void
@@ -601,7 +603,10 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
         unsigned char digest [EVP_MAX_MD_SIZE];
         unsigned int digest_size = 0;
         char hex [2 * 32 + 1];
-        if (EVP_Digest (body, body_size, digest, &digest_size, EVP_sha256 (), NULL) != 1
+        //  Fetched once: EVP_sha256 () would look it up on every call.
+        pthread_once (&s_mac_once, s_mac_fetch);
+        if (!s_sha256
+        ||  EVP_Digest (body, body_size, digest, &digest_size, s_sha256, NULL) != 1
         ||  digest_size != 32) {
             sb_error ("sig", "OpenSSL SHA-256 failed");
             return SB_SIG_BODY_HASH;

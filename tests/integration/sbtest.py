@@ -108,7 +108,7 @@ class Ingress:
             "META_VERIFY_TOKEN": META_VERIFY,
             "SB_LOG_LEVEL": "info",
         }
-        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"):
             if k in os.environ:
                 self.env[k] = os.environ[k]
         if env:

@@ -24,10 +24,11 @@
     the lock the actor still holds (with a dozen requests a batch, that was
     a second sleep for most of them). A request taken by the actor has two
     holders, the waiting thread and the actor, and whichever lets go last
-    frees it: a thread that gives up waiting (timeout) just lets go. The queue costs a
-    worker thread nothing until it posts: an earlier design gave each of
-    the hundreds of worker threads a ZeroMQ socket, which cost ~60 KiB of
-    memory per thread once used.
+    frees it: a thread that gives up waiting (timeout) just lets go. The
+    events themselves are freed by the worker that encoded them, once
+    answered. The queue costs a worker thread nothing until it posts: an
+    earlier design gave each of the hundreds of worker threads a ZeroMQ
+    socket, which cost ~60 KiB of memory per thread once used.
 
     Retention: every S_TRIM_MS (a poll timeout when idle, a check after
     each batch under load) the actor calls sb_journal_trim with the
@@ -635,7 +636,7 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
             s_pending_free (req);
         }
         else {
-            //  Being written: the actor frees it when the commit ends.
+            //  Being written: the actor frees it when it lets go.
             pthread_mutex_unlock (&w->lock);
             s_pending_release (req);
         }

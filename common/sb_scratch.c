@@ -112,24 +112,36 @@ s_piece_size (const char *piece)
     return size;
 }
 
+//  Make the piece at header (the last one of self) size bytes, when it
+//  fits before the end of the buffer: its header, next and peak. False,
+//  changing nothing, when it does not.
+static bool
+s_place (s_scratch_t *self, char *header, size_t size)
+{
+    size_t room = (size_t) (self->end - header);
+    if (size > room)
+        return false;
+    size_t span = S_PIECE + ((size + S_ALIGN - 1) & ~(size_t) (S_ALIGN - 1));
+    if (span > room)
+        return false;
+    S_UNPOISON (header, sizeof size);
+    memcpy (header, &size, sizeof size);
+    S_POISON (header, S_PIECE);
+    self->next = header + span;
+    self->last = header;
+    if (self->next > self->peak)
+        self->peak = self->next;
+    return true;
+}
+
 void *
 sb_scratch_alloc (size_t size)
 {
     s_scratch_t *self = s_current;
-    if (self && size <= (size_t) (self->end - self->next)) {
-        size_t span = S_PIECE + ((size + S_ALIGN - 1) & ~(size_t) (S_ALIGN - 1));
-        if (span <= (size_t) (self->end - self->next)) {
-            char *header = self->next;
-            S_UNPOISON (header, sizeof size);
-            memcpy (header, &size, sizeof size);
-            S_POISON (header, S_PIECE);
-            self->next += span;
-            self->last = header;
-            if (self->next > self->peak)
-                self->peak = self->next;
-            S_UNPOISON (header + S_PIECE, size);
-            return header + S_PIECE;
-        }
+    if (self && s_place (self, self->next, size)) {
+        char *piece = self->last + S_PIECE;
+        S_UNPOISON (piece, size);
+        return piece;
     }
     if (self)
         self->spills++;
@@ -174,19 +186,10 @@ sb_scratch_realloc (void *ptr, size_t size)
     size_t old = s_piece_size (ptr);
     char *header = (char *) ptr - S_PIECE;
     //  The last piece grows or shrinks in place while it fits.
-    if (owner->last == header && size <= (size_t) (owner->end - (char *) ptr)) {
-        size_t span = S_PIECE + ((size + S_ALIGN - 1) & ~(size_t) (S_ALIGN - 1));
-        if (span <= (size_t) (owner->end - header)) {
-            S_UNPOISON (header, sizeof size);
-            memcpy (header, &size, sizeof size);
-            S_POISON (header, S_PIECE);
-            S_POISON (ptr, old);
-            S_UNPOISON (ptr, size);
-            owner->next = header + span;
-            if (owner->next > owner->peak)
-                owner->peak = owner->next;
-            return ptr;
-        }
+    if (owner->last == header && s_place (owner, header, size)) {
+        S_POISON (ptr, old);
+        S_UNPOISON (ptr, size);
+        return ptr;
     }
     void *moved = sb_scratch_alloc (size);
     if (!moved)

@@ -91,15 +91,16 @@ typedef struct s_keyed_t {
     unsigned char key[];      //  the key it was keyed with
 } s_keyed_t;
 
-static pthread_once_t s_mac_once = PTHREAD_ONCE_INIT;
+static pthread_once_t s_fetch_once = PTHREAD_ONCE_INIT;
 static EVP_MAC *s_mac = NULL;        //  HMAC, fetched once (NULL: unavailable)
 static EVP_MD *s_sha256 = NULL;      //  SHA-256 for bodySHA256, fetched once (NULL: unavailable)
 static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static s_keyed_t *s_pool = NULL;     //  idle keyed contexts, most recent first
 static size_t s_pool_size = 0;       //  how many
 
+//  The algorithms, looked up in OpenSSL's method store once per process.
 static void
-s_mac_fetch (void)
+s_fetch (void)
 {
     s_mac = EVP_MAC_fetch (NULL, "HMAC", NULL);
     s_sha256 = EVP_MD_fetch (NULL, "SHA256", NULL);
@@ -116,7 +117,7 @@ s_keyed_free (s_keyed_t *keyed)
 static s_keyed_t *
 s_keyed_new (const char *digest, const char *key, size_t key_size)
 {
-    pthread_once (&s_mac_once, s_mac_fetch);
+    pthread_once (&s_fetch_once, s_fetch);
     if (!s_mac) {
         sb_error ("sig", "OpenSSL HMAC unavailable");
         return NULL;
@@ -604,7 +605,7 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
         unsigned int digest_size = 0;
         char hex [2 * 32 + 1];
         //  Fetched once: EVP_sha256 () would look it up on every call.
-        pthread_once (&s_mac_once, s_mac_fetch);
+        pthread_once (&s_fetch_once, s_fetch);
         if (!s_sha256
         ||  EVP_Digest (body, body_size, digest, &digest_size, s_sha256, NULL) != 1
         ||  digest_size != 32) {

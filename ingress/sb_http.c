@@ -395,13 +395,13 @@ s_twilio_url (s_req_t *req)
             return NULL;
     }
     //  Measured first, so the copy takes what it needs, not S_URL_MAX.
-    int n = snprintf (NULL, 0, "%s%s%s%s%s%s", base, separator, host, req->path,
-                      query ? "?" : "", query ? query : "");
-    if (n < 0 || n >= S_URL_MAX)
+    size_t n = strlen (base) + strlen (separator) + strlen (host) + strlen (req->path)
+               + (query ? 1 + strlen (query) : 0);
+    if (n >= S_URL_MAX)
         return NULL;
-    char *url = sb_scratch_alloc ((size_t) n + 1);
+    char *url = sb_scratch_alloc (n + 1);
     if (url)
-        snprintf (url, (size_t) n + 1, "%s%s%s%s%s%s", base, separator, host, req->path,
+        snprintf (url, n + 1, "%s%s%s%s%s%s", base, separator, host, req->path,
                   query ? "?" : "", query ? query : "");
     return url;
 }

@@ -245,11 +245,10 @@ s_emit (sb_log_level_t level, const char *line, size_t size)
     pthread_mutex_unlock (&s_async.lock);
 }
 
-void
-sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
+static void
+s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char *fmt,
+        va_list args)
 {
-    if (!sb_log_enabled (level))
-        return;
     int saved_errno = errno;
     char line[S_LINE_MAX];
     struct timespec now;
@@ -264,12 +263,15 @@ sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
     if (n < 0)
         n = 0;
     size_t used = (size_t) n < sizeof line ? (size_t) n : sizeof line - 1;
-    va_list args;
-    va_start (args, fmt);
     int m = vsnprintf (line + used, sizeof line - used, fmt, args);
-    va_end (args);
     if (m < 0)
         m = 0;
+    if (repeated > 0 && (size_t) m < sizeof line - used - 1) {
+        int r = snprintf (line + used + m, sizeof line - used - (size_t) m, " repeated=%llu",
+                          (unsigned long long) repeated);
+        if (r > 0)
+            m += r;
+    }
     if ((size_t) m >= sizeof line - used - 1) {
         used = sizeof line - 5;
         memcpy (line + used, "...", 3);
@@ -280,6 +282,38 @@ sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
     line[used++] = '\n';
     s_emit (level, line, used);
     errno = saved_errno;
+}
+
+void
+sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
+{
+    if (!sb_log_enabled (level))
+        return;
+    va_list args;
+    va_start (args, fmt);
+    s_vlog (level, module, 0, fmt, args);
+    va_end (args);
+}
+
+bool
+sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module, const char *fmt,
+              ...)
+{
+    if (!sb_log_enabled (level))
+        return false;
+    int64_t now = sb_time_mono_us ();
+    if (limit->last_us != 0 && now - limit->last_us < limit->interval_us) {
+        limit->held++;
+        return false;
+    }
+    uint64_t held = limit->held;
+    limit->last_us = now;
+    limit->held = 0;
+    va_list args;
+    va_start (args, fmt);
+    s_vlog (level, module, held, fmt, args);
+    va_end (args);
+    return true;
 }
 
 const char *

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     SB_LOG_DEBUG = 0,
@@ -52,6 +53,26 @@ void sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
 #define sb_info(module, ...) sb_log (SB_LOG_INFO, module, __VA_ARGS__)
 #define sb_warn(module, ...) sb_log (SB_LOG_WARN, module, __VA_ARGS__)
 #define sb_error(module, ...) sb_log (SB_LOG_ERROR, module, __VA_ARGS__)
+
+//  A repeated error, logged at most once per interval with a count of the
+//  lines it held back: a loop that fails the same way each turn writes one
+//  line a second, not thousands. One per call site, zeroed (= SB_LOG_EVERY
+//  (ms)), used by one thread at a time (an actor's, or under the caller's
+//  lock).
+typedef struct {
+    int64_t interval_us;  //  at most one line per this many microseconds
+    int64_t last_us;      //  when the last line was written (0: never)
+    uint64_t held;        //  lines not written since then
+} sb_log_every_t;
+
+#define SB_LOG_EVERY(ms) {(int64_t) (ms) * 1000, 0, 0}
+
+//  Like sb_log, through limit: the line is written when the interval has
+//  passed since the last one, with " repeated=N" appended when N lines were
+//  held back meanwhile; otherwise it is counted and dropped. Returns true
+//  when it wrote the line.
+bool sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module,
+                   const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 
 //  Thread-safe strerror replacement: writes into buf and returns it.
 const char *sb_strerror (int errnum, char *buf, size_t size);

@@ -120,6 +120,36 @@ s_check_format (void)
     close (fd);
 }
 
+//  sb_log_every: a loop failing the same way writes one line an interval,
+//  and the next line says how many it held back.
+static void
+s_check_every (void)
+{
+    int fd = s_stderr_to_file ();
+    sb_log_init ("tester", SB_LOG_INFO);
+    sb_log_every_t limit = SB_LOG_EVERY (60000);
+    size_t written = 0;
+    for (int i = 0; i < 1000; i++)
+        written += sb_log_every (&limit, SB_LOG_ERROR, "unit", "insert failed row=%d", i);
+    CHECK (written == 1);
+    size_t size;
+    char *text = s_slurp (fd, &size);
+    CHECK (s_lines (text) == 1 && s_count (text, "insert failed row=0\n") == 1);
+    free (text);
+    limit.last_us -= limit.interval_us;  //  the interval has passed
+    CHECK (sb_log_every (&limit, SB_LOG_ERROR, "unit", "insert failed row=%d", 1000));
+    text = s_slurp (fd, &size);
+    CHECK (s_lines (text) == 2 && s_count (text, "insert failed row=1000 repeated=999\n") == 1);
+    free (text);
+    CHECK (!sb_log_every (&limit, SB_LOG_ERROR, "unit", "again"));
+    CHECK (limit.held == 1);
+    //  Below the level nothing is written or counted.
+    sb_log_every_t quiet = SB_LOG_EVERY (1000);
+    CHECK (!sb_log_every (&quiet, SB_LOG_DEBUG, "unit", "debug"));
+    CHECK (quiet.held == 0 && quiet.last_us == 0);
+    close (fd);
+}
+
 static void *
 s_writer (void *args)
 {
@@ -276,6 +306,7 @@ main (void)
     s_err = dup (STDERR_FILENO);
     alarm (20);
     s_check_format ();
+    s_check_every ();
     s_check_threads ();
     s_check_stalled_reader ();
     if (s_failures)

@@ -2,9 +2,13 @@
 
 make_webhooks() builds signed webhooks across providers and kinds, each with
 an id of its own: Twilio SMS and WhatsApp messages, message statuses, voice
-calls, gathers and call statuses; Meta text messages and statuses. Every
-message carries a unique text, so the echo rule's reply names the message it
-answers.
+calls, gathers and call statuses; Meta text messages and statuses; and Meta
+text messages without an id (meta-noid), which PostgreSQL can tell apart only
+by their journal position (ingress, epoch, seq), so that path's duplicates
+are counted too, not only what the unique index on provider ids already
+prevents. Every message carries a unique text, so the echo rule's reply
+names the message it answers, and a webhook's key (its provider id, or its
+text when it has none) finds its event.
 
 Load posts them from several threads over keep-alive http.client
 connections (optionally paced to a rate) and records the answer to each:
@@ -32,10 +36,10 @@ import sbtest
 REPLY_MARKER = "We received: "
 
 #  Kinds, in the proportions of one round of 20 webhooks.
-MIX = (["twilio-sms"] * 7 + ["twilio-whatsapp"] * 3 + ["meta-text"] * 3 + ["twilio-status"] * 2
-       + ["twilio-call", "twilio-gather", "twilio-call-status"] + ["meta-status"] * 2)
+MIX = (["twilio-sms"] * 7 + ["twilio-whatsapp"] * 3 + ["meta-text"] * 2 + ["meta-noid"]
+       + ["twilio-status"] * 2 + ["twilio-call", "twilio-gather", "twilio-call-status"] + ["meta-status"] * 2)
 #  Kinds the echo rule answers (kind message).
-REPLIED = ("twilio-sms", "twilio-whatsapp", "meta-text")
+REPLIED = ("twilio-sms", "twilio-whatsapp", "meta-text", "meta-noid")
 
 META_PHONE_ID = "106540352242922"
 META_DISPLAY = "15550783881"
@@ -57,9 +61,11 @@ def scaled(n, minimum=100):
 
 class Webhook:
     """One signed webhook: where it goes, its bytes, the id it is stored
-    under (events.provider_id) and whether the echo rule answers it."""
+    under (events.provider_id, "" for meta-noid), its key (that id, or
+    its text when it has none: what finds its event, see event_key) and
+    whether the echo rule answers it."""
 
-    __slots__ = ("index", "kind", "path", "body", "headers", "provider_id", "text", "replied")
+    __slots__ = ("index", "kind", "path", "body", "headers", "provider_id", "text", "replied", "key")
 
     def __init__(self, index, kind, path, body, headers, provider_id, text):
         self.index = index
@@ -70,6 +76,7 @@ class Webhook:
         self.provider_id = provider_id
         self.text = text
         self.replied = kind in REPLIED
+        self.key = provider_id or text
 
 
 def _twilio(public_url, path, params):
@@ -131,14 +138,16 @@ def make_webhook(tag, i, public_url, padding=0, kind=None):
             params += [("CallStatus", "completed"), ("CallDuration", "%d" % (i % 300))]
         body, headers = _twilio(public_url, path, params + pad)
         return Webhook(i, kind, path, body, headers, sid, None)
-    if kind == "meta-text":
-        wamid = "wamid." + uid
+    if kind in ("meta-text", "meta-noid"):
+        wamid = "wamid." + uid if kind == "meta-text" else ""
         wa_id = contact[1:]
+        message = {"from": wa_id, "id": wamid, "timestamp": now, "type": "text", "text": {"body": text}}
+        if not wamid:
+            del message["id"]
         value = {"messaging_product": "whatsapp",
                  "metadata": {"display_phone_number": META_DISPLAY, "phone_number_id": META_PHONE_ID},
                  "contacts": [{"profile": {"name": "Fault %d" % (i % 97)}, "wa_id": wa_id}],
-                 "messages": [{"from": wa_id, "id": wamid, "timestamp": now, "type": "text",
-                               "text": {"body": text}}]}
+                 "messages": [message]}
         body, headers = _meta(value, padding)
         return Webhook(i, kind, "/meta/whatsapp", body, headers, wamid, text)
     if kind == "meta-status":
@@ -280,7 +289,7 @@ def post_until_acked(port, webhooks, timeout=60):
                     break
             except (OSError, http.client.HTTPException):
                 pass
-            assert time.time() < deadline, "webhook %s never acknowledged" % w.provider_id
+            assert time.time() < deadline, "webhook %s never acknowledged" % w.key
             time.sleep(0.05)
 
 
@@ -289,10 +298,18 @@ def post_until_acked(port, webhooks, timeout=60):
 
 
 def stored_counts(stack, tag):
-    """provider_id -> rows in events, for the run named tag."""
-    rows = stack.query("SELECT provider_id, count(*) FROM events WHERE provider_id LIKE '%%%s%%' "
-                       "GROUP BY provider_id" % tag)
-    return {pid: int(n) for pid, n in rows}
+    """key -> rows in events, for the run named tag: the provider id, or
+    for an event without one (meta-noid) its text. No unique index holds
+    the latter, so a count above 1 there is a real duplicate."""
+    rows = stack.query("SELECT CASE WHEN provider_id <> '' THEN provider_id ELSE text END AS key, count(*) "
+                       "FROM events WHERE provider_id LIKE '%%%s%%' "
+                       "OR (provider_id = '' AND text LIKE '%s-%%') GROUP BY key" % (tag, tag))
+    return {key: int(n) for key, n in rows}
+
+
+def event_key(record):
+    """The key (see Webhook) of a journal record of `switchboard journal --json`."""
+    return record.get("provider_id") or record.get("text")
 
 
 def sandbox_records(stack):
@@ -347,9 +364,9 @@ class Counts:
         """webhooks: all sent; acked: those answered 200; maybe: those that
         got no answer (may be stored once, or not at all)."""
         self.tag = tag
-        self.by_id = {w.provider_id: w for w in webhooks}
-        self.acked = {w.provider_id for w in acked}
-        self.maybe = {w.provider_id for w in maybe}
+        self.by_id = {w.key: w for w in webhooks}
+        self.acked = {w.key for w in acked}
+        self.maybe = {w.key for w in maybe}
         self.stored_rows = stored_counts(stack, tag)
         self.replies_ok, self.reply_attempts = reply_counts(stack, tag)
         self.stored = len(self.stored_rows)
@@ -388,7 +405,7 @@ def settle(stack, tag, webhooks, expect_ids, timeout=180):
     """Wait until every id in expect_ids is stored and the outbox has
     nothing left to send for the run, and every stored message is answered."""
     want = set(expect_ids)
-    by_id = {w.provider_id: w for w in webhooks}
+    by_id = {w.key: w for w in webhooks}
     log = stack.dispatcher.log_text
     t0 = time.time()
     wait_until(lambda: want <= set(stored_counts(stack, tag)), timeout,

@@ -36,14 +36,33 @@ META_VERIFY = "test-verify-token"
 PUBLIC_URL = "https://hooks.example.test"
 
 
-_given_ports = set()
+_given_ports = {}  # port -> the lock file held for it while this process lives
+PORT_LOCKS = os.path.join(tempfile.gettempdir(), "sb-test-ports-%d" % os.getuid())
+
+
+def _claim(port):
+    """Hold a lock on port for this process's lifetime, so that tests ctest
+    runs in parallel never pick the same port (two of them once did: one
+    test's HTTP probe reached the other's ZeroMQ PUB). False when another
+    live process holds it."""
+    import fcntl
+    os.makedirs(PORT_LOCKS, exist_ok=True)
+    f = open(os.path.join(PORT_LOCKS, "%d" % port), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _given_ports[port] = f
+    return True
 
 
 def free_port():
     """A free loopback port below Linux's ephemeral range (32768-60999), so
     that no outgoing connection of another process takes it between now
-    and the server's bind. Never the same one twice in a process: two
-    ports picked for one server before it binds either must differ."""
+    and the server's bind. Never the same one twice in a process (two
+    ports picked for one server before it binds must differ), nor one that
+    another test process running now has picked."""
     import random
     for _ in range(200):
         port = random.randrange(20000, 32000)
@@ -54,7 +73,7 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            _given_ports.add(port)
+        if _claim(port):
             return port
     raise AssertionError("no free port found")
 
@@ -292,14 +311,28 @@ def journal_records(directory):
     return [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()]
 
 
+SKIP_EXIT = 77  # ctest's SKIP_RETURN_CODE for every test (tests/CMakeLists.txt)
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; the message says why. The
+    program then exits 77, which ctest and scripts/test.sh report as
+    SKIPPED, never as passed."""
+
+
 def run_tests(tests):
-    """Run test functions in order; print one line each; exit non-zero on failure."""
+    """Run test functions in order; print one line each; exit 1 when one
+    failed, else 77 when one was skipped (raised Skip), else 0."""
     failed = 0
+    skipped = 0
     for test in tests:
         start = time.time()
         try:
             test()
             print("ok   %s (%.1fs)" % (test.__name__, time.time() - start), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: %s" % (test.__name__, e), flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on
             failed += 1
             import traceback
@@ -308,6 +341,9 @@ def run_tests(tests):
     if failed:
         print("%d of %d failed" % (failed, len(tests)))
         sys.exit(1)
+    if skipped:
+        print("%d of %d skipped" % (skipped, len(tests)))
+        sys.exit(SKIP_EXIT)
 
 
 # ---------------------------------------------------------------------------

@@ -281,15 +281,29 @@ def test_statuses_never_go_backwards_and_provider_retries():
                     % (sid, s, sbtest.TWILIO_SID, "&ErrorCode=" + err if err else ""))
             assert stack.post_twilio("/twilio/status", form)[0] == 200
 
-        for s in ("read", "sent", "delivered", "queued"):
-            status(s)
-        stack.wait_scalar("SELECT count(*) FROM events WHERE provider_id = '%s' AND kind = 'status'" % sid, 4)
-        stack.wait_scalar("SELECT status FROM messages WHERE provider_id = '%s'" % sid, "read")
-        status("failed", "30003")
-        stack.wait_scalar("SELECT status FROM messages WHERE provider_id = '%s'" % sid, "failed")
-        status("delivered")  # a re-sent callback: no new event, no change
-        time.sleep(0.3)
-        assert stack.scalar("SELECT status FROM messages WHERE provider_id = '%s'" % sid) == "failed"
+        # Distinct statuses, out of order, one at a time: each is a new
+        # event stored in a batch of its own, so it is the rank that keeps
+        # a lower one from applying (not the batch's maximum, not dedup).
+        statuses = "SELECT count(*) FROM events WHERE provider_id = '%s' AND kind = 'status'" % sid
+        current = "SELECT status FROM messages WHERE provider_id = '%s'" % sid
+        seen = []
+        steps = (("delivered", "", "delivered"), ("sent", "", "delivered"), ("queued", "", "delivered"),
+                 ("read", "", "read"), ("delivered", "", "read"),  # a provider's re-send: no event
+                 ("sending", "", "read"), ("failed", "30003", "failed"),
+                 ("undelivered", "30005", "failed"), ("canceled", "", "failed"))
+        for n, (s, err, want) in enumerate(steps):
+            before = int(stack.scalar(statuses))
+            status(s, err)
+            if (s, err) in seen:
+                time.sleep(0.5)
+                assert int(stack.scalar(statuses)) == before, "a re-sent %s became a second event" % s
+            else:
+                stack.wait_scalar(statuses, before + 1)
+                seen.append((s, err))
+            assert stack.scalar(current) == want, "after %s (step %d): %s, want %s" % (
+                s, n, stack.scalar(current), want)
+        print("  statuses %s: events=%s final=%s" % (" ".join(s for s, _, _ in steps), stack.scalar(statuses),
+                                                    stack.scalar(current)))
     finally:
         stack.close()
 

@@ -51,7 +51,7 @@ def test_kill9_dispatcher_mid_load():
         acked = load.acked()
         assert len(acked) == n, "the ingress did not acknowledge everything: %s" % load.by_status()
         t_load = time.time()
-        waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked])
+        waited = sbload.settle(stack, tag, hooks, [w.key for w in acked])
         print("  settled: stored after %.1fs, answered after %.1fs more; counting took %.1fs"
               % (waited[0], waited[1], time.time() - t_load - sum(waited)))
         counts = sbload.Counts(stack, tag, hooks, acked)

@@ -41,7 +41,7 @@ def test_kill9_ingress_mid_load():
         unanswered = load.unanswered()
         assert set(statuses) <= {200, None}, "answers other than 200 or none: %s" % statuses
         assert unanswered, "the kill cost no request: nothing was checked (%s)" % statuses
-        waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked])
+        waited = sbload.settle(stack, tag, hooks, [w.key for w in acked])
         first = sbload.Counts(stack, tag, hooks, acked, maybe=unanswered)
         resumed = [line.rsplit("next_seq=", 1)[1] for line in stack.ingress.log_text().splitlines()
                    if " ready ingress_id=" in line][-1]
@@ -53,7 +53,7 @@ def test_kill9_ingress_mid_load():
         first.check()
         # the provider retries what got no answer, until it gets a 200
         sbload.post_until_acked(stack.ingress.port, unanswered)
-        sbload.settle(stack, tag, hooks, [w.provider_id for w in hooks])
+        sbload.settle(stack, tag, hooks, [w.key for w in hooks])
         final = sbload.Counts(stack, tag, hooks, hooks)
         sbload.report("ingress kill -9 (after provider retries)", final.line(
             "retried=%d stored_in=%.1fs answered_in=%.1fs" % (len(unanswered), waited[0], waited[1])))
@@ -74,8 +74,8 @@ def test_kill9_ingress_mid_load():
         # the journal the kill left behind reads whole, without a gap
         records = sbtest.journal_records(stack.ingress.journal)
         assert [int(r["seq"]) for r in records] == list(range(1, len(records) + 1))
-        in_journal = {r.get("provider_id") for r in records}
-        assert {w.provider_id for w in hooks} <= in_journal
+        in_journal = {sbload.event_key(r) for r in records}
+        assert {w.key for w in hooks} <= in_journal
     finally:
         stack.close()
 

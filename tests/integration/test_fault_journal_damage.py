@@ -100,8 +100,9 @@ def fresh_dispatcher(stack, name, rules="rules: []\n"):
 
 
 def stored_in(db, tag):
-    rows = Postgres.psql(db, "SELECT provider_id, count(*) FROM events WHERE provider_id LIKE '%%%s%%' "
-                             "GROUP BY provider_id" % tag)
+    rows = Postgres.psql(db, "SELECT CASE WHEN provider_id <> '' THEN provider_id ELSE text END AS key, "
+                             "count(*) FROM events WHERE provider_id LIKE '%%%s%%' "
+                             "OR (provider_id = '' AND text LIKE '%s-%%') GROUP BY key" % (tag, tag))
     return {p: int(n) for p, n in rows}
 
 
@@ -116,7 +117,7 @@ def test_torn_write_and_flipped_bytes():
         hooks2 = sbload.make_webhooks(tag, n2, stack.public_url, start=n1)
         load1 = sbload.Load(stack.ingress.port, hooks1, threads=8).run()
         assert load1.by_status() == {200: n1}, load1.by_status()
-        sbload.settle(stack, tag, hooks1, [w.provider_id for w in hooks1])
+        sbload.settle(stack, tag, hooks1, [w.key for w in hooks1])
         stack.dispatcher.stop()
         assert stack.ingress.stop() == 0
 
@@ -139,7 +140,7 @@ def test_torn_write_and_flipped_bytes():
         payload = b"\x0a" * 600
         with open(segs[-1], "ab") as f:
             f.write(struct.pack("<IIQ", len(payload), 0x12345678, t_seq) + payload[:300])
-        damaged = {by_seq[f_seq]["provider_id"], by_seq[g_seq]["provider_id"]}
+        damaged = {sbload.event_key(by_seq[f_seq]), sbload.event_key(by_seq[g_seq])}
 
         rc, after, err = journal_cli(stack.ingress.journal)
         assert rc == 0, err
@@ -170,15 +171,15 @@ def test_torn_write_and_flipped_bytes():
         # the sequence resumes past the skipped seqs, consecutive from there
         assert seqs == want + list(range(next_seq, seqs[-1] + 1)), \
             "seqs after the restart: %s" % [s for s in seqs if s > last_seq - 3][:10]
-        new_ids = [r["provider_id"] for r in final if int(r["seq"]) >= next_seq]
-        assert {w.provider_id for w in hooks2} <= set(new_ids)
+        new_ids = [sbload.event_key(r) for r in final if int(r["seq"]) >= next_seq]
+        assert {w.key for w in hooks2} <= set(new_ids)
         hooks = hooks1 + hooks2
-        sbload.settle(stack, tag, hooks, [w.provider_id for w in hooks])
+        sbload.settle(stack, tag, hooks, [w.key for w in hooks])
         counts = sbload.Counts(stack, tag, hooks, hooks)
 
         # a new dispatcher, an empty database: a replay from seq 1
         other, db2, other_port = fresh_dispatcher(stack, "dispatcher-replay")
-        expect2 = {w.provider_id for w in hooks} - damaged
+        expect2 = {w.key for w in hooks} - damaged
         sbload.wait_until(lambda: set(stored_in(db2, tag)) >= expect2, 120, "the replay from seq 1",
                           other.log_text)
         replayed = stored_in(db2, tag)
@@ -220,7 +221,7 @@ def test_cut_acknowledged_tail():
         hooks2 = sbload.make_webhooks(tag, n2, stack.public_url, start=n1)
         load1 = sbload.Load(stack.ingress.port, hooks1, threads=4).run()
         assert load1.by_status() == {200: n1}, load1.by_status()
-        sbload.settle(stack, tag, hooks1, [w.provider_id for w in hooks1])
+        sbload.settle(stack, tag, hooks1, [w.key for w in hooks1])
         assert stack.ingress.stop() == 0
         # the last record, acknowledged and stored, loses its second half
         seg = segments(stack.ingress.journal)[-1]
@@ -240,16 +241,17 @@ def test_cut_acknowledged_tail():
         assert load2.by_status() == {200: n2}, load2.by_status()
         rc, records, err = journal_cli(stack.ingress.journal)
         assert rc == 0, err
-        ids2 = {w.provider_id for w in hooks2}
-        new_seqs = sorted(int(r["seq"]) for r in records if r.get("provider_id") in ids2)
+        ids2 = {w.key for w in hooks2}
+        new_seqs = sorted(int(r["seq"]) for r in records if sbload.event_key(r) in ids2)
         reused = [s for s in new_seqs if s <= t_seq]
         hooks = hooks1 + hooks2
         try:
-            sbload.settle(stack, tag, hooks, [w.provider_id for w in hooks], timeout=30)
+            sbload.settle(stack, tag, hooks, [w.key for w in hooks], timeout=30)
         except AssertionError:
             pass  # counted below
         counts = sbload.Counts(stack, tag, hooks, hooks)
-        in_pg = stack.scalar("SELECT provider_id FROM events WHERE seq = %d" % t_seq)
+        in_pg = stack.scalar("SELECT CASE WHEN provider_id <> '' THEN provider_id ELSE text END "
+                             "FROM events WHERE seq = %d" % t_seq)
         sbload.report("journal cut inside the last acknowledged record", counts.line(
             "cut_seq=%d cut_bytes=%d seqs_skipped=%d new_after_restart=%d first_new_seq=%d "
             "new_with_reused_seq=%d seq_%d_in_pg=%s"
@@ -259,7 +261,7 @@ def test_cut_acknowledged_tail():
         counts.check()
         assert not reused and len(new_seqs) == n2 and new_seqs[0] >= t_seq + skipped, new_seqs[:3]
         # the cut record itself had been stored before the damage: still there once
-        assert in_pg in {w.provider_id for w in hooks1}, in_pg
+        assert in_pg in {w.key for w in hooks1}, in_pg
         stack.dispatcher.stop()
         stack.check_logs(allow=("journal records missing",))
         stack.ingress.stop()

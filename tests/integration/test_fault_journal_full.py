@@ -84,7 +84,7 @@ def test_journal_disk_full():
         assert s3 == {200: n3}, "space back: expected only 200: %s" % s3
 
         acked = load1.acked() + load3.acked()
-        sbload.settle(stack, tag, hooks, [w.provider_id for w in acked])
+        sbload.settle(stack, tag, hooks, [w.key for w in acked])
         counts = sbload.Counts(stack, tag, hooks, acked)
         stack.dispatcher.stop()
         assert stack.ingress.stop() == 0
@@ -92,7 +92,7 @@ def test_journal_disk_full():
                              timeout=60)
         records = [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()]
         seqs = [int(r["seq"]) for r in records]
-        ours = [r["provider_id"] for r in records if tag in r.get("provider_id", "")]
+        ours = [sbload.event_key(r) for r in records if tag in (sbload.event_key(r) or "")]
         refused = s1[503] + n2
         sbload.report("journal disk full", counts.line(
             "refused_503=%d (filling %d, full %d) fit_after_first_503=%d journal_records=%d seqs=1..%d "
@@ -103,7 +103,7 @@ def test_journal_disk_full():
         assert out.returncode == 0, out.stderr.decode()[-2000:]
         assert b"corrupt" not in out.stderr and b"damaged" not in out.stderr, out.stderr.decode()[-2000:]
         assert seqs == list(range(1, len(records) + 1)), "journal seqs not consecutive from 1"
-        assert sorted(ours) == sorted(w.provider_id for w in acked), \
+        assert sorted(ours) == sorted(w.key for w in acked), \
             "journal holds %d of ours, %d acknowledged" % (len(ours), len(acked))
         counts.check()
         assert counts.stored == len(acked) and counts.replies == len(counts.reply_wanted)

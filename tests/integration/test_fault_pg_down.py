@@ -49,7 +49,7 @@ def test_postgres_down_30s_mid_load():
         load.join()
         statuses = load.by_status()
         acked = load.acked()
-        waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked], timeout=240)
+        waited = sbload.settle(stack, tag, hooks, [w.key for w in acked], timeout=240)
         counts = sbload.Counts(stack, tag, hooks, acked)
         log = stack.dispatcher.log_text()
         failing = log.count("PostgreSQL write failed")

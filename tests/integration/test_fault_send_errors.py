@@ -29,7 +29,7 @@ def test_sandbox_fails_30_percent():
         load = sbload.Load(stack.ingress.port, hooks, threads=8).run()
         acked = load.acked()
         assert len(acked) == n, load.by_status()
-        waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked])
+        waited = sbload.settle(stack, tag, hooks, [w.key for w in acked])
         counts = sbload.Counts(stack, tag, hooks, acked)
         attempts = sum(counts.reply_attempts.values())
         refused = attempts - counts.replies

@@ -19,6 +19,14 @@
     every NUL, replaced by U+FFFD. The request as received stays verbatim
     in raw_body (bytes).
 
+    One body per request: sb_event_share_raw gives the raw body to a
+    request's first event only, and numbers the events (request_events,
+    request_index) with the body's SHA-256 on each, so that a Meta POST of
+    n events journals, publishes and stores its body once, not n times
+    (event.proto says how a consumer finds it; sb_event_raw_seq does).
+    Like the ingress's old per-event loan, the body and hash are lent, never
+    copied, and sb_event_unshare_raw takes them back.
+
     Stamping: protobuf merges concatenated encodings, the last value of a
     scalar field winning, so the journal appends "seq" and "id" to an
     already encoded event instead of decoding and re-encoding it.
@@ -29,8 +37,9 @@
     out, except latitude/longitude of a present Location (0 is a place).
     Enum values are shown by name, lower-case, without their prefix
     (PROVIDER_TWILIO -> "twilio"). A bytes field is a string when it is
-    valid UTF-8, else base64 under "<name>_base64". detail_json is embedded
-    as JSON when it parses, else kept as a string.
+    valid UTF-8, else base64 under "<name>_base64"; raw_body_sha256 is
+    lower-case hex. detail_json is embedded as JSON when it parses, else
+    kept as a string.
 */
 #include "sb_event.h"
 #include "sb_json.h"
@@ -44,6 +53,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/sha.h>
 
 #include "sb_log.h"
 
@@ -166,6 +176,52 @@ sb_event_set_raw (sb_event_t *self, const void *body, size_t size)
     self->raw_body.data = copy;
     self->raw_body.len = copy ? size : 0;
     return 0;
+}
+
+void
+sb_event_sha256 (const void *data, size_t size, uint8_t out[SB_EVENT_SHA256_SIZE])
+{
+    SHA256 (size ? data : (const void *) "", size, out);
+}
+
+void
+sb_event_share_raw (sb_event_t *const *events, size_t count, const void *body, size_t size,
+                    uint8_t sha256[SB_EVENT_SHA256_SIZE])
+{
+    if (count > 1)
+        sb_event_sha256 (body, size, sha256);
+    for (size_t i = 0; i < count; i++) {
+        sb_event_t *e = events[i];
+        sb_scratch_free (e->raw_body.data);
+        sb_scratch_free (e->raw_body_sha256.data);
+        e->raw_body = (ProtobufCBinaryData) {0, NULL};
+        if (i == 0 && body && size)
+            e->raw_body = (ProtobufCBinaryData) {size, (uint8_t *) body};
+        e->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+        if (count > 1)
+            e->raw_body_sha256 = (ProtobufCBinaryData) {SB_EVENT_SHA256_SIZE, sha256};
+        e->request_events = count > UINT32_MAX ? UINT32_MAX : (uint32_t) count;
+        e->request_index = i > UINT32_MAX ? UINT32_MAX : (uint32_t) i;
+    }
+}
+
+void
+sb_event_unshare_raw (sb_event_t *const *events, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        events[i]->raw_body = (ProtobufCBinaryData) {0, NULL};
+        events[i]->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+    }
+}
+
+uint64_t
+sb_event_raw_seq (const sb_event_t *self)
+{
+    if (self->raw_body.len > 0 || self->request_index == 0)
+        return self->seq;
+    if (self->request_index >= self->seq)
+        return 0;
+    return self->seq - self->request_index;
 }
 
 //  Sub-messages: each getter allocates and initializes on first use.
@@ -652,6 +708,16 @@ s_json_field (json_t *object, const ProtobufCMessage *msg, const ProtobufCFieldD
     if (f->type == PROTOBUF_C_TYPE_MESSAGE && value && json_object_size (value) == 0) {
         json_decref (value);
         return 0;
+    }
+    if (f->type == PROTOBUF_C_TYPE_BYTES && strcmp (f->name, "raw_body_sha256") == 0) {
+        const ProtobufCBinaryData *bytes = member;
+        char hex[2 * SB_EVENT_SHA256_SIZE + 1];
+        size_t n = bytes->len < SB_EVENT_SHA256_SIZE ? bytes->len : SB_EVENT_SHA256_SIZE;
+        for (size_t i = 0; i < n; i++)
+            snprintf (hex + 2 * i, 3, "%02x", bytes->data[i]);
+        hex[2 * n] = '\0';
+        json_decref (value);
+        return json_object_set_new (object, f->name, json_string (hex));
     }
     if (f->type == PROTOBUF_C_TYPE_BYTES && !value) {
         const ProtobufCBinaryData *bytes = member;

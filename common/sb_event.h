@@ -49,6 +49,27 @@ int sb_event_set_n (char **field, const char *value, size_t size);
 //  Set the raw request body (copied). 0 or -1.
 int sb_event_set_raw (sb_event_t *self, const void *body, size_t size);
 
+//  One request, one copy of its raw body (event.proto): lend body to
+//  events[0], number every event (request_events = count, request_index),
+//  and when count > 1 lend sha256 (filled here with the body's SHA-256,
+//  SB_EVENT_SHA256_SIZE bytes) to every event as raw_body_sha256. Nothing
+//  is copied: body and sha256 must outlive the events' encoding, and
+//  sb_event_unshare_raw takes the loans back before the events are freed.
+#define SB_EVENT_SHA256_SIZE 32
+void sb_event_share_raw (sb_event_t *const *events, size_t count, const void *body, size_t size,
+                         uint8_t sha256[SB_EVENT_SHA256_SIZE]);
+void sb_event_unshare_raw (sb_event_t *const *events, size_t count);
+
+//  The SHA-256 of size bytes into out.
+void sb_event_sha256 (const void *data, size_t size, uint8_t out[SB_EVENT_SHA256_SIZE]);
+
+//  The seq of the event carrying this event's raw body, in the same
+//  ingress_id and epoch: its own seq when it carries raw_body or is its
+//  request's first (request_index 0, or an event from before
+//  request_index); seq - request_index otherwise; 0 when request_index is
+//  not below seq (a malformed event: no such event).
+uint64_t sb_event_raw_seq (const sb_event_t *self);
+
 //  Sub-messages, created on first use (NULL when out of memory).
 Switchboard__V1__Location *sb_event_location (sb_event_t *self);
 Switchboard__V1__Interactive *sb_event_interactive (sb_event_t *self);
@@ -100,8 +121,8 @@ const char *sb_event_kind_name (int kind);
 int sb_event_topic (const sb_event_t *self, char *buf, size_t size);
 
 //  The event as one line of compact JSON (raw_body as a UTF-8 string when it
-//  is valid UTF-8, else base64 under raw_body_base64; enum fields by name;
-//  empty fields omitted). Caller owns the return value; NULL on failure.
+//  is valid UTF-8, else base64 under raw_body_base64; raw_body_sha256 in
+//  hex; enum fields by name; empty fields omitted). Caller owns the return value; NULL on failure.
 char *sb_event_to_json (const sb_event_t *self);
 
 #endif

@@ -23,6 +23,15 @@
          upsert contacts; insert messages; insert outbox rows (and the
          outbound messages rows of the replies, in the same statement);
          apply statuses; upsert the cursor; COMMIT.
+    Raw bodies: round trip 1 also inserts each distinct request body of
+    the batch into request_bodies (keyed by SHA-256, ON CONFLICT DO
+    NOTHING), and events.payload is the event without raw_body, with
+    body_sha256 naming its request's body: a batched Meta POST stores its
+    body once, whichever event carries it (only the first of a request
+    does; older journals have it on every one) and however its events
+    fall into batches. A forward's event JSON gets the body back, from the
+    batch or, when the request began in an earlier batch, fetched in round
+    trip 1.
     A replayed event or a provider's retry of a webhook conflicts on a
     unique key, is not returned, and so decides nothing: that is the
     exactly-once guarantee. Events are unique by (ingress_id, epoch, seq)
@@ -438,21 +447,38 @@ s_table_rows (const s_table_t *t)
 enum {
     EV_INGRESS, EV_EPOCH, EV_SEQ, EV_UID, EV_PROVIDER, EV_CHANNEL, EV_KIND, EV_TYPE,
     EV_PROVIDER_ID, EV_STATUS, EV_DEDUP, EV_ERROR_CODE, EV_FROM, EV_TO, EV_ACCOUNT, EV_TEXT,
-    EV_RECEIVED, EV_PAYLOAD, EV_COLS
+    EV_RECEIVED, EV_PAYLOAD, EV_BODY_SHA256, EV_COLS
 };
 static const uint32_t s_events_oids [EV_COLS] = {
     S_OID_TEXT, S_OID_TEXT, S_OID_INT8, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
     S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT, S_OID_TEXT,
-    S_OID_TEXT, S_OID_TEXT, S_OID_TIMESTAMPTZ, S_OID_BYTEA};
+    S_OID_TEXT, S_OID_TEXT, S_OID_TIMESTAMPTZ, S_OID_BYTEA, S_OID_BYTEA};
 static const char s_events_sql [] =
     "INSERT INTO events (ingress_id, epoch, seq, event_uid, provider, channel, kind,"
     " message_type, provider_id, status, dedup_detail, error_code, from_addr, to_addr,"
-    " account, text, received_at, payload)"
+    " account, text, received_at, payload, body_sha256)"
     " SELECT * FROM unnest ($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],"
     " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],"
-    " $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bytea[])"
+    " $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bytea[],"
+    " $19::bytea[])"
     " ON CONFLICT DO NOTHING"
     " RETURNING id, ingress_id, epoch, seq";
+
+//  request_bodies: each distinct raw body of the batch, once; a body
+//  already stored (a replay, a provider's retry) inserts nothing.
+enum { BO_SHA256, BO_TYPE, BO_BODY, BO_COLS };
+static const uint32_t s_bodies_oids [BO_COLS] = {S_OID_BYTEA, S_OID_TEXT, S_OID_BYTEA};
+static const char s_bodies_sql [] =
+    "INSERT INTO request_bodies (sha256, content_type, body)"
+    " SELECT * FROM unnest ($1::bytea[], $2::text[], $3::bytea[])"
+    " ON CONFLICT DO NOTHING";
+
+//  request_bodies of inbound events whose body is not in the batch (a
+//  request split over two batches), for the forwards' event JSON.
+enum { BG_SHA256, BG_COLS };
+static const uint32_t s_bodies_get_oids [BG_COLS] = {S_OID_BYTEA};
+static const char s_bodies_get_sql [] =
+    "SELECT sha256, body, content_type FROM request_bodies WHERE sha256 = ANY ($1::bytea[])";
 
 //  contacts the batch's inbound events come from: their state before it.
 enum { CK_PROVIDER, CK_CHANNEL, CK_ADDRESS, CK_COLS };
@@ -667,7 +693,8 @@ static const s_statement_t s_statements [] = {
     {"sb_events", s_events_sql},     {"sb_contacts_lock", s_contacts_lock_sql},
     {"sb_contacts", s_contacts_sql}, {"sb_messages", s_messages_sql},
     {"sb_outbox", s_outbox_sql},     {"sb_status", s_status_sql},
-    {"sb_cursor", s_cursor_sql},
+    {"sb_cursor", s_cursor_sql},     {"sb_bodies", s_bodies_sql},
+    {"sb_bodies_get", s_bodies_get_sql},
     {"sb_claim", s_claim_sql},       {"sb_record_sent", s_record_sent_sql},
     {"sb_record_bot", s_record_bot_sql}, {"sb_record_retry", s_record_retry_sql},
     {"sb_record_final", s_record_final_sql},
@@ -1190,7 +1217,16 @@ typedef struct {
     int64_t id;        //  events.id when fresh
     size_t contact;    //  index in contacts, or SIZE_MAX
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most S_KEY_MAX)
+    bool has_body;     //  its request had a raw body: body_sha256 is its hash
+    uint8_t body_sha256 [SB_EVENT_SHA256_SIZE];  //  request_bodies key
 } s_item_t;
+
+//  A raw body fetched from request_bodies (s_bodies_get_sql).
+typedef struct {
+    uint8_t sha256 [SB_EVENT_SHA256_SIZE];  //  its key
+    ProtobufCBinaryData body;               //  PQunescapeBytea's (PQfreemem)
+    char *content_type;                     //  the request's Content-Type (strdup)
+} s_body_t;
 
 //  An ingress's cursor as the batch leaves it.
 typedef struct {
@@ -1214,6 +1250,11 @@ typedef struct {
     s_table_t outbox_t;         //  outbox rows
     s_table_t status_t;         //  statuses
     s_table_t cursor_t;         //  cursors
+    s_table_t bodies_t;         //  request bodies insert
+    s_table_t bodies_get_t;     //  request bodies to fetch for forwards
+    bool forwards;              //  the rules may forward: fetch missing bodies
+    s_body_t *fetched;          //  what that fetch found
+    size_t nfetched;            //  how many
 } s_batch_t;
 
 static void
@@ -1231,6 +1272,13 @@ s_batch_free (s_batch_t *b)
     s_table_free (&b->outbox_t);
     s_table_free (&b->status_t);
     s_table_free (&b->cursor_t);
+    s_table_free (&b->bodies_t);
+    s_table_free (&b->bodies_get_t);
+    for (size_t i = 0; i < b->nfetched; i++) {
+        PQfreemem (b->fetched [i].body.data);
+        free (b->fetched [i].content_type);
+    }
+    free (b->fetched);
 }
 
 static bool
@@ -1284,6 +1332,76 @@ s_event_status (const sb_event_t *e)
     return s_str (e->call_status);
 }
 
+//  The raw body of the request event i came from, and its content type
+//  (borrowed): its own, another event's of the batch, or one fetched;
+//  NULL when not known here.
+static const ProtobufCBinaryData *
+s_batch_body (const s_batch_t *b, size_t i, const char **content_type)
+{
+    const s_item_t *item = &b->items [i];
+    if (!item->has_body)
+        return NULL;
+    for (size_t k = i + 1; k-- > 0;)
+        if (b->events [k]->raw_body.len && b->items [k].has_body
+            && memcmp (b->items [k].body_sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
+            *content_type = b->events [k]->raw_content_type;
+            return &b->events [k]->raw_body;
+        }
+    for (size_t k = 0; k < b->nfetched; k++)
+        if (memcmp (b->fetched [k].sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
+            *content_type = b->fetched [k].content_type;
+            return &b->fetched [k].body;
+        }
+    return NULL;
+}
+
+//  Queue the fetch of the bodies of inbound events (those the rules may
+//  forward) whose body is in no event of the batch.
+static void
+s_batch_bodies_to_fetch (s_batch_t *b)
+{
+    const uint8_t *last = NULL;
+    for (size_t i = 0; i < b->count; i++) {
+        const s_item_t *item = &b->items [i];
+        const char *type;
+        if (!s_inbound (b->events [i]) || !item->has_body || s_batch_body (b, i, &type))
+            continue;
+        if (last && memcmp (last, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0)
+            continue;
+        last = item->body_sha256;
+        s_array_bytes (&b->bodies_get_t.cols [BG_SHA256], last, SB_EVENT_SHA256_SIZE);
+    }
+}
+
+//  Key event i to its request's raw body. An event carrying raw_body
+//  queues the body for request_bodies (once: events journaled before
+//  request_index carry it on every event of a request, and those copies
+//  follow each other); the others have its hash from the ingress.
+static void
+s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
+{
+    const sb_event_t *e = b->events [i];
+    s_item_t *item = &b->items [i];
+    if (e->raw_body.len == 0) {
+        item->has_body = e->raw_body_sha256.len == SB_EVENT_SHA256_SIZE;
+        if (item->has_body)
+            memcpy (item->body_sha256, e->raw_body_sha256.data, SB_EVENT_SHA256_SIZE);
+        return;
+    }
+    item->has_body = true;
+    const ProtobufCBinaryData *last = *last_body < i ? &b->events [*last_body]->raw_body : NULL;
+    if (last && last->len == e->raw_body.len
+        && memcmp (last->data, e->raw_body.data, last->len) == 0) {
+        memcpy (item->body_sha256, b->items [*last_body].body_sha256, SB_EVENT_SHA256_SIZE);
+        return;
+    }
+    *last_body = i;
+    sb_event_sha256 (e->raw_body.data, e->raw_body.len, item->body_sha256);
+    s_array_bytes (&b->bodies_t.cols [BO_SHA256], item->body_sha256, SB_EVENT_SHA256_SIZE);
+    s_array_text (&b->bodies_t.cols [BO_TYPE], e->raw_content_type);
+    s_array_bytes (&b->bodies_t.cols [BO_BODY], e->raw_body.data, e->raw_body.len);
+}
+
 //  Build the events rows, the contact keys and the cursors.
 static int
 s_batch_prepare (s_batch_t *b)
@@ -1294,6 +1412,7 @@ s_batch_prepare (s_batch_t *b)
     if (!b->items || !b->contacts || !b->cursors)
         return -1;
     s_table_t *t = &b->events_t;
+    size_t last_body = SIZE_MAX;
     for (size_t i = 0; i < b->count; i++) {
         const sb_event_t *e = b->events [i];
         b->items [i].contact = SIZE_MAX;
@@ -1302,8 +1421,12 @@ s_batch_prepare (s_batch_t *b)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
                       s_str (e->speech_result));
         const char *error_code = e->status ? s_str (e->status->error_code) : "";
+        //  The body goes to request_bodies, the event without it to payload.
+        s_batch_body_key (b, i, &last_body);
+        sb_event_t bare = *e;
+        bare.raw_body = (ProtobufCBinaryData) {0, NULL};
         size_t size = 0;
-        uint8_t *payload = sb_event_encode (e, &size);
+        uint8_t *payload = sb_event_encode (&bare, &size);
         if (!payload)
             return -1;
         s_array_key (&t->cols [EV_INGRESS], e->ingress_id);
@@ -1325,6 +1448,11 @@ s_batch_prepare (s_batch_t *b)
         s_array_time (&t->cols [EV_RECEIVED], e->received_at_ms ? e->received_at_ms : s_now_ms ());
         s_array_bytes (&t->cols [EV_PAYLOAD], payload, size);
         free (payload);
+        if (b->items [i].has_body)
+            s_array_bytes (&t->cols [EV_BODY_SHA256], b->items [i].body_sha256,
+                           SB_EVENT_SHA256_SIZE);
+        else
+            s_array_null (&t->cols [EV_BODY_SHA256]);
 
         //  Contacts are keyed by the address as stored: two addresses that
         //  PostgreSQL would see as one must be one contact here too.
@@ -1385,6 +1513,8 @@ s_batch_prepare (s_batch_t *b)
         s_array_key (&b->cursor_t.cols [CU_EPOCH], b->cursors [k].epoch);
         s_array_int8 (&b->cursor_t.cols [CU_SEQ], (int64_t) b->cursors [k].seq);
     }
+    if (b->forwards)
+        s_batch_bodies_to_fetch (b);
     return 0;
 }
 
@@ -1459,6 +1589,58 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
     return 0;
 }
 
+//  The event as a forward's JSON, with its request's raw body as each
+//  event carried it before requests shared one (a bot may re-read it).
+//  Caller owns the return value; NULL on failure.
+static char *
+s_forward_json (const s_batch_t *b, size_t i)
+{
+    const sb_event_t *e = b->events [i];
+    const char *type = NULL;
+    const ProtobufCBinaryData *body = e->raw_body.len ? NULL : s_batch_body (b, i, &type);
+    if (!body)
+        return sb_event_to_json (e);
+    sb_event_t with = *e;
+    with.raw_body = *body;
+    if (type && *type)
+        with.raw_content_type = (char *) type;
+    return sb_event_to_json (&with);
+}
+
+//  Keep the bodies the fetch found (sha256, body: bytea as text;
+//  content_type).
+static int
+s_batch_load_bodies (s_batch_t *b, const PGresult *r)
+{
+    int rows = PQntuples (r);
+    if (rows <= 0)
+        return 0;
+    if (!(b->fetched = calloc ((size_t) rows, sizeof (*b->fetched))))
+        return -1;
+    for (int row = 0; row < rows; row++) {
+        size_t len = 0;
+        unsigned char *sha = PQunescapeBytea ((const unsigned char *) PQgetvalue (r, row, 0), &len);
+        if (!sha)
+            return -1;
+        bool keyed = len == SB_EVENT_SHA256_SIZE;
+        if (keyed)
+            memcpy (b->fetched [b->nfetched].sha256, sha, len);
+        PQfreemem (sha);
+        unsigned char *body = keyed ? PQunescapeBytea (
+                                          (const unsigned char *) PQgetvalue (r, row, 1), &len)
+                                    : NULL;
+        if (keyed && !body)
+            return -1;
+        if (!body)
+            continue;
+        s_body_t *got = &b->fetched [b->nfetched++];
+        got->body = (ProtobufCBinaryData) {len, body};
+        if (!(got->content_type = strdup (PQgetvalue (r, row, 2))))
+            return -1;
+    }
+    return 0;
+}
+
 //  Ask the rules about an inbound event and queue what they decide.
 static int
 s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, const s_contact_t *c,
@@ -1488,7 +1670,7 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, const s
         reason = "outside_window";
 
     char *json = NULL;
-    if (d.action == SB_RULE_FORWARD && !(json = sb_event_to_json (e))) {
+    if (d.action == SB_RULE_FORWARD && !(json = s_forward_json (b, (size_t) (item - b->items)))) {
         sb_rule_decision_clear (&d);
         return -1;
     }
@@ -1625,15 +1807,20 @@ static int
 s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
 {
     bool lock = b->ncontacts > 0;
+    bool bodies = s_table_rows (&b->bodies_t) > 0;
+    bool fetch = s_table_rows (&b->bodies_get_t) > 0;
     if (s_send_sql (self, "BEGIN")
+    ||  (bodies && s_send_table (self, "sb_bodies", &b->bodies_t))
     ||  s_send_table (self, "sb_events", &b->events_t)
-    ||  (lock && s_send_table (self, "sb_contacts_lock", &b->keys_t)))
+    ||  (lock && s_send_table (self, "sb_contacts_lock", &b->keys_t))
+    ||  (fetch && s_send_table (self, "sb_bodies_get", &b->bodies_get_t)))
         return -1;
     if (!PQsendFlushRequest (self->conn)) {
         s_log_result (self, NULL, "flush request");
         return -1;
     }
-    if (s_flush (self) || s_take_ok (self, "BEGIN", NULL))
+    if (s_flush (self) || s_take_ok (self, "BEGIN", NULL)
+        || (bodies && s_take_ok (self, "insert request bodies", NULL)))
         return -1;
     PGresult *r = s_take (self, PGRES_TUPLES_OK, "insert events");
     if (!r)
@@ -1644,6 +1831,12 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
         if (!(r = s_take (self, PGRES_TUPLES_OK, "lock contacts")))
             return -1;
         rc = s_batch_load_contacts (b, r);
+        PQclear (r);
+    }
+    if (rc == 0 && fetch) {
+        if (!(r = s_take (self, PGRES_TUPLES_OK, "fetch request bodies")))
+            return -1;
+        rc = s_batch_load_bodies (b, r);
         PQclear (r);
     }
     stats->duplicates = b->count - stats->stored;
@@ -1709,7 +1902,7 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     if (s_ready (self) != 0)
         return -1;
 
-    s_batch_t b = {.events = events, .count = count};
+    s_batch_t b = {.events = events, .count = count, .forwards = policy && policy->rules};
     s_table_init (&b.events_t, s_events_oids, EV_COLS);
     s_table_init (&b.keys_t, s_contact_key_oids, CK_COLS);
     s_table_init (&b.contacts_t, s_contacts_oids, CO_COLS);
@@ -1717,6 +1910,8 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     s_table_init (&b.outbox_t, s_outbox_oids, OB_COLS);
     s_table_init (&b.status_t, s_status_oids, ST_COLS);
     s_table_init (&b.cursor_t, s_cursor_oids, CU_COLS);
+    s_table_init (&b.bodies_t, s_bodies_oids, BO_COLS);
+    s_table_init (&b.bodies_get_t, s_bodies_get_oids, BG_COLS);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
         sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);

@@ -524,21 +524,19 @@ s_random_id (s_thread_t *thread, char out[17])
     out[16] = '\0';
 }
 
-//  Fill what every event of this request shares. raw_body is lent, not
-//  copied (a Meta batch of n events would copy the body n times): the
-//  request body outlives the events, and s_store_and_answer takes the loan
-//  back before the caller frees them.
+//  Fill what every event of this request shares. The raw body is not:
+//  s_store_and_answer lends it to the first event only (sb_event_share_raw;
+//  a Meta batch of n events would journal the body n times) and takes the
+//  loan back before the caller frees the events; its content type goes
+//  with it.
 static int
 s_stamp_common (s_req_t *req, sb_event_t *event, int64_t received_ms)
 {
     event->received_at_ms = received_ms;
     const char *ct = s_header (req, "Content-Type");
-    sb_scratch_free (event->raw_body.data);
-    event->raw_body.data = (uint8_t *) req->body;
-    event->raw_body.len = req->body ? req->body_size : 0;
     if (sb_event_set (&event->ingress_id, req->http->ingress_id)
         || sb_event_set (&event->epoch, sb_writer_epoch (req->http->writer))
-        || sb_event_set (&event->raw_content_type, ct ? ct : "")
+        || sb_event_set (&event->raw_content_type, ct && event->request_index == 0 ? ct : "")
         || sb_event_set (&event->request_path, req->path)
         || sb_event_set (&event->request_id, req->id))
         return -1;
@@ -552,9 +550,10 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
 {
     int64_t received = sb_time_wall_ms ();
     bool stamped = true;
-    size_t lent = 0;  //  events holding the body (s_stamp_common lends it first)
-    while (lent < count && stamped)
-        stamped = s_stamp_common (req, events[lent++], received) == 0;
+    uint8_t body_sha256[SB_EVENT_SHA256_SIZE];
+    sb_event_share_raw (events, count, req->body, req->body ? req->body_size : 0, body_sha256);
+    for (size_t i = 0; i < count && stamped; i++)
+        stamped = s_stamp_common (req, events[i], received) == 0;
     s_thread_t *thread = req->thread;
     if (stamped && !thread->client)
         thread->client = sb_writer_client_new (req->http->writer);
@@ -563,8 +562,7 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
     if (stamped && thread->client)
         stored = sb_writer_client_store (thread->client, events, count, S_JOURNAL_TIMEOUT_MS,
                                          &first_seq);
-    for (size_t i = 0; i < lent; i++)
-        events[i]->raw_body = (ProtobufCBinaryData) {0, NULL};  //  the loan back
+    sb_event_unshare_raw (events, count);  //  the loans back
     if (!stamped) {
         s_respond_text (req, 500, "out of memory\n");
         return 500;

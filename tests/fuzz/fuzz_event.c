@@ -8,6 +8,7 @@
     - stamping bytes that decode gives bytes that decode, to the same
       event but with seq and id "<ingress>-<epoch>-<seq>" as stamped, for
       a small seq, one from the input and the largest.
+    - sb_event_raw_seq points at this event or request_index before it.
     - stamping never fails on bytes that do not decode either (it does not
       look at them), and its output is the input followed by the stamp.
 */
@@ -73,8 +74,15 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     sb_event_t *event = sb_event_decode (data, size);
-    if (event)
+    if (event) {
         sb_fuzz_event_check (event);
+        //  The event carrying the raw body is this one or an earlier one of
+        //  its request (0: none can be).
+        uint64_t raw_seq = sb_event_raw_seq (event);
+        SB_FUZZ_CHECK (raw_seq <= event->seq);
+        SB_FUZZ_CHECK (raw_seq == 0 || raw_seq == event->seq
+                       || raw_seq + event->request_index == event->seq);
+    }
 
     uint64_t from_input = 0;
     memcpy (&from_input, data, size < sizeof from_input ? size : sizeof from_input);

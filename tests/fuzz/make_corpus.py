@@ -18,6 +18,7 @@ fuzz_<name>.c):
   fuzz_journal                       5-byte prefix, then segment file bytes
   fuzz_replay                        one replay protocol frame (a ReplayMessage)
 """
+import hashlib
 import json
 import os
 import struct
@@ -343,6 +344,16 @@ def make_events():
     events["event-nonfinite"] = f_bytes(18, f_double(1, float("nan")) + f_double(2, float("-inf"))) \
         + f_double(23, float("inf"))
     events["event-negative-zero"] = f_bytes(18, f_double(1, -0.0) + f_double(2, 0.0))
+    # One request, one body (fields 45-47): its first event carries raw_body,
+    # the others say where it is (seq - request_index) and its SHA-256.
+    raw = conformance("meta-batch-synthetic.json")
+    sha = hashlib.sha256(raw).digest()
+    events["event-request-first"] = stamp(meta_event(json.loads(raw), raw) + f_varint(45, 3)
+                                          + f_bytes(47, sha), 10)
+    events["event-request-ref"] = stamp(f_varint(6, 2) + f_varint(7, 2) + f_varint(8, 2)
+                                        + strings({10: "wamid.ref", 41: "application/json"})
+                                        + f_varint(45, 3) + f_varint(46, 2) + f_bytes(47, sha), 12)
+    events["event-request-index-past-seq"] = stamp(f_varint(45, 9) + f_varint(46, 8), 3)
     events["event-negative-ints"] = (f_varint(4, -1) + f_varint(30, -(1 << 63))
                                      + f_bytes(29, f_varint(1, -5)))
     events["event-merged-submessages"] = (f_bytes(18, f_double(1, 1.5)) + f_bytes(18, strings({3: "n"}))

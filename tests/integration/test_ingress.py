@@ -132,9 +132,12 @@ def check_tap(tap, warmups, expected):
     got = [e["topic"] for e in events[warmups:]]
     want = [t for t, _ in expected]
     assert got == want, "topics differ:\n got %s\nwant %s" % (got, want)
+    by_seq = {int(e["seq"]): e for e in events}
     for e, (_, name) in zip(events[warmups:], expected):
         assert e.get("ingress_id") == "test-ingress", e
-        assert e.get("raw_body"), ("event without the original bytes", name)
+        # One body per request: on its first event, seq - request_index.
+        carrier = by_seq.get(int(e["seq"]) - int(e.get("request_index", 0)), {})
+        assert carrier.get("raw_body"), ("event without the original bytes", name)
         assert e.get("id"), e
     return events
 

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "sb_event.h"
+#include "sb_scratch.h"
 
 static int s_failures = 0;
 
@@ -148,6 +149,13 @@ s_full_event (void)
     CHECK (sb_event_set (&e->request_path, "/meta/webhook") == 0);
     CHECK (sb_event_set (&e->request_id, "req-1") == 0);
     CHECK (sb_event_set (&e->detail_json, "{\"id\":\"wamid.XYZ\",\"n\":[1,2]}") == 0);
+    e->request_events = 3;
+    e->request_index = 2;
+    uint8_t sha[SB_EVENT_SHA256_SIZE];
+    sb_event_sha256 (raw, sizeof raw, sha);
+    e->raw_body_sha256.data = sb_scratch_memdup (sha, sizeof sha);
+    CHECK (e->raw_body_sha256.data);
+    e->raw_body_sha256.len = sizeof sha;
     return e;
 }
 
@@ -633,12 +641,141 @@ s_test_json (void)
     sb_event_destroy (&e);
 }
 
+//  One request, one body: sb_event_share_raw, the fields' numbers, and
+//  finding the body from any event of the request.
+static void
+s_test_share_raw (void)
+{
+    //  SHA-256 ("abc"), FIPS 180-2 appendix B.1.
+    static const uint8_t abc_sha[SB_EVENT_SHA256_SIZE] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    uint8_t sha[SB_EVENT_SHA256_SIZE];
+    sb_event_sha256 ("abc", 3, sha);
+    CHECK (memcmp (sha, abc_sha, sizeof sha) == 0);
+
+    //  A request of three events and a 64 KiB body.
+    enum { N = 3, BODY = 64 * 1024 };
+    char *body = malloc (BODY);
+    CHECK (body);
+    if (!body)
+        return;
+    memset (body, 'x', BODY);
+    memcpy (body, "abc", 3);
+    sb_event_t *events[N];
+    for (size_t i = 0; i < N; i++) {
+        events[i] = sb_event_new ();
+        CHECK (events[i] && sb_event_set (&events[i]->provider_id, "wamid.S") == 0);
+        events[i]->kind = SB_KIND_STATUS;
+    }
+    //  A body the normalizer left would be replaced, not leaked (ASan).
+    CHECK (sb_event_set_raw (events[1], "old", 3) == 0);
+    uint8_t body_sha[SB_EVENT_SHA256_SIZE];
+    sb_event_share_raw (events, N, body, BODY, body_sha);
+    sb_event_sha256 (body, BODY, sha);
+    CHECK (memcmp (body_sha, sha, sizeof sha) == 0);
+    //  The body is lent to the first event only; every event has the hash.
+    CHECK (events[0]->raw_body.data == (uint8_t *) body && events[0]->raw_body.len == BODY);
+    uint8_t *wire[N];
+    size_t size[N];
+    for (size_t i = 0; i < N; i++) {
+        CHECK (events[i]->request_events == N && events[i]->request_index == i);
+        CHECK (events[i]->raw_body_sha256.data == body_sha
+               && events[i]->raw_body_sha256.len == SB_EVENT_SHA256_SIZE);
+        if (i > 0)
+            CHECK (events[i]->raw_body.len == 0 && events[i]->raw_body.data == NULL);
+        size_t plain = 0;
+        uint8_t *encoded = sb_event_encode (events[i], &plain);
+        CHECK (encoded);
+        //  Journaled with consecutive seqs from 41, as the writer does.
+        wire[i] = sb_event_stamp (encoded, plain, 41 + i, "in-1", "e0", &size[i]);
+        free (encoded);
+        CHECK (wire[i]);
+        //  The body costs the request once: the others are a few bytes.
+        CHECK (i == 0 ? size[i] > BODY : size[i] < 128);
+    }
+    sb_event_unshare_raw (events, N);
+    for (size_t i = 0; i < N; i++) {
+        CHECK (events[i]->raw_body.data == NULL && events[i]->raw_body_sha256.data == NULL);
+        sb_event_destroy (&events[i]);  //  frees none of the loans (ASan)
+    }
+    //  A subscriber, from any event, finds the one carrying the body.
+    for (size_t i = 0; i < N; i++) {
+        sb_event_t *d = wire[i] ? sb_event_decode (wire[i], size[i]) : NULL;
+        CHECK (d);
+        if (d) {
+            CHECK (d->seq == 41 + i && sb_event_raw_seq (d) == 41);
+            CHECK (d->request_events == N && d->request_index == i);
+            CHECK (d->raw_body_sha256.len == SB_EVENT_SHA256_SIZE
+                   && memcmp (d->raw_body_sha256.data, sha, sizeof sha) == 0);
+            CHECK (i == 0 ? d->raw_body.len == BODY && memcmp (d->raw_body.data, body, BODY) == 0
+                          : d->raw_body.len == 0);
+            char *json = sb_event_to_json (d);
+            CHECK (json && strstr (json, "\"raw_body_sha256\":\"")
+                   && strstr (json, "\"request_events\":3"));
+            free (json);
+        }
+        sb_event_destroy (&d);
+        free (wire[i]);
+    }
+
+    //  One event: it carries its body; no hash is needed, none computed.
+    sb_event_t *one = sb_event_new ();
+    CHECK (one);
+    memset (body_sha, 0, sizeof body_sha);
+    sb_event_share_raw (&one, 1, "Body=hi", 7, body_sha);
+    CHECK (one->raw_body.len == 7 && one->raw_body_sha256.len == 0);
+    CHECK (one->request_events == 1 && one->request_index == 0);
+    one->seq = 9;
+    CHECK (sb_event_raw_seq (one) == 9);
+    sb_event_unshare_raw (&one, 1);
+    sb_event_destroy (&one);
+    free (body);
+
+    //  The new fields' numbers are 45, 46 and 47, nothing renumbered:
+    //  request_events 2 (tag 45 varint: E8 02), request_index 1 (F0 02),
+    //  raw_body_sha256 "h" (tag 47 bytes: FA 02), raw_body "B" (40: C2 02).
+    sb_event_t *e = sb_event_new ();
+    CHECK (e);
+    e->request_events = 2;
+    e->request_index = 1;
+    e->raw_body_sha256 = (ProtobufCBinaryData) {1, (uint8_t *) "h"};
+    e->raw_body = (ProtobufCBinaryData) {1, (uint8_t *) "B"};
+    size_t n = 0;
+    uint8_t *bytes = sb_event_encode (e, &n);
+    static const uint8_t want[] = {0xC2, 0x02, 0x01, 'B', 0xE8, 0x02, 0x02,
+                                   0xF0, 0x02, 0x01, 0xFA, 0x02, 0x01, 'h'};
+    CHECK (bytes && n == sizeof want && memcmp (bytes, want, n) == 0);
+    free (bytes);
+    e->raw_body = e->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+    sb_event_destroy (&e);
+
+    //  An event journaled before these fields (raw_body on every event of
+    //  its request; seq 5, raw_body "hi") decodes, and carries its body.
+    static const uint8_t old[] = {0x18, 0x05, 0xC2, 0x02, 0x02, 'h', 'i'};
+    sb_event_t *d = sb_event_decode (old, sizeof old);
+    CHECK (d);
+    if (d) {
+        CHECK (d->seq == 5 && d->raw_body.len == 2 && memcmp (d->raw_body.data, "hi", 2) == 0);
+        CHECK (d->request_events == 0 && d->request_index == 0 && d->raw_body_sha256.len == 0);
+        CHECK (sb_event_raw_seq (d) == 5);
+        //  A malformed reference (index not below seq) points nowhere.
+        sb_event_set_raw (d, NULL, 0);
+        d->request_index = 5;
+        CHECK (sb_event_raw_seq (d) == 0);
+        d->request_index = 4;
+        CHECK (sb_event_raw_seq (d) == 1);
+    }
+    sb_event_destroy (&d);
+}
+
 int
 main (void)
 {
     s_test_setters ();
     s_test_round_trip ();
     s_test_stamp ();
+    s_test_share_raw ();
     s_test_decode_garbage ();
     s_test_topic ();
     s_test_json ();

@@ -155,9 +155,49 @@ def test_openapi_example_answers():
         mock.close()
 
 
+def test_refusing_database():
+    """PostgreSQL refuses every send result for a while (a check constraint
+    that no sent row passes): the sends are not repeated, the dispatcher
+    backs off instead of spinning (few error lines), and once the constraint
+    is gone every result is recorded."""
+    tag = "refuse"
+    mock = OpenApiMock()
+    base = "http://127.0.0.1:%d" % mock.port
+    stack = Stack(PG, callbacks=False, dispatcher_env={"TWILIO_API_BASE": base, "META_API_BASE": base})
+    try:
+        stack.start()
+        stack.query("ALTER TABLE outbox ADD CONSTRAINT test_refuse_sent CHECK (state <> 'sent')")
+        hooks = [sbload.make_webhook(tag, i, stack.public_url, kind="twilio-sms") for i in range(10)]
+        sbload.post_until_acked(stack.ingress.port, hooks)
+        like = "%%%s%s-%%" % (sbload.REPLY_MARKER, tag)
+        outbox_sql = "SELECT count(*) FROM outbox WHERE body LIKE '%s'" % like
+        #  Results that cannot be recorded hold the claims back too (one
+        #  transaction does both): some rows are sent, the rest wait.
+        stack.wait_scalar(outbox_sql, 10)
+        time.sleep(10)
+        refused_errors = len(_error_lines(stack))
+        refused_sends = len(mock.sends())
+        stack.query("ALTER TABLE outbox DROP CONSTRAINT test_refuse_sent")
+        deadline = time.time() + 30
+        while time.time() < deadline and stack.scalar(outbox_sql + " AND state = 'sent'") != "10":
+            time.sleep(0.25)
+        sent_rows = int(stack.scalar(outbox_sql + " AND state = 'sent'"))
+        sbload.report("database refuses results", "replies_decided=10 mock_requests=%d (while refused %d) "
+                      "replies_sent=%d error_lines_in_10s=%d"
+                      % (len(mock.sends()), refused_sends, sent_rows, refused_errors))
+        assert 0 < refused_sends <= 10, "the mock saw %d sends while refused" % refused_sends
+        assert refused_errors <= 60, "%d error lines in 10 s of refusals" % refused_errors
+        assert sent_rows == 10, "%d of 10 rows sent after the refusals ended" % sent_rows
+        assert len(mock.sends()) == 10, "the mock saw %d sends for 10 replies" % len(mock.sends())
+        stack.dispatcher.stop()
+    finally:
+        stack.close()
+        mock.close()
+
+
 if __name__ == "__main__":
     PG = Postgres()
     try:
-        sbtest.run_tests([test_openapi_example_answers])
+        sbtest.run_tests([test_openapi_example_answers, test_refusing_database])
     finally:
         PG.close()

@@ -52,6 +52,20 @@
     message we do not know yet is kept in events only; sb_store_record
     applies it when the send that produced that provider id is recorded.
 
+    Send results. sb_store_settle records a turn's results and claims due
+    rows in one transaction and one round trip. A result applies only to a
+    row still "sending" (recording the same results twice is harmless).
+    One result never costs another its record: a provider id another
+    message already holds stays on the outbox row only, noted in
+    last_error (the row is sent; that id's statuses go to the first
+    message); an id that is over-long, not UTF-8 or holds control
+    characters is not kept (said in last_error) rather than cut or mangled
+    into someone else's; an unknown outcome is recorded as FINAL. Any other
+    record the database refuses is taken out of the transaction, which is
+    tried again without it; the refused one runs alone and, refused again,
+    is recorded on its outbox row alone with the database's reason
+    (s_record_refused_sql). Repeated lines go through sb_log_every.
+
     Limits. seq is stored as bigint. A hung server blocks the calling thread:
     use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
 */

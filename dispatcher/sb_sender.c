@@ -27,8 +27,8 @@
     not printable ASCII: not what the APIs document) is still SENT, without
     an id and with the reason in its error: the provider accepted the
     message, and sending it again would deliver it twice. Ids are not
-    assumed unique: the store copes with a provider that repeats one. Bot forwards are never retried: a 2xx
-    answer is the reply text (a JSON object's "text" or "reply" field, a
+    assumed unique: the store copes with a provider that repeats one.
+    Bot forwards are never retried: a 2xx answer is the reply text (a JSON object's "text" or "reply" field, a
     JSON string, else the plain body; trimmed and capped; a JSON answer
     without text is no reply), anything else is FINAL without a reply.
 

@@ -876,7 +876,8 @@ test_poison (sb_store_t *store)
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t first = s_make_reply ("+14155550910");
     CHECK_INT (s_claim_count (store), 1);
-    sb_send_result_t res = s_result (first, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMpoisondup1", NULL, NULL);
+    sb_send_result_t res
+        = s_result (first, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMpoisondup1", NULL, NULL);
     s_record (store, &res, 5);
     int64_t p = s_settle_poison (store, SB_SEND_SENT, "SMpoisondup1", "");
     CHECK_STR (s_outbox (p, "state"), "sent");

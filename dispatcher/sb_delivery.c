@@ -10,8 +10,10 @@
     claimed rows go to the sender once that commits. It claims when the
     ingest actor says new rows exist (a WAKE on an inproc PULL), when a
     transfer ends, and every 100 ms for retries that came due. Results that
-    cannot be recorded (PostgreSQL down) are kept in memory and recorded
-    when it is back: a row stays "sending" until then, and a dispatcher
+    cannot be recorded (PostgreSQL down, or refusing them) are kept in
+    memory and recorded when it is back, the tries backing off from 100 ms
+    to 5 s (one error line a second at most): a row stays "sending" until
+    then, and a dispatcher
     that dies meanwhile resends it after restart
     (sb_store_recover) — the at-most-the-sends-in-flight double send the
     providers' APIs make unavoidable, as they take no idempotency key.
@@ -35,6 +37,7 @@
 #define S_POLL_MS 100
 #define S_PENDING_MAX 4096
 #define S_RECORD_BATCH 256  //  send results recorded per transaction
+#define S_SETTLE_BACKOFF_MAX_MS 5000  //  longest wait before recording again after a failure
 
 typedef struct {
     sb_delivery_t *shared;     //  the atomics
@@ -65,6 +68,9 @@ typedef struct {
     bool terminated;           //  $TERM received
     bool db_failing;           //  the last PostgreSQL call failed
     int64_t next_claim;        //  monotonic ms of the next periodic claim
+    int64_t settle_backoff;    //  ms waited after the last failed settle (0: it worked)
+    int64_t next_settle;       //  monotonic ms before which no settle is tried
+    sb_log_every_t settle_log; //  failed settles, one line a second
     sb_metric_t *m_sends[4][3];  //  sends by outcome (sent, retry, final) and target
     sb_metric_t *m_dead;       //  rows out of attempts
     sb_metric_t *m_depth[2];   //  outbox rows pending, sending
@@ -100,6 +106,7 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->args = args;
     self->pipe = pipe;
     self->pending = calloc (S_PENDING_MAX, sizeof *self->pending);
+    self->settle_log = (sb_log_every_t) SB_LOG_EVERY (1000);
     self->wake = zsock_new (ZMQ_PULL);
     self->push = zsock_new (ZMQ_PUSH);
     if (!self->pending || !self->wake || !self->push)
@@ -200,16 +207,25 @@ s_self_settle (self_t *self, bool claim)
         size_t room = claim && self->pending_count - n <= S_PENDING_MAX / 2
                           ? sb_sender_room (self->sender)
                           : 0;
-        if ((n == 0 && room == 0) || !s_self_db (self))
+        if ((n == 0 && room == 0) || zclock_mono () < self->next_settle || !s_self_db (self))
             return;
         bool dead[S_RECORD_BATCH];
         sb_outbox_item_t *items = NULL;
         int claimed = sb_store_settle (self->store, self->pending, n, &self->args->retry, dead,
                                        room, &items);
         if (claimed < 0) {
+            //  Back off, doubling up to S_SETTLE_BACKOFF_MAX_MS: a failure
+            //  that repeats must not make a loop of it.
+            int64_t wait = self->settle_backoff ? self->settle_backoff * 2 : S_POLL_MS;
+            self->settle_backoff = wait < S_SETTLE_BACKOFF_MAX_MS ? wait : S_SETTLE_BACKOFF_MAX_MS;
+            self->next_settle = zclock_mono () + self->settle_backoff;
+            sb_log_every (&self->settle_log, SB_LOG_ERROR, "delivery",
+                          "send results not recorded, trying again results=%zu in_ms=%lld", n,
+                          (long long) self->settle_backoff);
             s_self_db (self);
             return;
         }
+        self->settle_backoff = 0;
         for (size_t i = 0; i < n; i++) {
             if (dead[i])
                 sb_metric_add (self->m_dead, 1);
@@ -282,9 +298,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         }
         //  Wait for the pipe or a WAKE: briefly while transfers run,
         //  until the next periodic claim otherwise.
-        int timeout = inflight > 0 || self->pending_count > 0
-                          ? 0
-                          : (int) (self->next_claim - zclock_mono ());
+        int64_t until = self->pending_count > 0 ? self->next_settle : self->next_claim;
+        int timeout = inflight > 0 ? 0 : (int) (until - zclock_mono ());
         if (timeout < 0)
             timeout = 0;
         zsock_t *which = (zsock_t *) zpoller_wait (self->poller, timeout);
@@ -309,6 +324,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         s_self_settle (self, false);
     }
     s_self_collect (self);
+    self->next_settle = 0;  //  one last try, backoff or not
     s_self_settle (self, false);
     if (self->pending_count || sb_sender_in_flight (self->sender))
         sb_warn ("delivery", "stopping with results=%zu unrecorded and sends=%zu in flight",

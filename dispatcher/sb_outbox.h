@@ -31,7 +31,7 @@ typedef struct {
 } sb_outbox_item_t;
 
 typedef enum {
-    SB_SEND_SENT = 1,   //  provider accepted it (provider_id set), or the bot answered
+    SB_SEND_SENT = 1,   //  provider accepted it (provider_id, "" if unusable), or the bot answered
     SB_SEND_RETRY = 2,  //  network error, 5xx, 429 or a throttling code: try again later
     SB_SEND_FINAL = 3,  //  will never succeed (4xx other than throttling); or the bot failed
 } sb_send_outcome_t;

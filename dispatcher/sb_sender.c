@@ -23,9 +23,12 @@
     408, 429, the providers' throttling codes, Meta errors marked
     is_transient) or FINAL (any other 4xx: the provider's code is kept, and
     Twilio 21610 also says the contact opted out). A 2xx whose body carries
-    no id is still SENT: the provider accepted the message, and sending it
-    again would deliver it twice. Bot forwards are never retried: a 2xx
-    answer is the reply text (a JSON object's "text" or "reply" field, a
+    no usable id (not JSON, not UTF-8, no id, an id empty, over 256 bytes or
+    not printable ASCII: not what the APIs document) is still SENT, without
+    an id and with the reason in its error: the provider accepted the
+    message, and sending it again would deliver it twice. Ids are not
+    assumed unique: the store copes with a provider that repeats one.
+    Bot forwards are never retried: a 2xx answer is the reply text (a JSON object's "text" or "reply" field, a
     JSON string, else the plain body; trimmed and capped; a JSON answer
     without text is no reply), anything else is FINAL without a reply.
 
@@ -189,6 +192,30 @@ s_code_in (long code, const long *codes, size_t count)
     return false;
 }
 
+//  Why a 2xx answer yields no usable message id (NULL when it does): the
+//  body is not a JSON object (or not UTF-8, which jansson refuses), has no
+//  id where the API documents it, or an id empty, over S_ID_MAX bytes or
+//  with bytes outside printable ASCII (both providers' ids are).
+static const char *
+s_id_problem (const char *body, const json_t *root, const char *id)
+{
+    if (!body || !*body)
+        return "empty body";
+    if (!root)
+        return "body is not a JSON object in UTF-8";
+    if (!id)
+        return "no message id";
+    size_t len = strlen (id);
+    if (len == 0)
+        return "empty message id";
+    if (len > S_ID_MAX)
+        return "message id longer than 256 bytes";
+    for (const char *p = id; *p; p++)
+        if (*p <= ' ' || *p > '~')
+            return "message id holds bytes other than printable ASCII";
+    return NULL;
+}
+
 //  Throttling codes: the request was fine, the rate was not.
 static const long s_twilio_retry_codes[] = {20429, 63018};
 static const long s_meta_retry_codes[] = {2, 4, 80007, 130429, 131048, 131056};
@@ -235,16 +262,17 @@ sb_sender_classify (int provider, int http_status, const char *body, const char 
         json_t *first = json_array_get (json_object_get (root, "messages"), 0);
         provider_id = json_string_value (json_object_get (first, "id"));
     }
-    if (provider_id && (!*provider_id || strlen (provider_id) > S_ID_MAX))
-        provider_id = NULL;
-
     char error[400] = "";
     if (http_status >= 200 && http_status < 300) {
+        //  Accepted, whatever the body says: sending again would deliver
+        //  twice. An answer that is not what the API documents keeps no id
+        //  and says why (outbox.last_error).
+        const char *why = s_id_problem (body, root, provider_id);
         result->outcome = SB_SEND_SENT;
-        result->provider_id = s_strdup (provider_id);
-        if (!provider_id)
-            snprintf (error, sizeof error, "%s answered %d without a message id", name,
-                      http_status);
+        result->provider_id = s_strdup (why ? "" : provider_id);
+        if (why)
+            snprintf (error, sizeof error, "%s answered %d, not what the API documents: %s",
+                      name, http_status, why);
     }
     else {
         bool retry;

@@ -61,6 +61,20 @@
     message we do not know yet is kept in events only; sb_store_record
     applies it when the send that produced that provider id is recorded.
 
+    Send results. sb_store_settle records a turn's results and claims due
+    rows in one transaction and one round trip. A result applies only to a
+    row still "sending" (recording the same results twice is harmless).
+    One result never costs another its record: a provider id another
+    message already holds stays on the outbox row only, noted in
+    last_error (the row is sent; that id's statuses go to the first
+    message); an id that is over-long, not UTF-8 or holds control
+    characters is not kept (said in last_error) rather than cut or mangled
+    into someone else's; an unknown outcome is recorded as FINAL. Any other
+    record the database refuses is taken out of the transaction, which is
+    tried again without it; the refused one runs alone and, refused again,
+    is recorded on its outbox row alone with the database's reason
+    (s_record_refused_sql). Repeated lines go through sb_log_every.
+
     Limits. seq is stored as bigint. A hung server blocks the calling thread:
     use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
 */
@@ -118,6 +132,10 @@ struct sb_store_t {
     bool prepared;       //  the write statements are prepared on conn
     bool healthy;        //  last state logged, so each change logs once
     int64_t window_ms;   //  WhatsApp window of the last write, for bot replies
+    sb_log_every_t settle_log;     //  send results not committed
+    sb_log_every_t refused_log;    //  send results the database refused
+    sb_log_every_t duplicate_log;  //  provider ids already known
+    sb_log_every_t gone_log;       //  results for rows no longer sending
 };
 
 //  ---------------------------------------------------------------------
@@ -597,26 +615,38 @@ static const char s_claim_sql [] =
     " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts";
 
 //  SENT for a reply: the provider's id on the outbox row and on the
-//  outbound message, with the best status already received for that id.
+//  outbound message, with the best status already received for that id;
+//  $3 is the result's note for last_error. An id another message already
+//  holds (a provider, or a mock, that repeats ids) stays on the outbox row
+//  only, noted in last_error: the message is sent all the same, and that
+//  id's statuses keep going to the message that had it first.
 static const char s_record_sent_sql [] =
-    "WITH o AS ("
+    "WITH dup AS ("
+    " SELECT m.id FROM messages m JOIN outbox x ON m.provider = x.provider"
+    " WHERE x.id = $1 AND m.provider_id = $2 AND m.outbox_id IS DISTINCT FROM x.id LIMIT 1),"
+    " o AS ("
     " UPDATE outbox SET state = 'sent', provider_id = NULLIF ($2, ''), attempts = attempts + 1,"
-    " last_error = '', updated_at = now ()"
-    " WHERE id = $1 RETURNING id, provider),"
+    " last_error = CASE WHEN dup.id IS NULL THEN $3 ELSE ltrim ($3 || ' duplicate provider id:"
+    " message ' || dup.id || ' has it') END,"
+    " updated_at = now ()"
+    " FROM (SELECT 1) one LEFT JOIN dup ON true"
+    " WHERE outbox.id = $1 AND outbox.state = 'sending'"
+    " RETURNING outbox.id, outbox.provider, dup.id AS dup_id),"
     " best AS ("
     " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
     " FROM events e JOIN o ON e.provider = o.provider"
     " WHERE e.kind = 'status' AND e.provider_id = $2 AND e.provider_id <> ''"
+    " AND o.dup_id IS NULL"
     " ORDER BY 3 DESC, e.id LIMIT 1),"
     " msg AS ("
-    " UPDATE messages m SET provider_id = NULLIF ($2, ''),"
+    " UPDATE messages m SET provider_id = CASE WHEN o.dup_id IS NULL THEN NULLIF ($2, '') END,"
     " status = CASE WHEN best.rank > m.status_rank THEN best.status ELSE m.status END,"
     " status_rank = GREATEST (m.status_rank, COALESCE (best.rank, 0)),"
     " error_code = CASE WHEN best.rank > m.status_rank AND best.error_code <> ''"
     " THEN best.error_code ELSE m.error_code END,"
     " updated_at = now ()"
     " FROM o LEFT JOIN best ON true WHERE m.outbox_id = o.id RETURNING m.id)"
-    " SELECT id FROM o";
+    " SELECT id, dup_id FROM o";
 
 //  SENT for a forward: the bot's text becomes a reply due now, unless the
 //  contact opted out meanwhile or the WhatsApp window closed ($3 ms).
@@ -625,7 +655,7 @@ static const char s_record_bot_sql [] =
     " SELECT o.id, o.channel, COALESCE (c.opted_out, false) AS opted_out, c.last_inbound_at"
     " FROM outbox o LEFT JOIN contacts c"
     " ON c.provider = o.provider AND c.channel = o.channel AND c.address = o.to_addr"
-    " WHERE o.id = $1),"
+    " WHERE o.id = $1 AND o.state = 'sending'),"
     " d AS ("
     " SELECT id, CASE WHEN $2 = '' THEN 'bot_no_reply'"
     " WHEN opted_out THEN 'opted_out'"
@@ -657,7 +687,7 @@ static const char s_record_retry_sql [] =
     " LEAST ($4::float8, $3::float8 * power (2::float8, LEAST (attempts, 60)))"
     " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
     " last_error = $6, updated_at = now ()"
-    " WHERE id = $1 RETURNING id, state, next_attempt_at),"
+    " WHERE id = $1 AND state = 'sending' RETURNING id, state, next_attempt_at),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
     " error_code = $7, updated_at = now ()"
@@ -670,7 +700,7 @@ static const char s_record_final_sql [] =
     "WITH o AS ("
     " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
     " updated_at = now ()"
-    " WHERE id = $1 RETURNING id, provider, channel, to_addr),"
+    " WHERE id = $1 AND state = 'sending' RETURNING id, provider, channel, to_addr),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
     " error_code = $3, updated_at = now ()"
@@ -683,6 +713,19 @@ static const char s_record_final_sql [] =
     " opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at ELSE now () END,"
     " updated_at = now () RETURNING 1)"
     " SELECT id FROM o";
+
+//  A result the database refused to record (run alone, not prepared): the
+//  outbox row alone takes the outcome ($2: sent, failed, or retry, which
+//  is pending again after $3 ms or dead after $4 attempts) and the reason
+//  ($5). It touches no other table and no unique key, so it cannot fail
+//  on the result's data.
+static const char s_record_refused_sql [] =
+    "UPDATE outbox SET attempts = attempts + 1,"
+    " state = CASE WHEN $2 <> 'retry' THEN $2"
+    " WHEN attempts + 1 >= $4::int THEN 'dead' ELSE 'pending' END,"
+    " next_attempt_at = now () + $3::int8 * interval '1 millisecond',"
+    " last_error = $5, updated_at = now ()"
+    " WHERE id = $1 AND state = 'sending' RETURNING id, state";
 
 typedef struct {
     const char *name;   //  prepared statement name
@@ -2088,7 +2131,9 @@ sb_store_recover (sb_store_t *self)
 //  One send result as a prepared statement with its text parameters.
 typedef struct {
     const char *name;             //  prepared statement
+    const char *sql;              //  its text, to run it alone
     const char *what;             //  what it does, for logs
+    const char *refused;          //  state if the database refuses it: sent, failed, retry
     int nparams;                  //  parameters used
     const char *values [7];       //  the parameters (into the buffers below, or static)
     char id [24];                 //  outbox id as text
@@ -2107,87 +2152,124 @@ s_record_free (s_record_t *rec)
     free (rec->text);
 }
 
-//  Build rec for result. 0, or -1 (out of memory, unknown outcome; logged).
+//  Why a provider id cannot be stored as it is (NULL when it can): the
+//  sender checks ids too, but the store keeps nothing it cannot trust to be
+//  a whole, valid key.
+static const char *
+s_id_problem (const char *id)
+{
+    size_t n = strlen (s_str (id));
+    if (n > S_KEY_MAX)
+        return "provider id not kept: longer than 512 bytes";
+    const unsigned char *p = (const unsigned char *) s_str (id);
+    for (size_t i = 0; i < n;) {
+        size_t len = sb_utf8_seq (p + i, n - i);
+        if (len == 0)
+            return "provider id not kept: not valid UTF-8";
+        if (len == 1 && (p [i] < 0x20 || p [i] == 0x7f))
+            return "provider id not kept: holds a control character";
+        i += len;
+    }
+    return NULL;
+}
+
+//  Build rec for result. 0, or -1 (out of memory; logged). An outcome we
+//  do not know is recorded as FINAL, saying so.
 static int
 s_record_build (const sb_store_t *self, const sb_send_result_t *result,
                 const sb_store_retry_t *retry, s_record_t *rec)
 {
     memset (rec, 0, sizeof (*rec));
     snprintf (rec->id, sizeof rec->id, "%" PRId64, result->id);
-    //  outbox.last_error: "http=429 code=20429 what happened"
+    sb_send_outcome_t outcome = result->outcome;
+    char unknown [48] = "";
+    if (outcome != SB_SEND_SENT && outcome != SB_SEND_RETRY && outcome != SB_SEND_FINAL) {
+        snprintf (unknown, sizeof unknown, "unknown send outcome %d; ", (int) outcome);
+        outcome = SB_SEND_FINAL;
+    }
+    bool reply_sent = outcome == SB_SEND_SENT && result->kind != SB_OUTBOX_FORWARD;
+    const char *id_problem = reply_sent ? s_id_problem (result->provider_id) : NULL;
+    //  outbox.last_error: "http=429 code=20429 what happened"; for a SENT,
+    //  only what the sender or the store noted ("" when nothing).
+    const char *error = s_str (result->error);
+    const char *code = s_str (result->error_code);
     char head [64] = "";
-    if (result->http_status)
+    if (result->http_status && (outcome != SB_SEND_SENT || *error || id_problem))
         snprintf (head, sizeof head, "http=%d ", result->http_status);
-    size_t len = strlen (head) + strlen (s_str (result->error_code))
-               + strlen (s_str (result->error)) + 8;
+    size_t len = strlen (head) + strlen (unknown) + strlen (code) + strlen (error)
+               + strlen (s_str (id_problem)) + 16;
     char *joined = malloc (len);
     if (!joined)
         goto oom;
-    if (result->error_code && *result->error_code)
-        snprintf (joined, len, "%scode=%s %s", head, result->error_code, s_str (result->error));
-    else
-        snprintf (joined, len, "%s%s", head, s_str (result->error));
+    snprintf (joined, len, "%s%s%s%s%s%s%s", head, *code ? "code=" : "", code, *code ? " " : "",
+              unknown, error, id_problem ? (*error ? "; " : "") : "");
+    if (id_problem)
+        snprintf (joined + strlen (joined), len - strlen (joined), "%s", id_problem);
     rec->error = s_utf8_dup (joined, S_ERROR_MAX);
     free (joined);
-    rec->code = s_utf8_dup (result->error_code, 64);
+    rec->code = s_utf8_dup (code, 64);
     if (!rec->error || !rec->code)
         goto oom;
     rec->values [0] = rec->id;
+    //  What the refused fallback needs: the retry's attempts and cap.
+    int max_attempts = retry && retry->max_attempts > 0 ? retry->max_attempts : 1;
+    int64_t base = retry && retry->backoff_base_ms > 0 ? retry->backoff_base_ms : 1;
+    int64_t cap = retry && retry->backoff_max_ms > base ? retry->backoff_max_ms : base;
+    snprintf (rec->numbers [0], sizeof rec->numbers [0], "%d", max_attempts);
+    snprintf (rec->numbers [1], sizeof rec->numbers [1], "%" PRId64, base);
+    snprintf (rec->numbers [2], sizeof rec->numbers [2], "%" PRId64, cap);
 
-    if (result->outcome == SB_SEND_SENT && result->kind == SB_OUTBOX_FORWARD) {
+    if (outcome == SB_SEND_SENT && result->kind == SB_OUTBOX_FORWARD) {
         if (!(rec->text = s_utf8_dup (result->bot_text, 4096)))
             goto oom;
         snprintf (rec->window, sizeof rec->window, "%" PRId64, self->window_ms);
         rec->name = "sb_record_bot";
+        rec->sql = s_record_bot_sql;
         rec->what = "record bot answer";
+        rec->refused = "failed";
         rec->nparams = 3;
         rec->values [1] = rec->text;
         rec->values [2] = rec->window;
     }
     else
-    if (result->outcome == SB_SEND_SENT) {
-        if (!(rec->text = s_utf8_dup (result->provider_id, S_KEY_MAX)))
+    if (outcome == SB_SEND_SENT) {
+        if (!(rec->text = s_utf8_dup (id_problem ? "" : result->provider_id, S_KEY_MAX)))
             goto oom;
         rec->name = "sb_record_sent";
+        rec->sql = s_record_sent_sql;
         rec->what = "record sent";
-        rec->nparams = 2;
+        rec->refused = "sent";
+        rec->nparams = 3;
         rec->values [1] = rec->text;
+        rec->values [2] = rec->error;
     }
     else
-    if (result->outcome == SB_SEND_RETRY) {
-        int max_attempts = retry && retry->max_attempts > 0 ? retry->max_attempts : 1;
-        int64_t base = retry && retry->backoff_base_ms > 0 ? retry->backoff_base_ms : 1;
-        int64_t cap = retry && retry->backoff_max_ms > base ? retry->backoff_max_ms : base;
+    if (outcome == SB_SEND_RETRY) {
         int64_t after = result->retry_after_ms;
         if (after < 0)
             after = 0;
         if (after > 24LL * 3600 * 1000)
             after = 24LL * 3600 * 1000;
-        snprintf (rec->numbers [0], sizeof rec->numbers [0], "%d", max_attempts);
-        snprintf (rec->numbers [1], sizeof rec->numbers [1], "%" PRId64, base);
-        snprintf (rec->numbers [2], sizeof rec->numbers [2], "%" PRId64, cap);
         snprintf (rec->numbers [3], sizeof rec->numbers [3], "%" PRId64, after);
         rec->name = "sb_record_retry";
+        rec->sql = s_record_retry_sql;
         rec->what = "record retry";
+        rec->refused = "retry";
         rec->nparams = 7;
         for (int k = 0; k < 4; k++)
             rec->values [1 + k] = rec->numbers [k];
         rec->values [5] = rec->error;
         rec->values [6] = rec->code;
     }
-    else
-    if (result->outcome == SB_SEND_FINAL) {
+    else {
         rec->name = "sb_record_final";
+        rec->sql = s_record_final_sql;
         rec->what = "record final";
+        rec->refused = "failed";
         rec->nparams = 4;
         rec->values [1] = rec->error;
         rec->values [2] = rec->code;
         rec->values [3] = result->opt_out ? "true" : "false";
-    }
-    else {
-        sb_error (S_MODULE, "unknown send outcome=%d id=%s", (int) result->outcome, rec->id);
-        s_record_free (rec);
-        return -1;
     }
     return 0;
 oom:
@@ -2196,14 +2278,28 @@ oom:
     return -1;
 }
 
+//  The limiter of a repeated line about send results: one a second.
+static sb_log_every_t *
+s_every (sb_log_every_t *limit)
+{
+    if (limit->interval_us == 0)
+        *limit = (sb_log_every_t) SB_LOG_EVERY (1000);
+    return limit;
+}
+
 //  What a record statement answered: true when a retry made the row dead.
 static bool
-s_record_done (const s_record_t *rec, const PGresult *r)
+s_record_done (sb_store_t *self, const s_record_t *rec, const PGresult *r)
 {
     if (PQntuples (r) == 0) {
-        sb_warn (S_MODULE, "outbox row not found id=%s", rec->id);
+        sb_log_every (s_every (&self->gone_log), SB_LOG_WARN, S_MODULE,
+                      "send result for an outbox row not sending id=%s", rec->id);
         return false;
     }
+    if (strcmp (rec->name, "sb_record_sent") == 0 && !PQgetisnull (r, 0, 1))
+        sb_log_every (s_every (&self->duplicate_log), SB_LOG_WARN, S_MODULE,
+                      "provider id already known, kept on the outbox row only id=%s message=%s",
+                      rec->id, PQgetvalue (r, 0, 1));
     if (strcmp (rec->name, "sb_record_bot") == 0)
         sb_debug (S_MODULE, "bot answered id=%s state=%s reason=%s", rec->id, PQgetvalue (r, 0, 1),
                   PQgetvalue (r, 0, 2));
@@ -2218,18 +2314,22 @@ s_record_done (const s_record_t *rec, const PGresult *r)
     return dead;
 }
 
-//  Queue BEGIN, the records, the claim and COMMIT, and end the pipeline.
+//  Queue BEGIN, the records order [0..n), the claim and COMMIT, and end
+//  the pipeline.
 static int
-s_settle_send (sb_store_t *self, const s_record_t *recs, size_t count, size_t claim_max)
+s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n,
+               size_t claim_max)
 {
     if (s_send_sql (self, "BEGIN"))
         return -1;
-    for (size_t i = 0; i < count; i++)
-        if (!PQsendQueryPrepared (self->conn, recs [i].name, recs [i].nparams, recs [i].values,
-                                  NULL, NULL, 0)) {
-            s_log_result (self, NULL, recs [i].what);
+    for (size_t k = 0; k < n; k++) {
+        const s_record_t *rec = &recs [order [k]];
+        if (!PQsendQueryPrepared (self->conn, rec->name, rec->nparams, rec->values, NULL, NULL,
+                                  0)) {
+            s_log_result (self, NULL, rec->what);
             return -1;
         }
+    }
     if (claim_max) {
         char limit [24];
         snprintf (limit, sizeof limit, "%zu", claim_max);
@@ -2240,6 +2340,121 @@ s_settle_send (sb_store_t *self, const s_record_t *recs, size_t count, size_t cl
         }
     }
     return s_send_commit (self);
+}
+
+//  One transaction, one round trip: record order [0..n) and claim up to
+//  claim_max rows. 0 when committed (*claimed is the claim's result or
+//  NULL; dead filled for those rows). -1 when rolled back: *failed is then
+//  the position in order of the record the database refused, or -1 when
+//  anything else failed (connection, BEGIN, claim, COMMIT).
+static int
+s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n,
+              bool *dead, size_t claim_max, PGresult **claimed, long *failed)
+{
+    *claimed = NULL;
+    *failed = -1;
+    bool synced = false;
+    if (!PQenterPipelineMode (self->conn)) {
+        s_log_result (self, NULL, "enter pipeline mode");
+        return -1;
+    }
+    if (s_settle_send (self, recs, order, n, claim_max))
+        goto abort;
+    synced = true;
+    if (s_flush (self))
+        goto abort;
+    PGresult *r = s_take (self, PGRES_COMMAND_OK, "begin");
+    if (!r)
+        goto abort;
+    PQclear (r);
+    for (size_t k = 0; k < n; k++) {
+        const s_record_t *rec = &recs [order [k]];
+        if (!(r = s_take (self, PGRES_TUPLES_OK, rec->what))) {
+            *failed = (long) k;
+            goto abort;
+        }
+        bool was_dead = s_record_done (self, rec, r);
+        if (dead)
+            dead [order [k]] = was_dead;
+        PQclear (r);
+    }
+    if (claim_max && !(*claimed = s_take (self, PGRES_TUPLES_OK, "claim outbox")))
+        goto abort;
+    bool sync;
+    if (!s_take_commit (self, &sync)) {
+        sb_log_every (s_every (&self->settle_log), SB_LOG_ERROR, S_MODULE,
+                      "send results not committed count=%zu", n);
+        goto abort;
+    }
+    //  Committed: the claimed rows are ours, whatever happens to the
+    //  connection now.
+    if (!sync || !PQexitPipelineMode (self->conn)) {
+        s_log_result (self, NULL, "end of pipeline");
+        s_connect (self);
+    }
+    return 0;
+abort:
+    PQclear (*claimed);
+    *claimed = NULL;
+    s_pipeline_abort (self, synced);
+    for (size_t k = 0; dead && k < n; k++)
+        dead [order [k]] = false;
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        *failed = -1;
+    return -1;
+}
+
+//  A record the database refused inside a settle, run again alone, in a
+//  transaction of its own. When it is refused again (the result itself is
+//  the problem: a key it breaks, a check it fails) the outbox row alone
+//  takes the outcome, with the database's reason in last_error
+//  (s_record_refused_sql). 0 when the row is recorded either way, -1 when
+//  the database could not be used (nothing done).
+static int
+s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
+{
+    PGresult *r = s_exec (self, rec->sql, rec->nparams, rec->values, PGRES_TUPLES_OK, rec->what);
+    if (r) {
+        bool was_dead = s_record_done (self, rec, r);
+        if (dead)
+            *dead = was_dead;
+        PQclear (r);
+        return 0;
+    }
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        return -1;
+    char line [400];
+    const char *why = s_line (PQerrorMessage (self->conn), line, sizeof line);
+    if (strncmp (why, "ERROR:", 6) == 0)
+        for (why += 6; *why == ' ';)
+            why++;
+    size_t len = strlen (rec->error) + strlen (why) + 32;
+    char *joined = malloc (len);
+    char *note = NULL;
+    if (joined) {
+        snprintf (joined, len, "%s%snot recorded: %s", rec->error, *rec->error ? "; " : "",
+                  *why ? why : "refused by the database");
+        note = s_utf8_dup (joined, S_ERROR_MAX);
+        free (joined);
+    }
+    if (!note) {
+        sb_error (S_MODULE, "out of memory recording a send id=%s", rec->id);
+        return -1;
+    }
+    //  A retry comes back after the longest backoff.
+    const char *values [] = {rec->id, rec->refused, rec->numbers [2], rec->numbers [0], note};
+    r = s_exec (self, s_record_refused_sql, 5, values, PGRES_TUPLES_OK, "record refused result");
+    if (r) {
+        const char *state = PQntuples (r) > 0 ? PQgetvalue (r, 0, 1) : "gone";
+        if (dead)
+            *dead = strcmp (state, "dead") == 0;
+        sb_log_every (s_every (&self->refused_log), SB_LOG_WARN, S_MODULE,
+                      "send result refused by the database, its outbox row alone recorded"
+                      " id=%s state=%s reason=\"%s\"", rec->id, state, note);
+        PQclear (r);
+    }
+    free (note);
+    return r ? 0 : -1;
 }
 
 int
@@ -2260,62 +2475,47 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
     if (s_ready (self) != 0)
         return -1;
     s_record_t *recs = calloc (count ? count : 1, sizeof (*recs));
-    if (!recs) {
+    size_t *order = calloc (count ? count : 1, sizeof (*order));
+    if (!recs || !order) {
         sb_error (S_MODULE, "out of memory recording sends count=%zu", count);
+        free (recs);
+        free (order);
         return -1;
     }
     int rc = -1;
-    bool synced = false;
     PGresult *claimed = NULL;
     size_t built = 0;
-    for (; built < count; built++)
+    for (; built < count; built++) {
         if (s_record_build (self, &results [built], retry, &recs [built]) != 0)
             goto done;
-    if (!PQenterPipelineMode (self->conn)) {
-        s_log_result (self, NULL, "enter pipeline mode");
-        goto done;
+        order [built] = built;
     }
-    if (s_settle_send (self, recs, count, claim_max))
-        goto abort;
-    synced = true;
-    if (s_flush (self))
-        goto abort;
-    PGresult *r = s_take (self, PGRES_COMMAND_OK, "begin");
-    if (!r)
-        goto abort;
-    PQclear (r);
-    for (size_t i = 0; i < count; i++) {
-        if (!(r = s_take (self, PGRES_TUPLES_OK, recs [i].what)))
-            goto abort;
-        bool was_dead = s_record_done (&recs [i], r);
-        if (dead)
-            dead [i] = was_dead;
-        PQclear (r);
-    }
-    if (claim_max && !(claimed = s_take (self, PGRES_TUPLES_OK, "claim outbox")))
-        goto abort;
-    bool sync;
-    if (!s_take_commit (self, &sync)) {
-        sb_error (S_MODULE, "send results not committed count=%zu", count);
-        goto abort;
-    }
-    //  Committed: the claimed rows are ours, whatever happens to the
-    //  connection now.
-    if (!sync || !PQexitPipelineMode (self->conn)) {
-        s_log_result (self, NULL, "end of pipeline");
-        s_connect (self);
+    //  All in one transaction; when the database refuses one record, that
+    //  one goes alone (and is recorded as refused if it must) and the rest
+    //  try again together: a poison result costs its own row, never the
+    //  others'. Each turn takes one record out, so this ends.
+    size_t n = count;
+    for (;;) {
+        long failed;
+        if (s_settle_try (self, recs, order, n, dead, claim_max, &claimed, &failed) == 0)
+            break;
+        if (failed < 0)
+            goto done;
+        size_t bad = order [failed];
+        memmove (order + failed, order + failed + 1, (n - (size_t) failed - 1) * sizeof *order);
+        n--;
+        if (s_record_alone (self, &recs [bad], dead ? &dead [bad] : NULL) != 0)
+            goto done;
+        if (n == 0 && claim_max == 0)
+            break;
     }
     rc = claimed ? s_claimed_items (claimed, items) : 0;
-    goto done;
-abort:
-    s_pipeline_abort (self, synced);
-    for (size_t i = 0; dead && i < count; i++)
-        dead [i] = false;
 done:
     PQclear (claimed);
     for (size_t i = 0; i < built; i++)
         s_record_free (&recs [i]);
     free (recs);
+    free (order);
     return rc;
 }
 

@@ -92,9 +92,13 @@ typedef struct {
 //  after max_attempts (dead[i] true, when dead is not NULL); FINAL marks it
 //  failed (and the contact opted out when result->opt_out). A FORWARD with
 //  bot text becomes a REPLY row due now. Then up to claim_max due rows are
-//  claimed as sb_store_claim does (none when items is NULL). Returns the
-//  number claimed, or -1 when the transaction failed: it was rolled back,
-//  nothing is recorded or claimed; record the same results again later.
+//  claimed as sb_store_claim does (none when items is NULL). Only rows
+//  still sending take a result. A result that cannot be recorded as it is
+//  (a provider id already known, an id over-long or not UTF-8, a record
+//  the database refuses) is recorded for its row alone, the reason in
+//  last_error, and never rolls back the others. Returns the number
+//  claimed, or -1 when the database could not be used: nothing more is
+//  claimed; record the same results again later (after a backoff).
 int sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count,
                      const sb_store_retry_t *retry, bool *dead, size_t claim_max,
                      sb_outbox_item_t **items);

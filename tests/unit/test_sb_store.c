@@ -763,8 +763,7 @@ test_outbox (sb_store_t *store)
     s_exec ("UPDATE outbox SET state = 'pending' WHERE id = $1", sid, NULL);
 }
 
-//  Results recorded and rows claimed in one transaction: all of it, or
-//  (when one statement fails) none of it.
+//  Results recorded and rows claimed in one transaction and one round trip.
 static void
 test_settle (sb_store_t *store)
 {
@@ -776,30 +775,11 @@ test_settle (sb_store_t *store)
     int64_t d = s_make_reply ("+14155550774");
     sb_store_retry_t retry = {1, 1000, 60000};
 
-    //  A statement fails (a constraint added for the test): nothing is
-    //  recorded, nothing claimed.
-    s_exec ("ALTER TABLE outbox ADD CONSTRAINT test_settle_no_bad"
-            " CHECK (provider_id IS DISTINCT FROM 'SMbad')", NULL);
+    //  a (sent) and b (retry past its only attempt: dead) recorded, and c
+    //  claimed, in one call.
     sb_send_result_t results [2];
-    results [0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
-    results [1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMbad", NULL, NULL);
     bool dead [2] = {true, true};
     sb_outbox_item_t *items = NULL;
-    sb_log_init ("test_sb_store", SB_LOG_OFF);
-    CHECK_INT (sb_store_settle (store, results, 2, &retry, dead, 10, &items), -1);
-    sb_log_init ("test_sb_store", SB_LOG_ERROR);
-    CHECK (items == NULL);
-    CHECK (!dead [0] && !dead [1]);
-    CHECK_STR (s_outbox (a, "state"), "sending");
-    CHECK_STR (s_outbox (b, "state"), "sending");
-    CHECK_STR (s_outbox (c, "state"), "pending");
-    CHECK_STR (s_outbox (d, "state"), "pending");
-    s_exec ("ALTER TABLE outbox DROP CONSTRAINT test_settle_no_bad", NULL);
-    for (int i = 0; i < 2; i++)
-        sb_outbox_result_free (&results [i]);
-
-    //  The connection is usable again: a (sent) and b (retry past its only
-    //  attempt: dead) recorded, and c claimed, in one call.
     results [0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
     results [1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
     int n = sb_store_settle (store, results, 2, &retry, dead, 1, &items);
@@ -813,9 +793,15 @@ test_settle (sb_store_t *store)
     CHECK (dead [1]);
     CHECK_STR (s_outbox (a, "state"), "sent");
     CHECK_STR (s_outbox (a, "provider_id"), "SMsettleA");
+    CHECK_STR (s_outbox (a, "last_error"), "");
     CHECK_STR (s_outbox (b, "state"), "dead");
     CHECK_STR (s_outbox (c, "state"), "sending");
     CHECK_STR (s_outbox (d, "state"), "pending");
+    //  The same results again (a caller retrying after a failure): rows no
+    //  longer sending are left as they are.
+    CHECK_INT (sb_store_settle (store, results, 2, &retry, dead, 0, NULL), 0);
+    CHECK_STR (s_outbox (a, "attempts"), "1");
+    CHECK_STR (s_outbox (b, "state"), "dead");
     for (int i = 0; i < 2; i++)
         sb_outbox_result_free (&results [i]);
     //  Claim only, and nothing at all.
@@ -825,6 +811,142 @@ test_settle (sb_store_t *store)
     free (items);
     CHECK_INT (sb_store_settle (store, NULL, 0, &retry, NULL, 10, &items), 0);
     CHECK (items == NULL);
+}
+
+static const char *
+s_message_provider_id (int64_t outbox_id)
+{
+    char sid [24];
+    snprintf (sid, sizeof sid, "%" PRId64, outbox_id);
+    return s_text ("SELECT provider_id FROM messages WHERE outbox_id = $1", sid, NULL);
+}
+
+//  One settle of four results, the second one poison (outcome, provider id
+//  and error as given): its neighbours, a SENT, a RETRY and a FINAL, are
+//  recorded and a due row is claimed whatever the poison does. Returns the
+//  poison's outbox id.
+static int64_t
+s_settle_poison (sb_store_t *store, int outcome, const char *provider_id, const char *error)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t ids [4];
+    for (int i = 0; i < 4; i++) {
+        char to [24];
+        snprintf (to, sizeof to, "+1415555090%d", i);
+        ids [i] = s_make_reply (to);
+    }
+    CHECK_INT (s_claim_count (store), 4);
+    int64_t due = s_make_reply ("+14155550909");
+    char ok_id [40];
+    snprintf (ok_id, sizeof ok_id, "SMpoisonok%" PRId64, ids [0]);
+    sb_send_result_t results [4];
+    results [0] = s_result (ids [0], SB_OUTBOX_REPLY, SB_SEND_SENT, ok_id, NULL, NULL);
+    results [1] = s_result (ids [1], SB_OUTBOX_REPLY, SB_SEND_SENT, provider_id, NULL, NULL);
+    results [1].outcome = (sb_send_outcome_t) outcome;
+    results [1].http_status = 201;
+    free (results [1].error);
+    results [1].error = strdup (error);
+    results [2] = s_result (ids [2], SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    results [3] = s_result (ids [3], SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, "21211");
+    sb_store_retry_t retry = {5, 1000, 60000};
+    bool dead [4];
+    sb_outbox_item_t *items = NULL;
+    int n = sb_store_settle (store, results, 4, &retry, dead, 10, &items);
+    CHECK_INT (n, 1);
+    if (n == 1)
+        CHECK_INT (items [0].id, due);
+    for (int i = 0; i < n; i++)
+        sb_outbox_item_free (&items [i]);
+    free (items);
+    for (int i = 0; i < 4; i++)
+        sb_outbox_result_free (&results [i]);
+    CHECK_STR (s_outbox (ids [0], "state"), "sent");
+    CHECK_STR (s_outbox (ids [0], "provider_id"), ok_id);
+    CHECK_STR (s_message_provider_id (ids [0]), ok_id);
+    CHECK_STR (s_outbox (ids [2], "state"), "pending");
+    CHECK_STR (s_outbox (ids [2], "attempts"), "1");
+    CHECK_STR (s_outbox (ids [3], "state"), "failed");
+    CHECK_STR (s_message_status (ids [3]), "failed/10/21211");
+    CHECK_STR (s_outbox (due, "state"), "sending");
+    return ids [1];
+}
+
+//  last_error of an outbox row holds want.
+static void
+s_check_error (int64_t id, const char *want)
+{
+    const char *got = s_outbox (id, "last_error");
+    if (!strstr (got, want)) {
+        fprintf (stderr, "outbox %" PRId64 " last_error \"%s\" lacks \"%s\"\n", id, got, want);
+        s_failures++;
+    }
+}
+
+//  Poison results hurt only their own row.
+static void
+test_poison (sb_store_t *store)
+{
+    //  A provider id already known (a provider, or a mock of its API,
+    //  answering the same id twice): the row is sent, keeps the id on the
+    //  outbox row and notes it; the message that had the id first keeps it
+    //  and its statuses.
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t first = s_make_reply ("+14155550910");
+    CHECK_INT (s_claim_count (store), 1);
+    sb_send_result_t res
+        = s_result (first, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMpoisondup1", NULL, NULL);
+    s_record (store, &res, 5);
+    int64_t p = s_settle_poison (store, SB_SEND_SENT, "SMpoisondup1", "");
+    CHECK_STR (s_outbox (p, "state"), "sent");
+    CHECK_STR (s_outbox (p, "provider_id"), "SMpoisondup1");
+    s_check_error (p, "duplicate provider id");
+    CHECK_STR (s_message_provider_id (p), "(null)");
+    CHECK_STR (s_message_provider_id (first), "SMpoisondup1");
+    s_write_status (store, "SMpoisondup1", "delivered", NULL);
+    CHECK_STR (s_message_status (first), "delivered/3/");
+    CHECK_STR (s_message_status (p), "queued/1/");
+
+    //  An id longer than any key may be: not kept, and said so.
+    char *long_id = malloc (5001);
+    memset (long_id, 'S', 5000);
+    long_id [5000] = 0;
+    p = s_settle_poison (store, SB_SEND_SENT, long_id, "");
+    free (long_id);
+    CHECK_STR (s_outbox (p, "state"), "sent");
+    CHECK_STR (s_outbox (p, "provider_id"), "(null)");
+    s_check_error (p, "provider id not kept: longer than 512 bytes");
+    CHECK_STR (s_message_provider_id (p), "(null)");
+
+    //  An id that is not UTF-8: not kept (not mangled into another id).
+    p = s_settle_poison (store, SB_SEND_SENT, "SM\xc3\x28\xff", "");
+    CHECK_STR (s_outbox (p, "state"), "sent");
+    CHECK_STR (s_outbox (p, "provider_id"), "(null)");
+    s_check_error (p, "provider id not kept: not valid UTF-8");
+
+    //  A 2xx whose body is not what the API documents (the sender says so,
+    //  with no id): sent, the reason kept.
+    p = s_settle_poison (store, SB_SEND_SENT, "",
+                         "twilio answered 201 with a body that is not what the API documents");
+    CHECK_STR (s_outbox (p, "state"), "sent");
+    CHECK_STR (s_outbox (p, "provider_id"), "(null)");
+    CHECK_STR (s_outbox (p, "last_error"),
+               "http=201 twilio answered 201 with a body that is not what the API documents");
+    //  An outcome nobody knows: failed, saying so.
+    p = s_settle_poison (store, 99, "SMunknown01", "");
+    CHECK_STR (s_outbox (p, "state"), "failed");
+    s_check_error (p, "unknown send outcome 99");
+
+    //  Anything else the database refuses (here a check constraint added
+    //  for the test): the row alone is recorded, with the database's reason.
+    s_exec ("ALTER TABLE outbox ADD CONSTRAINT test_poison_no_bad"
+            " CHECK (provider_id IS DISTINCT FROM 'SMbad')", NULL);
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    p = s_settle_poison (store, SB_SEND_SENT, "SMbad", "");
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    s_exec ("ALTER TABLE outbox DROP CONSTRAINT test_poison_no_bad", NULL);
+    CHECK_STR (s_outbox (p, "state"), "sent");
+    CHECK_STR (s_outbox (p, "provider_id"), "(null)");
+    s_check_error (p, "not recorded: new row for relation \"outbox\" violates check constraint");
 }
 
 //  ---------------------------------------------------------------------
@@ -1250,6 +1372,7 @@ main (void)
         test_statuses (store);
         test_outbox (store);
         test_settle (store);
+        test_poison (store);
         test_large_batch (store, NULL, "SMbig");
         char err [256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);

@@ -14,7 +14,7 @@
 # tail, stop the others and exit non-zero.
 #
 #   SB_RUN_PG_PORT   port of the private PostgreSQL cluster (default 55433;
-#                    the tests' cluster uses 55432)
+#                    the tests' cluster uses 19432)
 #   SB_RUN_NO_BUILD  1: skip deps.sh and the build (use what build/ holds)
 set -euo pipefail
 

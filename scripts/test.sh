@@ -10,7 +10,7 @@
 #   SB_TEST_SKIP_ASAN=1 ...      skip the sanitizer pass (quicker local runs)
 #   SB_TEST_SKIP_FUZZ=1 ...      skip the libFuzzer pass
 #   SB_FUZZ_SECONDS=N ...        seconds per fuzz target (default 60)
-#   SB_TEST_PG_PORT=N ...        port of the tests' PostgreSQL (default 55432)
+#   SB_TEST_PG_PORT=N ...        port of the tests' PostgreSQL (default 19432: below the ephemeral port range, so no outgoing connection holds it)
 #
 # A skipped test is not a passed one: the summary lists each as SKIPPED with
 # the reason it printed, and with CI=true a skip fails the run unless
@@ -48,7 +48,7 @@ build() {  # build DIR CMAKE-OPTIONS...
   local dir=$1
   shift
   cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON \
-    -DSB_TEST_PG_PORT="${SB_TEST_PG_PORT:-55432}" "$@" &&
+    -DSB_TEST_PG_PORT="${SB_TEST_PG_PORT:-19432}" "$@" &&
     cmake --build "$dir" -j"$jobs"
 }
 

@@ -522,6 +522,7 @@ struct sb_journal_t {
     uint64_t tail_size;                //  its size, pending bytes included
     bool dirty;                        //  last segment may hold bytes past its size
     bool orphans;                      //  a failed commit left segment files behind
+    bool abandon;                      //  a sync failed: start a fresh segment (s_fresh_segment)
     uint64_t failures;                 //  failed commits since last healthy
     atomic_bool healthy;               //  last commit succeeded
     _Atomic uint64_t total_bytes;      //  committed bytes in all segments
@@ -1296,11 +1297,96 @@ s_probe (sb_journal_t *self)
     return SB_JOURNAL_STORED;
 }
 
+//  After a failed fdatasync or directory fsync, what this commit wrote is
+//  in an unknown state, and the page cache of those files can no longer
+//  be trusted: the kernel may have dropped the dirty pages and cleared the
+//  error, so a second sync would succeed without writing them. So the
+//  journal never writes to those files again. Segments the commit made
+//  are removed; the last committed segment is cut back to its committed
+//  size and left as it is, complete; and a fresh segment named after the
+//  first uncommitted seq (the failed records' seqs are given out again, so
+//  the sequence stays gap-free) takes the appends from now on. It is made
+//  under a temporary name, synced, and renamed in (over the last segment
+//  when that held no committed record), and the directory is synced: once
+//  it exists, records at or past its name in an older segment (the failed
+//  commit's, should they reach the disk after all) are no longer read
+//  (readers and open stop an older segment at the next segment's name).
+//  0, or -1 with errno and *op set: then self->abandon stays set and the
+//  next commit tries again first.
+static int
+s_fresh_segment (sb_journal_t *self, const char **op)
+{
+    uint64_t seq = self->committed_seq;
+    *op = "reserve segment";
+    //  One more, and still room for the segments pending appends begin.
+    if (s_segs_reserve (self, self->nsegs + self->npend + 2) != 0)
+        return -1;
+    s_segment_t *last = &self->segs[self->nsegs - 1];
+    bool replace = last->first == seq;  //  it holds no committed record
+    *op = "remove segments of a failed commit";
+    if (s_remove_orphans (self) != 0)
+        return -1;
+    *op = "truncate segment";
+    if (!replace && ftruncate (self->fd, (off_t) last->size) != 0)
+        return -1;
+    uint8_t header[S_HEADER_SIZE];
+    s_header_encode (header, self->epoch, seq);
+    char name[S_NAME_SIZE];
+    s_segment_name (name, seq);
+    *op = "create SEGMENT.tmp";
+    int fd = openat (self->dirfd, "SEGMENT.tmp", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     S_FILE_MODE);
+    if (fd < 0)
+        return -1;
+    *op = "write SEGMENT.tmp";
+    if (s_write_all (fd, header, sizeof header, 0) != 0)
+        goto fail;
+    *op = "fdatasync SEGMENT.tmp";
+    if (fdatasync (fd) != 0)
+        goto fail;
+    *op = "rename SEGMENT.tmp";
+    if (renameat (self->dirfd, "SEGMENT.tmp", self->dirfd, name) != 0)
+        goto fail;
+    *op = "fsync directory";
+    if (fsync (self->dirfd) != 0)
+        goto fail;
+    close (self->fd);
+    self->fd = fd;
+    if (!replace)
+        last = &self->segs[self->nsegs++];
+    last->first = seq;
+    last->size = S_HEADER_SIZE;
+    if (self->npend == 0) {
+        //  Appends made before this go to the fresh segment now.
+        self->tail_first = seq;
+        self->tail_size = S_HEADER_SIZE + self->buf_len;
+    }
+    self->abandon = self->dirty = self->orphans = false;
+    s_publish_size (self);
+    sb_warn ("journal", "journal segment abandoned after a failed sync, appends go to a fresh "
+             "segment dir=%s segment=%s next_seq=%" PRIu64, self->dir, name, seq);
+    return 0;
+fail:;
+    int saved = errno;
+    close (fd);
+    errno = saved;
+    return -1;
+}
+
 sb_journal_result_t
 sb_journal_commit (sb_journal_t *self)
 {
     assert (self);
     const char *op = "truncate segment";
+    if (self->abandon) {
+        if (s_fresh_segment (self, &op) != 0) {
+            int saved = errno;
+            s_forget_pending (self);
+            s_report_failure (self, op, saved);
+            return SB_JOURNAL_NOT_STORED;
+        }
+        s_report_success (self);
+    }
     if (self->dirty) {
         if (ftruncate (self->fd, (off_t) self->segs[self->nsegs - 1].size) != 0) {
             int saved = errno;
@@ -1328,6 +1414,7 @@ sb_journal_commit (sb_journal_t *self)
     int new_fd = -1;             //  the newest segment made by this commit
     uint64_t offset = last->size;
     bool wrote_last = false;
+    bool sync_failed = false;    //  a write went through, its sync failed
     size_t created = 0;
     size_t start = 0;
     for (size_t k = 0; k <= self->npend; k++) {
@@ -1351,14 +1438,18 @@ sb_journal_commit (sb_journal_t *self)
             if (s_write_all (fd, self->buf + start, end - start, offset) != 0)
                 goto fail;
             op = "fdatasync segment";
-            if (fdatasync (fd) != 0)
+            if (fdatasync (fd) != 0) {
+                sync_failed = true;
                 goto fail;
+            }
         }
         start = end;
     }
     op = "fsync directory";
-    if (created > 0 && fsync (self->dirfd) != 0)
+    if (created > 0 && fsync (self->dirfd) != 0) {
+        sync_failed = true;
         goto fail;
+    }
 
     //  Durable: account for it.
     last->size += self->npend > 0 ? self->pend[0].start : self->buf_len;
@@ -1389,7 +1480,22 @@ fail:;
     int saved = errno;
     if (new_fd >= 0)
         close (new_fd);
-    s_rollback (self, wrote_last, created);
+    if (!sync_failed) {
+        //  A write that fails leaves the page cache as it was: roll back in
+        //  place. A sync that fails leaves it untrustworthy: start afresh.
+        s_rollback (self, wrote_last, created);
+    }
+    else {
+        s_forget_pending (self);
+        self->abandon = true;
+        const char *fresh_op;
+        if (s_fresh_segment (self, &fresh_op) != 0) {
+            char ebuf[128];
+            sb_error ("journal", "journal cannot start a fresh segment after a failed sync, "
+                      "retried at the next commit op=\"%s\" dir=%s errno=%d error=\"%s\"",
+                      fresh_op, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
+        }
+    }
     s_report_failure (self, op, saved);
     return SB_JOURNAL_NOT_STORED;
 }

@@ -15,13 +15,26 @@
     fdatasync: a group commit costs two system calls. When a commit rotates,
     the old segment is written and synced before the next file is created,
     so a segment that has a successor is complete; the directory is synced
-    before the commit returns. When a write or sync fails, the commit rolls
-    back: the last segment is truncated to its committed size, segments made
-    by this commit are removed, and their sequence numbers are given out
-    again. If that clean-up fails too, the next commit retries it first and
-    fails until it succeeds. A commit with nothing to write returns at once
-    when healthy; when unhealthy it writes and syncs a scratch file (PROBE)
-    so that a caller calling commit on a timer sees the disk recover.
+    before the commit returns. When a write fails, the commit rolls back in
+    place: the last segment is truncated to its committed size, segments
+    made by this commit are removed, and their sequence numbers are given
+    out again. If that clean-up fails too, the next commit retries it first
+    and fails until it succeeds. When a sync fails (fdatasync of a segment,
+    or fsync of the directory), the page cache of what the commit wrote is
+    not trusted any more (after a failed writeback the kernel may drop the
+    dirty pages and clear the error, so a second sync "succeeds"): the
+    segment is never written again. The commit fails; segments it made are
+    removed; the last segment is cut back to its committed size and kept,
+    complete; and a fresh segment named after the first uncommitted seq
+    (made under a temporary name, synced, renamed in, directory synced)
+    takes the appends from then on, so the failed records' seqs are given
+    out again and the sequence stays gap-free. Records at or past a
+    segment's successor's name (the failed commit's, should storage get
+    them after all) are not read: open and readers stop an older segment
+    there. Until the fresh segment is made, every commit fails (503). A
+    commit with nothing to write returns at once when healthy; when
+    unhealthy it writes and syncs a scratch file (PROBE) so that a caller
+    calling commit on a timer sees the disk recover.
 
     Opening. flock(DIR) admits one writer per directory. The last segment is
     scanned: a damaged header is rewritten (the name gives the first seq),
@@ -728,11 +741,13 @@ fail:;
 //  Scans a segment's records from its header on. A corrupt record that a
 //  good one with the next seq follows is skipped (logged at error). *offset
 //  gets the end of the last good record, *expect the seq after it, *torn
-//  whether bytes that are no good record follow it. 0, or -1 with errno
+//  whether bytes that are no good record follow it. Records from seq limit
+//  on (the next segment's name) count as such bytes: a failed commit's,
+//  superseded by a fresh segment (s_fresh_segment). 0, or -1 with errno
 //  when the file cannot be read.
 static int
-s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t *offset_p,
-        uint64_t *expect_p, bool *torn_p)
+s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
+        uint64_t *offset_p, uint64_t *expect_p, bool *torn_p)
 {
     uint64_t offset = S_HEADER_SIZE;
     uint64_t expect = first;
@@ -740,6 +755,8 @@ s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t *offset_p
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (cursor, offset, expect, &record, &next);
+        if (step == S_STEP_RECORD && expect >= limit)
+            step = S_STEP_TORN;
         if (step == S_STEP_RECORD) {
             offset = next;
             expect++;
@@ -798,7 +815,8 @@ s_repair_previous (sb_journal_t *self)
     }
     uint64_t offset, expect;
     bool torn;
-    if (s_scan (&cursor, name, previous->first, &offset, &expect, &torn) != 0)
+    if (s_scan (&cursor, name, previous->first, self->segs[self->nsegs - 1].first, &offset,
+                &expect, &torn) != 0)
         goto fail;
     if (torn) {
         op = "truncate segment";
@@ -902,7 +920,7 @@ s_open_last (sb_journal_t *self)
             sync = true;
         }
         op = "read segment";
-        if (s_scan (&cursor, name, first, &offset, &expect, &torn) != 0)
+        if (s_scan (&cursor, name, first, UINT64_MAX, &offset, &expect, &torn) != 0)
             goto fail;
     }
     uint64_t next_seq = expect;
@@ -1661,6 +1679,7 @@ struct sb_journal_reader_t {
     uint64_t offset;     //  of the next record in it
     uint64_t expect;     //  seq the next record should have
     bool header_seen;    //  the open segment's header was checked
+    uint64_t limit;      //  the next segment's first seq, as listed (UINT64_MAX: none)
     uint64_t listed_ms;  //  when the directory was last listed (monotonic)
 };
 
@@ -1728,6 +1747,10 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
     }
     self->expect = first;
     self->header_seen = false;
+    self->limit = UINT64_MAX;
+    for (size_t i = 0; i < self->count && self->limit == UINT64_MAX; i++)
+        if (self->firsts[i] > first)
+            self->limit = self->firsts[i];
     return 1;
 }
 
@@ -1897,6 +1920,15 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (&self->cursor, self->offset, self->expect, &record, &next);
+        if (step == S_STEP_RECORD && record.seq >= self->limit) {
+            //  A failed commit's, superseded by the next segment (its name).
+            char name[S_NAME_SIZE];
+            s_segment_name (name, self->current);
+            sb_warn ("journal", "journal records past the next segment's first seq ignored "
+                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64, name, record.seq,
+                     self->limit);
+            step = S_STEP_END;
+        }
         if (step == S_STEP_RECORD) {
             self->offset = next;
             self->expect++;

@@ -1207,6 +1207,11 @@ s_forget_pending (sb_journal_t *self)
     s_set_next (self, self->committed_seq);
     self->tail_first = last->first;
     self->tail_size = last->size;
+    if (self->abandon) {
+        //  Appends go to the fresh segment the next commit makes first.
+        self->tail_first = self->committed_seq;
+        self->tail_size = S_HEADER_SIZE;
+    }
     self->buf_len = 0;
     self->npend = 0;
 }
@@ -1504,8 +1509,8 @@ fail:;
         s_rollback (self, wrote_last, created);
     }
     else {
-        s_forget_pending (self);
         self->abandon = true;
+        s_forget_pending (self);
         const char *fresh_op;
         if (s_fresh_segment (self, &fresh_op) != 0) {
             char ebuf[128];

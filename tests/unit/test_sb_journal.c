@@ -1978,6 +1978,43 @@ s_test_sync_eio_rotation (void)
     CHECK (first > 4 && first <= 60);
     sb_journal_destroy (&journal);
     s_check_range (dir, 1, first, 60);
+
+    //  The last segment is full, so the failed batch began a segment; the
+    //  fresh one cannot be made (the directory sync fails too), and the
+    //  next batch, appended meanwhile, must start in the fresh segment,
+    //  not begin another one of the same name.
+    s_dir (dir, "sync_eio_full");
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    //  Fill until the newest segment (named after the seq that began it)
+    //  is past 1024 bytes: the next append begins a segment.
+    uint64_t newest = 1, segments = 1;
+    next = 1;
+    do {
+        s_fill (journal, next, next, 0);
+        if (sb_journal_segments (journal) > segments) {
+            segments = sb_journal_segments (journal);
+            newest = next;
+        }
+        next++;
+        s_segment_path (path, dir, newest);
+    } while (s_file_size (path) < 1024);
+    s_append (journal, next, 1);  //  begins a segment: the last one is full
+    s_sync_fail (1, 2, false);    //  its fdatasync, then the directory sync
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK_EQ (sb_journal_next_seq (journal), next);
+    s_append (journal, next, 0);
+    s_append (journal, next + 1, 0);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK_EQ (sb_journal_segments (journal), s_count_segments (dir));
+    s_fill (journal, next + 2, next + 30, 0);
+    CHECK_EQ (sb_journal_segments (journal), s_count_segments (dir));
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, next + 30);
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), next + 31);
+    sb_journal_destroy (&journal);
     s_sync_fail (0, 0, false);
 }
 

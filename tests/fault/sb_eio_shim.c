@@ -18,8 +18,8 @@
       journal that syncs the same file again and trusts it finds its
       records gone once the process restarts.
     Each injection appends a line to SB_EIO_SHIM_LOG, when set:
-    "<eio|sleep> call=<fdatasync|fsync> kind=<file|dir> path=<path> n=<N>
-    ms=<wall-clock milliseconds>".
+    "<eio|sleep> call=<fdatasync|fsync> kind=<file|dir> path=<path>
+    ino=<inode> n=<N> ms=<wall-clock milliseconds>".
 
     Limits: write tracking covers pwrite (the journal's only write) on
     descriptors below S_MAX_FD, as one range per descriptor; test use only.
@@ -109,7 +109,7 @@ s_listed (const char *list, const char *name)
 }
 
 static void
-s_log (const char *what, const char *call, bool dir, int fd, unsigned long n)
+s_log (const char *what, const char *call, bool dir, int fd, unsigned long n, uint64_t ino)
 {
     const char *path = getenv ("SB_EIO_SHIM_LOG");
     if (!path)
@@ -123,8 +123,8 @@ s_log (const char *what, const char *call, bool dir, int fd, unsigned long n)
         return;
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
-    fprintf (file, "%s call=%s kind=%s path=%s n=%lu ms=%lld\n", what, call,
-             dir ? "dir" : "file", target, n,
+    fprintf (file, "%s call=%s kind=%s path=%s ino=%llu n=%lu ms=%lld\n", what, call,
+             dir ? "dir" : "file", target, (unsigned long long) ino, n,
              (long long) now.tv_sec * 1000 + now.tv_nsec / 1000000);
     fclose (file);
 }
@@ -164,7 +164,7 @@ s_sync (const char *call, int fd)
     const char *on = getenv ("SB_EIO_SHIM_ON");
     const char *control = getenv ("SB_EIO_SHIM_FILE");
     const char *nth = getenv ("SB_EIO_SHIM_NTH");
-    struct stat st;
+    struct stat st = {0};
     bool dir = fstat (fd, &st) == 0 && S_ISDIR (st.st_mode);
     bool match = s_listed (calls ? calls : "fdatasync,fsync", call);
     char word[8] = "";
@@ -200,13 +200,13 @@ s_sync (const char *call, int fd)
     const char *sleep_ms = getenv ("SB_EIO_SHIM_SLEEP_MS");
     if (sleep_ms) {
         long ms = strtol (sleep_ms, NULL, 10);
-        s_log ("sleep", call, dir, fd, n);
+        s_log ("sleep", call, dir, fd, n, (uint64_t) st.st_ino);
         struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
         while (nanosleep (&pause, &pause) != 0 && errno == EINTR)
             ;
         return real (fd);
     }
-    s_log ("eio", call, dir, fd, n);
+    s_log ("eio", call, dir, fd, n, (uint64_t) st.st_ino);
     const char *drop = getenv ("SB_EIO_SHIM_DROP");
     if (drop && strcmp (drop, "1") == 0 && !dir)
         s_drop (fd);

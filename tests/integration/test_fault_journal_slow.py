@@ -119,6 +119,9 @@ def test_slow_disk_no_duplicate():
         assert stored == {"A": 1, "B": 1}, "PostgreSQL: %s" % stored
         assert first["A"][0] == 200, "A answered %s while its commit went on" % first["A"][0]
         stack.check_logs()
+        # B's withdrawal is the one error expected; A's wait is a warning
+        stack.ingress.check_log(allow_errors=("did not take the request",))
+        assert "waited for its verdict" in stack.ingress.log_text()
     finally:
         stack.close()
 

@@ -15,13 +15,26 @@
     fdatasync: a group commit costs two system calls. When a commit rotates,
     the old segment is written and synced before the next file is created,
     so a segment that has a successor is complete; the directory is synced
-    before the commit returns. When a write or sync fails, the commit rolls
-    back: the last segment is truncated to its committed size, segments made
-    by this commit are removed, and their sequence numbers are given out
-    again. If that clean-up fails too, the next commit retries it first and
-    fails until it succeeds. A commit with nothing to write returns at once
-    when healthy; when unhealthy it writes and syncs a scratch file (PROBE)
-    so that a caller calling commit on a timer sees the disk recover.
+    before the commit returns. When a write fails, the commit rolls back in
+    place: the last segment is truncated to its committed size, segments
+    made by this commit are removed, and their sequence numbers are given
+    out again. If that clean-up fails too, the next commit retries it first
+    and fails until it succeeds. When a sync fails (fdatasync of a segment,
+    or fsync of the directory), the page cache of what the commit wrote is
+    not trusted any more (after a failed writeback the kernel may drop the
+    dirty pages and clear the error, so a second sync "succeeds"): the
+    segment is never written again. The commit fails; segments it made are
+    removed; the last segment is cut back to its committed size and kept,
+    complete; and a fresh segment named after the first uncommitted seq
+    (made under a temporary name, synced, renamed in, directory synced)
+    takes the appends from then on, so the failed records' seqs are given
+    out again and the sequence stays gap-free. Records at or past a
+    segment's successor's name (the failed commit's, should storage get
+    them after all) are not read: open and readers stop an older segment
+    there. Until the fresh segment is made, every commit fails (503). A
+    commit with nothing to write returns at once when healthy; when
+    unhealthy it writes and syncs a scratch file (PROBE) so that a caller
+    calling commit on a timer sees the disk recover.
 
     Opening. flock(DIR) admits one writer per directory. The last segment is
     scanned: a damaged header is rewritten (the name gives the first seq),
@@ -522,6 +535,7 @@ struct sb_journal_t {
     uint64_t tail_size;                //  its size, pending bytes included
     bool dirty;                        //  last segment may hold bytes past its size
     bool orphans;                      //  a failed commit left segment files behind
+    bool abandon;                      //  a sync failed: start a fresh segment (s_fresh_segment)
     uint64_t failures;                 //  failed commits since last healthy
     atomic_bool healthy;               //  last commit succeeded
     _Atomic uint64_t total_bytes;      //  committed bytes in all segments
@@ -727,11 +741,13 @@ fail:;
 //  Scans a segment's records from its header on. A corrupt record that a
 //  good one with the next seq follows is skipped (logged at error). *offset
 //  gets the end of the last good record, *expect the seq after it, *torn
-//  whether bytes that are no good record follow it. 0, or -1 with errno
+//  whether bytes that are no good record follow it. Records from seq limit
+//  on (the next segment's name) count as such bytes: a failed commit's,
+//  superseded by a fresh segment (s_fresh_segment). 0, or -1 with errno
 //  when the file cannot be read.
 static int
-s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t *offset_p,
-        uint64_t *expect_p, bool *torn_p)
+s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
+        uint64_t *offset_p, uint64_t *expect_p, bool *torn_p)
 {
     uint64_t offset = S_HEADER_SIZE;
     uint64_t expect = first;
@@ -739,6 +755,8 @@ s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t *offset_p
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (cursor, offset, expect, &record, &next);
+        if (step == S_STEP_RECORD && expect >= limit)
+            step = S_STEP_TORN;
         if (step == S_STEP_RECORD) {
             offset = next;
             expect++;
@@ -797,7 +815,8 @@ s_repair_previous (sb_journal_t *self)
     }
     uint64_t offset, expect;
     bool torn;
-    if (s_scan (&cursor, name, previous->first, &offset, &expect, &torn) != 0)
+    if (s_scan (&cursor, name, previous->first, self->segs[self->nsegs - 1].first, &offset,
+                &expect, &torn) != 0)
         goto fail;
     if (torn) {
         op = "truncate segment";
@@ -901,7 +920,7 @@ s_open_last (sb_journal_t *self)
             sync = true;
         }
         op = "read segment";
-        if (s_scan (&cursor, name, first, &offset, &expect, &torn) != 0)
+        if (s_scan (&cursor, name, first, UINT64_MAX, &offset, &expect, &torn) != 0)
             goto fail;
     }
     uint64_t next_seq = expect;
@@ -1188,6 +1207,11 @@ s_forget_pending (sb_journal_t *self)
     s_set_next (self, self->committed_seq);
     self->tail_first = last->first;
     self->tail_size = last->size;
+    if (self->abandon) {
+        //  Appends go to the fresh segment the next commit makes first.
+        self->tail_first = self->committed_seq;
+        self->tail_size = S_HEADER_SIZE;
+    }
     self->buf_len = 0;
     self->npend = 0;
 }
@@ -1296,11 +1320,96 @@ s_probe (sb_journal_t *self)
     return SB_JOURNAL_STORED;
 }
 
+//  After a failed fdatasync or directory fsync, what this commit wrote is
+//  in an unknown state, and the page cache of those files can no longer
+//  be trusted: the kernel may have dropped the dirty pages and cleared the
+//  error, so a second sync would succeed without writing them. So the
+//  journal never writes to those files again. Segments the commit made
+//  are removed; the last committed segment is cut back to its committed
+//  size and left as it is, complete; and a fresh segment named after the
+//  first uncommitted seq (the failed records' seqs are given out again, so
+//  the sequence stays gap-free) takes the appends from now on. It is made
+//  under a temporary name, synced, and renamed in (over the last segment
+//  when that held no committed record), and the directory is synced: once
+//  it exists, records at or past its name in an older segment (the failed
+//  commit's, should they reach the disk after all) are no longer read
+//  (readers and open stop an older segment at the next segment's name).
+//  0, or -1 with errno and *op set: then self->abandon stays set and the
+//  next commit tries again first.
+static int
+s_fresh_segment (sb_journal_t *self, const char **op)
+{
+    uint64_t seq = self->committed_seq;
+    *op = "reserve segment";
+    //  One more, and still room for the segments pending appends begin.
+    if (s_segs_reserve (self, self->nsegs + self->npend + 2) != 0)
+        return -1;
+    s_segment_t *last = &self->segs[self->nsegs - 1];
+    bool replace = last->first == seq;  //  it holds no committed record
+    *op = "remove segments of a failed commit";
+    if (s_remove_orphans (self) != 0)
+        return -1;
+    *op = "truncate segment";
+    if (!replace && ftruncate (self->fd, (off_t) last->size) != 0)
+        return -1;
+    uint8_t header[S_HEADER_SIZE];
+    s_header_encode (header, self->epoch, seq);
+    char name[S_NAME_SIZE];
+    s_segment_name (name, seq);
+    *op = "create SEGMENT.tmp";
+    int fd = openat (self->dirfd, "SEGMENT.tmp", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                     S_FILE_MODE);
+    if (fd < 0)
+        return -1;
+    *op = "write SEGMENT.tmp";
+    if (s_write_all (fd, header, sizeof header, 0) != 0)
+        goto fail;
+    *op = "fdatasync SEGMENT.tmp";
+    if (fdatasync (fd) != 0)
+        goto fail;
+    *op = "rename SEGMENT.tmp";
+    if (renameat (self->dirfd, "SEGMENT.tmp", self->dirfd, name) != 0)
+        goto fail;
+    *op = "fsync directory";
+    if (fsync (self->dirfd) != 0)
+        goto fail;
+    close (self->fd);
+    self->fd = fd;
+    if (!replace)
+        last = &self->segs[self->nsegs++];
+    last->first = seq;
+    last->size = S_HEADER_SIZE;
+    if (self->npend == 0) {
+        //  Appends made before this go to the fresh segment now.
+        self->tail_first = seq;
+        self->tail_size = S_HEADER_SIZE + self->buf_len;
+    }
+    self->abandon = self->dirty = self->orphans = false;
+    s_publish_size (self);
+    sb_warn ("journal", "journal segment abandoned after a failed sync, appends go to a fresh "
+             "segment dir=%s segment=%s next_seq=%" PRIu64, self->dir, name, seq);
+    return 0;
+fail:;
+    int saved = errno;
+    close (fd);
+    errno = saved;
+    return -1;
+}
+
 sb_journal_result_t
 sb_journal_commit (sb_journal_t *self)
 {
     assert (self);
     const char *op = "truncate segment";
+    if (self->abandon) {
+        if (s_fresh_segment (self, &op) != 0) {
+            int saved = errno;
+            s_forget_pending (self);
+            s_report_failure (self, op, saved);
+            return SB_JOURNAL_NOT_STORED;
+        }
+        s_report_success (self);
+    }
     if (self->dirty) {
         if (ftruncate (self->fd, (off_t) self->segs[self->nsegs - 1].size) != 0) {
             int saved = errno;
@@ -1328,6 +1437,7 @@ sb_journal_commit (sb_journal_t *self)
     int new_fd = -1;             //  the newest segment made by this commit
     uint64_t offset = last->size;
     bool wrote_last = false;
+    bool sync_failed = false;    //  a write went through, its sync failed
     size_t created = 0;
     size_t start = 0;
     for (size_t k = 0; k <= self->npend; k++) {
@@ -1351,14 +1461,18 @@ sb_journal_commit (sb_journal_t *self)
             if (s_write_all (fd, self->buf + start, end - start, offset) != 0)
                 goto fail;
             op = "fdatasync segment";
-            if (fdatasync (fd) != 0)
+            if (fdatasync (fd) != 0) {
+                sync_failed = true;
                 goto fail;
+            }
         }
         start = end;
     }
     op = "fsync directory";
-    if (created > 0 && fsync (self->dirfd) != 0)
+    if (created > 0 && fsync (self->dirfd) != 0) {
+        sync_failed = true;
         goto fail;
+    }
 
     //  Durable: account for it.
     last->size += self->npend > 0 ? self->pend[0].start : self->buf_len;
@@ -1389,7 +1503,22 @@ fail:;
     int saved = errno;
     if (new_fd >= 0)
         close (new_fd);
-    s_rollback (self, wrote_last, created);
+    if (!sync_failed) {
+        //  A write that fails leaves the page cache as it was: roll back in
+        //  place. A sync that fails leaves it untrustworthy: start afresh.
+        s_rollback (self, wrote_last, created);
+    }
+    else {
+        self->abandon = true;
+        s_forget_pending (self);
+        const char *fresh_op;
+        if (s_fresh_segment (self, &fresh_op) != 0) {
+            char ebuf[128];
+            sb_error ("journal", "journal cannot start a fresh segment after a failed sync, "
+                      "retried at the next commit op=\"%s\" dir=%s errno=%d error=\"%s\"",
+                      fresh_op, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
+        }
+    }
     s_report_failure (self, op, saved);
     return SB_JOURNAL_NOT_STORED;
 }
@@ -1555,6 +1684,7 @@ struct sb_journal_reader_t {
     uint64_t offset;     //  of the next record in it
     uint64_t expect;     //  seq the next record should have
     bool header_seen;    //  the open segment's header was checked
+    uint64_t limit;      //  the next segment's first seq, as listed (UINT64_MAX: none)
     uint64_t listed_ms;  //  when the directory was last listed (monotonic)
 };
 
@@ -1622,6 +1752,10 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
     }
     self->expect = first;
     self->header_seen = false;
+    self->limit = UINT64_MAX;
+    for (size_t i = 0; i < self->count && self->limit == UINT64_MAX; i++)
+        if (self->firsts[i] > first)
+            self->limit = self->firsts[i];
     return 1;
 }
 
@@ -1791,6 +1925,15 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (&self->cursor, self->offset, self->expect, &record, &next);
+        if (step == S_STEP_RECORD && record.seq >= self->limit) {
+            //  A failed commit's, superseded by the next segment (its name).
+            char name[S_NAME_SIZE];
+            s_segment_name (name, self->current);
+            sb_warn ("journal", "journal records past the next segment's first seq ignored "
+                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64, name, record.seq,
+                     self->limit);
+            step = S_STEP_END;
+        }
         if (step == S_STEP_RECORD) {
             self->offset = next;
             self->expect++;

@@ -5,7 +5,11 @@
     everything appended since the last commit (group commit). Until commit
     returns SB_JOURNAL_STORED nothing appended is acknowledged; when it
     fails, everything since the last commit is rolled back (file truncated,
-    sequence numbers reused) so the journal stays clean.
+    sequence numbers reused) so the journal stays clean. After a failed
+    fdatasync or directory fsync the segment is never written again (its
+    page cache cannot be trusted): appends go on in a fresh segment named
+    after the first uncommitted seq, and what the failed commit wrote is
+    never read (an older segment ends at its successor's first seq).
 
     On open, the last segment is scanned: a corrupt record followed by good
     ones is skipped with a log line, and the sequence resumes after the last

@@ -67,7 +67,9 @@
 #include "sb_tls.h"
 #include "sb_twilio.h"
 
-#define S_JOURNAL_TIMEOUT_MS 10000  //  an fdatasync slower than this means a sick disk: 503
+//  A request the journal writer has not taken by then is withdrawn: 503. One
+//  it took waits for its commit's verdict (sb_writer_client_store).
+#define S_JOURNAL_TIMEOUT_MS 10000
 #define S_TWIML_MAX (64 * 1024)
 #define S_CHALLENGE_MAX 256
 #define S_URL_MAX 16384

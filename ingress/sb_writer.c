@@ -24,7 +24,17 @@
     the lock the actor still holds (with a dozen requests a batch, that was
     a second sleep for most of them). A request taken by the actor has two
     holders, the waiting thread and the actor, and whichever lets go last
-    frees it: a thread that gives up waiting (timeout) just lets go. The
+    frees it.
+
+    No 503 while a request may still be stored: a provider retries a 503,
+    and the retry is a new event (events without a provider id, such as
+    Meta account updates, dedupe only by journal position). So a worker
+    whose deadline passes while its request is still queued withdraws it
+    (it is never written) and answers 503; once the actor took it, the
+    worker waits for the commit's verdict instead, up to S_VERDICT_MAX_MS
+    more (a disk's own error timeouts are shorter: fdatasync then fails).
+    Only past that does it let go and answer 503, logged at error as
+    possibly stored. The
     events themselves are freed by the worker that encoded them, once
     answered. The queue costs a worker thread nothing until it posts: an
     earlier design gave each of the hundreds of worker threads a ZeroMQ
@@ -65,6 +75,10 @@
 #define S_BATCH_MAX_REQUESTS 512
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define S_TRIM_MS 2000              //  journal retention runs at most this often
+//  Once the actor took a request, its worker waits this long past its own
+//  deadline for the commit's verdict: longer than a disk's own I/O error
+//  timeouts (the kernel gives up on a dead disk and fdatasync fails).
+#define S_VERDICT_MAX_MS 120000
 
 typedef enum { S_QUEUED, S_TAKEN, S_DONE } s_state_t;
 
@@ -105,7 +119,10 @@ struct sb_writer_t {
 };
 
 struct sb_writer_client_t {
-    sb_writer_t *writer;  //  borrowed
+    sb_writer_t *writer;           //  borrowed
+    sb_log_every_t log_withdrawn;  //  requests withdrawn from the queue at their deadline
+    sb_log_every_t log_slow;       //  requests past their deadline in a commit
+    sb_log_every_t log_no_verdict;  //  requests past S_VERDICT_MAX_MS in a commit
 };
 
 //  Actor state, private to the actor thread.
@@ -538,8 +555,12 @@ sb_writer_client_t *
 sb_writer_client_new (sb_writer_t *writer)
 {
     sb_writer_client_t *self = calloc (1, sizeof *self);
-    if (self)
-        self->writer = writer;
+    if (!self)
+        return NULL;
+    self->writer = writer;
+    self->log_withdrawn = (sb_log_every_t) SB_LOG_EVERY (1000);
+    self->log_slow = (sb_log_every_t) SB_LOG_EVERY (1000);
+    self->log_no_verdict = (sb_log_every_t) SB_LOG_EVERY (1000);
     return self;
 }
 
@@ -583,6 +604,19 @@ fail:
     return NULL;
 }
 
+//  *deadline = now + ms, on the clock the requests' conditions use.
+static void
+s_deadline (struct timespec *deadline, int ms)
+{
+    clock_gettime (CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += ms / 1000;
+    deadline->tv_nsec += (long) (ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
 sb_journal_result_t
 sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, size_t count,
                         int timeout_ms, uint64_t *first_seq)
@@ -605,47 +639,60 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
             sb_error ("writer", "cannot wake the journal writer errno=%d", errno);
     }
     struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    s_deadline (&deadline, timeout_ms);
+    bool slow = false;  //  taken, and past timeout_ms: waiting for the verdict
     pthread_mutex_lock (&w->lock);
     while (req->state != S_DONE) {
         int rc = pthread_cond_timedwait (&req->done, &w->lock, &deadline);
-        if (rc == ETIMEDOUT && req->state != S_DONE)
-            break;
+        if (rc != ETIMEDOUT || req->state == S_DONE)
+            continue;
+        if (req->state == S_TAKEN && !slow) {
+            //  Its events may be committed any moment: a 503 now would
+            //  have the provider retry what is then stored, and the retry
+            //  would be stored a second time. Wait for the verdict.
+            slow = true;
+            s_deadline (&deadline, timeout_ms + S_VERDICT_MAX_MS);
+            continue;
+        }
+        break;
     }
-    bool done = req->state == S_DONE;
-    if (!done) {
-        if (req->state == S_QUEUED) {
-            //  Still in the queue: take it out, it will never be written.
-            s_pending_t **link = &w->head;
-            s_pending_t *prev = NULL;
-            while (*link && *link != req) {
-                prev = *link;
-                link = &(*link)->next;
-            }
-            if (*link)
-                *link = req->next;
-            if (w->tail == req)
-                w->tail = prev;
-            pthread_mutex_unlock (&w->lock);
-            s_pending_free (req);
+    s_state_t state = req->state;
+    if (state == S_QUEUED) {
+        //  Still in the queue: take it out, it will never be written.
+        s_pending_t **link = &w->head;
+        s_pending_t *prev = NULL;
+        while (*link && *link != req) {
+            prev = *link;
+            link = &(*link)->next;
         }
-        else {
-            //  Being written: the actor frees it when it lets go.
-            pthread_mutex_unlock (&w->lock);
-            s_pending_release (req);
-        }
-        sb_error ("writer", "journal writer did not answer within timeout_ms=%d", timeout_ms);
-        return SB_JOURNAL_NOT_STORED;
+        if (*link)
+            *link = req->next;
+        if (w->tail == req)
+            w->tail = prev;
     }
     bool stored = req->stored;
     uint64_t first = req->first_seq;
     pthread_mutex_unlock (&w->lock);
+    if (slow)
+        sb_log_every (&self->log_slow, SB_LOG_WARN, "writer",
+                      "journal commit slower than the request deadline, waited for its verdict "
+                      "timeout_ms=%d stored=%s", timeout_ms,
+                      state != S_DONE ? "unknown" : stored ? "yes" : "no");
+    if (state == S_QUEUED) {
+        s_pending_free (req);
+        sb_log_every (&self->log_withdrawn, SB_LOG_ERROR, "writer",
+                      "journal writer did not take the request within timeout_ms=%d: withdrawn, "
+                      "never written", timeout_ms);
+        return SB_JOURNAL_NOT_STORED;
+    }
+    if (state == S_TAKEN) {
+        //  Being written: the actor frees it when it lets go.
+        s_pending_release (req);
+        sb_log_every (&self->log_no_verdict, SB_LOG_ERROR, "writer",
+                      "journal writer gave no verdict within timeout_ms=%d: answered not stored, "
+                      "the events may still be stored", timeout_ms + S_VERDICT_MAX_MS);
+        return SB_JOURNAL_NOT_STORED;
+    }
     //  The actor is done with the events: free them in the thread that
     //  allocated them (see s_stamp_request), whoever frees the rest.
     for (size_t i = 0; i < req->count; i++) {

@@ -69,8 +69,11 @@ void sb_writer_client_destroy (sb_writer_client_t **self_p);
 
 //  Store count events as one unit (all or none), waiting until they are
 //  durable. Stamps each with its seq and id; *first_seq gets the first.
-//  SB_JOURNAL_NOT_STORED when the journal failed or did not answer within
-//  timeout_ms.
+//  SB_JOURNAL_NOT_STORED when the journal failed, or when the writer did
+//  not take the request within timeout_ms (it is then withdrawn, never
+//  written). A request the writer took is never answered while its commit
+//  may still store it: the wait goes on for the verdict, up to two more
+//  minutes (past those, NOT_STORED, logged as possibly stored).
 sb_journal_result_t sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events,
                                             size_t count, int timeout_ms, uint64_t *first_seq);
 

@@ -3,9 +3,11 @@
     Usage first (append, commit, read back, reopen), then rotation and
     readers, then what the disk can do to it: torn tails, flipped bytes,
     a full disk (RLIMIT_FSIZE makes writes fail with EFBIG), garbage files,
-    and random damage to a valid journal; retention; and last, cut tails:
-    a seq the cut bytes could have held is never given out again. Log
-    lines go to a file so the test can check them; silent on success.
+    and random damage to a valid journal; retention; cut tails: a seq the
+    cut bytes could have held is never given out again; and last, syncs
+    that fail with EIO (this program's own fdatasync and fsync stand in for
+    libc's, see s_sync_fault): the failed segment is never written again.
+    Log lines go to a file so the test can check them; silent on success.
 */
 #include "sb_journal.h"
 
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1814,6 +1817,207 @@ s_test_interrupted_cut (void)
     free (damaged);
 }
 
+// ---------------------------------------------------------------------------
+//  Syncs that fail. The journal is linked into this program, so these two
+//  definitions come before libc's: the journal's syncs go through them.
+
+static int s_sync_fail_in;             //  0: no fault; N: the Nth sync from now fails
+static int s_sync_fail_count;          //  how many in a row fail from there
+static bool s_sync_fail_dir;           //  only syncs of directories count
+static uint8_t *s_sync_saved;          //  a failed file's bytes at its failure
+static size_t s_sync_saved_size;       //  their size
+
+static bool
+s_sync_fault (int fd)
+{
+    if (s_sync_fail_in == 0)
+        return false;
+    struct stat st;
+    bool dir = fstat (fd, &st) == 0 && S_ISDIR (st.st_mode);
+    if (s_sync_fail_dir && !dir)
+        return false;
+    if (--s_sync_fail_in > 0)
+        return false;
+    if (--s_sync_fail_count > 0)
+        s_sync_fail_in = 1;
+    if (!dir && !s_sync_saved) {
+        //  What the page cache held: storage may get it after all.
+        s_sync_saved_size = (size_t) st.st_size;
+        s_sync_saved = malloc (s_sync_saved_size + 1);
+        CHECK (s_sync_saved);
+        CHECK (pread (fd, s_sync_saved, s_sync_saved_size, 0) == (ssize_t) s_sync_saved_size);
+    }
+    errno = EIO;
+    return true;
+}
+
+int
+fdatasync (int fd)
+{
+    return s_sync_fault (fd) ? -1 : (int) syscall (SYS_fdatasync, fd);
+}
+
+int
+fsync (int fd)
+{
+    return s_sync_fault (fd) ? -1 : (int) syscall (SYS_fsync, fd);
+}
+
+static void
+s_sync_fail (int in, int count, bool dir_only)
+{
+    s_sync_fail_in = in;
+    s_sync_fail_count = count;
+    s_sync_fail_dir = dir_only;
+    free (s_sync_saved);
+    s_sync_saved = NULL;
+}
+
+//  An fdatasync fails: that batch is not stored, its seqs are given out
+//  again in a fresh segment, and the failed one is never written again.
+//  Its records that storage gets after all (the saved bytes written back,
+//  as after a power cut that kept them) are never read.
+static void
+s_test_sync_eio (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "sync_eio");
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 3, 0);
+    s_segment_path (path, dir, 1);
+    long long committed = s_file_size (path);
+    s_append (journal, 4, 1);
+    s_append (journal, 5, 1);
+    s_sync_fail (1, 1, false);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK (s_sync_saved && (long long) s_sync_saved_size > committed);
+    CHECK (!sb_journal_healthy (journal));
+    CHECK_EQ (sb_journal_next_seq (journal), 4);
+    CHECK (s_log_has ("segment abandoned after a failed sync"));
+    //  Appends go to segment 4 from now on; segment 1 keeps its size.
+    s_segment_path (path, dir, 4);
+    CHECK_EQ (s_file_size (path), 52);
+    CHECK_EQ (sb_journal_segments (journal), 2);
+    s_fill (journal, 4, 6, 0);
+    CHECK (sb_journal_healthy (journal));
+    s_segment_path (path, dir, 1);
+    CHECK_EQ (s_file_size (path), committed);
+    s_check_range (dir, 1, 1, 6);
+    sb_journal_destroy (&journal);
+    //  The failed bytes reach segment 1 after all: readers and open stop
+    //  it at segment 4's name.
+    s_file_write (path, s_sync_saved, s_sync_saved_size);
+    s_log_clear ();
+    s_check_range (dir, 1, 1, 6);
+    CHECK (s_log_has ("records past the next segment's first seq ignored"));
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), 7);
+    s_fill (journal, 7, 7, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 7);
+
+    //  The last segment holds no committed record: the fresh one replaces it.
+    s_dir (dir, "sync_eio_empty");
+    journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_append (journal, 1, 1);
+    s_sync_fail (1, 1, false);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    s_fill (journal, 1, 2, 0);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, 2);
+    CHECK_EQ (s_count_segments (dir), 1);
+    s_sync_fail (0, 0, false);
+}
+
+//  The directory fsync of a rotating commit fails: the segments it made
+//  go, and so do the records it had put in the last one; nothing of the
+//  batch is read. Then the fresh segment cannot be made either (its own
+//  syncs fail): the journal refuses commits until it can, even with
+//  nothing to commit, then goes on gap-free. Retention copes with the
+//  abandoned segments.
+static void
+s_test_sync_eio_rotation (void)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    s_dir (dir, "sync_eio_rotation");
+    sb_journal_t *journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    s_fill (journal, 1, 3, 0);
+    uint64_t next = 4;
+    for (; next < 40; next++)
+        s_append (journal, next, 1);
+    s_sync_fail (1, 1, true);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK_EQ (sb_journal_next_seq (journal), 4);
+    s_segment_path (path, dir, 4);
+    CHECK_EQ (s_file_size (path), 52);
+    CHECK_EQ (s_count_segments (dir), 2);
+    s_check_range (dir, 1, 1, 3);
+
+    //  The commit's sync fails, then the fresh segment's file and directory
+    //  syncs (three in a row): not stored, and the next commits retry.
+    s_append (journal, 4, 1);
+    s_sync_fail (1, 3, false);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);  //  nothing pending, still broken
+    CHECK (!sb_journal_healthy (journal));
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);      //  the fresh segment made
+    CHECK (sb_journal_healthy (journal));
+    s_fill (journal, 4, 60, 0);
+    s_check_range (dir, 1, 1, 60);
+    CHECK_EQ (sb_journal_first_seq (journal), 1);
+    //  Retention takes the abandoned segments like any other.
+    sb_journal_trim_t policy = {.max_bytes = 1, .acked_seq = SB_JOURNAL_NO_HOLD};
+    CHECK (sb_journal_trim (journal, &policy, NULL) > 0);
+    CHECK_EQ (sb_journal_segments (journal), 1);
+    uint64_t first = sb_journal_first_seq (journal);
+    CHECK (first > 4 && first <= 60);
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, first, 60);
+
+    //  The last segment is full, so the failed batch began a segment; the
+    //  fresh one cannot be made (the directory sync fails too), and the
+    //  next batch, appended meanwhile, must start in the fresh segment,
+    //  not begin another one of the same name.
+    s_dir (dir, "sync_eio_full");
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    //  Fill until the newest segment (named after the seq that began it)
+    //  is past 1024 bytes: the next append begins a segment.
+    uint64_t newest = 1, segments = 1;
+    next = 1;
+    do {
+        s_fill (journal, next, next, 0);
+        if (sb_journal_segments (journal) > segments) {
+            segments = sb_journal_segments (journal);
+            newest = next;
+        }
+        next++;
+        s_segment_path (path, dir, newest);
+    } while (s_file_size (path) < 1024);
+    s_append (journal, next, 1);  //  begins a segment: the last one is full
+    s_sync_fail (1, 2, false);    //  its fdatasync, then the directory sync
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    CHECK_EQ (sb_journal_next_seq (journal), next);
+    s_append (journal, next, 0);
+    s_append (journal, next + 1, 0);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);
+    CHECK_EQ (sb_journal_segments (journal), s_count_segments (dir));
+    s_fill (journal, next + 2, next + 30, 0);
+    CHECK_EQ (sb_journal_segments (journal), s_count_segments (dir));
+    sb_journal_destroy (&journal);
+    s_check_range (dir, 1, 1, next + 30);
+    journal = sb_journal_open (dir, 1024);
+    CHECK (journal);
+    CHECK_EQ (sb_journal_next_seq (journal), next + 31);
+    sb_journal_destroy (&journal);
+    s_sync_fail (0, 0, false);
+}
+
 int
 main (void)
 {
@@ -1853,6 +2057,8 @@ main (void)
     s_test_cut_committed_tail ();
     s_test_crash_torn_tail ();
     s_test_interrupted_cut ();
+    s_test_sync_eio ();
+    s_test_sync_eio_rotation ();
 
     dup2 (s_out, 2);
     close (s_out);

@@ -39,6 +39,10 @@
     id, by (provider, kind, provider_id, status, dedup_detail), where
     dedup_detail is empty except for gathers (several per call share the
     CallSid; two gathers of one call with the same input are one event).
+    An event without a provider id (a Meta item without "id") is unique by
+    content too: its dedup_detail is a hash of what identifies it
+    (s_content_key, 0003_content_key.sql), so a provider's retry of the
+    webhook, journaled again under a new seq, inserts nothing.
 
     Decisions. Inbound events are kinds message, gather and call with a
     sender address; they upsert the contact. Messages and gathers also get
@@ -82,6 +86,7 @@
 #include "sb_utf8.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -92,6 +97,7 @@
 #include <time.h>
 
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 
 #include "sb_log.h"
 
@@ -1445,6 +1451,64 @@ s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
     s_array_bytes (&b->bodies_t.cols [BO_BODY], e->raw_body.data, e->raw_body.len);
 }
 
+//  dedup_detail of an event without a provider id (0003_content_key.sql):
+//  "content:" and the hex SHA-256 of the fields that identify it, each
+//  length-prefixed so no two field lists hash alike: provider, kind,
+//  channel, account, from, to, Meta's field, and the item's own JSON
+//  (detail_json), or the request body when the event has no item. A
+//  provider's retry of the webhook gets the same key and inserts nothing.
+static void
+s_content_key_put (EVP_MD_CTX *ctx, const void *data, size_t size)
+{
+    uint8_t n [8];
+    s_put64 (n, (uint64_t) size);
+    EVP_DigestUpdate (ctx, n, sizeof n);
+    if (size)
+        EVP_DigestUpdate (ctx, data, size);
+}
+
+static void
+s_content_key_text (EVP_MD_CTX *ctx, const char *text)
+{
+    text = s_str (text);
+    s_content_key_put (ctx, text, strlen (text));
+}
+
+static void
+s_content_key (const sb_event_t *e, char *out, size_t size)
+{
+    assert (size >= 8 + 2 * 32 + 1);
+    out [0] = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+    if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1) {
+        EVP_MD_CTX_free (ctx);
+        return;  //  no key: unique by journal position only, as before
+    }
+    s_content_key_text (ctx, sb_event_provider_name (e->provider));
+    s_content_key_text (ctx, sb_event_kind_name (e->kind));
+    s_content_key_text (ctx, sb_event_channel_name (e->channel));
+    s_content_key_text (ctx, e->account);
+    s_content_key_text (ctx, e->from);
+    s_content_key_text (ctx, e->to);
+    s_content_key_text (ctx, e->webhook_field);
+    if (e->detail_json && *e->detail_json)
+        s_content_key_text (ctx, e->detail_json);
+    else
+        s_content_key_put (ctx, e->raw_body.data, e->raw_body.len);
+    uint8_t md [EVP_MAX_MD_SIZE];
+    unsigned int md_size = 0;
+    if (EVP_DigestFinal_ex (ctx, md, &md_size) == 1 && md_size == 32) {
+        static const char hex [] = "0123456789abcdef";
+        memcpy (out, "content:", 8);
+        for (unsigned int k = 0; k < md_size; k++) {
+            out [8 + 2 * k] = hex [md [k] >> 4];
+            out [8 + 2 * k + 1] = hex [md [k] & 15];
+        }
+        out [8 + 2 * md_size] = 0;
+    }
+    EVP_MD_CTX_free (ctx);
+}
+
 //  Build the events rows, the contact keys and the cursors.
 static int
 s_batch_prepare (s_batch_t *b)
@@ -1463,6 +1527,9 @@ s_batch_prepare (s_batch_t *b)
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
                       s_str (e->speech_result));
+        else if ((!e->provider_id || !*e->provider_id)
+                 && ((e->detail_json && *e->detail_json) || e->raw_body.len))
+            s_content_key (e, dedup, sizeof dedup);
         const char *error_code = e->status ? s_str (e->status->error_code) : "";
         //  The body goes to request_bodies, the event without it to payload.
         s_batch_body_key (b, i, &last_body);

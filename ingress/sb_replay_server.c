@@ -6,12 +6,13 @@
     One actor thread owns a ROUTER socket bound on SB_REPLAY. Each message
     is [routing id][ReplayMessage] (sb_replay codec, proto/README.md):
       - HELLO is answered by WELCOME: ingress id, epoch, committed seq.
-      - REQUEST opens a session for that peer (replacing any it had): START,
+      - REQUEST opens a session for that connection (replacing any it had): START,
         then RECORDs in sequence order read with sb_journal_reader, each
         costing one credit, then END saying where it stopped. A request for
         another epoch starts at seq 1 of the current one (START says so).
       - CREDIT adds credit to the peer's session, CANCEL ends it.
-      - ACK records the consumer's committed seq and the time.
+      - ACK records the consumer's committed seq and the time, when it
+        comes from the id's owner and is not past the watermark.
     A session never reads past the writer's committed watermark
     (sb_writer_committed_seq): a record above it may still be rolled back
     by a failed commit. A session ends (END CAUGHT_UP) as soon as it has
@@ -24,28 +25,55 @@
     ROUTER_MANDATORY: a full peer queue (S_PEER_HWM messages) returns
     EAGAIN, and the message (START, a record or END) waits in the session
     (one at most) until the queue drains; a peer that went away (EHOSTUNREACH) loses its session.
-    Sessions are capped (S_MAX_SESSIONS, then END BUSY), so are readers
-    and their file descriptors; a session not heard from for
-    S_SESSION_IDLE_MS is dropped. Consumer messages are capped at
-    SB_REPLAY_MAX_REQUEST bytes by the socket itself.
+    Sessions are capped (S_MAX_SESSIONS, S_MAX_SESSIONS_PER_PEER for one
+    peer, then END BUSY), so are readers and their file descriptors; a
+    session that could send nothing (no credit, or the peer's queue full)
+    for S_STALL_MS ends with END TIMEOUT, and when every slot is taken a
+    registered consumer's REQUEST ends the session stalled longest, so
+    sessions that never read cannot lock the dispatcher out. A session not
+    heard from for S_SESSION_IDLE_MS is dropped. Consumer messages are
+    capped at SB_REPLAY_MAX_REQUEST bytes by the socket itself.
 
-    Lag. For each consumer id seen (up to S_MAX_CONSUMERS, as metric
-    series are never removed) /metrics shows its acked seq, its lag in
+    Who may do what. A peer is a CURVE public key (the ZAP user id zauth
+    puts on each message) when the socket is a CURVE server, else a
+    connection (its routing id). Anyone who connects may HELLO and replay.
+    A consumer id belongs to the peer that registered it (its first HELLO,
+    REQUEST or ACK): only that peer's messages move its state (last heard,
+    acked seq); another peer's are refused, counted
+    (sb_replay_refused_total{reason="not_owner"}) and logged at most once a
+    second; its REQUEST still runs, as an anonymous one. A connection's
+    claim lapses when the connection is gone (a WELCOME to it is
+    unroutable: checked at most every S_PROBE_MS), so a restarted consumer
+    takes its id back; a key's claim lasts until the id is evicted. An ACK
+    past the committed watermark is refused and counted: retention never
+    trusts a seq the journal has not made durable. The table holds
+    S_MAX_CONSUMERS ids, S_MAX_CONSUMERS_PER_PEER per peer; past that a
+    new id is refused and counted, a live one never evicted. Without CURVE
+    any local process can connect: the first to claim an id owns it.
+
+    Lag. For each consumer id in the table /metrics shows its acked seq, its lag in
     events (committed - acked) and in seconds: the age of its oldest
     unacknowledged record, from a ring of (committed seq, time) samples
     taken once a second when the watermark moved. It is a lower bound at
     one-second resolution, and stops growing past the ring (S_RING_SIZE
     samples, an hour of steady traffic).
 
-    Retention. A consumer id heard from within SB_CONSUMER_TTL holds the
-    journal's segments from its acked seq + 1 on (all of them before its
-    first ACK of the current epoch); the lowest of these goes to the writer
-    (sb_writer_hold) on every ACK and every tick, and the writer's trim
-    keeps those segments up to SB_JOURNAL_HARD_MAX_BYTES. So that a
-    restart of the ingress does not forget who holds what, the table is
-    saved to DIR/CONSUMERS (the journal's directory: id, epoch, acked seq,
-    last heard, wall clock) at most every S_SAVE_MS and at exit, and read
-    back at start; an entry older than the TTL is dropped there. A crash
+    Metric series are never removed, so only the first S_MAX_SERIES ids
+    ever seen get them.
+
+    Retention. A consumer id heard from (by its owner) within
+    SB_CONSUMER_TTL holds the journal's segments from its acked seq + 1 on
+    (all of them before its first ACK of the current epoch); the lowest of
+    these goes to the writer (sb_writer_hold) on every ACK and every tick,
+    and the writer's trim keeps those segments up to
+    SB_JOURNAL_HARD_MAX_BYTES. An id silent for the TTL is evicted: it
+    holds nothing and frees its place. So that a restart of the ingress
+    does not forget who holds what, the table is saved to DIR/CONSUMERS
+    (the journal's directory: id, epoch, acked seq, last heard, wall clock,
+    owner key or "-") at most every S_SAVE_MS and at exit, and read back at
+    start; an entry older than the TTL is dropped there, and a connection's
+    claim is not kept (the first peer to claim the id after a restart owns
+    it). A crash
     loses at most the last S_SAVE_MS of acks and heartbeats, which only
     holds segments a little longer. A replay asked from a seq retention
     already removed starts at the first seq the journal holds: START's
@@ -450,12 +478,14 @@ s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
     self->consumers_dirty = true;
     sb_metric_set (self->m_consumers, (int64_t) self->nconsumers);
     //  Series are never removed: only the first S_MAX_SERIES ids get them.
-    bool known = false;
-    for (size_t i = 0; i < self->nseries && !known; i++)
-        known = strcmp (self->series[i], id) == 0;
-    if (!known && self->nseries < S_MAX_SERIES)
+    bool series = false;
+    for (size_t i = 0; i < self->nseries && !series; i++)
+        series = strcmp (self->series[i], id) == 0;
+    if (!series && self->nseries < S_MAX_SERIES) {
         sb_replay_set (self->series[self->nseries++], sizeof self->series[0], id);
-    if (known || self->nseries <= S_MAX_SERIES) {
+        series = true;
+    }
+    if (series) {
         //  Ids are [A-Za-z0-9._:@-] (checked by the codec): safe in a label.
         char labels[SB_REPLAY_ID_MAX + 16];
         snprintf (labels, sizeof labels, "consumer=\"%s\"", id);

@@ -507,6 +507,17 @@ s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
     return c;
 }
 
+//  The WELCOME of this journal now.
+static void
+s_welcome_message (self_t *self, sb_replay_msg_t *welcome)
+{
+    memset (welcome, 0, sizeof *welcome);
+    welcome->type = SB_REPLAY_WELCOME;
+    sb_replay_set (welcome->ingress_id, sizeof welcome->ingress_id, self->server->ingress_id);
+    sb_replay_set (welcome->epoch, sizeof welcome->epoch, self->epoch);
+    welcome->committed_seq = sb_writer_committed_seq (self->server->writer);
+}
+
 //  True when the connection owning c is gone: a WELCOME (what a HELLO
 //  gets anyway) to its routing id is refused as unroutable. Checked at
 //  most every S_PROBE_MS per consumer.
@@ -518,11 +529,7 @@ s_owner_gone (self_t *self, s_consumer_t *c)
         return false;
     c->probed_ms = now;
     sb_replay_msg_t welcome;
-    memset (&welcome, 0, sizeof welcome);
-    welcome.type = SB_REPLAY_WELCOME;
-    sb_replay_set (welcome.ingress_id, sizeof welcome.ingress_id, self->server->ingress_id);
-    sb_replay_set (welcome.epoch, sizeof welcome.epoch, self->epoch);
-    welcome.committed_seq = sb_writer_committed_seq (self->server->writer);
+    s_welcome_message (self, &welcome);
     size_t size = 0;
     uint8_t *data = sb_replay_encode (&welcome, &size);
     bool gone = data && s_send_to (self, c->owner.id, c->owner.size, data, size) < 0
@@ -831,11 +838,7 @@ s_handle_hello (self_t *self, const s_peer_t *who, zframe_t *peer, const sb_repl
 {
     s_touch (self, s_claim (self, who, msg->consumer_id, "hello"));
     sb_replay_msg_t welcome;
-    memset (&welcome, 0, sizeof welcome);
-    welcome.type = SB_REPLAY_WELCOME;
-    sb_replay_set (welcome.ingress_id, sizeof welcome.ingress_id, self->server->ingress_id);
-    sb_replay_set (welcome.epoch, sizeof welcome.epoch, self->epoch);
-    welcome.committed_seq = sb_writer_committed_seq (self->server->writer);
+    s_welcome_message (self, &welcome);
     s_send (self, peer, &welcome);
 }
 

@@ -102,7 +102,7 @@ static const s_setting_t s_settings[] = {
     {"SB_JOURNAL_HARD_MAX_BYTES", ING, "4g", S_INT, 4096, (int64_t) 1 << 50, false,
      "past this size even segments a consumer has not acknowledged are removed (counted in sb_journal_dropped_unacked_events_total); at least SB_JOURNAL_MAX_BYTES"},
     {"SB_CONSUMER_TTL", ING, "24h", S_DURATION, 1, 366 * 86400, false,
-     "a replay consumer not heard from for this long no longer holds journal segments back (seconds, or with s/m/h/d)"},
+     "a replay consumer id not heard from (by its owner) for this long is forgotten: it no longer holds journal segments back and another peer may take it (seconds, or with s/m/h/d)"},
     // ---- dispatcher -------------------------------------------------------
     {"DATABASE_URL", DIS, "", S_STRING, 0, 0, true,
      "PostgreSQL libpq URI or conninfo (empty: the PG* variables)"},

@@ -70,8 +70,8 @@ const char *
 sb_replay_reason_name (int reason)
 {
     static const char *names[] = {"unknown",   "caught_up", "count",  "cancelled",
-                                  "error", "busy", "unknown_replay"};
-    return reason >= SB_REPLAY_END_CAUGHT_UP && reason <= SB_REPLAY_END_UNKNOWN ? names[reason]
+                                  "error", "busy", "unknown_replay", "timeout"};
+    return reason >= SB_REPLAY_END_CAUGHT_UP && reason <= SB_REPLAY_END_TIMEOUT ? names[reason]
                                                                                 : names[0];
 }
 

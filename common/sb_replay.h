@@ -43,6 +43,7 @@ typedef enum {
     SB_REPLAY_END_ERROR = 4,      //  the journal could not be read
     SB_REPLAY_END_BUSY = 5,       //  too many replays in progress
     SB_REPLAY_END_UNKNOWN = 6,    //  credit or cancel for a replay the ingress does not have
+    SB_REPLAY_END_TIMEOUT = 7,    //  the consumer took nothing (no credit, full queue) for seconds
 } sb_replay_reason_t;
 
 //  Longest consumer or ingress id; ids are [A-Za-z0-9._:@-].

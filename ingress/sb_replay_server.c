@@ -6,12 +6,13 @@
     One actor thread owns a ROUTER socket bound on SB_REPLAY. Each message
     is [routing id][ReplayMessage] (sb_replay codec, proto/README.md):
       - HELLO is answered by WELCOME: ingress id, epoch, committed seq.
-      - REQUEST opens a session for that peer (replacing any it had): START,
+      - REQUEST opens a session for that connection (replacing any it had): START,
         then RECORDs in sequence order read with sb_journal_reader, each
         costing one credit, then END saying where it stopped. A request for
         another epoch starts at seq 1 of the current one (START says so).
       - CREDIT adds credit to the peer's session, CANCEL ends it.
-      - ACK records the consumer's committed seq and the time.
+      - ACK records the consumer's committed seq and the time, when it
+        comes from the id's owner and is not past the watermark.
     A session never reads past the writer's committed watermark
     (sb_writer_committed_seq): a record above it may still be rolled back
     by a failed commit. A session ends (END CAUGHT_UP) as soon as it has
@@ -24,28 +25,55 @@
     ROUTER_MANDATORY: a full peer queue (S_PEER_HWM messages) returns
     EAGAIN, and the message (START, a record or END) waits in the session
     (one at most) until the queue drains; a peer that went away (EHOSTUNREACH) loses its session.
-    Sessions are capped (S_MAX_SESSIONS, then END BUSY), so are readers
-    and their file descriptors; a session not heard from for
-    S_SESSION_IDLE_MS is dropped. Consumer messages are capped at
-    SB_REPLAY_MAX_REQUEST bytes by the socket itself.
+    Sessions are capped (S_MAX_SESSIONS, S_MAX_SESSIONS_PER_PEER for one
+    peer, then END BUSY), so are readers and their file descriptors; a
+    session that could send nothing (no credit, or the peer's queue full)
+    for S_STALL_MS ends with END TIMEOUT, and when every slot is taken a
+    registered consumer's REQUEST ends the session stalled longest, so
+    sessions that never read cannot lock the dispatcher out. A session not
+    heard from for S_SESSION_IDLE_MS is dropped. Consumer messages are
+    capped at SB_REPLAY_MAX_REQUEST bytes by the socket itself.
 
-    Lag. For each consumer id seen (up to S_MAX_CONSUMERS, as metric
-    series are never removed) /metrics shows its acked seq, its lag in
+    Who may do what. A peer is a CURVE public key (the ZAP user id zauth
+    puts on each message) when the socket is a CURVE server, else a
+    connection (its routing id). Anyone who connects may HELLO and replay.
+    A consumer id belongs to the peer that registered it (its first HELLO,
+    REQUEST or ACK): only that peer's messages move its state (last heard,
+    acked seq); another peer's are refused, counted
+    (sb_replay_refused_total{reason="not_owner"}) and logged at most once a
+    second; its REQUEST still runs, as an anonymous one. A connection's
+    claim lapses when the connection is gone (a WELCOME to it is
+    unroutable: checked at most every S_PROBE_MS), so a restarted consumer
+    takes its id back; a key's claim lasts until the id is evicted. An ACK
+    past the committed watermark is refused and counted: retention never
+    trusts a seq the journal has not made durable. The table holds
+    S_MAX_CONSUMERS ids, S_MAX_CONSUMERS_PER_PEER per peer; past that a
+    new id is refused and counted, a live one never evicted. Without CURVE
+    any local process can connect: the first to claim an id owns it.
+
+    Lag. For each consumer id in the table /metrics shows its acked seq, its lag in
     events (committed - acked) and in seconds: the age of its oldest
     unacknowledged record, from a ring of (committed seq, time) samples
     taken once a second when the watermark moved. It is a lower bound at
     one-second resolution, and stops growing past the ring (S_RING_SIZE
     samples, an hour of steady traffic).
 
-    Retention. A consumer id heard from within SB_CONSUMER_TTL holds the
-    journal's segments from its acked seq + 1 on (all of them before its
-    first ACK of the current epoch); the lowest of these goes to the writer
-    (sb_writer_hold) on every ACK and every tick, and the writer's trim
-    keeps those segments up to SB_JOURNAL_HARD_MAX_BYTES. So that a
-    restart of the ingress does not forget who holds what, the table is
-    saved to DIR/CONSUMERS (the journal's directory: id, epoch, acked seq,
-    last heard, wall clock) at most every S_SAVE_MS and at exit, and read
-    back at start; an entry older than the TTL is dropped there. A crash
+    Metric series are never removed, so only the first S_MAX_SERIES ids
+    ever seen get them.
+
+    Retention. A consumer id heard from (by its owner) within
+    SB_CONSUMER_TTL holds the journal's segments from its acked seq + 1 on
+    (all of them before its first ACK of the current epoch); the lowest of
+    these goes to the writer (sb_writer_hold) on every ACK and every tick,
+    and the writer's trim keeps those segments up to
+    SB_JOURNAL_HARD_MAX_BYTES. An id silent for the TTL is evicted: it
+    holds nothing and frees its place. So that a restart of the ingress
+    does not forget who holds what, the table is saved to DIR/CONSUMERS
+    (the journal's directory: id, epoch, acked seq, last heard, wall clock,
+    owner key or "-") at most every S_SAVE_MS and at exit, and read back at
+    start; an entry older than the TTL is dropped there, and a connection's
+    claim is not kept (the first peer to claim the id after a restart owns
+    it). A crash
     loses at most the last S_SAVE_MS of acks and heartbeats, which only
     holds segments a little longer. A replay asked from a seq retention
     already removed starts at the first seq the journal holds: START's
@@ -66,7 +94,16 @@
 #include "sb_replay.h"
 
 #define S_MAX_SESSIONS 64
+#define S_MAX_SESSIONS_PER_PEER 4           //  replays of one peer (a CURVE key) at once
 #define S_MAX_CONSUMERS 64
+#define S_MAX_CONSUMERS_PER_PEER 8          //  consumer ids one peer may own
+#define S_MAX_SERIES 256                    //  consumer ids given /metrics series, ever
+#define S_STALL_MS 10000                    //  a replay that could send nothing this long ends
+#define S_PREEMPT_MS 1000                   //  a replay stalled this long gives way (see REQUEST)
+#define S_PROBE_MS 1000                     //  an owner's connection is checked at most this often
+#define S_LOG_MS 1000                       //  a repeated refusal is logged at most this often
+#define S_PEER_ID_MAX 255                   //  a routing id or a CURVE key text
+#define S_KEY_LEN 40                        //  a CURVE public key in Z85
 #define S_CHUNK 64                          //  records per session per turn
 #define S_PEER_HWM 2000                     //  messages queued per peer
 #define S_SESSION_IDLE_MS (5 * 60 * 1000)   //  drop a session not heard from
@@ -88,9 +125,19 @@ struct sb_replay_server_t {
     atomic_bool ready;        //  bound and running
 };
 
+//  Who sent a message: its CURVE public key (the ZAP user id) when the
+//  socket is a CURVE server, else its connection (the routing id).
+typedef struct {
+    bool curve;                             //  id is a CURVE key (Z85 text)
+    size_t size;                            //  bytes in id; 0: nobody
+    uint8_t id[S_PEER_ID_MAX];              //  the key text, or the routing id
+} s_peer_t;
+
 //  One replay in progress, for one peer.
 typedef struct {
     zframe_t *peer;                         //  ROUTER routing id
+    s_peer_t who;                           //  the peer, for its share of sessions
+    int64_t progress_ms;                    //  last record sent or credit granted
     uint64_t replay_id;                     //  the consumer's id for this replay
     char consumer_id[SB_REPLAY_ID_MAX + 1]; //  "" for anonymous
     sb_journal_reader_t *reader;            //  positioned after last_sent
@@ -115,7 +162,8 @@ typedef struct {
     uint64_t acked;                         //  last committed seq it reported
     bool has_ack;                           //  acked is meaningful
     int64_t seen_ms;                        //  last message from it (monotonic)
-    bool holding;                           //  seen within the TTL: holds segments
+    s_peer_t owner;                         //  the peer that may act for it (size 0: none yet)
+    int64_t probed_ms;                      //  when the owner's connection was last checked
     sb_metric_t *m_acked;                   //  sb_replay_consumer_acked_seq
     sb_metric_t *m_lag_events;              //  sb_replay_consumer_lag_events
     sb_metric_t *m_lag_seconds;             //  sb_replay_consumer_lag_seconds
@@ -140,7 +188,8 @@ typedef struct {
     size_t nsessions;                       //  slots in use
     s_consumer_t consumers[S_MAX_CONSUMERS];  //  consumers heard from
     size_t nconsumers;                      //  how many
-    bool consumers_full_logged;             //  said once that the table is full
+    char series[S_MAX_SERIES][SB_REPLAY_ID_MAX + 1];  //  ids that have /metrics series
+    size_t nseries;                         //  how many
     s_sample_t ring[S_RING_SIZE];           //  watermark samples, oldest at ring_start
     size_t ring_start;                      //  index of the oldest sample
     size_t ring_count;                      //  samples held
@@ -154,6 +203,20 @@ typedef struct {
     sb_metric_t *m_sessions;                //  replays in progress
     sb_metric_t *m_bad;                     //  messages that did not decode
     sb_metric_t *m_busy;                    //  requests refused: too many replays
+    sb_metric_t *m_consumers;               //  consumer ids in the table
+    sb_metric_t *m_evicted;                 //  consumer ids forgotten after the TTL
+    sb_metric_t *m_timed_out;               //  replays ended: nothing could be sent for S_STALL_MS
+    sb_metric_t *m_not_owner;               //  refused: the id belongs to another peer
+    sb_metric_t *m_beyond;                  //  refused: ACK past the committed seq
+    sb_metric_t *m_full;                    //  refused: the consumer table is full
+    sb_metric_t *m_peer_consumers;          //  refused: the peer owns its share of ids
+    sb_metric_t *m_peer_sessions;           //  refused: the peer runs its share of replays
+    sb_log_every_t log_not_owner;           //  at most a line a second per kind of refusal
+    sb_log_every_t log_beyond;
+    sb_log_every_t log_full;
+    sb_log_every_t log_peer;
+    sb_log_every_t log_timeout;
+    sb_log_every_t log_evict;
 } self_t;
 
 static int64_t
@@ -209,6 +272,33 @@ s_self_new (zsock_t *pipe, sb_replay_server_t *server)
                                       "Replay messages refused (malformed or unexpected)", NULL);
     self->m_busy = sb_metrics_counter (m, "sb_replay_busy_total",
                                        "Replay requests refused: too many in progress", NULL);
+    self->m_consumers = sb_metrics_gauge (m, "sb_replay_consumers",
+                                          "Replay consumer ids known (heard from within SB_CONSUMER_TTL)",
+                                          NULL);
+    self->m_evicted = sb_metrics_counter (m, "sb_replay_consumers_evicted_total",
+                                          "Replay consumer ids forgotten: silent for SB_CONSUMER_TTL",
+                                          NULL);
+    self->m_timed_out = sb_metrics_counter (m, "sb_replay_sessions_timed_out_total",
+                                            "Replays ended because the consumer took nothing for seconds",
+                                            NULL);
+    const char *refused_help = "Replay messages refused: from a peer that does not own the consumer "
+                               "id, an ACK past the committed seq, or a table or per-peer bound";
+    self->m_not_owner = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
+                                            "reason=\"not_owner\"");
+    self->m_beyond = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
+                                         "reason=\"beyond_committed\"");
+    self->m_full = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
+                                       "reason=\"consumers_full\"");
+    self->m_peer_consumers = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
+                                                 "reason=\"peer_consumers\"");
+    self->m_peer_sessions = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
+                                                "reason=\"peer_sessions\"");
+    self->log_not_owner = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
+    self->log_beyond = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
+    self->log_full = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
+    self->log_peer = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
+    self->log_timeout = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
+    self->log_evict = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     uint64_t committed = sb_writer_committed_seq (server->writer);
     self->ring[0] = (s_sample_t) {.seq = committed, .ms = s_now_ms ()};
     self->ring_count = 1;
@@ -237,15 +327,20 @@ s_self_destroy (self_t **self_p)
 //  Send [peer][data] without blocking: 0 sent, -1 with errno EAGAIN (the
 //  peer's queue is full) or EHOSTUNREACH (the peer is gone).
 static int
-s_send_raw (self_t *self, zframe_t *peer, const uint8_t *data, size_t size)
+s_send_to (self_t *self, const void *rid, size_t rid_size, const uint8_t *data, size_t size)
 {
     void *handle = zsock_resolve (self->router);
-    if (zmq_send (handle, zframe_data (peer), zframe_size (peer), ZMQ_SNDMORE | ZMQ_DONTWAIT)
-        < 0)
+    if (zmq_send (handle, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return -1;
     if (zmq_send (handle, data, size, ZMQ_DONTWAIT) < 0)
         return -1;  //  not expected once the first frame went: the message is whole or none
     return 0;
+}
+
+static int
+s_send_raw (self_t *self, zframe_t *peer, const uint8_t *data, size_t size)
+{
+    return s_send_to (self, zframe_data (peer), zframe_size (peer), data, size);
 }
 
 //  Encode and send a control message; a failure is logged at debug: the
@@ -312,43 +407,166 @@ s_session_end (self_t *self, size_t slot, int reason)
     s_session_remove (self, slot);
 }
 
-static s_consumer_t *
-s_consumer (self_t *self, const char *id)
+static bool
+s_peer_eq (const s_peer_t *a, const s_peer_t *b)
 {
-    if (!*id)
-        return NULL;
+    return a->curve == b->curve && a->size == b->size && memcmp (a->id, b->id, a->size) == 0;
+}
+
+//  Who sent body, which came from the connection routing: its CURVE key
+//  when zauth named one (the ZAP user id), else the connection.
+static void
+s_peer_of (s_peer_t *who, zframe_t *routing, zframe_t *body)
+{
+    memset (who, 0, sizeof *who);
+    const char *user = zframe_meta (body, "User-Id");
+    if (user && *user) {
+        who->curve = true;
+        who->size = strnlen (user, S_PEER_ID_MAX);
+        memcpy (who->id, user, who->size);
+    }
+    else {
+        who->size = zframe_size (routing) < S_PEER_ID_MAX ? zframe_size (routing) : S_PEER_ID_MAX;
+        memcpy (who->id, zframe_data (routing), who->size);
+    }
+}
+
+//  The peer in log lines: its key, or "connection".
+static const char *
+s_peer_name (const s_peer_t *who, char *buf, size_t size)
+{
+    if (!who->curve)
+        return "connection";
+    snprintf (buf, size, "%.*s", (int) who->size, (const char *) who->id);
+    return buf;
+}
+
+static s_consumer_t *
+s_consumer_find (self_t *self, const char *id)
+{
     for (size_t i = 0; i < self->nconsumers; i++)
         if (strcmp (self->consumers[i].id, id) == 0)
             return &self->consumers[i];
-    if (self->nconsumers == S_MAX_CONSUMERS) {
-        if (!self->consumers_full_logged)
-            sb_warn ("replay", "consumer table full: not tracking consumer=%s max=%d", id,
-                     S_MAX_CONSUMERS);
-        self->consumers_full_logged = true;
+    return NULL;
+}
+
+//  Register id, owned by who (NULL: by nobody yet, when read back at
+//  start). NULL when the table is full, or who owns its share of it:
+//  counted and logged (rate-limited); live consumers are never evicted
+//  to make room.
+static s_consumer_t *
+s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
+{
+    size_t owned = 0;
+    for (size_t i = 0; who && i < self->nconsumers; i++)
+        owned += s_peer_eq (&self->consumers[i].owner, who);
+    if (self->nconsumers == S_MAX_CONSUMERS || owned >= S_MAX_CONSUMERS_PER_PEER) {
+        bool full = self->nconsumers == S_MAX_CONSUMERS;
+        sb_metric_add (full ? self->m_full : self->m_peer_consumers, 1);
+        sb_log_every (full ? &self->log_full : &self->log_peer, SB_LOG_WARN, "replay",
+                      "consumer refused: %s consumer=%s max=%d", full ? "the table is full"
+                      : "the peer owns as many consumer ids as it may",
+                      id, full ? S_MAX_CONSUMERS : S_MAX_CONSUMERS_PER_PEER);
         return NULL;
     }
     s_consumer_t *c = &self->consumers[self->nconsumers++];
     memset (c, 0, sizeof *c);
     sb_replay_set (c->id, sizeof c->id, id);
     c->seen_ms = s_now_ms ();
-    c->holding = true;
+    if (who)
+        c->owner = *who;
     self->consumers_dirty = true;
-    //  Ids are [A-Za-z0-9._:@-] (checked by the codec): safe in a label.
-    char labels[SB_REPLAY_ID_MAX + 16];
-    snprintf (labels, sizeof labels, "consumer=\"%s\"", id);
-    sb_metrics_t *m = self->server->metrics;
-    c->m_acked = sb_metrics_gauge (m, "sb_replay_consumer_acked_seq",
-                                   "Last journal seq the consumer reported committed", labels);
-    c->m_lag_events = sb_metrics_gauge (m, "sb_replay_consumer_lag_events",
-                                        "Journal records committed but not acknowledged by the consumer",
-                                        labels);
-    c->m_lag_seconds = sb_metrics_gauge (
-        m, "sb_replay_consumer_lag_seconds",
-        "Age of the consumer's oldest unacknowledged record (lower bound, 1 s resolution)", labels);
-    c->m_seen = sb_metrics_gauge (m, "sb_replay_consumer_last_seen_seconds",
-                                  "Seconds since the consumer last spoke to the replay server", labels);
-    sb_info ("replay", "new consumer consumer=%s", id);
+    sb_metric_set (self->m_consumers, (int64_t) self->nconsumers);
+    //  Series are never removed: only the first S_MAX_SERIES ids get them.
+    bool series = false;
+    for (size_t i = 0; i < self->nseries && !series; i++)
+        series = strcmp (self->series[i], id) == 0;
+    if (!series && self->nseries < S_MAX_SERIES) {
+        sb_replay_set (self->series[self->nseries++], sizeof self->series[0], id);
+        series = true;
+    }
+    if (series) {
+        //  Ids are [A-Za-z0-9._:@-] (checked by the codec): safe in a label.
+        char labels[SB_REPLAY_ID_MAX + 16];
+        snprintf (labels, sizeof labels, "consumer=\"%s\"", id);
+        sb_metrics_t *m = self->server->metrics;
+        c->m_acked = sb_metrics_gauge (m, "sb_replay_consumer_acked_seq",
+                                       "Last journal seq the consumer reported committed", labels);
+        c->m_lag_events = sb_metrics_gauge (m, "sb_replay_consumer_lag_events",
+                                            "Journal records committed but not acknowledged by the consumer",
+                                            labels);
+        c->m_lag_seconds = sb_metrics_gauge (
+            m, "sb_replay_consumer_lag_seconds",
+            "Age of the consumer's oldest unacknowledged record (lower bound, 1 s resolution)", labels);
+        c->m_seen = sb_metrics_gauge (m, "sb_replay_consumer_last_seen_seconds",
+                                      "Seconds since the consumer last spoke to the replay server", labels);
+    }
+    char key[S_PEER_ID_MAX + 1];
+    sb_info ("replay", "new consumer consumer=%s owner=%s", id,
+             who ? s_peer_name (who, key, sizeof key) : "(not yet)");
     return c;
+}
+
+//  The WELCOME of this journal now.
+static void
+s_welcome_message (self_t *self, sb_replay_msg_t *welcome)
+{
+    memset (welcome, 0, sizeof *welcome);
+    welcome->type = SB_REPLAY_WELCOME;
+    sb_replay_set (welcome->ingress_id, sizeof welcome->ingress_id, self->server->ingress_id);
+    sb_replay_set (welcome->epoch, sizeof welcome->epoch, self->epoch);
+    welcome->committed_seq = sb_writer_committed_seq (self->server->writer);
+}
+
+//  True when the connection owning c is gone: a WELCOME (what a HELLO
+//  gets anyway) to its routing id is refused as unroutable. Checked at
+//  most every S_PROBE_MS per consumer.
+static bool
+s_owner_gone (self_t *self, s_consumer_t *c)
+{
+    int64_t now = s_now_ms ();
+    if (now - c->probed_ms < S_PROBE_MS)
+        return false;
+    c->probed_ms = now;
+    sb_replay_msg_t welcome;
+    s_welcome_message (self, &welcome);
+    size_t size = 0;
+    uint8_t *data = sb_replay_encode (&welcome, &size);
+    bool gone = data && s_send_to (self, c->owner.id, c->owner.size, data, size) < 0
+                && zmq_errno () == EHOSTUNREACH;
+    free (data);
+    return gone;
+}
+
+//  The consumer id of a message from who that moves its state (HELLO,
+//  REQUEST, ACK), registered to who when new. A consumer id belongs to
+//  the peer that registered it: its CURVE key, or without CURVE its
+//  connection, until that connection is gone. NULL for an anonymous
+//  message, or when who may not act for id (counted, logged).
+static s_consumer_t *
+s_claim (self_t *self, const s_peer_t *who, const char *id, const char *what)
+{
+    if (!*id)
+        return NULL;
+    s_consumer_t *c = s_consumer_find (self, id);
+    if (!c)
+        return s_consumer_add (self, id, who);
+    if (s_peer_eq (&c->owner, who))
+        return c;
+    char key[S_PEER_ID_MAX + 1];
+    if (c->owner.size == 0 || (!c->owner.curve && !who->curve && s_owner_gone (self, c))) {
+        sb_info ("replay", "consumer id taken by a new peer: %s consumer=%s owner=%s",
+                 c->owner.size ? "the connection that owned it is gone" : "read back at start",
+                 id, s_peer_name (who, key, sizeof key));
+        c->owner = *who;
+        self->consumers_dirty = true;
+        return c;
+    }
+    sb_metric_add (self->m_not_owner, 1);
+    sb_log_every (&self->log_not_owner, SB_LOG_WARN, "replay",
+                  "message refused: the consumer id belongs to another peer type=%s consumer=%s "
+                  "peer=%s", what, id, s_peer_name (who, key, sizeof key));
+    return NULL;
 }
 
 //  Lag of one consumer now, into its gauges.
@@ -377,39 +595,49 @@ s_consumer_gauges (self_t *self, s_consumer_t *c, uint64_t committed, int64_t no
     sb_metric_set (c->m_seen, (now - c->seen_ms) / 1000);
 }
 
+//  A message from the consumer's owner: it is alive.
 static void
-s_touch (self_t *self, const char *consumer_id)
+s_touch (self_t *self, s_consumer_t *c)
 {
-    s_consumer_t *c = s_consumer (self, consumer_id);
     if (c) {
         c->seen_ms = s_now_ms ();
         self->consumers_dirty = true;
     }
 }
 
-//  The lowest seq acknowledged by the consumers seen within the TTL, to
-//  the writer: its retention keeps every record above it.
+//  Forget the consumers not heard from within the TTL (they no longer hold
+//  segments, and their place in the table is free), then give the lowest
+//  seq the others acknowledged to the writer: its retention keeps every
+//  record above it.
 static void
 s_hold (self_t *self, int64_t now)
 {
     uint64_t floor = SB_JOURNAL_NO_HOLD;
-    for (size_t i = 0; i < self->nconsumers; i++) {
+    for (size_t i = 0; i < self->nconsumers;) {
         s_consumer_t *c = &self->consumers[i];
-        bool live = now - c->seen_ms <= self->server->ttl_ms;
         uint64_t acked = c->has_ack && strcmp (c->epoch, self->epoch) == 0 ? c->acked : 0;
-        if (live != c->holding) {
-            c->holding = live;
-            if (live)
-                sb_info ("replay", "consumer back: it holds journal segments again consumer=%s "
-                         "acked_seq=%llu", c->id, (unsigned long long) acked);
-            else
+        if (now - c->seen_ms > self->server->ttl_ms) {
+            //  One that acknowledged something was a real consumer: always
+            //  said; ids that never did are often many (rate-limited).
+            if (c->has_ack)
                 sb_warn ("replay", "consumer not heard from within SB_CONSUMER_TTL: it no "
                          "longer holds journal segments consumer=%s acked_seq=%llu ttl_s=%lld",
                          c->id, (unsigned long long) acked,
                          (long long) (self->server->ttl_ms / 1000));
+            else
+                sb_log_every (&self->log_evict, SB_LOG_INFO, "replay",
+                              "consumer not heard from within SB_CONSUMER_TTL, never acknowledged: "
+                              "forgotten consumer=%s ttl_s=%lld", c->id,
+                              (long long) (self->server->ttl_ms / 1000));
+            sb_metric_add (self->m_evicted, 1);
+            *c = self->consumers[--self->nconsumers];
+            sb_metric_set (self->m_consumers, (int64_t) self->nconsumers);
+            self->consumers_dirty = true;
+            continue;
         }
-        if (live && acked < floor)
+        if (acked < floor)
             floor = acked;
+        i++;
     }
     sb_writer_hold (self->server->writer, floor);
 }
@@ -429,12 +657,14 @@ s_consumers_save (self_t *self)
     bool ok = file != NULL;
     if (ok)
         ok = fprintf (file, "# switchboard replay consumers: id epoch acked_seq "
-                      "last_seen_unix_ms\n") > 0;
+                      "last_seen_unix_ms owner_curve_key\n") > 0;
     for (size_t i = 0; ok && i < self->nconsumers; i++) {
+        //  A CURVE owner is kept; a connection does not outlive a restart.
         const s_consumer_t *c = &self->consumers[i];
-        ok = fprintf (file, "%s %s %llu %lld\n", c->id, c->has_ack ? c->epoch : "-",
-                      (unsigned long long) c->acked,
-                      (long long) (wall - (now - c->seen_ms))) > 0;
+        bool key = c->owner.curve && c->owner.size == S_KEY_LEN;
+        ok = fprintf (file, "%s %s %llu %lld %.*s\n", c->id, c->has_ack ? c->epoch : "-",
+                      (unsigned long long) c->acked, (long long) (wall - (now - c->seen_ms)),
+                      key ? S_KEY_LEN : 1, key ? (const char *) c->owner.id : "-") > 0;
     }
     if (file) {
         ok = ok && fflush (file) == 0 && fsync (fileno (file)) == 0;
@@ -502,16 +732,22 @@ s_consumers_load (self_t *self)
         line[len - 1] = '\0';
         if (line[0] == '#')
             continue;
-        char *fields[4], *save = NULL;
+        //  id epoch acked_seq last_seen [owner]: the owner (a CURVE key, or
+        //  "-") is absent from files written before owners were.
+        char *fields[5], *save = NULL;
         size_t nfields = 0;
         for (char *f = strtok_r (line, " ", &save); f; f = strtok_r (NULL, " ", &save)) {
-            if (nfields < 4)
+            if (nfields < 5)
                 fields[nfields] = f;
             nfields++;
         }
         unsigned long long acked = 0, seen = 0;
-        bool no_epoch = nfields == 4 && strcmp (fields[1], "-") == 0;
-        if (nfields != 4 || !sb_replay_id_valid (fields[0])
+        bool no_epoch = nfields >= 4 && strcmp (fields[1], "-") == 0;
+        bool no_owner = nfields == 4 || (nfields == 5 && strcmp (fields[4], "-") == 0);
+        uint8_t key[32];
+        if ((nfields != 4 && nfields != 5) || !sb_replay_id_valid (fields[0])
+            || !(no_owner
+                 || (strlen (fields[4]) == S_KEY_LEN && zmq_z85_decode (key, fields[4])))
             || !(no_epoch || sb_replay_epoch_valid (fields[1])) || s_parse_u64 (fields[2], &acked)
             || s_parse_u64 (fields[3], &seen) || seen > (unsigned long long) INT64_MAX) {
             bad++;
@@ -524,9 +760,16 @@ s_consumers_load (self_t *self)
             expired++;
             continue;
         }
-        s_consumer_t *c = s_consumer (self, fields[0]);
+        s_consumer_t *c = s_consumer_find (self, fields[0]);
+        if (!c)
+            c = s_consumer_add (self, fields[0], NULL);
         if (!c)
             continue;
+        if (!no_owner) {
+            c->owner.curve = true;
+            c->owner.size = S_KEY_LEN;
+            memcpy (c->owner.id, fields[4], S_KEY_LEN);
+        }
         c->seen_ms = now - age;
         c->has_ack = !no_epoch;
         c->acked = acked;
@@ -551,36 +794,82 @@ s_find_session (self_t *self, zframe_t *peer)
     return S_MAX_SESSIONS;
 }
 
+//  End the session in slot for want of progress: END TIMEOUT, or just
+//  gone when even that cannot be queued.
 static void
-s_handle_hello (self_t *self, zframe_t *peer, const sb_replay_msg_t *msg)
+s_session_timeout (self_t *self, size_t slot, const char *why)
 {
-    s_touch (self, msg->consumer_id);
+    s_session_t *s = self->sessions[slot];
+    sb_metric_add (self->m_timed_out, 1);
+    sb_log_every (&self->log_timeout, SB_LOG_INFO, "replay",
+                  "replay ended: %s consumer=%s stalled_ms=%lld records=%llu", why,
+                  *s->consumer_id ? s->consumer_id : "(anonymous)",
+                  (long long) (s_now_ms () - s->progress_ms), (unsigned long long) s->sent);
+    if (s->pending)
+        s_session_remove (self, slot);
+    else
+        s_session_end (self, slot, SB_REPLAY_END_TIMEOUT);
+}
+
+//  A slot for a new replay when all are taken: the session stalled
+//  longest (no credit, or its peer's queue full, for S_PREEMPT_MS at
+//  least) is ended. S_MAX_SESSIONS when none is.
+static size_t
+s_preempt (self_t *self)
+{
+    int64_t now = s_now_ms ();
+    size_t oldest = S_MAX_SESSIONS;
+    for (size_t i = 0; i < S_MAX_SESSIONS; i++) {
+        s_session_t *s = self->sessions[i];
+        if (s && (s->pending || s->credit == 0) && now - s->progress_ms >= S_PREEMPT_MS
+            && (oldest == S_MAX_SESSIONS || s->progress_ms < self->sessions[oldest]->progress_ms))
+            oldest = i;
+    }
+    if (oldest < S_MAX_SESSIONS) {
+        s_session_timeout (self, oldest, "stalled, and a registered consumer needs its place");
+        if (self->sessions[oldest])
+            s_session_remove (self, oldest);  //  its END is queued; the slot is needed now
+    }
+    return oldest;
+}
+
+static void
+s_handle_hello (self_t *self, const s_peer_t *who, zframe_t *peer, const sb_replay_msg_t *msg)
+{
+    s_touch (self, s_claim (self, who, msg->consumer_id, "hello"));
     sb_replay_msg_t welcome;
-    memset (&welcome, 0, sizeof welcome);
-    welcome.type = SB_REPLAY_WELCOME;
-    sb_replay_set (welcome.ingress_id, sizeof welcome.ingress_id, self->server->ingress_id);
-    sb_replay_set (welcome.epoch, sizeof welcome.epoch, self->epoch);
-    welcome.committed_seq = sb_writer_committed_seq (self->server->writer);
+    s_welcome_message (self, &welcome);
     s_send (self, peer, &welcome);
 }
 
 static void
-s_handle_request (self_t *self, zframe_t **peer_p, const sb_replay_msg_t *msg)
+s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p,
+                  const sb_replay_msg_t *msg)
 {
     zframe_t *peer = *peer_p;
-    s_touch (self, msg->consumer_id);
-    //  A new request replaces the peer's replay in progress.
+    //  A replay for an id another peer owns runs, as an anonymous one.
+    s_consumer_t *c = s_claim (self, who, msg->consumer_id, "request");
+    s_touch (self, c);
+    //  A new request replaces the connection's replay in progress.
     size_t slot = s_find_session (self, peer);
     if (slot < S_MAX_SESSIONS)
         s_session_remove (self, slot);
-    else
-        for (slot = 0; slot < S_MAX_SESSIONS && self->sessions[slot]; slot++)
-            ;
+    size_t mine = 0;
+    for (size_t i = 0; i < S_MAX_SESSIONS; i++)
+        mine += self->sessions[i] && s_peer_eq (&self->sessions[i]->who, who);
+    for (slot = 0; slot < S_MAX_SESSIONS && self->sessions[slot]; slot++)
+        ;
+    //  A registered consumer's replay is not locked out by stalled ones.
+    if (slot == S_MAX_SESSIONS && c && mine < S_MAX_SESSIONS_PER_PEER)
+        slot = s_preempt (self);
     sb_replay_msg_t end;
-    if (slot == S_MAX_SESSIONS) {
-        sb_metric_add (self->m_busy, 1);
-        sb_warn ("replay", "replay refused: too many in progress consumer=%s max=%d",
-                 *msg->consumer_id ? msg->consumer_id : "(anonymous)", S_MAX_SESSIONS);
+    if (slot == S_MAX_SESSIONS || mine >= S_MAX_SESSIONS_PER_PEER) {
+        bool full = slot == S_MAX_SESSIONS;
+        sb_metric_add (full ? self->m_busy : self->m_peer_sessions, 1);
+        sb_log_every (&self->log_peer, SB_LOG_WARN, "replay", "replay refused: %s consumer=%s max=%d",
+                      full ? "too many in progress" : "the peer runs as many replays as it may",
+                      *msg->consumer_id ? msg->consumer_id : "(anonymous)",
+                      full ? S_MAX_SESSIONS : S_MAX_SESSIONS_PER_PEER);
         s_end_message (self, &end, msg->replay_id, SB_REPLAY_END_BUSY, 0);
         s_send (self, peer, &end);
         return;
@@ -634,8 +923,10 @@ s_handle_request (self_t *self, zframe_t **peer_p, const sb_replay_msg_t *msg)
     }
     s->peer = peer;
     *peer_p = NULL;
+    s->who = *who;
+    s->progress_ms = s_now_ms ();
     s->replay_id = msg->replay_id;
-    sb_replay_set (s->consumer_id, sizeof s->consumer_id, msg->consumer_id);
+    sb_replay_set (s->consumer_id, sizeof s->consumer_id, c ? c->id : "");
     s->next_seq = from;
     s->credit = msg->credit;
     s->limited = msg->count > 0;
@@ -666,7 +957,9 @@ s_handle_credit_cancel (self_t *self, zframe_t *peer, const sb_replay_msg_t *msg
         return;
     }
     s->heard_ms = s_now_ms ();
-    s_touch (self, s->consumer_id);
+    s->progress_ms = s->heard_ms;
+    //  The session's consumer id is one its peer owned when it asked.
+    s_touch (self, *s->consumer_id ? s_consumer_find (self, s->consumer_id) : NULL);
     if (cancel) {
         s_session_end (self, slot, SB_REPLAY_END_CANCELLED);
         return;
@@ -676,10 +969,23 @@ s_handle_credit_cancel (self_t *self, zframe_t *peer, const sb_replay_msg_t *msg
         s->credit = SB_REPLAY_CREDIT_MAX;
 }
 
+//  ACK from who: taken from the consumer id's owner, up to the committed
+//  seq (a consumer cannot have stored what the journal may still roll
+//  back, and an ACK past it would let retention remove what no one has).
 static void
-s_handle_ack (self_t *self, const sb_replay_msg_t *msg)
+s_handle_ack (self_t *self, const s_peer_t *who, const sb_replay_msg_t *msg)
 {
-    s_consumer_t *c = s_consumer (self, msg->consumer_id);
+    uint64_t committed = sb_writer_committed_seq (self->server->writer);
+    if (strcmp (msg->epoch, self->epoch) == 0 && msg->committed_seq > committed) {
+        char key[S_PEER_ID_MAX + 1];
+        sb_metric_add (self->m_beyond, 1);
+        sb_log_every (&self->log_beyond, SB_LOG_WARN, "replay",
+                      "ack refused: past the committed seq consumer=%s seq=%llu committed_seq=%llu "
+                      "peer=%s", msg->consumer_id, (unsigned long long) msg->committed_seq,
+                      (unsigned long long) committed, s_peer_name (who, key, sizeof key));
+        return;
+    }
+    s_consumer_t *c = s_claim (self, who, msg->consumer_id, "ack");
     if (!c)
         return;
     int64_t now = s_now_ms ();
@@ -690,7 +996,7 @@ s_handle_ack (self_t *self, const sb_replay_msg_t *msg)
     sb_replay_set (c->epoch, sizeof c->epoch, msg->epoch);
     c->has_ack = true;
     self->consumers_dirty = true;
-    s_consumer_gauges (self, c, sb_writer_committed_seq (self->server->writer), now);
+    s_consumer_gauges (self, c, committed, now);
     s_hold (self, now);
 }
 
@@ -715,12 +1021,14 @@ s_handle_router (self_t *self)
             zmsg_destroy (&zmsg);
             continue;
         }
+        s_peer_t who;
+        s_peer_of (&who, peer, body);
         switch (msg.type) {
             case SB_REPLAY_HELLO:
-                s_handle_hello (self, peer, &msg);
+                s_handle_hello (self, &who, peer, &msg);
                 break;
             case SB_REPLAY_REQUEST:
-                s_handle_request (self, &peer, &msg);
+                s_handle_request (self, &who, &peer, &msg);
                 break;
             case SB_REPLAY_CREDIT:
                 s_handle_credit_cancel (self, peer, &msg, false);
@@ -729,7 +1037,7 @@ s_handle_router (self_t *self)
                 s_handle_credit_cancel (self, peer, &msg, true);
                 break;
             case SB_REPLAY_ACK:
-                s_handle_ack (self, &msg);
+                s_handle_ack (self, &who, &msg);
                 break;
             default:
                 sb_metric_add (self->m_bad, 1);
@@ -764,6 +1072,7 @@ s_serve (self_t *self, size_t slot)
         }
         free (s->pending);
         s->pending = NULL;
+        s->progress_ms = s_now_ms ();
         if (s->pending_end) {
             s_session_remove (self, slot);
             return;
@@ -839,6 +1148,7 @@ s_serve (self_t *self, size_t slot)
             return;
         }
         free (encoded);
+        s->progress_ms = s_now_ms ();
     }
 }
 
@@ -889,6 +1199,14 @@ s_tick (self_t *self)
                      *s->consumer_id ? s->consumer_id : "(anonymous)",
                      (long long) (now - s->heard_ms));
             s_session_remove (self, i);
+        }
+        //  No credit, or the peer's queue full, for seconds: a consumer
+        //  that does not read gives its place back.
+        else if (s && (s->pending || s->credit == 0) && now - s->progress_ms > S_STALL_MS) {
+            if (s->pending_end)
+                s_session_remove (self, i);  //  its END found no room either
+            else
+                s_session_timeout (self, i, "the consumer took nothing for seconds");
         }
     }
     for (size_t i = 0; i < self->nconsumers; i++)

@@ -543,6 +543,8 @@ s_test_names (void)
     CHECK (strcmp (sb_replay_type_name (1000), "unknown") == 0);
     CHECK (strcmp (sb_replay_reason_name (SB_REPLAY_END_CAUGHT_UP), "caught_up") == 0);
     CHECK (strcmp (sb_replay_reason_name (SB_REPLAY_END_UNKNOWN), "unknown_replay") == 0);
+    CHECK (strcmp (sb_replay_reason_name (SB_REPLAY_END_TIMEOUT), "timeout") == 0);
+    CHECK (strcmp (sb_replay_reason_name (SB_REPLAY_END_TIMEOUT + 1), "unknown") == 0);
     CHECK (strcmp (sb_replay_reason_name (77), "unknown") == 0);
     CHECK (sb_replay_id_valid ("ingress-1.a_b:c@d"));
     CHECK (!sb_replay_id_valid (""));

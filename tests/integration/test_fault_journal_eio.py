@@ -120,12 +120,12 @@ def test_journal_eio():
         out, records = journal(ingress.journal)
         by_id = {}
         for r in records:
-            by_id.setdefault(r.get("provider_id", ""), []).append(r)
+            by_id.setdefault(sbload.event_key(r), []).append(r)
         acked = load1.acked() + tail.acked() + load2.acked()
         refused = [w for w in hooks1 + hooks2 if (load1.status.get(w.index) if w.index < n1 else None) == 503]
-        lost = [w.provider_id for w in acked if w.provider_id not in by_id]
-        twice = [w.provider_id for w in acked if len(by_id.get(w.provider_id, [])) > 1]
-        kept_503 = [w.provider_id for w in refused if w.provider_id in by_id]
+        lost = [w.key for w in acked if w.key not in by_id]
+        twice = [w.key for w in acked if len(by_id.get(w.key, [])) > 1]
+        kept_503 = [w.key for w in refused if w.key in by_id]
         seqs = [int(r["seq"]) for r in records]
         received = {int(r["seq"]): int(r.get("received_at_ms", 0)) for r in records}
 

@@ -68,7 +68,7 @@ def test_postgres_down_30s_mid_load():
         assert failing == 1 and back == 1, (failing, back)
         assert sbload.outbox_bad(stack) == 0
         stack.dispatcher.stop()
-        stack.check_logs(allow=("PostgreSQL", "outbox", "store"))
+        stack.check_logs(allow=("PostgreSQL", "outbox", "store", "send results not recorded"))
         stack.ingress.stop()
         stack.ingress.check_log()
     finally:

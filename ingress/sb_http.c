@@ -33,9 +33,12 @@
       for ever. A watchdog actor (s_watchdog) shuts the reading side of the
       socket of a request past its deadline: the blocked read returns,
       headers end in civetweb's 400 or a close, a body in our 408.
-    civetweb does not tell its callbacks a connection's socket, so both find
-    it among the process's descriptors by its addresses (s_find_socket, a
-    few hundred getpeername calls); only refused and cut connections pay it.
+    civetweb 1.15 tells init_connection neither the address nor the socket:
+    the address is read from the connection's request_info, found once per
+    worker through the user connection data it holds (s_conn_info, checked
+    against mg_get_request_info on every request); the socket is found
+    among the process's descriptors by its addresses (s_find_socket, a few
+    hundred getpeername calls), which only refused and cut connections pay.
     Each worker's connection fields sit under one mutex (conn_lock), held
     for a scan of the pool's slots and never across a blocking call; it
     also keeps a socket from being closed while the watchdog shuts it.
@@ -67,6 +70,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netdb.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdalign.h>
@@ -76,7 +80,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <netdb.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -1565,17 +1568,19 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     if (self->tls)
         callbacks.init_ssl = s_init_ssl;
     struct mg_init_data init = {&callbacks, self, options};
+    //  The watchdog before the server: once it serves, /healthz says the
+    //  ingress is up (and a signal may come).
+    self->watchdog = sb_actor_new (s_watchdog, self);
+    if (!self->watchdog) {
+        sb_error ("http", "cannot start the request watchdog");
+        goto fail;
+    }
     char error_text[256] = "";
     struct mg_error_data error = {NULL, error_text, sizeof error_text};
     self->ctx = mg_start2 (&init, &error);
     if (!self->ctx) {
         sb_error ("http", "cannot start the HTTP server listen=%s error=\"%s\"",
                   sb_config_str (config, "SB_LISTEN"), error_text);
-        goto fail;
-    }
-    self->watchdog = sb_actor_new (s_watchdog, self);
-    if (!self->watchdog) {
-        sb_error ("http", "cannot start the request watchdog");
         goto fail;
     }
     struct mg_server_port ports[4];

@@ -7,6 +7,8 @@
     reading when Content-Length says so), the signature over the exact bytes
     (403), the body's shape (400), and finally hands the events to the
     journal writer and answers only once they are durable (503 if not).
+    Before any of that, a request whose framing is ambiguous gets 400 and
+    its connection is closed (s_framing_error).
 
     DESIGN
     civetweb serves a connection with one worker thread for as long as the
@@ -16,6 +18,30 @@
     thousands of webhooks a second, since each takes about a millisecond;
     connections beyond the pool wait in civetweb's queue), and idle and slow
     clients are bounded by keep_alive_timeout_ms and request_timeout_ms.
+
+    Two things civetweb does not do, done here without patching it:
+    - One address holds at most SB_HTTP_MAX_CONN_PER_IP workers. The first
+      callback a connection reaches is init_connection, on the worker that
+      took it from the queue and before that worker reads a byte; past the
+      limit the connection is shut down there and then (s_init_connection),
+      so slow or idle connections from one client cannot fill the pool.
+    - A request is complete within SB_HTTP_REQUEST_TIMEOUT_MS of the moment
+      a worker starts waiting for it (on a keep-alive connection, after the
+      idle allowance SB_HTTP_KEEPALIVE_TIMEOUT_MS). civetweb's timeout is
+      per read, and one mg_read of n bytes returns only when n bytes came or
+      the client went silent for the whole timeout, so a trickle holds it
+      for ever. A watchdog actor (s_watchdog) shuts the reading side of the
+      socket of a request past its deadline: the blocked read returns,
+      headers end in civetweb's 400 or a close, a body in our 408.
+    civetweb 1.15 tells init_connection neither the address nor the socket:
+    the address is read from the connection's request_info, found once per
+    worker through the user connection data it holds (s_conn_info, checked
+    against mg_get_request_info on every request); the socket is found
+    among the process's descriptors by its addresses (s_find_socket, a few
+    hundred getpeername calls), which only refused and cut connections pay.
+    Each worker's connection fields sit under one mutex (conn_lock), held
+    for a scan of the pool's slots and never across a blocking call; it
+    also keeps a socket from being closed while the watchdog shuts it.
 
     Memory: a thread costs what its stack and civetweb's per-thread buffer
     keep resident, about 20 KiB when idle, so the pool is most of the
@@ -43,19 +69,25 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
+#include <netdb.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sb_actor.h"
 #include "sb_event.h"
 #include "sb_form.h"
 #include "sb_json.h"
@@ -109,7 +141,7 @@ static const struct {
 };
 
 //  Status codes counted per route.
-static const int s_codes[] = {200, 400, 403, 404, 405, 413, 415, 500, 503};
+static const int s_codes[] = {200, 400, 403, 404, 405, 408, 413, 415, 500, 503};
 #define S_CODES (sizeof s_codes / sizeof s_codes[0])
 
 //  Why a request was refused before the journal, for sb_rejected_total.
@@ -121,11 +153,13 @@ typedef enum {
     X_MALFORMED,
     X_NOT_CONFIGURED,
     X_JOURNAL,
+    X_TIMEOUT,
+    X_FRAMING,
     X_COUNT
 } s_reject_t;
 static const char *s_reject_names[X_COUNT] = {
     "not_found", "bad_method", "too_large", "content_type", "malformed", "not_configured",
-    "journal_unavailable"};
+    "journal_unavailable", "timeout", "bad_framing"};
 
 struct sb_http_t {
     struct mg_context *ctx;       //  civetweb server
@@ -152,16 +186,42 @@ struct sb_http_t {
     sb_metric_t *m_latency;                     //  webhook latency histogram
     sb_metric_t *m_inflight;                    //  webhooks in flight
     atomic_int_fast64_t inflight;               //  its value
+    sb_metric_t *m_refused_conns;               //  connections past the per-address limit
+    sb_metric_t *m_deadline_cuts;               //  requests cut at their deadline
+    int64_t request_timeout_us;   //  SB_HTTP_REQUEST_TIMEOUT_MS
+    int64_t keepalive_timeout_us; //  SB_HTTP_KEEPALIVE_TIMEOUT_MS
+    int max_conn_per_ip;          //  SB_HTTP_MAX_CONN_PER_IP, 0: no limit
+    int fd_limit;                 //  descriptors s_find_socket looks at
+    pthread_mutex_t conn_lock;    //  guards workers[] and their connection fields
+    bool conn_lock_ready;         //  conn_lock was initialised
+    struct s_thread **workers;    //  the pool's threads (SB_HTTP_THREADS slots)
+    size_t workers_max;           //  slots in workers
+    size_t workers_count;         //  slots used
+    uint64_t last_conn_id;        //  serial of the last connection taken up
+    sb_log_every_t refused_log;   //  rate limit of the refusal line, under conn_lock
+    zactor_t *watchdog;           //  cuts requests past their deadline
+    atomic_bool info_wrong;       //  s_conn_info disagreed with civetweb: no limit
 };
 
 //  Per worker thread, created by init_thread.
-typedef struct {
+typedef struct s_thread {
     sb_http_t *http;              //  the server
     sb_writer_client_t *client;   //  journal writer client, created on first use
     uint64_t rng;                 //  request id generator state
     char *stack_lo;               //  lowest usable byte of this thread's stack (NULL: unknown)
     char *stack_hi;               //  one past its highest
     size_t page;                  //  the page size
+    //  The connection this worker serves, under http->conn_lock:
+    uint64_t conn_id;             //  its serial (0: none)
+    uint64_t addr_hash;           //  hash of its remote address
+    char addr[48];                //  its remote address, as civetweb writes it
+    int remote_port;              //  its remote port
+    int local_port;               //  the port it came in on
+    bool counted;                 //  counted against SB_HTTP_MAX_CONN_PER_IP
+    int64_t deadline_us;          //  when the request being read must be in (0: none)
+    bool cut;                     //  the watchdog shut it at the deadline
+    const struct mg_connection *info_conn;  //  the civetweb connection info belongs to
+    const struct mg_request_info *info;     //  its request_info, found by s_conn_info
 } s_thread_t;
 
 //  One request being handled.
@@ -187,6 +247,269 @@ s_code_index (int code)
         if (s_codes[i] == code)
             return i;
     return S_CODES;
+}
+
+// --------------------------------------------------------------------------
+//  Connections: the per-address limit and the whole-request deadline
+
+//  FNV-1a of an address, to compare slots quickly; never 0.
+static uint64_t
+s_addr_hash (const char *addr)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (uint8_t) *p) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static int
+s_port_of (const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ntohs (((const struct sockaddr_in *) sa)->sin_port);
+    if (sa->ss_family == AF_INET6)
+        return ntohs (((const struct sockaddr_in6 *) sa)->sin6_port);
+    return -1;
+}
+
+//  fd is the TCP connection from addr:remote_port to local_port. The
+//  address is written as civetweb writes it (getnameinfo, numeric).
+static bool
+s_socket_is (int fd, const char *addr, int remote_port, int local_port)
+{
+    struct sockaddr_storage peer, local;
+    socklen_t peer_len = sizeof peer, len = sizeof local;
+    if (getpeername (fd, (struct sockaddr *) &peer, &peer_len) != 0
+        || s_port_of (&peer) != remote_port)
+        return false;
+    if (getsockname (fd, (struct sockaddr *) &local, &len) != 0 || s_port_of (&local) != local_port)
+        return false;
+    char text[64];
+    return getnameinfo ((struct sockaddr *) &peer, peer_len, text, sizeof text, NULL, 0,
+                        NI_NUMERICHOST)
+               == 0
+           && strcmp (text, addr) == 0;
+}
+
+//  The descriptor of a connection civetweb holds, or -1. The kernel hands
+//  out the lowest free descriptor, so a live connection sits among the
+//  first few hundred; fd_limit only bounds a search that cannot succeed.
+static int
+s_find_socket (int fd_limit, const char *addr, int remote_port, int local_port)
+{
+    for (int fd = 0; fd < fd_limit; fd++)
+        if (s_socket_is (fd, addr, remote_port, local_port))
+            return fd;
+    return -1;
+}
+
+#define S_INFO_SEARCH 1024  //  bytes of a connection searched; it is several KiB long
+
+//  The request_info of a connection a worker has just taken up. civetweb
+//  fills in its addresses before init_connection, but mg_get_request_info
+//  answers NULL until a request has been read. The user connection data
+//  lives in that same struct (civetweb.h: mg_request_info->conn_data), so a
+//  marker put there with mg_set_user_connection_data shows where it is: it
+//  starts offsetof (conn_data) before the marker, inside the connection (a
+//  few hundred bytes from its start in civetweb 1.15). A worker reuses one
+//  connection struct, so this is searched once per worker; begin_request
+//  checks the answer against mg_get_request_info (s_check_conn_info).
+static const struct mg_request_info *
+s_conn_info (s_thread_t *thread, const struct mg_connection *conn)
+{
+    if (thread->info_conn == conn)
+        return thread->info;
+    void *marker = &thread->info;  //  an address nothing else holds
+    mg_set_user_connection_data (conn, marker);
+    const char *base = (const char *) conn;
+    const struct mg_request_info *found = NULL;
+    for (size_t at = 0; at + sizeof marker <= S_INFO_SEARCH; at += alignof (void *)) {
+        void *value;
+        memcpy (&value, base + at, sizeof value);
+        if (value == marker) {
+            if (at >= offsetof (struct mg_request_info, conn_data))
+                found = (const struct mg_request_info *) (const void *) (
+                    base + at - offsetof (struct mg_request_info, conn_data));
+            break;
+        }
+    }
+    mg_set_user_connection_data (conn, NULL);
+    if (found && (found->remote_port <= 0 || found->remote_port > 65535
+                  || !memchr (found->remote_addr, 0, sizeof found->remote_addr)))
+        found = NULL;
+    thread->info_conn = conn;
+    thread->info = found;
+    return found;
+}
+
+//  In begin_request, where civetweb answers: was s_conn_info right? If
+//  not, the per-address limit is switched off (loudly) rather than guessed.
+static void
+s_check_conn_info (sb_http_t *http, s_thread_t *thread, const struct mg_connection *conn,
+                   const struct mg_request_info *info)
+{
+    if (thread->info_conn != conn || thread->info == info || atomic_load (&http->info_wrong))
+        return;
+    if (!atomic_exchange (&http->info_wrong, true))
+        sb_error ("http", "cannot tell a new connection's address with this civetweb: "
+                          "SB_HTTP_MAX_CONN_PER_IP is not enforced");
+}
+
+//  civetweb's init_connection, on the worker that took the connection,
+//  before it reads the request: count it against its address, or shut it
+//  down at once when that address already holds max_conn_per_ip workers.
+static int
+s_init_connection (const struct mg_connection *conn, void **conn_data)
+{
+    sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
+    s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
+    *conn_data = NULL;
+    if (!thread)
+        return 0;
+    const struct mg_request_info *info = s_conn_info (thread, conn);
+    if (!info || atomic_load (&http->info_wrong))
+        return 0;
+    uint64_t hash = s_addr_hash (info->remote_addr);
+    pthread_mutex_lock (&http->conn_lock);
+    int held = 0;
+    for (size_t i = 0; i < http->workers_count; i++) {
+        const s_thread_t *other = http->workers[i];
+        if (other->counted && other->addr_hash == hash && strcmp (other->addr, info->remote_addr) == 0)
+            held++;
+    }
+    bool refuse = http->max_conn_per_ip > 0 && held >= http->max_conn_per_ip;
+    thread->conn_id = ++http->last_conn_id;
+    thread->addr_hash = hash;
+    snprintf (thread->addr, sizeof thread->addr, "%s", info->remote_addr);
+    thread->remote_port = info->remote_port;
+    thread->local_port = info->server_port;
+    thread->counted = !refuse;
+    thread->deadline_us = refuse ? 0 : sb_time_mono_us () + http->request_timeout_us;
+    thread->cut = false;
+    if (refuse)
+        sb_log_every (&http->refused_log, SB_LOG_WARN, "http",
+                      "connection refused: too many from one address remote=%s held=%d limit=%d",
+                      info->remote_addr, held, http->max_conn_per_ip);
+    pthread_mutex_unlock (&http->conn_lock);
+    if (refuse) {
+        sb_metric_add (http->m_refused_conns, 1);
+        //  Our own connection: nobody else closes it meanwhile. civetweb's
+        //  first read then sees the end of the stream and closes it.
+        int fd = s_find_socket (http->fd_limit, info->remote_addr, info->remote_port,
+                                info->server_port);
+        if (fd >= 0)
+            shutdown (fd, SHUT_RDWR);
+        else
+            sb_warn ("http", "cannot find the socket of a refused connection remote=%s port=%d",
+                     info->remote_addr, info->remote_port);
+    }
+    return 0;
+}
+
+//  The connection is closing (civetweb's connection_close, before it
+//  closes the socket): it no longer counts, and the watchdog lets it be.
+static void
+s_conn_forget (sb_http_t *http, s_thread_t *thread)
+{
+    pthread_mutex_lock (&http->conn_lock);
+    thread->conn_id = 0;
+    thread->counted = false;
+    thread->deadline_us = 0;
+    pthread_mutex_unlock (&http->conn_lock);
+}
+
+//  The request's bytes are all in (or given up on): stop its clock. True
+//  when the watchdog had cut it.
+static bool
+s_deadline_end (s_thread_t *thread)
+{
+    pthread_mutex_lock (&thread->http->conn_lock);
+    thread->deadline_us = 0;
+    bool cut = thread->cut;
+    pthread_mutex_unlock (&thread->http->conn_lock);
+    return cut;
+}
+
+//  A request was answered: the next one on this connection may idle for
+//  the keep-alive timeout, then has the request timeout to arrive whole.
+static void
+s_deadline_next (s_thread_t *thread)
+{
+    sb_http_t *http = thread->http;
+    pthread_mutex_lock (&http->conn_lock);
+    if (thread->conn_id && thread->counted)
+        thread->deadline_us =
+            sb_time_mono_us () + http->keepalive_timeout_us + http->request_timeout_us;
+    pthread_mutex_unlock (&http->conn_lock);
+}
+
+#define S_CUTS_PER_TICK 32
+
+//  Shut the reading side of every request past its deadline. The sockets
+//  are searched without the lock, then shut under it if their connection
+//  is still the one that was due (connection_close takes the lock first).
+static void
+s_watchdog_tick (sb_http_t *http)
+{
+    struct {
+        s_thread_t *thread;
+        uint64_t conn_id;
+        char addr[48];
+        int remote_port, local_port;
+    } due[S_CUTS_PER_TICK];
+    size_t count = 0;
+    int64_t now = sb_time_mono_us ();
+    pthread_mutex_lock (&http->conn_lock);
+    for (size_t i = 0; i < http->workers_count && count < S_CUTS_PER_TICK; i++) {
+        s_thread_t *thread = http->workers[i];
+        if (thread->conn_id && thread->deadline_us && now >= thread->deadline_us && !thread->cut) {
+            due[count].thread = thread;
+            due[count].conn_id = thread->conn_id;
+            memcpy (due[count].addr, thread->addr, sizeof due[count].addr);
+            due[count].remote_port = thread->remote_port;
+            due[count].local_port = thread->local_port;
+            count++;
+        }
+    }
+    pthread_mutex_unlock (&http->conn_lock);
+    for (size_t i = 0; i < count; i++) {
+        int fd = s_find_socket (http->fd_limit, due[i].addr, due[i].remote_port, due[i].local_port);
+        pthread_mutex_lock (&http->conn_lock);
+        s_thread_t *thread = due[i].thread;
+        if (thread->conn_id == due[i].conn_id) {
+            thread->cut = true;  //  found or not, once
+            if (fd >= 0
+                && s_socket_is (fd, due[i].addr, due[i].remote_port, due[i].local_port))
+                shutdown (fd, SHUT_RD);
+        }
+        pthread_mutex_unlock (&http->conn_lock);
+        sb_metric_add (http->m_deadline_cuts, 1);
+        sb_debug ("http", "request cut at its deadline remote=%s port=%d found=%s", due[i].addr,
+                  due[i].remote_port, fd >= 0 ? "yes" : "no");
+    }
+}
+
+//  The watchdog actor: a tick a twentieth of the request timeout (10 to
+//  100 ms), so a request is cut at most that late.
+static void
+s_watchdog (zsock_t *pipe, void *args)
+{
+    sb_http_t *http = (sb_http_t *) args;
+    zpoller_t *poller = zpoller_new (pipe, NULL);
+    sb_actor_started (pipe, poller != NULL);
+    if (!poller)
+        return;
+    int64_t tick = http->request_timeout_us / 20000;
+    tick = tick < 10 ? 10 : tick > 100 ? 100 : tick;
+    while (true) {
+        void *which = zpoller_wait (poller, (int) tick);
+        if (which == pipe && sb_actor_pipe_says_stop (pipe, "http"))
+            break;
+        if (zpoller_terminated (poller))
+            break;
+        s_watchdog_tick (http);
+    }
+    zpoller_destroy (&poller);
 }
 
 // --------------------------------------------------------------------------
@@ -319,7 +642,7 @@ s_content_type_is (s_req_t *req, const char *type)
 //  Read the body into req->body (from the request's scratch when it fits),
 //  up to max_body. 0, 413 or 400.
 static int
-s_read_body (s_req_t *req)
+s_receive_body (s_req_t *req)
 {
     size_t cap = req->http->max_body;
     long long declared = req->info->content_length;
@@ -368,6 +691,21 @@ s_read_body (s_req_t *req)
     req->body = buf;
     req->body_size = used;
     return 0;
+}
+
+//  s_receive_body within the request's deadline: 408 when the watchdog cut
+//  it (the connection then closes, with nothing more to read).
+static int
+s_read_body (s_req_t *req)
+{
+    int rc = s_receive_body (req);
+    if (s_deadline_end (req->thread) && rc) {
+        req->body_drained = true;
+        req->closing = true;
+        mg_disable_connection_keep_alive (req->conn);
+        return 408;
+    }
+    return rc;
 }
 
 //  The URL Twilio signed: SB_PUBLIC_URL verbatim, else scheme + Host; then
@@ -660,6 +998,8 @@ s_handle_twilio (s_req_t *req)
     int rc = s_read_body (req);
     if (rc == 413)
         return s_reject (req, 413, X_TOO_LARGE, "request body too large\n");
+    if (rc == 408)
+        return s_reject (req, 408, X_TIMEOUT, "request not received in time\n");
     if (rc)
         return s_reject (req, rc, X_MALFORMED, "could not read the request body\n");
 
@@ -790,6 +1130,8 @@ s_handle_meta (s_req_t *req)
     int rc = s_read_body (req);
     if (rc == 413)
         return s_reject (req, 413, X_TOO_LARGE, "request body too large\n");
+    if (rc == 408)
+        return s_reject (req, 408, X_TIMEOUT, "request not received in time\n");
     if (rc)
         return s_reject (req, rc, X_MALFORMED, "could not read the request body\n");
     if (!http->skip_signatures) {
@@ -861,6 +1203,54 @@ s_route (sb_http_t *http, const char *path)
     return R_UNKNOWN;
 }
 
+//  Why a request's framing is ambiguous, or NULL. civetweb frames by the
+//  first Transfer-Encoding, else by the first Content-Length (read with
+//  strtoll, so "+12" and "12abc" pass), and ignores headers past its 64th;
+//  a proxy in front that frames otherwise (by Content-Length, say) would
+//  see other requests in the same bytes: request smuggling.
+static const char *
+s_framing_error (const struct mg_request_info *info)
+{
+    if (info->num_headers >= MG_MAX_HEADERS)
+        return "too many headers";
+    const char *length = NULL, *encoding = NULL;
+    for (int i = 0; i < info->num_headers; i++) {
+        const char *name = info->http_headers[i].name;
+        const char *value = info->http_headers[i].value;
+        if (strcasecmp (name, "Transfer-Encoding") == 0) {
+            if (encoding)
+                return "repeated Transfer-Encoding";
+            encoding = value;
+        }
+        else if (strcasecmp (name, "Content-Length") == 0) {
+            size_t digits = strspn (value, "0123456789");
+            if (digits == 0 || digits > 18 || value[digits])
+                return "Content-Length is not a plain decimal";
+            if (length && strcmp (length, value) != 0)
+                return "Content-Length values differ";
+            length = value;
+        }
+    }
+    if (encoding && length)
+        return "both Content-Length and Transfer-Encoding";
+    if (encoding && strcasecmp (encoding, "chunked") != 0)
+        return "Transfer-Encoding other than chunked";
+    return NULL;
+}
+
+//  400 without reading a byte more (where the body ends is the question),
+//  and close the connection.
+static int
+s_refuse_framing (s_req_t *req, const char *why)
+{
+    req->body_drained = true;
+    req->closing = true;
+    mg_disable_connection_keep_alive (req->conn);
+    sb_info ("http", "ambiguous framing reason=\"%s\" remote=%s request_id=%s", why,
+             req->info->remote_addr, req->id);
+    return s_reject (req, 400, X_FRAMING, "bad request: ambiguous message framing\n");
+}
+
 static int
 s_begin_request (struct mg_connection *conn)
 {
@@ -886,9 +1276,14 @@ s_begin_request (struct mg_connection *conn)
     if (!req.path)
         req.path = "";
     req.route = s_route (http, req.path);
+    s_check_conn_info (http, thread, conn, req.info);
     int rc;
     atomic_fetch_add (&http->inflight, 1);
-    switch (req.route) {
+    const char *framing = s_framing_error (req.info);
+    switch (framing ? R_COUNT : req.route) {  //  R_COUNT: no route before the framing is sound
+        case R_COUNT:
+            rc = s_refuse_framing (&req, framing);
+            break;
         case R_TWILIO_MESSAGES:
         case R_TWILIO_STATUS:
         case R_TWILIO_VOICE:
@@ -908,6 +1303,7 @@ s_begin_request (struct mg_connection *conn)
             break;
     }
     atomic_fetch_sub (&http->inflight, 1);
+    s_deadline_next (thread);
     sb_scratch_free (req.body);
     sb_debug ("http", "request done scratch_bytes=%zu scratch_spills=%zu request_id=%s",
               sb_scratch_used (scratch), sb_scratch_spills (scratch), req.id);
@@ -941,6 +1337,12 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     }
     long page = sysconf (_SC_PAGESIZE);
     thread->page = page > 0 ? (size_t) page : 4096;
+    //  A slot for the per-address count and the watchdog.
+    sb_http_t *http = thread->http;
+    pthread_mutex_lock (&http->conn_lock);
+    if (http->workers_count < http->workers_max)
+        http->workers[http->workers_count++] = thread;
+    pthread_mutex_unlock (&http->conn_lock);
     return thread;
 }
 
@@ -961,7 +1363,9 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
 static void
 s_connection_close (const struct mg_connection *conn)
 {
-    const s_thread_t *thread = (const s_thread_t *) mg_get_thread_pointer (conn);
+    s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
+    if (thread)
+        s_conn_forget (thread->http, thread);
     char *frame = (char *) __builtin_frame_address (0);
     //  Only a worker thread's own stack, and only when called on it (a
     //  connection closed by another thread, at shutdown, is left alone).
@@ -981,6 +1385,14 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
     s_thread_t *thread = (s_thread_t *) pointer;
     if (!thread)
         return;
+    sb_http_t *http = thread->http;
+    pthread_mutex_lock (&http->conn_lock);
+    for (size_t i = 0; i < http->workers_count; i++)
+        if (http->workers[i] == thread) {
+            http->workers[i] = http->workers[--http->workers_count];
+            break;
+        }
+    pthread_mutex_unlock (&http->conn_lock);
     sb_writer_client_destroy (&thread->client);
     free (thread);
 }
@@ -1058,6 +1470,12 @@ s_register_metrics (sb_http_t *self)
                                             sizeof bounds / sizeof bounds[0]);
     self->m_inflight = sb_metrics_gauge (self->metrics, "sb_http_inflight",
                                          "Requests being handled", NULL);
+    self->m_refused_conns = sb_metrics_counter (
+        self->metrics, "sb_http_refused_connections_total",
+        "Connections closed at once: their address held SB_HTTP_MAX_CONN_PER_IP already", NULL);
+    self->m_deadline_cuts = sb_metrics_counter (
+        self->metrics, "sb_http_deadline_cuts_total",
+        "Requests cut off: not received whole within SB_HTTP_REQUEST_TIMEOUT_MS", NULL);
 }
 
 //  civetweb's init_ssl: our certificate and key on its SSL_CTX.
@@ -1088,8 +1506,21 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->max_body = (size_t) sb_config_int (config, "SB_MAX_BODY");
     atomic_init (&self->last_unconfigured_log, 0);
     atomic_init (&self->inflight, 0);
-    if (!self->prefix || !self->ingress_id)
+    atomic_init (&self->info_wrong, false);
+    self->request_timeout_us = sb_config_int (config, "SB_HTTP_REQUEST_TIMEOUT_MS") * 1000;
+    self->keepalive_timeout_us = sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS") * 1000;
+    self->max_conn_per_ip = (int) sb_config_int (config, "SB_HTTP_MAX_CONN_PER_IP");
+    self->refused_log = (sb_log_every_t) SB_LOG_EVERY (1000);
+    struct rlimit nofile;
+    self->fd_limit = getrlimit (RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < INT_MAX
+                         ? (int) nofile.rlim_cur
+                         : INT_MAX;
+    self->workers_max = (size_t) sb_config_int (config, "SB_HTTP_THREADS");
+    self->workers = calloc (self->workers_max, sizeof *self->workers);
+    if (!self->prefix || !self->ingress_id || !self->workers
+        || pthread_mutex_init (&self->conn_lock, NULL) != 0)
         goto fail;
+    self->conn_lock_ready = true;
     if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
         && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
                                                sb_config_str (config, "SB_TWILIO_VOICE_TWIML"))))
@@ -1132,10 +1563,18 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
     callbacks.connection_close = s_connection_close;
+    callbacks.init_connection = s_init_connection;
     callbacks.log_message = s_log_message;
     if (self->tls)
         callbacks.init_ssl = s_init_ssl;
     struct mg_init_data init = {&callbacks, self, options};
+    //  The watchdog before the server: once it serves, /healthz says the
+    //  ingress is up (and a signal may come).
+    self->watchdog = sb_actor_new (s_watchdog, self);
+    if (!self->watchdog) {
+        sb_error ("http", "cannot start the request watchdog");
+        goto fail;
+    }
     char error_text[256] = "";
     struct mg_error_data error = {NULL, error_text, sizeof error_text};
     self->ctx = mg_start2 (&init, &error);
@@ -1147,9 +1586,9 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->ctx, 4, ports);
     self->port = n > 0 ? ports[0].port : 0;
-    sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s prefix=\"%s\"",
+    sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s max_conn_per_ip=%d prefix=\"%s\"",
              sb_config_str (config, "SB_LISTEN"), self->port, self->tls ? "on" : "off", threads,
-             request_timeout, keepalive_timeout, self->prefix);
+             request_timeout, keepalive_timeout, self->max_conn_per_ip, self->prefix);
     return self;
 fail:
     sb_http_destroy (&self);
@@ -1163,8 +1602,13 @@ sb_http_destroy (sb_http_t **self_p)
     if (!*self_p)
         return;
     sb_http_t *self = *self_p;
+    //  The watchdog first: it looks at the workers mg_stop ends.
+    zactor_destroy (&self->watchdog);
     if (self->ctx)
         mg_stop (self->ctx);
+    free (self->workers);
+    if (self->conn_lock_ready)
+        pthread_mutex_destroy (&self->conn_lock);
     sb_tls_destroy (&self->tls);
     free (self->prefix);
     free (self->public_url);

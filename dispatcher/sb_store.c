@@ -1452,11 +1452,14 @@ s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
 }
 
 //  dedup_detail of an event without a provider id (0003_content_key.sql):
-//  "content:" and the hex SHA-256 of the fields that identify it, each
-//  length-prefixed so no two field lists hash alike: provider, kind,
-//  channel, account, from, to, Meta's field, and the item's own JSON
-//  (detail_json), or the request body when the event has no item. A
-//  provider's retry of the webhook gets the same key and inserts nothing.
+//  "content:" and the hex SHA-256 of what makes a provider's retry a
+//  retry: the same request bytes. Hashed, each length-prefixed so no two
+//  lists hash alike: provider, kind, the SHA-256 of the request's raw
+//  body, the event's place in its request, and its own JSON item
+//  (detail_json; it tells the events of a request journaled before
+//  request_index apart). Two deliveries with the same content but other
+//  request bytes (a template approved again later, with its own entry
+//  time) are two events; a retry of one request inserts nothing.
 static void
 s_content_key_put (EVP_MD_CTX *ctx, const void *data, size_t size)
 {
@@ -1475,7 +1478,8 @@ s_content_key_text (EVP_MD_CTX *ctx, const char *text)
 }
 
 static void
-s_content_key (const sb_event_t *e, char *out, size_t size)
+s_content_key (const sb_event_t *e, const uint8_t body_sha256 [SB_EVENT_SHA256_SIZE], char *out,
+               size_t size)
 {
     assert (size >= 8 + 2 * 32 + 1);
     out [0] = 0;
@@ -1484,17 +1488,13 @@ s_content_key (const sb_event_t *e, char *out, size_t size)
         EVP_MD_CTX_free (ctx);
         return;  //  no key: unique by journal position only, as before
     }
+    uint8_t index [8];
+    s_put64 (index, e->request_index);
     s_content_key_text (ctx, sb_event_provider_name (e->provider));
     s_content_key_text (ctx, sb_event_kind_name (e->kind));
-    s_content_key_text (ctx, sb_event_channel_name (e->channel));
-    s_content_key_text (ctx, e->account);
-    s_content_key_text (ctx, e->from);
-    s_content_key_text (ctx, e->to);
-    s_content_key_text (ctx, e->webhook_field);
-    if (e->detail_json && *e->detail_json)
-        s_content_key_text (ctx, e->detail_json);
-    else
-        s_content_key_put (ctx, e->raw_body.data, e->raw_body.len);
+    s_content_key_put (ctx, body_sha256, SB_EVENT_SHA256_SIZE);
+    s_content_key_put (ctx, index, sizeof index);
+    s_content_key_text (ctx, e->detail_json);
     uint8_t md [EVP_MAX_MD_SIZE];
     unsigned int md_size = 0;
     if (EVP_DigestFinal_ex (ctx, md, &md_size) == 1 && md_size == 32) {
@@ -1527,12 +1527,12 @@ s_batch_prepare (s_batch_t *b)
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
                       s_str (e->speech_result));
-        else if ((!e->provider_id || !*e->provider_id)
-                 && ((e->detail_json && *e->detail_json) || e->raw_body.len))
-            s_content_key (e, dedup, sizeof dedup);
         const char *error_code = e->status ? s_str (e->status->error_code) : "";
         //  The body goes to request_bodies, the event without it to payload.
         s_batch_body_key (b, i, &last_body);
+        if (e->kind != SB_KIND_GATHER && (!e->provider_id || !*e->provider_id)
+            && b->items [i].has_body)
+            s_content_key (e, b->items [i].body_sha256, dedup, sizeof dedup);
         sb_event_t bare = *e;
         bare.raw_body = (ProtobufCBinaryData) {0, NULL};
         size_t size = 0;

@@ -465,19 +465,22 @@ test_inbound_kinds (sb_store_t *store)
 static void
 test_dedup (sb_store_t *store)
 {
-    sb_event_t *events [9];
+    sb_event_t *events [10];
     events [0] = s_sms ("SMdup0001", "+14155550011", "one");
     events [1] = s_copy (events [0], events [0]->seq);          //  same seq twice
     events [2] = s_copy (events [0], ++s_seq);                  //  provider retry
-    //  Id-less events are unique by content (0003_content_key.sql): the
-    //  provider's retry of one, journaled again under a new seq, is a
-    //  duplicate; another item is kept.
+    //  Id-less events are unique by request bytes (0003_content_key.sql):
+    //  the provider's retry of one, journaled again under a new seq, is a
+    //  duplicate; another item is kept, and so is the same item delivered
+    //  again in another request (other bytes: Meta's entry time).
     events [3] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, NULL, NULL, NULL,
                           NULL);
     sb_event_set (&events [3]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"a\"}}");
     events [4] = s_copy (events [3], ++s_seq);
     events [8] = s_copy (events [3], ++s_seq);
     sb_event_set (&events [8]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"b\"}}");
+    events [9] = s_copy (events [3], ++s_seq);
+    sb_event_set_raw (events [9], "{\"time\":2}", 10);
     //  Two gathers in one call, and a retry of the first.
     events [5] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAdup0001",
                           "+14155550012", "+15558675310", NULL);
@@ -485,14 +488,14 @@ test_dedup (sb_store_t *store)
     events [6] = s_copy (events [5], ++s_seq);
     sb_event_set (&events [6]->digits, "123456");
     events [7] = s_copy (events [5], ++s_seq);
-    sb_store_stats_t st = s_write (store, events, 9, NULL);
-    CHECK_INT (st.stored, 5);
+    sb_store_stats_t st = s_write (store, events, 10, NULL);
+    CHECK_INT (st.stored, 6);
     CHECK_INT (st.duplicates, 4);
     char lo [24], hi [24];
     snprintf (lo, sizeof lo, "%" PRIu64, events [3]->seq);
-    snprintf (hi, sizeof hi, "%" PRIu64, events [8]->seq);
+    snprintf (hi, sizeof hi, "%" PRIu64, events [9]->seq);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = '' AND seq BETWEEN $1 AND $2"
-                      " AND dedup_detail LIKE 'content:%'", lo, hi, NULL), 2);
+                      " AND dedup_detail LIKE 'content:%'", lo, hi, NULL), 3);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'SMdup0001'", NULL), 1);
     CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE provider_id = 'SMdup0001'", NULL), 1);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'CAdup0001'", NULL), 2);
@@ -562,7 +565,7 @@ test_dedup (sb_store_t *store)
     free (huge);
     sb_event_destroy (&old);
     sb_event_destroy (&fresh);
-    s_free_all (events, 9);
+    s_free_all (events, 10);
 }
 
 //  ---------------------------------------------------------------------

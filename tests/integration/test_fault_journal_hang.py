@@ -12,13 +12,13 @@ Before the fix a taken request waited 2 x 10 s + 120 s and /readyz stayed
 200.
 """
 
-import json
 import subprocess
 import threading
 import time
 
 import sbtest
 from sbtest import Ingress
+from test_fault_journal_slow import account_update, post
 
 SHIM = sbtest.os.path.join(sbtest.BUILD, "tests", "libsb_eio_shim.so")
 THREADS = 16
@@ -26,31 +26,6 @@ SLOW_MS = 2500        # the first commit: long enough for the rest to queue
 HANG_MS = 30000       # the batch's fdatasync
 ANSWER_BOUND_S = 14 + 4   # the writer's bound from a request's start, plus slack
 READY_STALL_S = 3 + 3     # /readyz turns 503 this soon after the sync started
-
-
-def status_change(tag):
-    doc = {"object": "whatsapp_business_account",
-           "entry": [{"id": "102290129340398", "changes": [{
-               "field": "account_update",
-               "value": {"messaging_product": "whatsapp",
-                         "metadata": {"display_phone_number": "15550001111",
-                                      "phone_number_id": "106540352242922"},
-                         "event": "ACCOUNT_UPDATE", "ban_info": {"waba_ban_state": tag}}}]}]}
-    return json.dumps(doc).encode()
-
-
-def post(ingress, body, timeout):
-    """(status or None, seconds)."""
-    started = time.time()
-    try:
-        status, _, _ = ingress.request(
-            "POST", "/meta/whatsapp", body,
-            {"Content-Type": "application/json",
-             "X-Hub-Signature-256": sbtest.meta_signature(sbtest.META_SECRET, body)},
-            timeout=timeout)
-    except OSError:
-        status = None
-    return status, time.time() - started
 
 
 def get(ingress, path, timeout):
@@ -80,7 +55,7 @@ def test_hung_sync_bounded():
         answers = {}
 
         def send(i):
-            answers[i] = post(ingress, status_change("%s-%d" % (tag, i)), timeout=ANSWER_BOUND_S + 10)
+            answers[i] = post(ingress, account_update("%s-%d" % (tag, i)), timeout=ANSWER_BOUND_S + 10)
 
         with open(control, "w") as f:
             f.write("file %d\n" % SLOW_MS)
@@ -133,7 +108,7 @@ def test_hung_sync_bounded():
                 ready_again_at = time.time() - hang_end
                 break
             time.sleep(0.2)
-        after, _ = post(ingress, status_change(tag + "-after"), timeout=10)
+        after, _ = post(ingress, account_update(tag + "-after"), timeout=10)
         times = sorted(answers[i][1] for i in range(1, THREADS))
         statuses = [answers[i][0] for i in range(1, THREADS)]
         assert ingress.stop() == 0

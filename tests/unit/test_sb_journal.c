@@ -1873,6 +1873,24 @@ s_sync_fail (int in, int count, bool dir_only)
     s_sync_saved = NULL;
 }
 
+//  A journal in dir (created) with records 1..3 committed in segment 1,
+//  whose commit of records 4 and 5 (generation 1) then failed its
+//  fdatasync; *committed gets segment 1's size (path) before that commit.
+static sb_journal_t *
+s_failed_commit (const char *dir, char *path, long long *committed)
+{
+    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
+    CHECK (journal);
+    s_fill (journal, 1, 3, 0);
+    s_segment_path (path, dir, 1);
+    *committed = s_file_size (path);
+    s_append (journal, 4, 1);
+    s_append (journal, 5, 1);
+    s_sync_fail (1, 1, false);
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    return journal;
+}
+
 //  An fdatasync fails: that batch is not stored, its seqs are given out
 //  again in a fresh segment, and the failed one is never written again.
 //  Its records that storage gets after all (the saved bytes written back,
@@ -1882,15 +1900,8 @@ s_test_sync_eio (void)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     s_dir (dir, "sync_eio");
-    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
-    CHECK (journal);
-    s_fill (journal, 1, 3, 0);
-    s_segment_path (path, dir, 1);
-    long long committed = s_file_size (path);
-    s_append (journal, 4, 1);
-    s_append (journal, 5, 1);
-    s_sync_fail (1, 1, false);
-    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    long long committed;
+    sb_journal_t *journal = s_failed_commit (dir, path, &committed);
     CHECK (s_sync_saved && (long long) s_sync_saved_size > committed);
     CHECK (!sb_journal_healthy (journal));
     CHECK_EQ (sb_journal_next_seq (journal), 4);
@@ -1943,15 +1954,8 @@ s_test_sync_eio_damaged (void)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     s_dir (dir, "sync_eio_damaged");
-    sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
-    CHECK (journal);
-    s_fill (journal, 1, 3, 0);
-    s_segment_path (path, dir, 1);
-    long long committed = s_file_size (path);
-    s_append (journal, 4, 1);
-    s_append (journal, 5, 1);
-    s_sync_fail (1, 1, false);
-    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
+    long long committed;
+    sb_journal_t *journal = s_failed_commit (dir, path, &committed);
     sb_journal_destroy (&journal);  //  segment 4 stays empty
     //  Record 4 (207 bytes of payload) loses a byte, record 5 arrives whole.
     CHECK (s_sync_saved

@@ -30,8 +30,8 @@
     takes the appends from then on, so the failed records' seqs are given
     out again and the sequence stays gap-free. Records at or past a
     segment's successor's name (the failed commit's, should storage get
-    them after all) are not read: open and readers stop an older segment
-    there. Until the fresh segment is made, every commit fails (503). A
+    them after all, whole or partly written) are not read, nor reported as
+    corruption: open and readers stop an older segment there. Until the fresh segment is made, every commit fails (503). A
     commit with nothing to write returns at once when healthy; when
     unhealthy it writes and syncs a scratch file (PROBE) so that a caller
     calling commit on a timer sees the disk recover.
@@ -742,8 +742,8 @@ fail:;
 //  good one with the next seq follows is skipped (logged at error). *offset
 //  gets the end of the last good record, *expect the seq after it, *torn
 //  whether bytes that are no good record follow it. Records from seq limit
-//  on (the next segment's name) count as such bytes: a failed commit's,
-//  superseded by a fresh segment (s_fresh_segment). 0, or -1 with errno
+//  on (the next segment's name), good or damaged, count as such bytes: a
+//  failed commit's, superseded by a fresh segment (s_fresh_segment). 0, or -1 with errno
 //  when the file cannot be read.
 static int
 s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
@@ -755,7 +755,9 @@ s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (cursor, offset, expect, &record, &next);
-        if (step == S_STEP_RECORD && expect >= limit)
+        //  Before the switch: a damaged record past the limit is the
+        //  failed commit's too, not corruption to skip and report.
+        if ((step == S_STEP_RECORD || step == S_STEP_SKIP) && expect >= limit)
             step = S_STEP_TORN;
         if (step == S_STEP_RECORD) {
             offset = next;
@@ -1925,12 +1927,13 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
         s_record_t record;
         uint64_t next = 0;
         s_step_t step = s_step (&self->cursor, self->offset, self->expect, &record, &next);
-        if (step == S_STEP_RECORD && record.seq >= self->limit) {
-            //  A failed commit's, superseded by the next segment (its name).
+        if ((step == S_STEP_RECORD || step == S_STEP_SKIP) && self->expect >= self->limit) {
+            //  A failed commit's, superseded by the next segment (its name),
+            //  whole or damaged: before the switch, so not skipped as corrupt.
             char name[S_NAME_SIZE];
             s_segment_name (name, self->current);
             sb_warn ("journal", "journal records past the next segment's first seq ignored "
-                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64, name, record.seq,
+                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64, name, self->expect,
                      self->limit);
             step = S_STEP_END;
         }

@@ -99,9 +99,6 @@
 #include "sb_tls.h"
 #include "sb_twilio.h"
 
-//  A request the journal writer has not taken by then is withdrawn: 503. One
-//  it took waits for its commit's verdict (sb_writer_client_store).
-#define S_JOURNAL_TIMEOUT_MS 10000
 #define S_TWIML_MAX (64 * 1024)
 #define S_CHALLENGE_MAX 256
 #define S_URL_MAX 16384
@@ -900,7 +897,8 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
     uint64_t first_seq = 0;
     sb_journal_result_t stored = SB_JOURNAL_NOT_STORED;
     if (stamped && thread->client)
-        stored = sb_writer_client_store (thread->client, events, count, S_JOURNAL_TIMEOUT_MS,
+        //  Bounded from the request's start (10 s queued, 14 s in all).
+        stored = sb_writer_client_store (thread->client, events, count, req->started_us,
                                          &first_seq);
     sb_event_unshare_raw (events, count);  //  the loans back
     if (!stamped) {

@@ -26,15 +26,22 @@
     holders, the waiting thread and the actor, and whichever lets go last
     frees it.
 
-    No 503 while a request may still be stored: a provider retries a 503,
-    and the retry is a new event (events without a provider id, such as
-    Meta account updates, dedupe only by journal position). So a worker
-    whose deadline passes while its request is still queued withdraws it
-    (it is never written) and answers 503; once the actor took it, the
-    worker waits for the commit's verdict instead, up to S_VERDICT_MAX_MS
-    more (a disk's own error timeouts are shorter: fdatasync then fails).
-    Only past that does it let go and answer 503, logged at error as
-    possibly stored. The
+    A worker's whole wait is bounded from the start of its request (the
+    moment civetweb handed it over, headers read), not from an earlier
+    expiry. A request still queued S_QUEUED_MAX_MS after that start is
+    withdrawn (never written) and answered 503: nothing was stored, and the
+    provider's retry is the only copy. Once the actor took it, the worker
+    waits for the commit's verdict instead, since a 503 now may be followed
+    by the commit storing it, until S_ANSWER_MAX_MS after the start: just
+    under the providers' own timeout (Twilio gives up after 15 s), past
+    which waiting only holds the worker while the provider retries anyway.
+    Then it answers 503 all the same, logged at error as "may still be
+    stored": PostgreSQL keeps a retry once, by provider id or, for events
+    without one, by content key (dispatcher/sb_store.c), so the cost is a
+    duplicate record in the journal, not a duplicate event. A hung
+    fdatasync (a dying disk) thus holds each worker at most
+    S_ANSWER_MAX_MS, however many requests its batch took (up to
+    S_BATCH_MAX_REQUESTS, more than the default pool). The
     events themselves are freed by the worker that encoded them, once
     answered. The queue costs a worker thread nothing until it posts: an
     earlier design gave each of the hundreds of worker threads a ZeroMQ
@@ -47,8 +54,14 @@
     sb_writer_hold; 0, holding everything, until it does). Trimming while
     the journal is unhealthy is fine, and may free the disk it needs.
 
+    Readiness is not a flag the blocked actor would have to clear: the actor
+    publishes when its journal write in progress (a commit, a probe, a
+    trim) began, `busy_since_us`, and sb_writer_ready reads its age. A
+    write running longer than S_STALL_MS makes /readyz answer 503 (a load
+    balancer sends elsewhere) until it returns.
+
     Shared state: the request queue (under `lock`), and the atomics
-    `ready`, `next_seq`, `committed` and `held_seq`,
+    `ready`, `busy_since_us`, `next_seq`, `committed` and `held_seq`,
     read by /readyz, /metrics and the replay server; the journal and sockets
     belong to the actor thread. `committed` (the last seq a STORED commit
     made durable) is raised after the commit and before the events are
@@ -60,6 +73,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
@@ -71,14 +85,21 @@
 
 #include "sb_actor.h"
 #include "sb_log.h"
+#include "sb_time.h"
 
 #define S_BATCH_MAX_REQUESTS 512
 #define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define S_TRIM_MS 2000              //  journal retention runs at most this often
-//  Once the actor took a request, its worker waits this long past its own
-//  deadline for the commit's verdict: longer than a disk's own I/O error
-//  timeouts (the kernel gives up on a dead disk and fdatasync fails).
-#define S_VERDICT_MAX_MS 120000
+//  Bounds on a worker's wait, from the start of its request (see DESIGN):
+//  still queued at S_QUEUED_MAX_MS, it is withdrawn; taken, it waits for
+//  the verdict until S_ANSWER_MAX_MS, under the providers' 15 s timeout.
+//  When the request reached the writer late (a slow body), each allows at
+//  least S_QUEUED_MIN_MS from the hand-off.
+#define S_QUEUED_MAX_MS 10000
+#define S_ANSWER_MAX_MS 14000
+#define S_QUEUED_MIN_MS 1000
+//  /readyz answers 503 while a journal write has been running this long.
+#define S_STALL_MS 3000
 
 typedef enum { S_QUEUED, S_TAKEN, S_DONE } s_state_t;
 
@@ -112,6 +133,7 @@ struct sb_writer_t {
     s_pending_t *head, *tail;   //  requests waiting for the actor
     int wake_fd;                //  eventfd: the queue turned non-empty
     atomic_bool ready;          //  journal healthy and sockets bound
+    atomic_int_fast64_t busy_since_us;  //  start of the journal write in progress (0: none)
     atomic_uint_fast64_t next_seq;  //  next sequence number to assign
     atomic_uint_fast64_t committed;  //  last durable sequence number (0: none)
     sb_journal_trim_t retention;  //  age and size limits from the settings
@@ -121,8 +143,8 @@ struct sb_writer_t {
 struct sb_writer_client_t {
     sb_writer_t *writer;           //  borrowed
     sb_log_every_t log_withdrawn;  //  requests withdrawn from the queue at their deadline
-    sb_log_every_t log_slow;       //  requests past their deadline in a commit
-    sb_log_every_t log_no_verdict;  //  requests past S_VERDICT_MAX_MS in a commit
+    sb_log_every_t log_slow;       //  requests that waited past S_QUEUED_MAX_MS for a verdict
+    sb_log_every_t log_no_verdict;  //  requests answered 503 at S_ANSWER_MAX_MS, maybe stored
 };
 
 //  Actor state, private to the actor thread.
@@ -326,6 +348,7 @@ s_self_handle_requests (self_t *self)
     //  the commit make the next one.
     while ((count = s_take (w, batch)) > 0) {
         int64_t started = zclock_usecs ();
+        atomic_store (&w->busy_since_us, sb_time_mono_us ());
         uint64_t seq = sb_journal_next_seq (w->journal);
         for (size_t i = 0; i < count; i++)
             batch[i]->ok = s_stamp_request (self, batch[i], &seq);
@@ -338,6 +361,7 @@ s_self_handle_requests (self_t *self)
             }
         if (stored)
             stored = sb_journal_commit (w->journal) == SB_JOURNAL_STORED;
+        atomic_store (&w->busy_since_us, 0);
         sb_metric_observe (self->m_commit_seconds, (double) (zclock_usecs () - started) / 1e6);
         sb_metric_add (self->m_commits, 1);
         sb_metric_observe (self->m_batch, (double) count);
@@ -383,7 +407,9 @@ s_trim (self_t *self)
     policy.acked_seq = atomic_load (&w->held_seq);
     sb_journal_trim_stats_t stats;
     //  A failure is logged by the journal; the next turn tries again.
+    atomic_store (&w->busy_since_us, sb_time_mono_us ());
     sb_journal_trim (w->journal, &policy, &stats);
+    atomic_store (&w->busy_since_us, 0);
     if (stats.segments > 0) {
         sb_metric_add (self->m_trimmed, stats.segments);
         sb_metric_add (self->m_dropped, stats.dropped_unacked);
@@ -422,10 +448,14 @@ s_writer_actor (zsock_t *pipe, void *args)
             self->terminated = sb_actor_pipe_says_stop (self->pipe, "writer");
         else if (items[1].revents & ZMQ_POLLIN)
             s_self_handle_requests (self);
-        else if (rc == 0 && !healthy
-                 && sb_journal_commit (writer->journal) == SB_JOURNAL_STORED) {
-            atomic_store (&writer->ready, true);
-            sb_metric_set (self->m_healthy, 1);
+        else if (rc == 0 && !healthy) {
+            atomic_store (&writer->busy_since_us, sb_time_mono_us ());
+            bool stored = sb_journal_commit (writer->journal) == SB_JOURNAL_STORED;
+            atomic_store (&writer->busy_since_us, 0);
+            if (stored) {
+                atomic_store (&writer->ready, true);
+                sb_metric_set (self->m_healthy, 1);
+            }
         }
         //  When idle, and between batches under load.
         if (!self->terminated && zclock_mono () >= self->next_trim_ms)
@@ -461,6 +491,7 @@ sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
     self->retention.hard_max_bytes
         = (uint64_t) sb_config_int (config, "SB_JOURNAL_HARD_MAX_BYTES");
     atomic_init (&self->ready, false);
+    atomic_init (&self->busy_since_us, 0);
     pthread_mutex_init (&self->lock, NULL);
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
@@ -512,7 +543,11 @@ sb_writer_destroy (sb_writer_t **self_p)
 bool
 sb_writer_ready (const sb_writer_t *self)
 {
-    return atomic_load (&((sb_writer_t *) self)->ready);
+    sb_writer_t *w = (sb_writer_t *) self;
+    int64_t busy_since = atomic_load (&w->busy_since_us);
+    if (busy_since != 0 && sb_time_mono_us () - busy_since >= (int64_t) S_STALL_MS * 1000)
+        return false;
+    return atomic_load (&w->ready);
 }
 
 uint64_t
@@ -604,22 +639,21 @@ fail:
     return NULL;
 }
 
-//  *deadline = now + ms, on the clock the requests' conditions use.
-static void
-s_deadline (struct timespec *deadline, int ms)
+//  A deadline ms after started_us (sb_time_mono_us), or min_ms after now if
+//  that is later, on the clock the requests' conditions use (monotonic).
+static struct timespec
+s_deadline (int64_t started_us, int ms, int64_t now_us, int min_ms)
 {
-    clock_gettime (CLOCK_MONOTONIC, deadline);
-    deadline->tv_sec += ms / 1000;
-    deadline->tv_nsec += (long) (ms % 1000) * 1000000L;
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec++;
-        deadline->tv_nsec -= 1000000000L;
-    }
+    int64_t at = started_us + (int64_t) ms * 1000;
+    if (at < now_us + (int64_t) min_ms * 1000)
+        at = now_us + (int64_t) min_ms * 1000;
+    return (struct timespec) {.tv_sec = (time_t) (at / 1000000),
+                              .tv_nsec = (long) (at % 1000000) * 1000L};
 }
 
 sb_journal_result_t
 sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, size_t count,
-                        int timeout_ms, uint64_t *first_seq)
+                        int64_t started_us, uint64_t *first_seq)
 {
     sb_writer_t *w = self->writer;
     s_pending_t *req = s_pending_new (events, count, w->stamp_room);
@@ -638,22 +672,24 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
         if (write (w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
             sb_error ("writer", "cannot wake the journal writer errno=%d", errno);
     }
-    struct timespec deadline;
-    s_deadline (&deadline, timeout_ms);
-    bool slow = false;  //  taken, and past timeout_ms: waiting for the verdict
+    //  Both bounds from the request's start (see DESIGN).
+    int64_t handed_us = sb_time_mono_us ();
+    struct timespec queued_until
+        = s_deadline (started_us, S_QUEUED_MAX_MS, handed_us, S_QUEUED_MIN_MS);
+    struct timespec answer_until
+        = s_deadline (started_us, S_ANSWER_MAX_MS, handed_us, S_QUEUED_MIN_MS);
     pthread_mutex_lock (&w->lock);
     while (req->state != S_DONE) {
-        int rc = pthread_cond_timedwait (&req->done, &w->lock, &deadline);
+        bool queued = req->state == S_QUEUED;
+        int rc = pthread_cond_timedwait (&req->done, &w->lock,
+                                         queued ? &queued_until : &answer_until);
         if (rc != ETIMEDOUT || req->state == S_DONE)
             continue;
-        if (req->state == S_TAKEN && !slow) {
-            //  Its events may be committed any moment: a 503 now would
-            //  have the provider retry what is then stored, and the retry
-            //  would be stored a second time. Wait for the verdict.
-            slow = true;
-            s_deadline (&deadline, timeout_ms + S_VERDICT_MAX_MS);
+        //  Taken since: its events may be committed any moment, and a 503
+        //  now would have the provider retry what is then stored. Wait for
+        //  the verdict, up to the answer's bound.
+        if (queued && req->state == S_TAKEN)
             continue;
-        }
         break;
     }
     s_state_t state = req->state;
@@ -673,26 +709,28 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
     bool stored = req->stored;
     uint64_t first = req->first_seq;
     pthread_mutex_unlock (&w->lock);
-    if (slow)
-        sb_log_every (&self->log_slow, SB_LOG_WARN, "writer",
-                      "journal commit slower than the request deadline, waited for its verdict "
-                      "timeout_ms=%d stored=%s", timeout_ms,
-                      state != S_DONE ? "unknown" : stored ? "yes" : "no");
+    int64_t waited_ms = (sb_time_mono_us () - started_us) / 1000;
     if (state == S_QUEUED) {
         s_pending_free (req);
         sb_log_every (&self->log_withdrawn, SB_LOG_ERROR, "writer",
-                      "journal writer did not take the request within timeout_ms=%d: withdrawn, "
-                      "never written", timeout_ms);
+                      "journal writer did not take the request in time: withdrawn, never "
+                      "written, answered 503 waited_ms=%" PRId64 " bound_ms=%d", waited_ms,
+                      S_QUEUED_MAX_MS);
         return SB_JOURNAL_NOT_STORED;
     }
     if (state == S_TAKEN) {
         //  Being written: the actor frees it when it lets go.
         s_pending_release (req);
         sb_log_every (&self->log_no_verdict, SB_LOG_ERROR, "writer",
-                      "journal writer gave no verdict within timeout_ms=%d: answered not stored, "
-                      "the events may still be stored", timeout_ms + S_VERDICT_MAX_MS);
+                      "journal commit gave no verdict in time: answered 503, but the events may "
+                      "still be stored (a provider retry is deduplicated by PostgreSQL) "
+                      "waited_ms=%" PRId64 " bound_ms=%d", waited_ms, S_ANSWER_MAX_MS);
         return SB_JOURNAL_NOT_STORED;
     }
+    if (waited_ms >= S_QUEUED_MAX_MS)
+        sb_log_every (&self->log_slow, SB_LOG_WARN, "writer",
+                      "journal commit slower than the queue bound, waited for its verdict "
+                      "waited_ms=%" PRId64 " stored=%s", waited_ms, stored ? "yes" : "no");
     //  The actor is done with the events: free them in the thread that
     //  allocated them (see s_stamp_request), whoever frees the rest.
     for (size_t i = 0; i < req->count; i++) {

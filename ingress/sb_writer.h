@@ -34,7 +34,9 @@ sb_writer_t *sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *
 //  Stop the actor after the request it is on, close the journal.
 void sb_writer_destroy (sb_writer_t **self_p);
 
-//  True while the journal's last write succeeded and the sockets are bound.
+//  True while the journal's last write succeeded, no journal write has
+//  been running for more than a few seconds (a hung fdatasync), and the
+//  sockets are bound. Any thread.
 bool sb_writer_ready (const sb_writer_t *self);
 
 //  The sequence number the next stored event will get, and the epoch.
@@ -69,12 +71,15 @@ void sb_writer_client_destroy (sb_writer_client_t **self_p);
 
 //  Store count events as one unit (all or none), waiting until they are
 //  durable. Stamps each with its seq and id; *first_seq gets the first.
-//  SB_JOURNAL_NOT_STORED when the journal failed, or when the writer did
-//  not take the request within timeout_ms (it is then withdrawn, never
-//  written). A request the writer took is never answered while its commit
-//  may still store it: the wait goes on for the verdict, up to two more
-//  minutes (past those, NOT_STORED, logged as possibly stored).
+//  started_us (sb_time_mono_us) is when the request began: the whole wait
+//  is bounded from then. SB_JOURNAL_NOT_STORED when the journal failed, or
+//  when the writer did not take the request within 10 s (it is then
+//  withdrawn, never written). A request the writer took is answered when
+//  its commit's verdict comes, or at 14 s, just under the providers' own
+//  timeout: NOT_STORED although the events may still be stored (logged;
+//  PostgreSQL dedupes the provider's retry).
 sb_journal_result_t sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events,
-                                            size_t count, int timeout_ms, uint64_t *first_seq);
+                                            size_t count, int64_t started_us,
+                                            uint64_t *first_seq);
 
 #endif

@@ -4,7 +4,8 @@
     It wraps fdatasync and fsync. A call is "matched" when its function is
     listed in SB_EIO_SHIM_CALLS (default "fdatasync,fsync"), its descriptor
     is of the kind SB_EIO_SHIM_ON names ("file", "dir" or "any", default
-    "any"; a control file whose first word is one of these overrides it),
+    "any"; a control file whose first word is one of these overrides it,
+    and a number after that word overrides SB_EIO_SHIM_SLEEP_MS),
     and either the control file SB_EIO_SHIM_FILE exists (checked on every
     call, so a test switches the fault on and off by creating and removing
     it) or the call is the SB_EIO_SHIM_NTH-th matched call (1 is the
@@ -167,7 +168,8 @@ s_sync (const char *call, int fd)
     struct stat st = {0};
     bool dir = fstat (fd, &st) == 0 && S_ISDIR (st.st_mode);
     bool match = s_listed (calls ? calls : "fdatasync,fsync", call);
-    char word[8] = "";
+    char word[8] = "", ms_word[16] = "";
+    const char *sleep_ms = getenv ("SB_EIO_SHIM_SLEEP_MS");
     if (match && control) {
         FILE *file = fopen (control, "r");
         match = file != NULL;
@@ -175,6 +177,8 @@ s_sync (const char *call, int fd)
             if (fscanf (file, "%7s", word) == 1 && (!strcmp (word, "dir") || !strcmp (word, "file")
                                                     || !strcmp (word, "any")))
                 on = word;
+            if (on == word && fscanf (file, "%15s", ms_word) == 1)
+                sleep_ms = ms_word;
             fclose (file);
         }
     }
@@ -197,7 +201,6 @@ s_sync (const char *call, int fd)
         }
         return rc;
     }
-    const char *sleep_ms = getenv ("SB_EIO_SHIM_SLEEP_MS");
     if (sleep_ms) {
         long ms = strtol (sleep_ms, NULL, 10);
         s_log ("sleep", call, dir, fd, n, (uint64_t) st.st_ino);

@@ -1,0 +1,219 @@
+"""Fault: PostgreSQL hangs (its processes stopped, or a table locked).
+
+Runs its own PostgreSQL cluster (it freezes it with SIGSTOP), never the
+shared one. The dispatcher runs with SB_PG_TIMEOUT_MS=2000. Checked:
+- PostgreSQL's processes stopped (SIGSTOP on the postmaster and all its
+  children, their TCP connections left open): the dispatcher's /readyz
+  answers 503 within SB_PG_TIMEOUT_MS + 2 s and stays so; the ingress
+  answers 200 to every webhook all along; after SIGCONT everything
+  acknowledged is stored exactly once (rows counted by provider id and by
+  (ingress_id, epoch, seq)) and every message is answered exactly once;
+- another session holding LOCK TABLE events IN ACCESS EXCLUSIVE MODE:
+  writes time out and are retried with backoff (a handful of failures, not
+  a loop), /readyz answers 503 within SB_PG_TIMEOUT_MS + 2 s, and once the
+  lock is released everything is stored and answered exactly once.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import sbload
+import sbtest
+from sbtest import Stack
+
+TIMEOUT_MS = 2000
+HANG_SECONDS = 12
+
+
+def _pg_pids(pg):
+    """The postmaster's pid and its children's."""
+    with open(os.path.join(pg.own_dir, "pg", "postmaster.pid")) as f:
+        master = int(f.readline())
+    pids = [master]
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == master:
+            pids.append(int(name))
+    return pids
+
+
+def _signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_not_ready(port, since, limit):
+    """Seconds from since until /readyz answered 503 (None: not within limit),
+    and the probes made."""
+    probes = 0
+    while time.time() - since < limit:
+        probes += 1
+        if sbload.http_status(port, "/readyz", timeout=1) == 503:
+            return time.time() - since, probes
+        time.sleep(0.1)
+    return None, probes
+
+
+def _key_counts(stack, tag):
+    """(rows, distinct (ingress_id, epoch, seq)) of the run named tag."""
+    rows = stack.query("SELECT count(*), count(DISTINCT (ingress_id, epoch, seq)) FROM events "
+                       "WHERE provider_id LIKE '%%%s%%'" % tag)
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _run_hang(pg, tag, name, hang, release):
+    """A paced load from before the hang (hang() starts it) until after its
+    end (release()); returns what was counted."""
+    stack = Stack(pg, callbacks=False, dispatcher_env={"SB_PG_TIMEOUT_MS": str(TIMEOUT_MS)})
+    released = True
+    try:
+        stack.start()
+        rate = max(10, int(20 * sbload.scale()))
+        lead, tail = 3.0, 4.0
+        n = int(rate * (lead + HANG_SECONDS + tail))
+        hooks = sbload.make_webhooks(tag, n, stack.public_url)
+        load = sbload.Load(stack.ingress.port, hooks, threads=4, rate=rate).start()
+        time.sleep(lead)
+        failures_before = sbload.metrics(stack.dispatcher_port).get("sb_store_failures_total", 0)
+        hang_at = time.time()
+        released = False
+        hang()
+        # readiness must drop within SB_PG_TIMEOUT_MS + 2 s; look a while longer
+        # to report how late it came, if it comes at all
+        limit = TIMEOUT_MS / 1000.0 + 2
+        took, probes = _wait_not_ready(stack.dispatcher_port, hang_at, limit + 6)
+        ready_during = 0
+        later_probes = 0
+        while time.time() - hang_at < HANG_SECONDS:
+            later_probes += 1
+            if sbload.http_status(stack.dispatcher_port, "/readyz", timeout=1) != 503:
+                ready_during += 1
+            time.sleep(0.25)
+        failures = sbload.metrics(stack.dispatcher_port).get("sb_store_failures_total", 0) - failures_before
+        release()
+        released = True
+        up_at = time.time()
+        load.join()
+        statuses = load.by_status()
+        acked = load.acked()
+        waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked], timeout=120)
+        counts = sbload.Counts(stack, tag, hooks, acked)
+        rows, keys = _key_counts(stack, tag)
+        sbload.report(name, counts.line(
+            "readyz_503_after=%s limit=%.1fs ready_while_hung=%d/%d store_failures=%d "
+            "rows=%d distinct_journal_keys=%d caught_up_in=%.1fs"
+            % ("%.2fs" % took if took is not None else "never", limit, ready_during, later_probes,
+               failures, rows, keys, time.time() - up_at)))
+        print("  kinds: " + sbload.kinds_line(hooks) + "; settle: stored %.1fs, answered %.1fs more" % waited,
+              flush=True)
+        assert took is not None and took <= limit, \
+            "/readyz did not answer 503 within %.1fs of the hang (took %s)" % (limit, took)
+        assert ready_during == 0, "/readyz answered other than 503 %d times while hung" % ready_during
+        assert statuses == {200: n}, "the ingress did not answer 200 all along: %s" % statuses
+        counts.check()
+        assert counts.stored == n and counts.replies == len(counts.reply_wanted)
+        assert rows == keys == n, (rows, keys, n)
+        sbload.wait_until(lambda: sbload.http_status(stack.dispatcher_port, "/readyz") == 200, 20,
+                          "/readyz 200 again", stack.dispatcher.log_text)
+        assert sbload.outbox_bad(stack) == 0
+        return stack, failures
+    except BaseException:
+        if not released:
+            release()
+        stack.close()
+        raise
+
+
+def test_postgres_stopped():
+    pg = sbload.OwnPostgres()
+    frozen = []
+
+    def hang():
+        frozen[:] = _pg_pids(pg)
+        _signal_all(frozen, signal.SIGSTOP)
+
+    def release():
+        _signal_all(frozen, signal.SIGCONT)
+
+    stack = None
+    try:
+        stack, _ = _run_hang(pg, "pgh1", "PostgreSQL SIGSTOP %ds" % HANG_SECONDS, hang, release)
+        stack.dispatcher.stop()
+        stack.check_logs(allow=("PostgreSQL", "outbox", "store"))
+        stack.ingress.stop()
+        stack.ingress.check_log()
+    finally:
+        if frozen:
+            _signal_all(frozen, signal.SIGCONT)
+        if stack is not None:
+            stack.close()
+        pg.close()
+
+
+def test_table_locked():
+    pg = sbload.OwnPostgres()
+    holder = {}
+
+    def hang():
+        # the stack's database: the last one created on this cluster
+        url = stack_db[0]
+        p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        p.stdin.write("BEGIN;\nLOCK TABLE events IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+        p.stdin.flush()
+        line = p.stdout.readline().strip()
+        assert line == "locked", "psql did not take the lock: %r" % line
+        holder["psql"] = p
+
+    def release():
+        p = holder.pop("psql", None)
+        if p is not None:
+            p.stdin.write("COMMIT;\n")
+            p.stdin.close()
+            p.wait(10)
+
+    stack = None
+    stack_db = []
+    create = pg.create
+
+    def create_and_remember():
+        url = create()
+        stack_db.append(url)
+        return url
+
+    pg.create = create_and_remember
+    try:
+        stack, failures = _run_hang(pg, "pgl1", "events locked %ds" % HANG_SECONDS, hang, release)
+        # retried with backoff (100 ms doubling to 5 s, each try waiting out
+        # the lock timeout): a handful of failures, not a loop
+        assert 1 <= failures <= 15, "store failures while locked: %d" % failures
+        log = stack.dispatcher.log_text()
+        lines = [l for l in log.splitlines() if "lock" in l and " error " in l]
+        print("  lock error lines in the log: %d" % len(lines), flush=True)
+        assert len(lines) <= HANG_SECONDS + 4, "lock errors logged %d times" % len(lines)
+        stack.dispatcher.stop()
+        stack.check_logs(allow=("PostgreSQL", "outbox", "store", "lock"))
+        stack.ingress.stop()
+        stack.ingress.check_log()
+    finally:
+        release()
+        if stack is not None:
+            stack.close()
+        pg.close()
+
+
+if __name__ == "__main__":
+    sbtest.run_tests([test_postgres_stopped, test_table_locked])

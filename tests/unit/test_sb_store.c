@@ -318,7 +318,7 @@ test_migrate_concurrently (const char *conninfo)
     for (int i = 0; i < 2; i++) {
         pids [i] = fork ();
         if (pids [i] == 0) {
-            sb_store_t *store = sb_store_new (conninfo);
+            sb_store_t *store = sb_store_new (conninfo, 0);
             int rc = store ? sb_store_migrate (store, SB_MIGRATIONS_DIR) : -1;
             sb_store_destroy (&store);
             _exit (rc == 0 ? 0 : 1);
@@ -1147,12 +1147,12 @@ main (void)
 
     test_migrate_concurrently (conninfo [1]);
 
-    sb_store_t *store = sb_store_new (conninfo [0]);
+    sb_store_t *store = sb_store_new (conninfo [0], 0);
     s_db = PQconnectdb (conninfo [0]);
     CHECK (store != NULL);
     CHECK (PQstatus (s_db) == CONNECTION_OK);
     sb_log_init ("test_sb_store", SB_LOG_OFF);
-    CHECK (sb_store_new ("host=127.0.0.1 port=1 connect_timeout=2") == NULL);
+    CHECK (sb_store_new ("host=127.0.0.1 port=1", 2000) == NULL);
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     if (store && PQstatus (s_db) == CONNECTION_OK) {
         test_migrate (store);

@@ -8,6 +8,9 @@ shared one. The dispatcher runs with SB_PG_TIMEOUT_MS=2000. Checked:
   answers 200 to every webhook all along; after SIGCONT everything
   acknowledged is stored exactly once (rows counted by provider id and by
   (ingress_id, epoch, seq)) and every message is answered exactly once;
+  outbox rows that came due while the server was stopped (claimed by the
+  transaction the dispatcher gave up on, which the server commits when it
+  wakes) are each sent exactly once too;
 - another session holding LOCK TABLE events IN ACCESS EXCLUSIVE MODE:
   writes time out and are retried with backoff (a handful of failures, not
   a loop), /readyz answers 503 within SB_PG_TIMEOUT_MS + 2 s, and once the
@@ -18,6 +21,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import sbload
 import sbtest
@@ -73,9 +77,35 @@ def _key_counts(stack, tag):
     return int(rows[0][0]), int(rows[0][1])
 
 
-def _run_hang(pg, tag, name, hang, release):
+ORPHANS = 5
+
+
+def _queue_due_mid_hang(stack, tag):
+    """Outbox rows (replies) that come due in the middle of the hang: the
+    claim the dispatcher sends into the hung server and gives up on is
+    executed when the server wakes, and claims them unseen."""
+    stack.query("INSERT INTO outbox (kind, provider, channel, account, from_addr, to_addr, body, "
+                "next_attempt_at) SELECT 'reply', 'twilio', 'sms', '%s', '%s', '+1555000' || i, "
+                "'%s-due-' || i, now () + interval '%d seconds' FROM generate_series (1, %d) i"
+                % (sbtest.TWILIO_SID, sbload.OUR_NUMBER, tag, HANG_SECONDS // 2, ORPHANS))
+
+
+def _due_counts(stack, tag):
+    """(rows sent, sends the sandbox received per body) of those rows."""
+    sent = int(stack.scalar("SELECT count(*) FROM outbox WHERE state = 'sent' AND body LIKE '%s-due-%%'"
+                            % tag))
+    sends = {}
+    for r in stack.sandbox_sends():
+        body = dict(urllib.parse.parse_qsl(r.get("body") or "", keep_blank_values=True)).get("Body", "")
+        if body.startswith(tag + "-due-") and r.get("status") in (200, 201):
+            sends[body] = sends.get(body, 0) + 1
+    return sent, sends
+
+
+def _run_hang(pg, tag, name, hang, release, due=False):
     """A paced load from before the hang (hang() starts it) until after its
-    end (release()); returns what was counted."""
+    end (release()); returns what was counted. due: rows come due mid-hang
+    too (_queue_due_mid_hang)."""
     stack = Stack(pg, callbacks=False, dispatcher_env={"SB_PG_TIMEOUT_MS": str(TIMEOUT_MS)})
     released = True
     try:
@@ -87,6 +117,8 @@ def _run_hang(pg, tag, name, hang, release):
         load = sbload.Load(stack.ingress.port, hooks, threads=4, rate=rate).start()
         time.sleep(lead)
         failures_before = sbload.metrics(stack.dispatcher_port).get("sb_store_failures_total", 0)
+        if due:
+            _queue_due_mid_hang(stack, tag)
         hang_at = time.time()
         released = False
         hang()
@@ -111,11 +143,21 @@ def _run_hang(pg, tag, name, hang, release):
         waited = sbload.settle(stack, tag, hooks, [w.provider_id for w in acked], timeout=120)
         counts = sbload.Counts(stack, tag, hooks, acked)
         rows, keys = _key_counts(stack, tag)
+        due_sent, due_sends = 0, {}
+        if due:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                due_sent, due_sends = _due_counts(stack, tag)
+                if due_sent == ORPHANS:
+                    break
+                time.sleep(0.25)
         sbload.report(name, counts.line(
             "readyz_503_after=%s limit=%.1fs ready_while_hung=%d/%d store_failures=%d "
-            "rows=%d distinct_journal_keys=%d caught_up_in=%.1fs"
+            "rows=%d distinct_journal_keys=%d caught_up_in=%.1fs%s"
             % ("%.2fs" % took if took is not None else "never", limit, ready_during, later_probes,
-               failures, rows, keys, time.time() - up_at)))
+               failures, rows, keys, time.time() - up_at,
+               " due_mid_hang=%d sent=%d sends=%d" % (ORPHANS, due_sent, sum(due_sends.values()))
+               if due else "")))
         print("  kinds: " + sbload.kinds_line(hooks) + "; settle: stored %.1fs, answered %.1fs more" % waited,
               flush=True)
         assert took is not None and took <= limit, \
@@ -125,6 +167,11 @@ def _run_hang(pg, tag, name, hang, release):
         counts.check()
         assert counts.stored == n and counts.replies == len(counts.reply_wanted)
         assert rows == keys == n, (rows, keys, n)
+        if due:
+            states = stack.query("SELECT state, count(*) FROM outbox WHERE body LIKE '%s-due-%%' "
+                                 "GROUP BY state" % tag)
+            assert due_sent == ORPHANS and sorted(due_sends.values()) == [1] * ORPHANS, \
+                "rows due mid-hang not sent once each: states=%s sends=%s" % (states, due_sends)
         sbload.wait_until(lambda: sbload.http_status(stack.dispatcher_port, "/readyz") == 200, 20,
                           "/readyz 200 again", stack.dispatcher.log_text)
         assert sbload.outbox_bad(stack) == 0
@@ -149,7 +196,8 @@ def test_postgres_stopped():
 
     stack = None
     try:
-        stack, _ = _run_hang(pg, "pgh1", "PostgreSQL SIGSTOP %ds" % HANG_SECONDS, hang, release)
+        stack, _ = _run_hang(pg, "pgh1", "PostgreSQL SIGSTOP %ds" % HANG_SECONDS, hang, release,
+                             due=True)
         stack.dispatcher.stop()
         stack.check_logs(allow=("PostgreSQL", "outbox", "store"))
         stack.ingress.stop()
@@ -204,6 +252,9 @@ def test_table_locked():
         lines = [l for l in log.splitlines() if "lock" in l and " error " in l]
         print("  lock error lines in the log: %d" % len(lines), flush=True)
         assert len(lines) <= HANG_SECONDS + 4, "lock errors logged %d times" % len(lines)
+        # each actor's change of state is logged once each way
+        assert log.count("PostgreSQL write failed") == 1, log.count("PostgreSQL write failed")
+        assert log.count("PostgreSQL unavailable") == 1, log.count("PostgreSQL unavailable")
         stack.dispatcher.stop()
         stack.check_logs(allow=("PostgreSQL", "outbox", "store", "lock"))
         stack.ingress.stop()

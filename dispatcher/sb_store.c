@@ -961,29 +961,40 @@ s_await (sb_store_t *self, const char *what)
     return self->conn ? 0 : -1;
 }
 
-//  One round trip for what is queued (outside pipeline mode): send it and
-//  take every result; the last one (the one that failed, if any), or NULL
-//  when the round trip failed (logged). Caller PQclears.
+//  Take results up to the next NULL (the end of one pipelined statement,
+//  or of everything sent outside pipeline mode) within the round trip's
+//  deadline: the first (first) or the last (the one that failed, if any);
+//  NULL when there was none or the wait failed (logged). Caller PQclears.
 static PGresult *
-s_finish (sb_store_t *self, const char *what)
+s_collect (sb_store_t *self, bool first, const char *what)
 {
-    if (s_flush (self) != 0)
-        return NULL;
-    PGresult *last = NULL;
+    PGresult *kept = NULL;
     for (;;) {
         if (s_await (self, what) != 0) {
-            PQclear (last);
+            PQclear (kept);
             return NULL;
         }
         PGresult *r = PQgetResult (self->conn);
         if (!r)
             break;
-        PQclear (last);
-        last = r;
+        if (kept && first)
+            PQclear (r);
+        else {
+            PQclear (kept);
+            kept = r;
+        }
     }
-    if (!last)
+    if (!kept)
         s_log_result (self, NULL, what);
-    return last;
+    return kept;
+}
+
+//  One round trip for what is queued (outside pipeline mode): send it and
+//  take every result; the last one, or NULL (logged). Caller PQclears.
+static PGresult *
+s_finish (sb_store_t *self, const char *what)
+{
+    return s_flush (self) == 0 ? s_collect (self, false, what) : NULL;
 }
 
 //  Run sql (with text parameters, NULL value = SQL NULL; with none, the
@@ -1312,24 +1323,9 @@ done:
 static PGresult *
 s_take (sb_store_t *self, ExecStatusType want, const char *what)
 {
-    if (s_await (self, what) != 0)
+    PGresult *r = s_collect (self, true, what);
+    if (!r)
         return NULL;
-    PGresult *r = PQgetResult (self->conn);
-    if (!r) {
-        s_log_result (self, NULL, what);
-        return NULL;
-    }
-    //  Each statement's results end with a NULL.
-    for (;;) {
-        if (s_await (self, what) != 0) {
-            PQclear (r);
-            return NULL;
-        }
-        PGresult *extra = PQgetResult (self->conn);
-        if (!extra)
-            break;
-        PQclear (extra);
-    }
     if (PQresultStatus (r) != want) {
         if (PQresultStatus (r) != PGRES_PIPELINE_ABORTED)
             s_log_result (self, r, what);
@@ -2150,20 +2146,7 @@ sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
 int
 sb_store_recover (sb_store_t *self)
 {
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    PGresult *r = s_exec (self,
-                          "UPDATE outbox SET state = 'pending', updated_at = now ()"
-                          " WHERE state = 'sending'",
-                          0, NULL, PGRES_COMMAND_OK, "recover outbox");
-    if (!r)
-        return -1;
-    int64_t n = 0;
-    s_parse_int64 (PQcmdTuples (r), &n);
-    PQclear (r);
-    if (n > 0)
-        sb_info (S_MODULE, "outbox rows back to pending count=%" PRId64, n);
-    return (int) n;
+    return sb_store_reclaim (self, NULL, 0);
 }
 
 //  One send result as a prepared statement with its text parameters.
@@ -2465,7 +2448,6 @@ sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count)
     s_parse_int64 (PQcmdTuples (r), &n);
     PQclear (r);
     if (n > 0)
-        sb_warn (S_MODULE, "outbox rows claimed by a lost transaction are pending again count=%" PRId64,
-                 n);
+        sb_info (S_MODULE, "outbox rows back to pending count=%" PRId64 " held=%zu", n, count);
     return (int) n;
 }

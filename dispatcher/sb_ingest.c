@@ -932,7 +932,7 @@ s_self_tick (self_t *self)
     }
 }
 
-//  Milliseconds until s_self_tick has work.
+//  Milliseconds until s_self_tick has work, or the next idle ping (S_PING_MS).
 static int
 s_self_wait_ms (self_t *self)
 {
@@ -943,7 +943,7 @@ s_self_wait_ms (self_t *self)
         if (src->state == S_LIVE && src->need_replay && src->replay_after_ms < until)
             until = src->replay_after_ms;
     }
-    if (self->nsources == 0)
+    if (self->nsources == 0 || until > now + S_PING_MS)
         return S_PING_MS;
     return until > now ? (int) (until - now) : 0;
 }

@@ -252,9 +252,10 @@ def test_table_locked():
         lines = [l for l in log.splitlines() if "lock" in l and " error " in l]
         print("  lock error lines in the log: %d" % len(lines), flush=True)
         assert len(lines) <= HANG_SECONDS + 4, "lock errors logged %d times" % len(lines)
-        # each actor's change of state is logged once each way
+        # each actor's change of state is logged once each way (the delivery's
+        # may never change: a refused send result need not fail its settle)
         assert log.count("PostgreSQL write failed") == 1, log.count("PostgreSQL write failed")
-        assert log.count("PostgreSQL unavailable") == 1, log.count("PostgreSQL unavailable")
+        assert log.count("PostgreSQL unavailable") <= 1, log.count("PostgreSQL unavailable")
         stack.dispatcher.stop()
         stack.check_logs(allow=("PostgreSQL", "outbox", "store", "lock"))
         stack.ingress.stop()

@@ -108,6 +108,8 @@ static const s_setting_t s_settings[] = {
     // ---- dispatcher -------------------------------------------------------
     {"DATABASE_URL", DIS, "", S_STRING, 0, 0, true,
      "PostgreSQL libpq URI or conninfo (empty: the PG* variables)"},
+    {"SB_PG_TIMEOUT_MS", DIS, "5000", S_INT, 250, 600000, false,
+     "deadline of every PostgreSQL round trip and connect; also sets statement_timeout, lock_timeout, keepalives and tcp_user_timeout unless DATABASE_URL does"},
     {"SB_INGRESS_PUB", DIS, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
      "ingress PUB endpoint(s) the dispatcher subscribes to, comma-separated"},
     {"SB_INGRESS_REPLAY", DIS, NULL, S_ENDPOINT, 0, 0, false,

@@ -59,6 +59,8 @@ static bool
 s_ready (void *arg, const char **why)
 {
     s_parts_t *parts = (s_parts_t *) arg;
+    //  Each is the age of the actor's last PostgreSQL success: a thread
+    //  blocked on a hung server cannot say so itself.
     if (!parts->ingest || !sb_ingest_ready (parts->ingest)) {
         *why = "PostgreSQL is not accepting writes";
         return false;
@@ -73,11 +75,11 @@ s_ready (void *arg, const char **why)
 //  Apply the migrations, waiting for PostgreSQL while it starts (once
 //  only: `once`). 0 or -1.
 static int
-s_migrate (const char *conninfo, const char *dir, bool once)
+s_migrate (const char *conninfo, int timeout_ms, const char *dir, bool once)
 {
     bool logged = false;
     while (!s_stop) {
-        sb_store_t *store = sb_store_new (conninfo);
+        sb_store_t *store = sb_store_new (conninfo, timeout_ms);
         int rc = store ? sb_store_migrate (store, dir) : -1;
         sb_store_destroy (&store);
         if (rc == 0)
@@ -171,7 +173,8 @@ main (int argc, char **argv)
     //  must not wait for it, so a log thread writes their lines (sb_log.c).
     if (sb_log_start () != 0)
         fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
-    if (s_migrate (conninfo, migrations, migrate_only)) {
+    if (s_migrate (conninfo, (int) sb_config_int (config, "SB_PG_TIMEOUT_MS"), migrations,
+                   migrate_only)) {
         if (!s_stop)
             sb_error ("main", "migrations failed dir=%s", migrations);
         else

@@ -17,6 +17,17 @@
     that dies meanwhile resends it after restart
     (sb_store_recover) — the at-most-the-sends-in-flight double send the
     providers' APIs make unavoidable, as they take no idempotency key.
+
+    PostgreSQL: every round trip has a deadline (SB_PG_TIMEOUT_MS); after a
+    failure the actor tries again after a backoff (100 ms doubling to 5 s),
+    sending meanwhile. Readiness is the age of the last successful round
+    trip (sb_store_alive; the claims and the depth refresh are the
+    heartbeat), copied to an atomic after each: a hung server fails it
+    even while the actor is blocked. A settle given up at its deadline may
+    still commit when the server wakes, claiming rows whose answer we never
+    saw: after such a failure, once PostgreSQL answers again, rows left
+    "sending" that the actor does not hold go back to pending
+    (sb_store_reclaim), every second for 2 x SB_PG_TIMEOUT_MS.
 */
 #include "sb_delivery.h"
 
@@ -38,11 +49,14 @@
 #define S_PENDING_MAX 4096
 #define S_RECORD_BATCH 256  //  send results recorded per transaction
 #define S_SETTLE_BACKOFF_MAX_MS 5000  //  longest wait before recording again after a failure
+#define S_DB_BACKOFF_MIN_MS 100   //  first wait after a PostgreSQL failure
+#define S_DB_BACKOFF_MAX_MS 5000  //  longest
 
 typedef struct {
     sb_delivery_t *shared;     //  the atomics
     const sb_config_t *config; //  borrowed, immutable
     char *conninfo;            //  DATABASE_URL
+    int timeout_ms;            //  SB_PG_TIMEOUT_MS
     char *outcomes;            //  inproc endpoint of the outcome PULL
     char *wake;                //  inproc endpoint this actor binds for WAKE
     sb_store_retry_t retry;    //  SB_SEND_MAX_ATTEMPTS, SB_SEND_BACKOFF_BASE_MS and _MAX_MS
@@ -51,7 +65,8 @@ typedef struct {
 
 struct sb_delivery_t {
     zactor_t *actor;           //  the actor thread
-    atomic_bool ready;         //  PostgreSQL usable and sender configured
+    atomic_bool ready;         //  the last PostgreSQL call succeeded
+    _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
     s_args_t *args;            //  what the actor reads
 };
 
@@ -67,6 +82,11 @@ typedef struct {
     size_t pending_count;      //  how many
     bool terminated;           //  $TERM received
     bool db_failing;           //  the last PostgreSQL call failed
+    int64_t db_retry_at;       //  monotonic ms before which PostgreSQL is not tried again
+    int db_backoff_ms;         //  the next wait after a failure
+    bool reclaim;              //  a settle failed: rows may be claimed unseen
+    int64_t reclaim_until;     //  monotonic ms when reclaiming stops (0: not begun)
+    int64_t next_reclaim;      //  monotonic ms of the next reclaim
     int64_t next_claim;        //  monotonic ms of the next periodic claim
     int64_t settle_backoff;    //  ms waited after the last failed settle (0: it worked)
     int64_t next_settle;       //  monotonic ms before which no settle is tried
@@ -105,6 +125,7 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         return NULL;
     self->args = args;
     self->pipe = pipe;
+    self->db_backoff_ms = S_DB_BACKOFF_MIN_MS;
     self->pending = calloc (S_PENDING_MAX, sizeof *self->pending);
     self->settle_log = (sb_log_every_t) SB_LOG_EVERY (1000);
     self->wake = zsock_new (ZMQ_PULL);
@@ -148,18 +169,41 @@ fail:
     return NULL;
 }
 
-static bool
-s_self_db (self_t *self)
+//  Note how the last PostgreSQL call went: readiness, the state change
+//  (logged once each way), and the backoff before the next try.
+static void
+s_self_db_result (self_t *self, bool ok)
 {
-    if (!self->store)
-        self->store = sb_store_new (self->args->conninfo);
-    bool ok = self->store && sb_store_ensure (self->store) == 0;
     if (!ok && !self->db_failing)
         sb_error ("delivery", "PostgreSQL unavailable: sends wait until it is back");
     else if (ok && self->db_failing)
         sb_info ("delivery", "PostgreSQL available again");
     self->db_failing = !ok;
+    if (ok)
+        self->db_backoff_ms = S_DB_BACKOFF_MIN_MS;
+    else {
+        self->db_retry_at = zclock_mono () + self->db_backoff_ms;
+        self->db_backoff_ms = self->db_backoff_ms * 2 > S_DB_BACKOFF_MAX_MS
+                                  ? S_DB_BACKOFF_MAX_MS
+                                  : self->db_backoff_ms * 2;
+    }
+    if (self->store)
+        atomic_store (&self->args->shared->last_ok_us, sb_store_last_ok_us (self->store));
     atomic_store (&self->args->shared->ready, ok);
+}
+
+//  A usable connection, unless the last failure is too recent. Only a
+//  round trip's result (or a failed connect) changes the state.
+static bool
+s_self_db (self_t *self)
+{
+    if (self->db_failing && zclock_mono () < self->db_retry_at)
+        return false;
+    if (!self->store)
+        self->store = sb_store_new (self->args->conninfo, self->args->timeout_ms);
+    bool ok = self->store && sb_store_ensure (self->store) == 0;
+    if (!ok)
+        s_self_db_result (self, false);
     return ok;
 }
 
@@ -213,6 +257,7 @@ s_self_settle (self_t *self, bool claim)
         sb_outbox_item_t *items = NULL;
         int claimed = sb_store_settle (self->store, self->pending, n, &self->args->retry, dead,
                                        room, &items);
+        s_self_db_result (self, claimed >= 0);
         if (claimed < 0) {
             //  Back off, doubling up to S_SETTLE_BACKOFF_MAX_MS: a failure
             //  that repeats must not make a loop of it.
@@ -222,7 +267,8 @@ s_self_settle (self_t *self, bool claim)
             sb_log_every (&self->settle_log, SB_LOG_ERROR, "delivery",
                           "send results not recorded, trying again results=%zu in_ms=%lld", n,
                           (long long) self->settle_backoff);
-            s_self_db (self);
+            self->reclaim = true;
+            self->reclaim_until = 0;
             return;
         }
         self->settle_backoff = 0;
@@ -247,14 +293,41 @@ s_self_settle (self_t *self, bool claim)
     }
 }
 
+//  Put rows a lost settle claimed back to pending (see the note above).
+static void
+s_self_reclaim (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (!self->reclaim || self->db_failing || !self->store || now < self->next_reclaim)
+        return;
+    if (self->reclaim_until == 0)
+        self->reclaim_until = now + 2 * (int64_t) self->args->timeout_ms;
+    size_t cap = self->pending_count + sb_sender_held (self->sender, NULL, 0);
+    int64_t *held = malloc ((cap ? cap : 1) * sizeof *held);
+    if (!held)
+        return;
+    size_t n = 0;
+    for (; n < self->pending_count; n++)
+        held[n] = self->pending[n].id;
+    n += sb_sender_held (self->sender, held + n, cap - n);
+    int rc = sb_store_reclaim (self->store, held, n);
+    free (held);
+    s_self_db_result (self, rc >= 0);
+    self->next_reclaim = now + 1000;
+    if (rc >= 0 && now >= self->reclaim_until)
+        self->reclaim = false;
+}
+
 static void
 s_self_refresh_depth (self_t *self)
 {
     int64_t depth[2];
-    if (self->store && !self->db_failing
-        && sb_store_outbox_depth (self->store, &depth[0], &depth[1]) == 0)
-        for (int s = 0; s < 2; s++)
-            sb_metric_set (self->m_depth[s], depth[s]);
+    if (!self->store || self->db_failing)
+        return;
+    bool ok = sb_store_outbox_depth (self->store, &depth[0], &depth[1]) == 0;
+    s_self_db_result (self, ok);
+    for (int s = 0; ok && s < 2; s++)
+        sb_metric_set (self->m_depth[s], depth[s]);
 }
 
 static void
@@ -267,6 +340,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         return;
     if (s_self_db (self)) {
         int recovered = sb_store_recover (self->store);
+        s_self_db_result (self, recovered >= 0);
         if (recovered > 0)
             sb_warn ("delivery",
                      "rows left sending by a previous run are pending again rows=%d (a reply may go out twice)",
@@ -292,6 +366,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
             s_self_settle (self, claim);
             claim = false;
         }
+        s_self_reclaim (self);
         if (now >= next_depth) {
             s_self_refresh_depth (self);
             next_depth = now + 1000;
@@ -353,12 +428,14 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     if (!self)
         return NULL;
     atomic_init (&self->ready, false);
+    atomic_init (&self->last_ok_us, 0);
     s_args_t *args = self->args = calloc (1, sizeof *args);
     if (!args)
         goto fail;
     args->shared = self;
     args->config = config;
     args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
+    args->timeout_ms = (int) sb_config_int (config, "SB_PG_TIMEOUT_MS");
     args->outcomes = strdup (outcomes_endpoint);
     args->wake = strdup (wake_endpoint);
     args->retry.max_attempts = (int) sb_config_int (config, "SB_SEND_MAX_ATTEMPTS");
@@ -392,5 +469,7 @@ sb_delivery_destroy (sb_delivery_t **self_p)
 bool
 sb_delivery_ready (const sb_delivery_t *self)
 {
-    return atomic_load (&((sb_delivery_t *) self)->ready);
+    sb_delivery_t *me = (sb_delivery_t *) self;
+    return atomic_load (&me->ready)
+           && sb_store_alive (atomic_load (&me->last_ok_us), me->args->timeout_ms);
 }

@@ -20,6 +20,8 @@ sb_delivery_t *sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics
 //  Stop: transfers in flight finish (bounded by their timeouts) and are recorded.
 void sb_delivery_destroy (sb_delivery_t **self_p);
 
+//  True while PostgreSQL answers: the last call succeeded, and the last
+//  successful round trip is less than SB_PG_TIMEOUT_MS and a second old.
 bool sb_delivery_ready (const sb_delivery_t *self);
 
 #endif

@@ -15,6 +15,13 @@
     drops for us and its journal keeps everything for a replay. Nothing
     received is thrown away. State changes are logged once each.
 
+    Readiness is the age of the last successful PostgreSQL round trip
+    (sb_store_alive), which the actor copies to an atomic after each
+    store call: every round trip has a deadline (SB_PG_TIMEOUT_MS), and
+    when idle the actor pings every S_PING_MS, so a hung server makes
+    /readyz fail within the deadline and a second even while the actor is
+    blocked on it.
+
     Replay (proto/README.md). Each replay endpoint is a source. At start
     the actor says HELLO; the WELCOME names the ingress id and journal
     epoch; the store's cursor for that id gives the first seq not stored
@@ -74,6 +81,7 @@
 #include "sb_outcome.h"
 #include "sb_replay.h"
 #include "sb_store.h"
+#include "sb_time.h"
 
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 5000
@@ -84,11 +92,13 @@
 #define S_UNKNOWN_GRACE_MS 10000 //  drop events of unknown ingresses this long after start
 #define S_EPOCH_HELLO_MS 200     //  least time between HELLOs caused by foreign epochs
 #define S_AHEAD_MAX_BYTES (64u * 1024 * 1024)  //  live events held ahead, per ingress
+#define S_PING_MS 500            //  idle: a round trip this often, for readiness
 
 //  What the actor needs, copied at start.
 typedef struct {
     sb_ingest_t *shared;       //  the atomics
     char *conninfo;            //  DATABASE_URL
+    int timeout_ms;            //  SB_PG_TIMEOUT_MS
     char *endpoints;           //  SB_INGRESS_PUB
     char *replay;              //  SB_INGRESS_REPLAY ("" for none)
     char *outcomes;            //  inproc endpoint of the outcome PULL
@@ -102,7 +112,8 @@ typedef struct {
 
 struct sb_ingest_t {
     zactor_t *actor;           //  the actor thread
-    atomic_bool ready;         //  PostgreSQL accepts writes
+    atomic_bool ready;         //  the last write (or ping) succeeded
+    _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
     s_args_t *args;            //  what the actor reads; lives as long as it
 };
 
@@ -921,7 +932,7 @@ s_self_tick (self_t *self)
     }
 }
 
-//  Milliseconds until s_self_tick has work.
+//  Milliseconds until s_self_tick has work, or the next idle ping (S_PING_MS).
 static int
 s_self_wait_ms (self_t *self)
 {
@@ -932,8 +943,8 @@ s_self_wait_ms (self_t *self)
         if (src->state == S_LIVE && src->need_replay && src->replay_after_ms < until)
             until = src->replay_after_ms;
     }
-    if (self->nsources == 0)
-        return -1;
+    if (self->nsources == 0 || until > now + S_PING_MS)
+        return S_PING_MS;
     return until > now ? (int) (until - now) : 0;
 }
 
@@ -942,18 +953,19 @@ s_self_wait_ms (self_t *self)
 static bool
 s_self_store (self_t *self)
 {
-    if (self->count == 0 && (self->store || self->nsources == 0))
-        return true;
     int64_t started = zclock_usecs ();
     if (!self->store) {
-        self->store = sb_store_new (self->args->conninfo);
+        self->store = sb_store_new (self->args->conninfo, self->args->timeout_ms);
         if (!self->store)
             return false;
     }
+    if (self->count == 0) {
+        //  Nothing to store: a round trip now and then, for readiness.
+        int64_t age_us = sb_time_mono_us () - sb_store_last_ok_us (self->store);
+        return age_us < S_PING_MS * 1000 || sb_store_ping (self->store) == 0;
+    }
     if (sb_store_ensure (self->store))
         return false;
-    if (self->count == 0)
-        return true;
     memset (self->fresh, 0, self->count * sizeof *self->fresh);
     memset (self->publish, 0, self->count * sizeof *self->publish);
     sb_store_policy_t policy = {
@@ -1023,7 +1035,8 @@ s_ingest_actor (zsock_t *pipe, void *arg)
     if (!self)
         return;
     //  Connect now, so /readyz tells the truth from the start.
-    self->store = sb_store_new (args->conninfo);
+    self->store = sb_store_new (args->conninfo, args->timeout_ms);
+    atomic_store (&args->shared->last_ok_us, sb_store_last_ok_us (self->store));
     atomic_store (&args->shared->ready, self->store != NULL);
     if (!self->store) {
         self->failing = true;
@@ -1051,7 +1064,10 @@ s_ingest_actor (zsock_t *pipe, void *arg)
             s_self_take (self);
             s_self_tick (self);
         }
-        if (s_self_store (self)) {
+        bool stored = s_self_store (self);
+        if (self->store)
+            atomic_store (&args->shared->last_ok_us, sb_store_last_ok_us (self->store));
+        if (stored) {
             if (self->failing) {
                 sb_info ("ingest", "PostgreSQL writes work again");
                 //  Silent sources were not read meanwhile: no stall.
@@ -1091,6 +1107,7 @@ s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_securit
     args->shared = shared;
     args->security = security;
     args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
+    args->timeout_ms = (int) sb_config_int (config, "SB_PG_TIMEOUT_MS");
     args->endpoints = strdup (sb_config_str (config, "SB_INGRESS_PUB"));
     args->replay = strdup (sb_config_str (config, "SB_INGRESS_REPLAY"));
     args->outcomes = strdup (outcomes);
@@ -1126,6 +1143,7 @@ sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
     if (!self)
         return NULL;
     atomic_init (&self->ready, false);
+    atomic_init (&self->last_ok_us, 0);
     self->args
         = s_args_new (self, config, security, rules, metrics, outcomes_endpoint, wake_endpoint);
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
@@ -1156,5 +1174,7 @@ sb_ingest_destroy (sb_ingest_t **self_p)
 bool
 sb_ingest_ready (const sb_ingest_t *self)
 {
-    return atomic_load (&((sb_ingest_t *) self)->ready);
+    sb_ingest_t *me = (sb_ingest_t *) self;
+    return atomic_load (&me->ready)
+           && sb_store_alive (atomic_load (&me->last_ok_us), me->args->timeout_ms);
 }

@@ -34,7 +34,8 @@ sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *
                             const char *outcomes_endpoint, const char *wake_endpoint);
 void sb_ingest_destroy (sb_ingest_t **self_p);
 
-//  True while PostgreSQL accepts our writes.
+//  True while PostgreSQL accepts our writes: the last write (or, idle, ping)
+//  succeeded, less than SB_PG_TIMEOUT_MS and a second ago (sb_store_alive).
 bool sb_ingest_ready (const sb_ingest_t *self);
 
 #endif

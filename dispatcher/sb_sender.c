@@ -645,6 +645,20 @@ sb_sender_in_flight (const sb_sender_t *self)
     return self->in_flight;
 }
 
+size_t
+sb_sender_held (const sb_sender_t *self, int64_t *ids, size_t max)
+{
+    assert (self);
+    size_t n = 0;
+    for (const s_transfer_t *t = self->transfers; t; t = t->next, n++)
+        if (n < max)
+            ids[n] = t->id;
+    for (size_t i = 0; i < self->results_count; i++, n++)
+        if (n < max)
+            ids[n] = self->results[(self->results_head + i) % self->results_cap].id;
+    return n;
+}
+
 //  --------------------------------------------------------------------------
 //  Transfers
 

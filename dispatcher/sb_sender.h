@@ -32,6 +32,10 @@ int sb_sender_submit (sb_sender_t *self, const sb_outbox_item_t *item);
 size_t sb_sender_room (const sb_sender_t *self);
 size_t sb_sender_in_flight (const sb_sender_t *self);
 
+//  The outbox ids the sender holds (transfers in flight, results not yet
+//  taken), at most max of them into ids; returns how many it holds.
+size_t sb_sender_held (const sb_sender_t *self, int64_t *ids, size_t max);
+
 //  Drive transfers, waiting at most timeout_ms for activity. 0 or -1.
 int sb_sender_perform (sb_sender_t *self, int timeout_ms);
 

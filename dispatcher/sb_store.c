@@ -79,8 +79,27 @@
     is recorded on its outbox row alone with the database's reason
     (s_record_refused_sql). Repeated lines go through sb_log_every.
 
-    Limits. seq is stored as bigint. A hung server blocks the calling thread:
-    use libpq's keepalive/tcp_user_timeout settings in DATABASE_URL.
+    DESIGN (deadlines). Every round trip has a deadline, SB_PG_TIMEOUT_MS
+    (timeout_ms): the connection is non-blocking, a connect is
+    PQconnectStartParams then PQconnectPoll, and every send and every wait
+    for a result is a poll() on PQsocket until the deadline, PQflush and
+    PQconsumeInput/PQisBusy in between (libpq's own waits have none). The
+    server is asked to give up first, so that a slow statement or a held
+    lock costs an error and not the connection: statement_timeout is 4/5
+    and lock_timeout 1/2 of the deadline; TCP keepalives and
+    tcp_user_timeout (the deadline) let the kernel drop a peer that went
+    away. Each is set only where DATABASE_URL (or PGOPTIONS) does not set
+    it. When the deadline passes the connection is dropped (closed, never
+    waited on again) and the call fails; the caller retries the same work
+    later on a new connection (sb_store_ensure), with its own backoff. A
+    dropped write may still commit on a server that wakes up later: that
+    is safe, the retry inserts nothing (unique keys) and decides nothing.
+    sb_store_last_ok_us says when the last round trip succeeded, for
+    readiness; migrations get a longer deadline (S_MIGRATE_TIMEOUT_MS).
+
+    Limits. seq is stored as bigint. The host name lookup of a connect is
+    libpq's and blocking (not bounded by the deadline): use an address or
+    a local resolver.
 */
 #include "sb_store.h"
 #include "sb_utf8.h"
@@ -100,6 +119,7 @@
 #include <openssl/evp.h>
 
 #include "sb_log.h"
+#include "sb_time.h"
 
 #define S_MODULE "store"
 
@@ -109,8 +129,13 @@
 #define S_MIGRATION_MAX (4 * 1024 * 1024)
 //  Default WhatsApp customer-service window.
 #define S_WINDOW_MS (24LL * 3600 * 1000)
-//  Longest wait for the server to take our bytes.
-#define S_FLUSH_TIMEOUT_MS 30000
+//  Deadline of a migration's round trips (a migration may rewrite a table).
+#define S_MIGRATE_TIMEOUT_MS 600000
+//  PostgreSQL counts as answering this long past the deadline after the
+//  last successful round trip (callers ping every S_PING_MS when idle).
+#define S_ALIVE_SLACK_MS 1000
+//  Repeated connection and round trip errors: one line per this many ms.
+#define S_LOG_EVERY_MS 1000
 //  Longest text kept in outbox.last_error.
 #define S_ERROR_MAX 1000
 //  Most parameters any statement here takes.
@@ -133,8 +158,9 @@
 #define S_PG_EPOCH_MS 946684800000LL
 
 struct sb_store_t {
-    PGconn *conn;        //  the connection (never NULL after sb_store_new)
+    PGconn *conn;        //  the connection; NULL once dropped (a deadline passed)
     char *conninfo;      //  copy of the conninfo, for reconnecting
+    char *options;       //  "options" we connect with (theirs + our timeouts)
     bool prepared;       //  the write statements are prepared on conn
     bool healthy;        //  last state logged, so each change logs once
     int64_t window_ms;   //  WhatsApp window of the last write, for bot replies
@@ -142,6 +168,12 @@ struct sb_store_t {
     sb_log_every_t refused_log;    //  send results the database refused
     sb_log_every_t duplicate_log;  //  provider ids already known
     sb_log_every_t gone_log;       //  results for rows no longer sending
+    int timeout_ms;      //  deadline of each round trip (SB_PG_TIMEOUT_MS)
+    int64_t deadline_us; //  monotonic end of the round trip under way
+    int64_t last_ok_us;  //  monotonic time of the last successful round trip (0: none)
+    sb_log_every_t log_result;   //  failed statements
+    sb_log_every_t log_timeout;  //  round trips past their deadline
+    sb_log_every_t log_connect;  //  connects failing again
 };
 
 //  ---------------------------------------------------------------------
@@ -170,17 +202,18 @@ s_line (const char *message, char *buf, size_t size)
     return buf;
 }
 
-//  Log a failed result: what we were doing, the server's message and SQLSTATE.
+//  Log a failed result: what we were doing, the server's message and
+//  SQLSTATE (a failure repeated each retry: once a second, with a count).
 static void
-s_log_result (const sb_store_t *self, const PGresult *result, const char *what)
+s_log_result (sb_store_t *self, const PGresult *result, const char *what)
 {
     char line [512];
     const char *message = result ? PQresultErrorMessage (result) : "";
     if (!message || !*message)
-        message = PQerrorMessage (self->conn);
+        message = self->conn ? PQerrorMessage (self->conn) : "connection dropped";
     const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
-    sb_error (S_MODULE, "%s failed error=\"%s\" sqlstate=%s", what,
-              s_line (message, line, sizeof line), state ? state : "-");
+    sb_log_every (&self->log_result, SB_LOG_ERROR, S_MODULE, "%s failed error=\"%s\" sqlstate=%s",
+                  what, s_line (message, line, sizeof line), state ? state : "-");
 }
 
 static bool
@@ -763,32 +796,145 @@ s_notice (void *arg, const char *message)
               s_line (message, line, sizeof line));
 }
 
-static int
-s_connect (sb_store_t *self)
+//  The value of keyword in conninfo ("" parsed as the PG* variables
+//  would be: libpq's defaults), or NULL when unset. Caller frees.
+static char *
+s_conninfo_value (const char *conninfo, const char *keyword)
+{
+    PQconninfoOption *opts = *conninfo ? PQconninfoParse (conninfo, NULL) : PQconndefaults ();
+    char *value = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp (o->keyword, keyword) == 0 && o->val && *o->val)
+            value = strdup (o->val);
+    PQconninfoFree (opts);
+    //  A conninfo without it (or a plain database name) still gets the
+    //  environment's (PGOPTIONS, ...).
+    if (!value && *conninfo)
+        return s_conninfo_value ("", keyword);
+    return value;
+}
+
+//  The "options" to connect with: the user's, plus our statement_timeout
+//  and lock_timeout where they do not set them. NULL when out of memory.
+static char *
+s_options (const char *conninfo, int timeout_ms)
+{
+    char *theirs = s_conninfo_value (conninfo, "options");
+    const char *base = theirs ? theirs : "";
+    char ours [128] = "";
+    if (!strstr (base, "statement_timeout"))
+        snprintf (ours, sizeof ours, " -c statement_timeout=%d", timeout_ms - timeout_ms / 5);
+    if (!strstr (base, "lock_timeout")) {
+        size_t used = strlen (ours);
+        snprintf (ours + used, sizeof ours - used, " -c lock_timeout=%d", timeout_ms / 2);
+    }
+    size_t size = strlen (base) + strlen (ours) + 1;
+    char *options = malloc (size);
+    if (options)
+        snprintf (options, size, "%s%s", base, ours);
+    free (theirs);
+    return options;
+}
+
+//  Drop the connection without waiting for anything: a server past its
+//  deadline is never waited on again. sb_store_ensure reconnects.
+static void
+s_drop (sb_store_t *self)
 {
     if (self->conn)
         PQfinish (self->conn);
+    self->conn = NULL;
     self->prepared = false;
-    //  The conninfo is expanded as "dbname"; we add defaults of our own and
-    //  always talk UTF-8.
-    const char *keys [] = {"dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *values [] = {self->conninfo, "switchboard-dispatcher", "UTF8", NULL};
-    self->conn = PQconnectdbParams (keys, values, 1);
-    if (!self->conn)
+}
+
+//  A round trip passed its deadline: log (once a second, with a count)
+//  and drop the connection.
+static void
+s_timeout (sb_store_t *self, const char *what)
+{
+    sb_log_every (&self->log_timeout, SB_LOG_ERROR, S_MODULE,
+                  "PostgreSQL did not answer in time, dropping the connection what=%s timeout_ms=%d",
+                  what, self->timeout_ms);
+    s_drop (self);
+}
+
+//  Wait until conn's socket is readable (read) or writable (write), up to
+//  deadline_us: 1 ready, 0 past the deadline, -1 error (logged).
+static int
+s_poll (PGconn *conn, bool read, bool write, int64_t deadline_us)
+{
+    int fd = PQsocket (conn);
+    if (fd < 0)
         return -1;
-    if (PQstatus (self->conn) != CONNECTION_OK) {
+    for (;;) {
+        int64_t left_us = deadline_us - sb_time_mono_us ();
+        if (left_us <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = fd, .events = (short) ((read ? POLLIN : 0) | (write ? POLLOUT : 0))};
+        int n = poll (&pfd, 1, (int) ((left_us + 999) / 1000));
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR) {
+            char buf [128];
+            sb_error (S_MODULE, "poll on the PostgreSQL socket failed error=\"%s\"",
+                      sb_strerror (errno, buf, sizeof buf));
+            return -1;
+        }
+    }
+}
+
+//  Connect within the deadline (PQconnectStartParams, then PQconnectPoll
+//  whenever the socket is ready as it asks). 0, or -1 (logged).
+static int
+s_connect (sb_store_t *self)
+{
+    s_drop (self);
+    //  Keywords before "dbname" are defaults DATABASE_URL may override;
+    //  after it, ours. The conninfo is expanded as "dbname".
+    char ms [16], idle [16], interval [16];
+    snprintf (ms, sizeof ms, "%d", self->timeout_ms);
+    snprintf (idle, sizeof idle, "%d", self->timeout_ms / 2000 > 0 ? self->timeout_ms / 2000 : 1);
+    snprintf (interval, sizeof interval, "%d",
+              self->timeout_ms / 6000 > 0 ? self->timeout_ms / 6000 : 1);
+    const char *keys [] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                           "keepalives_count", "tcp_user_timeout", "dbname",
+                           "fallback_application_name", "client_encoding", "options", NULL};
+    const char *values [] = {"1", idle, interval, "3", ms, self->conninfo,
+                             "switchboard-dispatcher", "UTF8", self->options, NULL};
+    PGconn *conn = PQconnectStartParams (keys, values, 1);
+    if (!conn)
+        return -1;
+    int64_t deadline_us = sb_time_mono_us () + (int64_t) self->timeout_ms * 1000;
+    PostgresPollingStatusType state = PQstatus (conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED
+                                                                       : PGRES_POLLING_WRITING;
+    bool late = false;
+    while (state == PGRES_POLLING_READING || state == PGRES_POLLING_WRITING) {
+        //  The socket may change from one PQconnectPoll to the next.
+        int ready = s_poll (conn, state == PGRES_POLLING_READING,
+                            state == PGRES_POLLING_WRITING, deadline_us);
+        if (ready <= 0) {
+            late = ready == 0;
+            state = PGRES_POLLING_FAILED;
+            break;
+        }
+        state = PQconnectPoll (conn);
+    }
+    if (state != PGRES_POLLING_OK || PQsetnonblocking (conn, 1) != 0) {
         char line [512];
+        s_line (late ? "no answer within the deadline" : PQerrorMessage (conn), line, sizeof line);
         if (self->healthy)
-            sb_error (S_MODULE, "cannot connect to PostgreSQL error=\"%s\"",
-                      s_line (PQerrorMessage (self->conn), line, sizeof line));
+            sb_error (S_MODULE, "cannot connect to PostgreSQL error=\"%s\" timeout_ms=%d", line,
+                      self->timeout_ms);
+        else
+            sb_log_every (&self->log_connect, SB_LOG_WARN, S_MODULE,
+                          "still cannot connect to PostgreSQL error=\"%s\"", line);
         self->healthy = false;
+        PQfinish (conn);
         return -1;
     }
+    self->conn = conn;
+    self->last_ok_us = sb_time_mono_us ();
     PQsetNoticeProcessor (self->conn, s_notice, NULL);
-    if (PQsetnonblocking (self->conn, 1) != 0) {
-        sb_error (S_MODULE, "cannot make the connection non-blocking");
-        return -1;
-    }
     if (!self->healthy)
         sb_info (S_MODULE, "connected to PostgreSQL server_version=%d",
                  PQserverVersion (self->conn));
@@ -797,7 +943,7 @@ s_connect (sb_store_t *self)
 }
 
 sb_store_t *
-sb_store_new (const char *conninfo)
+sb_store_new (const char *conninfo, int timeout_ms)
 {
     sb_store_t *self = calloc (1, sizeof (*self));
     if (!self)
@@ -805,7 +951,13 @@ sb_store_new (const char *conninfo)
     self->conninfo = strdup (s_str (conninfo));
     self->healthy = true;      //  so a first failure is logged
     self->window_ms = S_WINDOW_MS;
-    if (!self->conninfo || s_connect (self) != 0) {
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : SB_STORE_TIMEOUT_MS;
+    self->log_result = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
+    self->log_timeout = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
+    self->log_connect = (sb_log_every_t) SB_LOG_EVERY (10 * S_LOG_EVERY_MS);
+    if (self->conninfo)
+        self->options = s_options (self->conninfo, self->timeout_ms);
+    if (!self->conninfo || !self->options || s_connect (self) != 0) {
         sb_store_destroy (&self);
         return NULL;
     }
@@ -818,11 +970,151 @@ sb_store_destroy (sb_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     sb_store_t *self = *self_p;
-    if (self->conn)
-        PQfinish (self->conn);
+    s_drop (self);
     free (self->conninfo);
+    free (self->options);
     free (self);
     *self_p = NULL;
+}
+
+int64_t
+sb_store_last_ok_us (const sb_store_t *self)
+{
+    return self ? self->last_ok_us : 0;
+}
+
+bool
+sb_store_alive (int64_t last_ok_us, int timeout_ms)
+{
+    int64_t limit_us = ((int64_t) timeout_ms + S_ALIVE_SLACK_MS) * 1000;
+    return last_ok_us > 0 && sb_time_mono_us () - last_ok_us < limit_us;
+}
+
+//  ---------------------------------------------------------------------
+//  Round trips: each sends what is queued and waits for the answers
+//  until one deadline, timeout_ms after it began (s_flush).
+
+//  Begin a round trip: send everything queued, reading input meanwhile
+//  so the server never blocks on us. 0, or -1 (logged; dropped when late).
+static int
+s_flush (sb_store_t *self)
+{
+    self->deadline_us = sb_time_mono_us () + (int64_t) self->timeout_ms * 1000;
+    while (self->conn) {
+        int rc = PQflush (self->conn);
+        if (rc == 0)
+            return 0;
+        if (rc < 0)
+            break;
+        int ready = s_poll (self->conn, true, true, self->deadline_us);
+        if (ready == 0) {
+            s_timeout (self, "send");
+            return -1;
+        }
+        if (ready < 0 || !PQconsumeInput (self->conn))
+            break;
+    }
+    s_log_result (self, NULL, "send to PostgreSQL");
+    return -1;
+}
+
+//  Wait, until the round trip's deadline, for PQgetResult to have
+//  something without blocking. 0, or -1 (logged; dropped when late).
+static int
+s_await (sb_store_t *self, const char *what)
+{
+    while (self->conn && PQisBusy (self->conn)) {
+        int ready = s_poll (self->conn, true, false, self->deadline_us);
+        if (ready == 0) {
+            s_timeout (self, what);
+            return -1;
+        }
+        if (ready < 0 || !PQconsumeInput (self->conn)) {
+            s_log_result (self, NULL, what);
+            return -1;
+        }
+    }
+    return self->conn ? 0 : -1;
+}
+
+//  Take results up to the next NULL (the end of one pipelined statement,
+//  or of everything sent outside pipeline mode) within the round trip's
+//  deadline: the first (first) or the last (the one that failed, if any);
+//  NULL when there was none or the wait failed (logged). Caller PQclears.
+static PGresult *
+s_collect (sb_store_t *self, bool first, const char *what)
+{
+    PGresult *kept = NULL;
+    for (;;) {
+        if (s_await (self, what) != 0) {
+            PQclear (kept);
+            return NULL;
+        }
+        PGresult *r = PQgetResult (self->conn);
+        if (!r)
+            break;
+        if (kept && first)
+            PQclear (r);
+        else {
+            PQclear (kept);
+            kept = r;
+        }
+    }
+    if (!kept)
+        s_log_result (self, NULL, what);
+    return kept;
+}
+
+//  One round trip for what is queued (outside pipeline mode): send it and
+//  take every result; the last one, or NULL (logged). Caller PQclears.
+static PGresult *
+s_finish (sb_store_t *self, const char *what)
+{
+    return s_flush (self) == 0 ? s_collect (self, false, what) : NULL;
+}
+
+//  Run sql (with text parameters, NULL value = SQL NULL; with none, the
+//  simple protocol, so sql may hold several statements) in one round
+//  trip. The last result (caller PQclears), or NULL (logged).
+static PGresult *
+s_run (sb_store_t *self, const char *sql, int nparams, const char *const *values,
+       const char *what)
+{
+    int sent = !self->conn ? 0
+               : nparams ? PQsendQueryParams (self->conn, sql, nparams, NULL, values, NULL, NULL, 0)
+                         : PQsendQuery (self->conn, sql);
+    if (!sent) {
+        s_log_result (self, NULL, what);
+        return NULL;
+    }
+    return s_finish (self, what);
+}
+
+//  Run one statement; the result when its status is want (a successful
+//  round trip), else NULL (logged).
+static PGresult *
+s_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
+        ExecStatusType want, const char *what)
+{
+    PGresult *r = s_run (self, sql, nparams, values, what);
+    if (!r)
+        return NULL;
+    if (PQresultStatus (r) != want) {
+        s_log_result (self, r, what);
+        PQclear (r);
+        return NULL;
+    }
+    self->last_ok_us = sb_time_mono_us ();
+    return r;
+}
+
+//  Run a statement that returns no rows. 0 or -1 (logged).
+static int
+s_exec_ok (sb_store_t *self, const char *sql, const char *what)
+{
+    PGresult *r = s_exec (self, sql, 0, NULL, PGRES_COMMAND_OK, what);
+    PQclear (r);
+    return r ? 0 : -1;
 }
 
 int
@@ -834,18 +1126,24 @@ sb_store_ensure (sb_store_t *self)
         PGTransactionStatusType ts = PQtransactionStatus (self->conn);
         if (ts == PQTRANS_IDLE)
             return 0;
-        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
-            PGresult *r = PQexec (self->conn, "ROLLBACK");
-            bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
-            PQclear (r);
-            if (ok)
-                return 0;
-        }
+        if ((ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
+            && s_exec_ok (self, "ROLLBACK", "rollback") == 0)
+            return 0;
     }
     if (self->healthy)
         sb_warn (S_MODULE, "connection to PostgreSQL lost, reconnecting");
     self->healthy = false;
     return s_connect (self);
+}
+
+int
+sb_store_ping (sb_store_t *self)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    PGresult *r = s_exec (self, "SELECT 1", 0, NULL, PGRES_TUPLES_OK, "ping");
+    PQclear (r);
+    return r ? 0 : -1;
 }
 
 //  Prepare the write statements on this connection, once.
@@ -855,15 +1153,21 @@ s_prepare (sb_store_t *self)
     if (self->prepared)
         return 0;
     for (size_t i = 0; i < sizeof s_statements / sizeof s_statements [0]; i++) {
-        PGresult *r = PQprepare (self->conn, s_statements [i].name, s_statements [i].sql, 0, NULL);
-        if (PQresultStatus (r) != PGRES_COMMAND_OK) {
-            char what [80];
-            snprintf (what, sizeof what, "prepare %s", s_statements [i].name);
-            s_log_result (self, r, what);
-            PQclear (r);
+        char what [80];
+        snprintf (what, sizeof what, "prepare %s", s_statements [i].name);
+        if (!PQsendPrepare (self->conn, s_statements [i].name, s_statements [i].sql, 0, NULL)) {
+            s_log_result (self, NULL, what);
             return -1;
         }
+        PGresult *r = s_finish (self, what);
+        if (!r)
+            return -1;
+        bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
+        if (!ok)
+            s_log_result (self, r, what);
         PQclear (r);
+        if (!ok)
+            return -1;
     }
     self->prepared = true;
     return 0;
@@ -876,21 +1180,6 @@ s_ready (sb_store_t *self)
     if (sb_store_ensure (self) != 0)
         return -1;
     return s_prepare (self);
-}
-
-//  Run one statement with text parameters (NULL value = SQL NULL).
-//  Returns the result when its status is want, else NULL (logged).
-static PGresult *
-s_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
-        ExecStatusType want, const char *what)
-{
-    PGresult *r = PQexecParams (self->conn, sql, nparams, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus (r) != want) {
-        s_log_result (self, r, what);
-        PQclear (r);
-        return NULL;
-    }
-    return r;
 }
 
 //  ---------------------------------------------------------------------
@@ -1008,13 +1297,12 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
         return -1;
 
     int rc = -1;
-    r = PQexec (self->conn, "BEGIN");
-    bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
-    PQclear (r);
-    if (!ok)
+    if (s_exec_ok (self, "BEGIN", "migration begin") != 0)
         goto done;
     //  The file is our own SQL, several statements: the simple protocol.
-    r = PQexec (self->conn, sql);
+    r = s_run (self, sql, 0, NULL, "migration");
+    if (!r)
+        goto rollback;
     if (PQresultStatus (r) != PGRES_COMMAND_OK && PQresultStatus (r) != PGRES_TUPLES_OK) {
         char line [512];
         const char *pos = PQresultErrorField (r, PG_DIAG_STATEMENT_POSITION);
@@ -1029,10 +1317,8 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
     if (!r)
         goto rollback;
     PQclear (r);
-    r = PQexec (self->conn, "COMMIT");
-    ok = PQresultStatus (r) == PGRES_COMMAND_OK && strcmp (PQcmdStatus (r), "COMMIT") == 0;
-    if (!ok)
-        s_log_result (self, r, "migration commit");
+    r = s_exec (self, "COMMIT", 0, NULL, PGRES_COMMAND_OK, "migration commit");
+    bool ok = r && strcmp (PQcmdStatus (r), "COMMIT") == 0;
     PQclear (r);
     if (ok) {
         sb_info (S_MODULE, "migration applied version=%s", version);
@@ -1040,7 +1326,8 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
     }
     goto done;
 rollback:
-    PQclear (PQexec (self->conn, "ROLLBACK"));
+    if (self->conn)
+        s_exec_ok (self, "ROLLBACK", "migration rollback");
 done:
     free (sql);
     return rc;
@@ -1056,10 +1343,20 @@ sb_store_migrate (sb_store_t *self, const char *dir)
     if (!names)
         return -1;
     int rc = -1;
+    //  A migration may take long (or wait for another dispatcher's): a
+    //  longer deadline, on both sides, for this session's migrations.
+    int timeout_ms = self->timeout_ms;
+    self->timeout_ms = timeout_ms > S_MIGRATE_TIMEOUT_MS ? timeout_ms : S_MIGRATE_TIMEOUT_MS;
+    char set [96];
+    snprintf (set, sizeof set, "SET statement_timeout = %d; SET lock_timeout = %d",
+              self->timeout_ms - self->timeout_ms / 5, self->timeout_ms / 2);
+    PGresult *r = NULL;
+    if (s_exec_ok (self, set, "migration timeouts") != 0)
+        goto done;
     //  A session lock: held across the per-file transactions, so a second
     //  dispatcher waits here and then finds everything applied.
-    PGresult *r = s_exec (self, "SELECT pg_advisory_lock (" S_MIGRATE_LOCK ")", 0, NULL,
-                          PGRES_TUPLES_OK, "migration lock");
+    r = s_exec (self, "SELECT pg_advisory_lock (" S_MIGRATE_LOCK ")", 0, NULL, PGRES_TUPLES_OK,
+                "migration lock");
     if (!r)
         goto done;
     PQclear (r);
@@ -1076,14 +1373,17 @@ sb_store_migrate (sb_store_t *self, const char *dir)
                 break;
         rc = i == count ? 0 : -1;
     }
-    r = PQexec (self->conn, "SELECT pg_advisory_unlock (" S_MIGRATE_LOCK ")");
-    PQclear (r);
+    PQclear (s_exec (self, "SELECT pg_advisory_unlock (" S_MIGRATE_LOCK ")", 0, NULL,
+                     PGRES_TUPLES_OK, "migration unlock"));
     //  New tables: statements prepared before now may be stale.
     if (rc == 0 && self->prepared) {
-        PQclear (PQexec (self->conn, "DEALLOCATE ALL"));
+        s_exec_ok (self, "DEALLOCATE ALL", "deallocate");
         self->prepared = false;
     }
 done:
+    if (self->conn)
+        s_exec_ok (self, "RESET statement_timeout; RESET lock_timeout", "migration timeouts");
+    self->timeout_ms = timeout_ms;
     for (size_t i = 0; i < count; i++)
         free (names [i]);
     free (names);
@@ -1093,49 +1393,15 @@ done:
 //  ---------------------------------------------------------------------
 //  Pipeline plumbing
 
-//  Send everything buffered, reading input meanwhile so the server never
-//  blocks on us.
-static int
-s_flush (sb_store_t *self)
-{
-    for (;;) {
-        int rc = PQflush (self->conn);
-        if (rc == 0)
-            return 0;
-        if (rc < 0) {
-            s_log_result (self, NULL, "send to PostgreSQL");
-            return -1;
-        }
-        struct pollfd pfd = {.fd = PQsocket (self->conn), .events = POLLIN | POLLOUT};
-        int n = poll (&pfd, 1, S_FLUSH_TIMEOUT_MS);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            sb_error (S_MODULE, "send to PostgreSQL timed out");
-            return -1;
-        }
-        if ((pfd.revents & POLLIN) && !PQconsumeInput (self->conn)) {
-            s_log_result (self, NULL, "read from PostgreSQL");
-            return -1;
-        }
-    }
-}
-
 //  The next pipelined statement's result if its status is want (caller
 //  PQclears), else NULL (logged unless it was only aborted by an earlier
-//  failure).
+//  failure). Waits within the round trip's deadline.
 static PGresult *
 s_take (sb_store_t *self, ExecStatusType want, const char *what)
 {
-    PGresult *r = PQgetResult (self->conn);
-    if (!r) {
-        s_log_result (self, NULL, what);
+    PGresult *r = s_collect (self, true, what);
+    if (!r)
         return NULL;
-    }
-    //  Each statement's results end with a NULL.
-    PGresult *extra;
-    while ((extra = PQgetResult (self->conn)))
-        PQclear (extra);
     if (PQresultStatus (r) != want) {
         if (PQresultStatus (r) != PGRES_PIPELINE_ABORTED)
             s_log_result (self, r, what);
@@ -1146,18 +1412,19 @@ s_take (sb_store_t *self, ExecStatusType want, const char *what)
 }
 
 //  Leave pipeline mode after a failure: end the pipeline, drop its
-//  results, roll back. A connection that does not come back clean is reset.
+//  results, roll back, within one round trip's deadline. A connection that
+//  does not come back clean is dropped (sb_store_ensure reconnects).
 static void
 s_pipeline_abort (sb_store_t *self, bool synced)
 {
-    PGconn *conn = self->conn;
-    if (PQpipelineStatus (conn) != PQ_PIPELINE_OFF) {
-        if (!synced && PQstatus (conn) == CONNECTION_OK)
-            PQpipelineSync (conn);
-        s_flush (self);
-        int nulls = 0;
-        while (PQstatus (conn) == CONNECTION_OK && nulls < 2) {
-            PGresult *r = PQgetResult (conn);
+    if (self->conn && PQpipelineStatus (self->conn) != PQ_PIPELINE_OFF) {
+        if (!synced && PQstatus (self->conn) == CONNECTION_OK)
+            PQpipelineSync (self->conn);
+        int nulls = s_flush (self) == 0 ? 0 : 2;
+        while (self->conn && PQstatus (self->conn) == CONNECTION_OK && nulls < 2) {
+            if (s_await (self, "end of pipeline") != 0)
+                break;
+            PGresult *r = PQgetResult (self->conn);
             if (!r) {
                 nulls++;
                 continue;
@@ -1168,14 +1435,17 @@ s_pipeline_abort (sb_store_t *self, bool synced)
             if (sync)
                 break;
         }
-        if (!PQexitPipelineMode (conn)) {
-            sb_warn (S_MODULE, "cannot leave pipeline mode, resetting the connection");
-            s_connect (self);
+        if (!self->conn)
+            return;
+        if (!PQexitPipelineMode (self->conn)) {
+            sb_warn (S_MODULE, "cannot leave pipeline mode, dropping the connection");
+            s_drop (self);
             return;
         }
     }
-    if (PQstatus (conn) == CONNECTION_OK && PQtransactionStatus (conn) != PQTRANS_IDLE)
-        PQclear (PQexec (conn, "ROLLBACK"));
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK
+        && PQtransactionStatus (self->conn) != PQTRANS_IDLE)
+        s_exec_ok (self, "ROLLBACK", "rollback");
 }
 
 //  Queue a prepared write statement with a table's arrays as parameters.
@@ -1240,9 +1510,11 @@ s_take_commit (sb_store_t *self, bool *synced)
         return false;
     bool committed = strcmp (PQcmdStatus (r), "COMMIT") == 0;
     PQclear (r);
-    r = PQgetResult (self->conn);
+    r = s_await (self, "end of pipeline") == 0 ? PQgetResult (self->conn) : NULL;
     *synced = r && PQresultStatus (r) == PGRES_PIPELINE_SYNC;
     PQclear (r);
+    if (committed)
+        self->last_ok_us = sb_time_mono_us ();
     return committed;
 }
 
@@ -2179,20 +2451,7 @@ sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
 int
 sb_store_recover (sb_store_t *self)
 {
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    PGresult *r = s_exec (self,
-                          "UPDATE outbox SET state = 'pending', updated_at = now ()"
-                          " WHERE state = 'sending'",
-                          0, NULL, PGRES_COMMAND_OK, "recover outbox");
-    if (!r)
-        return -1;
-    int64_t n = 0;
-    s_parse_int64 (PQcmdTuples (r), &n);
-    PQclear (r);
-    if (n > 0)
-        sb_info (S_MODULE, "outbox rows back to pending count=%" PRId64, n);
-    return (int) n;
+    return sb_store_reclaim (self, NULL, 0);
 }
 
 //  One send result as a prepared statement with its text parameters.
@@ -2621,4 +2880,36 @@ sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending)
     }
     PQclear (r);
     return 0;
+}
+
+int
+sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    //  The held ids as a text array literal, "{1,2,3}".
+    size_t size = 3 + count * 21;
+    char *list = malloc (size);
+    if (!list) {
+        sb_error (S_MODULE, "out of memory reclaiming outbox rows count=%zu", count);
+        return -1;
+    }
+    size_t used = (size_t) snprintf (list, size, "{");
+    for (size_t i = 0; i < count; i++)
+        used += (size_t) snprintf (list + used, size - used, "%s%" PRId64, i ? "," : "", held [i]);
+    snprintf (list + used, size - used, "}");
+    const char *params [] = {list};
+    PGresult *r = s_exec (self,
+                          "UPDATE outbox SET state = 'pending', updated_at = now ()"
+                          " WHERE state = 'sending' AND NOT (id = ANY ($1::int8[]))",
+                          1, params, PGRES_COMMAND_OK, "reclaim outbox");
+    free (list);
+    if (!r)
+        return -1;
+    int64_t n = 0;
+    s_parse_int64 (PQcmdTuples (r), &n);
+    PQclear (r);
+    if (n > 0)
+        sb_info (S_MODULE, "outbox rows back to pending count=%" PRId64 " held=%zu", n, count);
+    return (int) n;
 }

@@ -6,7 +6,9 @@
     Exactly once: events are unique by (ingress_id, seq) and by (provider,
     kind, provider_id, status); a replayed or re-sent webhook inserts
     nothing and so decides nothing. All SQL is parameterized.
-    One connection, used by one thread.
+    One connection, used by one thread. Every round trip (connects too) has
+    a deadline, timeout_ms: past it the connection is dropped, the call
+    fails, and the next call reconnects.
 */
 #ifndef SB_STORE_H_INCLUDED
 #define SB_STORE_H_INCLUDED
@@ -21,13 +23,38 @@
 
 typedef struct sb_store_t sb_store_t;
 
-//  Connect with a libpq URI or conninfo ("" uses the PG* variables).
-//  NULL when the connection fails (logged). Caller owns the return value.
-sb_store_t *sb_store_new (const char *conninfo);
+//  Default deadline of a round trip (SB_PG_TIMEOUT_MS).
+#define SB_STORE_TIMEOUT_MS 5000
+
+//  Connect with a libpq URI or conninfo ("" uses the PG* variables) within
+//  timeout_ms (<= 0: SB_STORE_TIMEOUT_MS), the deadline of every round trip
+//  after it too. The server is asked for statement_timeout, lock_timeout,
+//  TCP keepalives and tcp_user_timeout to match, where conninfo does not
+//  set them. NULL when the connection fails (logged). Caller owns the
+//  return value.
+sb_store_t *sb_store_new (const char *conninfo, int timeout_ms);
 void sb_store_destroy (sb_store_t **self_p);
 
-//  Reconnect if the connection is bad. 0 when usable, -1 otherwise.
+//  Reconnect if the connection is bad or was dropped. 0 when usable, -1
+//  otherwise (the caller backs off before trying again).
 int sb_store_ensure (sb_store_t *self);
+
+//  One round trip (SELECT 1), reconnecting if needed: for readiness when
+//  there is nothing else to do. 0 or -1.
+int sb_store_ping (sb_store_t *self);
+
+//  Monotonic time (sb_time_mono_us) of the last successful round trip: a
+//  connect, a statement, a committed transaction. 0 when none.
+int64_t sb_store_last_ok_us (const sb_store_t *self);
+
+//  Whether a last success at last_ok_us (from sb_store_last_ok_us, copied
+//  to wherever another thread reads it) is recent enough for PostgreSQL to
+//  count as answering: within timeout_ms and one second. A caller with
+//  nothing to do pings (sb_store_ping) once its last success is half a
+//  second old.
+//  Readiness is this age, not a flag: a thread blocked on PostgreSQL cannot
+//  clear a flag, but its last success grows old.
+bool sb_store_alive (int64_t last_ok_us, int timeout_ms);
 
 //  Apply dir/*.sql not yet in schema_migrations, in name order, each in a
 //  transaction, all under a session advisory lock so two dispatchers
@@ -107,6 +134,12 @@ int sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t c
 //  the row dead, or -1.
 int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
                      int64_t backoff_base_ms, int64_t backoff_max_ms);
+
+//  Rows left "sending" by a claim whose answer was lost (its round trip
+//  passed the deadline, and the server committed it later) go back to
+//  pending, except the held ones (in flight or with a result in memory).
+//  One dispatcher per database, as sb_store_recover assumes. Count or -1.
+int sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count);
 
 //  The outbox's depth: rows pending (due now or later) and sending, for
 //  /metrics. 0 or -1.

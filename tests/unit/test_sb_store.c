@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,6 +128,14 @@ s_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+s_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -327,6 +338,57 @@ test_migrate (sb_store_t *store)
 }
 
 //  Two dispatchers starting together on an empty database.
+//  Every round trip has a deadline. A server that accepts the connection
+//  and never answers: the connect gives up after timeout_ms. A table
+//  locked by another session: the read fails (lock_timeout) within the
+//  deadline, the connection stays usable, and the read works once the
+//  lock is gone. The time of the last success moves only on success.
+static void
+test_deadlines (const char *conninfo)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    CHECK (fd >= 0 && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0 && listen (fd, 8) == 0
+           && getsockname (fd, (struct sockaddr *) &addr, &len) == 0);
+    char silent [96];
+    snprintf (silent, sizeof silent, "host=127.0.0.1 port=%d user=x dbname=x", ntohs (addr.sin_port));
+    int64_t started = s_mono_ms ();
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    CHECK (sb_store_new (silent, 500) == NULL);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    int64_t took = s_mono_ms () - started;
+    CHECK (took >= 450 && took < 3000);
+    close (fd);
+
+    sb_store_t *store = sb_store_new (conninfo, 1000);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    uint64_t seq;
+    char epoch [64];
+    CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), 0);
+    int64_t ok_us = sb_store_last_ok_us (store);
+    CHECK (ok_us > 0 && sb_store_alive (ok_us, 1000));
+    CHECK (!sb_store_alive (0, 1000));
+    CHECK (!sb_store_alive (ok_us - 3000000, 1000));
+
+    s_exec ("BEGIN", NULL);
+    s_exec ("LOCK TABLE consumer_cursors IN ACCESS EXCLUSIVE MODE", NULL);
+    started = s_mono_ms ();
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), -1);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    took = s_mono_ms () - started;
+    CHECK (took >= 400 && took < 1500);
+    CHECK (sb_store_last_ok_us (store) == ok_us);
+    s_exec ("COMMIT", NULL);
+    CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), 0);
+    CHECK (sb_store_last_ok_us (store) > ok_us);
+    CHECK_INT (sb_store_ping (store), 0);
+    sb_store_destroy (&store);
+}
+
 static void
 test_migrate_concurrently (const char *conninfo)
 {
@@ -335,7 +397,7 @@ test_migrate_concurrently (const char *conninfo)
     for (int i = 0; i < 2; i++) {
         pids [i] = fork ();
         if (pids [i] == 0) {
-            sb_store_t *store = sb_store_new (conninfo);
+            sb_store_t *store = sb_store_new (conninfo, 0);
             int rc = store ? sb_store_migrate (store, SB_MIGRATIONS_DIR) : -1;
             sb_store_destroy (&store);
             _exit (rc == 0 ? 0 : 1);
@@ -1371,15 +1433,16 @@ main (void)
 
     test_migrate_concurrently (conninfo [1]);
 
-    sb_store_t *store = sb_store_new (conninfo [0]);
+    sb_store_t *store = sb_store_new (conninfo [0], 0);
     s_db = PQconnectdb (conninfo [0]);
     CHECK (store != NULL);
     CHECK (PQstatus (s_db) == CONNECTION_OK);
     sb_log_init ("test_sb_store", SB_LOG_OFF);
-    CHECK (sb_store_new ("host=127.0.0.1 port=1 connect_timeout=2") == NULL);
+    CHECK (sb_store_new ("host=127.0.0.1 port=1", 2000) == NULL);
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     if (store && PQstatus (s_db) == CONNECTION_OK) {
         test_migrate (store);
+        test_deadlines (conninfo [0]);
         test_inbound_kinds (store);
         test_dedup (store);
         test_statuses (store);

@@ -74,10 +74,13 @@
     message); an id that is over-long, not UTF-8 or holds control
     characters is not kept (said in last_error) rather than cut or mangled
     into someone else's; an unknown outcome is recorded as FINAL. Any other
-    record the database refuses is taken out of the transaction, which is
-    tried again without it; the refused one runs alone and, refused again,
-    is recorded on its outbox row alone with the database's reason
-    (s_record_refused_sql). Repeated lines go through sb_log_every.
+    record the database refuses for its data (SQLSTATE classes 22, 23, 54:
+    s_data_error) is taken out of the transaction, which is tried again
+    without it; the refused one runs alone and, refused again, is recorded
+    on its outbox row alone with the database's reason
+    (s_record_refused_sql). Any other failure (a deadlock, a lock or
+    statement timeout, a lost connection) is not the record's: the whole
+    turn fails, and the caller tries it again, intact, after its backoff. Repeated lines go through sb_log_every.
 
     DESIGN (deadlines). Every round trip has a deadline, SB_PG_TIMEOUT_MS
     (timeout_ms): the connection is non-blocking, a connect is
@@ -174,6 +177,7 @@ struct sb_store_t {
     sb_log_every_t log_result;   //  failed statements
     sb_log_every_t log_timeout;  //  round trips past their deadline
     sb_log_every_t log_connect;  //  connects failing again
+    char sqlstate [6];   //  SQLSTATE of the last failed statement ("": none, or no answer)
 };
 
 //  ---------------------------------------------------------------------
@@ -212,6 +216,7 @@ s_log_result (sb_store_t *self, const PGresult *result, const char *what)
     if (!message || !*message)
         message = self->conn ? PQerrorMessage (self->conn) : "connection dropped";
     const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    snprintf (self->sqlstate, sizeof self->sqlstate, "%s", state ? state : "");
     sb_log_every (&self->log_result, SB_LOG_ERROR, S_MODULE, "%s failed error=\"%s\" sqlstate=%s",
                   what, s_line (message, line, sizeof line), state ? state : "-");
 }
@@ -1096,6 +1101,7 @@ static PGresult *
 s_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
         ExecStatusType want, const char *what)
 {
+    self->sqlstate [0] = 0;
     PGresult *r = s_run (self, sql, nparams, values, what);
     if (!r)
         return NULL;
@@ -1399,6 +1405,7 @@ done:
 static PGresult *
 s_take (sb_store_t *self, ExecStatusType want, const char *what)
 {
+    self->sqlstate [0] = 0;
     PGresult *r = s_collect (self, true, what);
     if (!r)
         return NULL;
@@ -2673,6 +2680,18 @@ s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, si
 //  NULL; dead filled for those rows). -1 when rolled back: *failed is then
 //  the position in order of the record the database refused, or -1 when
 //  anything else failed (connection, BEGIN, claim, COMMIT).
+//  The last statement failed for its data: a data exception (class 22),
+//  a constraint it breaks (23) or a limit it passes (54, e.g. an index row
+//  too large). Only such a failure is the record's own; any other (a
+//  deadlock, a statement or lock timeout, a lost connection) says nothing
+//  about the record, and the whole turn is tried again later, intact.
+static bool
+s_data_error (const sb_store_t *self)
+{
+    return strncmp (self->sqlstate, "22", 2) == 0 || strncmp (self->sqlstate, "23", 2) == 0
+           || strncmp (self->sqlstate, "54", 2) == 0;
+}
+
 static int
 s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n,
               bool *dead, size_t claim_max, PGresult **claimed, long *failed)
@@ -2696,7 +2715,8 @@ s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, siz
     for (size_t k = 0; k < n; k++) {
         const s_record_t *rec = &recs [order [k]];
         if (!(r = s_take (self, PGRES_TUPLES_OK, rec->what))) {
-            *failed = (long) k;
+            if (s_data_error (self))
+                *failed = (long) k;
             goto abort;
         }
         bool was_dead = s_record_done (self, rec, r);
@@ -2747,7 +2767,7 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
         PQclear (r);
         return 0;
     }
-    if (PQstatus (self->conn) != CONNECTION_OK)
+    if (PQstatus (self->conn) != CONNECTION_OK || !s_data_error (self))
         return -1;
     char line [400];
     const char *why = s_line (PQerrorMessage (self->conn), line, sizeof line);

@@ -1024,6 +1024,47 @@ test_poison (sb_store_t *store)
     s_check_error (p, "not recorded: new row for relation \"outbox\" violates check constraint");
 }
 
+//  A failure that is not the record's own (here its messages row locked
+//  by another session past lock_timeout) is not a poison: the settle
+//  fails whole, nothing is recorded as refused, and once the lock goes the
+//  same results are recorded in full (the message gets its provider id).
+static void
+test_settle_transient (const char *conninfo)
+{
+    sb_store_t *store = sb_store_new (conninfo, 1000);  //  lock_timeout 500 ms
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t a = s_make_reply ("+14155550920");
+    int64_t b = s_make_reply ("+14155550921");
+    CHECK_INT (s_claim_count (store), 2);
+    sb_send_result_t results [2] = {
+        s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMtransient0a", NULL, NULL),
+        s_result (b, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMtransient0b", NULL, NULL)};
+    sb_store_retry_t retry = {5, 1000, 60000};
+    bool dead [2];
+    char sid [24];
+    snprintf (sid, sizeof sid, "%" PRId64, b);
+    s_exec ("BEGIN", NULL);
+    s_exec ("SELECT 1 FROM messages WHERE outbox_id = $1 FOR UPDATE", sid, NULL);
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    int rc = sb_store_settle (store, results, 2, &retry, dead, 0, NULL);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    s_exec ("COMMIT", NULL);
+    CHECK_INT (rc, -1);
+    CHECK_STR (s_outbox (a, "state"), "sending");
+    CHECK_STR (s_outbox (b, "state"), "sending");
+    CHECK_STR (s_outbox (b, "last_error"), "");
+    CHECK_INT (sb_store_settle (store, results, 2, &retry, dead, 0, NULL), 0);
+    CHECK_STR (s_outbox (a, "state"), "sent");
+    CHECK_STR (s_outbox (b, "state"), "sent");
+    CHECK_STR (s_message_provider_id (b), "SMtransient0b");
+    for (int i = 0; i < 2; i++)
+        sb_outbox_result_free (&results [i]);
+    sb_store_destroy (&store);
+}
+
 //  ---------------------------------------------------------------------
 //  Rules
 
@@ -1449,6 +1490,7 @@ main (void)
         test_outbox (store);
         test_settle (store);
         test_poison (store);
+        test_settle_transient (conninfo [0]);
         test_large_batch (store, NULL, "SMbig");
         char err [256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);

@@ -149,13 +149,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
 static int
 s_send (zsock_t *dealer, const sb_replay_msg_t *msg)
 {
-    size_t size = 0;
-    uint8_t *data = sb_replay_encode (msg, &size);
-    if (!data)
-        return -1;
-    int rc = zmq_send (zsock_resolve (dealer), data, size, 0) < 0 ? -1 : 0;
-    free (data);
-    return rc;
+    return sb_replay_send (zsock_resolve (dealer), msg, 0);
 }
 
 //  Print one record as tap does.

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "sb_log.h"
 #include "switchboard/v1/replay.pb-c.h"
@@ -343,4 +344,16 @@ sb_replay_msg_clear (sb_replay_msg_t *m)
     if (m->unpacked)
         switchboard__v1__replay_message__free_unpacked ((s_pb_t *) m->unpacked, NULL);
     memset (m, 0, sizeof *m);
+}
+
+int
+sb_replay_send (void *socket, const sb_replay_msg_t *msg, int flags)
+{
+    size_t size = 0;
+    uint8_t *data = sb_replay_encode (msg, &size);
+    if (!data)
+        return -1;
+    int rc = zmq_send (socket, data, size, flags) < 0 ? -1 : 0;
+    free (data);
+    return rc;
 }

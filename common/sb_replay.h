@@ -80,6 +80,11 @@ typedef struct {
 //  breaks a rule, or out of memory.
 uint8_t *sb_replay_encode (const sb_replay_msg_t *msg, size_t *size);
 
+//  Encode msg and send it as one frame on socket (a libzmq socket handle:
+//  zsock_resolve of a czmq one) with zmq_send's flags. 0, or -1 when msg
+//  breaks a rule or zmq_send failed (zmq_errno says why).
+int sb_replay_send (void *socket, const sb_replay_msg_t *msg, int flags);
+
 //  Parse and check bytes from the wire into *msg. 0, or -1 when they are
 //  not a valid message (*msg is then cleared and holds nothing to free).
 //  On success msg->event borrows from msg: call sb_replay_msg_clear when

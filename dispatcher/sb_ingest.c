@@ -435,16 +435,11 @@ fail:
 static bool
 s_source_send (s_source_t *src, const sb_replay_msg_t *msg)
 {
-    size_t size = 0;
-    uint8_t *data = sb_replay_encode (msg, &size);
-    if (!data)
-        return false;
-    bool sent = zmq_send (zsock_resolve (src->dealer), data, size, ZMQ_DONTWAIT) >= 0;
+    bool sent = sb_replay_send (zsock_resolve (src->dealer), msg, ZMQ_DONTWAIT) == 0;
     if (!sent)
         sb_debug ("ingest", "replay message not sent endpoint=%s type=%s error=\"%s\"",
                   src->endpoint, sb_replay_type_name ((int) msg->type),
                   zmq_strerror (zmq_errno ()));
-    free (data);
     return sent;
 }
 

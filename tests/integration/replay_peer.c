@@ -33,13 +33,7 @@
 static int
 s_send (zsock_t *dealer, const sb_replay_msg_t *msg)
 {
-    size_t size = 0;
-    uint8_t *data = sb_replay_encode (msg, &size);
-    if (!data)
-        return -1;
-    int rc = zmq_send (zsock_resolve (dealer), data, size, 0) < 0 ? -1 : 0;
-    free (data);
-    return rc;
+    return sb_replay_send (zsock_resolve (dealer), msg, 0);
 }
 
 //  The next message of type want (others are skipped); 0 or -1 on time-out.

@@ -245,6 +245,9 @@ s_emit (sb_log_level_t level, const char *line, size_t size)
     pthread_mutex_unlock (&s_async.lock);
 }
 
+static void s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char *fmt,
+                    va_list args) __attribute__ ((format (printf, 4, 0)));
+
 static void
 s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char *fmt,
         va_list args)

@@ -248,8 +248,10 @@ step() {
   wait_http "http://127.0.0.1:$sbx_port/healthz" $! sandbox "$dir/sandbox.log"
 
   # SB_REPLAY/SB_INGRESS_REPLAY: free ports for versions that have replay
-  # (the default port may be taken); older versions ignore them.
-  env -i PATH="$PATH" SB_LOG_LEVEL=warn SB_LISTEN="127.0.0.1:$ing_port" \
+  # (the default port may be taken); older versions ignore them, and
+  # SB_HTTP_MAX_CONN_PER_IP (the load tool's connections all come from one
+  # address, as through a proxy: no per-address limit).
+  env -i PATH="$PATH" SB_LOG_LEVEL=warn SB_LISTEN="127.0.0.1:$ing_port" SB_HTTP_MAX_CONN_PER_IP=0 \
     SB_PUB="tcp://127.0.0.1:$pub_port" SB_REPLAY="tcp://127.0.0.1:$replay_port" \
     SB_JOURNAL_DIR="$work/journal-$name" SB_INGRESS_ID=bench SB_PUBLIC_URL="$public_url" \
     TWILIO_AUTH_TOKEN="$twilio_token" META_APP_SECRET="$meta_secret" \

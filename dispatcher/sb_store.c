@@ -97,6 +97,27 @@
     later on a new connection (sb_store_ensure), with its own backoff. A
     dropped write may still commit on a server that wakes up later: that
     is safe, the retry inserts nothing (unique keys) and decides nothing.
+    The outbox is not keyed that way (id and state 'sending'), so its
+    statements carry claim tokens. DESIGN (claim tokens). A store has a
+    random instance id; each connection a token, the instance id and a
+    random part new on every connect. A claim marks its rows with the
+    token of the connection it ran on (outbox.claim_token, 0004) and hands
+    it to the sender with each item, which copies it into the result. A
+    result applies only while its row is still "sending" with that token,
+    so one that runs late (after the row was recorded again on another
+    connection and claimed once more) touches nothing. A dropped
+    connection's token is kept (S_DROPPED_MAX, oldest forgotten) and
+    sb_store_reclaim puts back only rows of those tokens that the caller
+    does not hold: never the live connection's rows, never another
+    process's, and a reclaim that runs late only touches rows nobody holds.
+    sb_store_recover (at start) puts back every "sending" row not claimed
+    by this store instance: a new process cannot know its dead
+    predecessor's tokens, so this still assumes one dispatcher per
+    database (DESIGN.md's scale-out would need an instance registry with
+    leases for it); a recover that runs late never undoes this instance's
+    claims. A row claimed by a late statement of a connection dropped
+    before a store's last reclaim stays "sending" until the next reclaim
+    (after the next failed settle) or restart.
     sb_store_last_ok_us says when the last round trip succeeded, for
     readiness; migrations get a longer deadline (S_MIGRATE_TIMEOUT_MS).
 

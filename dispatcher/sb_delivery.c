@@ -27,7 +27,10 @@
     still commit when the server wakes, claiming rows whose answer we never
     saw: after such a failure, once PostgreSQL answers again, rows left
     "sending" that the actor does not hold go back to pending
-    (sb_store_reclaim), every second for 2 x SB_PG_TIMEOUT_MS.
+    (sb_store_reclaim), every second for 2 x SB_PG_TIMEOUT_MS. Only rows
+    claimed on connections the store dropped are touched (claim tokens, see
+    sb_store), and results carry their claim's token, so a statement that
+    runs late never undoes a newer claim.
 */
 #include "sb_delivery.h"
 

@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+//  Room for a claim token (outbox.claim_token, NUL included): who claimed
+//  a row, so that only that claim's result or reclaim touches it.
+#define SB_OUTBOX_TOKEN_SIZE 40
+
 typedef enum {
     SB_OUTBOX_REPLY = 1,    //  send body to the contact through the provider
     SB_OUTBOX_FORWARD = 2,  //  POST event_json to forward_url; its answer becomes a reply
@@ -28,6 +32,7 @@ typedef struct {
     int forward_timeout_ms;  //  FORWARD: total timeout
     char *event_json;        //  FORWARD: the event as JSON (sb_event_to_json)
     int attempts;            //  attempts made before this one
+    char claim_token [SB_OUTBOX_TOKEN_SIZE];  //  the claim's token (sb_store)
 } sb_outbox_item_t;
 
 typedef enum {
@@ -49,6 +54,8 @@ typedef struct {
     char *error;               //  short description for logs and outbox.last_error
     int64_t retry_after_ms;    //  RETRY: the provider's Retry-After, or -1 when not given
     bool opt_out;              //  FINAL: the provider says the contact opted out (Twilio 21610)
+    char claim_token [SB_OUTBOX_TOKEN_SIZE];  //  copied from the item: the result applies
+                                              //  only while the row still has it
 } sb_send_result_t;
 
 void sb_outbox_item_free (sb_outbox_item_t *item);     //  frees the strings, not item

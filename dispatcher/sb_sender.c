@@ -72,6 +72,7 @@ typedef struct s_transfer_t {
     int64_t id;                       //  outbox id
     sb_outbox_kind_t kind;            //  reply or forward
     int provider;                     //  SB_PROVIDER_*
+    char claim_token[SB_OUTBOX_TOKEN_SIZE]; //  the item's claim token, for its result
     char *answer;                     //  answer body, NUL-terminated, capped
     size_t answer_size;               //  bytes kept in answer
     size_t answer_dropped;            //  bytes past the cap, read and dropped
@@ -422,6 +423,7 @@ s_push_final (sb_sender_t *self, const sb_outbox_item_t *item, const char *why)
                                .error = s_strdup (why),
                                .retry_after_ms = -1,
                                .opt_out = false};
+    snprintf (result.claim_token, sizeof result.claim_token, "%s", item->claim_token);
     sb_log (SB_LOG_WARN, S_MODULE, "send refused id=%lld reason=\"%s\"", (long long) item->id,
             why);
     if (s_push_result (self, &result))
@@ -873,6 +875,7 @@ sb_sender_submit (sb_sender_t *self, const sb_outbox_item_t *item)
     transfer->id = item->id;
     transfer->kind = item->kind;
     transfer->provider = item->provider;
+    snprintf (transfer->claim_token, sizeof transfer->claim_token, "%s", item->claim_token);
     const char *why = NULL;
     int rc;
     if (item->kind == SB_OUTBOX_FORWARD)
@@ -924,6 +927,7 @@ s_finish (sb_sender_t *self, s_transfer_t *transfer, CURLcode code)
     }
     sb_send_result_t result = {.id = transfer->id, .kind = transfer->kind,
                                .provider = transfer->provider};
+    snprintf (result.claim_token, sizeof result.claim_token, "%s", transfer->claim_token);
     if (transfer->kind == SB_OUTBOX_FORWARD)
         s_classify_forward ((int) status, transfer->answer, content_type, &result);
     else

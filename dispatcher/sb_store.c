@@ -97,6 +97,27 @@
     later on a new connection (sb_store_ensure), with its own backoff. A
     dropped write may still commit on a server that wakes up later: that
     is safe, the retry inserts nothing (unique keys) and decides nothing.
+    The outbox is not keyed that way (id and state 'sending'), so its
+    statements carry claim tokens. DESIGN (claim tokens). A store has a
+    random instance id; each connection a token, the instance id and a
+    random part new on every connect. A claim marks its rows with the
+    token of the connection it ran on (outbox.claim_token, 0004) and hands
+    it to the sender with each item, which copies it into the result. A
+    result applies only while its row is still "sending" with that token,
+    so one that runs late (after the row was recorded again on another
+    connection and claimed once more) touches nothing. A dropped
+    connection's token is kept (S_DROPPED_MAX, oldest forgotten) and
+    sb_store_reclaim puts back only rows of those tokens that the caller
+    does not hold: never the live connection's rows, never another
+    process's, and a reclaim that runs late only touches rows nobody holds.
+    sb_store_recover (at start) puts back every "sending" row not claimed
+    by this store instance: a new process cannot know its dead
+    predecessor's tokens, so this still assumes one dispatcher per
+    database (DESIGN.md's scale-out would need an instance registry with
+    leases for it); a recover that runs late never undoes this instance's
+    claims. A row claimed by a late statement of a connection dropped
+    before a store's last reclaim stays "sending" until the next reclaim
+    (after the next failed settle) or restart.
     sb_store_last_ok_us says when the last round trip succeeded, for
     readiness; migrations get a longer deadline (S_MIGRATE_TIMEOUT_MS).
 
@@ -120,6 +141,7 @@
 
 #include <libpq-fe.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "sb_log.h"
 #include "sb_time.h"
@@ -148,6 +170,13 @@
 //  always fits in a btree entry, so no value from outside can make a batch
 //  fail for ever.
 #define S_KEY_MAX 512
+
+//  Claim tokens: a store's instance id is 16 hex digits; a connection's
+//  token is the instance id, ".", and 16 more (SB_OUTBOX_TOKEN_SIZE).
+#define S_INSTANCE_SIZE 17
+//  Tokens of dropped connections kept for sb_store_reclaim; past this
+//  many the oldest is forgotten (its rows wait for sb_store_recover).
+#define S_DROPPED_MAX 256
 
 //  PostgreSQL type OIDs of the array elements we send (pg_type.dat).
 #define S_OID_BOOL 16
@@ -178,6 +207,11 @@ struct sb_store_t {
     sb_log_every_t log_timeout;  //  round trips past their deadline
     sb_log_every_t log_connect;  //  connects failing again
     char sqlstate [6];   //  SQLSTATE of the last failed statement ("": none, or no answer)
+    char instance [S_INSTANCE_SIZE];  //  random per store: the head of its claim tokens
+    char token [SB_OUTBOX_TOKEN_SIZE];  //  claim token of conn (instance.random; "": none)
+    char dropped [S_DROPPED_MAX][SB_OUTBOX_TOKEN_SIZE];  //  tokens of dropped connections
+    size_t dropped_count;               //  used entries of dropped, oldest first
+    sb_log_every_t dropped_log;         //  dropped tokens forgotten (the list was full)
 };
 
 //  ---------------------------------------------------------------------
@@ -649,14 +683,21 @@ static const char s_cursor_sql [] =
 //  The outbox statements (text parameters).
 
 //  Claim due rows ($1 at most): pending and due, oldest due first, marked
-//  sending. SKIP LOCKED: rows another transaction holds are left to it.
+//  sending with this connection's claim token ($2). SKIP LOCKED: rows
+//  another transaction holds are left to it.
 static const char s_claim_sql [] =
-    "UPDATE outbox o SET state = 'sending', updated_at = now ()"
+    "UPDATE outbox o SET state = 'sending', claim_token = $2, updated_at = now ()"
     " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
     " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
     " WHERE o.id = d.id"
     " RETURNING o.id, o.kind, o.provider, o.channel, o.account, o.from_addr, o.to_addr,"
-    " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts";
+    " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts,"
+    " o.claim_token";
+
+//  The send results below apply only to a row still "sending" under the
+//  claim that produced the result: its claim token ($4, $4, $8, $5, $6;
+//  "" for a row claimed before 0004_claim_token.sql), so a result that
+//  runs late never touches a row claimed again since.
 
 //  SENT for a reply: the provider's id on the outbox row and on the
 //  outbound message, with the best status already received for that id;
@@ -675,6 +716,7 @@ static const char s_record_sent_sql [] =
     " updated_at = now ()"
     " FROM (SELECT 1) one LEFT JOIN dup ON true"
     " WHERE outbox.id = $1 AND outbox.state = 'sending'"
+    " AND outbox.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')"
     " RETURNING outbox.id, outbox.provider, dup.id AS dup_id),"
     " best AS ("
     " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
@@ -699,7 +741,8 @@ static const char s_record_bot_sql [] =
     " SELECT o.id, o.channel, COALESCE (c.opted_out, false) AS opted_out, c.last_inbound_at"
     " FROM outbox o LEFT JOIN contacts c"
     " ON c.provider = o.provider AND c.channel = o.channel AND c.address = o.to_addr"
-    " WHERE o.id = $1 AND o.state = 'sending'),"
+    " WHERE o.id = $1 AND o.state = 'sending'"
+    " AND o.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')),"
     " d AS ("
     " SELECT id, CASE WHEN $2 = '' THEN 'bot_no_reply'"
     " WHEN opted_out THEN 'opted_out'"
@@ -711,7 +754,8 @@ static const char s_record_bot_sql [] =
     " UPDATE outbox SET kind = CASE WHEN $2 = '' THEN kind ELSE 'reply' END, body = $2,"
     " state = CASE WHEN d.reason = '' THEN 'pending' ELSE 'not_sent' END, reason = d.reason,"
     " attempts = 0, next_attempt_at = now (), last_error = '', updated_at = now ()"
-    " FROM d WHERE outbox.id = d.id"
+    " FROM d WHERE outbox.id = d.id AND outbox.state = 'sending'"
+    " AND outbox.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')"
     " RETURNING outbox.id, outbox.state, outbox.reason, outbox.provider, outbox.channel,"
     " outbox.account, outbox.from_addr, outbox.to_addr, outbox.body, outbox.event_id),"
     " msg AS ("
@@ -731,7 +775,9 @@ static const char s_record_retry_sql [] =
     " LEAST ($4::float8, $3::float8 * power (2::float8, LEAST (attempts, 60)))"
     " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
     " last_error = $6, updated_at = now ()"
-    " WHERE id = $1 AND state = 'sending' RETURNING id, state, next_attempt_at),"
+    " WHERE id = $1 AND state = 'sending'"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($8::text, '')"
+    " RETURNING id, state, next_attempt_at),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
     " error_code = $7, updated_at = now ()"
@@ -744,7 +790,9 @@ static const char s_record_final_sql [] =
     "WITH o AS ("
     " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
     " updated_at = now ()"
-    " WHERE id = $1 AND state = 'sending' RETURNING id, provider, channel, to_addr),"
+    " WHERE id = $1 AND state = 'sending'"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($5::text, '')"
+    " RETURNING id, provider, channel, to_addr),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
     " error_code = $3, updated_at = now ()"
@@ -769,7 +817,9 @@ static const char s_record_refused_sql [] =
     " WHEN attempts + 1 >= $4::int THEN 'dead' ELSE 'pending' END,"
     " next_attempt_at = now () + $3::int8 * interval '1 millisecond',"
     " last_error = $5, updated_at = now ()"
-    " WHERE id = $1 AND state = 'sending' RETURNING id, state";
+    " WHERE id = $1 AND state = 'sending'"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($6::text, '')"
+    " RETURNING id, state";
 
 typedef struct {
     const char *name;   //  prepared statement name
@@ -843,6 +893,8 @@ s_options (const char *conninfo, int timeout_ms)
 
 //  Drop the connection without waiting for anything: a server past its
 //  deadline is never waited on again. sb_store_ensure reconnects.
+//  Its claim token goes to the dropped ones: a statement it sent may still
+//  run late, and sb_store_reclaim may need to put back what it claimed.
 static void
 s_drop (sb_store_t *self)
 {
@@ -850,6 +902,33 @@ s_drop (sb_store_t *self)
         PQfinish (self->conn);
     self->conn = NULL;
     self->prepared = false;
+    if (!self->token [0])
+        return;
+    if (self->dropped_count == S_DROPPED_MAX) {
+        sb_log_every (&self->dropped_log, SB_LOG_WARN, S_MODULE,
+                      "claim token of a dropped connection forgotten, its rows wait for a"
+                      " restart token=%s kept=%d", self->dropped [0], S_DROPPED_MAX);
+        memmove (self->dropped [0], self->dropped [1],
+                 (S_DROPPED_MAX - 1) * sizeof self->dropped [0]);
+        self->dropped_count--;
+    }
+    memcpy (self->dropped [self->dropped_count++], self->token, sizeof self->token);
+    self->token [0] = 0;
+}
+
+//  n random bytes as 2n hex digits into out (2n + 1 bytes). 0, or -1.
+static int
+s_random_hex (char *out, size_t n)
+{
+    unsigned char bytes [16];
+    assert (n <= sizeof bytes);
+    if (RAND_bytes (bytes, (int) n) != 1) {
+        sb_error (S_MODULE, "no random bytes for a claim token");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf (out + 2 * i, 3, "%02x", bytes [i]);
+    return 0;
 }
 
 //  A round trip passed its deadline: log (once a second, with a count)
@@ -937,6 +1016,12 @@ s_connect (sb_store_t *self)
         PQfinish (conn);
         return -1;
     }
+    char random [17];
+    if (s_random_hex (random, 8) != 0) {
+        PQfinish (conn);
+        return -1;
+    }
+    snprintf (self->token, sizeof self->token, "%s.%s", self->instance, random);
     self->conn = conn;
     self->last_ok_us = sb_time_mono_us ();
     PQsetNoticeProcessor (self->conn, s_notice, NULL);
@@ -960,6 +1045,11 @@ sb_store_new (const char *conninfo, int timeout_ms)
     self->log_result = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
     self->log_timeout = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
     self->log_connect = (sb_log_every_t) SB_LOG_EVERY (10 * S_LOG_EVERY_MS);
+    self->dropped_log = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
+    if (s_random_hex (self->instance, (S_INSTANCE_SIZE - 1) / 2) != 0) {
+        sb_store_destroy (&self);
+        return NULL;
+    }
     if (self->conninfo)
         self->options = s_options (self->conninfo, self->timeout_ms);
     if (!self->conninfo || !self->options || s_connect (self) != 0) {
@@ -2435,6 +2525,7 @@ s_claimed_items (const PGresult *r, sb_outbox_item_t **items)
         it->channel = s_channel_from_name (PQgetvalue (r, row, 3));
         it->forward_timeout_ms = (int) timeout;
         it->attempts = (int) attempts;
+        snprintf (it->claim_token, sizeof it->claim_token, "%s", PQgetvalue (r, row, 13));
         char **strings [] = {&it->account, &it->from, &it->to, &it->body, &it->context_id,
                              &it->forward_url, &it->event_json};
         static const int columns [] = {4, 5, 6, 7, 8, 9, 11};
@@ -2463,7 +2554,22 @@ sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
 int
 sb_store_recover (sb_store_t *self)
 {
-    return sb_store_reclaim (self, NULL, 0);
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    //  Every row not claimed by this store (by its instance id): a recover
+    //  that runs late can never put back what this store claimed since.
+    const char *params [] = {self->instance};
+    PGresult *r = s_exec (self,
+                          "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+                          " updated_at = now () WHERE state = 'sending'"
+                          " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
+                          1, params, PGRES_COMMAND_OK, "recover outbox");
+    if (!r)
+        return -1;
+    int64_t n = 0;
+    s_parse_int64 (PQcmdTuples (r), &n);
+    PQclear (r);
+    return (int) n;
 }
 
 //  One send result as a prepared statement with its text parameters.
@@ -2473,8 +2579,9 @@ typedef struct {
     const char *what;             //  what it does, for logs
     const char *refused;          //  state if the database refuses it: sent, failed, retry
     int nparams;                  //  parameters used
-    const char *values [7];       //  the parameters (into the buffers below, or static)
+    const char *values [8];       //  the parameters (into the buffers below, or static)
     char id [24];                 //  outbox id as text
+    char token [SB_OUTBOX_TOKEN_SIZE];  //  the result's claim token
     char numbers [4][24];         //  retry: attempts, backoff base, cap, Retry-After
     char window [24];             //  bot answer: the WhatsApp window, ms
     char *error;                  //  outbox.last_error, owned
@@ -2519,6 +2626,7 @@ s_record_build (const sb_store_t *self, const sb_send_result_t *result,
 {
     memset (rec, 0, sizeof (*rec));
     snprintf (rec->id, sizeof rec->id, "%" PRId64, result->id);
+    snprintf (rec->token, sizeof rec->token, "%s", result->claim_token);
     sb_send_outcome_t outcome = result->outcome;
     char unknown [48] = "";
     if (outcome != SB_SEND_SENT && outcome != SB_SEND_RETRY && outcome != SB_SEND_FINAL) {
@@ -2609,6 +2717,7 @@ s_record_build (const sb_store_t *self, const sb_send_result_t *result,
         rec->values [2] = rec->code;
         rec->values [3] = result->opt_out ? "true" : "false";
     }
+    rec->values [rec->nparams++] = rec->token;
     return 0;
 oom:
     sb_error (S_MODULE, "out of memory recording a send id=%" PRId64, result->id);
@@ -2671,8 +2780,8 @@ s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, si
     if (claim_max) {
         char limit [24];
         snprintf (limit, sizeof limit, "%zu", claim_max);
-        const char *params [] = {limit};
-        if (!PQsendQueryPrepared (self->conn, "sb_claim", 1, params, NULL, NULL, 0)) {
+        const char *params [] = {limit, self->token};
+        if (!PQsendQueryPrepared (self->conn, "sb_claim", 2, params, NULL, NULL, 0)) {
             s_log_result (self, NULL, "claim outbox");
             return -1;
         }
@@ -2793,8 +2902,9 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
         return -1;
     }
     //  A retry comes back after the longest backoff.
-    const char *values [] = {rec->id, rec->refused, rec->numbers [2], rec->numbers [0], note};
-    r = s_exec (self, s_record_refused_sql, 5, values, PGRES_TUPLES_OK, "record refused result");
+    const char *values [] = {rec->id, rec->refused, rec->numbers [2], rec->numbers [0], note,
+                             rec->token};
+    r = s_exec (self, s_record_refused_sql, 6, values, PGRES_TUPLES_OK, "record refused result");
     if (r) {
         const char *state = PQntuples (r) > 0 ? PQgetvalue (r, 0, 1) : "gone";
         if (dead)
@@ -2923,12 +3033,29 @@ sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count)
     for (size_t i = 0; i < count; i++)
         used += (size_t) snprintf (list + used, size - used, "%s%" PRId64, i ? "," : "", held [i]);
     snprintf (list + used, size - used, "}");
-    const char *params [] = {list};
+    //  The tokens of the connections dropped so far, "{t1,t2}" (hex and
+    //  dots: nothing to quote). Never the live connection's, never another
+    //  process's.
+    size_t tsize = 3 + self->dropped_count * SB_OUTBOX_TOKEN_SIZE;
+    char *tokens = malloc (tsize);
+    if (!tokens) {
+        sb_error (S_MODULE, "out of memory reclaiming outbox rows count=%zu", count);
+        free (list);
+        return -1;
+    }
+    used = (size_t) snprintf (tokens, tsize, "{");
+    for (size_t i = 0; i < self->dropped_count; i++)
+        used += (size_t) snprintf (tokens + used, tsize - used, "%s%s", i ? "," : "",
+                                   self->dropped [i]);
+    snprintf (tokens + used, tsize - used, "}");
+    const char *params [] = {list, tokens};
     PGresult *r = s_exec (self,
-                          "UPDATE outbox SET state = 'pending', updated_at = now ()"
-                          " WHERE state = 'sending' AND NOT (id = ANY ($1::int8[]))",
-                          1, params, PGRES_COMMAND_OK, "reclaim outbox");
+                          "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+                          " updated_at = now () WHERE state = 'sending'"
+                          " AND claim_token = ANY ($2::text[]) AND NOT (id = ANY ($1::int8[]))",
+                          2, params, PGRES_COMMAND_OK, "reclaim outbox");
     free (list);
+    free (tokens);
     if (!r)
         return -1;
     int64_t n = 0;

@@ -97,11 +97,13 @@ int sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, ch
                      size_t epoch_size);
 
 //  Claim up to max due outbox rows (pending, next_attempt <= now): marks
-//  them sending. *items is a new array (free each with sb_outbox_item_free,
+//  them sending with this connection's claim token (item->claim_token; a
+//  result applies only while its row has the token it carries). *items is a new array (free each with sb_outbox_item_free,
 //  then the array). Returns the number claimed, or -1.
 int sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items);
 
-//  After a crash, rows left "sending" go back to pending. Count or -1.
+//  After a crash, rows left "sending" go back to pending: all but those
+//  this store claimed (one dispatcher per database). Count or -1.
 int sb_store_recover (sb_store_t *self);
 
 //  How a RETRY is scheduled.
@@ -138,7 +140,9 @@ int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_a
 //  Rows left "sending" by a claim whose answer was lost (its round trip
 //  passed the deadline, and the server committed it later) go back to
 //  pending, except the held ones (in flight or with a result in memory).
-//  One dispatcher per database, as sb_store_recover assumes. Count or -1.
+//  Only rows claimed on connections this store dropped (their claim
+//  tokens): never the live connection's, never another process's, so a
+//  reclaim that runs late cannot undo a newer claim. Count or -1.
 int sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count);
 
 //  The outbox's depth: rows pending (due now or later) and sending, for

@@ -635,18 +635,30 @@ s_meta_item (int64_t id, const char *context, const char *body)
 }
 
 //  Submit one item and wait for its result (fills *result). 0 or -1.
+//  Every result carries its item's claim token (the store records it only
+//  while the row still has that token): -1 when it does not.
 static int
 s_send_one (sb_sender_t *sender, const sb_outbox_item_t *item, sb_send_result_t *result)
 {
-    if (sb_sender_submit (sender, item) != 0)
-        return sb_sender_next_result (sender, result) == 1 ? 0 : -1;
-    for (int i = 0; i < 400; i++) {
-        if (sb_sender_perform (sender, 50) != 0)
-            return -1;
-        if (sb_sender_next_result (sender, result) == 1)
-            return 0;
+    sb_outbox_item_t claimed = *item;
+    snprintf (claimed.claim_token, sizeof claimed.claim_token, "0123456789abcdef.%08llx",
+              (unsigned long long) item->id);
+    int rc = -1;
+    if (sb_sender_submit (sender, &claimed) != 0)
+        rc = sb_sender_next_result (sender, result) == 1 ? 0 : -1;
+    else
+        for (int i = 0; i < 400 && rc != 0; i++) {
+            if (sb_sender_perform (sender, 50) != 0)
+                return -1;
+            if (sb_sender_next_result (sender, result) == 1)
+                rc = 0;
+        }
+    if (rc == 0 && strcmp (result->claim_token, claimed.claim_token) != 0) {
+        fprintf (stderr, "result claim_token=\"%s\", want \"%s\"\n", result->claim_token,
+                 claimed.claim_token);
+        return -1;
     }
-    return -1;
+    return rc;
 }
 
 static json_t *

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -270,6 +271,13 @@ s_result (int64_t id, sb_outbox_kind_t kind, sb_send_outcome_t outcome, const ch
     r.bot_text = strdup (bot_text ? bot_text : "");
     r.error_code = strdup (error_code ? error_code : "");
     r.error = strdup (outcome == SB_SEND_SENT ? "" : "provider said no");
+    //  The claim token the sender copies from the item: the row's now.
+    char sid [24];
+    snprintf (sid, sizeof sid, "%" PRId64, id);
+    snprintf (r.claim_token, sizeof r.claim_token, "%s",
+              s_text ("SELECT COALESCE (claim_token, '') FROM outbox WHERE id = $1", sid, NULL));
+    if (strcmp (r.claim_token, "(none)") == 0)
+        r.claim_token [0] = 0;
     return r;
 }
 
@@ -733,7 +741,7 @@ test_statuses (sb_store_t *store)
 }
 
 static void
-test_outbox (sb_store_t *store)
+test_outbox (sb_store_t *store, const char *conninfo)
 {
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     CHECK_INT (s_claim_count (store), 0);
@@ -763,10 +771,18 @@ test_outbox (sb_store_t *store)
     CHECK_STR (s_outbox (a, "state"), "sending");
     CHECK_STR (s_outbox (c, "state"), "pending");
 
-    //  A crash now: recover puts the sending rows back.
-    CHECK_INT (sb_store_recover (store), 2);
-    CHECK_STR (s_outbox (a, "state"), "pending");
+    //  recover never puts back what its own store claimed (a late one
+    //  cannot undo newer claims); after a crash, the restarted
+    //  dispatcher's new store puts the sending rows back.
     CHECK_INT (sb_store_recover (store), 0);
+    CHECK_STR (s_outbox (a, "state"), "sending");
+    sb_store_t *restarted = sb_store_new (conninfo, 0);
+    CHECK (restarted != NULL);
+    CHECK_INT (sb_store_recover (restarted), 2);
+    CHECK_STR (s_outbox (a, "state"), "pending");
+    CHECK_STR (s_outbox (a, "claim_token"), "(null)");
+    CHECK_INT (sb_store_recover (restarted), 0);
+    sb_store_destroy (&restarted);
     CHECK_INT (s_claim_count (store), 3);
 
     //  RETRY: pending again, one attempt more, due later (base 1000 ms:
@@ -1090,6 +1106,136 @@ static int64_t
 s_outbox_count (const char *to, const char *state)
 {
     return s_int ("SELECT count(*) FROM outbox WHERE to_addr = $1 AND state = $2", to, state, NULL);
+}
+
+//  The backend serving the store whose connections carry application_name
+//  app (the newest one): the test stops it to make it run late.
+static int
+s_backend_of (const char *app)
+{
+    return (int) s_int ("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                        " ORDER BY backend_start DESC LIMIT 1", app, NULL);
+}
+
+//  Wait (10 s at most) until backend pid has gone: whatever it had in its
+//  socket buffer has run by then. True when gone.
+static bool
+s_backend_gone (int pid)
+{
+    char spid [16];
+    snprintf (spid, sizeof spid, "%d", pid);
+    int64_t until = s_mono_ms () + 10000;
+    while (s_mono_ms () < until) {
+        if (s_int ("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", spid, NULL) == 0)
+            return true;
+        usleep (20000);
+    }
+    return false;
+}
+
+//  ABA of a statement that runs late (issue 10, M2). A backend that was
+//  stopped (SIGSTOP) while our statement sat in its socket buffer runs it
+//  when it wakes, long after the store dropped that connection and went
+//  on with a new one. A late reclaim must not put back a row the new
+//  connection claimed (it would be sent twice), and a late send result
+//  must not apply to a row claimed again since.
+static void
+test_claim_aba (const char *conninfo)
+{
+    char info [4200];
+    snprintf (info, sizeof info, "%s application_name='sb_claim_aba'", conninfo);
+    sb_store_t *store = sb_store_new (info, 1000);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t x = s_make_reply ("+14155550970");
+    sb_outbox_item_t *items = NULL;
+    CHECK_INT (sb_store_claim (store, 10, &items), 1);    //  x, in flight
+    sb_outbox_item_t x_item = items ? items [0] : (sb_outbox_item_t) {0};
+    free (items);
+    int64_t y = s_make_reply ("+14155550971");
+
+    //  1. A reclaim whose backend is stopped: the store gives up on it
+    //  after its deadline and drops the connection; the bytes stay queued.
+    int old = s_backend_of ("sb_claim_aba");
+    CHECK (old > 0 && kill (old, SIGSTOP) == 0);
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    CHECK_INT (sb_store_reclaim (store, &x_item.id, 1), -1);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    //  The newer claim, on a new connection: y is handed to the sender.
+    CHECK_INT (sb_store_claim (store, 10, &items), 1);
+    sb_outbox_item_t y_item = items ? items [0] : (sb_outbox_item_t) {0};
+    free (items);
+    CHECK_INT (y_item.id, y);
+    //  The old backend wakes and runs the reclaim it was sent.
+    CHECK (kill (old, SIGCONT) == 0);
+    CHECK (s_backend_gone (old));
+    char y_after_reclaim [16];
+    snprintf (y_after_reclaim, sizeof y_after_reclaim, "%s", s_outbox (y, "state"));
+    CHECK_STR (y_after_reclaim, "sending");
+    CHECK_STR (s_outbox (x, "state"), "sending");
+    CHECK_INT (s_claim_count (store), 0);   //  nothing to send twice
+
+    //  2. A RETRY for y whose backend is stopped: dropped, then recorded
+    //  again on a new connection (as sb_delivery does), y due at once and
+    //  claimed again.
+    old = s_backend_of ("sb_claim_aba");
+    CHECK (old > 0 && kill (old, SIGSTOP) == 0);
+    sb_send_result_t res = s_result (y, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    snprintf (res.claim_token, sizeof res.claim_token, "%s", y_item.claim_token);
+    sb_store_retry_t retry = {5, 1, 1};
+    bool dead = false;
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    CHECK_INT (sb_store_settle (store, &res, 1, &retry, &dead, 0, NULL), -1);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    CHECK_INT (sb_store_settle (store, &res, 1, &retry, &dead, 0, NULL), 0);
+    sb_outbox_result_free (&res);
+    CHECK_STR (s_outbox (y, "state"), "pending");
+    usleep (20000);
+    CHECK_INT (sb_store_claim (store, 10, &items), 1);   //  y again
+    sb_outbox_item_t y_again = items ? items [0] : (sb_outbox_item_t) {0};
+    free (items);
+    CHECK_INT (y_again.id, y);
+    CHECK (kill (old, SIGCONT) == 0);
+    CHECK (s_backend_gone (old));
+    char y_after_retry [16];
+    snprintf (y_after_retry, sizeof y_after_retry, "%s", s_outbox (y, "state"));
+    int64_t y_attempts = strtoll (s_outbox (y, "attempts"), NULL, 10);
+    CHECK_STR (y_after_retry, "sending");
+    CHECK_INT (y_attempts, 1);
+    //  Each claim has its own token, the row keeps the newest claim's.
+    CHECK (*x_item.claim_token && *y_item.claim_token && *y_again.claim_token);
+    CHECK (strcmp (y_item.claim_token, y_again.claim_token) != 0);
+    CHECK (strcmp (x_item.claim_token, y_item.claim_token) != 0);
+    CHECK_STR (s_outbox (y, "claim_token"), y_again.claim_token);
+    CHECK_STR (s_outbox (x, "claim_token"), x_item.claim_token);
+    //  A result carrying an older claim's token does not apply.
+    res = s_result (y, SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, NULL);
+    snprintf (res.claim_token, sizeof res.claim_token, "%s", y_item.claim_token);
+    sb_log_init ("test_sb_store", SB_LOG_OFF);
+    s_record (store, &res, 5);
+    sb_log_init ("test_sb_store", SB_LOG_ERROR);
+    CHECK_STR (s_outbox (y, "state"), "sending");
+
+    //  Both results arrive and are recorded once each.
+    res = s_result (x, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMaba00x", NULL, NULL);
+    snprintf (res.claim_token, sizeof res.claim_token, "%s", x_item.claim_token);
+    s_record (store, &res, 5);
+    res = s_result (y, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMaba00y", NULL, NULL);
+    snprintf (res.claim_token, sizeof res.claim_token, "%s", y_again.claim_token);
+    s_record (store, &res, 5);
+    CHECK_STR (s_outbox (x, "state"), "sent");
+    CHECK_STR (s_outbox (x, "attempts"), "1");
+    CHECK_STR (s_outbox (y, "state"), "sent");
+    CHECK_STR (s_outbox (y, "attempts"), "2");
+    printf ("ABA late statements: reclaim_left_new_claim=%s late_retry_left_new_claim=%s"
+            " attempts_y=%" PRId64 " (want sending, sending, 1)\n",
+            y_after_reclaim, y_after_retry, y_attempts);
+    sb_outbox_item_free (&x_item);
+    sb_outbox_item_free (&y_item);
+    sb_outbox_item_free (&y_again);
+    sb_store_destroy (&store);
 }
 
 static void
@@ -1487,10 +1633,11 @@ main (void)
         test_inbound_kinds (store);
         test_dedup (store);
         test_statuses (store);
-        test_outbox (store);
+        test_outbox (store, conninfo [0]);
         test_settle (store);
         test_poison (store);
         test_settle_transient (conninfo [0]);
+        test_claim_aba (conninfo [0]);
         test_large_batch (store, NULL, "SMbig");
         char err [256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);

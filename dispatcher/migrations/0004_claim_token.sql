@@ -1,0 +1,14 @@
+-- 0004_claim_token: which claim an outbox row in state 'sending' belongs to.
+--
+-- A statement of the dispatcher's can run late: its connection was dropped
+-- past the deadline while the bytes sat in a stopped or slow backend's
+-- socket buffer, and the backend runs it when it wakes. Matching rows by
+-- id and state = 'sending' alone let such a statement undo newer work (a
+-- late reclaim put back a row claimed since on a new connection; a late
+-- RETRY applied to a row claimed again): the row was sent twice. Each claim
+-- now sets claim_token, unique to the dispatcher process and to the
+-- connection it claimed on (sb_store); a send result applies only while
+-- the row still has its item's token, and a reclaim touches only the rows
+-- of connections this process dropped. NULL: claimed before this
+-- migration, or not claimed.
+ALTER TABLE outbox ADD COLUMN claim_token text;

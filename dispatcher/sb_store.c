@@ -23,13 +23,15 @@
          upsert contacts; insert messages; insert outbox rows (and the
          outbound messages rows of the replies, in the same statement);
          apply statuses; upsert the cursor; COMMIT.
-    Raw bodies: round trip 1 also inserts each distinct request body of
-    the batch into request_bodies (keyed by SHA-256, ON CONFLICT DO
-    NOTHING), and events.payload is the event without raw_body, with
-    body_sha256 naming its request's body: a batched Meta POST stores its
-    body once, whichever event carries it (only the first of a request
-    does; older journals have it on every one) and however its events
-    fall into batches. A forward's event JSON gets the body back, from the
+    Raw bodies: the only event of a request (request_events 1: most
+    webhooks) keeps its body in events.payload, one row storing it once.
+    For a request of several events, round trip 1 inserts each distinct
+    request body of the batch into request_bodies (keyed by SHA-256, ON
+    CONFLICT DO NOTHING), and events.payload is the event without
+    raw_body, with body_sha256 naming its request's body: a batched Meta
+    POST stores its body once, whichever event carries it (only the first
+    of a request does; older journals have it on every one) and however its
+    events fall into batches. A forward's event JSON gets the body back, from the
     batch or, when the request began in an earlier batch, fetched in round
     trip 1.
     A replayed event or a provider's retry of a webhook conflicts on a
@@ -1636,6 +1638,7 @@ typedef struct {
     size_t contact;    //  index in contacts, or SIZE_MAX
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most S_KEY_MAX)
     bool has_body;     //  its request had a raw body: body_sha256 is its hash
+    bool inline_body;  //  a request of one event: its body stays in the payload
     uint8_t body_sha256 [SB_EVENT_SHA256_SIZE];  //  request_bodies key
 } s_item_t;
 
@@ -1757,6 +1760,10 @@ static const ProtobufCBinaryData *
 s_batch_body (const s_batch_t *b, size_t i, const char **content_type)
 {
     const s_item_t *item = &b->items [i];
+    if (item->inline_body) {
+        *content_type = b->events [i]->raw_content_type;
+        return &b->events [i]->raw_body;
+    }
     if (!item->has_body)
         return NULL;
     for (size_t k = i + 1; k-- > 0;)
@@ -1791,15 +1798,22 @@ s_batch_bodies_to_fetch (s_batch_t *b)
     }
 }
 
-//  Key event i to its request's raw body. An event carrying raw_body
-//  queues the body for request_bodies (once: events journaled before
-//  request_index carry it on every event of a request, and those copies
-//  follow each other); the others have its hash from the ingress.
+//  Key event i to its request's raw body. The only event of a request
+//  keeps its body in its payload, as one row stores it once anyway (and
+//  the common webhook, one message or one status, costs no second row).
+//  Otherwise an event carrying raw_body queues the body for request_bodies
+//  (once: events journaled before request_index carry it on every event of
+//  a request, and those copies follow each other); the others have its
+//  hash from the ingress.
 static void
 s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
 {
     const sb_event_t *e = b->events [i];
     s_item_t *item = &b->items [i];
+    if (e->raw_body.len && e->request_events == 1) {
+        item->inline_body = true;
+        return;
+    }
     if (e->raw_body.len == 0) {
         item->has_body = e->raw_body_sha256.len == SB_EVENT_SHA256_SIZE;
         if (item->has_body)
@@ -1897,13 +1911,20 @@ s_batch_prepare (s_batch_t *b)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
                       s_str (e->speech_result));
         const char *error_code = e->status ? s_str (e->status->error_code) : "";
-        //  The body goes to request_bodies, the event without it to payload.
+        //  A shared body goes to request_bodies and the event without it to
+        //  payload; the only event of a request keeps its body (inline_body).
         s_batch_body_key (b, i, &last_body);
         if (e->kind != SB_KIND_GATHER && (!e->provider_id || !*e->provider_id)
-            && b->items [i].has_body)
-            s_content_key (e, b->items [i].body_sha256, dedup, sizeof dedup);
+            && (b->items [i].has_body || b->items [i].inline_body)) {
+            uint8_t own [SB_EVENT_SHA256_SIZE];
+            if (b->items [i].inline_body)
+                sb_event_sha256 (e->raw_body.data, e->raw_body.len, own);
+            s_content_key (e, b->items [i].inline_body ? own : b->items [i].body_sha256, dedup,
+                           sizeof dedup);
+        }
         sb_event_t bare = *e;
-        bare.raw_body = (ProtobufCBinaryData) {0, NULL};
+        if (!b->items [i].inline_body)
+            bare.raw_body = (ProtobufCBinaryData) {0, NULL};
         size_t size = 0;
         uint8_t *payload = sb_event_encode (&bare, &size);
         if (!payload)

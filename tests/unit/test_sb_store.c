@@ -1492,6 +1492,33 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
                       " ON b.sha256 = e.body_sha256 WHERE e.provider_id LIKE 'wamid.RBold%'",
                       NULL), 2);
     s_free_all (old, 2);
+
+    //  The only event of a request keeps its body in its payload: no
+    //  request_bodies row, and its forward gets the body all the same.
+    sb_event_t *one = s_meta ("wamid.RBone", "16505550171", "bot alone");
+    sb_event_set_raw (one, NULL, 0);
+    static const char alone[] = "{\"entry\":\"a body of its own\"}";
+    sb_event_share_raw (&one, 1, alone, strlen (alone), sha);
+    sb_event_t *copy = s_copy (one, one->seq);
+    sb_event_unshare_raw (&one, 1);
+    sb_event_destroy (&one);
+    CHECK_INT (copy->request_events, 1);
+    st = s_write (store, &copy, 1, &policy);
+    CHECK_INT (st.stored, 1);
+    CHECK_INT (s_int ("SELECT count(*) FROM request_bodies WHERE body = convert_to ($1, 'UTF8')",
+                      alone, NULL), 0);
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'wamid.RBone'"
+                      " AND body_sha256 IS NULL AND position (convert_to ($1, 'UTF8') in payload) > 0",
+                      alone, NULL), 1);
+    n = sb_store_claim (store, 10, &items);
+    CHECK_INT (n, 1);
+    for (int i = 0; i < n; i++) {
+        CHECK (strstr (items[i].event_json, "a body of its own") != NULL);
+        sb_outbox_item_free (&items[i]);
+    }
+    free (items);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    sb_event_destroy (&copy);
 }
 
 static void

@@ -37,11 +37,18 @@
     the address is read from the connection's request_info, found once per
     worker through the user connection data it holds (s_conn_info, checked
     against mg_get_request_info on every request); the socket is found
-    among the process's descriptors by its addresses (s_find_socket, a few
-    hundred getpeername calls), which only refused and cut connections pay.
-    Each worker's connection fields sit under one mutex (conn_lock), held
-    for a scan of the pool's slots and never across a blocking call; it
-    also keeps a socket from being closed while the watchdog shuts it.
+    among the process's descriptors by its addresses (s_find_socket, at
+    most a pool, a queue and 512 descriptors past the highest connection
+    descriptor seen), which only refused and cut connections pay; one not
+    found is searched again a second later. A connection's addresses sit
+    under one mutex (conn_lock), taken when a connection starts and ends
+    (the per-address scan only when SB_HTTP_MAX_CONN_PER_IP is set), never
+    per request and never across a blocking call; it also keeps a socket
+    from being closed while the watchdog shuts it. A request's deadline is a
+    per-worker atomic: the watchdog cuts only by swapping the due value for
+    a cut mark, so a request that ended meanwhile keeps its connection.
+    With TLS, civetweb's handshake comes before init_connection: the limit
+    and the deadline apply once it is done (README).
 
     Memory: a thread costs what its stack and civetweb's per-thread buffer
     keep resident, about 20 KiB when idle, so the pool is most of the

@@ -37,11 +37,18 @@
     the address is read from the connection's request_info, found once per
     worker through the user connection data it holds (s_conn_info, checked
     against mg_get_request_info on every request); the socket is found
-    among the process's descriptors by its addresses (s_find_socket, a few
-    hundred getpeername calls), which only refused and cut connections pay.
-    Each worker's connection fields sit under one mutex (conn_lock), held
-    for a scan of the pool's slots and never across a blocking call; it
-    also keeps a socket from being closed while the watchdog shuts it.
+    among the process's descriptors by its addresses (s_find_socket, at
+    most a pool, a queue and 512 descriptors past the highest connection
+    descriptor seen), which only refused and cut connections pay; one not
+    found is searched again a second later. A connection's addresses sit
+    under one mutex (conn_lock), taken when a connection starts and ends
+    (the per-address scan only when SB_HTTP_MAX_CONN_PER_IP is set), never
+    per request and never across a blocking call; it also keeps a socket
+    from being closed while the watchdog shuts it. A request's deadline is a
+    per-worker atomic: the watchdog cuts only by swapping the due value for
+    a cut mark, so a request that ended meanwhile keeps its connection.
+    With TLS, civetweb's handshake comes before init_connection: the limit
+    and the deadline apply once it is done (README).
 
     Memory: a thread costs what its stack and civetweb's per-thread buffer
     keep resident, about 20 KiB when idle, so the pool is most of the
@@ -67,6 +74,7 @@
 #include <assert.h>
 #include <civetweb.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -107,6 +115,7 @@
 //  KiB): a one-message Meta webhook takes about 5 KiB of it (body, parsed
 //  JSON, the event), a Twilio one about 4.5 KiB; more spills to malloc.
 #define S_SCRATCH_SIZE (16 * 1024)
+#define S_FD_SLACK 512  //  descriptors s_find_socket looks at past a pool and a queue
 
 typedef enum {
     R_TWILIO_MESSAGES,
@@ -188,14 +197,18 @@ struct sb_http_t {
     int64_t request_timeout_us;   //  SB_HTTP_REQUEST_TIMEOUT_MS
     int64_t keepalive_timeout_us; //  SB_HTTP_KEEPALIVE_TIMEOUT_MS
     int max_conn_per_ip;          //  SB_HTTP_MAX_CONN_PER_IP, 0: no limit
-    int fd_limit;                 //  descriptors s_find_socket looks at
+    int fd_limit;                 //  RLIMIT_NOFILE: no descriptor reaches it
+    int fd_slack;                 //  descriptors s_find_socket looks at past the highest seen
+    atomic_int fd_high;           //  highest connection descriptor found so far
     pthread_mutex_t conn_lock;    //  guards workers[] and their connection fields
     bool conn_lock_ready;         //  conn_lock was initialised
     struct s_thread **workers;    //  the pool's threads (SB_HTTP_THREADS slots)
     size_t workers_max;           //  slots in workers
     size_t workers_count;         //  slots used
     uint64_t last_conn_id;        //  serial of the last connection taken up
-    sb_log_every_t refused_log;   //  rate limit of the refusal line, under conn_lock
+    atomic_int_fast64_t refused_log_us;  //  when the last refusal line was written
+    atomic_uint_fast64_t refused_held;   //  refusal lines held back since
+    sb_log_every_t miss_log;      //  sockets the watchdog did not find (its thread only)
     zactor_t *watchdog;           //  cuts requests past their deadline
     atomic_bool info_wrong;       //  s_conn_info disagreed with civetweb: no limit
 };
@@ -209,14 +222,17 @@ typedef struct s_thread {
     char *stack_hi;               //  one past its highest
     size_t page;                  //  the page size
     //  The connection this worker serves, under http->conn_lock:
-    uint64_t conn_id;             //  its serial (0: none)
+    _Atomic uint64_t conn_id;     //  its serial (0: none); written under the lock
     uint64_t addr_hash;           //  hash of its remote address
     char addr[48];                //  its remote address, as civetweb writes it
     int remote_port;              //  its remote port
     int local_port;               //  the port it came in on
     bool counted;                 //  counted against SB_HTTP_MAX_CONN_PER_IP
-    int64_t deadline_us;          //  when the request being read must be in (0: none)
-    bool cut;                     //  the watchdog shut it at the deadline
+    //  When the request being read must be in: 0 none, S_CUT when the
+    //  watchdog shut it. Lock-free: the worker sets and clears it, the
+    //  watchdog swaps a due value for S_CUT (compare-and-swap).
+    atomic_int_fast64_t deadline_us;
+    bool armed;                   //  the worker's own: its connection has a deadline
     const struct mg_connection *info_conn;  //  the civetweb connection info belongs to
     const struct mg_request_info *info;     //  its request_info, found by s_conn_info
 } s_thread_t;
@@ -288,15 +304,27 @@ s_socket_is (int fd, const char *addr, int remote_port, int local_port)
            && strcmp (text, addr) == 0;
 }
 
-//  The descriptor of a connection civetweb holds, or -1. The kernel hands
-//  out the lowest free descriptor, so a live connection sits among the
-//  first few hundred; fd_limit only bounds a search that cannot succeed.
+//  The descriptor of the connection a worker holds, or -1. The kernel
+//  hands out the lowest free descriptor, so a live connection sits at most
+//  a pool and a queue above the others: the search ends fd_slack past the
+//  highest connection descriptor found so far (never at RLIMIT_NOFILE, up
+//  to a million getpeername calls), and as soon as the worker has let the
+//  connection go (its conn_id changed).
 static int
-s_find_socket (int fd_limit, const char *addr, int remote_port, int local_port)
+s_find_socket (sb_http_t *http, const s_thread_t *thread, uint64_t conn_id, const char *addr,
+               int remote_port, int local_port)
 {
-    for (int fd = 0; fd < fd_limit; fd++)
-        if (s_socket_is (fd, addr, remote_port, local_port))
+    int high = atomic_load (&http->fd_high);
+    int limit = high < http->fd_limit - http->fd_slack ? high + http->fd_slack : http->fd_limit;
+    for (int fd = 0; fd < limit; fd++) {
+        if (fd % 64 == 63 && atomic_load (&thread->conn_id) != conn_id)
+            return -1;
+        if (s_socket_is (fd, addr, remote_port, local_port)) {
+            while (fd > high && !atomic_compare_exchange_weak (&http->fd_high, &high, fd))
+                ;
             return fd;
+        }
+    }
     return -1;
 }
 
@@ -352,9 +380,33 @@ s_check_conn_info (sb_http_t *http, s_thread_t *thread, const struct mg_connecti
                           "SB_HTTP_MAX_CONN_PER_IP is not enforced");
 }
 
+//  At most one refusal line a second, with how many were held back: a
+//  lock-free limiter, since workers refuse concurrently and no lock is
+//  held across the write.
+static void
+s_log_refusal (sb_http_t *http, const char *addr, int held)
+{
+    int64_t now = sb_time_mono_us ();
+    int64_t last = atomic_load (&http->refused_log_us);
+    if (last && now - last < 1000000) {
+        atomic_fetch_add (&http->refused_held, 1);
+        return;
+    }
+    if (!atomic_compare_exchange_strong (&http->refused_log_us, &last, now)) {
+        atomic_fetch_add (&http->refused_held, 1);
+        return;
+    }
+    sb_warn ("http",
+             "connection refused: too many from one address remote=%s held=%d limit=%d "
+             "repeated=%" PRIuFAST64,
+             addr, held, http->max_conn_per_ip, atomic_exchange (&http->refused_held, 0));
+}
+
 //  civetweb's init_connection, on the worker that took the connection,
 //  before it reads the request: count it against its address, or shut it
 //  down at once when that address already holds max_conn_per_ip workers.
+//  Either way its deadline runs from now: a refused connection whose
+//  socket was not found is cut by the watchdog like any other.
 static int
 s_init_connection (const struct mg_connection *conn, void **conn_data)
 {
@@ -367,37 +419,40 @@ s_init_connection (const struct mg_connection *conn, void **conn_data)
     if (!info || atomic_load (&http->info_wrong))
         return 0;
     uint64_t hash = s_addr_hash (info->remote_addr);
-    pthread_mutex_lock (&http->conn_lock);
     int held = 0;
-    for (size_t i = 0; i < http->workers_count; i++) {
-        const s_thread_t *other = http->workers[i];
-        if (other->counted && other->addr_hash == hash && strcmp (other->addr, info->remote_addr) == 0)
-            held++;
+    bool refuse = false;
+    pthread_mutex_lock (&http->conn_lock);
+    if (http->max_conn_per_ip > 0) {
+        for (size_t i = 0; i < http->workers_count; i++) {
+            const s_thread_t *other = http->workers[i];
+            if (other->counted && other->addr_hash == hash
+                && strcmp (other->addr, info->remote_addr) == 0)
+                held++;
+        }
+        refuse = held >= http->max_conn_per_ip;
     }
-    bool refuse = http->max_conn_per_ip > 0 && held >= http->max_conn_per_ip;
-    thread->conn_id = ++http->last_conn_id;
+    uint64_t conn_id = ++http->last_conn_id;
+    atomic_store (&thread->conn_id, conn_id);
     thread->addr_hash = hash;
     snprintf (thread->addr, sizeof thread->addr, "%s", info->remote_addr);
     thread->remote_port = info->remote_port;
     thread->local_port = info->server_port;
     thread->counted = !refuse;
-    thread->deadline_us = refuse ? 0 : sb_time_mono_us () + http->request_timeout_us;
-    thread->cut = false;
-    if (refuse)
-        sb_log_every (&http->refused_log, SB_LOG_WARN, "http",
-                      "connection refused: too many from one address remote=%s held=%d limit=%d",
-                      info->remote_addr, held, http->max_conn_per_ip);
+    atomic_store (&thread->deadline_us, sb_time_mono_us () + http->request_timeout_us);
     pthread_mutex_unlock (&http->conn_lock);
+    thread->armed = !refuse;
     if (refuse) {
         sb_metric_add (http->m_refused_conns, 1);
+        s_log_refusal (http, info->remote_addr, held);
         //  Our own connection: nobody else closes it meanwhile. civetweb's
         //  first read then sees the end of the stream and closes it.
-        int fd = s_find_socket (http->fd_limit, info->remote_addr, info->remote_port,
+        int fd = s_find_socket (http, thread, conn_id, info->remote_addr, info->remote_port,
                                 info->server_port);
         if (fd >= 0)
             shutdown (fd, SHUT_RDWR);
         else
-            sb_warn ("http", "cannot find the socket of a refused connection remote=%s port=%d",
+            sb_warn ("http", "cannot find the socket of a refused connection, the watchdog cuts "
+                             "it at its deadline remote=%s port=%d",
                      info->remote_addr, info->remote_port);
     }
     return 0;
@@ -409,22 +464,24 @@ static void
 s_conn_forget (sb_http_t *http, s_thread_t *thread)
 {
     pthread_mutex_lock (&http->conn_lock);
-    thread->conn_id = 0;
+    atomic_store (&thread->conn_id, 0);
     thread->counted = false;
-    thread->deadline_us = 0;
+    atomic_store (&thread->deadline_us, 0);
     pthread_mutex_unlock (&http->conn_lock);
+    thread->armed = false;
 }
 
+#define S_CUT ((int_fast64_t) -1)  //  deadline_us of a request the watchdog cut
+
 //  The request's bytes are all in (or given up on): stop its clock. True
-//  when the watchdog had cut it.
+//  when the watchdog had cut it (the mark stays: no new deadline then).
 static bool
 s_deadline_end (s_thread_t *thread)
 {
-    pthread_mutex_lock (&thread->http->conn_lock);
-    thread->deadline_us = 0;
-    bool cut = thread->cut;
-    pthread_mutex_unlock (&thread->http->conn_lock);
-    return cut;
+    int_fast64_t old = atomic_load (&thread->deadline_us);
+    while (old != S_CUT && !atomic_compare_exchange_weak (&thread->deadline_us, &old, 0))
+        ;
+    return old == S_CUT;
 }
 
 //  A request was answered: the next one on this connection may idle for
@@ -432,25 +489,30 @@ s_deadline_end (s_thread_t *thread)
 static void
 s_deadline_next (s_thread_t *thread)
 {
+    if (!thread->armed)
+        return;
     sb_http_t *http = thread->http;
-    pthread_mutex_lock (&http->conn_lock);
-    if (thread->conn_id && thread->counted)
-        thread->deadline_us =
-            sb_time_mono_us () + http->keepalive_timeout_us + http->request_timeout_us;
-    pthread_mutex_unlock (&http->conn_lock);
+    int_fast64_t next = sb_time_mono_us () + http->keepalive_timeout_us + http->request_timeout_us;
+    int_fast64_t old = atomic_load (&thread->deadline_us);
+    while (old != S_CUT && !atomic_compare_exchange_weak (&thread->deadline_us, &old, next))
+        ;
 }
 
 #define S_CUTS_PER_TICK 32
+#define S_FIND_RETRY_US 1000000  //  a request whose socket was not found is tried again then
 
 //  Shut the reading side of every request past its deadline. The sockets
-//  are searched without the lock, then shut under it if their connection
-//  is still the one that was due (connection_close takes the lock first).
+//  are searched without the lock, then shut under it (connection_close
+//  takes the lock first) only if the deadline found due is still there:
+//  a request that ended meanwhile keeps its connection. A socket not found
+//  is searched again a second later, not given up.
 static void
 s_watchdog_tick (sb_http_t *http)
 {
     struct {
         s_thread_t *thread;
         uint64_t conn_id;
+        int_fast64_t deadline_us;
         char addr[48];
         int remote_port, local_port;
     } due[S_CUTS_PER_TICK];
@@ -459,9 +521,12 @@ s_watchdog_tick (sb_http_t *http)
     pthread_mutex_lock (&http->conn_lock);
     for (size_t i = 0; i < http->workers_count && count < S_CUTS_PER_TICK; i++) {
         s_thread_t *thread = http->workers[i];
-        if (thread->conn_id && thread->deadline_us && now >= thread->deadline_us && !thread->cut) {
+        uint64_t conn_id = atomic_load (&thread->conn_id);
+        int_fast64_t deadline = atomic_load (&thread->deadline_us);
+        if (conn_id && deadline > 0 && now >= deadline) {
             due[count].thread = thread;
-            due[count].conn_id = thread->conn_id;
+            due[count].conn_id = conn_id;
+            due[count].deadline_us = deadline;
             memcpy (due[count].addr, thread->addr, sizeof due[count].addr);
             due[count].remote_port = thread->remote_port;
             due[count].local_port = thread->local_port;
@@ -470,19 +535,33 @@ s_watchdog_tick (sb_http_t *http)
     }
     pthread_mutex_unlock (&http->conn_lock);
     for (size_t i = 0; i < count; i++) {
-        int fd = s_find_socket (http->fd_limit, due[i].addr, due[i].remote_port, due[i].local_port);
-        pthread_mutex_lock (&http->conn_lock);
         s_thread_t *thread = due[i].thread;
-        if (thread->conn_id == due[i].conn_id) {
-            thread->cut = true;  //  found or not, once
-            if (fd >= 0
-                && s_socket_is (fd, due[i].addr, due[i].remote_port, due[i].local_port))
-                shutdown (fd, SHUT_RD);
+        int fd = s_find_socket (http, thread, due[i].conn_id, due[i].addr, due[i].remote_port,
+                                due[i].local_port);
+        bool cut = false, missed = false;
+        pthread_mutex_lock (&http->conn_lock);
+        int_fast64_t expected = due[i].deadline_us;
+        if (atomic_load (&thread->conn_id) == due[i].conn_id) {
+            if (fd >= 0 && s_socket_is (fd, due[i].addr, due[i].remote_port, due[i].local_port)) {
+                cut = atomic_compare_exchange_strong (&thread->deadline_us, &expected, S_CUT);
+                if (cut)
+                    shutdown (fd, SHUT_RD);
+            }
+            else
+                missed = atomic_compare_exchange_strong (&thread->deadline_us, &expected,
+                                                         now + S_FIND_RETRY_US);
         }
         pthread_mutex_unlock (&http->conn_lock);
-        sb_metric_add (http->m_deadline_cuts, 1);
-        sb_debug ("http", "request cut at its deadline remote=%s port=%d found=%s", due[i].addr,
-                  due[i].remote_port, fd >= 0 ? "yes" : "no");
+        if (cut) {
+            sb_metric_add (http->m_deadline_cuts, 1);
+            sb_debug ("http", "request cut at its deadline remote=%s port=%d", due[i].addr,
+                      due[i].remote_port);
+        }
+        else if (missed)
+            sb_log_every (&http->miss_log, SB_LOG_WARN, "http",
+                          "cannot find the socket of a request past its deadline, trying again "
+                          "remote=%s port=%d",
+                          due[i].addr, due[i].remote_port);
     }
 }
 
@@ -1508,12 +1587,23 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->request_timeout_us = sb_config_int (config, "SB_HTTP_REQUEST_TIMEOUT_MS") * 1000;
     self->keepalive_timeout_us = sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS") * 1000;
     self->max_conn_per_ip = (int) sb_config_int (config, "SB_HTTP_MAX_CONN_PER_IP");
-    self->refused_log = (sb_log_every_t) SB_LOG_EVERY (1000);
+    self->miss_log = (sb_log_every_t) SB_LOG_EVERY (1000);
+    atomic_init (&self->refused_log_us, 0);
+    atomic_init (&self->refused_held, 0);
     struct rlimit nofile;
     self->fd_limit = getrlimit (RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < INT_MAX
                          ? (int) nofile.rlim_cur
                          : INT_MAX;
     self->workers_max = (size_t) sb_config_int (config, "SB_HTTP_THREADS");
+    //  Connection descriptors come after the ones open now, at most a pool
+    //  and a queue of them, plus a slack for the process's own (journal
+    //  segments, ZeroMQ sockets) opened meanwhile.
+    self->fd_slack = (int) (self->workers_max + (size_t) sb_config_int (config, "SB_HTTP_QUEUE"))
+                     + S_FD_SLACK;
+    int lowest_free = fcntl (0, F_DUPFD_CLOEXEC, 0);
+    if (lowest_free >= 0)
+        close (lowest_free);
+    atomic_init (&self->fd_high, lowest_free > 0 ? lowest_free : 0);
     self->workers = calloc (self->workers_max, sizeof *self->workers);
     if (!self->prefix || !self->ingress_id || !self->workers
         || pthread_mutex_init (&self->conn_lock, NULL) != 0)

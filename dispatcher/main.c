@@ -21,21 +21,12 @@
 #include "sb_outpub.h"
 #include "sb_rules.h"
 #include "sb_status_http.h"
+#include "sb_stop.h"
 #include "sb_store.h"
 #include "sb_zmq.h"
 
 #define S_OUTCOMES "inproc://sb-outcomes"
 #define S_WAKE "inproc://sb-delivery-wake"
-
-//  The signal flag: the one piece of state a signal handler may touch.
-static volatile sig_atomic_t s_stop = 0;
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_stop = 1;
-}
 
 static void
 s_usage (FILE *out)
@@ -78,7 +69,7 @@ static int
 s_migrate (const char *conninfo, int timeout_ms, const char *dir, bool once)
 {
     bool logged = false;
-    while (!s_stop) {
+    while (!sb_stop_wait (0)) {
         sb_store_t *store = sb_store_new (conninfo, timeout_ms);
         int rc = store ? sb_store_migrate (store, dir) : -1;
         sb_store_destroy (&store);
@@ -89,7 +80,7 @@ s_migrate (const char *conninfo, int timeout_ms, const char *dir, bool once)
         if (!logged)
             sb_warn ("main", "cannot migrate yet: waiting for PostgreSQL (retrying every second)");
         logged = true;
-        sleep (1);
+        sb_stop_wait (1000);
     }
     return -1;
 }
@@ -116,6 +107,9 @@ main (int argc, char **argv)
             return 2;
         }
     }
+    //  SIGINT and SIGTERM go to this thread alone (sb_stop.h): before any
+    //  other thread exists.
+    sb_stop_init ();
     char err[512];
     sb_config_t *config = sb_config_load (SB_SVC_DISPATCHER, err, sizeof err);
     if (!config) {
@@ -150,11 +144,6 @@ main (int argc, char **argv)
 
     zsys_handler_set (NULL);
     zsys_set_linger (1000);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
 
     const char *conninfo = sb_config_str (config, "DATABASE_URL");
@@ -175,7 +164,7 @@ main (int argc, char **argv)
         fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
     if (s_migrate (conninfo, (int) sb_config_int (config, "SB_PG_TIMEOUT_MS"), migrations,
                    migrate_only)) {
-        if (!s_stop)
+        if (!sb_stop_wait (0))
             sb_error ("main", "migrations failed dir=%s", migrations);
         else
             status = 0;
@@ -209,8 +198,7 @@ main (int argc, char **argv)
     sb_info ("main", "ready ingress_pub=%s dispatcher_pub=%s listen=%s",
              sb_config_str (config, "SB_INGRESS_PUB"), sb_config_str (config, "SB_DISPATCHER_PUB"),
              sb_config_str (config, "SB_DISPATCHER_LISTEN"));
-    while (!s_stop)
-        pause ();
+    sb_stop_wait (-1);
     sb_info ("main", "stopping");
     status = 0;
 teardown:

@@ -22,18 +22,9 @@
 #include "sb_log.h"
 #include "sb_metrics.h"
 #include "sb_replay_server.h"
+#include "sb_stop.h"
 #include "sb_writer.h"
 #include "sb_zmq.h"
-
-//  The signal flag: the one piece of state a signal handler may touch.
-static volatile sig_atomic_t s_stop = 0;
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_stop = 1;
-}
 
 static void
 s_usage (FILE *out)
@@ -77,6 +68,9 @@ main (int argc, char **argv)
         fprintf (stderr, "switchboard-ingress: unknown argument %s (try --help)\n", argv[i]);
         return 2;
     }
+    //  SIGINT and SIGTERM go to this thread alone (sb_stop.h): before any
+    //  other thread exists.
+    sb_stop_init ();
     char err[512];
     sb_config_t *config = sb_config_load (SB_SVC_INGRESS, err, sizeof err);
     if (!config) {
@@ -112,11 +106,6 @@ main (int argc, char **argv)
     //  nothing. The worker threads hold no ZeroMQ socket (sb_writer).
     zsys_set_max_sockets (1024);
     zsys_set_linger (1000);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
     //  Past a file size limit, write() must fail (EFBIG: answered 503),
     //  not kill the process.
@@ -145,8 +134,7 @@ main (int argc, char **argv)
                  sb_config_str (config, "SB_INGRESS_ID"), sb_config_str (config, "SB_LISTEN"),
                  sb_config_str (config, "SB_PUB"), sb_config_str (config, "SB_REPLAY"),
                  (unsigned long long) sb_writer_next_seq (writer));
-        while (!s_stop)
-            pause ();
+        sb_stop_wait (-1);
         sb_info ("main", "stopping: finishing requests in flight");
         status = 0;
     }

@@ -51,7 +51,6 @@
 #define S_POLL_MS 100
 #define S_PENDING_MAX 4096
 #define S_RECORD_BATCH 256  //  send results recorded per transaction
-#define S_SETTLE_BACKOFF_MAX_MS 5000  //  longest wait before recording again after a failure
 #define S_DB_BACKOFF_MIN_MS 100   //  first wait after a PostgreSQL failure
 #define S_DB_BACKOFF_MAX_MS 5000  //  longest
 
@@ -91,8 +90,6 @@ typedef struct {
     int64_t reclaim_until;     //  monotonic ms when reclaiming stops (0: not begun)
     int64_t next_reclaim;      //  monotonic ms of the next reclaim
     int64_t next_claim;        //  monotonic ms of the next periodic claim
-    int64_t settle_backoff;    //  ms waited after the last failed settle (0: it worked)
-    int64_t next_settle;       //  monotonic ms before which no settle is tried
     sb_log_every_t settle_log; //  failed settles, one line a second
     sb_metric_t *m_sends[4][3];  //  sends by outcome (sent, retry, final) and target
     sb_metric_t *m_dead;       //  rows out of attempts
@@ -254,7 +251,7 @@ s_self_settle (self_t *self, bool claim)
         size_t room = claim && self->pending_count - n <= S_PENDING_MAX / 2
                           ? sb_sender_room (self->sender)
                           : 0;
-        if ((n == 0 && room == 0) || zclock_mono () < self->next_settle || !s_self_db (self))
+        if ((n == 0 && room == 0) || !s_self_db (self))
             return;
         bool dead[S_RECORD_BATCH];
         sb_outbox_item_t *items = NULL;
@@ -262,19 +259,15 @@ s_self_settle (self_t *self, bool claim)
                                        room, &items);
         s_self_db_result (self, claimed >= 0);
         if (claimed < 0) {
-            //  Back off, doubling up to S_SETTLE_BACKOFF_MAX_MS: a failure
-            //  that repeats must not make a loop of it.
-            int64_t wait = self->settle_backoff ? self->settle_backoff * 2 : S_POLL_MS;
-            self->settle_backoff = wait < S_SETTLE_BACKOFF_MAX_MS ? wait : S_SETTLE_BACKOFF_MAX_MS;
-            self->next_settle = zclock_mono () + self->settle_backoff;
+            //  s_self_db_result backed off (100 ms doubling to 5 s): a
+            //  failure that repeats must not make a loop of it.
             sb_log_every (&self->settle_log, SB_LOG_ERROR, "delivery",
                           "send results not recorded, trying again results=%zu in_ms=%lld", n,
-                          (long long) self->settle_backoff);
+                          (long long) (self->db_retry_at - zclock_mono ()));
             self->reclaim = true;
             self->reclaim_until = 0;
             return;
         }
-        self->settle_backoff = 0;
         for (size_t i = 0; i < n; i++) {
             if (dead[i])
                 sb_metric_add (self->m_dead, 1);
@@ -376,7 +369,9 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         }
         //  Wait for the pipe or a WAKE: briefly while transfers run,
         //  until the next periodic claim otherwise.
-        int64_t until = self->pending_count > 0 ? self->next_settle : self->next_claim;
+        int64_t until = self->pending_count == 0 ? self->next_claim
+                        : self->db_failing       ? self->db_retry_at
+                                                 : 0;
         int timeout = inflight > 0 ? 0 : (int) (until - zclock_mono ());
         if (timeout < 0)
             timeout = 0;
@@ -402,7 +397,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         s_self_settle (self, false);
     }
     s_self_collect (self);
-    self->next_settle = 0;  //  one last try, backoff or not
+    self->db_retry_at = 0;  //  one last try, backoff or not
     s_self_settle (self, false);
     if (self->pending_count || sb_sender_in_flight (self->sender))
         sb_warn ("delivery", "stopping with results=%zu unrecorded and sends=%zu in flight",

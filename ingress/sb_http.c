@@ -21,7 +21,7 @@
 
     Two things civetweb does not do, done here without patching it:
     - One address holds at most SB_HTTP_MAX_CONN_PER_IP workers. The first
-      callback a connection reaches is init_connection, on the worker that
+      callback a plain connection reaches is init_connection, on the worker that
       took it from the queue and before that worker reads a byte; past the
       limit the connection is shut down there and then (s_init_connection),
       so slow or idle connections from one client cannot fill the pool.
@@ -47,8 +47,10 @@
     from being closed while the watchdog shuts it. A request's deadline is a
     per-worker atomic: the watchdog cuts only by swapping the due value for
     a cut mark, so a request that ended meanwhile keeps its connection.
-    With TLS, civetweb's handshake comes before init_connection: the limit
-    and the deadline apply once it is done (README).
+    With TLS, civetweb's handshake comes before init_connection: a
+    connection is taken up when its handshake starts, from OpenSSL's info
+    callback (s_tls_info), where its socket is known; init_connection then
+    only gives the first request a fresh deadline.
 
     Memory: a thread costs what its stack and civetweb's per-thread buffer
     keep resident, about 20 KiB when idle, so the pool is most of the
@@ -80,6 +82,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -227,12 +230,14 @@ typedef struct s_thread {
     char addr[48];                //  its remote address, as civetweb writes it
     int remote_port;              //  its remote port
     int local_port;               //  the port it came in on
+    int fd;                       //  its socket when known (TLS), else -1
     bool counted;                 //  counted against SB_HTTP_MAX_CONN_PER_IP
     //  When the request being read must be in: 0 none, S_CUT when the
     //  watchdog shut it. Lock-free: the worker sets and clears it, the
     //  watchdog swaps a due value for S_CUT (compare-and-swap).
     atomic_int_fast64_t deadline_us;
     bool armed;                   //  the worker's own: its connection has a deadline
+    bool tls;                     //  the worker's own: its connection's handshake began
     const struct mg_connection *info_conn;  //  the civetweb connection info belongs to
     const struct mg_request_info *info;     //  its request_info, found by s_conn_info
 } s_thread_t;
@@ -402,22 +407,18 @@ s_log_refusal (sb_http_t *http, const char *addr, int held)
              addr, held, http->max_conn_per_ip, atomic_exchange (&http->refused_held, 0));
 }
 
-//  civetweb's init_connection, on the worker that took the connection,
-//  before it reads the request: count it against its address, or shut it
-//  down at once when that address already holds max_conn_per_ip workers.
-//  Either way its deadline runs from now: a refused connection whose
-//  socket was not found is cut by the watchdog like any other.
-static int
-s_init_connection (const struct mg_connection *conn, void **conn_data)
+//  A worker takes up a connection, before it reads a byte of it: count it
+//  against its address, or shut it down at once when that address already
+//  holds max_conn_per_ip workers. Either way its deadline runs from now: a
+//  refused connection whose socket was not found is cut by the watchdog
+//  like any other. fd is the connection's socket when the caller knows it
+//  (the TLS handshake), -1 when it must be searched for.
+static void
+s_conn_begin (sb_http_t *http, s_thread_t *thread, const struct mg_connection *conn, int fd)
 {
-    sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
-    s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
-    *conn_data = NULL;
-    if (!thread)
-        return 0;
     const struct mg_request_info *info = s_conn_info (thread, conn);
     if (!info || atomic_load (&http->info_wrong))
-        return 0;
+        return;
     uint64_t hash = s_addr_hash (info->remote_addr);
     int held = 0;
     bool refuse = false;
@@ -437,6 +438,7 @@ s_init_connection (const struct mg_connection *conn, void **conn_data)
     snprintf (thread->addr, sizeof thread->addr, "%s", info->remote_addr);
     thread->remote_port = info->remote_port;
     thread->local_port = info->server_port;
+    thread->fd = fd;
     thread->counted = !refuse;
     atomic_store (&thread->deadline_us, sb_time_mono_us () + http->request_timeout_us);
     pthread_mutex_unlock (&http->conn_lock);
@@ -445,8 +447,10 @@ s_init_connection (const struct mg_connection *conn, void **conn_data)
         sb_metric_add (http->m_refused_conns, 1);
         s_log_refusal (http, info->remote_addr, held);
         //  Our own connection: nobody else closes it meanwhile. civetweb's
-        //  first read then sees the end of the stream and closes it.
-        int fd = s_find_socket (http, thread, conn_id, info->remote_addr, info->remote_port,
+        //  next read (of the request, or of the handshake) then sees the
+        //  end of the stream and closes it.
+        if (fd < 0)
+            fd = s_find_socket (http, thread, conn_id, info->remote_addr, info->remote_port,
                                 info->server_port);
         if (fd >= 0)
             shutdown (fd, SHUT_RDWR);
@@ -455,7 +459,47 @@ s_init_connection (const struct mg_connection *conn, void **conn_data)
                              "it at its deadline remote=%s port=%d",
                      info->remote_addr, info->remote_port);
     }
+}
+
+//  civetweb's init_connection: for plain HTTP the first callback a
+//  connection reaches. With TLS it comes after the handshake, which
+//  s_tls_info already took up: the request's deadline then starts afresh.
+static int
+s_init_connection (const struct mg_connection *conn, void **conn_data)
+{
+    sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
+    s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
+    *conn_data = NULL;
+    if (!thread)
+        return 0;
+    if (thread->tls) {
+        if (thread->armed)
+            atomic_store (&thread->deadline_us, sb_time_mono_us () + http->request_timeout_us);
+        return 0;
+    }
+    s_conn_begin (http, thread, conn, -1);
     return 0;
+}
+
+//  OpenSSL's info callback on civetweb's SSL_CTX (installed by s_init_ssl).
+//  civetweb runs the whole TLS handshake before init_connection, so a
+//  connection is taken up here, where the handshake starts: the
+//  per-address limit and the deadline then hold a half-finished handshake
+//  as they hold a slow request (the socket is known: no search). A later
+//  handshake on the same connection (TLS 1.2 renegotiation) is not a new
+//  connection.
+static void
+s_tls_info (const SSL *ssl, int where, int ret)
+{
+    (void) ret;
+    if (!(where & SSL_CB_HANDSHAKE_START))
+        return;
+    const struct mg_connection *conn = (const struct mg_connection *) SSL_get_app_data (ssl);
+    s_thread_t *thread = conn ? (s_thread_t *) mg_get_thread_pointer (conn) : NULL;
+    if (!thread || thread->tls)
+        return;
+    thread->tls = true;
+    s_conn_begin (thread->http, thread, conn, SSL_get_fd (ssl));
 }
 
 //  The connection is closing (civetweb's connection_close, before it
@@ -466,9 +510,11 @@ s_conn_forget (sb_http_t *http, s_thread_t *thread)
     pthread_mutex_lock (&http->conn_lock);
     atomic_store (&thread->conn_id, 0);
     thread->counted = false;
+    thread->fd = -1;
     atomic_store (&thread->deadline_us, 0);
     pthread_mutex_unlock (&http->conn_lock);
     thread->armed = false;
+    thread->tls = false;
 }
 
 #define S_CUT ((int_fast64_t) -1)  //  deadline_us of a request the watchdog cut
@@ -514,7 +560,7 @@ s_watchdog_tick (sb_http_t *http)
         uint64_t conn_id;
         int_fast64_t deadline_us;
         char addr[48];
-        int remote_port, local_port;
+        int remote_port, local_port, fd;
     } due[S_CUTS_PER_TICK];
     size_t count = 0;
     int64_t now = sb_time_mono_us ();
@@ -530,14 +576,16 @@ s_watchdog_tick (sb_http_t *http)
             memcpy (due[count].addr, thread->addr, sizeof due[count].addr);
             due[count].remote_port = thread->remote_port;
             due[count].local_port = thread->local_port;
+            due[count].fd = thread->fd;
             count++;
         }
     }
     pthread_mutex_unlock (&http->conn_lock);
     for (size_t i = 0; i < count; i++) {
         s_thread_t *thread = due[i].thread;
-        int fd = s_find_socket (http, thread, due[i].conn_id, due[i].addr, due[i].remote_port,
-                                due[i].local_port);
+        int fd = due[i].fd >= 0 ? due[i].fd
+                                : s_find_socket (http, thread, due[i].conn_id, due[i].addr,
+                                                 due[i].remote_port, due[i].local_port);
         bool cut = false, missed = false;
         pthread_mutex_lock (&http->conn_lock);
         int_fast64_t expected = due[i].deadline_us;
@@ -1394,6 +1442,8 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     if (thread_type != 1)
         return NULL;
     s_thread_t *thread = calloc (1, sizeof *thread);
+    if (thread)
+        thread->fd = -1;
     if (!thread)
         return NULL;
     thread->http = (sb_http_t *) mg_get_user_data (ctx);
@@ -1555,12 +1605,19 @@ s_register_metrics (sb_http_t *self)
         "Requests cut off: not received whole within SB_HTTP_REQUEST_TIMEOUT_MS", NULL);
 }
 
-//  civetweb's init_ssl: our certificate and key on its SSL_CTX.
+//  civetweb's init_ssl: our certificate and key on its SSL_CTX, and our
+//  info callback in place of civetweb's (which does nothing), so that a
+//  connection is taken up when its handshake starts (s_tls_info).
 static int
 s_init_ssl (void *ssl_ctx, void *user_data)
 {
     sb_http_t *self = (sb_http_t *) user_data;
-    return self->tls ? sb_tls_setup_ctx (self->tls, ssl_ctx) : 0;
+    if (!self->tls)
+        return 0;
+    int rc = sb_tls_setup_ctx (self->tls, ssl_ctx);
+    if (rc == 1)
+        SSL_CTX_set_info_callback ((SSL_CTX *) ssl_ctx, s_tls_info);
+    return rc;
 }
 
 sb_http_t *

@@ -24,7 +24,7 @@ import time
 
 import sbtest
 from sbtest import Ingress
-from test_fault_slow_clients import connect_from, ingress_nofile, raise_nofile, read_until_closed, trickle
+from test_fault_slow_clients import connect_from, count_closed, ingress_nofile, raise_nofile, read_until_closed, trickle
 from test_tls import client_context, make_cert, wait_https
 
 
@@ -170,19 +170,7 @@ def test_handshake_flood_does_not_starve_others():
                  sorted(latencies)[10] * 1000), flush=True)
         print("  latencies ms: %s" % " ".join("%.0f" % (l * 1000) for l in latencies))
 
-        closed = 0
-        for _, s, _ in socks:
-            s.setblocking(False)
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        closed += 1
-                        break
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed += 1
+        closed = count_closed(s for _, s, _ in socks)
         refused = server.metric("sb_http_refused_connections_total")
         print("FAULT tls flood: closed by the server %d of %d, sb_http_refused_connections_total=%d"
               % (closed, FLOOD, refused), flush=True)

@@ -10,9 +10,9 @@
     cursor), and moves outbox rows through their states for the sender.
     Every value travels as a query parameter: the write path sends each
     column as one binary array parameter (sb_pgarray) and unnest()s it
-    server-side, the other statements use text parameters. Text is sent as UTF-8 with any
-    invalid sequence replaced by U+FFFD, so bytes from a provider can never
-    make a batch fail forever.
+    server-side, the other statements use text parameters. Text is sent as
+    UTF-8 with any invalid sequence replaced by U+FFFD, so bytes from a
+    provider can never make a batch fail forever.
 
     DESIGN (the write path). One batch is one transaction and two round
     trips, whatever its size, using libpq's pipeline mode:
@@ -58,6 +58,7 @@
     state as the batch has made it so far and now_ms (the policy's now, or
     the clock): an outbox row pending, one not_sent with the policy's
     reason, or none. Status events never run rules.
+
     Statuses. An outbound message's status moves only to a higher rank
     (SQL function sb_status_rank, 0001_init.sql): queued 1 < sent 2 <
     delivered 3 < read 4; failed, undelivered and canceled are terminal

@@ -111,7 +111,6 @@ s_array_key_or_null (sb_pgarray_t *a, const char *s)
         sb_pgarray_null (a);
 }
 
-
 //  ---------------------------------------------------------------------
 //  The write statements, prepared once per connection. Parameters are
 //  binary arrays, one per column (see sb_pgarray_table_t).
@@ -602,12 +601,13 @@ s_batch_prepare (s_batch_t *b)
         sb_pgarray_text (&t->cols [EV_TO], e->to);
         sb_pgarray_text (&t->cols [EV_ACCOUNT], e->account);
         sb_pgarray_text (&t->cols [EV_TEXT], e->text);
-        sb_pgarray_time (&t->cols [EV_RECEIVED], e->received_at_ms ? e->received_at_ms : s_now_ms ());
+        sb_pgarray_time (&t->cols [EV_RECEIVED],
+                         e->received_at_ms ? e->received_at_ms : s_now_ms ());
         sb_pgarray_bytes (&t->cols [EV_PAYLOAD], payload, size);
         free (payload);
         if (b->items [i].has_body)
             sb_pgarray_bytes (&t->cols [EV_BODY_SHA256], b->items [i].body_sha256,
-                           SB_EVENT_SHA256_SIZE);
+                              SB_EVENT_SHA256_SIZE);
         else
             sb_pgarray_null (&t->cols [EV_BODY_SHA256]);
 
@@ -856,6 +856,7 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
         return 0;
     }
     const char *reason = p.reason;
+    bool not_sent = p.decision == SB_POLICY_NOT_SENT;
     char *json = NULL;
     if (d.action == SB_RULE_FORWARD && !(json = s_forward_json (b, (size_t) (item - b->items)))) {
         sb_rule_decision_clear (&d);
@@ -864,14 +865,15 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
     bool meta = e->provider == SB_PROVIDER_META;
     sb_pgarray_table_t *t = &b->outbox_t;
     sb_pgarray_text (&t->cols [OB_KIND], d.action == SB_RULE_REPLY ? "reply" : "forward");
-    sb_pgarray_text (&t->cols [OB_STATE], *reason ? "not_sent" : "pending");
+    sb_pgarray_text (&t->cols [OB_STATE], not_sent ? "not_sent" : "pending");
     sb_pgarray_text (&t->cols [OB_PROVIDER], c->provider);
     sb_pgarray_text (&t->cols [OB_CHANNEL], c->channel);
     sb_pgarray_text (&t->cols [OB_ACCOUNT], meta ? e->account : "");
     sb_pgarray_text (&t->cols [OB_FROM], e->to);
     sb_pgarray_text (&t->cols [OB_TO], c->address);
     sb_pgarray_text (&t->cols [OB_BODY], d.action == SB_RULE_REPLY ? d.text : "");
-    sb_pgarray_text (&t->cols [OB_CONTEXT], meta && e->kind == SB_KIND_MESSAGE ? e->provider_id : "");
+    sb_pgarray_text (&t->cols [OB_CONTEXT],
+                     meta && e->kind == SB_KIND_MESSAGE ? e->provider_id : "");
     sb_pgarray_text (&t->cols [OB_URL], d.action == SB_RULE_FORWARD ? d.url : "");
     sb_pgarray_int4 (&t->cols [OB_TIMEOUT], d.action == SB_RULE_FORWARD ? d.timeout_ms : 0);
     sb_pgarray_text (&t->cols [OB_JSON], json);
@@ -879,7 +881,7 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
     sb_pgarray_int8 (&t->cols [OB_EVENT_ID], item->id);
     sb_pgarray_text (&t->cols [OB_RULE], d.rule);
     free (json);
-    if (*reason) {
+    if (not_sent) {
         stats->not_sent++;
         sb_debug (S_MODULE, "reply not sent rule=%s reason=%s", s_str (d.rule), reason);
     }
@@ -933,7 +935,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms,
             sb_pgarray_text (&t->cols [MI_OURS], e->to);
             sb_pgarray_text (&t->cols [MI_ACCOUNT], e->account);
             sb_pgarray_text (&t->cols [MI_TYPE],
-                          e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
+                             e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
             sb_pgarray_text (&t->cols [MI_BODY], body);
             sb_pgarray_int8 (&t->cols [MI_EVENT_ID], item->id);
         }
@@ -1127,9 +1129,9 @@ sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *
     if (!id)
         return -1;
     const char *params [] = {id};
-    PGresult *r = sb_store_exec (self,
-                          "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1", 1,
-                          params, PGRES_TUPLES_OK, "read cursor");
+    PGresult *r = sb_store_exec (
+        self, "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1", 1, params,
+        PGRES_TUPLES_OK, "read cursor");
     free (id);
     if (!r)
         return -1;

@@ -289,7 +289,8 @@ sb_store_connect (sb_store_t *self)
     }
     if (state != PGRES_POLLING_OK || PQsetnonblocking (conn, 1) != 0) {
         char line [512];
-        sb_store_line (late ? "no answer within the deadline" : PQerrorMessage (conn), line, sizeof line);
+        sb_store_line (late ? "no answer within the deadline" : PQerrorMessage (conn), line,
+                       sizeof line);
         if (self->healthy)
             sb_error (S_MODULE, "cannot connect to PostgreSQL error=\"%s\" timeout_ms=%d", line,
                       self->timeout_ms);
@@ -457,7 +458,7 @@ s_finish (sb_store_t *self, const char *what)
 //  trip. The last result (caller PQclears), or NULL (logged).
 PGresult *
 sb_store_run (sb_store_t *self, const char *sql, int nparams, const char *const *values,
-       const char *what)
+              const char *what)
 {
     int sent = !self->conn ? 0
                : nparams ? PQsendQueryParams (self->conn, sql, nparams, NULL, values, NULL, NULL, 0)
@@ -473,7 +474,7 @@ sb_store_run (sb_store_t *self, const char *sql, int nparams, const char *const 
 //  round trip), else NULL (logged).
 PGresult *
 sb_store_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
-        ExecStatusType want, const char *what)
+               ExecStatusType want, const char *what)
 {
     self->sqlstate [0] = 0;
     PGresult *r = sb_store_run (self, sql, nparams, values, what);

@@ -119,8 +119,8 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
     char version [256];
     snprintf (version, sizeof version, "%.*s", (int) (strlen (name) - 4), name);
     const char *params [] = {version};
-    PGresult *r = sb_store_exec (self, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, params,
-                          PGRES_TUPLES_OK, "migration lookup");
+    PGresult *r = sb_store_exec (self, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                                 params, PGRES_TUPLES_OK, "migration lookup");
     if (!r)
         return -1;
     bool applied = PQntuples (r) > 0;
@@ -154,8 +154,9 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
         goto rollback;
     }
     PQclear (r);
-    r = sb_store_exec (self, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now ())", 1,
-                params, PGRES_COMMAND_OK, "migration record");
+    r = sb_store_exec (self,
+                       "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now ())", 1,
+                       params, PGRES_COMMAND_OK, "migration record");
     if (!r)
         goto rollback;
     PQclear (r);
@@ -197,16 +198,16 @@ sb_store_migrate (sb_store_t *self, const char *dir)
         goto done;
     //  A session lock: held across the per-file transactions, so a second
     //  dispatcher waits here and then finds everything applied.
-    r = sb_store_exec (self, "SELECT pg_advisory_lock (" S_MIGRATE_LOCK ")", 0, NULL, PGRES_TUPLES_OK,
-                "migration lock");
+    r = sb_store_exec (self, "SELECT pg_advisory_lock (" S_MIGRATE_LOCK ")", 0, NULL,
+                       PGRES_TUPLES_OK, "migration lock");
     if (!r)
         goto done;
     PQclear (r);
     r = sb_store_exec (self,
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version text PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now ())",
-                0, NULL, PGRES_COMMAND_OK, "create schema_migrations");
+                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       " version text PRIMARY KEY,"
+                       " applied_at timestamptz NOT NULL DEFAULT now ())",
+                       0, NULL, PGRES_COMMAND_OK, "create schema_migrations");
     if (r) {
         PQclear (r);
         size_t i;
@@ -216,7 +217,7 @@ sb_store_migrate (sb_store_t *self, const char *dir)
         rc = i == count ? 0 : -1;
     }
     PQclear (sb_store_exec (self, "SELECT pg_advisory_unlock (" S_MIGRATE_LOCK ")", 0, NULL,
-                     PGRES_TUPLES_OK, "migration unlock"));
+                            PGRES_TUPLES_OK, "migration unlock"));
     //  New tables: statements prepared before now may be stale.
     if (rc == 0 && self->prepared) {
         sb_store_exec_ok (self, "DEALLOCATE ALL", "deallocate");
@@ -224,7 +225,8 @@ sb_store_migrate (sb_store_t *self, const char *dir)
     }
 done:
     if (self->conn)
-        sb_store_exec_ok (self, "RESET statement_timeout; RESET lock_timeout", "migration timeouts");
+        sb_store_exec_ok (self, "RESET statement_timeout; RESET lock_timeout",
+                          "migration timeouts");
     self->timeout_ms = timeout_ms;
     for (size_t i = 0; i < count; i++)
         free (names [i]);

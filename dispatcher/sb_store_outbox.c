@@ -307,11 +307,12 @@ sb_store_recover (sb_store_t *self)
     //  Every row not claimed by this store (by its instance id): a recover
     //  that runs late can never put back what this store claimed since.
     const char *params [] = {self->instance};
-    PGresult *r = sb_store_exec (self,
-                          "UPDATE outbox SET state = 'pending', claim_token = NULL,"
-                          " updated_at = now () WHERE state = 'sending'"
-                          " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
-                          1, params, PGRES_COMMAND_OK, "recover outbox");
+    PGresult *r = sb_store_exec (
+        self,
+        "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+        " updated_at = now () WHERE state = 'sending'"
+        " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
+        1, params, PGRES_COMMAND_OK, "recover outbox");
     if (!r)
         return -1;
     int64_t n = 0;
@@ -506,7 +507,8 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
     }
     else
     if (outcome == SB_SEND_SENT) {
-        if (!(rec->text = sb_store_utf8_dup (id_problem ? "" : result->provider_id, SB_STORE_KEY_MAX)))
+        if (!(rec->text = sb_store_utf8_dup (id_problem ? "" : result->provider_id,
+                                             SB_STORE_KEY_MAX)))
             goto oom;
         rec->name = "sb_record_sent";
         rec->sql = s_record_sent_sql;
@@ -700,7 +702,8 @@ abort:
 static int
 s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
 {
-    PGresult *r = sb_store_exec (self, rec->sql, rec->nparams, rec->values, PGRES_TUPLES_OK, rec->what);
+    PGresult *r = sb_store_exec (self, rec->sql, rec->nparams, rec->values, PGRES_TUPLES_OK,
+                                 rec->what);
     if (r) {
         bool was_dead = s_record_done (self, rec, r);
         if (dead)
@@ -731,7 +734,8 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
     //  A retry comes back after the longest backoff.
     const char *values [] = {rec->id, rec->refused, rec->numbers [2], rec->numbers [0], note,
                              rec->token};
-    r = sb_store_exec (self, s_record_refused_sql, 6, values, PGRES_TUPLES_OK, "record refused result");
+    r = sb_store_exec (self, s_record_refused_sql, 6, values, PGRES_TUPLES_OK,
+                       "record refused result");
     if (r) {
         const char *state = PQntuples (r) > 0 ? PQgetvalue (r, 0, 1) : "gone";
         if (dead)
@@ -834,9 +838,9 @@ sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending)
     //  Only the rows still to send: an index range of outbox_due, however
     //  many sent rows the table has kept.
     PGresult *r = sb_store_exec (self,
-                          "SELECT state, count (*) FROM outbox"
-                          " WHERE state IN ('pending', 'sending') GROUP BY state",
-                          0, NULL, PGRES_TUPLES_OK, "outbox depth");
+                                 "SELECT state, count (*) FROM outbox"
+                                 " WHERE state IN ('pending', 'sending') GROUP BY state",
+                                 0, NULL, PGRES_TUPLES_OK, "outbox depth");
     if (!r)
         return -1;
     for (int row = 0; row < PQntuples (r); row++) {
@@ -877,11 +881,12 @@ sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count)
                                    self->dropped [i]);
     snprintf (tokens + used, tsize - used, "}");
     const char *params [] = {list, tokens};
-    PGresult *r = sb_store_exec (self,
-                          "UPDATE outbox SET state = 'pending', claim_token = NULL,"
-                          " updated_at = now () WHERE state = 'sending'"
-                          " AND claim_token = ANY ($2::text[]) AND NOT (id = ANY ($1::int8[]))",
-                          2, params, PGRES_COMMAND_OK, "reclaim outbox");
+    PGresult *r = sb_store_exec (
+        self,
+        "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+        " updated_at = now () WHERE state = 'sending'"
+        " AND claim_token = ANY ($2::text[]) AND NOT (id = ANY ($1::int8[]))",
+        2, params, PGRES_COMMAND_OK, "reclaim outbox");
     free (list);
     free (tokens);
     if (!r)

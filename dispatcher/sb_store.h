@@ -3,9 +3,11 @@
     imply, the reply decisions written to the outbox in the same
     transaction, the consumer cursor, and the outbox's state changes.
 
-    Exactly once: events are unique by (ingress_id, seq) and by (provider,
-    kind, provider_id, status); a replayed or re-sent webhook inserts
-    nothing and so decides nothing. All SQL is parameterized.
+    Exactly once: events are unique by (ingress_id, epoch, seq), by
+    (provider, kind, provider_id, status, dedup_detail) when the provider
+    gave an id, and by (provider, kind, dedup_detail), a hash of their
+    content, when it did not; a replayed or re-sent webhook inserts nothing
+    and so decides nothing. All SQL is parameterized.
     One connection, used by one thread. Every round trip (connects too) has
     a deadline, timeout_ms: past it the connection is dropped, the call
     fails, and the next call reconnects.
@@ -61,7 +63,7 @@ bool sb_store_alive (int64_t last_ok_us, int timeout_ms);
 //  starting together do not race. 0, or -1 (logged with file and error).
 int sb_store_migrate (sb_store_t *self, const char *dir);
 
-//  Reply policy for sb_store_write.
+//  What sb_store_write decides with (the reply policy itself: sb_policy).
 typedef struct {
     const sb_rules_t *rules;   //  may be NULL: no replies
     int64_t window_ms;         //  WhatsApp free-text window, 24 h

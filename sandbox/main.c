@@ -119,8 +119,8 @@ main (int argc, char **argv)
                 break;
             case 'd':
                 if (sb_sandbox_parse_long (optarg, 0, 600000, &delay_ms))
-                    return sb_cli_usage_error (S_CMD, "--callback-delay-ms %s: expected 0 to 600000",
-                                               optarg);
+                    return sb_cli_usage_error (
+                        S_CMD, "--callback-delay-ms %s: expected 0 to 600000", optarg);
                 break;
             case 't':
                 if (sb_sandbox_parse_long (optarg, 2, 1024, &threads))
@@ -153,7 +153,8 @@ main (int argc, char **argv)
         sb_config_destroy (&config);
         return rc;
     }
-    char *callbacks_url = strdup (callbacks ? callbacks : sb_config_str (config, "SB_SANDBOX_CALLBACKS"));
+    char *callbacks_url =
+        strdup (callbacks ? callbacks : sb_config_str (config, "SB_SANDBOX_CALLBACKS"));
     if (!callbacks_url) {
         sb_config_destroy (&config);
         return SB_CLI_FAILED;
@@ -196,8 +197,9 @@ main (int argc, char **argv)
         goto done;
     }
     if (!*self->account_sid || (!*self->auth_token && !*self->api_secret))
-        sb_warn (SB_SANDBOX_MODULE, "Twilio API answers 401 to everything: set TWILIO_ACCOUNT_SID and "
-                           "TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)");
+        sb_warn (SB_SANDBOX_MODULE,
+                 "Twilio API answers 401 to everything: set TWILIO_ACCOUNT_SID and "
+                 "TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)");
     if (!*self->meta_token)
         sb_warn (SB_SANDBOX_MODULE, "Meta API answers 401 to everything: set META_ACCESS_TOKEN");
 

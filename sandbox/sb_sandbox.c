@@ -158,13 +158,13 @@ sb_sandbox_twilio_error (sb_sandbox_answer_t *answer, int status, int code, cons
     snprintf (more_info, sizeof more_info, "https://www.twilio.com/docs/errors/%d", code);
     snprintf (answer->error_code, sizeof answer->error_code, "%d", code);
     sb_sandbox_answer_json (answer, status,
-                   json_pack ("{s:i, s:s, s:s, s:i}", "code", code, "message", message,
+                            json_pack ("{s:i, s:s, s:s, s:i}", "code", code, "message", message,
                               "more_info", more_info, "status", status));
 }
 
 void
 sb_sandbox_meta_error (sb_sandbox_answer_t *answer, int status, int code, const char *message,
-              const char *details)
+                       const char *details)
 {
     char trace[32];
     sb_fakeprov_hex_id (trace, sizeof trace, "A", 22, true);
@@ -382,9 +382,10 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
     json_object_set_new (record, "provider",
                          json_string (provider == SB_SANDBOX_TWILIO ? "twilio"
                                       : provider == SB_SANDBOX_META ? "meta"
-                                                           : ""));
+                                                                    : ""));
     if (!body) {
-        sb_sandbox_answer_json (&answer, 413, json_pack ("{s:s}", "error", "request body too large"));
+        sb_sandbox_answer_json (&answer, 413,
+                                json_pack ("{s:s}", "error", "request body too large"));
         if (!s_drain (conn)) {
             answer.close = true;
             mg_disable_connection_keep_alive (conn);
@@ -411,7 +412,8 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
         pthread_mutex_unlock (&self->lock);
         json_object_set_new (record, "concurrent", json_integer (concurrent));
         long retry_after_s, delay_ms;
-        sb_sandbox_fail_mode_t mode = sb_sandbox_take_failure (self, provider, &retry_after_s, &delay_ms);
+        sb_sandbox_fail_mode_t mode =
+            sb_sandbox_take_failure (self, provider, &retry_after_s, &delay_ms);
         if (mode == SB_SANDBOX_FAIL_SLOW) {
             answer.injected = sb_sandbox_fail_name (mode);
             s_sleep_ms (self, delay_ms);

@@ -75,7 +75,8 @@ sb_sandbox_take_failure (sb_sandbox_t *self, unsigned provider, long *retry_afte
 }
 
 void
-sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_after_s, sb_sandbox_answer_t *answer)
+sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_after_s,
+                   sb_sandbox_answer_t *answer)
 {
     answer->injected = sb_sandbox_fail_name (mode);
     if (mode == SB_SANDBOX_FAIL_500) {
@@ -83,7 +84,7 @@ sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_af
             sb_sandbox_twilio_error (answer, 500, 20500, "Internal Server Error");
         else
             sb_sandbox_meta_error (answer, 500, 131000, "(#131000) Something went wrong",
-                          "Something went wrong");
+                                   "Something went wrong");
     }
     else if (mode == SB_SANDBOX_FAIL_429) {
         answer->retry_after_s = retry_after_s;
@@ -91,12 +92,12 @@ sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_af
             sb_sandbox_twilio_error (answer, 429, 20429, "Too Many Requests");
         else
             sb_sandbox_meta_error (answer, 429, 130429, "(#130429) Rate limit hit",
-                          "Cloud API message throughput has been reached.");
+                                   "Cloud API message throughput has been reached.");
     }
     else if (mode == SB_SANDBOX_FAIL_META131047)
         sb_sandbox_meta_error (answer, 400, 131047, "(#131047) Re-engagement message",
                       "Message failed to send because more than 24 hours have passed since "
-                      "the customer last replied to this number.");
+                               "the customer last replied to this number.");
 }
 
 //  --------------------------------------------------------------------------
@@ -126,12 +127,13 @@ sb_sandbox_log_append (sb_sandbox_t *self, json_t *record)
 static json_t *
 s_plan_json (const sb_sandbox_plan_t *plan)
 {
-    return json_pack ("{s:s, s:I, s:s, s:f, s:s, s:I, s:I}", "mode", sb_sandbox_fail_name (plan->mode),
-                      "count", (json_int_t) plan->count, "rate_mode",
-                      sb_sandbox_fail_name (plan->rate_mode), "rate", plan->rate, "providers",
+    return json_pack ("{s:s, s:I, s:s, s:f, s:s, s:I, s:I}", "mode",
+                      sb_sandbox_fail_name (plan->mode), "count", (json_int_t) plan->count,
+                      "rate_mode", sb_sandbox_fail_name (plan->rate_mode), "rate", plan->rate,
+                      "providers",
                       plan->providers == (SB_SANDBOX_TWILIO | SB_SANDBOX_META) ? "all"
-                      : plan->providers == SB_SANDBOX_TWILIO          ? "twilio"
-                                                             : "meta",
+                      : plan->providers == SB_SANDBOX_TWILIO                    ? "twilio"
+                                                                               : "meta",
                       "retry_after", (json_int_t) plan->retry_after_s, "delay_ms",
                       (json_int_t) plan->delay_ms);
 }
@@ -204,15 +206,16 @@ s_fail_set (sb_sandbox_t *self, const char *query, sb_sandbox_answer_t *answer)
     pthread_mutex_lock (&self->lock);
     self->plan = plan;
     pthread_mutex_unlock (&self->lock);
-    sb_info (SB_SANDBOX_MODULE, "failures planned mode=%s count=%ld rate=%g retry_after=%ld delay_ms=%ld",
+    sb_info (SB_SANDBOX_MODULE,
+             "failures planned mode=%s count=%ld rate=%g retry_after=%ld delay_ms=%ld",
              sb_sandbox_fail_name (mode), plan.count, plan.rate, plan.retry_after_s, plan.delay_ms);
     sb_sandbox_answer_json (answer, 200, s_plan_json (&plan));
     sb_form_destroy (&form);
 }
 
 void
-sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path, const char *query,
-         sb_sandbox_answer_t *answer)
+sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path,
+                  const char *query, sb_sandbox_answer_t *answer)
 {
     if (strcmp (path, "/_sandbox/requests") == 0 && strcmp (method, "GET") == 0) {
         long since = -1;

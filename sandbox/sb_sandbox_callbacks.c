@@ -52,8 +52,8 @@ sb_sandbox_callback_destroy (sb_sandbox_callback_t **callback_p)
 }
 
 sb_sandbox_callback_t *
-sb_sandbox_callback_new (const char *url, char *body, const char *content_type, const char *sig_name,
-                const char *sig_value, const char *what)
+sb_sandbox_callback_new (const char *url, char *body, const char *content_type,
+                         const char *sig_name, const char *sig_value, const char *what)
 {
     sb_sandbox_callback_t *callback = calloc (1, sizeof *callback);
     if (!callback) {
@@ -214,8 +214,8 @@ s_callback_thread (void *arg)
                 sb_warn (SB_SANDBOX_MODULE, "callback refused what=\"%s\" url=%s http=%ld",
                          callback->what, callback->url, status);
             else
-                sb_debug (SB_SANDBOX_MODULE, "callback delivered what=\"%s\" http=%ld", callback->what,
-                          status);
+                sb_debug (SB_SANDBOX_MODULE, "callback delivered what=\"%s\" http=%ld",
+                          callback->what, status);
             //  The next status of the same message goes once this one is answered.
             sb_sandbox_callback_t *then = callback->then;
             callback->then = NULL;

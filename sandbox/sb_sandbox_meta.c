@@ -89,12 +89,13 @@ s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *w
         bool sign = *self->app_secret
                     && sb_sig_meta_sign (self->app_secret, body, strlen (body), signature) == 0;
         if (!sign && i == 0)
-            sb_warn (SB_SANDBOX_MODULE, "Meta callback unsigned: META_APP_SECRET is unset id=%s", wamid);
+            sb_warn (SB_SANDBOX_MODULE, "Meta callback unsigned: META_APP_SECRET is unset id=%s",
+                     wamid);
         char what[160];
         snprintf (what, sizeof what, "meta %s %.120s", statuses[i], wamid);
         sb_sandbox_callback_t *callback = sb_sandbox_callback_new (url, body, "application/json",
                                                  "X-Hub-Signature-256", sign ? signature : NULL,
-                                                 what);
+                                                                   what);
         if (!callback)
             break;
         last = sb_sandbox_callback_then (last, callback);
@@ -107,25 +108,25 @@ s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *w
 
 void
 sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
-               const char *phone_number_id, const char *body, size_t size, json_t *record,
-               sb_sandbox_answer_t *answer)
+                        const char *phone_number_id, const char *body, size_t size,
+                        json_t *record, sb_sandbox_answer_t *answer)
 {
     const char *auth = mg_get_header (conn, "Authorization");
     bool bearer = auth && strncasecmp (auth, "Bearer ", 7) == 0;
     json_object_set_new (record, "auth_user", json_string (bearer ? "bearer" : ""));
     if (!bearer) {
         sb_sandbox_meta_error (answer, 401, 190,
-                      "An active access token must be used to query information about the "
-                      "current user.",
-                      NULL);
+                               "An active access token must be used to query information about the "
+                               "current user.",
+                               NULL);
         return;
     }
     const char *token = auth + 7;
     while (*token == ' ')
         token++;
     if (!*self->meta_token || !sb_sandbox_secret_equal (token, strlen (token), self->meta_token)) {
-        sb_sandbox_meta_error (answer, 401, 190, "Invalid OAuth access token - Cannot parse access token",
-                      NULL);
+        sb_sandbox_meta_error (answer, 401, 190,
+                               "Invalid OAuth access token - Cannot parse access token", NULL);
         return;
     }
     char message[400];
@@ -156,7 +157,7 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     const char *type_header = mg_get_header (conn, "Content-Type");
     if (!type_header || strncasecmp (type_header, "application/json", 16) != 0) {
         sb_sandbox_meta_error (answer, 400, 100, "(#100) Invalid parameter",
-                      "Content-Type must be application/json");
+                               "Content-Type must be application/json");
         return;
     }
     json_error_t error;

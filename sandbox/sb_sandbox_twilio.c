@@ -147,7 +147,8 @@ s_twilio_callback_urls (const sb_sandbox_t *self, const char *status_callback, c
     if (status_callback && *status_callback) {
         *signed_url = strdup (status_callback);
         //  Behind SB_PUBLIC_URL the ingress is reached at the callbacks URL.
-        char *front = *self->public_url ? sb_sandbox_concat (self->public_url, self->prefix, "") : NULL;
+        char *front =
+            *self->public_url ? sb_sandbox_concat (self->public_url, self->prefix, "") : NULL;
         if (front && strncmp (status_callback, front, strlen (front)) == 0)
             *post_url = sb_sandbox_concat (self->callbacks, status_callback + strlen (front), "");
         else
@@ -196,13 +197,14 @@ s_twilio_callbacks (sb_sandbox_t *self, const char *sid, const sb_form_t *reques
         bool sign = *self->auth_token
                     && sb_sig_twilio_sign (self->auth_token, signed_url, form, signature) == 0;
         if (!sign && i == 0)
-            sb_warn (SB_SANDBOX_MODULE, "Twilio callback unsigned: TWILIO_AUTH_TOKEN is unset sid=%s",
-                     sid);
+            sb_warn (SB_SANDBOX_MODULE,
+                     "Twilio callback unsigned: TWILIO_AUTH_TOKEN is unset sid=%s", sid);
         char what[96];
         snprintf (what, sizeof what, "twilio %s %s", statuses[i], sid);
         sb_sandbox_callback_t *callback =
-            sb_sandbox_callback_new (post_url, sb_form_encode (form), "application/x-www-form-urlencoded",
-                            "X-Twilio-Signature", sign ? signature : NULL, what);
+            sb_sandbox_callback_new (post_url, sb_form_encode (form),
+                                     "application/x-www-form-urlencoded", "X-Twilio-Signature",
+                                     sign ? signature : NULL, what);
         sb_form_destroy (&form);
         if (!callback)
             break;
@@ -216,8 +218,9 @@ s_twilio_callbacks (sb_sandbox_t *self, const char *sid, const sb_form_t *reques
 }
 
 void
-sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *account,
-                 const char *body, size_t size, json_t *record, sb_sandbox_answer_t *answer)
+sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
+                          const char *account, const char *body, size_t size, json_t *record,
+                          sb_sandbox_answer_t *answer)
 {
     char user[256];
     bool authorized =
@@ -288,7 +291,7 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
         sb_sandbox_twilio_error (answer, 400, 21602, "Message body is required.");
     else if (text && sb_sandbox_utf8_length (text) > S_MAX_BODY)
         sb_sandbox_twilio_error (answer, 400, 21617,
-                        "The concatenated message body exceeds the 1600 character limit.");
+                                 "The concatenated message body exceeds the 1600 character limit.");
     else if (callback && !sb_sandbox_is_url (callback))
         sb_sandbox_twilio_error (answer, 400, 21609, "Invalid StatusCallback url");
     else if (content && *content && !sb_sandbox_is_sid (content, "HX"))

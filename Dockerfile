@@ -12,11 +12,12 @@ COPY . /src
 WORKDIR /src
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && cmake --build build -j"$(nproc)" \
-      --target switchboard-ingress switchboard-dispatcher switchboard \
+      --target switchboard-ingress switchboard-dispatcher switchboard switchboard-sandbox \
  && install -D -m 755 -t /out/usr/local/bin \
       build/ingress/switchboard-ingress \
       build/dispatcher/switchboard-dispatcher \
       build/cli/switchboard \
+      build/sandbox/switchboard-sandbox \
  && install -D -m 644 examples/rules.yaml /out/usr/share/switchboard/rules.yaml \
  && mkdir -p /out/usr/share/switchboard/migrations \
  && cp -a dispatcher/migrations/. /out/usr/share/switchboard/migrations/

@@ -5,7 +5,7 @@
         switchboard journal   print the records of an ingress journal
         switchboard replay    ask an ingress to replay its journal from a seq
         switchboard keygen    write a CURVE key pair for ZeroMQ between hosts
-        switchboard sandbox   fake Twilio and Meta APIs (when built)
+        switchboard sandbox   fake Twilio and Meta APIs (runs switchboard-sandbox)
 
     main only picks the subcommand; each parses its own flags, loads the
     settings it needs and returns the exit status (0 ok, 1 failed, 2 usage).
@@ -22,7 +22,7 @@ typedef int (s_cmd_fn) (int argc, char **argv);
 
 typedef struct {
     const char *name;  //  as typed after "switchboard"
-    s_cmd_fn *fn;      //  entry point; NULL when not built
+    s_cmd_fn *fn;      //  entry point
     const char *help;  //  one line for the overview
 } s_cmd_t;
 
@@ -36,8 +36,7 @@ s_print_help (FILE *out, const s_cmd_t *cmds, size_t count)
              "\n"
              "Commands:\n");
     for (size_t i = 0; i < count; i++)
-        fprintf (out, "  %-10s %s%s\n", cmds[i].name, cmds[i].help,
-                 cmds[i].fn ? "" : " (not built)");
+        fprintf (out, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf (out,
              "  %-10s print the version\n"
              "  %-10s describe a command (same as COMMAND --help)\n"
@@ -93,10 +92,6 @@ main (int argc, char **argv)
     for (size_t i = 0; i < count; i++) {
         if (strcmp (name, cmds[i].name) != 0)
             continue;
-        if (!cmds[i].fn) {
-            fprintf (stderr, "switchboard: %s is not built into this binary\n", name);
-            return SB_CLI_FAILED;
-        }
         return cmds[i].fn (cmd_argc, cmd_argv);
     }
     fprintf (stderr, "switchboard: unknown command '%s'\nTry 'switchboard --help'.\n", name);

@@ -23,8 +23,8 @@ int sb_cmd_replay (int argc, char **argv);
 //  switchboard keygen: write a CURVE key pair (czmq certificates).
 int sb_cmd_keygen (int argc, char **argv);
 
-//  switchboard sandbox: the fake provider APIs (cli/sb_sandbox.c). Weak, so
-//  the tool links and answers "not built" while that file does not exist.
-int sb_cmd_sandbox (int argc, char **argv) __attribute__ ((weak));
+//  switchboard sandbox: run switchboard-sandbox (sandbox/), the fake
+//  provider APIs, with these arguments. Returns only when it cannot be run.
+int sb_cmd_sandbox (int argc, char **argv);
 
 #endif

@@ -9,7 +9,9 @@
     compact JSON envelopes like tests/conformance/meta-*.json, non-ASCII and
     '/' escaped as Meta sends them, signed with X-Hub-Signature-256 over the
     exact bytes posted. Ids are fresh for every request: SM/MM/CA + 32 hex
-    digits, wamid.<base64> built the way Meta's are.
+    digits, wamid.<base64> built the way Meta's are. Ids, segment counts and
+    the status webhooks come from sb_fakeprov, which the provider sandbox
+    uses for its answers and callbacks too.
 
     --file posts a given body verbatim (signed), so the integration tests can
     post every conformance payload. --print-only prints the request (with a
@@ -23,7 +25,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,6 +32,7 @@
 
 #include "sb_cli.h"
 #include "sb_cmd.h"
+#include "sb_fakeprov.h"
 #include "sb_form.h"
 #include "sb_log.h"
 #include "sb_sig.h"
@@ -50,7 +52,6 @@
 #define S_OURS "+15558675310"
 #define S_PROFILE "Ada Lovelace"
 #define S_BODY "Hello from switchboard send"
-#define S_META_WABA "102290129340398"
 #define S_META_PHONE_ID "106540352242922"
 
 typedef enum { S_TWILIO = 1, S_META = 2 } s_provider_t;
@@ -364,115 +365,18 @@ s_parse (int argc, char **argv, s_opts_t *opts)
 //  ---------------------------------------------------------------------
 //  Ids, addresses and other realistic details
 
-//  n random bytes. Aborts on failure of the CSPRNG: nothing sensible to do.
-static void
-s_random (void *buf, size_t n)
-{
-    if (RAND_bytes (buf, (int) n) != 1) {
-        fprintf (stderr, "switchboard send: no random bytes from OpenSSL\n");
-        abort ();
-    }
-}
-
-//  prefix + hex lower-case digits into out.
-static void
-s_random_sid (char *out, size_t size, const char *prefix, size_t hex_digits)
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t raw[64];
-    size_t len = strlen (prefix);
-    if (hex_digits > sizeof raw * 2)
-        hex_digits = sizeof raw * 2;
-    if (len + hex_digits + 1 > size)
-        hex_digits = size > len + 1 ? size - len - 1 : 0;
-    s_random (raw, (hex_digits + 1) / 2);
-    memmove (out, prefix, len);
-    for (size_t i = 0; i < hex_digits; i++)
-        out[len + i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
-    out[len + hex_digits] = 0;
-}
-
-static void
-s_random_digits (char *out, size_t digits)
-{
-    uint8_t raw[32];
-    if (digits > sizeof raw)
-        digits = sizeof raw;
-    s_random (raw, digits);
-    for (size_t i = 0; i < digits; i++)
-        out[i] = (char) ('0' + raw[i] % 10);
-    if (digits > 0 && out[0] == '0')
-        out[0] = '1';
-    out[digits] = 0;
-}
-
-static void
-s_base64 (const uint8_t *data, size_t size, char *out)
-{
-    static const char table[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < size; i += 3) {
-        uint32_t v = (uint32_t) data[i] << 16;
-        if (i + 1 < size)
-            v |= (uint32_t) data[i + 1] << 8;
-        if (i + 2 < size)
-            v |= data[i + 2];
-        out[o++] = table[(v >> 18) & 63];
-        out[o++] = table[(v >> 12) & 63];
-        out[o++] = i + 1 < size ? table[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < size ? table[v & 63] : '=';
-    }
-    out[o] = 0;
-}
-
-//  A wamid as Meta makes them: "wamid." + base64 of a small binary record
-//  holding the user's number and a 20-character upper-case hex id.
-static void
-s_wamid (char *out, size_t size, const char *user_digits)
-{
-    uint8_t raw[96];
-    size_t n = 0;
-    size_t len = strlen (user_digits);
-    if (len > 20)
-        len = 20;
-    raw[n++] = 0x1c;
-    raw[n++] = 0x18;
-    raw[n++] = (uint8_t) len;
-    memcpy (raw + n, user_digits, len);
-    n += len;
-    static const uint8_t middle[] = {0x15, 0x02, 0x00, 0x12, 0x18, 0x14};
-    memcpy (raw + n, middle, sizeof middle);
-    n += sizeof middle;
-    char hex[24];
-    s_random_sid (hex, sizeof hex, "", 20);
-    for (size_t i = 0; i < 20; i++)
-        raw[n++] = (uint8_t) (hex[i] >= 'a' ? hex[i] - 'a' + 'A' : hex[i]);
-    raw[n++] = 0;
-    char b64[160];
-    s_base64 (raw, n, b64);
-    snprintf (out, size, "wamid.%s", b64);
-}
-
-//  The address without "whatsapp:" (borrowed, points into addr).
-static const char *
-s_bare (const char *addr)
-{
-    return strncmp (addr, "whatsapp:", 9) == 0 ? addr + 9 : addr;
-}
-
 //  "whatsapp:" + the bare address.
 static void
 s_whatsapp (char *out, size_t size, const char *addr)
 {
-    snprintf (out, size, "whatsapp:%s", s_bare (addr));
+    snprintf (out, size, "whatsapp:%s", sb_fakeprov_bare (addr));
 }
 
 //  Meta's form of an address: digits only (no "whatsapp:", no '+').
 static void
 s_meta_address (char *out, size_t size, const char *addr)
 {
-    const char *p = s_bare (addr);
+    const char *p = sb_fakeprov_bare (addr);
     if (*p == '+')
         p++;
     snprintf (out, size, "%s", p);
@@ -482,24 +386,7 @@ s_meta_address (char *out, size_t size, const char *addr)
 static bool
 s_nanp (const char *addr)
 {
-    return strncmp (s_bare (addr), "+1", 2) == 0;
-}
-
-//  Twilio's NumSegments for an SMS body: 160/153 characters per segment in
-//  GSM-7 (approximated by ASCII), 70/67 in UCS-2.
-static int
-s_segments (const char *text)
-{
-    size_t chars = 0;
-    bool ascii = true;
-    for (const unsigned char *p = (const unsigned char *) text; *p; p++) {
-        if ((*p & 0xc0) != 0x80)
-            chars++;
-        if (*p >= 0x80)
-            ascii = false;
-    }
-    size_t single = ascii ? 160 : 70, multi = ascii ? 153 : 67;
-    return chars <= single ? 1 : (int) ((chars + multi - 1) / multi);
+    return strncmp (sb_fakeprov_bare (addr), "+1", 2) == 0;
 }
 
 //  The media type of a URL, from its extension.
@@ -551,17 +438,6 @@ s_call_status (const char *status)
 //  ---------------------------------------------------------------------
 //  Twilio forms
 
-//  Add key/value pairs from a NULL-key-terminated list; a NULL value skips
-//  its pair. 0 or -1 (out of memory).
-static int
-s_add_pairs (sb_form_t *form, const char *const *pairs)
-{
-    for (size_t i = 0; pairs[i]; i += 2)
-        if (pairs[i + 1] && sb_form_add (form, pairs[i], pairs[i + 1]))
-            return -1;
-    return 0;
-}
-
 //  MediaContentTypeN (first) or MediaUrlN (urls true) for every --media.
 static int
 s_add_media (sb_form_t *form, const s_opts_t *opts, bool urls)
@@ -598,10 +474,10 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             if (o->sid)
                 snprintf (sid, sizeof sid, "%s", o->sid);
             else
-                s_random_sid (sid, sizeof sid, o->n_media ? "MM" : "SM", 32);
+                sb_fakeprov_hex_id (sid, sizeof sid, o->n_media ? "MM" : "SM", 32, false);
             snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
-            snprintf (segments, sizeof segments, "%d", s_segments (body));
+            snprintf (segments, sizeof segments, "%d", sb_fakeprov_sms_segments (body));
             bool geo_to = s_nanp (to), geo_from = s_nanp (from);
             const char *pairs[] = {
                 "ToCountry", geo_to ? "US" : NULL, "ToState", geo_to ? "CA" : NULL,
@@ -612,7 +488,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 "FromCountry", geo_from ? "US" : NULL, "To", to, "ToZip", geo_to ? "94965" : NULL,
                 "NumSegments", segments, "MessageSid", sid, "AccountSid", account, "From", from,
                 NULL};
-            if (s_add_media (form, o, false) || s_add_pairs (form, pairs)
+            if (s_add_media (form, o, false) || sb_fakeprov_add_pairs (form, pairs)
                 || s_add_media (form, o, true) || sb_form_add (form, "ApiVersion", api))
                 return -1;
             break;
@@ -621,10 +497,10 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             if (o->sid)
                 snprintf (sid, sizeof sid, "%s", o->sid);
             else
-                s_random_sid (sid, sizeof sid, o->n_media ? "MM" : "SM", 32);
+                sb_fakeprov_hex_id (sid, sizeof sid, o->n_media ? "MM" : "SM", 32, false);
             s_whatsapp (from, sizeof from, o->from ? o->from : S_USER);
             s_whatsapp (to, sizeof to, o->to ? o->to : S_OURS);
-            const char *bare = s_bare (from);
+            const char *bare = sb_fakeprov_bare (from);
             snprintf (wa_id, sizeof wa_id, "%s", *bare == '+' ? bare + 1 : bare);
             const char *type =
                 o->n_media ? s_media_kind (s_content_type (o->media[0])) : "text";
@@ -634,7 +510,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 "MessageType", type, "SmsSid", sid, "WaId", wa_id, "SmsStatus", "received",
                 "Body", body, "To", to, "NumSegments", "1", "ReferralNumMedia", "0",
                 "MessageSid", sid, "AccountSid", account, "From", from, NULL};
-            if (s_add_media (form, o, false) || s_add_pairs (form, pairs)
+            if (s_add_media (form, o, false) || sb_fakeprov_add_pairs (form, pairs)
                 || s_add_media (form, o, true) || sb_form_add (form, "ApiVersion", api))
                 return -1;
             break;
@@ -643,7 +519,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             if (o->sid)
                 snprintf (sid, sizeof sid, "%s", o->sid);
             else
-                s_random_sid (sid, sizeof sid, "CA", 32);
+                sb_fakeprov_hex_id (sid, sizeof sid, "CA", 32, false);
             snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
             bool geo_to = s_nanp (to), geo_from = s_nanp (from);
@@ -661,7 +537,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 "Caller", from, "FromCity", geo_from ? "SAN FRANCISCO" : NULL,
                 "CalledState", geo_to ? "CA" : NULL, "FromZip", geo_from ? "94103" : NULL,
                 "FromState", geo_from ? "CA" : NULL, NULL};
-            if (s_add_pairs (form, pairs))
+            if (sb_fakeprov_add_pairs (form, pairs))
                 return -1;
             break;
         }
@@ -669,7 +545,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             if (o->sid)
                 snprintf (sid, sizeof sid, "%s", o->sid);
             else
-                s_random_sid (sid, sizeof sid, "CA", 32);
+                sb_fakeprov_hex_id (sid, sizeof sid, "CA", 32, false);
             snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
             bool speech = o->body != NULL;
@@ -681,7 +557,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 "Direction", "inbound", "FinishedOnKey", speech ? NULL : "#", "From", from,
                 "Language", speech ? "en-US" : NULL, "SpeechResult", speech ? body : NULL,
                 "To", to, "msg", "Gather End", NULL};
-            if (s_add_pairs (form, pairs))
+            if (sb_fakeprov_add_pairs (form, pairs))
                 return -1;
             break;
         }
@@ -695,21 +571,18 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 if (o->sid)
                     snprintf (sid, sizeof sid, "%s", o->sid);
                 else
-                    s_random_sid (sid, sizeof sid, "CA", 32);
+                    sb_fakeprov_hex_id (sid, sizeof sid, "CA", 32, false);
                 snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
                 snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
-                char stamp[64];
-                time_t now = time (NULL);
-                struct tm tm;
-                gmtime_r (&now, &tm);
-                strftime (stamp, sizeof stamp, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+                char stamp[SB_FAKEPROV_DATE_SIZE];
+                sb_fakeprov_rfc2822 (time (NULL), stamp, sizeof stamp);
                 bool done = strcmp (status, "completed") == 0;
                 const char *pairs[] = {
                     "AccountSid", account, "ApiVersion", api, "CallDuration", done ? "42" : NULL,
                     "CallSid", sid, "CallStatus", status, "Called", to, "Caller", from,
                     "Direction", "inbound", "Duration", done ? "1" : NULL, "From", from,
                     "SequenceNumber", "0", "Timestamp", stamp, "To", to, NULL};
-                if (s_add_pairs (form, pairs))
+                if (sb_fakeprov_add_pairs (form, pairs))
                     return -1;
                 break;
             }
@@ -718,51 +591,18 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             if (o->sid)
                 snprintf (sid, sizeof sid, "%s", o->sid);
             else
-                s_random_sid (sid, sizeof sid, "SM", 32);
+                sb_fakeprov_hex_id (sid, sizeof sid, "SM", 32, false);
             //  A status callback is about our outbound message: from us.
-            snprintf (from, sizeof from, "%s", o->from ? o->from : S_OURS);
-            snprintf (to, sizeof to, "%s", o->to ? o->to : S_USER);
-            bool whatsapp = strncmp (from, "whatsapp:", 9) == 0
-                            || strncmp (to, "whatsapp:", 9) == 0;
-            if (whatsapp) {
-                s_whatsapp (from, sizeof from, o->from ? o->from : S_OURS);
-                s_whatsapp (to, sizeof to, o->to ? o->to : S_USER);
-            }
-            bool failed = strcmp (status, "failed") == 0 || strcmp (status, "undelivered") == 0;
-            const char *error = o->error_code ? o->error_code
-                                : failed      ? (whatsapp ? "63016" : "30003")
-                                              : NULL;
-            if (whatsapp) {
-                char install[64], masked[S_MAX_FLAG + 16];
-                s_random_sid (install, sizeof install, "XE", 32);
-                //  Twilio masks the last five digits of the user's number.
-                snprintf (masked, sizeof masked, "%s", s_bare (to));
-                size_t len = strlen (masked);
-                for (size_t i = len > 5 ? len - 5 : 0; i < len; i++)
-                    masked[i] = 'X';
-                const char *pairs[] = {
-                    "ChannelPrefix", "whatsapp", "ApiVersion", api, "ErrorCode", error,
-                    "MessageStatus", status, "SmsSid", sid, "SmsStatus", status,
-                    "ChannelInstallSid", install, "To", to, "From", from, "MessageSid", sid,
-                    "AccountSid", account, "ChannelToAddress", masked, NULL};
-                if (s_add_pairs (form, pairs))
-                    return -1;
-            }
-            else {
-                char done[64];
-                time_t now = time (NULL);
-                struct tm tm;
-                gmtime_r (&now, &tm);
-                snprintf (done, sizeof done, "%02d%02d%02d%02d%02d", tm.tm_year % 100,
-                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
-                const char *pairs[] = {
-                    "ErrorCode", error, "SmsSid", sid, "SmsStatus", status,
-                    "MessageStatus", status, "To", to, "MessageSid", sid,
-                    "AccountSid", account, "From", from, "ApiVersion", api,
-                    "RawDlrDoneDate", strcmp (status, "delivered") == 0 ? done : NULL, NULL};
-                if (s_add_pairs (form, pairs))
-                    return -1;
-            }
+            sb_fakeprov_twilio_status_t callback = {
+                .account = account,
+                .sid = sid,
+                .status = status,
+                .from = o->from ? o->from : S_OURS,
+                .to = o->to ? o->to : S_USER,
+                .error_code = o->error_code,
+            };
+            if (sb_fakeprov_twilio_status (form, &callback))
+                return -1;
             break;
         }
         default:
@@ -774,48 +614,6 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
 
 //  ---------------------------------------------------------------------
 //  Meta JSON
-
-//  Compact JSON as Meta sends it (non-ASCII as \uXXXX, '/' as \/). Takes
-//  the reference to root. NULL when a value was not UTF-8.
-static char *
-s_meta_dump (json_t *root)
-{
-    if (!root)
-        return NULL;
-    char *text = json_dumps (root, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH);
-    json_decref (root);
-    return text;
-}
-
-//  The webhook envelope around one change value (reference taken).
-static json_t *
-s_meta_envelope (json_t *value)
-{
-    if (!value)
-        return NULL;
-    return json_pack ("{s:s, s:[{s:s, s:[{s:o, s:s}]}]}", "object", "whatsapp_business_account",
-                      "entry", "id", S_META_WABA, "changes", "value", value, "field",
-                      "messages");
-}
-
-static const char *
-s_meta_error_title (int64_t code)
-{
-    switch (code) {
-        case 131049:
-            return "This message was not delivered to maintain healthy ecosystem engagement.";
-        case 131047:
-            return "Re-engagement message";
-        case 131026:
-            return "Message undeliverable";
-        case 131051:
-            return "Unsupported message type";
-        case 130472:
-            return "User's number is part of an experiment";
-        default:
-            return "Message failed to send";
-    }
-}
 
 static char *
 s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
@@ -832,86 +630,59 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
     if (o->sid)
         snprintf (wamid, sizeof wamid, "%s", o->sid);
     else
-        s_wamid (wamid, sizeof wamid, user);
+        sb_fakeprov_wamid (wamid, sizeof wamid, user, SB_FAKEPROV_INBOUND);
     snprintf (req->id, sizeof req->id, "%.250s", wamid);
+    if (status) {
+        sb_fakeprov_meta_status_t hook = {
+            .display_number = ours,
+            .phone_number_id = ctx->account,
+            .wamid = wamid,
+            .recipient = user,
+            .status = o->status ? o->status : "delivered",
+            .error_code = o->error_code ? (int64_t) o->error_number : 0,
+        };
+        return sb_fakeprov_meta_status (&hook);
+    }
     json_t *metadata = json_pack ("{s:s, s:s}", "display_phone_number", ours,
                                   "phone_number_id", ctx->account);
     if (!metadata)
         return NULL;
 
-    if (!status) {
-        char body[S_MAX_BODY_FLAG + 64];
-        if (o->body)
-            snprintf (body, sizeof body, "%s", o->body);
-        else if (o->count > 1)
-            snprintf (body, sizeof body, "%s (%llu/%llu)", S_BODY,
-                      (unsigned long long) index + 1, (unsigned long long) o->count);
-        else
-            snprintf (body, sizeof body, "%s", S_BODY);
-        const char *type = "text";
-        json_t *content;
-        if (o->n_media) {
-            const char *content_type = s_content_type (o->media[0]);
-            type = s_media_kind (content_type);
-            uint8_t digest[32];
-            char sha[48], media_id[20];
-            s_random (digest, sizeof digest);
-            s_base64 (digest, sizeof digest, sha);
-            s_random_digits (media_id, 16);
-            content = json_pack ("{s:s, s:s, s:s, s:s}", "mime_type", content_type, "sha256",
-                                 sha, "id", media_id, "url", o->media[0]);
-            //  Audio and stickers carry no caption.
-            bool captioned = strcmp (type, "image") == 0 || strcmp (type, "video") == 0
-                             || strcmp (type, "document") == 0;
-            if (content && o->body && captioned)
-                json_object_set_new (content, "caption", json_string (body));
-        }
-        else
-            content = json_pack ("{s:s}", "body", body);
-        json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:o}", "from", user, "id", wamid,
-                                     "timestamp", stamp, "type", type, type, content);
-        json_t *value = json_pack ("{s:s, s:o, s:[{s:{s:s}, s:s}], s:[o]}", "messaging_product",
-                                   "whatsapp", "metadata", metadata, "contacts", "profile",
-                                   "name", o->profile_name ? o->profile_name : S_PROFILE,
-                                   "wa_id", user, "messages", message);
-        return s_meta_dump (s_meta_envelope (value));
+    char body[S_MAX_BODY_FLAG + 64];
+    if (o->body)
+        snprintf (body, sizeof body, "%s", o->body);
+    else if (o->count > 1)
+        snprintf (body, sizeof body, "%s (%llu/%llu)", S_BODY,
+                  (unsigned long long) index + 1, (unsigned long long) o->count);
+    else
+        snprintf (body, sizeof body, "%s", S_BODY);
+    const char *type = "text";
+    json_t *content;
+    if (o->n_media) {
+        const char *content_type = s_content_type (o->media[0]);
+        type = s_media_kind (content_type);
+        uint8_t digest[32];
+        char sha[48], media_id[20];
+        sb_fakeprov_random (digest, sizeof digest);
+        sb_fakeprov_base64 (digest, sizeof digest, sha);
+        sb_fakeprov_digits (media_id, 16);
+        content = json_pack ("{s:s, s:s, s:s, s:s}", "mime_type", content_type, "sha256",
+                             sha, "id", media_id, "url", o->media[0]);
+        //  Audio and stickers carry no caption.
+        bool captioned = strcmp (type, "image") == 0 || strcmp (type, "video") == 0
+                         || strcmp (type, "document") == 0;
+        if (content && o->body && captioned)
+            json_object_set_new (content, "caption", json_string (body));
     }
-
-    const char *state = o->status ? o->status : "delivered";
-    json_t *entry = json_pack ("{s:s, s:s, s:s, s:s}", "id", wamid, "status", state,
-                               "timestamp", stamp, "recipient_id", user);
-    if (!entry) {
-        json_decref (metadata);
-        return NULL;
-    }
-    char conversation[40];
-    s_random_sid (conversation, sizeof conversation, "", 32);
-    if (strcmp (state, "sent") == 0 || strcmp (state, "delivered") == 0) {
-        char expires[32];
-        snprintf (expires, sizeof expires, "%lld", (long long) time (NULL) + 24 * 3600);
-        json_t *conv = strcmp (state, "sent") == 0
-                           ? json_pack ("{s:s, s:s, s:{s:s}}", "id", conversation,
-                                        "expiration_timestamp", expires, "origin", "type",
-                                        "service")
-                           : json_pack ("{s:s, s:{s:s}}", "id", conversation, "origin", "type",
-                                        "service");
-        json_object_set_new (entry, "conversation", conv);
-        json_object_set_new (entry, "pricing",
-                             json_pack ("{s:b, s:s, s:s}", "billable", 1, "pricing_model", "CBP",
-                                        "category", "service"));
-    }
-    else if (strcmp (state, "failed") == 0 || o->error_code) {
-        int64_t code = o->error_code ? (int64_t) o->error_number : 131049;
-        const char *title = s_meta_error_title (code);
-        json_object_set_new (
-            entry, "errors",
-            json_pack ("[{s:I, s:s, s:s, s:{s:s}, s:s}]", "code", (json_int_t) code, "title",
-                       title, "message", title, "error_data", "details", title, "href",
-                       "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"));
-    }
-    json_t *value = json_pack ("{s:s, s:o, s:[o]}", "messaging_product", "whatsapp", "metadata",
-                               metadata, "statuses", entry);
-    return s_meta_dump (s_meta_envelope (value));
+    else
+        content = json_pack ("{s:s}", "body", body);
+    json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:o}", "from", user, "id", wamid,
+                                 "timestamp", stamp, "type", type, type, content);
+    json_t *value = json_pack ("{s:s, s:o, s:[{s:{s:s}, s:s}], s:[o]}", "messaging_product",
+                               "whatsapp", "metadata", metadata, "contacts", "profile",
+                               "name", o->profile_name ? o->profile_name : S_PROFILE,
+                               "wa_id", user, "messages", message);
+    return sb_fakeprov_meta_dump (sb_fakeprov_meta_envelope (value));
 }
 
 //  ---------------------------------------------------------------------
@@ -949,7 +720,7 @@ s_build (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
 
     if (o->kind == K_META_VERIFY) {
         req->method = "GET";
-        s_random_digits (req->expect_body, 10);
+        sb_fakeprov_digits (req->expect_body, 10);
         form = sb_form_new ();
         if (!form || sb_form_add (form, "hub.mode", "subscribe")
             || sb_form_add (form, "hub.challenge", req->expect_body)
@@ -1061,7 +832,7 @@ s_provider_headers (s_provider_t provider, char *token, size_t token_size)
     static const char *const meta[] = {"User-Agent: facebookexternalua", NULL};
     if (provider == S_TWILIO) {
         char id[48];
-        s_random_sid (id, sizeof id, "", 32);
+        sb_fakeprov_hex_id (id, sizeof id, "", 32, false);
         snprintf (token, token_size, "I-Twilio-Idempotency-Token: %.8s-%.4s-%.4s-%.4s-%.12s", id,
                   id + 8, id + 12, id + 16, id + 20);
         return twilio;
@@ -1316,7 +1087,7 @@ sb_cmd_send (int argc, char **argv)
         snprintf (ctx.account, sizeof ctx.account, "%s",
                   sb_config_str (config, "TWILIO_ACCOUNT_SID"));
     else if (provider == S_TWILIO)
-        s_random_sid (ctx.account, sizeof ctx.account, "AC", 32);
+        sb_fakeprov_hex_id (ctx.account, sizeof ctx.account, "AC", 32, false);
     else
         snprintf (ctx.account, sizeof ctx.account, "%s", S_META_PHONE_ID);
     if (opts.file) {

@@ -31,6 +31,7 @@ pg_port=${SB_RUN_PG_PORT:-55433}
 build=$top/build
 var=$top/var
 cli=$build/cli/switchboard
+sandbox_bin=$build/sandbox/switchboard-sandbox
 ingress_bin=$build/ingress/switchboard-ingress
 dispatcher_bin=$build/dispatcher/switchboard-dispatcher
 
@@ -45,6 +46,7 @@ if [ "${SB_RUN_NO_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$cli" ] || die "$cli is missing: the build did not make it"
 [ -x "$ingress_bin" ] || die "$ingress_bin is missing: the build did not make it"
+[ -x "$sandbox_bin" ] || die "$sandbox_bin is missing: the build did not make it"
 
 # ---- var/ and the development secrets ----------------------------------------
 mkdir -p "$var/log" "$var/journal"
@@ -194,12 +196,8 @@ else
   say "scripts/pg.sh is missing: not starting PostgreSQL"
 fi
 
-if "$cli" sandbox --help >/dev/null 2>&1; then
-  start sandbox "$cli" sandbox --listen "$sandbox_listen" --callbacks "http://$ingress_listen"
-  await_health $((${#pids[@]} - 1)) "http://$sandbox_listen/healthz"
-else
-  say "this build of switchboard has no sandbox: not starting it"
-fi
+start sandbox "$sandbox_bin" --listen "$sandbox_listen" --callbacks "http://$ingress_listen"
+await_health $((${#pids[@]} - 1)) "http://$sandbox_listen/healthz"
 
 start ingress env SB_LISTEN="$ingress_listen" SB_PUB="$ingress_pub" \
   SB_JOURNAL_DIR="$var/journal" "$ingress_bin"

@@ -134,18 +134,22 @@ if [ -n "${BENCH_COMMIT:-}" ]; then
     printf '\nadd_subdirectory(dispatcher)\n' >>"$src/bench/CMakeLists.txt"
   source_desc="commit $(git -C "$top" rev-parse --short "$rev") (a clean export with git archive; the benchmark's own tools from the working tree)"
 else
-  changed=$(git -C "$top" status --porcelain -- common ingress dispatcher cli proto 2>/dev/null |
+  changed=$(git -C "$top" status --porcelain -- common ingress dispatcher cli sandbox proto 2>/dev/null |
     awk '{ print $2 }' | tr '\n' ' ')
   source_desc="the working tree at commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')"
   [ -z "$changed" ] || source_desc="$source_desc, with uncommitted changes in: ${changed% }"
 fi
 say "building $source_desc (Release) in $build"
 targets="switchboard switchboard-ingress switchboard-dispatcher sb-bench-load sb-bench-pqbase"
+# The sandbox has its own binary since issue 11; older commits build it into switchboard.
+[ ! -f "$src/sandbox/CMakeLists.txt" ] || targets="$targets switchboard-sandbox"
 # shellcheck disable=SC2086
 { cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release &&
   cmake --build "$build" -j2 --target $targets; } >"$out/build.log" 2>&1 ||
   { tail -n 30 "$out/build.log" >&2; die "build failed (log: $out/build.log)"; }
 cli=$build/cli/switchboard
+sandbox_cmd=("$cli" sandbox)
+[ ! -f "$src/sandbox/CMakeLists.txt" ] || sandbox_cmd=("$build/sandbox/switchboard-sandbox")
 ingress_bin=$build/ingress/switchboard-ingress
 dispatcher_bin=$build/dispatcher/switchboard-dispatcher
 load_bin=$build/bench/dispatcher/sb-bench-load
@@ -242,7 +246,7 @@ step() {
   env -i PATH="$PATH" SB_LOG_LEVEL=warn TWILIO_AUTH_TOKEN="$twilio_token" \
     TWILIO_ACCOUNT_SID="$twilio_sid" META_APP_SECRET="$meta_secret" \
     META_ACCESS_TOKEN="$meta_token" \
-    "$cli" sandbox --listen "127.0.0.1:$sbx_port" >"$dir/sandbox.log" 2>&1 &
+    "${sandbox_cmd[@]}" --listen "127.0.0.1:$sbx_port" >"$dir/sandbox.log" 2>&1 &
   local sandbox_pid=$!
   pids+=($sandbox_pid)
   wait_http "http://127.0.0.1:$sbx_port/healthz" $! sandbox "$dir/sandbox.log"

@@ -29,6 +29,7 @@ BUILD = os.environ.get("SB_BUILD_DIR") or os.path.join(os.path.dirname(TESTS), "
 
 INGRESS = os.path.join(BUILD, "ingress", "switchboard-ingress")
 CLI = os.path.join(BUILD, "cli", "switchboard")
+SANDBOX = os.path.join(BUILD, "sandbox", "switchboard-sandbox")
 
 TWILIO_TOKEN = "test-twilio-token-0123456789abcdef"
 META_SECRET = "test-meta-app-secret-0123456789"
@@ -484,7 +485,7 @@ class Stack:
             "SB_PUBLIC_URL": self.public_url,
             "SB_LOG_LEVEL": "info",
         }
-        sandbox_argv = [CLI, "sandbox", "--listen", "127.0.0.1:%d" % self.sandbox_port]
+        sandbox_argv = [SANDBOX, "--listen", "127.0.0.1:%d" % self.sandbox_port]
         if callbacks:
             sandbox_argv += ["--callbacks", self.public_url]
         self.sandbox = Process("sandbox", sandbox_argv, dict(base_env, **secrets), self.tmp)

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 import sbtest
-from sbtest import CLI, DISPATCHER, INGRESS, PG_SH, TWILIO_SID, TWILIO_TOKEN, META_SECRET, META_TOKEN
+from sbtest import CLI, DISPATCHER, INGRESS, PG_SH, SANDBOX, TWILIO_SID, TWILIO_TOKEN, META_SECRET, META_TOKEN
 
 SKIP = 77
 TAG = "%d" % (os.getpid() % 100000)
@@ -285,7 +285,7 @@ def run(tmp):
         psql("switchboard", "CREATE DATABASE good")
         psql("switchboard", "CREATE DATABASE rogue")
         env = base_env()
-        procs["sandbox"] = Proc("sandbox", NS_B, [CLI, "sandbox", "--listen", "127.0.0.1:%d" % SANDBOX_PORT],
+        procs["sandbox"] = Proc("sandbox", NS_B, [SANDBOX, "--listen", "127.0.0.1:%d" % SANDBOX_PORT],
                                 env, tmp)
         wait_http(NS_B, "http://127.0.0.1:%d/healthz" % SANDBOX_PORT, procs["sandbox"])
 
@@ -427,7 +427,7 @@ def run(tmp):
 
 
 def main():
-    if not (os.path.exists(INGRESS) and os.path.exists(DISPATCHER) and os.path.exists(CLI)):
+    if not all(os.path.exists(b) for b in (INGRESS, DISPATCHER, CLI, SANDBOX)):
         print("SKIP: binaries not built (%s)" % sbtest.BUILD)
         sys.exit(SKIP)
     try:

@@ -1,4 +1,5 @@
-"""`switchboard sandbox`, the fake Twilio and Meta send APIs, on its own:
+"""`switchboard sandbox` (which runs switchboard-sandbox, found here on
+PATH), the fake Twilio and Meta send APIs, on its own:
 auth checks, request-shape checks with the providers' error shapes, the
 answers against the OpenAPI documents in conformance/, the request log
 (also under concurrent load), failure injection (counted and random), the
@@ -50,7 +51,10 @@ META_SPEC = spec("meta-messages-openapi.json")
 
 
 def base_env(**extra):
-    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    # `switchboard sandbox` finds switchboard-sandbox on PATH (in the build
+    # tree the two are not side by side).
+    path = os.path.dirname(sbtest.SANDBOX) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+    e = {"PATH": path,
          "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN,
          "TWILIO_API_KEY": API_KEY, "TWILIO_API_SECRET": API_SECRET,
          "META_ACCESS_TOKEN": META_TOKEN, "META_APP_SECRET": APP_SECRET,
@@ -225,6 +229,14 @@ def test_health_and_help():
     assert out.returncode == 0 and out.stdout.startswith(b"Usage: switchboard sandbox"), out
     for key in (b"SB_SANDBOX_LISTEN", b"SB_SANDBOX_CALLBACKS", b"/_sandbox/fail"):
         assert key in out.stdout, key
+    # The binary itself says the same; without it, `switchboard sandbox`
+    # fails (1) and names what it looked for.
+    direct = subprocess.run([sbtest.SANDBOX, "--help"], capture_output=True, env=base_env())
+    assert direct.returncode == 0 and direct.stdout == out.stdout, direct
+    out = subprocess.run([CLI, "sandbox", "--help"], capture_output=True,
+                         env=base_env(PATH="/nonexistent"))
+    assert out.returncode == 1 and b"switchboard-sandbox" in out.stderr, out
+    assert b"on PATH" in out.stderr, out
 
 
 def test_bad_flags_and_settings():
@@ -317,7 +329,8 @@ def test_twilio_shape():
         # Long bodies are segmented; UCS-2 at 70.
         status, _, body = sb.twilio(dict(SMS, Body="x" * 161))
         assert status == 201 and body["num_segments"] == "2", body
-        status, _, body = sb.twilio(dict(SMS, Body="\u00e9" * 71))
+        # (\u00e1 is not in GSM-7; \u00e9 is, and 71 of those fit one segment.)
+        status, _, body = sb.twilio(dict(SMS, Body="\u00e1" * 71))
         assert status == 201 and body["num_segments"] == "2", body
         # A short code and an alphanumeric sender are senders too.
         assert sb.twilio(dict(SMS, From="12345"))[0] == 201

@@ -3,8 +3,8 @@
     Part one is the classification table: every status and provider code
     the sender must tell apart, Retry-After in both forms, and garbage
     bodies. Part two is real HTTP: it starts the provider sandbox (the
-    `switchboard sandbox` binary next to this test in the build tree, or
-    $SB_SWITCHBOARD) on a free loopback port and a tiny bot server in this
+    switchboard-sandbox binary of this build tree, or $SB_SANDBOX_BINARY)
+    on a free loopback port and a tiny bot server in this
     process, then sends through them: the requests must reach the sandbox
     in the shape the OpenAPI documents in conformance/ require, and the
     sandbox's injected failures must come back as RETRY or FINAL.
@@ -347,17 +347,17 @@ typedef struct {
 } s_sandbox_t;
 
 static const char *
-s_switchboard_path (char *buf, size_t size)
+s_sandbox_path (char *buf, size_t size)
 {
-    const char *env = getenv ("SB_SWITCHBOARD");
+    const char *env = getenv ("SB_SANDBOX_BINARY");
     if (env && *env)
         return env;
     env = getenv ("SB_BUILD_DIR");
     if (env && *env) {
-        snprintf (buf, size, "%s/cli/switchboard", env);
+        snprintf (buf, size, "%s/sandbox/switchboard-sandbox", env);
         return buf;
     }
-    //  This test lives in <build>/tests/; the tool in <build>/cli/.
+    //  This test lives in <build>/tests/; the sandbox in <build>/sandbox/.
     char self[PATH_MAX];
     ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0)
@@ -367,7 +367,7 @@ s_switchboard_path (char *buf, size_t size)
     if (!slash)
         return NULL;
     *slash = 0;
-    snprintf (buf, size, "%s/../cli/switchboard", self);
+    snprintf (buf, size, "%s/../sandbox/switchboard-sandbox", self);
     return buf;
 }
 
@@ -375,10 +375,10 @@ static void
 s_sandbox_start (s_sandbox_t *sandbox)
 {
     char path_buf[PATH_MAX + 32];
-    const char *path = s_switchboard_path (path_buf, sizeof path_buf);
+    const char *path = s_sandbox_path (path_buf, sizeof path_buf);
     if (!path || access (path, X_OK) != 0)
-        FATAL ("cannot find the switchboard binary (%s): build the 'switchboard' target, or "
-               "set SB_SWITCHBOARD",
+        FATAL ("cannot find the sandbox binary (%s): build the 'switchboard-sandbox' target, "
+               "or set SB_SANDBOX_BINARY",
                path ? path : "?");
     snprintf (sandbox->log_path, sizeof sandbox->log_path, "/tmp/test_sb_sender.XXXXXX");
     int log_fd = mkstemp (sandbox->log_path);
@@ -401,8 +401,8 @@ s_sandbox_start (s_sandbox_t *sandbox)
         dup2 (out[1], 1);
         dup2 (log_fd, 2);
         close (out[0]);
-        static char arg_cmd[] = "sandbox", arg_flag[] = "--listen", arg_addr[] = "127.0.0.1:0";
-        char *const argv[] = {(char *) path, arg_cmd, arg_flag, arg_addr, NULL};
+        static char arg_flag[] = "--listen", arg_addr[] = "127.0.0.1:0";
+        char *const argv[] = {(char *) path, arg_flag, arg_addr, NULL};
         execve (path, argv, env);
         _exit (127);
     }

@@ -8,7 +8,11 @@
     (403), the body's shape (400), and finally hands the events to the
     journal writer and answers only once they are durable (503 if not).
     Before any of that, a request whose framing is ambiguous gets 400 and
-    its connection is closed (s_framing_error).
+    its connection is closed (s_framing_error). What is Twilio's own (the
+    URL it signed behind proxies and SB_PUBLIC_URL, lenient forms, JSON
+    bodies as forms, the TwiML answers) is in sb_twilio_http; the bodies
+    become events in sb_twilio and sb_meta. This file keeps HTTP: routing,
+    limits, deadlines, the answer, and the hand-off to the journal writer.
 
     DESIGN
     civetweb serves a connection with one worker thread for as long as the
@@ -63,7 +67,7 @@
     Each worker thread lazily creates its journal-writer client on its
     first webhook. Handlers hold no lock while waiting for the journal. The
     path and query are taken raw (decode_url=no): Twilio signs the URL as it
-    sent it.
+    sent it, and sb_twilio_http checks it so.
 
     With SB_TLS_CERT and SB_TLS_KEY the port serves HTTPS instead (sb_tls
     loads the certificate; civetweb's init_ssl callback installs it).
@@ -75,10 +79,8 @@
 
 #include <assert.h>
 #include <civetweb.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <limits.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -101,7 +103,6 @@
 #include "sb_actor.h"
 #include "sb_event.h"
 #include "sb_form.h"
-#include "sb_json.h"
 #include "sb_log.h"
 #include "sb_meta.h"
 #include "sb_scratch.h"
@@ -109,10 +110,9 @@
 #include "sb_time.h"
 #include "sb_tls.h"
 #include "sb_twilio.h"
+#include "sb_twilio_http.h"
 
-#define S_TWIML_MAX (64 * 1024)
 #define S_CHALLENGE_MAX 256
-#define S_URL_MAX 16384
 #define S_DRAIN_MAX (8u * 1024 * 1024)  //  most bytes read to refuse a body politely
 //  A request's scratch, on its worker's stack (civetweb gives each 100
 //  KiB): a one-message Meta webhook takes about 5 KiB of it (body, parsed
@@ -176,17 +176,12 @@ struct sb_http_t {
     sb_metrics_t *metrics;        //  borrowed
     char *prefix;                 //  SB_PATH_PREFIX ("" when none)
     size_t prefix_len;            //  its length
-    char *public_url;             //  SB_PUBLIC_URL, NULL when unset
-    bool trust_proxy;             //  SB_TRUST_PROXY
     bool skip_signatures;         //  SB_INSECURE_SKIP_SIGNATURES
-    char *twilio_token;           //  TWILIO_AUTH_TOKEN, NULL when unset
+    sb_twilio_http_t *twilio;     //  Twilio's URL, signature, parameters and TwiML
     char *meta_secret;            //  META_APP_SECRET, NULL when unset
     char *meta_verify;            //  META_VERIFY_TOKEN, NULL when unset
     char *ingress_id;             //  SB_INGRESS_ID
     size_t max_body;              //  SB_MAX_BODY
-    char *voice_twiml;            //  SB_TWILIO_VOICE_TWIML contents, NULL: default
-    char *gather_twiml;           //  SB_TWILIO_GATHER_TWIML contents, NULL: default
-    int port;                     //  bound port
     sb_tls_t *tls;                //  certificate and key when serving HTTPS, else NULL
     atomic_int_fast64_t last_unconfigured_log;  //  rate limit of the "set X" log line
     sb_metric_t *m_requests[R_COUNT][S_CODES];  //  requests by route and code
@@ -832,44 +827,6 @@ s_read_body (s_req_t *req)
     return rc;
 }
 
-//  The URL Twilio signed: SB_PUBLIC_URL verbatim, else scheme + Host; then
-//  the path and query as received. Caller frees it with sb_scratch_free.
-static char *
-s_twilio_url (s_req_t *req)
-{
-    sb_http_t *http = req->http;
-    const char *query = req->info->query_string;
-    //  SB_PUBLIC_URL, or scheme "://" host
-    const char *base = http->public_url, *separator = "", *host = "";
-    if (!base) {
-        base = req->info->is_ssl ? "https" : "http";
-        const char *forwarded = http->trust_proxy ? s_header (req, "X-Forwarded-Proto") : NULL;
-        if (forwarded) {
-            //  The first hop's value: "https" or "http", nothing else.
-            if (strncasecmp (forwarded, "https", 5) == 0
-                && (forwarded[5] == 0 || forwarded[5] == ',' || forwarded[5] == ' '))
-                base = "https";
-            else if (strncasecmp (forwarded, "http", 4) == 0
-                     && (forwarded[4] == 0 || forwarded[4] == ',' || forwarded[4] == ' '))
-                base = "http";
-        }
-        separator = "://";
-        host = s_header (req, "Host");
-        if (!host || !*host || strpbrk (host, "/ ?#@"))
-            return NULL;
-    }
-    //  Measured first, so the copy takes what it needs, not S_URL_MAX.
-    size_t n = strlen (base) + strlen (separator) + strlen (host) + strlen (req->path)
-               + (query ? 1 + strlen (query) : 0);
-    if (n >= S_URL_MAX)
-        return NULL;
-    char *url = sb_scratch_alloc (n + 1);
-    if (url)
-        snprintf (url, n + 1, "%s%s%s%s%s%s", base, separator, host, req->path,
-                  query ? "?" : "", query ? query : "");
-    return url;
-}
-
 //  Refuse unsigned or wrongly signed traffic. 0 when it may pass.
 static int
 s_signature_failed (s_req_t *req, int provider, sb_sig_result_t result)
@@ -897,77 +854,6 @@ s_not_configured (s_req_t *req, const char *variable)
                   "webhook refused: %s is not set; set %s (or %s_FILE) to accept this provider path=\"%.200s\" request_id=%s",
                   variable, variable, variable, req->path, req->id);
     return s_reject (req, 503, X_NOT_CONFIGURED, "provider not configured\n");
-}
-
-//  A Twilio JSON body (bodySHA256 variant) as form parameters: a flat
-//  object whose values are strings, numbers or booleans.
-static sb_form_t *
-s_json_as_form (const char *body, size_t size)
-{
-    json_error_t error;
-    json_t *root = sb_json_load (body, size, SB_JSON_MAX_DEPTH, &error);
-    if (!json_is_object (root)) {
-        json_decref (root);
-        return NULL;
-    }
-    sb_form_t *form = sb_form_new ();
-    const char *key;
-    json_t *value;
-    json_object_foreach (root, key, value) {
-        char number[64];
-        const char *text = NULL;
-        if (json_is_string (value))
-            text = json_string_value (value);
-        else if (json_is_integer (value)) {
-            snprintf (number, sizeof number, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
-            text = number;
-        }
-        else if (json_is_real (value)) {
-            snprintf (number, sizeof number, "%.17g", json_real_value (value));
-            text = number;
-        }
-        else if (json_is_boolean (value))
-            text = json_is_true (value) ? "true" : "false";
-        else
-            continue;  //  nested values stay in raw_body
-        if (!form || sb_form_add (form, key, text)) {
-            sb_form_destroy (&form);
-            break;
-        }
-    }
-    json_decref (root);
-    return form;
-}
-
-static bool
-s_is_hex (char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-//  Parse a form keeping bad escapes ("%zz", "%4", "%00") literally, as a
-//  browser's decoder does: escape those '%' as "%25" and parse strictly.
-static sb_form_t *
-s_form_lenient (const char *body, size_t size)
-{
-    char *copy = sb_scratch_alloc (size * 3 + 1);
-    if (!copy)
-        return NULL;
-    size_t used = 0;
-    for (size_t i = 0; i < size; i++) {
-        bool good = body[i] != '%'
-                    || (i + 2 < size && s_is_hex (body[i + 1]) && s_is_hex (body[i + 2])
-                        && !(body[i + 1] == '0' && body[i + 2] == '0'));
-        if (body[i] == '%' && !good) {
-            memcpy (copy + used, "%25", 3);
-            used += 3;
-        }
-        else
-            copy[used++] = body[i];
-    }
-    sb_form_t *form = sb_form_parse (copy, used);
-    sb_scratch_free (copy);
-    return form;
 }
 
 static void
@@ -1051,70 +937,13 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
 // --------------------------------------------------------------------------
 //  Provider routes
 
-static const char s_empty_twiml[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
-static const char s_default_gather_twiml[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-    "<Response><Say>Thank you. Goodbye.</Say><Hangup/></Response>\n";
-
-//  Escape text for an XML attribute into out. -1 when it does not fit.
-static int
-s_xml_attr (const char *text, char *out, size_t size)
-{
-    size_t used = 0;
-    for (const char *p = text; *p; p++) {
-        const char *rep = NULL;
-        switch (*p) {
-            case '&': rep = "&amp;"; break;
-            case '<': rep = "&lt;"; break;
-            case '>': rep = "&gt;"; break;
-            case '"': rep = "&quot;"; break;
-            case '\'': rep = "&apos;"; break;
-        }
-        size_t len = rep ? strlen (rep) : 1;
-        if (used + len + 1 > size)
-            return -1;
-        memcpy (out + used, rep ? rep : p, len);
-        used += len;
-    }
-    out[used] = 0;
-    return 0;
-}
-
-//  The voice answer: the configured TwiML, or a 6-digit <Gather> whose
-//  action is this ingress's /twilio/gather under the prefix the call came
-//  in on. Caller owns the return value.
-static char *
-s_voice_twiml (s_req_t *req)
-{
-    if (req->http->voice_twiml)
-        return strdup (req->http->voice_twiml);
-    //  The path up to "/twilio/voice" is the prefix as received.
-    size_t prefix_len = strlen (req->path) - strlen ("/twilio/voice");
-    char action[2048];
-    snprintf (action, sizeof action, "%s%.*s/twilio/gather",
-              req->http->public_url ? req->http->public_url : "", (int) prefix_len, req->path);
-    char escaped[4096];
-    if (s_xml_attr (action, escaped, sizeof escaped))
-        snprintf (escaped, sizeof escaped, "gather");
-    char *twiml = malloc (8192);
-    if (twiml)
-        snprintf (twiml, 8192,
-                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                  "<Response><Gather numDigits=\"6\" action=\"%s\" method=\"POST\">"
-                  "<Say>Please enter your six digit code.</Say></Gather>"
-                  "<Say>We did not receive any digits. Goodbye.</Say></Response>\n",
-                  escaped);
-    return twiml;
-}
-
 static int
 s_handle_twilio (s_req_t *req)
 {
     sb_http_t *http = req->http;
     if (strcmp (req->info->request_method, "POST") != 0)
         return s_reject (req, 405, X_BAD_METHOD, "method not allowed\n");
-    if (!http->twilio_token && !http->skip_signatures)
+    if (!sb_twilio_http_configured (http->twilio))
         return s_not_configured (req, "TWILIO_AUTH_TOKEN");
     bool json = s_content_type_is (req, "application/json");
     if (!json && !s_content_type_is (req, "application/x-www-form-urlencoded"))
@@ -1128,51 +957,29 @@ s_handle_twilio (s_req_t *req)
     if (rc)
         return s_reject (req, rc, X_MALFORMED, "could not read the request body\n");
 
-    sb_form_t *form = json ? NULL : sb_form_parse (req->body, req->body_size);
-    if (!http->skip_signatures) {
-        //  A body with bad escapes is checked as a browser would decode it
-        //  (bad escapes kept literally), so a wrong signature is still 403
-        //  and only a validly signed malformed body is 400.
-        sb_form_t *lenient = json || form ? NULL : s_form_lenient (req->body, req->body_size);
-        char *url = s_twilio_url (req);
-        if (!url) {
-            sb_form_destroy (&form);
-            sb_form_destroy (&lenient);
+    sb_twilio_http_request_t request = {
+        .path = req->path,
+        .query = req->info->query_string,
+        .host = s_header (req, "Host"),
+        .forwarded_proto = s_header (req, "X-Forwarded-Proto"),
+        .signature = s_header (req, "X-Twilio-Signature"),
+        .tls = req->info->is_ssl,
+    };
+    sb_form_t *form = NULL;
+    sb_sig_result_t sig = SB_SIG_OK;
+    switch (sb_twilio_http_read (http->twilio, &request, req->body, req->body_size, json, &form,
+                                 &sig)) {
+        case SB_TWILIO_HTTP_OK:
+            break;
+        case SB_TWILIO_HTTP_BAD_HOST:
             return s_reject (req, 400, X_MALFORMED, "missing or bad Host header\n");
-        }
-        //  A malformed form cannot be signed as Twilio signs: verify over
-        //  its pairs when it parses; otherwise the signature cannot match.
-        sb_sig_result_t sig;
-        if (json)
-            sig = sb_sig_twilio_validate (http->twilio_token, url, NULL, req->body,
-                                          req->body_size, s_header (req, "X-Twilio-Signature"));
-        else if (form)
-            sig = sb_sig_twilio_validate (http->twilio_token, url, form, NULL, 0,
-                                          s_header (req, "X-Twilio-Signature"));
-        else if (lenient)
-            sig = sb_sig_twilio_validate (http->twilio_token, url, lenient, NULL, 0,
-                                          s_header (req, "X-Twilio-Signature"));
-        else {
-            //  Not even leniently a form (too many pairs): tell a missing
-            //  signature from a bad body.
-            const char *given = s_header (req, "X-Twilio-Signature");
-            sig = given && *given ? SB_SIG_OK : SB_SIG_MISSING;
-        }
-        sb_form_destroy (&lenient);
-        sb_scratch_free (url);
-        if (sig != SB_SIG_OK) {
-            sb_form_destroy (&form);
+        case SB_TWILIO_HTTP_BAD_SIGNATURE:
             return s_signature_failed (req, 0, sig);
-        }
-        if (!json && !form) {
-            //  Signed by someone holding the token, yet not a form: 400.
+        case SB_TWILIO_HTTP_BAD_FORM:
             return s_reject (req, 400, X_MALFORMED, "malformed form body\n");
-        }
+        case SB_TWILIO_HTTP_MALFORMED:
+            return s_reject (req, 400, X_MALFORMED, "malformed body\n");
     }
-    if (json)
-        form = s_json_as_form (req->body, req->body_size);
-    if (!form)
-        return s_reject (req, 400, X_MALFORMED, "malformed body\n");
 
     sb_twilio_route_t route = req->route == R_TWILIO_MESSAGES ? SB_TWILIO_MESSAGES
                               : req->route == R_TWILIO_STATUS ? SB_TWILIO_STATUS
@@ -1186,22 +993,11 @@ s_handle_twilio (s_req_t *req)
                  req->path, err, req->id);
         return s_reject (req, 400, X_MALFORMED, "malformed webhook\n");
     }
-    char *voice = NULL;
-    const char *answer = "";
-    const char *type = "text/plain; charset=utf-8";
-    if (req->route == R_TWILIO_MESSAGES)
-        answer = s_empty_twiml, type = "text/xml";
-    else if (req->route == R_TWILIO_VOICE) {
-        voice = s_voice_twiml (req);
-        answer = voice ? voice : s_empty_twiml;
-        type = "text/xml";
-    }
-    else if (req->route == R_TWILIO_GATHER) {
-        answer = http->gather_twiml ? http->gather_twiml : s_default_gather_twiml;
-        type = "text/xml";
-    }
+    const char *type;
+    char *built;
+    const char *answer = sb_twilio_http_answer (http->twilio, route, req->path, &type, &built);
     rc = s_store_and_answer (req, &event, 1, type, answer);
-    free (voice);
+    free (built);
     sb_event_destroy (&event);
     return rc;
 }
@@ -1535,29 +1331,6 @@ s_log_message (const struct mg_connection *conn, const char *message)
 // --------------------------------------------------------------------------
 
 static char *
-s_read_twiml (const char *variable, const char *path)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file) {
-        char ebuf[128];
-        sb_error ("http", "cannot open TwiML file variable=%s path=%s error=\"%s\"", variable,
-                  path, sb_strerror (errno, ebuf, sizeof ebuf));
-        return NULL;
-    }
-    char *buf = malloc (S_TWIML_MAX + 1);
-    size_t n = buf ? fread (buf, 1, S_TWIML_MAX + 1, file) : 0;
-    fclose (file);
-    if (!buf || n == 0 || n > S_TWIML_MAX || !strstr (buf, "<Response")) {
-        sb_error ("http", "bad TwiML file variable=%s path=%s: expected a <Response> of at most %d bytes",
-                  variable, path, S_TWIML_MAX);
-        free (buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
-static char *
 s_dup_optional (const sb_config_t *config, const char *name)
 {
     return sb_config_has (config, name) ? strdup (sb_config_str (config, name)) : NULL;
@@ -1630,10 +1403,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->metrics = metrics;
     self->prefix = strdup (sb_config_str (config, "SB_PATH_PREFIX"));
     self->prefix_len = self->prefix ? strlen (self->prefix) : 0;
-    self->public_url = s_dup_optional (config, "SB_PUBLIC_URL");
-    self->trust_proxy = sb_config_bool (config, "SB_TRUST_PROXY");
     self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->twilio_token = s_dup_optional (config, "TWILIO_AUTH_TOKEN");
     self->meta_secret = s_dup_optional (config, "META_APP_SECRET");
     self->meta_verify = s_dup_optional (config, "META_VERIFY_TOKEN");
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
@@ -1666,13 +1436,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
         || pthread_mutex_init (&self->conn_lock, NULL) != 0)
         goto fail;
     self->conn_lock_ready = true;
-    if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
-        && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
-                                               sb_config_str (config, "SB_TWILIO_VOICE_TWIML"))))
-        goto fail;
-    if (sb_config_has (config, "SB_TWILIO_GATHER_TWIML")
-        && !(self->gather_twiml = s_read_twiml ("SB_TWILIO_GATHER_TWIML",
-                                                sb_config_str (config, "SB_TWILIO_GATHER_TWIML"))))
+    if (!(self->twilio = sb_twilio_http_new (config)))
         goto fail;
     s_register_metrics (self);
 
@@ -1730,9 +1494,9 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     }
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->ctx, 4, ports);
-    self->port = n > 0 ? ports[0].port : 0;
+    int port = n > 0 ? ports[0].port : 0;
     sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s max_conn_per_ip=%d prefix=\"%s\"",
-             sb_config_str (config, "SB_LISTEN"), self->port, self->tls ? "on" : "off", threads,
+             sb_config_str (config, "SB_LISTEN"), port, self->tls ? "on" : "off", threads,
              request_timeout, keepalive_timeout, self->max_conn_per_ip, self->prefix);
     return self;
 fail:
@@ -1755,27 +1519,16 @@ sb_http_destroy (sb_http_t **self_p)
     if (self->conn_lock_ready)
         pthread_mutex_destroy (&self->conn_lock);
     sb_tls_destroy (&self->tls);
+    sb_twilio_http_destroy (&self->twilio);
     free (self->prefix);
-    free (self->public_url);
     //  Secrets do not linger in freed memory.
-    if (self->twilio_token)
-        OPENSSL_cleanse (self->twilio_token, strlen (self->twilio_token));
     if (self->meta_secret)
         OPENSSL_cleanse (self->meta_secret, strlen (self->meta_secret));
     if (self->meta_verify)
         OPENSSL_cleanse (self->meta_verify, strlen (self->meta_verify));
-    free (self->twilio_token);
     free (self->meta_secret);
     free (self->meta_verify);
     free (self->ingress_id);
-    free (self->voice_twiml);
-    free (self->gather_twiml);
     free (self);
     *self_p = NULL;
-}
-
-int
-sb_http_port (const sb_http_t *self)
-{
-    return self->port;
 }

@@ -1,6 +1,7 @@
-/*  sb_http: the ingress's HTTP side on civetweb. Routes, limits,
-    signatures, normalization, and the answer once the journal has the
-    events. See README.md "Endpoints".
+/*  sb_http: the ingress's HTTP side on civetweb. Routes, limits and
+    deadlines, the Meta signature, and the answer once the journal has the
+    events; Twilio's URL, signature and TwiML through sb_twilio_http, the
+    events from sb_twilio and sb_meta. See README.md "Endpoints".
 */
 #ifndef SB_HTTP_H_INCLUDED
 #define SB_HTTP_H_INCLUDED
@@ -18,8 +19,5 @@ sb_http_t *sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metri
 
 //  Stop accepting, let the requests in flight finish, stop.
 void sb_http_destroy (sb_http_t **self_p);
-
-//  The port actually bound (useful with port 0).
-int sb_http_port (const sb_http_t *self);
 
 #endif

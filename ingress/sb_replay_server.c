@@ -85,7 +85,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +122,6 @@ struct sb_replay_server_t {
     const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
     char *ingress_id;         //  SB_INGRESS_ID
     int64_t ttl_ms;           //  SB_CONSUMER_TTL: a consumer holds segments this long
-    atomic_bool ready;        //  bound and running
 };
 
 //  Who sent a message: its CURVE public key (the ZAP user id) when the
@@ -1237,7 +1236,6 @@ s_replay_actor (zsock_t *pipe, void *args)
     sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
-    atomic_store (&server->ready, true);
     size_t turn = 0;  //  the session served first, rotating for fairness
     while (!self->terminated) {
         int64_t wait = s_wait_ms (self);
@@ -1261,7 +1259,6 @@ s_replay_actor (zsock_t *pipe, void *args)
             self->next_tick_ms = s_now_ms () + S_TICK_MS;
         }
     }
-    atomic_store (&server->ready, false);
     if (self->consumers_dirty)
         s_consumers_save (self);
     s_self_destroy (&self);
@@ -1277,7 +1274,6 @@ sb_replay_server_new (const sb_config_t *config, const sb_zmq_security_t *securi
     self->security = security;
     self->writer = writer;
     self->metrics = metrics;
-    atomic_init (&self->ready, false);
     self->endpoints = strdup (sb_config_str (config, "SB_REPLAY"));
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
     self->ttl_ms = sb_config_int (config, "SB_CONSUMER_TTL") * 1000;
@@ -1309,10 +1305,4 @@ sb_replay_server_destroy (sb_replay_server_t **self_p)
     free (self->ingress_id);
     free (self);
     *self_p = NULL;
-}
-
-bool
-sb_replay_server_ready (const sb_replay_server_t *self)
-{
-    return atomic_load (&((sb_replay_server_t *) self)->ready);
 }

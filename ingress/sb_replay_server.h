@@ -9,8 +9,6 @@
 #ifndef SB_REPLAY_SERVER_H_INCLUDED
 #define SB_REPLAY_SERVER_H_INCLUDED
 
-#include <stdbool.h>
-
 #include "sb_config.h"
 #include "sb_metrics.h"
 #include "sb_writer.h"
@@ -28,8 +26,5 @@ sb_replay_server_t *sb_replay_server_new (const sb_config_t *config,
 
 //  Stop the actor (replays in progress are dropped; consumers ask again).
 void sb_replay_server_destroy (sb_replay_server_t **self_p);
-
-//  True while the ROUTER socket is bound and the actor runs.
-bool sb_replay_server_ready (const sb_replay_server_t *self);
 
 #endif

@@ -1,8 +1,9 @@
 /*  sb_twilio: a validated Twilio webhook (form parameters) into an Event.
 
-    The HTTP layer has checked the signature and parsed the form; this module
-    only maps parameters to Event fields (see
-    tests/conformance/twilio-webhook-params.md). It sets provider, channel
+    sb_twilio_http has checked the signature and read the parameters (a
+    form, or a JSON body as one); this module only maps them to Event
+    fields (see tests/conformance/twilio-webhook-params.md). It sets
+    provider, channel
     (SMS, or WhatsApp from the "whatsapp:" address prefix, or voice), kind,
     message_type, provider_id, account, from/to (channel prefix removed) and
     the route's own fields. The caller sets ingress_id, received_at_ms,

@@ -47,10 +47,10 @@
     earlier design gave each of the hundreds of worker threads a ZeroMQ
     socket, which cost ~60 KiB of memory per thread once used.
 
-    Retention: every S_TRIM_MS (a poll timeout when idle, a check after
-    each batch under load) the actor calls sb_journal_trim with the
-    settings' age and size limits and `held_seq`, the lowest seq the
-    consumers acknowledged (set by the replay server through
+    Retention: every S_TRIM_MS (a poll timeout when idle, a check each
+    time the queue is drained under load) the actor calls sb_journal_trim
+    with the settings' age and size limits and `held_seq`, the lowest seq
+    the consumers acknowledged (set by the replay server through
     sb_writer_hold; 0, holding everything, until it does). Trimming while
     the journal is unhealthy is fine, and may free the disk it needs.
 
@@ -61,12 +61,15 @@
     balancer sends elsewhere) until it returns.
 
     Shared state: the request queue (under `lock`), and the atomics
-    `ready`, `busy_since_us`, `next_seq`, `committed` and `held_seq`,
-    read by /readyz, /metrics and the replay server; the journal and sockets
-    belong to the actor thread. `committed` (the last seq a STORED commit
-    made durable) is raised after the commit and before the events are
-    published, so a subscriber that sees seq N on PUB can always replay up
-    to N, and a replay never reads a record a failed commit may roll back.
+    `ready` and `busy_since_us` (read by /readyz), `committed` (read by the
+    replay server), `held_seq` (written by it) and `next_seq` (read at
+    start-up); the journal and the PUB socket belong to the actor thread
+    (only the journal's first seq is read from others, by
+    sb_writer_first_seq, which the journal allows). `committed` (the last
+    seq a STORED commit made durable) is raised after the commit and before
+    the events are published, so a subscriber that sees seq N on PUB can
+    always replay up to N, and a replay never reads a record a failed
+    commit may roll back.
 */
 #include "sb_writer.h"
 
@@ -88,7 +91,6 @@
 #include "sb_time.h"
 
 #define S_BATCH_MAX_REQUESTS 512
-#define S_BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define S_TRIM_MS 2000              //  journal retention runs at most this often
 //  Bounds on a worker's wait, from the start of its request (see DESIGN):
 //  still queued at S_QUEUED_MAX_MS, it is withdrawn; taken, it waits for
@@ -120,7 +122,7 @@ typedef struct s_pending_t {
 
 struct sb_writer_t {
     zactor_t *actor;            //  the actor thread
-    sb_journal_t *journal;      //  owned; used by the actor thread only
+    sb_journal_t *journal;      //  owned; the actor thread's (sb_writer_first_seq aside)
     char *pub_endpoints;        //  SB_PUB, comma-separated
     const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
     char *ingress_id;           //  SB_INGRESS_ID
@@ -457,7 +459,7 @@ s_writer_actor (zsock_t *pipe, void *args)
                 sb_metric_set (self->m_healthy, 1);
             }
         }
-        //  When idle, and between batches under load.
+        //  When idle, and each time the queue is drained under load.
         if (!self->terminated && zclock_mono () >= self->next_trim_ms)
             s_trim (self);
     }

@@ -4,10 +4,11 @@
     to the journal, makes them durable with one fdatasync for every request
     that arrived meanwhile (group commit), answers each request "stored" or
     "not stored", and then publishes the stored events on the PUB socket in
-    sequence order. It also publishes the committed watermark for readers
-    of the journal (sb_writer_committed_seq), and trims the journal by age
-    and size every few seconds, keeping what consumers have not
-    acknowledged (sb_writer_hold) up to a hard cap.
+    sequence order. It also keeps the committed watermark for readers of
+    the journal (sb_writer_committed_seq), and trims the journal by age and
+    size every few seconds, keeping what consumers have not acknowledged
+    (sb_writer_hold) up to a hard cap. The PUB socket is the actor's only
+    socket: worker threads reach it through a locked queue, not ZeroMQ.
 */
 #ifndef SB_WRITER_H_INCLUDED
 #define SB_WRITER_H_INCLUDED
@@ -31,7 +32,8 @@ typedef struct sb_writer_t sb_writer_t;
 sb_writer_t *sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
                             sb_metrics_t *metrics);
 
-//  Stop the actor after the request it is on, close the journal.
+//  Stop the actor after the batch it is on, answer requests still queued
+//  "not stored", close the journal.
 void sb_writer_destroy (sb_writer_t **self_p);
 
 //  True while the journal's last write succeeded, no journal write has
@@ -63,16 +65,20 @@ uint64_t sb_writer_first_seq (const sb_writer_t *self);
 //  holds everything (only the hard cap trims). Any thread.
 void sb_writer_hold (sb_writer_t *self, uint64_t acked_seq);
 
-//  One per thread that stores events (a ZeroMQ socket is used by one
-//  thread only). Caller owns the return value; NULL on failure.
+//  One per thread that stores events. It holds no socket (requests go
+//  through the writer's locked queue), only that thread's rate limits for
+//  the writer's warnings, which are not shared between threads. Caller
+//  owns the return value; NULL on failure.
 typedef struct sb_writer_client_t sb_writer_client_t;
 sb_writer_client_t *sb_writer_client_new (sb_writer_t *writer);
 void sb_writer_client_destroy (sb_writer_client_t **self_p);
 
 //  Store count events as one unit (all or none), waiting until they are
-//  durable. Stamps each with its seq and id; *first_seq gets the first.
-//  started_us (sb_time_mono_us) is when the request began: the whole wait
-//  is bounded from then. SB_JOURNAL_NOT_STORED when the journal failed, or
+//  durable. The events are encoded here and the journaled copies get
+//  their seq and id (events itself is not changed); *first_seq gets the
+//  first seq. started_us (sb_time_mono_us) is when the request began: the
+//  whole wait is bounded from then, allowing at least 1 s from the call.
+//  SB_JOURNAL_NOT_STORED when out of memory, when the journal failed, or
 //  when the writer did not take the request within 10 s (it is then
 //  withdrawn, never written). A request the writer took is answered when
 //  its commit's verdict comes, or at 14 s, just under the providers' own

@@ -182,7 +182,6 @@ static const s_setting_t s_settings[] = {
 #define S_MAX_VALUE (64 * 1024)
 
 struct sb_config_t {
-    unsigned services;         //  binaries this config was loaded for
     char *values[S_COUNT];     //  text value, NULL when unset without default
     int64_t numbers[S_COUNT];  //  parsed S_INT / S_BOOL value
 };
@@ -414,7 +413,6 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
         snprintf (err, err_size, "out of memory");
         return NULL;
     }
-    self->services = services;
     for (size_t i = 0; i < S_COUNT; i++) {
         const s_setting_t *s = &s_settings[i];
         if (!(s->services & services))
@@ -629,18 +627,5 @@ sb_config_print_markdown (FILE *out)
             dflt = "host name";
         fprintf (out, "| `%s` | %s | %s%s%s | %s%s |\n", s->name, used, *dflt ? "`" : "",
                  dflt, *dflt ? "`" : "", s->help, s->secret ? " (secret)" : "");
-    }
-}
-
-void
-sb_config_print_values (const sb_config_t *self, FILE *out)
-{
-    for (size_t i = 0; i < S_COUNT; i++) {
-        const s_setting_t *s = &s_settings[i];
-        if (!(s->services & self->services))
-            continue;
-        const char *v = self->values[i];
-        fprintf (out, "%s=%s\n", s->name,
-                 !v ? "(unset)" : s->secret ? "(set, hidden)" : v);
     }
 }

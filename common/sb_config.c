@@ -121,7 +121,7 @@ static const s_setting_t s_settings[] = {
     {"SB_DISPATCHER_PUB", DIS, "tcp://127.0.0.1:5558", S_ENDPOINT, 0, 0, false,
      "ZeroMQ PUB endpoint(s) the dispatcher binds and publishes its outcomes on"},
     {"SB_MIGRATIONS_DIR", DIS, NULL, S_STRING, 0, 0, false,
-     "directory of the SQL migrations (default: the source tree's dispatcher/migrations)"},
+     "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)"},
     {"SB_BATCH_MAX", DIS, "500", S_INT, 1, 10000, false,
      "most events stored in one PostgreSQL transaction"},
     {"SB_QUEUE_MAX", DIS, "100000", S_INT, 1000, 10000000, false,

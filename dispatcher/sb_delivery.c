@@ -336,7 +336,7 @@ s_self_refresh_depth (self_t *self)
 }
 
 //  The actor's one poll: the pipe, the WAKE socket and libcurl's sockets,
-//  until the monotonic ms until or libcurl's timer, whichever is first;
+//  until `until` (monotonic ms) or libcurl's timer, whichever comes first;
 //  then the sender acts on what it found. True when a WAKE came.
 static bool
 s_self_poll (self_t *self, int64_t until)

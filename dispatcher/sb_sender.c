@@ -503,7 +503,9 @@ s_free_secret (char **secret)
 }
 
 //  libcurl's socket callback: keep the table of the sockets it waits on
-//  (what: CURL_POLL_IN, _OUT, _INOUT, _NONE, or _REMOVE) up to date.
+//  (what: CURL_POLL_IN, _OUT or _INOUT) up to date. A socket it waits on
+//  for nothing (_NONE) or forgets (_REMOVE) leaves the table: a poll on it
+//  would only report its hang-up, over and over.
 static int
 s_on_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socketp)
 {
@@ -513,7 +515,7 @@ s_on_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socketp)
     size_t i = 0;
     while (i < self->sockets_count && self->sockets[i].fd != fd)
         i++;
-    if (what == CURL_POLL_REMOVE) {
+    if (what == CURL_POLL_REMOVE || what == CURL_POLL_NONE) {
         if (i < self->sockets_count)
             self->sockets[i] = self->sockets[--self->sockets_count];
         return 0;

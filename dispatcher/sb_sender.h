@@ -37,7 +37,7 @@ size_t sb_sender_in_flight (const sb_sender_t *self);
 size_t sb_sender_held (const sb_sender_t *self, int64_t *ids, size_t max);
 
 //  The sockets libcurl waits on, for the owner's poll: *count entries,
-//  each an fd with the events wanted (POLLIN, POLLOUT; 0: none for now).
+//  each an fd with the events wanted (POLLIN, POLLOUT or both).
 //  Borrowed, valid until the next call into the sender.
 struct pollfd;
 const struct pollfd *sb_sender_sockets (const sb_sender_t *self, size_t *count);

@@ -10,17 +10,13 @@ COPY scripts/deps.sh /src/scripts/deps.sh
 RUN bash /src/scripts/deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# The four binaries into /usr/bin, the migrations and the example rules into
+# /usr/share/switchboard (cmake --install; the dispatcher finds its migrations
+# there by itself).
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
  && cmake --build build -j"$(nproc)" \
       --target switchboard-ingress switchboard-dispatcher switchboard switchboard-sandbox \
- && install -D -m 755 -t /out/usr/local/bin \
-      build/ingress/switchboard-ingress \
-      build/dispatcher/switchboard-dispatcher \
-      build/cli/switchboard \
-      build/sandbox/switchboard-sandbox \
- && install -D -m 644 examples/rules.yaml /out/usr/share/switchboard/rules.yaml \
- && mkdir -p /out/usr/share/switchboard/migrations \
- && cp -a dispatcher/migrations/. /out/usr/share/switchboard/migrations/
+ && DESTDIR=/out cmake --install build
 
 # ---- runtime: Debian 12 slim with the shared libraries only ------------------
 FROM debian:bookworm-slim
@@ -33,11 +29,8 @@ RUN bash /tmp/deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/deps.sh \
 COPY --from=build /out/ /
 USER switchboard
 WORKDIR /var/lib/switchboard
-# The dispatcher's built-in migrations path is the build tree's: point it
-# at the installed copy.
 ENV SB_JOURNAL_DIR=/var/lib/switchboard/journal \
-    SB_RULES=/usr/share/switchboard/rules.yaml \
-    SB_MIGRATIONS_DIR=/usr/share/switchboard/migrations
+    SB_RULES=/usr/share/switchboard/rules.yaml
 # ingress HTTP, dispatcher HTTP, sandbox HTTP, ingress PUB, dispatcher PUB
 EXPOSE 8080 8081 8090 5556 5558
 CMD ["switchboard-ingress"]

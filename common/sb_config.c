@@ -121,7 +121,7 @@ static const s_setting_t s_settings[] = {
     {"SB_DISPATCHER_PUB", DIS, "tcp://127.0.0.1:5558", S_ENDPOINT, 0, 0, false,
      "ZeroMQ PUB endpoint(s) the dispatcher binds and publishes its outcomes on"},
     {"SB_MIGRATIONS_DIR", DIS, NULL, S_STRING, 0, 0, false,
-     "directory of the SQL migrations (default: the source tree's dispatcher/migrations)"},
+     "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)"},
     {"SB_BATCH_MAX", DIS, "500", S_INT, 1, 10000, false,
      "most events stored in one PostgreSQL transaction"},
     {"SB_QUEUE_MAX", DIS, "100000", S_INT, 1000, 10000000, false,
@@ -182,7 +182,6 @@ static const s_setting_t s_settings[] = {
 #define S_MAX_VALUE (64 * 1024)
 
 struct sb_config_t {
-    unsigned services;         //  binaries this config was loaded for
     char *values[S_COUNT];     //  text value, NULL when unset without default
     int64_t numbers[S_COUNT];  //  parsed S_INT / S_BOOL value
 };
@@ -414,7 +413,6 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
         snprintf (err, err_size, "out of memory");
         return NULL;
     }
-    self->services = services;
     for (size_t i = 0; i < S_COUNT; i++) {
         const s_setting_t *s = &s_settings[i];
         if (!(s->services & services))
@@ -629,18 +627,5 @@ sb_config_print_markdown (FILE *out)
             dflt = "host name";
         fprintf (out, "| `%s` | %s | %s%s%s | %s%s |\n", s->name, used, *dflt ? "`" : "",
                  dflt, *dflt ? "`" : "", s->help, s->secret ? " (secret)" : "");
-    }
-}
-
-void
-sb_config_print_values (const sb_config_t *self, FILE *out)
-{
-    for (size_t i = 0; i < S_COUNT; i++) {
-        const s_setting_t *s = &s_settings[i];
-        if (!(s->services & self->services))
-            continue;
-        const char *v = self->values[i];
-        fprintf (out, "%s=%s\n", s->name,
-                 !v ? "(unset)" : s->secret ? "(set, hidden)" : v);
     }
 }

@@ -2,8 +2,9 @@
     from the environment (NAME, or NAME_FILE naming a file that holds the
     value, for secrets), checked, and then immutable.
 
-    The table in sb_config.c is the one list of settings: --help, the
-    README's configuration table and `switchboard doctor` all come from it.
+    The table in sb_config.c is the one list of settings: each binary's
+    --help and the README's configuration table (`switchboard-ingress
+    --help-markdown`) come from it.
 */
 #ifndef SB_CONFIG_H_INCLUDED
 #define SB_CONFIG_H_INCLUDED
@@ -45,7 +46,5 @@ bool sb_config_bool (const sb_config_t *self, const char *name);
 void sb_config_print_help (unsigned services, FILE *out);
 //  Print the settings as a Markdown table (for README.md).
 void sb_config_print_markdown (FILE *out);
-//  Print the current values, secrets masked (for doctor and start-up logs).
-void sb_config_print_values (const sb_config_t *self, FILE *out);
 
 #endif

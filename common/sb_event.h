@@ -6,7 +6,8 @@
     so sb_event_destroy can free it with protobuf-c's own free function.
     The helpers allocate with sb_scratch_alloc: an event built while the
     thread has a scratch open lives in it, and must be destroyed before
-    that scratch ends (sb_scratch.h); encodings are always plain malloc.
+    that scratch ends (docs/internals.md, "Memory"); encodings are always
+    plain malloc.
     We expose the generated struct rather than mirror its forty fields in a
     struct of our own: one definition of the schema, and the compiler checks
     every field name.

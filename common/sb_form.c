@@ -11,10 +11,9 @@
     the size of the text (the HTTP layer caps bodies); a form never holds more
     bytes than it was given plus one NUL per string.
 
-    Memory: a form and its strings come from sb_scratch_alloc, so a form
-    parsed while the thread has a scratch open (the ingress, per request)
-    costs no malloc. What a function returns to its caller to free()
-    (sb_form_unescape, sb_form_encode) is plain malloc.
+    Memory: a form and its strings come from sb_scratch_alloc
+    (docs/internals.md, "Memory"); what a function returns to its caller
+    to free() (sb_form_unescape, sb_form_encode) is plain malloc.
 */
 #include "sb_form.h"
 

@@ -4,9 +4,9 @@
     overflows the small stacks of civetweb's worker threads. sb_json_load
     refuses anything nested deeper than max_depth before jansson sees it.
 
-    sb_json_use_scratch routes jansson's allocations through sb_scratch
-    (sb_scratch.h): inside a request's scratch a parsed body costs no
-    malloc; outside one, jansson allocates with malloc as before.
+    sb_json_use_scratch routes jansson's allocations, process-wide, through
+    sb_scratch: what that buys the ingress and the rules it sets for every
+    jansson user are in docs/internals.md, "Memory".
 */
 #ifndef SB_JSON_H_INCLUDED
 #define SB_JSON_H_INCLUDED
@@ -24,8 +24,7 @@ json_t *sb_json_load (const char *data, size_t size, size_t max_depth, json_erro
 
 //  From now on jansson allocates with sb_scratch_alloc and frees with
 //  sb_scratch_free, for the whole process. Call once at start, before any
-//  thread uses jansson. A tree, or json_dumps text, made inside a scratch
-//  lives at most until that scratch ends (the sb_scratch.h rule).
+//  thread uses jansson (docs/internals.md, "Memory").
 void sb_json_use_scratch (void);
 
 //  Free text from json_dumps (or anything jansson allocated), with the

@@ -7,11 +7,9 @@
     (a temporary freed at once costs nothing); other frees of scratch
     pieces do nothing: the whole buffer goes at sb_scratch_end.
 
-    Why a thread-local: the event and form helpers (sb_event_set, ...) and
-    protobuf-c's free are called without a context to pass, so the current
-    scratch is found from the thread. It is the one piece of global state
-    here besides those STYLE.md lists, and it holds only what the thread
-    itself opened, on its own stack.
+    The current scratch is a thread-local (why: docs/internals.md,
+    "Memory"), the one piece of global state here besides those STYLE.md
+    lists; it holds only what the thread itself opened, on its own stack.
 
     Under AddressSanitizer the unused part of the buffer and the headers
     are poisoned, so reading or writing past a piece is reported as it is

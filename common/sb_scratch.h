@@ -5,16 +5,10 @@
     on that thread hands out pieces of the buffer (bump allocation, aligned
     for any type) and falls back to malloc once the buffer is full;
     sb_scratch_free ignores scratch pieces and free()s anything else. With
-    no scratch open, they are malloc and free. So code that allocates with
-    these pair works the same inside and outside a scratch; what it gains
-    inside is no malloc lock, no per-thread malloc cache kept afterwards,
-    and nothing to free one by one.
-
-    Rule: memory from sb_scratch_alloc lives at most until sb_scratch_end of
-    the scratch open when it was allocated. Whatever must outlive the
-    request (an encoded event handed to another thread, a returned string)
-    is allocated with plain malloc. Scratches nest; each ends in reverse
-    order, on the thread that began it.
+    no scratch open, they are malloc and free. Memory from sb_scratch_alloc
+    lives at most until sb_scratch_end of the scratch open when it was
+    allocated. Why the ingress does this, what it buys, and the rules a
+    change must keep: docs/internals.md, "Memory".
 */
 #ifndef SB_SCRATCH_H_INCLUDED
 #define SB_SCRATCH_H_INCLUDED

@@ -8,8 +8,10 @@
     and exits 0.
 */
 #include <czmq.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,6 +30,30 @@
 #define S_OUTCOMES "inproc://sb-outcomes"
 #define S_WAKE "inproc://sb-delivery-wake"
 
+//  Where the migrations are when SB_MIGRATIONS_DIR is unset (README,
+//  "Configuration"): a binary run from its build tree reads the source
+//  tree's; an installed one those installed beside it (bin/../share/
+//  switchboard/migrations, found from its own path, so that any install
+//  prefix works); without /proc, those under the configured prefix.
+static void
+s_migrations_default (char *dir, size_t size)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? memchr (exe, '/', (size_t) n) : NULL;
+    if (!slash) {
+        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
+        return;
+    }
+    exe[n] = '\0';
+    *strrchr (exe, '/') = '\0';  //  the binary's folder
+    char build[PATH_MAX];
+    if (realpath (SB_BUILD_BIN_DIR, build) && strcmp (exe, build) == 0)
+        snprintf (dir, size, "%s", SB_MIGRATIONS_DIR);
+    else if (snprintf (dir, size, "%s/%s", exe, SB_MIGRATIONS_BESIDE) >= (int) size)
+        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
+}
+
 static void
 s_usage (FILE *out)
 {
@@ -38,7 +64,9 @@ s_usage (FILE *out)
              "  --migrate-only  apply the database migrations and exit\n"
              "  --check-rules   load SB_RULES, report problems, and exit\n\n");
     sb_config_print_help (SB_SVC_DISPATCHER, out);
-    fprintf (out, "  (SB_MIGRATIONS_DIR unset: %s)\n", SB_MIGRATIONS_DIR);
+    char dir[PATH_MAX];
+    s_migrations_default (dir, sizeof dir);
+    fprintf (out, "  (SB_MIGRATIONS_DIR unset: %s)\n", dir);
 }
 
 typedef struct {
@@ -117,9 +145,11 @@ main (int argc, char **argv)
         return 2;
     }
     sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    char migrations_default[PATH_MAX];
+    s_migrations_default (migrations_default, sizeof migrations_default);
     const char *migrations = sb_config_has (config, "SB_MIGRATIONS_DIR")
                                  ? sb_config_str (config, "SB_MIGRATIONS_DIR")
-                                 : SB_MIGRATIONS_DIR;
+                                 : migrations_default;
 
     sb_rules_t *rules = NULL;
     if (sb_config_has (config, "SB_RULES")) {

@@ -2,8 +2,12 @@
 
     DESIGN
     One actor thread owns a PostgreSQL connection of its own and the
-    sb_sender (libcurl multi). It drives the transfers and, each turn,
-    records the results of the finished ones (sent, retry later with
+    sb_sender (libcurl multi). It waits in one poll (zmq_poll) on its pipe,
+    the WAKE socket and the sockets libcurl waits on, until libcurl's timer,
+    the next periodic claim or, while results wait for PostgreSQL, its next
+    try, whichever comes first; the sender then acts on the sockets found
+    ready (curl_multi_socket_action). Each turn it records the results of
+    the finished transfers (sent, retry later with
     backoff, failed, dead) and claims due outbox rows (pending and
     next_attempt_at <= now, marked sending), as many as the sender has room
     for, in one transaction and one round trip (sb_store_settle); the
@@ -37,6 +41,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +58,7 @@
 #define S_RECORD_BATCH 256  //  send results recorded per transaction
 #define S_DB_BACKOFF_MIN_MS 100   //  first wait after a PostgreSQL failure
 #define S_DB_BACKOFF_MAX_MS 5000  //  longest
+#define S_SOCKETS_MIN 16          //  libcurl sockets the poll has room for at first
 
 typedef struct {
     sb_delivery_t *shared;     //  the atomics
@@ -77,7 +83,9 @@ typedef struct {
     zsock_t *pipe;             //  to the owner
     zsock_t *wake;             //  WAKE from the ingest actor
     zsock_t *push;             //  outcomes
-    zpoller_t *poller;         //  pipe + wake
+    zmq_pollitem_t *items;     //  the one poll: pipe, wake, then libcurl's sockets
+    struct pollfd *fds;        //  libcurl's sockets as polled, for sb_sender_drive
+    size_t items_cap;          //  entries allocated in items and fds
     sb_store_t *store;         //  PostgreSQL
     sb_sender_t *sender;       //  libcurl multi
     sb_send_result_t *pending; //  results not yet recorded
@@ -110,7 +118,8 @@ s_self_destroy (self_t **self_p)
     free (self->pending);
     sb_sender_destroy (&self->sender);
     sb_store_destroy (&self->store);
-    zpoller_destroy (&self->poller);
+    free (self->items);
+    free (self->fds);
     zsock_destroy (&self->wake);
     zsock_destroy (&self->push);
     free (self);
@@ -127,10 +136,13 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->pipe = pipe;
     self->db_backoff_ms = S_DB_BACKOFF_MIN_MS;
     self->pending = calloc (S_PENDING_MAX, sizeof *self->pending);
+    self->items_cap = 2 + S_SOCKETS_MIN;
+    self->items = calloc (self->items_cap, sizeof *self->items);
+    self->fds = calloc (self->items_cap, sizeof *self->fds);
     self->settle_log = (sb_log_every_t) SB_LOG_EVERY (1000);
     self->wake = zsock_new (ZMQ_PULL);
     self->push = zsock_new (ZMQ_PUSH);
-    if (!self->pending || !self->wake || !self->push)
+    if (!self->pending || !self->items || !self->fds || !self->wake || !self->push)
         goto fail;
     if (zsock_bind (self->wake, "%s", args->wake) < 0
         || zsock_connect (self->push, "%s", args->outcomes) < 0)
@@ -138,9 +150,6 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     zsock_set_sndhwm (self->push, 100000);
     self->sender = sb_sender_new (args->config);
     if (!self->sender)
-        goto fail;
-    self->poller = zpoller_new (self->pipe, self->wake, NULL);
-    if (!self->poller)
         goto fail;
     sb_metrics_t *m = args->metrics;
     static const char *outcomes[4] = {"", "sent", "retry", "final"};
@@ -326,6 +335,67 @@ s_self_refresh_depth (self_t *self)
         sb_metric_set (self->m_depth[s], depth[s]);
 }
 
+//  The actor's one poll: the pipe, the WAKE socket and libcurl's sockets,
+//  until `until` (monotonic ms) or libcurl's timer, whichever comes first;
+//  then the sender acts on what it found. True when a WAKE came.
+static bool
+s_self_poll (self_t *self, int64_t until)
+{
+    size_t count;
+    const struct pollfd *sockets = sb_sender_sockets (self->sender, &count);
+    if (2 + count > self->items_cap) {
+        size_t cap = 2 + count + S_SOCKETS_MIN;
+        zmq_pollitem_t *items = realloc (self->items, cap * sizeof *items);
+        if (items)
+            self->items = items;
+        struct pollfd *fds = realloc (self->fds, cap * sizeof *fds);
+        if (fds)
+            self->fds = fds;
+        if (items && fds)
+            self->items_cap = cap;
+        else {
+            //  Poll the sockets that fit; libcurl's timer bounds the wait.
+            sb_error ("delivery", "out of memory polling sockets=%zu", count);
+            count = self->items_cap - 2;
+        }
+    }
+    self->items[0] = (zmq_pollitem_t) {.socket = zsock_resolve (self->pipe), .events = ZMQ_POLLIN};
+    self->items[1] = (zmq_pollitem_t) {.socket = zsock_resolve (self->wake), .events = ZMQ_POLLIN};
+    for (size_t i = 0; i < count; i++) {
+        self->fds[i] = sockets[i];
+        self->items[2 + i] = (zmq_pollitem_t) {
+            .fd = sockets[i].fd,
+            .events = (short) ((sockets[i].events & POLLIN ? ZMQ_POLLIN : 0)
+                               | (sockets[i].events & POLLOUT ? ZMQ_POLLOUT : 0))};
+    }
+    int64_t timeout = until - zclock_mono ();
+    int timer = sb_sender_timeout (self->sender);
+    if (timer >= 0 && timer < timeout)
+        timeout = timer;
+    if (timeout < 0)
+        timeout = 0;
+    int rc = zmq_poll (self->items, (int) (2 + count), (long) timeout);
+    if (rc < 0 && zmq_errno () == ETERM)
+        self->terminated = true;
+    for (size_t i = 0; i < count; i++) {
+        short revents = rc > 0 ? self->items[2 + i].revents : 0;
+        self->fds[i].revents = (short) ((revents & ZMQ_POLLIN ? POLLIN : 0)
+                                        | (revents & ZMQ_POLLOUT ? POLLOUT : 0)
+                                        | (revents & ZMQ_POLLERR ? POLLERR : 0));
+    }
+    sb_sender_drive (self->sender, self->fds, count);
+    if (rc > 0 && (self->items[0].revents & ZMQ_POLLIN))
+        self->terminated = sb_actor_pipe_says_stop (self->pipe, "delivery");
+    if (rc <= 0 || !(self->items[1].revents & ZMQ_POLLIN))
+        return false;
+    //  Take every WAKE waiting: one claim answers them all.
+    do {
+        char *wake = zstr_recv (self->wake);
+        zstr_free (&wake);
+    } while (zsock_events (self->wake) & ZMQ_POLLIN);
+    return true;
+}
+
 static void
 s_delivery_actor (zsock_t *pipe, void *arg)
 {
@@ -348,10 +418,6 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         int64_t now = zclock_mono ();
         if (now >= self->next_claim)
             claim = true;  //  retries that came due
-        size_t inflight = sb_sender_in_flight (self->sender);
-        sb_metric_set (self->m_inflight, (int64_t) inflight);
-        if (inflight > 0)
-            sb_sender_perform (self->sender, 5);
         size_t before = self->pending_count;
         s_self_collect (self);
         if (self->pending_count > before)
@@ -367,27 +433,14 @@ s_delivery_actor (zsock_t *pipe, void *arg)
             s_self_refresh_depth (self);
             next_depth = now + 1000;
         }
-        //  Wait for the pipe or a WAKE: briefly while transfers run,
-        //  until the next periodic claim otherwise.
+        sb_metric_set (self->m_inflight, (int64_t) sb_sender_in_flight (self->sender));
+        //  Wait for the pipe, a WAKE or libcurl: until the next periodic
+        //  claim, or while results wait for PostgreSQL, its next try.
         int64_t until = self->pending_count == 0 ? self->next_claim
                         : self->db_failing       ? self->db_retry_at
                                                  : 0;
-        int timeout = inflight > 0 ? 0 : (int) (until - zclock_mono ());
-        if (timeout < 0)
-            timeout = 0;
-        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, timeout);
-        if (which == self->pipe)
-            self->terminated = sb_actor_pipe_says_stop (self->pipe, "delivery");
-        else if (which == self->wake) {
-            //  Take every WAKE waiting: one claim answers them all.
-            do {
-                char *wake = zstr_recv (self->wake);
-                zstr_free (&wake);
-            } while (zsock_events (self->wake) & ZMQ_POLLIN);
+        if (s_self_poll (self, until))
             claim = true;
-        }
-        if (self->pending_count > 0 && self->db_failing)
-            zclock_sleep (100);
     }
     //  Let transfers in flight finish (bounded by their timeouts) and record them.
     int64_t deadline = zclock_mono () + 5000;

@@ -4,9 +4,13 @@
     Twilio Messages API POST (form, HTTP Basic auth with the account SID and
     auth token, or an API key and its secret), a Meta Cloud API POST (JSON,
     Bearer token), or a bot forward (the event as JSON to the rule's URL).
-    sb_sender_perform drives every transfer without blocking longer than the
-    caller allows; finished transfers become results in a FIFO that the
-    caller drains with sb_sender_next_result.
+    The transfers run on libcurl's socket interface: the owner puts the
+    sockets libcurl waits on (sb_sender_sockets) and its timer
+    (sb_sender_timeout) into its own poll and hands back what that poll
+    found (sb_sender_drive); sb_sender_perform does the same with a poll of
+    its own, for owners that have nothing else to wait on. Finished
+    transfers become results in a FIFO that the caller drains with
+    sb_sender_next_result.
 
     DESIGN
     One thread owns a sender (the dispatcher's sending loop): nothing here
@@ -39,6 +43,8 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +59,7 @@
 #include "sb_event.h"
 #include "sb_form.h"
 #include "sb_log.h"
+#include "sb_time.h"
 
 #define S_MODULE "sender"
 #define S_BODY_MAX (64 * 1024)           //  answer bytes kept per transfer
@@ -97,6 +104,10 @@ struct sb_sender_t {
     size_t results_head;          //  index of the oldest
     size_t results_count;         //  results waiting
     size_t results_cap;           //  allocated slots
+    struct pollfd *sockets;       //  libcurl's sockets and what it waits for (socket callback)
+    size_t sockets_count;         //  entries in use
+    size_t sockets_cap;           //  allocated entries
+    struct pollfd *polled;        //  sb_sender_perform's copy of sockets, for poll(2)
 };
 
 //  --------------------------------------------------------------------------
@@ -491,6 +502,46 @@ s_free_secret (char **secret)
     }
 }
 
+//  libcurl's socket callback: keep the table of the sockets it waits on
+//  (what: CURL_POLL_IN, _OUT or _INOUT) up to date. A socket it waits on
+//  for nothing (_NONE) or forgets (_REMOVE) leaves the table: a poll on it
+//  would only report its hang-up, over and over.
+static int
+s_on_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socketp)
+{
+    (void) easy;
+    (void) socketp;
+    sb_sender_t *self = (sb_sender_t *) arg;
+    size_t i = 0;
+    while (i < self->sockets_count && self->sockets[i].fd != fd)
+        i++;
+    if (what == CURL_POLL_REMOVE || what == CURL_POLL_NONE) {
+        if (i < self->sockets_count)
+            self->sockets[i] = self->sockets[--self->sockets_count];
+        return 0;
+    }
+    if (i == self->sockets_count) {
+        if (self->sockets_count == self->sockets_cap) {
+            size_t cap = self->sockets_cap ? self->sockets_cap * 2 : 16;
+            struct pollfd *sockets = realloc (self->sockets, cap * sizeof *sockets);
+            struct pollfd *polled = realloc (self->polled, cap * sizeof *polled);
+            if (sockets)
+                self->sockets = sockets;
+            if (polled)
+                self->polled = polled;
+            if (!sockets || !polled) {
+                sb_log (SB_LOG_ERROR, S_MODULE, "out of memory tracking sockets=%zu", cap);
+                return -1;  //  libcurl fails the transfers
+            }
+            self->sockets_cap = cap;
+        }
+        self->sockets[self->sockets_count++] = (struct pollfd) {.fd = fd};
+    }
+    self->sockets[i].events = (short) ((what & CURL_POLL_IN ? POLLIN : 0)
+                                       | (what & CURL_POLL_OUT ? POLLOUT : 0));
+    return 0;
+}
+
 sb_sender_t *
 sb_sender_new (const sb_config_t *config)
 {
@@ -578,6 +629,8 @@ sb_sender_new (const sb_config_t *config)
     }
     //  Keep a warm connection per transfer slot.
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->concurrency);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_on_socket);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
     return self;
 fail:
     sb_sender_destroy (&self);
@@ -617,7 +670,9 @@ sb_sender_destroy (sb_sender_t **self_p)
         s_transfer_destroy (&transfer);
     }
     if (self->multi)
-        curl_multi_cleanup (self->multi);
+        curl_multi_cleanup (self->multi);  //  may still call s_on_socket
+    free (self->sockets);
+    free (self->polled);
     sb_send_result_t result;
     while (sb_sender_next_result (self, &result))
         sb_outbox_result_free (&result);
@@ -988,28 +1043,78 @@ s_collect (sb_sender_t *self)
     }
 }
 
+const struct pollfd *
+sb_sender_sockets (const sb_sender_t *self, size_t *count)
+{
+    assert (self && count);
+    *count = self->sockets_count;
+    return self->sockets;
+}
+
 int
-sb_sender_perform (sb_sender_t *self, int timeout_ms)
+sb_sender_timeout (const sb_sender_t *self)
 {
     assert (self);
-    int running = 0;
-    CURLMcode code = curl_multi_perform (self->multi, &running);
-    if (code != CURLM_OK) {
-        sb_log (SB_LOG_ERROR, S_MODULE, "curl_multi_perform failed: %s",
-                curl_multi_strerror (code));
+    long timeout_ms = -1;
+    if (curl_multi_timeout (self->multi, &timeout_ms) != CURLM_OK)
         return -1;
+    return timeout_ms > INT32_MAX ? INT32_MAX : (int) timeout_ms;
+}
+
+int
+sb_sender_drive (sb_sender_t *self, const struct pollfd *fds, size_t count)
+{
+    assert (self && (fds || count == 0));
+    int running = 0;
+    CURLMcode code = CURLM_OK;
+    for (size_t i = 0; i < count && code == CURLM_OK; i++) {
+        short revents = fds[i].revents;
+        if (revents == 0)
+            continue;
+        int mask = (revents & (POLLIN | POLLHUP) ? CURL_CSELECT_IN : 0)
+                   | (revents & POLLOUT ? CURL_CSELECT_OUT : 0)
+                   | (revents & (POLLERR | POLLNVAL) ? CURL_CSELECT_ERR : 0);
+        code = curl_multi_socket_action (self->multi, fds[i].fd, mask, &running);
     }
-    s_collect (self);
-    if (self->results_count > 0 || timeout_ms <= 0)
-        return 0;
-    code = curl_multi_poll (self->multi, NULL, 0, timeout_ms, NULL);
-    if (code == CURLM_OK)
-        code = curl_multi_perform (self->multi, &running);
+    //  libcurl's timer: connects, timeouts, transfers just added.
+    if (code == CURLM_OK && sb_sender_timeout (self) == 0)
+        code = curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     if (code != CURLM_OK) {
-        sb_log (SB_LOG_ERROR, S_MODULE, "curl_multi_poll failed: %s",
+        sb_log (SB_LOG_ERROR, S_MODULE, "curl_multi_socket_action failed: %s",
                 curl_multi_strerror (code));
         return -1;
     }
     s_collect (self);
     return 0;
+}
+
+int
+sb_sender_perform (sb_sender_t *self, int timeout_ms)
+{
+    assert (self);
+    int64_t deadline = sb_time_mono_us () / 1000 + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        size_t count = self->sockets_count;
+        if (count)
+            memcpy (self->polled, self->sockets, count * sizeof *self->polled);
+        int64_t wait = deadline - sb_time_mono_us () / 1000;
+        int timer = sb_sender_timeout (self);
+        if (wait < 0)
+            wait = 0;
+        if (timer >= 0 && timer < wait)
+            wait = timer;
+        if (poll (self->polled, count, (int) wait) < 0) {
+            if (errno != EINTR) {
+                char reason[128];
+                sb_log (SB_LOG_ERROR, S_MODULE, "poll failed: %s",
+                        sb_strerror (errno, reason, sizeof reason));
+                return -1;
+            }
+            count = 0;  //  revents undefined: act on the timer only
+        }
+        if (sb_sender_drive (self, self->polled, count))
+            return -1;
+        if (self->results_count > 0 || sb_time_mono_us () / 1000 >= deadline)
+            return 0;
+    }
 }

@@ -36,7 +36,23 @@ size_t sb_sender_in_flight (const sb_sender_t *self);
 //  taken), at most max of them into ids; returns how many it holds.
 size_t sb_sender_held (const sb_sender_t *self, int64_t *ids, size_t max);
 
-//  Drive transfers, waiting at most timeout_ms for activity. 0 or -1.
+//  The sockets libcurl waits on, for the owner's poll: *count entries,
+//  each an fd with the events wanted (POLLIN, POLLOUT or both).
+//  Borrowed, valid until the next call into the sender.
+struct pollfd;
+const struct pollfd *sb_sender_sockets (const sb_sender_t *self, size_t *count);
+
+//  Milliseconds until the sender must be driven even if no socket is
+//  ready (0: now), or -1 when nothing waits on time.
+int sb_sender_timeout (const sb_sender_t *self);
+
+//  Drive transfers after the owner's poll: fds are a copy of what
+//  sb_sender_sockets gave, with revents set by that poll (count 0: act on
+//  the timer only). Finished transfers become results. 0 or -1.
+int sb_sender_drive (sb_sender_t *self, const struct pollfd *fds, size_t count);
+
+//  Drive transfers with a poll of the sender's own, for at most
+//  timeout_ms, returning sooner once a result is ready. 0 or -1.
 int sb_sender_perform (sb_sender_t *self, int timeout_ms);
 
 //  Take one finished result: 1 and *result filled (caller frees its

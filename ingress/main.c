@@ -93,17 +93,14 @@ main (int argc, char **argv)
                  sb_config_bool (config, "SB_TRUST_PROXY") ? " and X-Forwarded-Proto" : "");
 
     s_raise_nofile ();
-    //  Hundreds of worker threads would each get a malloc arena of their
-    //  own and keep its freed memory; two arenas serve 2 cores as well.
+    //  Two malloc arenas, and jansson through the request's scratch, before
+    //  any thread starts (docs/internals.md, "Memory").
     mallopt (M_ARENA_MAX, 2);
-    //  Each request parses in its own scratch (sb_http.c).
     sb_json_use_scratch ();
     //  We handle signals ourselves; czmq must not install its handler.
     zsys_handler_set (NULL);
-    //  A dozen ZeroMQ sockets (the actors' pipes, PUB, the replay ROUTER,
-    //  zauth's): ZeroMQ sizes and zeroes its socket table up front, 12
-    //  bytes a slot, so the OS's limit (65535) cost 770 KiB of memory for
-    //  nothing. The worker threads hold no ZeroMQ socket (sb_writer).
+    //  A dozen ZeroMQ sockets; ZeroMQ sizes its table up front
+    //  (docs/internals.md, "Memory" and "Threads").
     zsys_set_max_sockets (1024);
     zsys_set_linger (1000);
     signal (SIGPIPE, SIG_IGN);

@@ -58,11 +58,9 @@
 
     Memory: a thread costs what its stack and civetweb's per-thread buffer
     keep resident, about 20 KiB when idle, so the pool is most of the
-    ingress's memory. A request's small allocations come from a scratch
-    buffer on its stack (sb_scratch.h), and when a connection closes its
-    thread gives back the stack pages the requests touched
-    (s_connection_close), so a thread that served a request costs no more
-    than one that never did.
+    ingress's memory. A request allocates from a scratch on its stack
+    (s_begin_request) and a closing connection gives back the stack pages
+    its requests touched (s_connection_close): docs/internals.md, "Memory".
 
     Each worker thread lazily creates its journal-writer client on its
     first webhook. Handlers hold no lock while waiting for the journal. The
@@ -1178,11 +1176,8 @@ s_begin_request (struct mg_connection *conn)
     sb_http_t *http = (sb_http_t *) mg_get_user_data (mg_get_context (conn));
     s_thread_t *thread = (s_thread_t *) mg_get_thread_pointer (conn);
     assert (thread);
-    //  Everything this request allocates and frees before it returns (the
-    //  body, the form or the parsed JSON, the events, the signature's sort)
-    //  comes from this scratch on the stack while it lasts (sb_scratch.h):
-    //  no malloc lock, nothing left in this thread's malloc cache, and the
-    //  pages go back with the stack when the connection closes.
+    //  What this request allocates and frees before it returns comes from
+    //  this scratch (docs/internals.md, "Memory").
     alignas (16) char scratch[S_SCRATCH_SIZE];
     sb_scratch_begin (scratch, sizeof scratch);
     s_req_t req = {
@@ -1275,14 +1270,9 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
 
 //  civetweb's connection_close, called on the worker thread that served
 //  the connection, before it waits for the next one. Gives back the stack
-//  pages below this frame: a request (civetweb's code and ours, the
-//  scratch included) touches 20-40 KiB of the 100 KiB stack, and civetweb
-//  hands connections to its hundreds of threads in turn, so without this
-//  every thread of the pool would keep that much resident for good. Below the
-//  stack pointer nothing is live: MADV_DONTNEED drops the pages, and the
-//  next deep call gets zero-filled ones. The cost is one madvise per
-//  connection (keep-alive connections pay it once) and the page faults of
-//  the next connection's requests.
+//  pages below this frame, where nothing is live: MADV_DONTNEED drops
+//  them, and the next deep call gets zero-filled ones. What it buys and
+//  its rules: docs/internals.md, "Memory".
 static void
 s_connection_close (const struct mg_connection *conn)
 {

@@ -11,11 +11,9 @@
     kept whole, compact, in detail_json, and the request verbatim in
     raw_body.
 
-    Memory: jansson's tree (once the process has called
-    sb_json_use_scratch, as the ingress does at start), detail_json's text,
-    the events and the list come from sb_scratch_alloc: called with a
-    scratch open, as the ingress does per request, a webhook costs no malloc
-    for its dozens of pieces; without one, plain malloc.
+    Memory: jansson's tree (after sb_json_use_scratch), detail_json's text,
+    the events and the list come from sb_scratch_alloc (docs/internals.md,
+    "Memory").
 
     Parsing limits (jansson): nesting deeper than JSON_PARSER_MAX_DEPTH
     (2048) fails, as do NUL bytes (raw or \u0000), invalid UTF-8, integers

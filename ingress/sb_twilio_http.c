@@ -40,6 +40,7 @@
 #include "sb_json.h"
 #include "sb_log.h"
 #include "sb_scratch.h"
+#include "sb_text.h"
 
 #define S_TWIML_MAX (64 * 1024)
 #define S_URL_MAX 16384
@@ -210,12 +211,6 @@ s_json_as_form (const char *body, size_t size)
     return form;
 }
 
-static bool
-s_is_hex (char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 //  Parse a form keeping bad escapes ("%zz", "%4", "%00") literally, as a
 //  browser's decoder does: escape those '%' as "%25" and parse strictly.
 static sb_form_t *
@@ -227,7 +222,8 @@ s_form_lenient (const char *body, size_t size)
     size_t used = 0;
     for (size_t i = 0; i < size; i++) {
         bool good = body[i] != '%'
-                    || (i + 2 < size && s_is_hex (body[i + 1]) && s_is_hex (body[i + 2])
+                    || (i + 2 < size && sb_text_hex_value ((unsigned char) body[i + 1]) >= 0
+                        && sb_text_hex_value ((unsigned char) body[i + 2]) >= 0
                         && !(body[i + 1] == '0' && body[i + 2] == '0'));
         if (body[i] == '%' && !good) {
             memcpy (copy + used, "%25", 3);

@@ -131,10 +131,6 @@ s_test_ids (void)
         CHECK (raw[19] == id_digits);
         CHECK (strspn ((char *) raw + 20, "0123456789ABCDEF") == id_digits);
     }
-
-    char b64[16];
-    sb_fakeprov_base64 ("hi!?", 4, b64);
-    CHECK (strcmp (b64, "aGkhPw==") == 0);
 }
 
 static void

@@ -576,6 +576,12 @@ sb_config_has (const sb_config_t *self, const char *name)
     return self->values[i] && *self->values[i];
 }
 
+char *
+sb_config_dup (const sb_config_t *self, const char *name)
+{
+    return sb_config_has (self, name) ? strdup (sb_config_str (self, name)) : NULL;
+}
+
 int64_t
 sb_config_int (const sb_config_t *self, const char *name)
 {

@@ -77,21 +77,15 @@ s_read_twiml (const char *variable, const char *path)
     return buf;
 }
 
-static char *
-s_dup_optional (const sb_config_t *config, const char *name)
-{
-    return sb_config_has (config, name) ? strdup (sb_config_str (config, name)) : NULL;
-}
-
 sb_twilio_http_t *
 sb_twilio_http_new (const sb_config_t *config)
 {
     sb_twilio_http_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->token = s_dup_optional (config, "TWILIO_AUTH_TOKEN");
+    self->token = sb_config_dup (config, "TWILIO_AUTH_TOKEN");
     self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->public_url = s_dup_optional (config, "SB_PUBLIC_URL");
+    self->public_url = sb_config_dup (config, "SB_PUBLIC_URL");
     self->trust_proxy = sb_config_bool (config, "SB_TRUST_PROXY");
     if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
         && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",

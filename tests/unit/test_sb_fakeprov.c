@@ -13,15 +13,7 @@
 #include "sb_fakeprov.h"
 #include "sb_form.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                             \
-        }                                                                             \
-    } while (0)
+#include "sb_check.h"
 
 //  unit repeated count times (caller frees).
 static char *

@@ -9,25 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
+#include "sb_check.h"
 
 //  Parse a NUL-terminated string.
 static sb_form_t *

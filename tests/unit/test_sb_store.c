@@ -28,35 +28,7 @@
 #include "sb_log.h"
 #include "sb_time.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_INT(got, want)                                                          \
-    do {                                                                              \
-        long long g_ = (long long) (got), w_ = (long long) (want);                    \
-        if (g_ != w_) {                                                               \
-            fprintf (stderr, "%s:%d: %s: got %lld, want %lld\n", __FILE__, __LINE__,  \
-                     #got, g_, w_);                                                   \
-            s_failures++;                                                             \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
+#include "sb_check.h"
 
 //  The test's own connection to its database, for looking at the rows.
 static PGconn *s_db = NULL;

@@ -6,6 +6,8 @@
     test runs on, reports every failure, and main exits non-zero when
     s_failures is not 0. A NULL string never equals anything.
 
+    sb_check_read_file reads a conformance file whole.
+
     A test that must print elsewhere (its stderr is captured) or stop at
     the first failure defines, before including this header:
         SB_CHECK_PRINT(...)  prints a failure (default: fprintf to stderr)
@@ -15,6 +17,7 @@
 #define SB_CHECK_H_INCLUDED
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef SB_CHECK_PRINT
@@ -67,5 +70,35 @@ static int s_failures __attribute__ ((unused)) = 0;
             SB_CHECK_FAILED ();                                                  \
         }                                                                        \
     } while (0)
+
+//  Read a whole file; caller frees. NULL on error.
+__attribute__ ((unused)) static char *
+sb_check_read_file (const char *path, size_t *size)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file)
+        return NULL;
+    char *data = NULL;
+    size_t used = 0, cap = 0;
+    for (;;) {
+        if (used == cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *grown = (char *) realloc (data, cap);
+            if (!grown) {
+                free (data);
+                fclose (file);
+                return NULL;
+            }
+            data = grown;
+        }
+        size_t got = fread (data + used, 1, cap - used, file);
+        used += got;
+        if (got == 0)
+            break;
+    }
+    fclose (file);
+    *size = used;
+    return data;
+}
 
 #endif

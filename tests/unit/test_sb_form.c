@@ -219,36 +219,6 @@ s_test_encode (void)
     CHECK (sb_form_key (NULL, 0) == NULL);
 }
 
-//  Read a whole file; caller frees. NULL on error.
-static char *
-s_read_file (const char *path, size_t *size)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *data = NULL;
-    size_t used = 0, cap = 0;
-    for (;;) {
-        if (used == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = (char *) realloc (data, cap);
-            if (!grown) {
-                free (data);
-                fclose (file);
-                return NULL;
-            }
-            data = grown;
-        }
-        size_t got = fread (data + used, 1, cap - used, file);
-        used += got;
-        if (got == 0)
-            break;
-    }
-    fclose (file);
-    *size = used;
-    return data;
-}
-
 static void
 s_test_conformance (void)
 {
@@ -292,7 +262,7 @@ s_test_conformance (void)
         char path [256];
         snprintf (path, sizeof path, "conformance/%s", cases [i].file);
         size_t size = 0;
-        char *data = s_read_file (path, &size);
+        char *data = sb_check_read_file (path, &size);
         if (!data) {
             fprintf (stderr, "%s:%d: cannot read %s (run from tests/)\n", __FILE__, __LINE__, path);
             s_failures++;

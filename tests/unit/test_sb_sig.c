@@ -181,36 +181,6 @@ s_test_twilio_vectors (void)
 //  ---------------------------------------------------------------------------
 //  Conformance: twilio-forms-signatures.json (the example .form bodies)
 
-//  Read a whole file; caller frees. NULL on error.
-static char *
-s_read_file (const char *path, size_t *size)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *data = NULL;
-    size_t used = 0, cap = 0;
-    for (;;) {
-        if (used == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = (char *) realloc (data, cap);
-            if (!grown) {
-                free (data);
-                fclose (file);
-                return NULL;
-            }
-            data = grown;
-        }
-        size_t got = fread (data + used, 1, cap - used, file);
-        used += got;
-        if (got == 0)
-            break;
-    }
-    fclose (file);
-    *size = used;
-    return data;
-}
-
 static void
 s_test_twilio_forms (void)
 {
@@ -238,7 +208,7 @@ s_test_twilio_forms (void)
         char path [256];
         snprintf (path, sizeof path, "conformance/%s", file);
         size_t size = 0;
-        char *data = s_read_file (path, &size);
+        char *data = sb_check_read_file (path, &size);
         sb_form_t *form = data ? sb_form_parse (data, size) : NULL;
         if (!form) {
             fprintf (stderr, "%s:%d: %s: cannot read or parse\n", __FILE__, __LINE__, path);
@@ -317,7 +287,7 @@ s_test_meta_vectors (void)
             char path [256];
             snprintf (path, sizeof path, "conformance/%s", file);
             size_t size = 0;
-            char *data = s_read_file (path, &size);
+            char *data = sb_check_read_file (path, &size);
             CHECK (data && size == body_size && memcmp (data, body, size) == 0);
             free (data);
         }

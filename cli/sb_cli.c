@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,34 @@ sb_cli_usage_error (const char *cmd, const char *fmt, ...)
     va_end (args);
     fprintf (stderr, "switchboard %s: %s\nTry 'switchboard %s --help'.\n", cmd, message, cmd);
     return SB_CLI_USAGE;
+}
+
+//  The signal flag: set by SIGINT/SIGTERM, read by a command's loop (one
+//  of the three globals STYLE.md allows).
+static volatile sig_atomic_t s_interrupted = 0;
+
+static void
+s_on_signal (int signum)
+{
+    (void) signum;
+    s_interrupted = 1;
+}
+
+void
+sb_cli_catch_signals (void)
+{
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+}
+
+bool
+sb_cli_interrupted (void)
+{
+    return s_interrupted;
 }
 
 int

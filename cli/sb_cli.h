@@ -1,6 +1,6 @@
 /*  sb_cli: what the subcommands of `switchboard` share: start-up (settings
-    and logging), flag errors, number parsing, and printing an event as one
-    human line or one JSON line.
+    and logging), flag errors, number parsing, the stop signal flag, and
+    printing an event as one human line or one JSON line.
 
     Exit statuses of every subcommand: SB_CLI_OK, SB_CLI_FAILED when the
     operation did not succeed, SB_CLI_USAGE for bad flags or settings.
@@ -33,6 +33,15 @@ int sb_cli_usage_error (const char *cmd, const char *fmt, ...)
 //  Report what getopt_long returned for a bad flag (':' missing value, '?'
 //  unknown flag), reading optind/optopt. Returns SB_CLI_USAGE.
 int sb_cli_bad_flag (const char *cmd, int c, char **argv);
+
+//  Catch SIGINT and SIGTERM: from now on they only set the flag that
+//  sb_cli_interrupted reads. Without SA_RESTART, so a blocked poll or wait
+//  returns EINTR and the loop looks at the flag at once. Call it after
+//  zsys_init, whose own handlers it replaces.
+void sb_cli_catch_signals (void);
+
+//  True once SIGINT or SIGTERM arrived after sb_cli_catch_signals.
+bool sb_cli_interrupted (void);
 
 //  Parse a whole decimal integer within [min, max]. 0, or -1 when text is
 //  not one (empty, trailing characters, sign where min is 0, out of range).

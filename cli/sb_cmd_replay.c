@@ -14,7 +14,6 @@
 */
 #include <czmq.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,17 +27,6 @@
 #define S_CMD "replay"
 #define S_WINDOW 1000     //  credit granted at a time
 #define S_POLL_MS 100     //  longest wait before checking the signal flag again
-
-//  The signal flag: set by SIGINT/SIGTERM, read by the receive loop (one
-//  of the three globals STYLE.md allows).
-static volatile sig_atomic_t s_interrupted = 0;
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_interrupted = 1;
-}
 
 static void
 s_usage (FILE *out)
@@ -200,12 +188,7 @@ sb_cmd_replay (int argc, char **argv)
 
     zsys_init ();
     zsys_set_logstream (stderr);
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
+    sb_cli_catch_signals ();
 
     rc = SB_CLI_FAILED;
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
@@ -239,7 +222,7 @@ sb_cmd_replay (int argc, char **argv)
     int64_t timeout_ms = (int64_t) (opts.timeout * 1000.0);
     int64_t deadline = zclock_mono () + timeout_ms;
     bool ended = false;
-    while (!s_interrupted && !ended) {
+    while (!sb_cli_interrupted () && !ended) {
         int64_t left = deadline - zclock_mono ();
         if (left <= 0) {
             fprintf (stderr, "switchboard replay: no answer from %s for %g s (%llu records)\n",
@@ -305,7 +288,7 @@ sb_cmd_replay (int argc, char **argv)
         sb_replay_msg_clear (&msg);
         zframe_destroy (&frame);
     }
-    if (s_interrupted && !ended) {
+    if (sb_cli_interrupted () && !ended) {
         sb_replay_msg_t cancel;
         memset (&cancel, 0, sizeof cancel);
         cancel.type = SB_REPLAY_CANCEL;

@@ -36,6 +36,8 @@
 #include "sb_form.h"
 #include "sb_log.h"
 #include "sb_sig.h"
+#include "sb_text.h"
+#include "sb_time.h"
 
 #define S_CMD "send"
 #define S_DEFAULT_URL "http://127.0.0.1:8080"
@@ -247,7 +249,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                 return -1;
             case O_URL:
                 opts->url = optarg;
-                if (strncmp (optarg, "http://", 7) && strncmp (optarg, "https://", 8))
+                if (!sb_text_url_host (optarg))
                     return sb_cli_usage_error (S_CMD, "--url %s: expected http://host:port",
                                                optarg);
                 if (s_check_len ("--url", optarg, S_MAX_FLAG))
@@ -275,7 +277,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
             case O_MEDIA:
                 if (opts->n_media == S_MAX_MEDIA)
                     return sb_cli_usage_error (S_CMD, "at most %d --media", S_MAX_MEDIA);
-                if (strncmp (optarg, "http://", 7) && strncmp (optarg, "https://", 8))
+                if (!sb_text_url_host (optarg))
                     return sb_cli_usage_error (S_CMD, "--media %s: expected an http(s) URL",
                                                optarg);
                 if (s_check_len ("--media", optarg, S_MAX_FLAG))
@@ -662,9 +664,9 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
         const char *content_type = s_content_type (o->media[0]);
         type = s_media_kind (content_type);
         uint8_t digest[32];
-        char sha[48], media_id[20];
+        char sha[SB_TEXT_BASE64_SIZE (sizeof digest)], media_id[20];
         sb_fakeprov_random (digest, sizeof digest);
-        sb_fakeprov_base64 (digest, sizeof digest, sha);
+        sb_text_base64 (digest, sizeof digest, sha);
         sb_fakeprov_digits (media_id, 16);
         content = json_pack ("{s:s, s:s, s:s, s:s}", "mime_type", content_type, "sha256",
                              sha, "id", media_id, "url", o->media[0]);
@@ -687,16 +689,6 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
 
 //  ---------------------------------------------------------------------
 //  Requests
-
-static char *
-s_join (const char *a, const char *b, const char *c)
-{
-    size_t size = strlen (a) + strlen (b) + strlen (c) + 1;
-    char *out = malloc (size);
-    if (out)
-        snprintf (out, size, "%s%s%s", a, b, c);
-    return out;
-}
 
 static void
 s_request_reset (s_request_t *req)
@@ -729,7 +721,7 @@ s_build (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
         char *query = sb_form_encode (form);
         if (!query)
             goto oom;
-        req->path = s_join (route, "?", query);
+        req->path = sb_text_join (route, "?", query, NULL);
         free (query);
         if (!req->path)
             goto oom;
@@ -773,7 +765,7 @@ s_build (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
             req->body_size = strlen (req->body);
         }
         if (!o->no_sign) {
-            char *url = s_join (ctx->sign_base, ctx->prefix, req->path);
+            char *url = sb_text_join (ctx->sign_base, ctx->prefix, req->path, NULL);
             char sig[SB_SIG_TWILIO_SIZE];
             int failed = !url || sb_sig_twilio_sign (ctx->secret, url, form, sig);
             free (url);
@@ -918,7 +910,7 @@ static long
 s_send (CURL *curl, const s_ctx_t *ctx, const s_request_t *req, s_provider_t provider,
         s_answer_t *answer, char *err, size_t err_size)
 {
-    char *url = s_join (ctx->post_base, ctx->prefix, req->path);
+    char *url = sb_text_join (ctx->post_base, ctx->prefix, req->path, NULL);
     struct curl_slist *headers = NULL;
     long code = 0;
     char token[96], line[200];
@@ -974,14 +966,6 @@ done:
 
 //  ---------------------------------------------------------------------
 //  Entry point
-
-static int64_t
-s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 //  Read the whole of path (at most S_MAX_FILE bytes). Caller frees.
 static uint8_t *
@@ -1111,7 +1095,7 @@ sb_cmd_send (int argc, char **argv)
 
     rc = SB_CLI_OK;
     uint64_t good = 0;
-    int64_t started = s_now_ms ();
+    int64_t started = sb_time_mono_ms ();
     for (uint64_t i = 0; i < opts.count; i++) {
         if (s_build (&ctx, i, &req)) {
             rc = SB_CLI_FAILED;
@@ -1163,7 +1147,7 @@ sb_cmd_send (int argc, char **argv)
         answer.status_line[0] = 0;
     }
     if (opts.count > 1 && !opts.print_only) {
-        double seconds = (double) (s_now_ms () - started) / 1000.0;
+        double seconds = (double) (sb_time_mono_ms () - started) / 1000.0;
         fprintf (stderr, "switchboard send: %llu of %llu answered 2xx in %.2f s (%.0f/s)\n",
                  (unsigned long long) good, (unsigned long long) opts.count, seconds,
                  seconds > 0 ? (double) opts.count / seconds : 0.0);

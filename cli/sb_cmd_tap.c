@@ -20,7 +20,6 @@
 #include <czmq.h>
 #include <jansson.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,17 +35,6 @@
 #define S_POLL_MS 100          //  longest wait before checking the signal flag again
 #define S_RCVHWM 100000        //  messages queued before the SUB socket drops
 #define S_MAX_PAYLOAD (256u * 1024 * 1024)  //  larger messages: libzmq drops the peer
-
-//  The signal flag: set by SIGINT/SIGTERM, read by the receive loop (one
-//  of the three globals STYLE.md allows).
-static volatile sig_atomic_t s_interrupted = 0;
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_interrupted = 1;
-}
 
 static void
 s_usage (FILE *out)
@@ -275,12 +263,7 @@ sb_cmd_tap (int argc, char **argv)
     //  replace them, without SA_RESTART so a blocked poll returns EINTR.
     zsys_init ();
     zsys_set_logstream (stderr);  //  never mix czmq's log lines into our stdout
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
+    sb_cli_catch_signals ();
 
     zsock_t *sub = zsock_new (ZMQ_SUB);
     if (!sub) {
@@ -297,7 +280,7 @@ sb_cmd_tap (int argc, char **argv)
     int64_t deadline = opts.timeout > 0 ? zclock_mono () + (int64_t) (opts.timeout * 1000.0) : 0;
     bool timed_out = false;
     rc = SB_CLI_OK;
-    while (!s_interrupted && (opts.count == 0 || seen < opts.count)) {
+    while (!sb_cli_interrupted () && (opts.count == 0 || seen < opts.count)) {
         long wait_ms = S_POLL_MS;
         if (deadline) {
             int64_t left = deadline - zclock_mono ();

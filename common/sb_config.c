@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "sb_log.h"
+#include "sb_text.h"
 
 extern char **environ;
 
@@ -371,11 +372,9 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
             return s_check_listen (value);
         case S_URL: {
             *expected = "an http:// or https:// URL without query";
-            if (strncmp (value, "http://", 7) && strncmp (value, "https://", 8))
+            const char *host = sb_text_url_host (value);
+            if (!host || strchr (value, '?') || strchr (value, '#') || strchr (value, ' '))
                 return -1;
-            if (strchr (value, '?') || strchr (value, '#') || strchr (value, ' '))
-                return -1;
-            const char *host = strstr (value, "://") + 3;
             if (!*host || *host == '/')
                 return -1;
             size_t len = strlen (value);
@@ -573,6 +572,12 @@ sb_config_has (const sb_config_t *self, const char *name)
 {
     int i = s_require (self, name);
     return self->values[i] && *self->values[i];
+}
+
+char *
+sb_config_dup (const sb_config_t *self, const char *name)
+{
+    return sb_config_has (self, name) ? strdup (sb_config_str (self, name)) : NULL;
 }
 
 int64_t

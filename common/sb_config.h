@@ -38,6 +38,9 @@ void sb_config_destroy (sb_config_t **self_p);
 const char *sb_config_str (const sb_config_t *self, const char *name);
 //  True when the setting was given (or has a non-empty default).
 bool sb_config_has (const sb_config_t *self, const char *name);
+//  A copy of the value when the setting was given (sb_config_has), else
+//  NULL (also when out of memory). Caller owns the return value.
+char *sb_config_dup (const sb_config_t *self, const char *name);
 //  Integers, sizes (bytes) and durations (seconds).
 int64_t sb_config_int (const sb_config_t *self, const char *name);
 bool sb_config_bool (const sb_config_t *self, const char *name);

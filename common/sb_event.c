@@ -44,9 +44,11 @@
 #include "sb_event.h"
 #include "sb_json.h"
 #include "sb_scratch.h"
+#include "sb_text.h"
 #include "sb_utf8.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,36 +491,15 @@ sb_event_topic (const sb_event_t *self, char *buf, size_t size)
 //  ---------------------------------------------------------------------
 //  JSON
 
-static const char s_base64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 //  Standard base64 with padding. Caller owns the return value.
 static char *
 s_base64 (const uint8_t *data, size_t size)
 {
-    if (size > (SIZE_MAX / 4) * 3 - 3)
+    if (size > INT_MAX / 4 * 3 - 3)
         return NULL;
-    char *out = malloc ((size + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 2 < size; i += 3) {
-        uint32_t v = (uint32_t) data[i] << 16 | (uint32_t) data[i + 1] << 8 | data[i + 2];
-        out[o++] = s_base64_chars[(v >> 18) & 63];
-        out[o++] = s_base64_chars[(v >> 12) & 63];
-        out[o++] = s_base64_chars[(v >> 6) & 63];
-        out[o++] = s_base64_chars[v & 63];
-    }
-    if (i < size) {
-        uint32_t v = (uint32_t) data[i] << 16;
-        if (i + 1 < size)
-            v |= (uint32_t) data[i + 1] << 8;
-        out[o++] = s_base64_chars[(v >> 18) & 63];
-        out[o++] = s_base64_chars[(v >> 12) & 63];
-        out[o++] = i + 1 < size ? s_base64_chars[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
+    char *out = malloc (SB_TEXT_BASE64_SIZE (size));
+    if (out)
+        sb_text_base64 (data, size, out);
     return out;
 }
 
@@ -713,9 +694,7 @@ s_json_field (json_t *object, const ProtobufCMessage *msg, const ProtobufCFieldD
         const ProtobufCBinaryData *bytes = member;
         char hex[2 * SB_EVENT_SHA256_SIZE + 1];
         size_t n = bytes->len < SB_EVENT_SHA256_SIZE ? bytes->len : SB_EVENT_SHA256_SIZE;
-        for (size_t i = 0; i < n; i++)
-            snprintf (hex + 2 * i, 3, "%02x", bytes->data[i]);
-        hex[2 * n] = '\0';
+        sb_text_hex (bytes->data, n, hex);
         json_decref (value);
         return json_object_set_new (object, f->name, json_string (hex));
     }

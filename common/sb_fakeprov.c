@@ -10,13 +10,14 @@
     so that a two-septet GSM escape or a UTF-16 surrogate pair is never
     split, as handsets and Twilio do.
 */
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sb_fakeprov.h"
+#include "sb_text.h"
+#include "sb_time.h"
 
 void
 sb_fakeprov_random (void *buf, size_t size)
@@ -63,12 +64,6 @@ sb_fakeprov_digits (char *out, size_t digits)
 }
 
 void
-sb_fakeprov_base64 (const void *data, size_t size, char *out)
-{
-    EVP_EncodeBlock ((unsigned char *) out, data, (int) size);
-}
-
-void
 sb_fakeprov_wamid (char *out, size_t size, const char *user_digits, sb_fakeprov_dir_t dir)
 {
     //  Meta's record: 0x1C 0x18 <len> <number> 0x15 0x02 0x00, then 0x12
@@ -96,8 +91,8 @@ sb_fakeprov_wamid (char *out, size_t size, const char *user_digits, sb_fakeprov_
     memcpy (raw + n, hex, id_digits);
     n += id_digits;
     raw[n++] = 0x00;
-    char b64[4 * ((sizeof raw + 2) / 3) + 1];
-    sb_fakeprov_base64 (raw, n, b64);
+    char b64[SB_TEXT_BASE64_SIZE (sizeof raw)];
+    sb_text_base64 (raw, n, b64);
     snprintf (out, size, "wamid.%s", b64);
 }
 
@@ -228,13 +223,7 @@ sb_fakeprov_bare (const char *address)
 void
 sb_fakeprov_rfc2822 (time_t when, char *out, size_t size)
 {
-    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r (&when, &tm);
-    snprintf (out, size, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
-              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    sb_time_rfc1123 ((int64_t) when, "+0000", out, size);
 }
 
 //  --------------------------------------------------------------------------

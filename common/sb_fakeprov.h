@@ -50,10 +50,6 @@ void sb_fakeprov_hex_id (char *out, size_t size, const char *prefix, size_t hex_
 //  digits + 1 bytes.
 void sb_fakeprov_digits (char *out, size_t digits);
 
-//  Standard base64 (with padding) of size bytes; out holds
-//  4 * ((size + 2) / 3) + 1 bytes.
-void sb_fakeprov_base64 (const void *data, size_t size, char *out);
-
 //  Which way a WhatsApp message went: a wamid records it.
 typedef enum {
     SB_FAKEPROV_INBOUND,   //  from the user to the business

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "sb_scratch.h"
+#include "sb_text.h"
 
 //  One pair of the form.
 typedef struct {
@@ -140,19 +141,6 @@ sb_form_get (const sb_form_t *self, const char *key)
     return NULL;
 }
 
-//  Value of one hex digit, or -1.
-static int
-s_hex_value (unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 //  sb_form_unescape into memory from alloc (released with release).
 static char *
 s_unescape (const char *data, size_t size, int plus_is_space, void *(*alloc) (size_t),
@@ -170,8 +158,8 @@ s_unescape (const char *data, size_t size, int plus_is_space, void *(*alloc) (si
         if (c == '%') {
             if (size - i < 3)
                 goto malformed;
-            int high = s_hex_value ((unsigned char) data [i + 1]);
-            int low = s_hex_value ((unsigned char) data [i + 2]);
+            int high = sb_text_hex_value ((unsigned char) data [i + 1]);
+            int low = sb_text_hex_value ((unsigned char) data [i + 2]);
             if (high < 0 || low < 0)
                 goto malformed;
             c = (unsigned char) (high * 16 + low);

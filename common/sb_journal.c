@@ -119,6 +119,8 @@
 #include <zlib.h>
 
 #include "sb_log.h"
+#include "sb_text.h"
+#include "sb_time.h"
 
 #define S_MAGIC "SBJ1"
 #define S_VERSION 1u
@@ -1048,11 +1050,7 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
             op = "read random bytes";
             goto fail_errno;
         }
-        for (size_t i = 0; i < sizeof raw; i++) {
-            self->epoch[2 * i] = "0123456789abcdef"[raw[i] >> 4];
-            self->epoch[2 * i + 1] = "0123456789abcdef"[raw[i] & 15];
-        }
-        self->epoch[S_EPOCH_LEN] = '\0';
+        sb_text_hex (raw, sizeof raw, self->epoch);
         if (s_epoch_write (self) != 0 || s_create_first (self) != 0)
             goto fail;
         sb_info ("journal", "journal created dir=%s epoch=%s", dir, self->epoch);
@@ -1687,16 +1685,8 @@ struct sb_journal_reader_t {
     uint64_t expect;     //  seq the next record should have
     bool header_seen;    //  the open segment's header was checked
     uint64_t limit;      //  the next segment's first seq, as listed (UINT64_MAX: none)
-    uint64_t listed_ms;  //  when the directory was last listed (monotonic)
+    int64_t listed_ms;   //  when the directory was last listed (sb_time_mono_ms)
 };
-
-static uint64_t
-s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (uint64_t) now.tv_sec * 1000 + (uint64_t) now.tv_nsec / 1000000;
-}
 
 //  Lists the directory again. 0 or -1 (logged).
 static int
@@ -1713,7 +1703,7 @@ s_reader_list (sb_journal_reader_t *self)
     free (self->firsts);
     self->firsts = firsts;
     self->count = count;
-    self->listed_ms = s_now_ms ();
+    self->listed_ms = sb_time_mono_ms ();
     return 0;
 }
 
@@ -1821,7 +1811,7 @@ s_reader_advance (sb_journal_reader_t *self, bool torn)
     //  The file now ends before what we read: an open cut its tail and
     //  went on in a later segment, named past the cut: look for it now.
     bool cut = stat_ok && (uint64_t) st.st_size < self->offset;
-    if (!later && (torn || cut || s_now_ms () - self->listed_ms >= 1000)) {
+    if (!later && (torn || cut || sb_time_mono_ms () - self->listed_ms >= 1000)) {
         //  A writer goes past a torn tail only in the open that cuts it (a
         //  moment after making the later segment): a later segment means
         //  this tail stays damaged. At a clean end, a later segment named

@@ -24,6 +24,7 @@
 #include <zmq.h>
 
 #include "sb_log.h"
+#include "sb_text.h"
 #include "switchboard/v1/replay.pb-c.h"
 
 typedef Switchboard__V1__ReplayMessage s_pb_t;
@@ -46,8 +47,7 @@ sb_replay_epoch_valid (const char *text)
 {
     size_t len = 0;
     for (const char *p = text; *p; p++, len++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9')))
+        if (sb_text_hex_value ((unsigned char) *p) < 0)
             return false;
     }
     return len >= 1 && len <= SB_REPLAY_EPOCH_MAX;

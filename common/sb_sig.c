@@ -47,6 +47,7 @@
 
 #include "sb_log.h"
 #include "sb_scratch.h"
+#include "sb_text.h"
 
 #define S_URL_MAX 65536        //  longest URL we sign or validate
 #define S_TWILIO_SIG_LEN 28    //  base64 of a 20-byte SHA-1 HMAC
@@ -453,7 +454,7 @@ s_twilio_finish (s_hmac_t *hmac, char out [SB_SIG_TWILIO_SIZE])
     unsigned char mac [EVP_MAX_MD_SIZE];
     if (s_hmac_end (hmac, mac, sizeof mac) != 20)
         return -1;
-    EVP_EncodeBlock ((unsigned char *) out, mac, 20);
+    sb_text_base64 (mac, 20, out);
     OPENSSL_cleanse (mac, sizeof mac);
     return 0;
 }
@@ -525,18 +526,6 @@ s_body_sha256 (const s_url_t *url, const char **value, size_t *size)
         i += pair_size + 1;
     }
     return found;
-}
-
-//  Lower-case hex of size bytes into out (2 * size + 1 bytes).
-static void
-s_hex (const unsigned char *data, size_t size, char *out)
-{
-    static const char digits [] = "0123456789abcdef";
-    for (size_t i = 0; i < size; i++) {
-        out [2 * i] = digits [data [i] >> 4];
-        out [2 * i + 1] = digits [data [i] & 15];
-    }
-    out [2 * size] = 0;
 }
 
 sb_sig_result_t
@@ -612,7 +601,7 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
             sb_error ("sig", "OpenSSL SHA-256 failed");
             return SB_SIG_BODY_HASH;
         }
-        s_hex (digest, 32, hex);
+        sb_text_hex (digest, 32, hex);
         if (hash_size != 64 || CRYPTO_memcmp (hex, hash_value, 64) != 0)
             return SB_SIG_BODY_HASH;
     }
@@ -657,21 +646,8 @@ sb_sig_meta_sign (const char *app_secret, const void *body, size_t body_size,
     if (s_meta_mac (app_secret, body ? body : "", body_size, mac))
         return -1;
     memcpy (out, S_META_PREFIX, S_META_PREFIX_LEN);
-    s_hex (mac, 32, out + S_META_PREFIX_LEN);
+    sb_text_hex (mac, 32, out + S_META_PREFIX_LEN);
     return 0;
-}
-
-//  Value of one hex digit (either case), or -1.
-static int
-s_hex_digit (unsigned char c)
-{
-    if (s_is_digit (c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 sb_sig_result_t
@@ -684,13 +660,8 @@ sb_sig_meta_validate (const char *app_secret, const void *body, size_t body_size
     ||  memcmp (header, S_META_PREFIX, S_META_PREFIX_LEN) != 0)
         return SB_SIG_MALFORMED;
     unsigned char claimed [32];
-    for (int i = 0; i < 32; i++) {
-        int high = s_hex_digit ((unsigned char) header [S_META_PREFIX_LEN + 2 * i]);
-        int low = s_hex_digit ((unsigned char) header [S_META_PREFIX_LEN + 2 * i + 1]);
-        if (high < 0 || low < 0)
-            return SB_SIG_MALFORMED;
-        claimed [i] = (unsigned char) (high * 16 + low);
-    }
+    if (sb_text_unhex (header + S_META_PREFIX_LEN, 32, claimed))
+        return SB_SIG_MALFORMED;
     if (!app_secret || !*app_secret || (!body && body_size))
         return SB_SIG_MISMATCH;
     unsigned char mac [32];

@@ -1,4 +1,4 @@
-/*  sb_time: the HTTP date and the two clocks the services read. */
+/*  sb_time: the two clocks and the RFC 1123 dates (see the header). */
 #include "sb_time.h"
 
 #include <stdio.h>
@@ -36,16 +36,22 @@ sb_time_utc (int64_t secs, struct tm *tm)
 }
 
 void
-sb_time_http_date (char out[SB_HTTP_DATE_SIZE])
+sb_time_rfc1123 (int64_t secs, const char *zone, char *out, size_t size)
 {
     static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
-    sb_time_utc ((int64_t) time (NULL), &tm);
-    snprintf (out, SB_HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+    sb_time_utc (secs, &tm);
+    snprintf (out, size, "%s, %02d %s %04d %02d:%02d:%02d %s", days[tm.tm_wday % 7],
               tm.tm_mday % 100, months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000,
-              tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+              tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100, zone);
+}
+
+void
+sb_time_http_date (char out[SB_HTTP_DATE_SIZE])
+{
+    sb_time_rfc1123 ((int64_t) time (NULL), "GMT", out, SB_HTTP_DATE_SIZE);
 }
 
 int64_t
@@ -54,6 +60,14 @@ sb_time_mono_us (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+sb_time_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int64_t

@@ -198,12 +198,6 @@ typedef struct {
     sb_metric_t *m_waiting;    //  live events dropped while the source was not positioned
 } self_t;
 
-static int64_t
-s_now_ms (void)
-{
-    return zclock_mono ();
-}
-
 //  ---------------------------------------------------------------------
 //  Events ahead
 
@@ -343,7 +337,7 @@ s_self_new (zsock_t *pipe, s_args_t *args)
         return NULL;
     self->args = args;
     self->pipe = pipe;
-    self->started_ms = s_now_ms ();
+    self->started_ms = sb_time_mono_ms ();
     self->next_tick_ms = self->started_ms;
     size_t window = 2 * args->batch_max;
     if (window < 64)
@@ -451,7 +445,7 @@ s_source_hello (s_source_t *src)
     msg.type = SB_REPLAY_HELLO;
     sb_replay_set (msg.consumer_id, sizeof msg.consumer_id, S_CONSUMER_ID);
     s_source_send (src, &msg);
-    src->hello_ms = s_now_ms ();
+    src->hello_ms = sb_time_mono_ms ();
 }
 
 static void
@@ -471,7 +465,7 @@ s_source_ack (s_source_t *src)
 static bool
 s_source_waits (const s_source_t *src)
 {
-    return src->need_replay && s_now_ms () < src->replay_after_ms;
+    return src->need_replay && sb_time_mono_ms () < src->replay_after_ms;
 }
 
 //  Ask a replay from next_seq (replacing any running one).
@@ -493,7 +487,7 @@ s_source_request (self_t *self, s_source_t *src, const char *why)
         src->state = S_LIVE;
         src->replay_id = 0;
         src->need_replay = true;
-        src->replay_after_ms = s_now_ms () + S_RETRY_MS;
+        src->replay_after_ms = sb_time_mono_ms () + S_RETRY_MS;
         sb_debug ("ingest", "replay request not sent, asking again in %d ms ingress_id=%s why=%s",
                   S_RETRY_MS, src->ingress_id, why);
         return;
@@ -504,7 +498,7 @@ s_source_request (self_t *self, s_source_t *src, const char *why)
     src->cancelled = false;
     src->need_replay = false;
     src->check_seq = 0;
-    src->heard_ms = s_now_ms ();
+    src->heard_ms = sb_time_mono_ms ();
     sb_metric_add (self->m_replays, 1);
     sb_info ("ingest", "replay asked ingress_id=%s from_seq=%llu why=%s", src->ingress_id,
              (unsigned long long) src->next_seq, why);
@@ -638,7 +632,7 @@ s_take_live (self_t *self, sb_event_t *event, size_t size)
         bool waiting = false;
         for (size_t i = 0; i < self->nsources; i++)
             waiting |= !self->sources[i].known;
-        if (waiting && s_now_ms () - self->started_ms < S_UNKNOWN_GRACE_MS) {
+        if (waiting && sb_time_mono_ms () - self->started_ms < S_UNKNOWN_GRACE_MS) {
             sb_metric_add (self->m_waiting, 1);
             sb_event_destroy (&event);
         }
@@ -653,7 +647,7 @@ s_take_live (self_t *self, sb_event_t *event, size_t size)
     }
     if (strcmp (event->epoch ? event->epoch : "", src->epoch) != 0) {
         //  A new journal (or a stale event of an old one): ask at once.
-        if (s_now_ms () - src->hello_ms >= S_EPOCH_HELLO_MS)
+        if (sb_time_mono_ms () - src->hello_ms >= S_EPOCH_HELLO_MS)
             s_source_hello (src);
         sb_metric_add (self->m_waiting, 1);
         sb_event_destroy (&event);
@@ -702,7 +696,7 @@ s_handle_welcome (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
         return;
     //  Heartbeat: the ingress has what we have not, and nothing came for a
     //  second: the end of the live stream was lost.
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     if (msg->committed_seq < src->next_seq)
         src->check_seq = 0;
     else if (src->check_seq != src->next_seq) {
@@ -758,7 +752,7 @@ s_handle_end (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
     src->check_seq = 0;
     if (!ok) {
         src->need_replay = true;
-        src->replay_after_ms = s_now_ms () + S_RETRY_MS;
+        src->replay_after_ms = sb_time_mono_ms () + S_RETRY_MS;
     }
 }
 
@@ -778,7 +772,7 @@ s_take_replay (self_t *self, s_source_t *src)
     }
     bool current = src->state == S_REPLAYING && msg.replay_id == src->replay_id;
     if (current && msg.type != SB_REPLAY_WELCOME)
-        src->heard_ms = s_now_ms ();  //  the replay is alive (heartbeats do not count)
+        src->heard_ms = sb_time_mono_ms ();  //  the replay is alive (heartbeats do not count)
     switch (msg.type) {
         case SB_REPLAY_WELCOME:
             s_handle_welcome (self, src, &msg);
@@ -900,7 +894,7 @@ s_self_position (self_t *self)
 static void
 s_self_tick (self_t *self)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     bool beat = now >= self->next_tick_ms;
     if (beat)
         self->next_tick_ms = now + S_HEARTBEAT_MS;
@@ -931,7 +925,7 @@ s_self_tick (self_t *self)
 static int
 s_self_wait_ms (self_t *self)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     int64_t until = self->next_tick_ms;
     for (size_t i = 0; i < self->nsources; i++) {
         s_source_t *src = &self->sources[i];
@@ -1067,7 +1061,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
                 sb_info ("ingest", "PostgreSQL writes work again");
                 //  Silent sources were not read meanwhile: no stall.
                 for (size_t i = 0; i < self->nsources; i++)
-                    self->sources[i].heard_ms = s_now_ms ();
+                    self->sources[i].heard_ms = sb_time_mono_ms ();
             }
             self->failing = false;
             self->backoff_ms = S_BACKOFF_MIN_MS;

@@ -59,6 +59,7 @@
 #include "sb_event.h"
 #include "sb_form.h"
 #include "sb_log.h"
+#include "sb_text.h"
 #include "sb_time.h"
 
 #define S_MODULE "sender"
@@ -456,16 +457,6 @@ sb_sender_next_result (sb_sender_t *self, sb_send_result_t *result)
 //  --------------------------------------------------------------------------
 //  Construction
 
-static char *
-s_join (const char *a, const char *b, const char *c, const char *d)
-{
-    size_t size = strlen (a) + strlen (b) + strlen (c) + strlen (d) + 1;
-    char *out = malloc (size);
-    if (out)
-        snprintf (out, size, "%s%s%s%s", a, b, c, d);
-    return out;
-}
-
 static bool
 s_is_sid (const char *text, const char *prefix)
 {
@@ -581,8 +572,8 @@ sb_sender_new (const sb_config_t *config)
         goto fail;
     }
     if (*sid && (*key || *token)) {
-        self->twilio_url = s_join (sb_config_str (config, "TWILIO_API_BASE"),
-                                   "/2010-04-01/Accounts/", sid, "/Messages.json");
+        self->twilio_url = sb_text_join (sb_config_str (config, "TWILIO_API_BASE"),
+                                         "/2010-04-01/Accounts/", sid, "/Messages.json", NULL);
         self->twilio_user = s_strdup (*key ? key : sid);
         self->twilio_password = s_strdup (*key ? secret : token);
         if (!self->twilio_url || !self->twilio_user || !self->twilio_password)
@@ -593,9 +584,9 @@ sb_sender_new (const sb_config_t *config)
                 "Twilio sending off: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
                 "(or TWILIO_API_KEY and TWILIO_API_SECRET)");
     if (sb_config_has (config, "SB_PUBLIC_URL")) {
-        self->status_callback = s_join (sb_config_str (config, "SB_PUBLIC_URL"),
-                                        sb_config_str (config, "SB_PATH_PREFIX"),
-                                        "/twilio/status", "");
+        self->status_callback = sb_text_join (sb_config_str (config, "SB_PUBLIC_URL"),
+                                              sb_config_str (config, "SB_PATH_PREFIX"),
+                                              "/twilio/status", NULL);
         if (!self->status_callback)
             goto fail;
     }
@@ -614,8 +605,9 @@ sb_sender_new (const sb_config_t *config)
                         "META_ACCESS_TOKEN holds a space or control character");
                 goto fail;
             }
-        self->meta_base = s_join (sb_config_str (config, "META_API_BASE"), "/", version, "");
-        self->meta_auth = s_join ("Authorization: Bearer ", access, "", "");
+        self->meta_base =
+            sb_text_join (sb_config_str (config, "META_API_BASE"), "/", version, NULL);
+        self->meta_auth = sb_text_join ("Authorization: Bearer ", access, NULL);
         if (!self->meta_base || !self->meta_auth)
             goto fail;
     }
@@ -818,7 +810,7 @@ s_form_address (sb_form_t *form, const char *key, int channel, const char *addre
 {
     if (channel != SB_CHANNEL_WHATSAPP)
         return sb_form_add (form, key, address);
-    char *full = s_join ("whatsapp:", address, "", "");
+    char *full = sb_text_join ("whatsapp:", address, NULL);
     int rc = full ? sb_form_add (form, key, full) : -1;
     free (full);
     return rc;
@@ -891,7 +883,7 @@ s_prepare_meta (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_item_
     }
     transfer->post = json_dumps (message, JSON_COMPACT);
     json_decref (message);
-    char *url = s_join (self->meta_base, "/", item->account, "/messages");
+    char *url = sb_text_join (self->meta_base, "/", item->account, "/messages", NULL);
     int rc = -1;
     if (transfer->post && url && !s_add_header (transfer, "Content-Type: application/json")
         && !s_add_header (transfer, self->meta_auth)
@@ -907,7 +899,7 @@ s_prepare_forward (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_it
                    const char **why)
 {
     const char *url = item->forward_url;
-    if (!url || (strncmp (url, "http://", 7) && strncmp (url, "https://", 8)))
+    if (!url || !sb_text_url_host (url))
         return *why = "forward URL is not http:// or https://", 1;
     transfer->post = s_strdup (item->event_json ? item->event_json : "{}");
     long timeout_ms = item->forward_timeout_ms > 0 ? item->forward_timeout_ms

@@ -77,22 +77,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/evp.h>
+
+#include "sb_text.h"
+#include "sb_time.h"
 
 #define S_MODULE "store"
 
 //  ---------------------------------------------------------------------
 //  Small helpers
-
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 //  An indexed text element (see SB_STORE_KEY_MAX).
 static void
@@ -537,13 +531,8 @@ s_content_key (const sb_event_t *e, const uint8_t body_sha256 [SB_EVENT_SHA256_S
     uint8_t md [EVP_MAX_MD_SIZE];
     unsigned int md_size = 0;
     if (EVP_DigestFinal_ex (ctx, md, &md_size) == 1 && md_size == 32) {
-        static const char hex [] = "0123456789abcdef";
         memcpy (out, "content:", 8);
-        for (unsigned int k = 0; k < md_size; k++) {
-            out [8 + 2 * k] = hex [md [k] >> 4];
-            out [8 + 2 * k + 1] = hex [md [k] & 15];
-        }
-        out [8 + 2 * md_size] = 0;
+        sb_text_hex (md, md_size, out + 8);
     }
     EVP_MD_CTX_free (ctx);
 }
@@ -602,7 +591,7 @@ s_batch_prepare (s_batch_t *b)
         sb_pgarray_text (&t->cols [EV_ACCOUNT], e->account);
         sb_pgarray_text (&t->cols [EV_TEXT], e->text);
         sb_pgarray_time (&t->cols [EV_RECEIVED],
-                         e->received_at_ms ? e->received_at_ms : s_now_ms ());
+                         e->received_at_ms ? e->received_at_ms : sb_time_wall_ms ());
         sb_pgarray_bytes (&t->cols [EV_PAYLOAD], payload, size);
         free (payload);
         if (b->items [i].has_body)
@@ -1066,7 +1055,7 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     if (count == 0)
         return 0;
     int64_t window_ms = policy && policy->window_ms > 0 ? policy->window_ms : SB_POLICY_WINDOW_MS;
-    int64_t now_ms = policy && policy->now_ms ? policy->now_ms : s_now_ms ();
+    int64_t now_ms = policy && policy->now_ms ? policy->now_ms : sb_time_wall_ms ();
     self->window_ms = window_ms;
     if (sb_store_ready (self) != 0)
         return -1;

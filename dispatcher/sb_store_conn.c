@@ -41,6 +41,7 @@
 
 #include <openssl/rand.h>
 
+#include "sb_text.h"
 #include "sb_time.h"
 
 #define S_MODULE "store"
@@ -210,8 +211,7 @@ s_random_hex (char *out, size_t n)
         sb_error (S_MODULE, "no random bytes for a claim token");
         return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        snprintf (out + 2 * i, 3, "%02x", bytes [i]);
+    sb_text_hex (bytes, n, out);
     return 0;
 }
 

@@ -1320,12 +1320,6 @@ s_log_message (const struct mg_connection *conn, const char *message)
 
 // --------------------------------------------------------------------------
 
-static char *
-s_dup_optional (const sb_config_t *config, const char *name)
-{
-    return sb_config_has (config, name) ? strdup (sb_config_str (config, name)) : NULL;
-}
-
 static void
 s_register_metrics (sb_http_t *self)
 {
@@ -1394,8 +1388,8 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->prefix = strdup (sb_config_str (config, "SB_PATH_PREFIX"));
     self->prefix_len = self->prefix ? strlen (self->prefix) : 0;
     self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->meta_secret = s_dup_optional (config, "META_APP_SECRET");
-    self->meta_verify = s_dup_optional (config, "META_VERIFY_TOKEN");
+    self->meta_secret = sb_config_dup (config, "META_APP_SECRET");
+    self->meta_verify = sb_config_dup (config, "META_VERIFY_TOKEN");
     self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
     self->max_body = (size_t) sb_config_int (config, "SB_MAX_BODY");
     atomic_init (&self->last_unconfigured_log, 0);

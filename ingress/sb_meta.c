@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +41,7 @@
 
 #include "sb_json.h"
 #include "sb_log.h"
+#include "sb_text.h"
 #include "sb_scratch.h"
 
 //  Most events one body may produce; Meta batches at most about a thousand.
@@ -62,20 +62,6 @@ typedef struct {
     const char *account;        //  value.metadata.phone_number_id
     const char *display_phone;  //  value.metadata.display_phone_number
 } s_change_t;
-
-static void
-    s_fail (char *err, size_t err_size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
-
-static void
-s_fail (char *err, size_t err_size, const char *fmt, ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (err, err_size, fmt, args);
-    va_end (args);
-}
 
 //  The string member key of object, or NULL when absent or not a string.
 static const char *
@@ -538,12 +524,12 @@ s_list_push (s_list_t *list, sb_event_t *event, char *err, size_t err_size)
 {
     if (!event) {
         sb_error ("meta", "cannot build event: out of memory");
-        s_fail (err, err_size, "out of memory");
+        sb_text_error (err, err_size, "out of memory");
         return -1;
     }
     if (list->count >= SB_META_MAX_EVENTS) {
         sb_event_destroy (&event);
-        s_fail (err, err_size, "more than %d events in one body", SB_META_MAX_EVENTS);
+        sb_text_error (err, err_size, "more than %d events in one body", SB_META_MAX_EVENTS);
         return -1;
     }
     if (list->count == list->capacity) {
@@ -552,7 +538,7 @@ s_list_push (s_list_t *list, sb_event_t *event, char *err, size_t err_size)
         if (!items) {
             sb_event_destroy (&event);
             sb_error ("meta", "cannot grow event list: out of memory");
-            s_fail (err, err_size, "out of memory");
+            sb_text_error (err, err_size, "out of memory");
             return -1;
         }
         list->items = items;
@@ -568,22 +554,24 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
           size_t err_size)
 {
     if (!json_is_object (change)) {
-        s_fail (err, err_size, "entry[%zu].changes[%zu] is not an object", e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu] is not an object", e, c);
         return -1;
     }
     json_t *value = json_object_get (change, "value");
     if (!json_is_object (value)) {
-        s_fail (err, err_size, "entry[%zu].changes[%zu].value is not an object", e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value is not an object", e, c);
         return -1;
     }
     json_t *messages = json_object_get (value, "messages");
     json_t *statuses = json_object_get (value, "statuses");
     if (messages && !json_is_array (messages)) {
-        s_fail (err, err_size, "entry[%zu].changes[%zu].value.messages is not an array", e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.messages is not an array",
+                       e, c);
         return -1;
     }
     if (statuses && !json_is_array (statuses)) {
-        s_fail (err, err_size, "entry[%zu].changes[%zu].value.statuses is not an array", e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.statuses is not an array",
+                       e, c);
         return -1;
     }
     const json_t *metadata = json_object_get (value, "metadata");
@@ -598,8 +586,9 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
     json_t *item;
     json_array_foreach (messages, i, item) {
         if (!json_is_object (item)) {
-            s_fail (err, err_size, "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e,
-                    c, i);
+            sb_text_error (err, err_size,
+                           "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e,
+                           c, i);
             return -1;
         }
         if (s_list_push (list, s_message (&where, item), err, err_size))
@@ -607,8 +596,9 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
     }
     json_array_foreach (statuses, i, item) {
         if (!json_is_object (item)) {
-            s_fail (err, err_size, "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e,
-                    c, i);
+            sb_text_error (err, err_size,
+                           "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e,
+                           c, i);
             return -1;
         }
         if (s_list_push (list, s_status (&where, item), err, err_size))
@@ -628,37 +618,37 @@ sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *
     if (err && err_size)
         err[0] = '\0';
     if (!body || size == 0) {
-        s_fail (err, err_size, "empty body");
+        sb_text_error (err, err_size, "empty body");
         return -1;
     }
     json_error_t error;
     json_t *root = sb_json_load (body, size, SB_JSON_MAX_DEPTH, &error);
     if (!root) {
-        s_fail (err, err_size, "not JSON: %s at line %d column %d", error.text, error.line,
-                error.column);
+        sb_text_error (err, err_size, "not JSON: %s at line %d column %d", error.text, error.line,
+                       error.column);
         return -1;
     }
     s_list_t list = {NULL, 0, 0};
     int rc = -1;
     const json_t *entries = json_object_get (root, "entry");
     if (!json_is_object (root)) {
-        s_fail (err, err_size, "top level is not an object");
+        sb_text_error (err, err_size, "top level is not an object");
         goto cleanup;
     }
     if (!json_is_array (entries)) {
-        s_fail (err, err_size, "no \"entry\" array");
+        sb_text_error (err, err_size, "no \"entry\" array");
         goto cleanup;
     }
     size_t e;
     json_t *entry;
     json_array_foreach (entries, e, entry) {
         if (!json_is_object (entry)) {
-            s_fail (err, err_size, "entry[%zu] is not an object", e);
+            sb_text_error (err, err_size, "entry[%zu] is not an object", e);
             goto cleanup;
         }
         const json_t *changes = json_object_get (entry, "changes");
         if (!json_is_array (changes)) {
-            s_fail (err, err_size, "entry[%zu] has no \"changes\" array", e);
+            sb_text_error (err, err_size, "entry[%zu] has no \"changes\" array", e);
             goto cleanup;
         }
         const char *entry_id = s_str (entry, "id");

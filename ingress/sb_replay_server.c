@@ -92,6 +92,7 @@
 #include "sb_actor.h"
 #include "sb_log.h"
 #include "sb_replay.h"
+#include "sb_time.h"
 
 #define S_MAX_SESSIONS 64
 #define S_MAX_SESSIONS_PER_PEER 4           //  replays of one peer (a CURVE key) at once
@@ -218,12 +219,6 @@ typedef struct {
     sb_log_every_t log_evict;
 } self_t;
 
-static int64_t
-s_now_ms (void)
-{
-    return zclock_mono ();
-}
-
 static void
 s_session_destroy (s_session_t **session_p)
 {
@@ -299,9 +294,9 @@ s_self_new (zsock_t *pipe, sb_replay_server_t *server)
     self->log_timeout = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     self->log_evict = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     uint64_t committed = sb_writer_committed_seq (server->writer);
-    self->ring[0] = (s_sample_t) {.seq = committed, .ms = s_now_ms ()};
+    self->ring[0] = (s_sample_t) {.seq = committed, .ms = sb_time_mono_ms ()};
     self->ring_count = 1;
-    self->next_tick_ms = s_now_ms () + S_TICK_MS;
+    self->next_tick_ms = sb_time_mono_ms () + S_TICK_MS;
     return self;
 fail:
     zsock_destroy (&self->router);
@@ -399,7 +394,7 @@ s_session_end (self_t *self, size_t slot, int reason)
         s->pending_size = size;
         s->pending_end = true;
         s->credit = 0;
-        s->retry_ms = s_now_ms () + S_RETRY_MS;
+        s->retry_ms = sb_time_mono_ms () + S_RETRY_MS;
         return;
     }
     free (data);
@@ -471,7 +466,7 @@ s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
     s_consumer_t *c = &self->consumers[self->nconsumers++];
     memset (c, 0, sizeof *c);
     sb_replay_set (c->id, sizeof c->id, id);
-    c->seen_ms = s_now_ms ();
+    c->seen_ms = sb_time_mono_ms ();
     if (who)
         c->owner = *who;
     self->consumers_dirty = true;
@@ -523,7 +518,7 @@ s_welcome_message (self_t *self, sb_replay_msg_t *welcome)
 static bool
 s_owner_gone (self_t *self, s_consumer_t *c)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     if (now - c->probed_ms < S_PROBE_MS)
         return false;
     c->probed_ms = now;
@@ -599,7 +594,7 @@ static void
 s_touch (self_t *self, s_consumer_t *c)
 {
     if (c) {
-        c->seen_ms = s_now_ms ();
+        c->seen_ms = sb_time_mono_ms ();
         self->consumers_dirty = true;
     }
 }
@@ -651,7 +646,7 @@ s_consumers_save (self_t *self)
         return;
     char tmp[PATH_MAX + 8];
     snprintf (tmp, sizeof tmp, "%s.tmp", self->consumers_path);
-    int64_t now = s_now_ms (), wall = zclock_time ();
+    int64_t now = sb_time_mono_ms (), wall = sb_time_wall_ms ();
     FILE *file = fopen (tmp, "w");
     bool ok = file != NULL;
     if (ok)
@@ -716,7 +711,7 @@ s_consumers_load (self_t *self)
         }
         return;
     }
-    int64_t now = s_now_ms (), wall = zclock_time ();
+    int64_t now = sb_time_mono_ms (), wall = sb_time_wall_ms ();
     char line[256];
     size_t restored = 0, expired = 0, bad = 0;
     while (fgets (line, sizeof line, file)) {
@@ -803,7 +798,7 @@ s_session_timeout (self_t *self, size_t slot, const char *why)
     sb_log_every (&self->log_timeout, SB_LOG_INFO, "replay",
                   "replay ended: %s consumer=%s stalled_ms=%lld records=%llu", why,
                   *s->consumer_id ? s->consumer_id : "(anonymous)",
-                  (long long) (s_now_ms () - s->progress_ms), (unsigned long long) s->sent);
+                  (long long) (sb_time_mono_ms () - s->progress_ms), (unsigned long long) s->sent);
     if (s->pending)
         s_session_remove (self, slot);
     else
@@ -816,7 +811,7 @@ s_session_timeout (self_t *self, size_t slot, const char *why)
 static size_t
 s_preempt (self_t *self)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     size_t oldest = S_MAX_SESSIONS;
     for (size_t i = 0; i < S_MAX_SESSIONS; i++) {
         s_session_t *s = self->sessions[i];
@@ -918,19 +913,19 @@ s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p,
     else {
         s->pending = start_data;
         s->pending_size = start_size;
-        s->retry_ms = s_now_ms () + S_RETRY_MS;
+        s->retry_ms = sb_time_mono_ms () + S_RETRY_MS;
     }
     s->peer = peer;
     *peer_p = NULL;
     s->who = *who;
-    s->progress_ms = s_now_ms ();
+    s->progress_ms = sb_time_mono_ms ();
     s->replay_id = msg->replay_id;
     sb_replay_set (s->consumer_id, sizeof s->consumer_id, c ? c->id : "");
     s->next_seq = from;
     s->credit = msg->credit;
     s->limited = msg->count > 0;
     s->count_left = msg->count;
-    s->heard_ms = s_now_ms ();
+    s->heard_ms = sb_time_mono_ms ();
     self->sessions[slot] = s;
     self->nsessions++;
     sb_metric_set (self->m_sessions, (int64_t) self->nsessions);
@@ -955,7 +950,7 @@ s_handle_credit_cancel (self_t *self, zframe_t *peer, const sb_replay_msg_t *msg
         s_send (self, peer, &end);
         return;
     }
-    s->heard_ms = s_now_ms ();
+    s->heard_ms = sb_time_mono_ms ();
     s->progress_ms = s->heard_ms;
     //  The session's consumer id is one its peer owned when it asked.
     s_touch (self, *s->consumer_id ? s_consumer_find (self, s->consumer_id) : NULL);
@@ -987,7 +982,7 @@ s_handle_ack (self_t *self, const s_peer_t *who, const sb_replay_msg_t *msg)
     s_consumer_t *c = s_claim (self, who, msg->consumer_id, "ack");
     if (!c)
         return;
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     c->seen_ms = now;
     //  The latest word counts, even backwards (a consumer that lost its
     //  database starts over).
@@ -1057,7 +1052,7 @@ s_serve (self_t *self, size_t slot)
 {
     s_session_t *s = self->sessions[slot];
     if (s->pending) {
-        if (s->retry_ms > s_now_ms ())
+        if (s->retry_ms > sb_time_mono_ms ())
             return;
         if (s_send_raw (self, s->peer, s->pending, s->pending_size) < 0) {
             if (zmq_errno () != EAGAIN) {
@@ -1066,12 +1061,12 @@ s_serve (self_t *self, size_t slot)
                 s_session_remove (self, slot);
             }
             else
-                s->retry_ms = s_now_ms () + S_RETRY_MS;
+                s->retry_ms = sb_time_mono_ms () + S_RETRY_MS;
             return;
         }
         free (s->pending);
         s->pending = NULL;
-        s->progress_ms = s_now_ms ();
+        s->progress_ms = sb_time_mono_ms ();
         if (s->pending_end) {
             s_session_remove (self, slot);
             return;
@@ -1137,7 +1132,7 @@ s_serve (self_t *self, size_t slot)
             if (zmq_errno () == EAGAIN) {
                 s->pending = encoded;  //  the peer's queue is full: a bit later
                 s->pending_size = encoded_size;
-                s->retry_ms = s_now_ms () + S_RETRY_MS;
+                s->retry_ms = sb_time_mono_ms () + S_RETRY_MS;
                 return;
             }
             free (encoded);
@@ -1147,7 +1142,7 @@ s_serve (self_t *self, size_t slot)
             return;
         }
         free (encoded);
-        s->progress_ms = s_now_ms ();
+        s->progress_ms = sb_time_mono_ms ();
     }
 }
 
@@ -1157,7 +1152,7 @@ s_serve (self_t *self, size_t slot)
 static int64_t
 s_wait_ms (self_t *self)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     int64_t until = self->next_tick_ms;
     uint64_t committed = sb_writer_committed_seq (self->server->writer);
     for (size_t i = 0; i < S_MAX_SESSIONS; i++) {
@@ -1179,7 +1174,7 @@ s_wait_ms (self_t *self)
 static void
 s_tick (self_t *self)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = sb_time_mono_ms ();
     uint64_t committed = sb_writer_committed_seq (self->server->writer);
     const s_sample_t *last = &self->ring[(self->ring_start + self->ring_count - 1) % S_RING_SIZE];
     if (committed != last->seq) {
@@ -1231,7 +1226,7 @@ s_replay_actor (zsock_t *pipe, void *args)
             self->consumers_path[0] = '\0';
         }
         s_consumers_load (self);
-        s_hold (self, s_now_ms ());
+        s_hold (self, sb_time_mono_ms ());
     }
     sb_actor_started (pipe, self != NULL);
     if (!self)
@@ -1254,9 +1249,9 @@ s_replay_actor (zsock_t *pipe, void *args)
             }
             turn = (turn + 1) % S_MAX_SESSIONS;
         }
-        if (s_now_ms () >= self->next_tick_ms) {
+        if (sb_time_mono_ms () >= self->next_tick_ms) {
             s_tick (self);
-            self->next_tick_ms = s_now_ms () + S_TICK_MS;
+            self->next_tick_ms = sb_time_mono_ms () + S_TICK_MS;
         }
     }
     if (self->consumers_dirty)

@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,25 +32,12 @@
 #include <strings.h>
 
 #include "sb_log.h"
+#include "sb_text.h"
 
 //  Twilio attaches at most 10 media to a message.
 #define SB_TWILIO_MAX_MEDIA 10
 
 #define S_WHATSAPP "whatsapp:"
-
-static void
-    s_fail (char *err, size_t err_size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
-
-static void
-s_fail (char *err, size_t err_size, const char *fmt, ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (err, err_size, fmt, args);
-    va_end (args);
-}
 
 //  The value of key, or NULL when absent or empty.
 static const char *
@@ -156,7 +142,7 @@ s_messages_media (sb_event_t *event, const sb_form_t *form, bool *ok, char *err,
     const char *num = sb_form_get (form, "NumMedia");
     long count = 0;
     if (num && s_parse_count (num, &count)) {
-        s_fail (err, err_size, "NumMedia is not a number");
+        sb_text_error (err, err_size, "NumMedia is not a number");
         return -1;
     }
     if (count > SB_TWILIO_MAX_MEDIA)
@@ -190,11 +176,11 @@ s_messages_location (sb_event_t *event, const sb_form_t *form, bool *ok, char *e
         return 0;
     double latitude, longitude;
     if (!lat || s_parse_double (lat, -90, 90, &latitude)) {
-        s_fail (err, err_size, "Latitude is missing or not a latitude");
+        sb_text_error (err, err_size, "Latitude is missing or not a latitude");
         return -1;
     }
     if (!lon || s_parse_double (lon, -180, 180, &longitude)) {
-        s_fail (err, err_size, "Longitude is missing or not a longitude");
+        sb_text_error (err, err_size, "Longitude is missing or not a longitude");
         return -1;
     }
     Switchboard__V1__Location *location = sb_event_location (event);
@@ -217,11 +203,11 @@ s_messages (const sb_form_t *form, char *err, size_t err_size)
     if (!sid)
         sid = s_get (form, "SmsSid");
     if (!sid) {
-        s_fail (err, err_size, "MessageSid missing");
+        sb_text_error (err, err_size, "MessageSid missing");
         return NULL;
     }
     if (!s_get (form, "From")) {
-        s_fail (err, err_size, "From missing");
+        sb_text_error (err, err_size, "From missing");
         return NULL;
     }
     bool ok = true;
@@ -258,7 +244,7 @@ s_messages (const sb_form_t *form, char *err, size_t err_size)
 oom:
     sb_event_destroy (&event);
     sb_error ("twilio", "cannot build message event: out of memory");
-    s_fail (err, err_size, "out of memory");
+    sb_text_error (err, err_size, "out of memory");
     return NULL;
 }
 
@@ -275,7 +261,7 @@ s_status (const sb_form_t *form, char *err, size_t err_size)
     if (message_sid) {
         const char *value = s_get2 (form, "MessageStatus", "SmsStatus");
         if (!value) {
-            s_fail (err, err_size, "MessageStatus missing");
+            sb_text_error (err, err_size, "MessageStatus missing");
             return NULL;
         }
         event = s_event_new (form, SB_KIND_STATUS, s_message_channel (form), message_sid, &ok);
@@ -299,7 +285,7 @@ s_status (const sb_form_t *form, char *err, size_t err_size)
         s_put (&ok, &status->error_message, s_get (form, "ErrorMessage"));
     }
     else {
-        s_fail (err, err_size, "MessageSid, or CallSid with CallStatus, missing");
+        sb_text_error (err, err_size, "MessageSid, or CallSid with CallStatus, missing");
         return NULL;
     }
     if (!ok)
@@ -308,7 +294,7 @@ s_status (const sb_form_t *form, char *err, size_t err_size)
 oom:
     sb_event_destroy (&event);
     sb_error ("twilio", "cannot build status event: out of memory");
-    s_fail (err, err_size, "out of memory");
+    sb_text_error (err, err_size, "out of memory");
     return NULL;
 }
 
@@ -318,13 +304,13 @@ s_call (const sb_form_t *form, Switchboard__V1__Kind kind, char *err, size_t err
 {
     const char *call_sid = s_get (form, "CallSid");
     if (!call_sid) {
-        s_fail (err, err_size, "CallSid missing");
+        sb_text_error (err, err_size, "CallSid missing");
         return NULL;
     }
     double confidence = 0;
     const char *text = sb_form_get (form, "Confidence");
     if (kind == SB_KIND_GATHER && text && *text && s_parse_double (text, 0, 1, &confidence)) {
-        s_fail (err, err_size, "Confidence is not a number between 0 and 1");
+        sb_text_error (err, err_size, "Confidence is not a number between 0 and 1");
         return NULL;
     }
     bool ok = true;
@@ -344,7 +330,7 @@ s_call (const sb_form_t *form, Switchboard__V1__Kind kind, char *err, size_t err
 oom:
     sb_event_destroy (&event);
     sb_error ("twilio", "cannot build call event: out of memory");
-    s_fail (err, err_size, "out of memory");
+    sb_text_error (err, err_size, "out of memory");
     return NULL;
 }
 
@@ -354,7 +340,7 @@ sb_twilio_normalize (sb_twilio_route_t route, const sb_form_t *form, char *err, 
     if (err && err_size)
         err[0] = '\0';
     if (!form) {
-        s_fail (err, err_size, "no form");
+        sb_text_error (err, err_size, "no form");
         return NULL;
     }
     switch (route) {
@@ -363,6 +349,6 @@ sb_twilio_normalize (sb_twilio_route_t route, const sb_form_t *form, char *err, 
         case SB_TWILIO_VOICE: return s_call (form, SB_KIND_CALL, err, err_size);
         case SB_TWILIO_GATHER: return s_call (form, SB_KIND_GATHER, err, err_size);
     }
-    s_fail (err, err_size, "unknown route");
+    sb_text_error (err, err_size, "unknown route");
     return NULL;
 }

@@ -40,6 +40,7 @@
 #include "sb_json.h"
 #include "sb_log.h"
 #include "sb_scratch.h"
+#include "sb_text.h"
 
 #define S_TWIML_MAX (64 * 1024)
 #define S_URL_MAX 16384
@@ -76,21 +77,15 @@ s_read_twiml (const char *variable, const char *path)
     return buf;
 }
 
-static char *
-s_dup_optional (const sb_config_t *config, const char *name)
-{
-    return sb_config_has (config, name) ? strdup (sb_config_str (config, name)) : NULL;
-}
-
 sb_twilio_http_t *
 sb_twilio_http_new (const sb_config_t *config)
 {
     sb_twilio_http_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->token = s_dup_optional (config, "TWILIO_AUTH_TOKEN");
+    self->token = sb_config_dup (config, "TWILIO_AUTH_TOKEN");
     self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->public_url = s_dup_optional (config, "SB_PUBLIC_URL");
+    self->public_url = sb_config_dup (config, "SB_PUBLIC_URL");
     self->trust_proxy = sb_config_bool (config, "SB_TRUST_PROXY");
     if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
         && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
@@ -210,12 +205,6 @@ s_json_as_form (const char *body, size_t size)
     return form;
 }
 
-static bool
-s_is_hex (char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 //  Parse a form keeping bad escapes ("%zz", "%4", "%00") literally, as a
 //  browser's decoder does: escape those '%' as "%25" and parse strictly.
 static sb_form_t *
@@ -227,7 +216,8 @@ s_form_lenient (const char *body, size_t size)
     size_t used = 0;
     for (size_t i = 0; i < size; i++) {
         bool good = body[i] != '%'
-                    || (i + 2 < size && s_is_hex (body[i + 1]) && s_is_hex (body[i + 2])
+                    || (i + 2 < size && sb_text_hex_value ((unsigned char) body[i + 1]) >= 0
+                        && sb_text_hex_value ((unsigned char) body[i + 2]) >= 0
                         && !(body[i + 1] == '0' && body[i + 2] == '0'));
         if (body[i] == '%' && !good) {
             memcpy (copy + used, "%25", 3);

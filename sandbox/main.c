@@ -22,17 +22,6 @@
 
 #define S_CMD "sandbox"
 
-//  The signal flag: set by SIGINT/SIGTERM, read by the main loop (one of
-//  the three globals STYLE.md allows).
-static volatile sig_atomic_t s_interrupted = 0;
-
-static void
-s_on_signal (int signum)
-{
-    (void) signum;
-    s_interrupted = 1;
-}
-
 static int
 s_civetweb_log (const struct mg_connection *conn, const char *message)
 {
@@ -211,12 +200,7 @@ main (int argc, char **argv)
     if (sb_sandbox_callbacks_start (self))
         goto done;
 
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
+    sb_cli_catch_signals ();
     signal (SIGPIPE, SIG_IGN);
 
     mg_init_library (0);
@@ -257,7 +241,7 @@ main (int argc, char **argv)
              *self->callbacks ? self->callbacks : "off", *self->account_sid ? "on" : "off",
              *self->meta_token ? "on" : "off");
 
-    while (!s_interrupted) {
+    while (!sb_cli_interrupted ()) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep (&ts, NULL);
     }

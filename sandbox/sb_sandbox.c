@@ -27,6 +27,7 @@
 #include "sb_fakeprov.h"
 #include "sb_log.h"
 #include "sb_sandbox.h"
+#include "sb_text.h"
 #include "sb_time.h"
 
 #define S_BODY_MAX (1024 * 1024)        //  largest request body accepted
@@ -68,14 +69,8 @@ sb_sandbox_is_sid (const char *text, const char *prefix)
 bool
 sb_sandbox_is_url (const char *text)
 {
-    const char *host;
-    if (strncmp (text, "https://", 8) == 0)
-        host = text + 8;
-    else if (strncmp (text, "http://", 7) == 0)
-        host = text + 7;
-    else
-        return false;
-    if (!*host || *host == '/' || *host == ':' || *host == '?')
+    const char *host = sb_text_url_host (text);
+    if (!host || !*host || *host == '/' || *host == ':' || *host == '?')
         return false;
     for (const char *p = text; *p; p++)
         if ((unsigned char) *p <= ' ' || *p == 0x7f)
@@ -96,23 +91,13 @@ sb_sandbox_utf8_length (const char *text)
     return n;
 }
 
-char *
-sb_sandbox_concat (const char *a, const char *b, const char *c)
-{
-    size_t size = strlen (a) + strlen (b) + strlen (c) + 1;
-    char *out = malloc (size);
-    if (out)
-        snprintf (out, size, "%s%s%s", a, b, c);
-    return out;
-}
-
 //  Sleep ms in short steps; returns early when the sandbox stops.
 static void
 s_sleep_ms (sb_sandbox_t *self, long ms)
 {
-    int64_t until = (sb_time_mono_us () / 1000) + ms;
+    int64_t until = sb_time_mono_ms () + ms;
     while (!atomic_load (&self->stopping)) {
-        int64_t left = until - (sb_time_mono_us () / 1000);
+        int64_t left = until - sb_time_mono_ms ();
         if (left <= 0)
             break;
         if (left > 20)

@@ -128,9 +128,6 @@ bool sb_sandbox_is_url (const char *text);
 //  Characters (code points) in UTF-8 text.
 size_t sb_sandbox_utf8_length (const char *text);
 
-//  a + b + c, or NULL when out of memory. Caller owns the return value.
-char *sb_sandbox_concat (const char *a, const char *b, const char *c);
-
 //  A whole decimal number within [min, max] (no sign, at most 18 digits).
 //  0, or -1 when text is not one.
 int sb_sandbox_parse_long (const char *text, long min, long max, long *out);

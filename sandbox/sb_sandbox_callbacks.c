@@ -101,7 +101,7 @@ sb_sandbox_callback_queue (sb_sandbox_t *self, sb_sandbox_callback_t *callback)
 {
     if (!callback)
         return;
-    callback->due = (sb_time_mono_us () / 1000) + self->callback_delay_ms;
+    callback->due = sb_time_mono_ms () + self->callback_delay_ms;
     pthread_mutex_lock (&self->lock);
     if (self->queue_tail)
         self->queue_tail->next = callback;
@@ -161,7 +161,7 @@ s_callback_thread (void *arg)
     while (!atomic_load (&self->stopping)) {
         //  Take the callbacks that are due, up to the bound, and start them.
         sb_sandbox_callback_t *due = NULL;
-        int64_t now = (sb_time_mono_us () / 1000);
+        int64_t now = sb_time_mono_ms ();
         int64_t next_due = now + 100;
         size_t taking = n_active;
         pthread_mutex_lock (&self->lock);
@@ -222,7 +222,7 @@ s_callback_thread (void *arg)
             sb_sandbox_callback_destroy (&callback);
             sb_sandbox_callback_queue (self, then);
         }
-        now = (sb_time_mono_us () / 1000);
+        now = sb_time_mono_ms ();
         int wait_ms = next_due > now ? (int) (next_due - now) : 0;
         if (wait_ms > 100 || n_active == S_CONCURRENCY)
             wait_ms = 100;

@@ -24,6 +24,7 @@
 #include "sb_log.h"
 #include "sb_sandbox.h"
 #include "sb_sig.h"
+#include "sb_text.h"
 
 #define S_MAX_TEXT 4096  //  characters in a WhatsApp text body
 
@@ -66,7 +67,7 @@ static void
 s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *wamid,
                   const char *recipient)
 {
-    char *url = sb_sandbox_concat (self->callbacks, "/meta/whatsapp", "");
+    char *url = sb_text_join (self->callbacks, "/meta/whatsapp", NULL);
     if (!url)
         return;
     char conversation[40];

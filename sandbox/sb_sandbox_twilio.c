@@ -30,6 +30,7 @@
 #include "sb_log.h"
 #include "sb_sandbox.h"
 #include "sb_sig.h"
+#include "sb_text.h"
 
 #define S_MAX_BODY 1600  //  characters in a Twilio Body
 
@@ -148,17 +149,17 @@ s_twilio_callback_urls (const sb_sandbox_t *self, const char *status_callback, c
         *signed_url = strdup (status_callback);
         //  Behind SB_PUBLIC_URL the ingress is reached at the callbacks URL.
         char *front =
-            *self->public_url ? sb_sandbox_concat (self->public_url, self->prefix, "") : NULL;
+            *self->public_url ? sb_text_join (self->public_url, self->prefix, NULL) : NULL;
         if (front && strncmp (status_callback, front, strlen (front)) == 0)
-            *post_url = sb_sandbox_concat (self->callbacks, status_callback + strlen (front), "");
+            *post_url = sb_text_join (self->callbacks, status_callback + strlen (front), NULL);
         else
             *post_url = strdup (status_callback);
         free (front);
     }
     else {
-        *post_url = sb_sandbox_concat (self->callbacks, "/twilio/status", "");
+        *post_url = sb_text_join (self->callbacks, "/twilio/status", NULL);
         *signed_url = *self->public_url
-                          ? sb_sandbox_concat (self->public_url, self->prefix, "/twilio/status")
+                          ? sb_text_join (self->public_url, self->prefix, "/twilio/status", NULL)
                           : strdup (*post_url);
     }
     if (!*signed_url || !*post_url) {

@@ -49,6 +49,7 @@
 #include "sb_bench_sms.h"
 #include "sb_event.h"
 #include "sb_form.h"
+#include "sb_time.h"
 
 #define S_NAME "sb-bench-pqbase"
 #define S_REPLY_PREFIX "Thanks for your message! We received: "   //  the echo rule
@@ -97,14 +98,6 @@ s_now (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static int64_t
-s_wall_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -382,7 +375,7 @@ s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long c
         s_oom ();
     for (long i = 0; i < count; i++)
         sb_bench_sms_make (&sms[i], first + (uint64_t) i, o->tag, o->contacts);
-    int64_t now_ms = s_wall_ms ();
+    int64_t now_ms = sb_time_wall_ms ();
     char received[48];
     s_timestamp (now_ms, received, sizeof received);
 

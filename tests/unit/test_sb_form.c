@@ -9,25 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
+#include "sb_check.h"
 
 //  Parse a NUL-terminated string.
 static sb_form_t *
@@ -237,36 +219,6 @@ s_test_encode (void)
     CHECK (sb_form_key (NULL, 0) == NULL);
 }
 
-//  Read a whole file; caller frees. NULL on error.
-static char *
-s_read_file (const char *path, size_t *size)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *data = NULL;
-    size_t used = 0, cap = 0;
-    for (;;) {
-        if (used == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = (char *) realloc (data, cap);
-            if (!grown) {
-                free (data);
-                fclose (file);
-                return NULL;
-            }
-            data = grown;
-        }
-        size_t got = fread (data + used, 1, cap - used, file);
-        used += got;
-        if (got == 0)
-            break;
-    }
-    fclose (file);
-    *size = used;
-    return data;
-}
-
 static void
 s_test_conformance (void)
 {
@@ -310,7 +262,7 @@ s_test_conformance (void)
         char path [256];
         snprintf (path, sizeof path, "conformance/%s", cases [i].file);
         size_t size = 0;
-        char *data = s_read_file (path, &size);
+        char *data = sb_check_read_file (path, &size);
         if (!data) {
             fprintf (stderr, "%s:%d: cannot read %s (run from tests/)\n", __FILE__, __LINE__, path);
             s_failures++;

@@ -47,27 +47,14 @@ s_dump_log (void)
     fclose (file);
 }
 
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            dprintf (s_out, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
-            s_dump_log ();                                                              \
-            dprintf (s_out, "test files left in %s\n", s_root);                         \
-            exit (1);                                                                   \
-        }                                                                               \
+#define SB_CHECK_PRINT(...) dprintf (s_out, __VA_ARGS__)
+#define SB_CHECK_FAILED()                                                                \
+    do {                                                                                 \
+        s_dump_log ();                                                                   \
+        dprintf (s_out, "test files left in %s\n", s_root);                              \
+        exit (1);                                                                        \
     } while (0)
-
-#define CHECK_EQ(a, b)                                                                  \
-    do {                                                                                \
-        unsigned long long a_ = (unsigned long long) (a), b_ = (unsigned long long) (b);\
-        if (a_ != b_) {                                                                 \
-            dprintf (s_out, "%s:%d: %s == %llu, expected %s == %llu\n", __FILE__,       \
-                     __LINE__, #a, a_, #b, b_);                                         \
-            s_dump_log ();                                                              \
-            dprintf (s_out, "test files left in %s\n", s_root);                         \
-            exit (1);                                                                   \
-        }                                                                               \
-    } while (0)
+#include "sb_check.h"
 
 // ---------------------------------------------------------------------------
 //  Helpers

@@ -16,15 +16,7 @@
 #include "sb_json.h"
 #include "sb_scratch.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                             \
-        }                                                                             \
-    } while (0)
+#include "sb_check.h"
 
 //  text nested depth levels deep: [[[...]]] (caller frees).
 static char *

@@ -22,16 +22,10 @@
 
 #include "sb_log.h"
 
-static int s_failures = 0;
 static int s_err = -1;                  //  the real stderr
 
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            dprintf (s_err, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
-            s_failures++;                                                               \
-        }                                                                               \
-    } while (0)
+#define SB_CHECK_PRINT(...) dprintf (s_err, __VA_ARGS__)
+#include "sb_check.h"
 
 #define S_THREADS 8
 #define S_LINES 5000

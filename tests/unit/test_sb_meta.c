@@ -19,34 +19,7 @@
 #include "sb_meta.h"
 #include "sb_scratch.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                               \
-        }                                                               \
-    } while (0)
-
-#define CHECK_STR(a, b)                                                 \
-    do {                                                                \
-        const char *a_ = (a), *b_ = (b);                                \
-        if (!a_ || !b_ || strcmp (a_, b_) != 0) {                       \
-            fprintf (stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__, \
-                     #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");       \
-            s_failures++;                                               \
-        }                                                               \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                 \
-    do {                                                                \
-        long long a_ = (long long) (a), b_ = (long long) (b);           \
-        if (a_ != b_) {                                                 \
-            fprintf (stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__, __LINE__, #a, a_, b_); \
-            s_failures++;                                               \
-        }                                                               \
-    } while (0)
+#include "sb_check.h"
 
 #define CONFORMANCE "conformance/"
 #define WAMID_A "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="

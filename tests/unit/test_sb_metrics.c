@@ -10,13 +10,8 @@
 
 #include "sb_log.h"
 
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf (stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            exit (1);                                                                   \
-        }                                                                               \
-    } while (0)
+#define SB_CHECK_FAILED() exit (1)
+#include "sb_check.h"
 
 //  text has this exact line.
 #define CHECK_LINE(text, line)                                                          \

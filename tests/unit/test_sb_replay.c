@@ -13,15 +13,7 @@
 
 #include "sb_replay.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            s_failures++;                                                                \
-        }                                                                                \
-    } while (0)
+#include "sb_check.h"
 
 static const char *s_epoch = "0123456789abcdef0123456789abcdef";
 

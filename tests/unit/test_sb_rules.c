@@ -11,25 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
+#include "sb_check.h"
 
 //  Load YAML that must be good; the name in messages is "t.yaml".
 static sb_rules_t *

@@ -34,36 +34,9 @@
 #include "sb_config.h"
 #include "sb_event.h"
 #include "sb_log.h"
+#include "sb_time.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
-
-#define CHECK_INT(got, want)                                                             \
-    do {                                                                                 \
-        long long g_ = (long long) (got), w_ = (long long) (want);                       \
-        if (g_ != w_) {                                                                  \
-            fprintf (stderr, "%s:%d: %s: got %lld, want %lld\n", __FILE__, __LINE__, #got, \
-                     g_, w_);                                                            \
-            s_failures++;                                                                \
-        }                                                                                \
-    } while (0)
+#include "sb_check.h"
 
 //  The sandbox child, so a fatal failure does not leave it running.
 static pid_t s_child = 0;
@@ -224,22 +197,10 @@ s_test_classify_table (void)
 }
 
 static void
-s_http_date (time_t when, char *out, size_t size)
-{
-    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r (&when, &tm);
-    snprintf (out, size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-static void
 s_test_retry_after_date (void)
 {
     char date[64];
-    s_http_date (time (NULL) + 30, date, sizeof date);
+    sb_time_rfc1123 ((int64_t) time (NULL) + 30, "GMT", date, sizeof date);
     sb_send_result_t r = {0};
     sb_sender_classify (SB_PROVIDER_META, 429, "{}", date, &r);
     CHECK (r.outcome == SB_SEND_RETRY);

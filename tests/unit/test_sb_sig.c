@@ -27,15 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
+#include "sb_check.h"
 
 //  Result is as expected; label says which case.
 #define CHECK_RESULT(got, want, label)                                                  \
@@ -46,16 +38,6 @@ static int s_failures = 0;
                      sb_sig_reason (g_), sb_sig_reason (w_));                           \
             s_failures++;                                                               \
         }                                                                               \
-    } while (0)
-
-#define CHECK_STR(got, want, label)                                                \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, label, g_ ? g_ : "(null)", w_ ? w_ : "(null)");    \
-            s_failures++;                                                          \
-        }                                                                          \
     } while (0)
 
 #define TOKEN "12345"
@@ -167,7 +149,7 @@ s_test_twilio_vectors (void)
         if (expect_valid && variant && strcmp (variant, "as-received") == 0) {
             char signature [SB_SIG_TWILIO_SIZE];
             CHECK (sb_sig_twilio_sign (token, url, is_json ? NULL : params, signature) == 0);
-            CHECK_STR (signature, expected, name);
+            CHECK_STR_AS (signature, expected, name);
             signed_count++;
         }
         //  The signed string recorded for the vector is what the signature
@@ -177,9 +159,9 @@ s_test_twilio_vectors (void)
             char signature [SB_SIG_TWILIO_SIZE], reference [SB_SIG_TWILIO_SIZE];
             CHECK (sb_sig_twilio_sign (token, signed_string, NULL, signature) == 0);
             s_reference_twilio (token, signed_string, reference);
-            CHECK_STR (signature, reference, name);
+            CHECK_STR_AS (signature, reference, name);
             if (strcmp (name, "json-body-tampered-invalid") != 0)
-                CHECK_STR (signature, expected, name);
+                CHECK_STR_AS (signature, expected, name);
         }
         //  A refusal is not an accident of the signature's spelling: the
         //  valid vectors are refused with any other token
@@ -198,36 +180,6 @@ s_test_twilio_vectors (void)
 
 //  ---------------------------------------------------------------------------
 //  Conformance: twilio-forms-signatures.json (the example .form bodies)
-
-//  Read a whole file; caller frees. NULL on error.
-static char *
-s_read_file (const char *path, size_t *size)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *data = NULL;
-    size_t used = 0, cap = 0;
-    for (;;) {
-        if (used == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = (char *) realloc (data, cap);
-            if (!grown) {
-                free (data);
-                fclose (file);
-                return NULL;
-            }
-            data = grown;
-        }
-        size_t got = fread (data + used, 1, cap - used, file);
-        used += got;
-        if (got == 0)
-            break;
-    }
-    fclose (file);
-    *size = used;
-    return data;
-}
 
 static void
 s_test_twilio_forms (void)
@@ -256,7 +208,7 @@ s_test_twilio_forms (void)
         char path [256];
         snprintf (path, sizeof path, "conformance/%s", file);
         size_t size = 0;
-        char *data = s_read_file (path, &size);
+        char *data = sb_check_read_file (path, &size);
         sb_form_t *form = data ? sb_form_parse (data, size) : NULL;
         if (!form) {
             fprintf (stderr, "%s:%d: %s: cannot read or parse\n", __FILE__, __LINE__, path);
@@ -267,7 +219,7 @@ s_test_twilio_forms (void)
         CHECK_RESULT (sb_sig_twilio_validate (token, url, form, NULL, 0, signature), SB_SIG_OK, file);
         char again [SB_SIG_TWILIO_SIZE];
         CHECK (sb_sig_twilio_sign (token, url, form, again) == 0);
-        CHECK_STR (again, signature, file);
+        CHECK_STR_AS (again, signature, file);
 
         //  Any change is refused: another URL, another token, one more pair,
         //  the body passed as JSON
@@ -329,13 +281,13 @@ s_test_meta_vectors (void)
         CHECK (EVP_Digest (body, body_size, digest, &digest_size, EVP_sha256 (), NULL) == 1);
         for (int b = 0; b < 32; b++)
             snprintf (hex + 2 * b, 3, "%02x", digest [b]);
-        CHECK_STR (hex, json_string_value (json_object_get (vector, "body_sha256")), name);
+        CHECK_STR_AS (hex, json_string_value (json_object_get (vector, "body_sha256")), name);
         //  "-file-bytes" vectors are the file exactly
         if (file && strstr (name, "-file-bytes")) {
             char path [256];
             snprintf (path, sizeof path, "conformance/%s", file);
             size_t size = 0;
-            char *data = s_read_file (path, &size);
+            char *data = sb_check_read_file (path, &size);
             CHECK (data && size == body_size && memcmp (data, body, size) == 0);
             free (data);
         }
@@ -355,7 +307,7 @@ s_test_meta_vectors (void)
         if (expect_valid) {
             char signature [SB_SIG_META_SIZE];
             CHECK (sb_sig_meta_sign (secret, body, body_size, signature) == 0);
-            CHECK_STR (signature, header, name);
+            CHECK_STR_AS (signature, header, name);
             //  Decision: upper-case hex is accepted (the digits are decoded
             //  and the 32 bytes compared); Meta itself sends lower case
             char upper [SB_SIG_META_SIZE];
@@ -395,7 +347,7 @@ s_test_twilio_sorting (void)
     char reference [SB_SIG_TWILIO_SIZE], signature [SB_SIG_TWILIO_SIZE];
     s_reference_twilio (TOKEN, URL "B1_uaayazb2\xc3\xa9" "e", reference);
     CHECK (sb_sig_twilio_sign (TOKEN, URL, form, signature) == 0);
-    CHECK_STR (signature, reference, "byte-order sort");
+    CHECK_STR_AS (signature, reference, "byte-order sort");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, reference), SB_SIG_OK,
                   "byte-order sort");
     sb_form_destroy (&form);
@@ -403,7 +355,7 @@ s_test_twilio_sorting (void)
     //  No params: the URL alone (a GET with its query)
     s_reference_twilio (TOKEN, URL, reference);
     CHECK (sb_sig_twilio_sign (TOKEN, URL, NULL, signature) == 0);
-    CHECK_STR (signature, reference, "no params");
+    CHECK_STR_AS (signature, reference, "no params");
     form = sb_form_new ();
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, reference), SB_SIG_OK,
                   "empty form");
@@ -541,7 +493,7 @@ s_test_twilio_hostile (void)
     sb_form_t *form = s_example_form ();
     char good [SB_SIG_TWILIO_SIZE];
     CHECK (sb_sig_twilio_sign (TOKEN, URL, form, good) == 0);
-    CHECK_STR (good, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "documented example");
+    CHECK_STR_AS (good, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "documented example");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, good), SB_SIG_OK, "good");
 
     //  Missing
@@ -641,7 +593,7 @@ s_test_twilio_hostile (void)
     char big_signature [SB_SIG_TWILIO_SIZE], reference [SB_SIG_TWILIO_SIZE];
     CHECK (sb_sig_twilio_sign (TOKEN, URL, big, big_signature) == 0);
     s_reference_twilio (TOKEN, URL "k0k1k2k3k4k5k6", reference);
-    CHECK_STR (big_signature, reference, "1000 pairs, 7 distinct");
+    CHECK_STR_AS (big_signature, reference, "1000 pairs, 7 distinct");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, big, NULL, 0, big_signature), SB_SIG_OK,
                   "1000 pairs");
     sb_form_destroy (&big);
@@ -748,11 +700,11 @@ s_test_meta_hostile (void)
 static void
 s_test_reasons (void)
 {
-    CHECK_STR (sb_sig_reason (SB_SIG_OK), "ok", "reason");
-    CHECK_STR (sb_sig_reason (SB_SIG_MISSING), "missing", "reason");
-    CHECK_STR (sb_sig_reason (SB_SIG_MALFORMED), "malformed", "reason");
-    CHECK_STR (sb_sig_reason (SB_SIG_MISMATCH), "mismatch", "reason");
-    CHECK_STR (sb_sig_reason (SB_SIG_BODY_HASH), "body_hash", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_OK), "ok", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_MISSING), "missing", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_MALFORMED), "malformed", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_MISMATCH), "mismatch", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_BODY_HASH), "body_hash", "reason");
 }
 
 //  Meta's header for body under secret, computed apart from sb_sig (one-shot

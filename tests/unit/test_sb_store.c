@@ -26,36 +26,9 @@
 #include <libpq-fe.h>
 
 #include "sb_log.h"
+#include "sb_time.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_INT(got, want)                                                          \
-    do {                                                                              \
-        long long g_ = (long long) (got), w_ = (long long) (want);                    \
-        if (g_ != w_) {                                                               \
-            fprintf (stderr, "%s:%d: %s: got %lld, want %lld\n", __FILE__, __LINE__,  \
-                     #got, g_, w_);                                                   \
-            s_failures++;                                                             \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                       \
-    do {                                                                           \
-        const char *g_ = (got), *w_ = (want);                                      \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                  \
-            fprintf (stderr, "%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,     \
-                     __LINE__, #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
-            s_failures++;                                                          \
-        }                                                                          \
-    } while (0)
+#include "sb_check.h"
 
 //  The test's own connection to its database, for looking at the rows.
 static PGconn *s_db = NULL;
@@ -124,22 +97,6 @@ s_text (const char *sql, ...)
     return buf;
 }
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 //  A conninfo string for database dbname on the server admin talks to.
 static char *
 s_conninfo_for (PGconn *admin, const char *dbname)
@@ -182,7 +139,7 @@ s_event (int provider, int channel, int kind, const char *provider_id, const cha
     sb_event_set (&e->id, id);
     sb_event_set (&e->ingress_id, s_ingress);
     sb_event_set (&e->epoch, s_epoch);
-    e->received_at_ms = s_now_ms ();
+    e->received_at_ms = sb_time_wall_ms ();
     e->provider = provider;
     e->channel = channel;
     e->kind = kind;
@@ -361,11 +318,11 @@ test_deadlines (const char *conninfo)
            && getsockname (fd, (struct sockaddr *) &addr, &len) == 0);
     char silent [96];
     snprintf (silent, sizeof silent, "host=127.0.0.1 port=%d user=x dbname=x", ntohs (addr.sin_port));
-    int64_t started = s_mono_ms ();
+    int64_t started = sb_time_mono_ms ();
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     CHECK (sb_store_new (silent, 500) == NULL);
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
-    int64_t took = s_mono_ms () - started;
+    int64_t took = sb_time_mono_ms () - started;
     CHECK (took >= 450 && took < 3000);
     close (fd);
 
@@ -383,11 +340,11 @@ test_deadlines (const char *conninfo)
 
     s_exec ("BEGIN", NULL);
     s_exec ("LOCK TABLE consumer_cursors IN ACCESS EXCLUSIVE MODE", NULL);
-    started = s_mono_ms ();
+    started = sb_time_mono_ms ();
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), -1);
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
-    took = s_mono_ms () - started;
+    took = sb_time_mono_ms () - started;
     CHECK (took >= 400 && took < 1500);
     CHECK (sb_store_last_ok_us (store) == ok_us);
     s_exec ("COMMIT", NULL);
@@ -1124,8 +1081,8 @@ s_backend_gone (int pid)
 {
     char spid [16];
     snprintf (spid, sizeof spid, "%d", pid);
-    int64_t until = s_mono_ms () + 10000;
-    while (s_mono_ms () < until) {
+    int64_t until = sb_time_mono_ms () + 10000;
+    while (sb_time_mono_ms () < until) {
         if (s_int ("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", spid, NULL) == 0)
             return true;
         usleep (20000);
@@ -1325,7 +1282,7 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     //  The WhatsApp window: a reply 25 hours after the message is refused;
     //  SMS has no window.
     sb_store_policy_t later = policy;
-    later.now_ms = s_now_ms () + 25LL * 3600 * 1000;
+    later.now_ms = sb_time_wall_ms () + 25LL * 3600 * 1000;
     e = s_meta ("wamid.ru0012", "16505550044", "late");
     st = s_write (store, &e, 1, &later);
     CHECK_INT (st.not_sent, 1);
@@ -1587,9 +1544,9 @@ test_large_batch (sb_store_t *store, const sb_rules_t *rules, const char *prefix
         snprintf (text, sizeof text, "message %d", i);
         events [i] = s_sms (sid, from, text);
     }
-    int64_t t0 = s_now_ms ();
+    int64_t t0 = sb_time_mono_ms ();
     sb_store_stats_t st = s_write (store, events, N, &policy);
-    int64_t took = s_now_ms () - t0;
+    int64_t took = sb_time_mono_ms () - t0;
     CHECK_INT (st.stored, N);
     CHECK_INT (st.replies, rules ? N : 0);
     CHECK_INT (s_int ("SELECT count(*) FROM events", NULL) - before, N);

@@ -1,4 +1,5 @@
-/*  test_sb_time: UTC calendar fields without gmtime_r, and the HTTP date.
+/*  test_sb_time: UTC calendar fields without gmtime_r, the RFC 1123 dates
+    and the two clocks.
 
     sb_time_utc must agree with gmtime_r on every field it sets, from year
     1 to year 9999, across leap years and days, midnight and negative
@@ -11,15 +12,7 @@
 
 #include "sb_time.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                                             \
-        }                                                                             \
-    } while (0)
+#include "sb_check.h"
 
 //  sb_time_utc (secs) equals gmtime_r on the fields it promises.
 static void
@@ -68,6 +61,25 @@ main (void)
     char date[SB_HTTP_DATE_SIZE];
     sb_time_http_date (date);
     CHECK (strlen (date) == 29 && strcmp (date + 25, " GMT") == 0 && date[3] == ',');
+
+    //  Any time, in either zone: RFC 9110's example, and Twilio's RFC 2822.
+    sb_time_rfc1123 (784111777, "GMT", date, sizeof date);
+    CHECK_STR (date, "Sun, 06 Nov 1994 08:49:37 GMT");
+    char twilio[40];
+    sb_time_rfc1123 (1692853305, "+0000", twilio, sizeof twilio);
+    CHECK_STR (twilio, "Thu, 24 Aug 2023 05:01:45 +0000");
+    sb_time_rfc1123 (951782400 + 86399, "GMT", date, sizeof date);
+    CHECK_STR (date, "Tue, 29 Feb 2000 23:59:59 GMT");
+
+    //  The two clocks: milliseconds agree with microseconds, the wall
+    //  clock is past 2020 and near time ().
+    int64_t us = sb_time_mono_us ();
+    int64_t ms = sb_time_mono_ms ();
+    CHECK (ms >= us / 1000 && ms - us / 1000 < 1000);
+    CHECK (sb_time_mono_ms () >= ms);
+    int64_t wall = sb_time_wall_ms ();
+    CHECK (wall > 1577836800000LL);
+    CHECK (wall / 1000 - (int64_t) time (NULL) <= 1 && (int64_t) time (NULL) - wall / 1000 <= 1);
 
     if (s_failures) {
         fprintf (stderr, "test_sb_time: %d failure(s)\n", s_failures);

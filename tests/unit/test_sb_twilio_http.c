@@ -15,15 +15,7 @@
 #include "sb_log.h"
 #include "sb_twilio_http.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            s_failures++;                                               \
-        }                                                               \
-    } while (0)
+#include "sb_check.h"
 
 #define TOKEN "12345678901234567890123456789012"
 

@@ -19,15 +19,7 @@
 #include "sb_log.h"
 #include "sb_zmq.h"
 
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            s_failures++;                                                                \
-        }                                                                                \
-    } while (0)
+#include "sb_check.h"
 
 #define SERVICES (SB_SVC_INGRESS | SB_SVC_DISPATCHER | SB_SVC_CLI)
 

@@ -6,7 +6,7 @@
     divided by these show what switchboard's own work costs.
 
     Settings are the ingress's, read from the same environment variables
-    with the same defaults (common/sb_config.c): SB_LISTEN, SB_HTTP_THREADS,
+    with the same defaults (common/sb_config_table.h): SB_LISTEN, SB_HTTP_THREADS,
     SB_HTTP_QUEUE, SB_HTTP_REQUEST_TIMEOUT_MS, SB_HTTP_KEEPALIVE_TIMEOUT_MS,
     SB_MAX_BODY (a longer body is answered 413, as the ingress does). Read
     once at start; this tool does not link sb_common, so it parses them

@@ -30,7 +30,7 @@ sb_cli_setup (const char *cmd)
         fprintf (stderr, "switchboard %s: %s\n", cmd, err);
         return NULL;
     }
-    sb_log_init ("switchboard", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    sb_log_init ("switchboard", (sb_log_level_t) sb_config_int (config, SB_CFG_SB_LOG_LEVEL));
     return config;
 }
 

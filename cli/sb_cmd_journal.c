@@ -166,7 +166,7 @@ sb_cmd_journal (int argc, char **argv)
     sb_config_t *config = sb_cli_setup (S_CMD);
     if (!config)
         return SB_CLI_USAGE;
-    const char *dir = opts.dir ? opts.dir : sb_config_str (config, "SB_JOURNAL_DIR");
+    const char *dir = opts.dir ? opts.dir : sb_config_str (config, SB_CFG_SB_JOURNAL_DIR);
     sb_journal_reader_t *reader = NULL;
     rc = SB_CLI_FAILED;
     if (s_check_dir (dir))

@@ -177,7 +177,7 @@ sb_cmd_replay (int argc, char **argv)
     sb_config_t *config = sb_cli_setup (S_CMD);
     if (!config)
         return SB_CLI_USAGE;
-    const char *endpoint = opts.endpoint ? opts.endpoint : sb_config_str (config, "SB_REPLAY");
+    const char *endpoint = opts.endpoint ? opts.endpoint : sb_config_str (config, SB_CFG_SB_REPLAY);
     char err[512];
     sb_zmq_security_t *security = sb_zmq_security_new (config, err, sizeof err);
     if (!security) {

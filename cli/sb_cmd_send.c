@@ -1016,19 +1016,20 @@ static const char *
 s_secret (const sb_config_t *config, const s_opts_t *opts)
 {
     s_provider_t provider = opts->kind == K_FILE ? opts->provider : s_kinds[opts->kind].provider;
-    const char *name = opts->kind == K_META_VERIFY ? "META_VERIFY_TOKEN"
-                       : provider == S_TWILIO      ? "TWILIO_AUTH_TOKEN"
-                                                   : "META_APP_SECRET";
+    sb_setting_t setting = opts->kind == K_META_VERIFY ? SB_CFG_META_VERIFY_TOKEN
+                           : provider == S_TWILIO      ? SB_CFG_TWILIO_AUTH_TOKEN
+                                                       : SB_CFG_META_APP_SECRET;
+    const char *name = sb_config_name (setting);
     if (opts->no_sign)
         return "";
-    if (!sb_config_has (config, name)) {
+    if (!sb_config_has (config, setting)) {
         fprintf (stderr,
                  "switchboard send: %s is not set: it is needed to sign the request "
                  "(set %s or %s_FILE, or pass --no-sign)\n",
                  name, name, name);
         return NULL;
     }
-    return sb_config_str (config, name);
+    return sb_config_str (config, setting);
 }
 
 int
@@ -1049,10 +1050,10 @@ sb_cmd_send (int argc, char **argv)
     s_ctx_t ctx = {
         .opts = &opts,
         .post_base = post_base,
-        .sign_base = sb_config_has (config, "SB_PUBLIC_URL")
-                         ? sb_config_str (config, "SB_PUBLIC_URL")
+        .sign_base = sb_config_has (config, SB_CFG_SB_PUBLIC_URL)
+                         ? sb_config_str (config, SB_CFG_SB_PUBLIC_URL)
                          : post_base,
-        .prefix = sb_config_str (config, "SB_PATH_PREFIX"),
+        .prefix = sb_config_str (config, SB_CFG_SB_PATH_PREFIX),
     };
     uint8_t *file_data = NULL;
     CURL *curl = NULL;
@@ -1067,9 +1068,9 @@ sb_cmd_send (int argc, char **argv)
         goto done;
     if (opts.account)
         snprintf (ctx.account, sizeof ctx.account, "%s", opts.account);
-    else if (provider == S_TWILIO && sb_config_has (config, "TWILIO_ACCOUNT_SID"))
+    else if (provider == S_TWILIO && sb_config_has (config, SB_CFG_TWILIO_ACCOUNT_SID))
         snprintf (ctx.account, sizeof ctx.account, "%s",
-                  sb_config_str (config, "TWILIO_ACCOUNT_SID"));
+                  sb_config_str (config, SB_CFG_TWILIO_ACCOUNT_SID));
     else if (provider == S_TWILIO)
         sb_fakeprov_hex_id (ctx.account, sizeof ctx.account, "AC", 32, false);
     else

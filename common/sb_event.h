@@ -45,7 +45,6 @@ void sb_event_destroy (sb_event_t **self_p);
 //  Replace a string field with a copy of value (NULL or "" leaves the
 //  field empty). 0, or -1 when out of memory.
 int sb_event_set (char **field, const char *value);
-int sb_event_set_n (char **field, const char *value, size_t size);
 
 //  Set the raw request body (copied). 0 or -1.
 int sb_event_set_raw (sb_event_t *self, const void *body, size_t size);
@@ -63,13 +62,6 @@ void sb_event_unshare_raw (sb_event_t *const *events, size_t count);
 
 //  The SHA-256 of size bytes into out.
 void sb_event_sha256 (const void *data, size_t size, uint8_t out[SB_EVENT_SHA256_SIZE]);
-
-//  The seq of the event carrying this event's raw body, in the same
-//  ingress_id and epoch: its own seq when it carries raw_body or is its
-//  request's first (request_index 0, or an event from before
-//  request_index); seq - request_index otherwise; 0 when request_index is
-//  not below seq (a malformed event: no such event).
-uint64_t sb_event_raw_seq (const sb_event_t *self);
 
 //  Sub-messages, created on first use (NULL when out of memory).
 Switchboard__V1__Location *sb_event_location (sb_event_t *self);
@@ -100,11 +92,7 @@ sb_event_t *sb_event_decode (const void *data, size_t size);
 //  Append the journal's stamp to an encoded event: the sequence number and
 //  the id "<ingress_id>-<epoch>-<seq>". Protobuf merges concatenated
 //  encodings (the last value of a scalar field wins), so this does not
-//  re-encode the event. Caller owns the return value; NULL when out of memory.
-uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq,
-                         const char *ingress_id, const char *epoch, size_t *out_size);
-
-//  The same stamp, appended in place: data holds size bytes of an encoded
+//  re-encode the event. In place: data holds size bytes of an encoded
 //  event followed by room spare bytes. Returns the stamped size, or 0 when
 //  room is too small; sb_event_stamp_room gives enough for any seq.
 size_t sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t seq,
@@ -125,5 +113,26 @@ int sb_event_topic (const sb_event_t *self, char *buf, size_t size);
 //  is valid UTF-8, else base64 under raw_body_base64; raw_body_sha256 in
 //  hex; enum fields by name; empty fields omitted). Caller owns the return value; NULL on failure.
 char *sb_event_to_json (const sb_event_t *self);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
+//  sb_event_set of size bytes, which may hold a NUL (the tests' way to give
+//  one; sb_event_set calls it).
+int sb_event_set_n (char **field, const char *value, size_t size);
+
+//  The seq of the event carrying this event's raw body, in the same
+//  ingress_id and epoch: its own seq when it carries raw_body or is its
+//  request's first (request_index 0, or an event from before
+//  request_index); seq - request_index otherwise; 0 when request_index is
+//  not below seq (a malformed event: no such event). The rule proto/README
+//  gives consumers, pinned down by the tests.
+uint64_t sb_event_raw_seq (const sb_event_t *self);
+
+//  sb_event_stamp_into a new buffer (the tests and fuzz_event stamp with
+//  it; the writer stamps in place). Caller owns the return value; NULL
+//  when out of memory.
+uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq,
+                         const char *ingress_id, const char *epoch, size_t *out_size);
 
 #endif

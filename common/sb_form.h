@@ -44,9 +44,13 @@ const char *sb_form_get (const sb_form_t *self, const char *key);
 //  as '+', the rest %XX. Caller owns the return value; NULL when out of memory.
 char *sb_form_encode (const sb_form_t *self);
 
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
 //  Percent-decode size bytes of one URL component into a new string ('+'
-//  stays '+' unless plus_is_space). NULL when malformed, as above.
-//  Caller owns the return value.
+//  stays '+' unless plus_is_space). NULL when malformed, as above. The
+//  decoder sb_form_parse uses, for the unit tests and fuzz_form. Caller
+//  owns the return value.
 char *sb_form_unescape (const char *data, size_t size, int plus_is_space);
 
 #endif

@@ -33,9 +33,15 @@ sb_metric_t *sb_metrics_histogram (sb_metrics_t *self, const char *name, const c
 void sb_metric_add (sb_metric_t *metric, uint64_t value);
 void sb_metric_set (sb_metric_t *metric, int64_t value);
 void sb_metric_observe (sb_metric_t *metric, double value);
-uint64_t sb_metric_value (const sb_metric_t *metric);
 
 //  Prometheus text exposition of every series. Caller owns the return value.
 char *sb_metrics_render (sb_metrics_t *self);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
+//  A counter's or gauge's value (the tests read series back; the services
+//  only render them).
+uint64_t sb_metric_value (const sb_metric_t *metric);
 
 #endif

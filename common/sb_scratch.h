@@ -41,10 +41,6 @@ void *sb_scratch_realloc (void *ptr, size_t size);
 //  Release memory from sb_scratch_alloc or sb_scratch_realloc (NULL: no-op).
 void sb_scratch_free (void *ptr);
 
-//  True when ptr is in a scratch open on this thread (so free() must not
-//  see it).
-bool sb_scratch_owns (const void *ptr);
-
 //  Most bytes of the scratch begun over buf in use at once so far,
 //  headers included: how much of the buffer a request took.
 size_t sb_scratch_used (const void *buf);
@@ -52,5 +48,12 @@ size_t sb_scratch_used (const void *buf);
 //  How many allocations, while the scratch begun over buf was the current
 //  one, did not fit in it and came from malloc.
 size_t sb_scratch_spills (const void *buf);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
+//  True when ptr is in a scratch open on this thread (so free() must not
+//  see it): the tests check which memory a value lives in.
+bool sb_scratch_owns (const void *ptr);
 
 #endif

@@ -256,11 +256,11 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
         snprintf (err, err_size, "out of memory");
         return NULL;
     }
-    self->allow_plaintext = sb_config_bool (config, "SB_ZMQ_ALLOW_PLAINTEXT");
-    bool has_secret = sb_config_has (config, "SB_CURVE_SERVER_SECRET");
-    bool has_allowed = sb_config_has (config, "SB_CURVE_ALLOWED");
-    bool has_public = sb_config_has (config, "SB_CURVE_SERVER_PUBLIC");
-    bool has_client = sb_config_has (config, "SB_CURVE_CLIENT_CERT");
+    self->allow_plaintext = sb_config_bool (config, SB_CFG_SB_ZMQ_ALLOW_PLAINTEXT);
+    bool has_secret = sb_config_has (config, SB_CFG_SB_CURVE_SERVER_SECRET);
+    bool has_allowed = sb_config_has (config, SB_CFG_SB_CURVE_ALLOWED);
+    bool has_public = sb_config_has (config, SB_CFG_SB_CURVE_SERVER_PUBLIC);
+    bool has_client = sb_config_has (config, SB_CFG_SB_CURVE_CLIENT_CERT);
     if ((has_secret || has_public) && !zmq_has ("curve")) {
         snprintf (err, err_size, "%s: this libzmq has no CURVE support",
                   has_secret ? "SB_CURVE_SERVER_SECRET" : "SB_CURVE_SERVER_PUBLIC");
@@ -282,10 +282,11 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
                       "SB_CURVE_SERVER_SECRET is set but SB_CURVE_ALLOWED is not: set it to a directory of client certificates (NAME.key), or * to admit any client key");
             goto fail;
         }
-        if (s_load_keypair ("SB_CURVE_SERVER_SECRET", sb_config_str (config, "SB_CURVE_SERVER_SECRET"),
+        if (s_load_keypair ("SB_CURVE_SERVER_SECRET",
+                            sb_config_str (config, SB_CFG_SB_CURVE_SERVER_SECRET),
                             self->server_public, self->server_secret, err, err_size))
             goto fail;
-        const char *allowed = sb_config_str (config, "SB_CURVE_ALLOWED");
+        const char *allowed = sb_config_str (config, SB_CFG_SB_CURVE_ALLOWED);
         bool any = strcmp (allowed, CURVE_ALLOW_ANY) == 0;
         if (!any && s_check_allowed (allowed, err, err_size))
             goto fail;
@@ -297,9 +298,11 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
                       "SB_CURVE_SERVER_PUBLIC is set but SB_CURVE_CLIENT_CERT is not: give this client a key pair (switchboard keygen)");
             goto fail;
         }
-        if (s_load_public ("SB_CURVE_SERVER_PUBLIC", sb_config_str (config, "SB_CURVE_SERVER_PUBLIC"),
+        if (s_load_public ("SB_CURVE_SERVER_PUBLIC",
+                           sb_config_str (config, SB_CFG_SB_CURVE_SERVER_PUBLIC),
                            self->server_key, err, err_size)
-            || s_load_keypair ("SB_CURVE_CLIENT_CERT", sb_config_str (config, "SB_CURVE_CLIENT_CERT"),
+            || s_load_keypair ("SB_CURVE_CLIENT_CERT",
+                               sb_config_str (config, SB_CFG_SB_CURVE_CLIENT_CERT),
                                self->client_public, self->client_secret, err, err_size))
             goto fail;
         self->client = true;
@@ -308,7 +311,7 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
     }
     //  Every setting is good: start the ZAP handler.
     if (self->server) {
-        const char *allowed = sb_config_str (config, "SB_CURVE_ALLOWED");
+        const char *allowed = sb_config_str (config, SB_CFG_SB_CURVE_ALLOWED);
         self->auth = zactor_new (zauth, NULL);
         if (!self->auth) {
             snprintf (err, err_size, "SB_CURVE_SERVER_SECRET: cannot start the zauth actor");

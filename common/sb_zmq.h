@@ -43,11 +43,6 @@ sb_zmq_security_t *sb_zmq_security_new (const sb_config_t *config, char *err, si
 //  Stop zauth and wipe the keys.
 void sb_zmq_security_destroy (sb_zmq_security_t **self_p);
 
-//  True when sockets bound through this object are CURVE servers.
-bool sb_zmq_security_server (const sb_zmq_security_t *self);
-//  True when sockets connected through this object are CURVE clients.
-bool sb_zmq_security_client (const sb_zmq_security_t *self);
-
 //  Bind sock to each endpoint of the comma-separated list endpoints (the
 //  value of setting, for messages; setting may be NULL). what names the
 //  socket in log lines ("PUB", "replay"). Makes sock a CURVE server first
@@ -62,6 +57,15 @@ int sb_zmq_bind (const sb_zmq_security_t *self, zsock_t *sock, const char *what,
 //  after logging why.
 int sb_zmq_connect (const sb_zmq_security_t *self, zsock_t *sock, const char *what,
                     const char *setting, const char *endpoints);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them. They are the decisions sb_zmq_bind and sb_zmq_connect take,
+//  which the tests check without binding.
+
+//  True when sockets bound through this object are CURVE servers.
+bool sb_zmq_security_server (const sb_zmq_security_t *self);
+//  True when sockets connected through this object are CURVE clients.
+bool sb_zmq_security_client (const sb_zmq_security_t *self);
 
 //  True when endpoint never leaves this host: inproc://, ipc://, and tcp://
 //  to 127.0.0.0/8, [::1] or localhost. Anything else, or anything that does

@@ -144,28 +144,28 @@ main (int argc, char **argv)
         fprintf (stderr, "switchboard-dispatcher: configuration error: %s\n", err);
         return 2;
     }
-    sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, SB_CFG_SB_LOG_LEVEL));
     char migrations_default[PATH_MAX];
     s_migrations_default (migrations_default, sizeof migrations_default);
-    const char *migrations = sb_config_has (config, "SB_MIGRATIONS_DIR")
-                                 ? sb_config_str (config, "SB_MIGRATIONS_DIR")
+    const char *migrations = sb_config_has (config, SB_CFG_SB_MIGRATIONS_DIR)
+                                 ? sb_config_str (config, SB_CFG_SB_MIGRATIONS_DIR)
                                  : migrations_default;
 
     sb_rules_t *rules = NULL;
-    if (sb_config_has (config, "SB_RULES")) {
-        rules = sb_rules_load (sb_config_str (config, "SB_RULES"), err, sizeof err);
+    if (sb_config_has (config, SB_CFG_SB_RULES)) {
+        rules = sb_rules_load (sb_config_str (config, SB_CFG_SB_RULES), err, sizeof err);
         if (!rules) {
             fprintf (stderr, "switchboard-dispatcher: SB_RULES: %s\n", err);
             sb_config_destroy (&config);
             return 2;
         }
-        sb_info ("main", "rules loaded file=%s rules=%zu", sb_config_str (config, "SB_RULES"),
+        sb_info ("main", "rules loaded file=%s rules=%zu", sb_config_str (config, SB_CFG_SB_RULES),
                  sb_rules_count (rules));
     }
     else
         sb_warn ("main", "SB_RULES is not set: events are stored, no reply is sent");
     if (check_rules) {
-        printf ("%s: %zu rules, ok\n", sb_config_str (config, "SB_RULES"),
+        printf ("%s: %zu rules, ok\n", sb_config_str (config, SB_CFG_SB_RULES),
                 rules ? sb_rules_count (rules) : 0);
         sb_rules_destroy (&rules);
         sb_config_destroy (&config);
@@ -176,7 +176,7 @@ main (int argc, char **argv)
     zsys_set_linger (1000);
     signal (SIGPIPE, SIG_IGN);
 
-    const char *conninfo = sb_config_str (config, "DATABASE_URL");
+    const char *conninfo = sb_config_str (config, SB_CFG_DATABASE_URL);
     int status = 1;
     //  CURVE keys and zauth before any socket is bound or connected.
     sb_zmq_security_t *security = NULL;
@@ -192,7 +192,7 @@ main (int argc, char **argv)
     //  must not wait for it, so a log thread writes their lines (sb_log.c).
     if (sb_log_start () != 0)
         fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
-    if (s_migrate (conninfo, (int) sb_config_int (config, "SB_PG_TIMEOUT_MS"), migrations,
+    if (s_migrate (conninfo, (int) sb_config_int (config, SB_CFG_SB_PG_TIMEOUT_MS), migrations,
                    migrate_only)) {
         if (!sb_stop_wait (0))
             sb_error ("main", "migrations failed dir=%s", migrations);
@@ -212,7 +212,7 @@ main (int argc, char **argv)
     sb_status_http_t *http = NULL;
     if (!metrics)
         goto teardown;
-    outpub = sb_outpub_new (S_OUTCOMES, sb_config_str (config, "SB_DISPATCHER_PUB"), security);
+    outpub = sb_outpub_new (S_OUTCOMES, sb_config_str (config, SB_CFG_SB_DISPATCHER_PUB), security);
     if (!outpub)
         goto teardown;
     parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE);
@@ -221,13 +221,14 @@ main (int argc, char **argv)
     parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE);
     if (!parts.ingest)
         goto teardown;
-    http = sb_status_http_new (sb_config_str (config, "SB_DISPATCHER_LISTEN"), metrics, s_ready,
-                               &parts);
+    http = sb_status_http_new (sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN), metrics,
+                               s_ready, &parts);
     if (!http)
         goto teardown;
     sb_info ("main", "ready ingress_pub=%s dispatcher_pub=%s listen=%s",
-             sb_config_str (config, "SB_INGRESS_PUB"), sb_config_str (config, "SB_DISPATCHER_PUB"),
-             sb_config_str (config, "SB_DISPATCHER_LISTEN"));
+             sb_config_str (config, SB_CFG_SB_INGRESS_PUB),
+             sb_config_str (config, SB_CFG_SB_DISPATCHER_PUB),
+             sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN));
     sb_stop_wait (-1);
     sb_info ("main", "stopping");
     status = 0;

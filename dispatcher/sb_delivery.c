@@ -485,13 +485,13 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
         goto fail;
     args->shared = self;
     args->config = config;
-    args->conninfo = strdup (sb_config_str (config, "DATABASE_URL"));
-    args->timeout_ms = (int) sb_config_int (config, "SB_PG_TIMEOUT_MS");
+    args->conninfo = strdup (sb_config_str (config, SB_CFG_DATABASE_URL));
+    args->timeout_ms = (int) sb_config_int (config, SB_CFG_SB_PG_TIMEOUT_MS);
     args->outcomes = strdup (outcomes_endpoint);
     args->wake = strdup (wake_endpoint);
-    args->retry.max_attempts = (int) sb_config_int (config, "SB_SEND_MAX_ATTEMPTS");
-    args->retry.backoff_base_ms = sb_config_int (config, "SB_SEND_BACKOFF_BASE_MS");
-    args->retry.backoff_max_ms = sb_config_int (config, "SB_SEND_BACKOFF_MAX_MS");
+    args->retry.max_attempts = (int) sb_config_int (config, SB_CFG_SB_SEND_MAX_ATTEMPTS);
+    args->retry.backoff_base_ms = sb_config_int (config, SB_CFG_SB_SEND_BACKOFF_BASE_MS);
+    args->retry.backoff_max_ms = sb_config_int (config, SB_CFG_SB_SEND_BACKOFF_MAX_MS);
     args->metrics = metrics;
     if (!args->conninfo || !args->outcomes || !args->wake)
         goto fail;

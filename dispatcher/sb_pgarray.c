@@ -32,16 +32,17 @@
 //  Bytes of the header of a one-dimensional array.
 #define S_ARRAY_HEADER 20
 
-void
-sb_pgarray_init (sb_pgarray_t *a, uint32_t oid)
+//  An empty array of elements of type oid; s_array_free releases it.
+static void
+s_array_init (sb_pgarray_t *a, uint32_t oid)
 {
     memset (a, 0, sizeof (*a));
     a->oid = oid;
     a->size = S_ARRAY_HEADER;
 }
 
-void
-sb_pgarray_free (sb_pgarray_t *a)
+static void
+s_array_free (sb_pgarray_t *a)
 {
     free (a->data);
     a->data = NULL;
@@ -213,14 +214,14 @@ sb_pgarray_table_init (sb_pgarray_table_t *t, const uint32_t *oids, int ncols)
 {
     t->ncols = ncols;
     for (int i = 0; i < ncols; i++)
-        sb_pgarray_init (&t->cols [i], oids [i]);
+        s_array_init (&t->cols [i], oids [i]);
 }
 
 void
 sb_pgarray_table_free (sb_pgarray_table_t *t)
 {
     for (int i = 0; i < t->ncols; i++)
-        sb_pgarray_free (&t->cols [i]);
+        s_array_free (&t->cols [i]);
 }
 
 size_t

@@ -24,7 +24,7 @@
 //  Most columns a table has (and parameters a statement takes).
 #define SB_PGARRAY_TABLE_MAX 20
 
-//  One array parameter, built in place (a value: init, add, finish, free).
+//  One array parameter, built in place (a column of a table: add, finish).
 typedef struct {
     uint8_t *data;    //  header then elements
     size_t size;      //  bytes used
@@ -40,10 +40,6 @@ typedef struct {
     sb_pgarray_t cols [SB_PGARRAY_TABLE_MAX];  //  one binary array per column
     int ncols;                                 //  columns in use
 } sb_pgarray_table_t;
-
-//  An empty array of elements of type oid; sb_pgarray_free releases it.
-void sb_pgarray_init (sb_pgarray_t *a, uint32_t oid);
-void sb_pgarray_free (sb_pgarray_t *a);
 
 //  Add one element: bytes as they are (bytea, or any type's binary form);
 //  NULL; text as valid UTF-8 (NULL is ""; invalid sequences become U+FFFD),

@@ -36,9 +36,6 @@ typedef struct {
 //  Caller owns the return value.
 sb_rules_t *sb_rules_load (const char *path, char *err, size_t err_size);
 
-//  Rules from a YAML string (tests); name is used in error messages.
-sb_rules_t *sb_rules_load_string (const char *yaml, const char *name, char *err, size_t err_size);
-
 void sb_rules_destroy (sb_rules_t **self_p);
 
 //  The decision for an event. 0, or -1 when out of memory.
@@ -53,5 +50,12 @@ bool sb_rules_is_opt_in (const sb_rules_t *self, const char *text);
 
 //  Number of rules loaded.
 size_t sb_rules_count (const sb_rules_t *self);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
+//  Rules from a YAML string (the tests' rules need no file); name is used
+//  in error messages.
+sb_rules_t *sb_rules_load_string (const char *yaml, const char *name, char *err, size_t err_size);
 
 #endif

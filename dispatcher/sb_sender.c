@@ -546,18 +546,18 @@ sb_sender_new (const sb_config_t *config)
         curl_global_cleanup ();
         return NULL;
     }
-    self->concurrency = (size_t) sb_config_int (config, "SB_SEND_CONCURRENCY");
-    self->timeout_ms = (long) sb_config_int (config, "SB_SEND_TIMEOUT_MS");
-    self->connect_timeout_ms = (long) sb_config_int (config, "SB_SEND_CONNECT_TIMEOUT_MS");
+    self->concurrency = (size_t) sb_config_int (config, SB_CFG_SB_SEND_CONCURRENCY);
+    self->timeout_ms = (long) sb_config_int (config, SB_CFG_SB_SEND_TIMEOUT_MS);
+    self->connect_timeout_ms = (long) sb_config_int (config, SB_CFG_SB_SEND_CONNECT_TIMEOUT_MS);
     if (self->concurrency == 0)
         self->concurrency = 1;
 
     //  Twilio: the account SID names the URL; credentials are the auth
     //  token, or an API key with its secret (preferred when both are set).
-    const char *sid = sb_config_str (config, "TWILIO_ACCOUNT_SID");
-    const char *token = sb_config_str (config, "TWILIO_AUTH_TOKEN");
-    const char *key = sb_config_str (config, "TWILIO_API_KEY");
-    const char *secret = sb_config_str (config, "TWILIO_API_SECRET");
+    const char *sid = sb_config_str (config, SB_CFG_TWILIO_ACCOUNT_SID);
+    const char *token = sb_config_str (config, SB_CFG_TWILIO_AUTH_TOKEN);
+    const char *key = sb_config_str (config, SB_CFG_TWILIO_API_KEY);
+    const char *secret = sb_config_str (config, SB_CFG_TWILIO_API_SECRET);
     if (*sid && !s_is_sid (sid, "AC")) {
         sb_log (SB_LOG_ERROR, S_MODULE,
                 "TWILIO_ACCOUNT_SID is not AC followed by 32 hex digits");
@@ -572,7 +572,7 @@ sb_sender_new (const sb_config_t *config)
         goto fail;
     }
     if (*sid && (*key || *token)) {
-        self->twilio_url = sb_text_join (sb_config_str (config, "TWILIO_API_BASE"),
+        self->twilio_url = sb_text_join (sb_config_str (config, SB_CFG_TWILIO_API_BASE),
                                          "/2010-04-01/Accounts/", sid, "/Messages.json", NULL);
         self->twilio_user = s_strdup (*key ? key : sid);
         self->twilio_password = s_strdup (*key ? secret : token);
@@ -583,21 +583,21 @@ sb_sender_new (const sb_config_t *config)
         sb_log (SB_LOG_INFO, S_MODULE,
                 "Twilio sending off: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
                 "(or TWILIO_API_KEY and TWILIO_API_SECRET)");
-    if (sb_config_has (config, "SB_PUBLIC_URL")) {
-        self->status_callback = sb_text_join (sb_config_str (config, "SB_PUBLIC_URL"),
-                                              sb_config_str (config, "SB_PATH_PREFIX"),
+    if (sb_config_has (config, SB_CFG_SB_PUBLIC_URL)) {
+        self->status_callback = sb_text_join (sb_config_str (config, SB_CFG_SB_PUBLIC_URL),
+                                              sb_config_str (config, SB_CFG_SB_PATH_PREFIX),
                                               "/twilio/status", NULL);
         if (!self->status_callback)
             goto fail;
     }
 
     //  Meta.
-    const char *version = sb_config_str (config, "META_API_VERSION");
+    const char *version = sb_config_str (config, SB_CFG_META_API_VERSION);
     if (!s_is_version (version)) {
         sb_log (SB_LOG_ERROR, S_MODULE, "META_API_VERSION=%.40s is not like v23.0", version);
         goto fail;
     }
-    const char *access = sb_config_str (config, "META_ACCESS_TOKEN");
+    const char *access = sb_config_str (config, SB_CFG_META_ACCESS_TOKEN);
     if (*access) {
         for (const char *p = access; *p; p++)
             if ((unsigned char) *p <= ' ' || *p == 0x7f) {
@@ -606,7 +606,7 @@ sb_sender_new (const sb_config_t *config)
                 goto fail;
             }
         self->meta_base =
-            sb_text_join (sb_config_str (config, "META_API_BASE"), "/", version, NULL);
+            sb_text_join (sb_config_str (config, SB_CFG_META_API_BASE), "/", version, NULL);
         self->meta_auth = sb_text_join ("Authorization: Bearer ", access, NULL);
         if (!self->meta_base || !self->meta_auth)
             goto fail;

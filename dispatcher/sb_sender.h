@@ -59,8 +59,12 @@ int sb_sender_perform (sb_sender_t *self, int timeout_ms);
 //  strings with sb_outbox_result_free), or 0 when none is ready.
 int sb_sender_next_result (sb_sender_t *self, sb_send_result_t *result);
 
-//  Classify a provider's answer (exposed for unit tests): provider, HTTP
-//  status (0 = network error), body, Retry-After header value (or NULL).
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them.
+
+//  Classify a provider's answer (the tests feed it every answer shape,
+//  no provider needed): provider, HTTP status (0 = network error), body,
+//  Retry-After header value (or NULL).
 void sb_sender_classify (int provider, int http_status, const char *body,
                          const char *retry_after, sb_send_result_t *result);
 

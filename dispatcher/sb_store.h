@@ -98,12 +98,6 @@ int sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
 int sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
                      size_t epoch_size);
 
-//  Claim up to max due outbox rows (pending, next_attempt <= now): marks
-//  them sending with this connection's claim token (item->claim_token; a
-//  result applies only while its row has the token it carries). *items is a new array (free each with sb_outbox_item_free,
-//  then the array). Returns the number claimed, or -1.
-int sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items);
-
 //  After a crash, rows left "sending" go back to pending: all but those
 //  this store claimed (one dispatcher per database). Count or -1.
 int sb_store_recover (sb_store_t *self);
@@ -134,11 +128,6 @@ int sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t c
                      const sb_store_retry_t *retry, bool *dead, size_t claim_max,
                      sb_outbox_item_t **items);
 
-//  sb_store_settle of one result, claiming nothing: 0, 1 when a RETRY made
-//  the row dead, or -1.
-int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
-                     int64_t backoff_base_ms, int64_t backoff_max_ms);
-
 //  Rows left "sending" by a claim whose answer was lost (its round trip
 //  passed the deadline, and the server committed it later) go back to
 //  pending, except the held ones (in flight or with a result in memory).
@@ -150,5 +139,20 @@ int sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count);
 //  The outbox's depth: rows pending (due now or later) and sending, for
 //  /metrics. 0 or -1.
 int sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending);
+
+//  ---- For tests: public so the unit tests reach them; no other module
+//  calls them. The delivery actor claims and records through
+//  sb_store_settle only; the tests take each step alone.
+
+//  Claim up to max due outbox rows (pending, next_attempt <= now): marks
+//  them sending with this connection's claim token (item->claim_token; a
+//  result applies only while its row has the token it carries). *items is a new array (free each with sb_outbox_item_free,
+//  then the array). Returns the number claimed, or -1.
+int sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items);
+
+//  sb_store_settle of one result, claiming nothing: 0, 1 when a RETRY made
+//  the row dead, or -1.
+int sb_store_record (sb_store_t *self, const sb_send_result_t *result, int max_attempts,
+                     int64_t backoff_base_ms, int64_t backoff_max_ms);
 
 #endif

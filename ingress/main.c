@@ -77,20 +77,20 @@ main (int argc, char **argv)
         fprintf (stderr, "switchboard-ingress: configuration error: %s\n", err);
         return 2;
     }
-    sb_log_level_t level = (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL");
+    sb_log_level_t level = (sb_log_level_t) sb_config_int (config, SB_CFG_SB_LOG_LEVEL);
     sb_log_init ("ingress", level);
-    if (sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES"))
+    if (sb_config_bool (config, SB_CFG_SB_INSECURE_SKIP_SIGNATURES))
         sb_warn ("main",
                  "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who can reach this port can inject messages. Use for experiments only");
-    if (!sb_config_has (config, "TWILIO_AUTH_TOKEN"))
+    if (!sb_config_has (config, SB_CFG_TWILIO_AUTH_TOKEN))
         sb_warn ("main", "TWILIO_AUTH_TOKEN is not set: Twilio routes answer 503 until it is");
-    if (!sb_config_has (config, "META_APP_SECRET"))
+    if (!sb_config_has (config, SB_CFG_META_APP_SECRET))
         sb_warn ("main", "META_APP_SECRET is not set: POST /meta/whatsapp answers 503 until it is");
-    if (!sb_config_has (config, "META_VERIFY_TOKEN"))
+    if (!sb_config_has (config, SB_CFG_META_VERIFY_TOKEN))
         sb_warn ("main", "META_VERIFY_TOKEN is not set: GET /meta/whatsapp answers 503 until it is");
-    if (!sb_config_has (config, "SB_PUBLIC_URL"))
+    if (!sb_config_has (config, SB_CFG_SB_PUBLIC_URL))
         sb_info ("main", "SB_PUBLIC_URL is not set: Twilio signatures are checked against the Host header%s",
-                 sb_config_bool (config, "SB_TRUST_PROXY") ? " and X-Forwarded-Proto" : "");
+                 sb_config_bool (config, SB_CFG_SB_TRUST_PROXY) ? " and X-Forwarded-Proto" : "");
 
     s_raise_nofile ();
     //  Two malloc arenas, and jansson through the request's scratch, before
@@ -128,8 +128,9 @@ main (int argc, char **argv)
     sb_http_t *http = replay ? sb_http_new (config, writer, metrics) : NULL;
     if (http) {
         sb_info ("main", "ready ingress_id=%s listen=%s pub=%s replay=%s next_seq=%llu",
-                 sb_config_str (config, "SB_INGRESS_ID"), sb_config_str (config, "SB_LISTEN"),
-                 sb_config_str (config, "SB_PUB"), sb_config_str (config, "SB_REPLAY"),
+                 sb_config_str (config, SB_CFG_SB_INGRESS_ID),
+                 sb_config_str (config, SB_CFG_SB_LISTEN),
+                 sb_config_str (config, SB_CFG_SB_PUB), sb_config_str (config, SB_CFG_SB_REPLAY),
                  (unsigned long long) sb_writer_next_seq (writer));
         sb_stop_wait (-1);
         sb_info ("main", "stopping: finishing requests in flight");

@@ -1385,19 +1385,19 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
         return NULL;
     self->writer = writer;
     self->metrics = metrics;
-    self->prefix = strdup (sb_config_str (config, "SB_PATH_PREFIX"));
+    self->prefix = strdup (sb_config_str (config, SB_CFG_SB_PATH_PREFIX));
     self->prefix_len = self->prefix ? strlen (self->prefix) : 0;
-    self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->meta_secret = sb_config_dup (config, "META_APP_SECRET");
-    self->meta_verify = sb_config_dup (config, "META_VERIFY_TOKEN");
-    self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
-    self->max_body = (size_t) sb_config_int (config, "SB_MAX_BODY");
+    self->skip_signatures = sb_config_bool (config, SB_CFG_SB_INSECURE_SKIP_SIGNATURES);
+    self->meta_secret = sb_config_dup (config, SB_CFG_META_APP_SECRET);
+    self->meta_verify = sb_config_dup (config, SB_CFG_META_VERIFY_TOKEN);
+    self->ingress_id = strdup (sb_config_str (config, SB_CFG_SB_INGRESS_ID));
+    self->max_body = (size_t) sb_config_int (config, SB_CFG_SB_MAX_BODY);
     atomic_init (&self->last_unconfigured_log, 0);
     atomic_init (&self->inflight, 0);
     atomic_init (&self->info_wrong, false);
-    self->request_timeout_us = sb_config_int (config, "SB_HTTP_REQUEST_TIMEOUT_MS") * 1000;
-    self->keepalive_timeout_us = sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS") * 1000;
-    self->max_conn_per_ip = (int) sb_config_int (config, "SB_HTTP_MAX_CONN_PER_IP");
+    self->request_timeout_us = sb_config_int (config, SB_CFG_SB_HTTP_REQUEST_TIMEOUT_MS) * 1000;
+    self->keepalive_timeout_us = sb_config_int (config, SB_CFG_SB_HTTP_KEEPALIVE_TIMEOUT_MS) * 1000;
+    self->max_conn_per_ip = (int) sb_config_int (config, SB_CFG_SB_HTTP_MAX_CONN_PER_IP);
     self->miss_log = (sb_log_every_t) SB_LOG_EVERY (1000);
     atomic_init (&self->refused_log_us, 0);
     atomic_init (&self->refused_held, 0);
@@ -1405,12 +1405,13 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->fd_limit = getrlimit (RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < INT_MAX
                          ? (int) nofile.rlim_cur
                          : INT_MAX;
-    self->workers_max = (size_t) sb_config_int (config, "SB_HTTP_THREADS");
+    self->workers_max = (size_t) sb_config_int (config, SB_CFG_SB_HTTP_THREADS);
     //  Connection descriptors come after the ones open now, at most a pool
     //  and a queue of them, plus a slack for the process's own (journal
     //  segments, ZeroMQ sockets) opened meanwhile.
-    self->fd_slack = (int) (self->workers_max + (size_t) sb_config_int (config, "SB_HTTP_QUEUE"))
-                     + S_FD_SLACK;
+    self->fd_slack
+        = (int) (self->workers_max + (size_t) sb_config_int (config, SB_CFG_SB_HTTP_QUEUE))
+          + S_FD_SLACK;
     int lowest_free = fcntl (0, F_DUPFD_CLOEXEC, 0);
     if (lowest_free >= 0)
         close (lowest_free);
@@ -1429,15 +1430,15 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     if (sb_tls_wanted (config) && !(self->tls = sb_tls_new (config)))
         goto fail;
     char listen[300];
-    snprintf (listen, sizeof listen, "%s%s", sb_config_str (config, "SB_LISTEN"),
+    snprintf (listen, sizeof listen, "%s%s", sb_config_str (config, SB_CFG_SB_LISTEN),
               self->tls ? "s" : "");
     char threads[16], request_timeout[16], keepalive_timeout[16], queue[16];
-    snprintf (threads, sizeof threads, "%" PRId64, sb_config_int (config, "SB_HTTP_THREADS"));
+    snprintf (threads, sizeof threads, "%" PRId64, sb_config_int (config, SB_CFG_SB_HTTP_THREADS));
     snprintf (request_timeout, sizeof request_timeout, "%" PRId64,
-              sb_config_int (config, "SB_HTTP_REQUEST_TIMEOUT_MS"));
+              sb_config_int (config, SB_CFG_SB_HTTP_REQUEST_TIMEOUT_MS));
     snprintf (keepalive_timeout, sizeof keepalive_timeout, "%" PRId64,
-              sb_config_int (config, "SB_HTTP_KEEPALIVE_TIMEOUT_MS"));
-    snprintf (queue, sizeof queue, "%" PRId64, sb_config_int (config, "SB_HTTP_QUEUE"));
+              sb_config_int (config, SB_CFG_SB_HTTP_KEEPALIVE_TIMEOUT_MS));
+    snprintf (queue, sizeof queue, "%" PRId64, sb_config_int (config, SB_CFG_SB_HTTP_QUEUE));
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", threads,
@@ -1473,14 +1474,14 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     self->ctx = mg_start2 (&init, &error);
     if (!self->ctx) {
         sb_error ("http", "cannot start the HTTP server listen=%s error=\"%s\"",
-                  sb_config_str (config, "SB_LISTEN"), error_text);
+                  sb_config_str (config, SB_CFG_SB_LISTEN), error_text);
         goto fail;
     }
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->ctx, 4, ports);
     int port = n > 0 ? ports[0].port : 0;
     sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s max_conn_per_ip=%d prefix=\"%s\"",
-             sb_config_str (config, "SB_LISTEN"), port, self->tls ? "on" : "off", threads,
+             sb_config_str (config, SB_CFG_SB_LISTEN), port, self->tls ? "on" : "off", threads,
              request_timeout, keepalive_timeout, self->max_conn_per_ip, self->prefix);
     return self;
 fail:

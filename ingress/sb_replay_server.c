@@ -1269,9 +1269,9 @@ sb_replay_server_new (const sb_config_t *config, const sb_zmq_security_t *securi
     self->security = security;
     self->writer = writer;
     self->metrics = metrics;
-    self->endpoints = strdup (sb_config_str (config, "SB_REPLAY"));
-    self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
-    self->ttl_ms = sb_config_int (config, "SB_CONSUMER_TTL") * 1000;
+    self->endpoints = strdup (sb_config_str (config, SB_CFG_SB_REPLAY));
+    self->ingress_id = strdup (sb_config_str (config, SB_CFG_SB_INGRESS_ID));
+    self->ttl_ms = sb_config_int (config, SB_CFG_SB_CONSUMER_TTL) * 1000;
     if (!self->endpoints || !self->ingress_id)
         goto fail;
     if (!sb_replay_id_valid (self->ingress_id)) {

@@ -58,7 +58,7 @@ struct sb_tls_t {
 bool
 sb_tls_wanted (const sb_config_t *config)
 {
-    return sb_config_has (config, "SB_TLS_CERT") || sb_config_has (config, "SB_TLS_KEY");
+    return sb_config_has (config, SB_CFG_SB_TLS_CERT) || sb_config_has (config, SB_CFG_SB_TLS_KEY);
 }
 
 //  OpenSSL's reason for the last failure, or fallback. Clears its queue.
@@ -255,8 +255,8 @@ s_repair_civetweb (void)
 sb_tls_t *
 sb_tls_new (const sb_config_t *config)
 {
-    bool has_cert = sb_config_has (config, "SB_TLS_CERT");
-    bool has_key = sb_config_has (config, "SB_TLS_KEY");
+    bool has_cert = sb_config_has (config, SB_CFG_SB_TLS_CERT);
+    bool has_key = sb_config_has (config, SB_CFG_SB_TLS_KEY);
     if (has_cert != has_key) {
         sb_error ("tls", "%s is set but %s is not: HTTPS needs both the certificate and its key",
                   has_cert ? "SB_TLS_CERT" : "SB_TLS_KEY", has_cert ? "SB_TLS_KEY" : "SB_TLS_CERT");
@@ -265,7 +265,8 @@ sb_tls_new (const sb_config_t *config)
     sb_tls_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    if (s_load (self, sb_config_str (config, "SB_TLS_CERT"), sb_config_str (config, "SB_TLS_KEY")))
+    if (s_load (self, sb_config_str (config, SB_CFG_SB_TLS_CERT),
+                sb_config_str (config, SB_CFG_SB_TLS_KEY)))
         goto fail;
     //  Load civetweb's OpenSSL now (not lazily in mg_start2) so that its
     //  table can be checked before any connection.

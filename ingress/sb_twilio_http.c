@@ -83,17 +83,19 @@ sb_twilio_http_new (const sb_config_t *config)
     sb_twilio_http_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->token = sb_config_dup (config, "TWILIO_AUTH_TOKEN");
-    self->skip_signatures = sb_config_bool (config, "SB_INSECURE_SKIP_SIGNATURES");
-    self->public_url = sb_config_dup (config, "SB_PUBLIC_URL");
-    self->trust_proxy = sb_config_bool (config, "SB_TRUST_PROXY");
-    if (sb_config_has (config, "SB_TWILIO_VOICE_TWIML")
-        && !(self->voice_twiml = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
-                                               sb_config_str (config, "SB_TWILIO_VOICE_TWIML"))))
+    self->token = sb_config_dup (config, SB_CFG_TWILIO_AUTH_TOKEN);
+    self->skip_signatures = sb_config_bool (config, SB_CFG_SB_INSECURE_SKIP_SIGNATURES);
+    self->public_url = sb_config_dup (config, SB_CFG_SB_PUBLIC_URL);
+    self->trust_proxy = sb_config_bool (config, SB_CFG_SB_TRUST_PROXY);
+    if (sb_config_has (config, SB_CFG_SB_TWILIO_VOICE_TWIML)
+        && !(self->voice_twiml
+             = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
+                             sb_config_str (config, SB_CFG_SB_TWILIO_VOICE_TWIML))))
         goto fail;
-    if (sb_config_has (config, "SB_TWILIO_GATHER_TWIML")
-        && !(self->gather_twiml = s_read_twiml ("SB_TWILIO_GATHER_TWIML",
-                                                sb_config_str (config, "SB_TWILIO_GATHER_TWIML"))))
+    if (sb_config_has (config, SB_CFG_SB_TWILIO_GATHER_TWIML)
+        && !(self->gather_twiml
+             = s_read_twiml ("SB_TWILIO_GATHER_TWIML",
+                             sb_config_str (config, SB_CFG_SB_TWILIO_GATHER_TWIML))))
         goto fail;
     return self;
 fail:

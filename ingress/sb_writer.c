@@ -476,37 +476,39 @@ sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
         return NULL;
     self->security = security;
     self->metrics = metrics;
-    self->journal = sb_journal_open (sb_config_str (config, "SB_JOURNAL_DIR"),
-                                     (uint64_t) sb_config_int (config, "SB_JOURNAL_SEGMENT_BYTES"));
+    self->journal
+        = sb_journal_open (sb_config_str (config, SB_CFG_SB_JOURNAL_DIR),
+                           (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_SEGMENT_BYTES));
     if (!self->journal)
         goto fail;
     snprintf (self->epoch, sizeof self->epoch, "%s", sb_journal_epoch (self->journal));
-    self->stamp_room = sb_event_stamp_room (sb_config_str (config, "SB_INGRESS_ID"), self->epoch);
+    self->stamp_room
+        = sb_event_stamp_room (sb_config_str (config, SB_CFG_SB_INGRESS_ID), self->epoch);
     atomic_init (&self->next_seq, sb_journal_next_seq (self->journal));
     //  What the journal holds at open survived the restart: committed.
     atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
     //  Everything is held until the replay server says what consumers acked.
     atomic_init (&self->held_seq, 0);
     self->retention.max_age_seconds
-        = (uint64_t) sb_config_int (config, "SB_JOURNAL_RETAIN_HOURS") * 3600;
-    self->retention.max_bytes = (uint64_t) sb_config_int (config, "SB_JOURNAL_MAX_BYTES");
+        = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_RETAIN_HOURS) * 3600;
+    self->retention.max_bytes = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_MAX_BYTES);
     self->retention.hard_max_bytes
-        = (uint64_t) sb_config_int (config, "SB_JOURNAL_HARD_MAX_BYTES");
+        = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_HARD_MAX_BYTES);
     atomic_init (&self->ready, false);
     atomic_init (&self->busy_since_us, 0);
     pthread_mutex_init (&self->lock, NULL);
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    self->ingress_id = strdup (sb_config_str (config, "SB_INGRESS_ID"));
-    self->journal_dir = strdup (sb_config_str (config, "SB_JOURNAL_DIR"));
-    self->pub_hwm = (int) sb_config_int (config, "SB_PUB_HWM");
-    self->pub_endpoints = strdup (sb_config_str (config, "SB_PUB"));
+    self->ingress_id = strdup (sb_config_str (config, SB_CFG_SB_INGRESS_ID));
+    self->journal_dir = strdup (sb_config_str (config, SB_CFG_SB_JOURNAL_DIR));
+    self->pub_hwm = (int) sb_config_int (config, SB_CFG_SB_PUB_HWM);
+    self->pub_endpoints = strdup (sb_config_str (config, SB_CFG_SB_PUB));
     if (!self->ingress_id || !self->journal_dir || !self->pub_endpoints || self->wake_fd < 0)
         goto fail;
     self->actor = sb_actor_new (s_writer_actor, self);
     if (!self->actor)
         goto fail;
     sb_info ("writer", "journal open dir=%s next_seq=%llu epoch=%s",
-             sb_config_str (config, "SB_JOURNAL_DIR"),
+             sb_config_str (config, SB_CFG_SB_JOURNAL_DIR),
              (unsigned long long) atomic_load (&self->next_seq), self->epoch);
     return self;
 fail:

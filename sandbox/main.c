@@ -131,19 +131,19 @@ main (int argc, char **argv)
         fprintf (stderr, "switchboard %s: %s\n", S_CMD, err);
         return SB_CLI_USAGE;
     }
-    sb_log_init ("sandbox", (sb_log_level_t) sb_config_int (config, "SB_LOG_LEVEL"));
+    sb_log_init ("sandbox", (sb_log_level_t) sb_config_int (config, SB_CFG_SB_LOG_LEVEL));
 
     int rc = SB_CLI_FAILED;
     char ports[300];
     if (!listen)
-        listen = sb_config_str (config, "SB_SANDBOX_LISTEN");
+        listen = sb_config_str (config, SB_CFG_SB_SANDBOX_LISTEN);
     if (strlen (listen) > 200 || s_listen_spec (listen, ports, sizeof ports)) {
         rc = sb_cli_usage_error (S_CMD, "--listen %s: expected [host:]port", listen);
         sb_config_destroy (&config);
         return rc;
     }
     char *callbacks_url =
-        strdup (callbacks ? callbacks : sb_config_str (config, "SB_SANDBOX_CALLBACKS"));
+        strdup (callbacks ? callbacks : sb_config_str (config, SB_CFG_SB_SANDBOX_CALLBACKS));
     if (!callbacks_url) {
         sb_config_destroy (&config);
         return SB_CLI_FAILED;
@@ -164,14 +164,14 @@ main (int argc, char **argv)
         sb_config_destroy (&config);
         return SB_CLI_FAILED;
     }
-    self->account_sid = sb_config_str (config, "TWILIO_ACCOUNT_SID");
-    self->auth_token = sb_config_str (config, "TWILIO_AUTH_TOKEN");
-    self->api_key = sb_config_str (config, "TWILIO_API_KEY");
-    self->api_secret = sb_config_str (config, "TWILIO_API_SECRET");
-    self->meta_token = sb_config_str (config, "META_ACCESS_TOKEN");
-    self->app_secret = sb_config_str (config, "META_APP_SECRET");
-    self->public_url = sb_config_str (config, "SB_PUBLIC_URL");
-    self->prefix = sb_config_str (config, "SB_PATH_PREFIX");
+    self->account_sid = sb_config_str (config, SB_CFG_TWILIO_ACCOUNT_SID);
+    self->auth_token = sb_config_str (config, SB_CFG_TWILIO_AUTH_TOKEN);
+    self->api_key = sb_config_str (config, SB_CFG_TWILIO_API_KEY);
+    self->api_secret = sb_config_str (config, SB_CFG_TWILIO_API_SECRET);
+    self->meta_token = sb_config_str (config, SB_CFG_META_ACCESS_TOKEN);
+    self->app_secret = sb_config_str (config, SB_CFG_META_APP_SECRET);
+    self->public_url = sb_config_str (config, SB_CFG_SB_PUBLIC_URL);
+    self->prefix = sb_config_str (config, SB_CFG_SB_PATH_PREFIX);
     self->callbacks = callbacks_url;
     self->callback_delay_ms = delay_ms;
     atomic_init (&self->stopping, 0);

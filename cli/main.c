@@ -29,12 +29,11 @@ typedef struct {
 static void
 s_print_help (FILE *out, const s_cmd_t *cmds, size_t count)
 {
-    fprintf (out,
-             "Usage: switchboard COMMAND [FLAGS]...\n"
-             "\n"
-             "Command-line companion of switchboard-ingress and switchboard-dispatcher.\n"
-             "\n"
-             "Commands:\n");
+    fprintf (out, "Usage: switchboard COMMAND [FLAGS]...\n"
+                  "\n"
+                  "Command-line companion of switchboard-ingress and switchboard-dispatcher.\n"
+                  "\n"
+                  "Commands:\n");
     for (size_t i = 0; i < count; i++)
         fprintf (out, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf (out,

@@ -46,9 +46,9 @@ s_usage (FILE *out)
 
 //  Options as parsed from the command line.
 typedef struct {
-    bool json;         //  --json
-    uint64_t from;     //  --from, first sequence number
-    const char *dir;   //  DIR, or NULL for SB_JOURNAL_DIR (borrowed)
+    bool json;        //  --json
+    uint64_t from;    //  --from, first sequence number
+    const char *dir;  //  DIR, or NULL for SB_JOURNAL_DIR (borrowed)
 } s_opts_t;
 
 static int
@@ -67,19 +67,14 @@ s_parse (int argc, char **argv, s_opts_t *opts)
     int c;
     while ((c = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-            case 'j':
-                opts->json = true;
-                break;
+            case 'j': opts->json = true; break;
             case 'f':
                 if (sb_cli_parse_u64 (optarg, 1, UINT64_MAX, &opts->from))
                     return sb_cli_usage_error (S_CMD, "--from %s: expected a sequence number >= 1",
                                                optarg);
                 break;
-            case 'h':
-                s_usage (stdout);
-                return -1;
-            default:
-                return sb_cli_bad_flag (S_CMD, c, argv);
+            case 'h': s_usage (stdout); return -1;
+            default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
     }
     if (argc - optind > 1)
@@ -111,8 +106,8 @@ s_check_dir (const char *dir)
         return -1;
     }
     if (stat (epoch, &st) || !S_ISREG (st.st_mode)) {
-        fprintf (stderr,
-                 "switchboard journal: %s is not a switchboard journal (no EPOCH file)\n", dir);
+        fprintf (stderr, "switchboard journal: %s is not a switchboard journal (no EPOCH file)\n",
+                 dir);
         return -1;
     }
     return 0;
@@ -124,8 +119,8 @@ s_print (const s_opts_t *opts, uint64_t seq, const uint8_t *data, size_t size)
 {
     sb_event_t *event = sb_event_decode (data, size);
     if (!event) {
-        sb_warn ("journal", "record is not an Event seq=%llu size=%zu",
-                 (unsigned long long) seq, size);
+        sb_warn ("journal", "record is not an Event seq=%llu size=%zu", (unsigned long long) seq,
+                 size);
         if (!opts->json)
             printf ("seq=%llu size=%zu (not an Event)\n", (unsigned long long) seq, size);
         return -1;
@@ -141,14 +136,12 @@ s_print (const s_opts_t *opts, uint64_t seq, const uint8_t *data, size_t size)
     int rc = 0;
     if (opts->json) {
         if (sb_cli_print_json (stdout, event, topic)) {
-            sb_warn ("journal", "cannot render record as JSON seq=%llu",
-                     (unsigned long long) seq);
+            sb_warn ("journal", "cannot render record as JSON seq=%llu", (unsigned long long) seq);
             rc = -1;
         }
     }
     else {
-        printf ("seq=%llu size=%zu %s", (unsigned long long) seq, size,
-                sb_cli_short_topic (topic));
+        printf ("seq=%llu size=%zu %s", (unsigned long long) seq, size, sb_cli_short_topic (topic));
         sb_cli_print_summary (stdout, event);
         fputc ('\n', stdout);
     }

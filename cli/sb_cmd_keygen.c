@@ -23,7 +23,7 @@
 
 #define S_CMD "keygen"
 #define S_NAME_MAX 64
-#define S_DIR_MAX 200   //  czmq keeps certificate paths in 256 bytes
+#define S_DIR_MAX 200  //  czmq keeps certificate paths in 256 bytes
 
 static void
 s_usage (FILE *out)
@@ -77,16 +77,14 @@ sb_cmd_keygen (int argc, char **argv)
         switch (c) {
             case 'n':
                 if (!s_valid_name (optarg))
-                    return sb_cli_usage_error (
-                        S_CMD, "--name %.100s: expected 1 to %d letters, digits, '.', '_' or '-', not starting with '.' or '-'",
-                        optarg, S_NAME_MAX);
+                    return sb_cli_usage_error (S_CMD,
+                                               "--name %.100s: expected 1 to %d letters, digits, "
+                                               "'.', '_' or '-', not starting with '.' or '-'",
+                                               optarg, S_NAME_MAX);
                 snprintf (name, sizeof name, "%s", optarg);
                 break;
-            case 'h':
-                s_usage (stdout);
-                return SB_CLI_OK;
-            default:
-                return sb_cli_bad_flag (S_CMD, c, argv);
+            case 'h': s_usage (stdout); return SB_CLI_OK;
+            default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
     }
     if (argc - optind != 1)
@@ -106,8 +104,8 @@ sb_cmd_keygen (int argc, char **argv)
     //  Room for DIR, '/', NAME, ".key_secret" and the NUL.
     char public_path[S_DIR_MAX + S_NAME_MAX + 16], secret_path[S_DIR_MAX + S_NAME_MAX + 16];
     snprintf (public_path, sizeof public_path, "%.*s/%.*s.key", S_DIR_MAX, dir, S_NAME_MAX, name);
-    snprintf (secret_path, sizeof secret_path, "%.*s/%.*s.key_secret", S_DIR_MAX, dir,
-              S_NAME_MAX, name);
+    snprintf (secret_path, sizeof secret_path, "%.*s/%.*s.key_secret", S_DIR_MAX, dir, S_NAME_MAX,
+              name);
 
     char ebuf[128];
     if (mkdir (dir, 0700) != 0 && errno != EEXIST) {
@@ -118,7 +116,9 @@ sb_cmd_keygen (int argc, char **argv)
     const char *paths[] = {public_path, secret_path};
     for (size_t i = 0; i < 2; i++)
         if (access (paths[i], F_OK) == 0) {
-            fprintf (stderr, "switchboard keygen: %s exists: keys are never overwritten (choose another --name)\n",
+            fprintf (stderr,
+                     "switchboard keygen: %s exists: keys are never overwritten (choose another "
+                     "--name)\n",
                      paths[i]);
             return SB_CLI_FAILED;
         }
@@ -153,8 +153,10 @@ sb_cmd_keygen (int argc, char **argv)
     printf ("%s\n", zcert_public_txt (cert));
     fflush (stdout);
     fprintf (stderr,
-             "switchboard keygen: wrote %s (public: a server's SB_CURVE_ALLOWED directory, or its clients' SB_CURVE_SERVER_PUBLIC)\n"
-             "switchboard keygen: wrote %s (secret, mode 0600: SB_CURVE_SERVER_SECRET or SB_CURVE_CLIENT_CERT on this host only)\n",
+             "switchboard keygen: wrote %s (public: a server's SB_CURVE_ALLOWED directory, or its "
+             "clients' SB_CURVE_SERVER_PUBLIC)\n"
+             "switchboard keygen: wrote %s (secret, mode 0600: SB_CURVE_SERVER_SECRET or "
+             "SB_CURVE_CLIENT_CERT on this host only)\n",
              public_path, secret_path);
     rc = SB_CLI_OK;
 done:

@@ -25,47 +25,48 @@
 #include "sb_zmq.h"
 
 #define S_CMD "replay"
-#define S_WINDOW 1000     //  credit granted at a time
-#define S_POLL_MS 100     //  longest wait before checking the signal flag again
+#define S_WINDOW 1000  //  credit granted at a time
+#define S_POLL_MS 100  //  longest wait before checking the signal flag again
 
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: switchboard replay [--from SEQ] [--json] [--count N] [--epoch EPOCH]\n"
-             "                          [--timeout SECONDS] [ENDPOINT]\n"
-             "\n"
-             "Ask an ingress to replay its journal from sequence number SEQ and print the\n"
-             "records in order, one line each (as `switchboard tap` does), until the replay\n"
-             "ends: at the last durable record, or after N records.\n"
-             "\n"
-             "  ENDPOINT          the ingress's replay endpoint (default: SB_REPLAY,\n"
-             "                    tcp://127.0.0.1:5557)\n"
-             "  --from SEQ        first sequence number (default 1); when retention removed\n"
-             "                    it, the replay starts at the first kept (said on stderr)\n"
-             "  --count N         stop after N records\n"
-             "  --json            one JSON object per line: the event with \"topic\" added\n"
-             "  --epoch EPOCH     the journal epoch SEQ belongs to; if the ingress has another\n"
-             "                    journal now, it replays that one from seq 1 (said on stderr)\n"
-             "  --timeout SECONDS fail when the ingress says nothing for SECONDS (default 10)\n"
-             "  -h, --help        this help\n"
-             "\n"
-             "Human lines look like:\n"
-             "  seq=12 twilio.sms.message sid=SM... from=+14155550100 to=+15558675310 text=\"hello\"\n"
-             "The end is reported on stderr:\n"
-             "  replay end: reason=caught_up last_seq=50 committed_seq=50 epoch=... records=50\n"
-             "Exit status: 0 the replay ended (caught up or N records), 1 it failed or the\n"
-             "ingress did not answer, 2 bad flags or settings.\n");
+    fprintf (
+        out,
+        "Usage: switchboard replay [--from SEQ] [--json] [--count N] [--epoch EPOCH]\n"
+        "                          [--timeout SECONDS] [ENDPOINT]\n"
+        "\n"
+        "Ask an ingress to replay its journal from sequence number SEQ and print the\n"
+        "records in order, one line each (as `switchboard tap` does), until the replay\n"
+        "ends: at the last durable record, or after N records.\n"
+        "\n"
+        "  ENDPOINT          the ingress's replay endpoint (default: SB_REPLAY,\n"
+        "                    tcp://127.0.0.1:5557)\n"
+        "  --from SEQ        first sequence number (default 1); when retention removed\n"
+        "                    it, the replay starts at the first kept (said on stderr)\n"
+        "  --count N         stop after N records\n"
+        "  --json            one JSON object per line: the event with \"topic\" added\n"
+        "  --epoch EPOCH     the journal epoch SEQ belongs to; if the ingress has another\n"
+        "                    journal now, it replays that one from seq 1 (said on stderr)\n"
+        "  --timeout SECONDS fail when the ingress says nothing for SECONDS (default 10)\n"
+        "  -h, --help        this help\n"
+        "\n"
+        "Human lines look like:\n"
+        "  seq=12 twilio.sms.message sid=SM... from=+14155550100 to=+15558675310 text=\"hello\"\n"
+        "The end is reported on stderr:\n"
+        "  replay end: reason=caught_up last_seq=50 committed_seq=50 epoch=... records=50\n"
+        "Exit status: 0 the replay ended (caught up or N records), 1 it failed or the\n"
+        "ingress did not answer, 2 bad flags or settings.\n");
 }
 
 //  Options as parsed from the command line.
 typedef struct {
-    bool json;               //  --json
-    uint64_t from;           //  --from
-    uint64_t count;          //  --count, 0 = all
-    const char *epoch;       //  --epoch or NULL (borrowed)
-    double timeout;          //  --timeout seconds
-    const char *endpoint;    //  ENDPOINT or NULL for SB_REPLAY (borrowed)
+    bool json;             //  --json
+    uint64_t from;         //  --from
+    uint64_t count;        //  --count, 0 = all
+    const char *epoch;     //  --epoch or NULL (borrowed)
+    double timeout;        //  --timeout seconds
+    const char *endpoint;  //  ENDPOINT or NULL for SB_REPLAY (borrowed)
 } s_opts_t;
 
 static int
@@ -88,9 +89,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
     int c;
     while ((c = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-            case 'j':
-                opts->json = true;
-                break;
+            case 'j': opts->json = true; break;
             case 'f':
                 if (sb_cli_parse_u64 (optarg, 1, UINT64_MAX, &opts->from))
                     return sb_cli_usage_error (S_CMD, "--from %s: expected a sequence number >= 1",
@@ -113,16 +112,12 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                     return sb_cli_usage_error (
                         S_CMD, "--timeout %s: expected seconds > 0, e.g. 2 or 0.5", optarg);
                 break;
-            case 'h':
-                s_usage (stdout);
-                return -1;
-            default:
-                return sb_cli_bad_flag (S_CMD, c, argv);
+            case 'h': s_usage (stdout); return -1;
+            default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
     }
     if (argc - optind > 1)
-        return sb_cli_usage_error (S_CMD, "expected one endpoint, got %d arguments",
-                                   argc - optind);
+        return sb_cli_usage_error (S_CMD, "expected one endpoint, got %d arguments", argc - optind);
     if (argc - optind == 1) {
         opts->endpoint = argv[optind];
         if (!strstr (opts->endpoint, "://"))
@@ -200,8 +195,7 @@ sb_cmd_replay (int argc, char **argv)
     zsock_set_maxmsgsize (dealer, (int64_t) SB_REPLAY_MAX_MESSAGE);
     zsock_set_rcvhwm (dealer, S_WINDOW * 2);
     zsock_set_linger (dealer, 100);
-    if (sb_zmq_connect (security, dealer, "replay", opts.endpoint ? NULL : "SB_REPLAY",
-                        endpoint)) {
+    if (sb_zmq_connect (security, dealer, "replay", opts.endpoint ? NULL : "SB_REPLAY", endpoint)) {
         rc = SB_CLI_USAGE;
         goto done;
     }
@@ -217,8 +211,8 @@ sb_cmd_replay (int argc, char **argv)
         fprintf (stderr, "switchboard replay: cannot send the request to %s\n", endpoint);
         goto done;
     }
-    uint64_t printed = 0;     //  records printed
-    uint64_t ungranted = 0;   //  records taken since credit was last granted
+    uint64_t printed = 0;    //  records printed
+    uint64_t ungranted = 0;  //  records taken since credit was last granted
     int64_t timeout_ms = (int64_t) (opts.timeout * 1000.0);
     int64_t deadline = zclock_mono () + timeout_ms;
     bool ended = false;

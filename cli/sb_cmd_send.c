@@ -41,11 +41,11 @@
 
 #define S_CMD "send"
 #define S_DEFAULT_URL "http://127.0.0.1:8080"
-#define S_MAX_MEDIA 10                     //  Twilio's limit per message
-#define S_MAX_FLAG 1024                    //  longest address, sid, status, ... flag
-#define S_MAX_BODY_FLAG (64 * 1024)        //  longest --body
-#define S_MAX_FILE (64u * 1024 * 1024)     //  largest --file (SB_MAX_BODY's ceiling)
-#define S_MAX_ANSWER (1024 * 1024)         //  answer bytes kept for printing
+#define S_MAX_MEDIA 10                  //  Twilio's limit per message
+#define S_MAX_FLAG 1024                 //  longest address, sid, status, ... flag
+#define S_MAX_BODY_FLAG (64 * 1024)     //  longest --body
+#define S_MAX_FILE (64u * 1024 * 1024)  //  largest --file (SB_MAX_BODY's ceiling)
+#define S_MAX_ANSWER (1024 * 1024)      //  answer bytes kept for printing
 #define S_MAX_COUNT 10000000
 
 //  Defaults: a user's number and the business's number (fictional 555s),
@@ -72,10 +72,10 @@ typedef enum {
 
 //  One KIND: its name, provider, route and help line (indexed by s_kind_id_t).
 typedef struct {
-    const char *name;         //  as typed
-    s_provider_t provider;    //  who signs it
-    const char *path;         //  route below SB_PATH_PREFIX
-    const char *help;         //  one line for --help
+    const char *name;       //  as typed
+    s_provider_t provider;  //  who signs it
+    const char *path;       //  route below SB_PATH_PREFIX
+    const char *help;       //  one line for --help
 } s_kind_t;
 
 static const s_kind_t s_kinds[] = {
@@ -95,27 +95,27 @@ static const s_kind_t s_kinds[] = {
 
 //  Options as parsed from the command line (strings borrowed from argv).
 typedef struct {
-    s_kind_id_t kind;                  //  what to build
-    const char *url;                   //  --url, where to post
-    const char *from;                  //  --from, NULL for the kind's default
-    const char *to;                    //  --to
-    const char *body;                  //  --body
-    const char *sid;                   //  --sid: the provider id to use
-    const char *account;               //  --account: AccountSid / phone_number_id
-    const char *digits;                //  --digits
-    const char *status;                //  --status
-    const char *error_code;            //  --error-code, as typed (digits)
-    uint64_t error_number;             //  --error-code, parsed
-    const char *profile_name;          //  --profile-name
-    const char *media[S_MAX_MEDIA];    //  --media URLs
-    size_t n_media;                    //  how many
-    bool print_only;                   //  --print-only
-    bool no_sign;                      //  --no-sign
-    uint64_t count;                    //  --count
-    double timeout;                    //  --timeout, seconds per request
-    const char *file;                  //  --file PATH
-    s_provider_t provider;             //  --provider (with --file), 0 = from extension
-    const char *path;                  //  --path (with --file)
+    s_kind_id_t kind;                //  what to build
+    const char *url;                 //  --url, where to post
+    const char *from;                //  --from, NULL for the kind's default
+    const char *to;                  //  --to
+    const char *body;                //  --body
+    const char *sid;                 //  --sid: the provider id to use
+    const char *account;             //  --account: AccountSid / phone_number_id
+    const char *digits;              //  --digits
+    const char *status;              //  --status
+    const char *error_code;          //  --error-code, as typed (digits)
+    uint64_t error_number;           //  --error-code, parsed
+    const char *profile_name;        //  --profile-name
+    const char *media[S_MAX_MEDIA];  //  --media URLs
+    size_t n_media;                  //  how many
+    bool print_only;                 //  --print-only
+    bool no_sign;                    //  --no-sign
+    uint64_t count;                  //  --count
+    double timeout;                  //  --timeout, seconds per request
+    const char *file;                //  --file PATH
+    s_provider_t provider;           //  --provider (with --file), 0 = from extension
+    const char *path;                //  --path (with --file)
 } s_opts_t;
 
 //  One request ready to print or send.
@@ -152,8 +152,8 @@ s_usage (FILE *out)
              "Build a realistic webhook request, sign it as the provider does and post it to the\n"
              "ingress; print the HTTP status line and the answer. KIND is one of:\n");
     for (size_t i = 0; i < S_KIND_COUNT; i++)
-        fprintf (out, "  %-16s %s %s: %s\n", s_kinds[i].name,
-                 i == K_META_VERIFY ? "GET" : "POST", s_kinds[i].path, s_kinds[i].help);
+        fprintf (out, "  %-16s %s %s: %s\n", s_kinds[i].name, i == K_META_VERIFY ? "GET" : "POST",
+                 s_kinds[i].path, s_kinds[i].help);
     fprintf (out,
              "\n"
              "  --url BASE          where the ingress listens (default %s); the route is\n"
@@ -208,8 +208,24 @@ static int
 s_parse (int argc, char **argv, s_opts_t *opts)
 {
     enum {
-        O_URL = 256, O_FROM, O_TO, O_BODY, O_SID, O_ACCOUNT, O_DIGITS, O_STATUS, O_ERROR,
-        O_PROFILE, O_MEDIA, O_PRINT, O_NOSIGN, O_COUNT, O_TIMEOUT, O_FILE, O_PROVIDER, O_PATH
+        O_URL = 256,
+        O_FROM,
+        O_TO,
+        O_BODY,
+        O_SID,
+        O_ACCOUNT,
+        O_DIGITS,
+        O_STATUS,
+        O_ERROR,
+        O_PROFILE,
+        O_MEDIA,
+        O_PRINT,
+        O_NOSIGN,
+        O_COUNT,
+        O_TIMEOUT,
+        O_FILE,
+        O_PROVIDER,
+        O_PATH
     };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -244,9 +260,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
         const char **target = NULL;
         const char *flag = NULL;
         switch (c) {
-            case 'h':
-                s_usage (stdout);
-                return -1;
+            case 'h': s_usage (stdout); return -1;
             case O_URL:
                 opts->url = optarg;
                 if (!sb_text_url_host (optarg))
@@ -269,8 +283,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                 break;
             case O_ERROR: {
                 if (sb_cli_parse_u64 (optarg, 1, 999999999, &opts->error_number))
-                    return sb_cli_usage_error (S_CMD, "--error-code %s: expected digits",
-                                               optarg);
+                    return sb_cli_usage_error (S_CMD, "--error-code %s: expected digits", optarg);
                 opts->error_code = optarg;
                 break;
             }
@@ -284,12 +297,8 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                     return SB_CLI_USAGE;
                 opts->media[opts->n_media++] = optarg;
                 break;
-            case O_PRINT:
-                opts->print_only = true;
-                break;
-            case O_NOSIGN:
-                opts->no_sign = true;
-                break;
+            case O_PRINT: opts->print_only = true; break;
+            case O_NOSIGN: opts->no_sign = true; break;
             case O_COUNT:
                 if (sb_cli_parse_u64 (optarg, 1, S_MAX_COUNT, &opts->count))
                     return sb_cli_usage_error (S_CMD, "--count %s: expected 1 to %d", optarg,
@@ -297,12 +306,9 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                 break;
             case O_TIMEOUT:
                 if (sb_cli_parse_seconds (optarg, 3600, &opts->timeout) || opts->timeout <= 0)
-                    return sb_cli_usage_error (S_CMD, "--timeout %s: expected seconds > 0",
-                                               optarg);
+                    return sb_cli_usage_error (S_CMD, "--timeout %s: expected seconds > 0", optarg);
                 break;
-            case O_FILE:
-                opts->file = optarg;
-                break;
+            case O_FILE: opts->file = optarg; break;
             case O_PROVIDER:
                 if (strcmp (optarg, "twilio") == 0)
                     opts->provider = S_TWILIO;
@@ -314,15 +320,13 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                 break;
             case O_PATH:
                 if (optarg[0] != '/' || strchr (optarg, ' ') || strchr (optarg, '#'))
-                    return sb_cli_usage_error (S_CMD,
-                                               "--path %s: expected a route like /twilio/messages",
-                                               optarg);
+                    return sb_cli_usage_error (
+                        S_CMD, "--path %s: expected a route like /twilio/messages", optarg);
                 if (s_check_len ("--path", optarg, S_MAX_FLAG))
                     return SB_CLI_USAGE;
                 opts->path = optarg;
                 break;
-            default:
-                return sb_cli_bad_flag (S_CMD, c, argv);
+            default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
         if (target) {
             if (s_check_len (flag, optarg, S_MAX_FLAG))
@@ -396,11 +400,11 @@ static const char *
 s_content_type (const char *url)
 {
     static const char *const table[][2] = {
-        {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"}, {".png", "image/png"},
-        {".gif", "image/gif"}, {".webp", "image/webp"}, {".mp4", "video/mp4"},
-        {".3gp", "video/3gpp"}, {".ogg", "audio/ogg"}, {".opus", "audio/ogg"},
-        {".mp3", "audio/mpeg"}, {".amr", "audio/amr"}, {".m4a", "audio/mp4"},
-        {".pdf", "application/pdf"}, {".txt", "text/plain"}, {".vcf", "text/vcard"},
+        {".jpg", "image/jpeg"},      {".jpeg", "image/jpeg"}, {".png", "image/png"},
+        {".gif", "image/gif"},       {".webp", "image/webp"}, {".mp4", "video/mp4"},
+        {".3gp", "video/3gpp"},      {".ogg", "audio/ogg"},   {".opus", "audio/ogg"},
+        {".mp3", "audio/mpeg"},      {".amr", "audio/amr"},   {".m4a", "audio/mp4"},
+        {".pdf", "application/pdf"}, {".txt", "text/plain"},  {".vcf", "text/vcard"},
     };
     const char *end = url + strcspn (url, "?#");
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
@@ -429,8 +433,8 @@ s_media_kind (const char *content_type)
 static bool
 s_call_status (const char *status)
 {
-    static const char *const calls[] = {"initiated", "ringing", "in-progress", "completed",
-                                        "busy", "no-answer"};
+    static const char *const calls[] = {"initiated", "ringing", "in-progress",
+                                        "completed", "busy",    "no-answer"};
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
         if (strcmp (status, calls[i]) == 0)
             return true;
@@ -458,7 +462,8 @@ static int
 s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t *req)
 {
     const s_opts_t *o = ctx->opts;
-    char sid[S_MAX_FLAG + 1], body[S_MAX_BODY_FLAG + 64], from[S_MAX_FLAG + 16], to[S_MAX_FLAG + 16];
+    char sid[S_MAX_FLAG + 1], body[S_MAX_BODY_FLAG + 64], from[S_MAX_FLAG + 16],
+        to[S_MAX_FLAG + 16];
     char num_media[8], segments[16], wa_id[S_MAX_FLAG + 16];
     snprintf (num_media, sizeof num_media, "%zu", o->n_media);
     if (o->body)
@@ -481,15 +486,43 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
             snprintf (segments, sizeof segments, "%d", sb_fakeprov_sms_segments (body));
             bool geo_to = s_nanp (to), geo_from = s_nanp (from);
-            const char *pairs[] = {
-                "ToCountry", geo_to ? "US" : NULL, "ToState", geo_to ? "CA" : NULL,
-                "SmsMessageSid", sid, "NumMedia", num_media,
-                "ToCity", geo_to ? "SAUSALITO" : NULL, "FromZip", geo_from ? "94103" : NULL,
-                "SmsSid", sid, "FromState", geo_from ? "CA" : NULL, "SmsStatus", "received",
-                "FromCity", geo_from ? "SAN FRANCISCO" : NULL, "Body", body,
-                "FromCountry", geo_from ? "US" : NULL, "To", to, "ToZip", geo_to ? "94965" : NULL,
-                "NumSegments", segments, "MessageSid", sid, "AccountSid", account, "From", from,
-                NULL};
+            const char *pairs[] = {"ToCountry",
+                                   geo_to ? "US" : NULL,
+                                   "ToState",
+                                   geo_to ? "CA" : NULL,
+                                   "SmsMessageSid",
+                                   sid,
+                                   "NumMedia",
+                                   num_media,
+                                   "ToCity",
+                                   geo_to ? "SAUSALITO" : NULL,
+                                   "FromZip",
+                                   geo_from ? "94103" : NULL,
+                                   "SmsSid",
+                                   sid,
+                                   "FromState",
+                                   geo_from ? "CA" : NULL,
+                                   "SmsStatus",
+                                   "received",
+                                   "FromCity",
+                                   geo_from ? "SAN FRANCISCO" : NULL,
+                                   "Body",
+                                   body,
+                                   "FromCountry",
+                                   geo_from ? "US" : NULL,
+                                   "To",
+                                   to,
+                                   "ToZip",
+                                   geo_to ? "94965" : NULL,
+                                   "NumSegments",
+                                   segments,
+                                   "MessageSid",
+                                   sid,
+                                   "AccountSid",
+                                   account,
+                                   "From",
+                                   from,
+                                   NULL};
             if (s_add_media (form, o, false) || sb_fakeprov_add_pairs (form, pairs)
                 || s_add_media (form, o, true) || sb_form_add (form, "ApiVersion", api))
                 return -1;
@@ -504,14 +537,36 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             s_whatsapp (to, sizeof to, o->to ? o->to : S_OURS);
             const char *bare = sb_fakeprov_bare (from);
             snprintf (wa_id, sizeof wa_id, "%s", *bare == '+' ? bare + 1 : bare);
-            const char *type =
-                o->n_media ? s_media_kind (s_content_type (o->media[0])) : "text";
-            const char *pairs[] = {
-                "SmsMessageSid", sid, "NumMedia", num_media,
-                "ProfileName", o->profile_name ? o->profile_name : S_PROFILE,
-                "MessageType", type, "SmsSid", sid, "WaId", wa_id, "SmsStatus", "received",
-                "Body", body, "To", to, "NumSegments", "1", "ReferralNumMedia", "0",
-                "MessageSid", sid, "AccountSid", account, "From", from, NULL};
+            const char *type = o->n_media ? s_media_kind (s_content_type (o->media[0])) : "text";
+            const char *pairs[] = {"SmsMessageSid",
+                                   sid,
+                                   "NumMedia",
+                                   num_media,
+                                   "ProfileName",
+                                   o->profile_name ? o->profile_name : S_PROFILE,
+                                   "MessageType",
+                                   type,
+                                   "SmsSid",
+                                   sid,
+                                   "WaId",
+                                   wa_id,
+                                   "SmsStatus",
+                                   "received",
+                                   "Body",
+                                   body,
+                                   "To",
+                                   to,
+                                   "NumSegments",
+                                   "1",
+                                   "ReferralNumMedia",
+                                   "0",
+                                   "MessageSid",
+                                   sid,
+                                   "AccountSid",
+                                   account,
+                                   "From",
+                                   from,
+                                   NULL};
             if (s_add_media (form, o, false) || sb_fakeprov_add_pairs (form, pairs)
                 || s_add_media (form, o, true) || sb_form_add (form, "ApiVersion", api))
                 return -1;
@@ -525,20 +580,57 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
             bool geo_to = s_nanp (to), geo_from = s_nanp (from);
-            const char *pairs[] = {
-                "Called", to, "ToState", geo_to ? "CA" : NULL,
-                "CallerCountry", geo_from ? "US" : NULL, "Direction", "inbound",
-                "CallerState", geo_from ? "CA" : NULL, "ToZip", geo_to ? "94965" : NULL,
-                "CallSid", sid, "To", to, "CallerZip", geo_from ? "94103" : NULL,
-                "ToCountry", geo_to ? "US" : NULL, "CalledZip", geo_to ? "94965" : NULL,
-                "ApiVersion", api, "CalledCity", geo_to ? "SAUSALITO" : NULL,
-                "CallStatus", o->status ? o->status : "ringing", "From", from,
-                "AccountSid", account, "CalledCountry", geo_to ? "US" : NULL,
-                "CallerCity", geo_from ? "SAN FRANCISCO" : NULL,
-                "ToCity", geo_to ? "SAUSALITO" : NULL, "FromCountry", geo_from ? "US" : NULL,
-                "Caller", from, "FromCity", geo_from ? "SAN FRANCISCO" : NULL,
-                "CalledState", geo_to ? "CA" : NULL, "FromZip", geo_from ? "94103" : NULL,
-                "FromState", geo_from ? "CA" : NULL, NULL};
+            const char *pairs[] = {"Called",
+                                   to,
+                                   "ToState",
+                                   geo_to ? "CA" : NULL,
+                                   "CallerCountry",
+                                   geo_from ? "US" : NULL,
+                                   "Direction",
+                                   "inbound",
+                                   "CallerState",
+                                   geo_from ? "CA" : NULL,
+                                   "ToZip",
+                                   geo_to ? "94965" : NULL,
+                                   "CallSid",
+                                   sid,
+                                   "To",
+                                   to,
+                                   "CallerZip",
+                                   geo_from ? "94103" : NULL,
+                                   "ToCountry",
+                                   geo_to ? "US" : NULL,
+                                   "CalledZip",
+                                   geo_to ? "94965" : NULL,
+                                   "ApiVersion",
+                                   api,
+                                   "CalledCity",
+                                   geo_to ? "SAUSALITO" : NULL,
+                                   "CallStatus",
+                                   o->status ? o->status : "ringing",
+                                   "From",
+                                   from,
+                                   "AccountSid",
+                                   account,
+                                   "CalledCountry",
+                                   geo_to ? "US" : NULL,
+                                   "CallerCity",
+                                   geo_from ? "SAN FRANCISCO" : NULL,
+                                   "ToCity",
+                                   geo_to ? "SAUSALITO" : NULL,
+                                   "FromCountry",
+                                   geo_from ? "US" : NULL,
+                                   "Caller",
+                                   from,
+                                   "FromCity",
+                                   geo_from ? "SAN FRANCISCO" : NULL,
+                                   "CalledState",
+                                   geo_to ? "CA" : NULL,
+                                   "FromZip",
+                                   geo_from ? "94103" : NULL,
+                                   "FromState",
+                                   geo_from ? "CA" : NULL,
+                                   NULL};
             if (sb_fakeprov_add_pairs (form, pairs))
                 return -1;
             break;
@@ -551,22 +643,47 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
             snprintf (from, sizeof from, "%s", o->from ? o->from : S_USER);
             snprintf (to, sizeof to, "%s", o->to ? o->to : S_OURS);
             bool speech = o->body != NULL;
-            const char *pairs[] = {
-                "AccountSid", account, "ApiVersion", api, "CallSid", sid,
-                "CallStatus", o->status ? o->status : "in-progress", "Called", to,
-                "Caller", from, "Confidence", speech ? "0.9128386" : NULL,
-                "Digits", speech ? NULL : o->digits ? o->digits : "1234",
-                "Direction", "inbound", "FinishedOnKey", speech ? NULL : "#", "From", from,
-                "Language", speech ? "en-US" : NULL, "SpeechResult", speech ? body : NULL,
-                "To", to, "msg", "Gather End", NULL};
+            const char *pairs[] = {"AccountSid",
+                                   account,
+                                   "ApiVersion",
+                                   api,
+                                   "CallSid",
+                                   sid,
+                                   "CallStatus",
+                                   o->status ? o->status : "in-progress",
+                                   "Called",
+                                   to,
+                                   "Caller",
+                                   from,
+                                   "Confidence",
+                                   speech ? "0.9128386" : NULL,
+                                   "Digits",
+                                   speech      ? NULL
+                                   : o->digits ? o->digits
+                                               : "1234",
+                                   "Direction",
+                                   "inbound",
+                                   "FinishedOnKey",
+                                   speech ? NULL : "#",
+                                   "From",
+                                   from,
+                                   "Language",
+                                   speech ? "en-US" : NULL,
+                                   "SpeechResult",
+                                   speech ? body : NULL,
+                                   "To",
+                                   to,
+                                   "msg",
+                                   "Gather End",
+                                   NULL};
             if (sb_fakeprov_add_pairs (form, pairs))
                 return -1;
             break;
         }
         case K_TWILIO_STATUS: {
             const char *status = o->status ? o->status : NULL;
-            bool call = (o->sid && strncmp (o->sid, "CA", 2) == 0)
-                        || (status && s_call_status (status));
+            bool call =
+                (o->sid && strncmp (o->sid, "CA", 2) == 0) || (status && s_call_status (status));
             if (call) {
                 if (!status)
                     status = "completed";
@@ -579,11 +696,33 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 char stamp[SB_FAKEPROV_DATE_SIZE];
                 sb_fakeprov_rfc2822 (time (NULL), stamp, sizeof stamp);
                 bool done = strcmp (status, "completed") == 0;
-                const char *pairs[] = {
-                    "AccountSid", account, "ApiVersion", api, "CallDuration", done ? "42" : NULL,
-                    "CallSid", sid, "CallStatus", status, "Called", to, "Caller", from,
-                    "Direction", "inbound", "Duration", done ? "1" : NULL, "From", from,
-                    "SequenceNumber", "0", "Timestamp", stamp, "To", to, NULL};
+                const char *pairs[] = {"AccountSid",
+                                       account,
+                                       "ApiVersion",
+                                       api,
+                                       "CallDuration",
+                                       done ? "42" : NULL,
+                                       "CallSid",
+                                       sid,
+                                       "CallStatus",
+                                       status,
+                                       "Called",
+                                       to,
+                                       "Caller",
+                                       from,
+                                       "Direction",
+                                       "inbound",
+                                       "Duration",
+                                       done ? "1" : NULL,
+                                       "From",
+                                       from,
+                                       "SequenceNumber",
+                                       "0",
+                                       "Timestamp",
+                                       stamp,
+                                       "To",
+                                       to,
+                                       NULL};
                 if (sb_fakeprov_add_pairs (form, pairs))
                     return -1;
                 break;
@@ -607,8 +746,7 @@ s_twilio_form (const s_ctx_t *ctx, uint64_t index, sb_form_t *form, s_request_t 
                 return -1;
             break;
         }
-        default:
-            return -1;
+        default: return -1;
     }
     snprintf (req->id, sizeof req->id, "%.250s", sid);
     return 0;
@@ -625,10 +763,10 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
     snprintf (stamp, sizeof stamp, "%lld", (long long) time (NULL));
     //  In messages the user is "from"; in statuses the user is the recipient.
     bool status = o->kind == K_META_STATUS;
-    s_meta_address (user, sizeof user, status ? (o->to ? o->to : S_USER)
-                                              : (o->from ? o->from : S_USER));
-    s_meta_address (ours, sizeof ours, status ? (o->from ? o->from : S_OURS)
-                                              : (o->to ? o->to : S_OURS));
+    s_meta_address (user, sizeof user,
+                    status ? (o->to ? o->to : S_USER) : (o->from ? o->from : S_USER));
+    s_meta_address (ours, sizeof ours,
+                    status ? (o->from ? o->from : S_OURS) : (o->to ? o->to : S_OURS));
     if (o->sid)
         snprintf (wamid, sizeof wamid, "%s", o->sid);
     else
@@ -645,8 +783,8 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
         };
         return sb_fakeprov_meta_status (&hook);
     }
-    json_t *metadata = json_pack ("{s:s, s:s}", "display_phone_number", ours,
-                                  "phone_number_id", ctx->account);
+    json_t *metadata =
+        json_pack ("{s:s, s:s}", "display_phone_number", ours, "phone_number_id", ctx->account);
     if (!metadata)
         return NULL;
 
@@ -654,8 +792,8 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
     if (o->body)
         snprintf (body, sizeof body, "%s", o->body);
     else if (o->count > 1)
-        snprintf (body, sizeof body, "%s (%llu/%llu)", S_BODY,
-                  (unsigned long long) index + 1, (unsigned long long) o->count);
+        snprintf (body, sizeof body, "%s (%llu/%llu)", S_BODY, (unsigned long long) index + 1,
+                  (unsigned long long) o->count);
     else
         snprintf (body, sizeof body, "%s", S_BODY);
     const char *type = "text";
@@ -668,8 +806,8 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
         sb_fakeprov_random (digest, sizeof digest);
         sb_text_base64 (digest, sizeof digest, sha);
         sb_fakeprov_digits (media_id, 16);
-        content = json_pack ("{s:s, s:s, s:s, s:s}", "mime_type", content_type, "sha256",
-                             sha, "id", media_id, "url", o->media[0]);
+        content = json_pack ("{s:s, s:s, s:s, s:s}", "mime_type", content_type, "sha256", sha, "id",
+                             media_id, "url", o->media[0]);
         //  Audio and stickers carry no caption.
         bool captioned = strcmp (type, "image") == 0 || strcmp (type, "video") == 0
                          || strcmp (type, "document") == 0;
@@ -681,9 +819,9 @@ s_meta_body (const s_ctx_t *ctx, uint64_t index, s_request_t *req)
     json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:o}", "from", user, "id", wamid,
                                  "timestamp", stamp, "type", type, type, content);
     json_t *value = json_pack ("{s:s, s:o, s:[{s:{s:s}, s:s}], s:[o]}", "messaging_product",
-                               "whatsapp", "metadata", metadata, "contacts", "profile",
-                               "name", o->profile_name ? o->profile_name : S_PROFILE,
-                               "wa_id", user, "messages", message);
+                               "whatsapp", "metadata", metadata, "contacts", "profile", "name",
+                               o->profile_name ? o->profile_name : S_PROFILE, "wa_id", user,
+                               "messages", message);
     return sb_fakeprov_meta_dump (sb_fakeprov_meta_envelope (value));
 }
 
@@ -819,8 +957,7 @@ done:
 static const char *const *
 s_provider_headers (s_provider_t provider, char *token, size_t token_size)
 {
-    static const char *const twilio[] = {"User-Agent: TwilioProxy/1.1", "X-Home-Region: us1",
-                                         NULL};
+    static const char *const twilio[] = {"User-Agent: TwilioProxy/1.1", "X-Home-Region: us1", NULL};
     static const char *const meta[] = {"User-Agent: facebookexternalua", NULL};
     if (provider == S_TWILIO) {
         char id[48];

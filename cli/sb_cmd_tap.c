@@ -32,48 +32,49 @@
 #define S_CMD "tap"
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
 #define S_MAX_TOPICS 64
-#define S_POLL_MS 100          //  longest wait before checking the signal flag again
-#define S_RCVHWM 100000        //  messages queued before the SUB socket drops
+#define S_POLL_MS 100                       //  longest wait before checking the signal flag again
+#define S_RCVHWM 100000                     //  messages queued before the SUB socket drops
 #define S_MAX_PAYLOAD (256u * 1024 * 1024)  //  larger messages: libzmq drops the peer
 
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: switchboard tap [--json] [--count N] [--topic PREFIX]... [--timeout SECONDS]\n"
-             "                       [ENDPOINT]...\n"
-             "\n"
-             "Print live events published by switchboard-ingress (SB_PUB) or by a dispatcher,\n"
-             "one line per event, flushed after each line.\n"
-             "\n"
-             "  ENDPOINT          ZeroMQ PUB endpoint(s) to connect to (default %s)\n"
-             "  --topic PREFIX    only topics starting with PREFIX, e.g. sb.v1.twilio or\n"
-             "                    sb.v1.meta.whatsapp.status; repeatable (default: all)\n"
-             "  --json            one JSON object per line: the event with \"topic\" added\n"
-             "  --count N         exit 0 after N events\n"
-             "  --timeout SECONDS stop after SECONDS in total (fractions allowed); exit 1 when\n"
-             "                    fewer than N events (at least one without --count) arrived\n"
-             "  -h, --help        this help\n"
-             "\n"
-             "Human lines look like:\n"
-             "  seq=12 twilio.sms.message sid=SM... from=+14155550100 to=+15558675310 text=\"hello\"\n"
-             "Messages that are not two frames, or whose payload is not an Event, are\n"
-             "reported on stderr and skipped. SIGINT or SIGTERM exits 0.\n"
-             "With CURVE (README \"Attaching a monitor\"): SB_CURVE_SERVER_PUBLIC is the\n"
-             "server's public key and SB_CURVE_CLIENT_CERT this tap's key pair.\n"
-             "Exit status: 0 done, 1 timed out or a socket failed, 2 bad flags or settings.\n",
-             S_DEFAULT_ENDPOINT);
+    fprintf (
+        out,
+        "Usage: switchboard tap [--json] [--count N] [--topic PREFIX]... [--timeout SECONDS]\n"
+        "                       [ENDPOINT]...\n"
+        "\n"
+        "Print live events published by switchboard-ingress (SB_PUB) or by a dispatcher,\n"
+        "one line per event, flushed after each line.\n"
+        "\n"
+        "  ENDPOINT          ZeroMQ PUB endpoint(s) to connect to (default %s)\n"
+        "  --topic PREFIX    only topics starting with PREFIX, e.g. sb.v1.twilio or\n"
+        "                    sb.v1.meta.whatsapp.status; repeatable (default: all)\n"
+        "  --json            one JSON object per line: the event with \"topic\" added\n"
+        "  --count N         exit 0 after N events\n"
+        "  --timeout SECONDS stop after SECONDS in total (fractions allowed); exit 1 when\n"
+        "                    fewer than N events (at least one without --count) arrived\n"
+        "  -h, --help        this help\n"
+        "\n"
+        "Human lines look like:\n"
+        "  seq=12 twilio.sms.message sid=SM... from=+14155550100 to=+15558675310 text=\"hello\"\n"
+        "Messages that are not two frames, or whose payload is not an Event, are\n"
+        "reported on stderr and skipped. SIGINT or SIGTERM exits 0.\n"
+        "With CURVE (README \"Attaching a monitor\"): SB_CURVE_SERVER_PUBLIC is the\n"
+        "server's public key and SB_CURVE_CLIENT_CERT this tap's key pair.\n"
+        "Exit status: 0 done, 1 timed out or a socket failed, 2 bad flags or settings.\n",
+        S_DEFAULT_ENDPOINT);
 }
 
 //  Options as parsed from the command line.
 typedef struct {
-    bool json;                          //  --json
-    uint64_t count;                     //  --count, 0 = unlimited
-    double timeout;                     //  --timeout in seconds, < 0 = none
-    const char *topics[S_MAX_TOPICS];   //  --topic prefixes (borrowed from argv)
-    size_t n_topics;                    //  how many
-    char **endpoints;                   //  positional arguments (borrowed)
-    int n_endpoints;                    //  how many
+    bool json;                         //  --json
+    uint64_t count;                    //  --count, 0 = unlimited
+    double timeout;                    //  --timeout in seconds, < 0 = none
+    const char *topics[S_MAX_TOPICS];  //  --topic prefixes (borrowed from argv)
+    size_t n_topics;                   //  how many
+    char **endpoints;                  //  positional arguments (borrowed)
+    int n_endpoints;                   //  how many
 } s_opts_t;
 
 //  Parse flags into opts. Returns -1 after printing help (exit 0), a usage
@@ -82,12 +83,9 @@ static int
 s_parse (int argc, char **argv, s_opts_t *opts)
 {
     static const struct option longopts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"count", required_argument, NULL, 'n'},
-        {"topic", required_argument, NULL, 't'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},        {"count", required_argument, NULL, 'n'},
+        {"topic", required_argument, NULL, 't'}, {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     memset (opts, 0, sizeof *opts);
     opts->timeout = -1;
@@ -96,9 +94,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
     int c;
     while ((c = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-            case 'j':
-                opts->json = true;
-                break;
+            case 'j': opts->json = true; break;
             case 'n':
                 if (sb_cli_parse_u64 (optarg, 1, UINT64_MAX, &opts->count))
                     return sb_cli_usage_error (S_CMD, "--count %s: expected a whole number >= 1",
@@ -106,8 +102,7 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                 break;
             case 't':
                 if (opts->n_topics == S_MAX_TOPICS)
-                    return sb_cli_usage_error (S_CMD, "at most %d --topic flags",
-                                               S_MAX_TOPICS);
+                    return sb_cli_usage_error (S_CMD, "at most %d --topic flags", S_MAX_TOPICS);
                 opts->topics[opts->n_topics++] = optarg;
                 break;
             case 'T':
@@ -116,20 +111,16 @@ s_parse (int argc, char **argv, s_opts_t *opts)
                     return sb_cli_usage_error (
                         S_CMD, "--timeout %s: expected seconds > 0, e.g. 2 or 0.5", optarg);
                 break;
-            case 'h':
-                s_usage (stdout);
-                return -1;
-            default:
-                return sb_cli_bad_flag (S_CMD, c, argv);
+            case 'h': s_usage (stdout); return -1;
+            default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
     }
     opts->endpoints = argv + optind;
     opts->n_endpoints = argc - optind;
     for (int i = 0; i < opts->n_endpoints; i++)
         if (!strstr (opts->endpoints[i], "://"))
-            return sb_cli_usage_error (
-                S_CMD, "'%s' is not a ZeroMQ endpoint (expected e.g. %s)", opts->endpoints[i],
-                S_DEFAULT_ENDPOINT);
+            return sb_cli_usage_error (S_CMD, "'%s' is not a ZeroMQ endpoint (expected e.g. %s)",
+                                       opts->endpoints[i], S_DEFAULT_ENDPOINT);
     return SB_CLI_OK;
 }
 
@@ -311,8 +302,7 @@ sb_cmd_tap (int argc, char **argv)
     if (timed_out) {
         uint64_t wanted = opts.count ? opts.count : 1;
         if (seen < wanted) {
-            fprintf (stderr,
-                     "switchboard tap: timed out after %g s with %llu of %llu event(s)\n",
+            fprintf (stderr, "switchboard tap: timed out after %g s with %llu of %llu event(s)\n",
                      opts.timeout, (unsigned long long) seen, (unsigned long long) wanted);
             rc = SB_CLI_FAILED;
         }

@@ -37,13 +37,13 @@ typedef enum {
 } s_kind_t;
 
 typedef struct {
-    const char *name;      //  environment variable
-    unsigned services;     //  SB_SVC_* mask of binaries that read it
-    const char *dflt;      //  default text, NULL for none (or computed)
-    s_kind_t kind;         //  parser
-    int64_t min, max;      //  bounds for S_INT
-    bool secret;           //  never printed
-    const char *help;      //  one line for --help
+    const char *name;   //  environment variable
+    unsigned services;  //  SB_SVC_* mask of binaries that read it
+    const char *dflt;   //  default text, NULL for none (or computed)
+    s_kind_t kind;      //  parser
+    int64_t min, max;   //  bounds for S_INT
+    bool secret;        //  never printed
+    const char *help;   //  one line for --help
 } s_setting_t;
 
 #define ING SB_SVC_INGRESS
@@ -52,7 +52,7 @@ typedef struct {
 #define SBX SB_SVC_SANDBOX
 
 static const s_setting_t s_settings[] = {
-#define SB_SETTING(name, services, dflt, kind, min, max, secret, help) \
+#define SB_SETTING(name, services, dflt, kind, min, max, secret, help)                             \
     {#name, services, dflt, kind, min, max, secret, help},
 #include "sb_config_table.h"
 #undef SB_SETTING
@@ -89,8 +89,7 @@ s_read_file (const char *path, char *err, size_t err_size, const char *name)
     size_t n = buf ? fread (buf, 1, S_MAX_VALUE + 1, file) : 0;
     fclose (file);
     if (!buf || n > S_MAX_VALUE) {
-        snprintf (err, err_size, "%s_FILE: %s is larger than %d bytes", name, path,
-                  S_MAX_VALUE);
+        snprintf (err, err_size, "%s_FILE: %s is larger than %d bytes", name, path, S_MAX_VALUE);
         free (buf);
         return NULL;
     }
@@ -219,16 +218,13 @@ static int
 s_check (const s_setting_t *s, char *value, int64_t *number, const char **expected)
 {
     switch (s->kind) {
-        case S_STRING:
-            return 0;
+        case S_STRING: return 0;
         case S_INT:
             *expected = "an integer within bounds";
             if (s_parse_int (value, number) || *number < s->min || *number > s->max)
                 return -1;
             return 0;
-        case S_BOOL:
-            *expected = "0 or 1";
-            return s_parse_bool (value, number);
+        case S_BOOL: *expected = "0 or 1"; return s_parse_bool (value, number);
         case S_LEVEL: {
             sb_log_level_t level;
             *expected = "debug, info, warn or error";
@@ -237,9 +233,7 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
             *number = level;
             return 0;
         }
-        case S_LISTEN:
-            *expected = "[host:]port with port 1-65535";
-            return s_check_listen (value);
+        case S_LISTEN: *expected = "[host:]port with port 1-65535"; return s_check_listen (value);
         case S_URL: {
             *expected = "an http:// or https:// URL without query";
             const char *host = sb_text_url_host (value);
@@ -292,8 +286,7 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
         snprintf (file_name, sizeof file_name, "%s_FILE", s->name);
         const char *file = s_lookup (env, file_name, strlen (file_name));
         if (direct && file) {
-            snprintf (err, err_size, "%s and %s_FILE are both set: set only one", s->name,
-                      s->name);
+            snprintf (err, err_size, "%s and %s_FILE are both set: set only one", s->name, s->name);
             goto fail;
         }
         if (file) {
@@ -336,11 +329,11 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
                 snprintf (err, err_size, "%s=%.200s: invalid value: expected %s", s->name,
                           self->values[i], expected);
             if (s->kind == S_INT)
-                snprintf (err + strlen (err), err_size - strlen (err),
-                          " between %lld and %lld", (long long) s->min, (long long) s->max);
+                snprintf (err + strlen (err), err_size - strlen (err), " between %lld and %lld",
+                          (long long) s->min, (long long) s->max);
             else if (s->kind == S_DURATION)
-                snprintf (err + strlen (err), err_size - strlen (err),
-                          " from %llds to %llds", (long long) s->min, (long long) s->max);
+                snprintf (err + strlen (err), err_size - strlen (err), " from %llds to %llds",
+                          (long long) s->min, (long long) s->max);
             goto fail;
         }
     }
@@ -348,10 +341,11 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
     int id = SB_CFG_SB_INGRESS_ID;
     if (self->values[id]) {
         for (const char *p = self->values[id]; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.')) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+                  || *p == '-' || *p == '_' || *p == '.')) {
                 snprintf (err, err_size,
-                          "SB_INGRESS_ID=%.100s: invalid value: expected letters, digits, '-', '_' or '.'",
+                          "SB_INGRESS_ID=%.100s: invalid value: expected letters, digits, '-', '_' "
+                          "or '.'",
                           self->values[id]);
                 goto fail;
             }
@@ -362,7 +356,8 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
     if (self->values[max_bytes] && self->values[hard_bytes]
         && self->numbers[hard_bytes] < self->numbers[max_bytes]) {
         snprintf (err, err_size,
-                  "SB_JOURNAL_HARD_MAX_BYTES=%.100s: invalid value: expected at least SB_JOURNAL_MAX_BYTES (%.100s)",
+                  "SB_JOURNAL_HARD_MAX_BYTES=%.100s: invalid value: expected at least "
+                  "SB_JOURNAL_MAX_BYTES (%.100s)",
                   self->values[hard_bytes], self->values[max_bytes]);
         goto fail;
     }
@@ -386,7 +381,8 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
             replays += *p == ',';
         if (pubs != replays) {
             snprintf (err, err_size,
-                      "SB_INGRESS_REPLAY=%.200s: invalid value: expected %zu endpoint(s), one per SB_INGRESS_PUB endpoint, in the same order",
+                      "SB_INGRESS_REPLAY=%.200s: invalid value: expected %zu endpoint(s), one per "
+                      "SB_INGRESS_PUB endpoint, in the same order",
                       self->values[replay], pubs);
             goto fail;
         }
@@ -504,7 +500,7 @@ sb_config_print_markdown (FILE *out)
         const char *dflt = s->dflt && *s->dflt ? s->dflt : "";
         if (i == SB_CFG_SB_INGRESS_ID)
             dflt = "host name";
-        fprintf (out, "| `%s` | %s | %s%s%s | %s%s |\n", s->name, used, *dflt ? "`" : "",
-                 dflt, *dflt ? "`" : "", s->help, s->secret ? " (secret)" : "");
+        fprintf (out, "| `%s` | %s | %s%s%s | %s%s |\n", s->name, used, *dflt ? "`" : "", dflt,
+                 *dflt ? "`" : "", s->help, s->secret ? " (secret)" : "");
     }
 }

@@ -37,8 +37,7 @@ sb_config_t *sb_config_load (unsigned services, char *err, size_t err_size);
 
 //  Like sb_config_load, but takes values from a NULL-terminated array of
 //  "NAME=value" strings instead of the environment (for tests).
-sb_config_t *sb_config_load_from (unsigned services, char *const *env,
-                                  char *err, size_t err_size);
+sb_config_t *sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_size);
 
 void sb_config_destroy (sb_config_t **self_p);
 

@@ -15,6 +15,8 @@
     order is the order of --help and of the README's table. No include
     guard: it is meant to be included more than once.
 */
+//  One setting per entry, its help on the next line: laid out by hand, clang-format leaves it
+// clang-format off
 SB_SETTING (SB_LOG_LEVEL, ING | DIS | CLI | SBX, "info", S_LEVEL, 0, 0, false,
             "debug, info, warn or error")
 // ---- ingress: HTTP --------------------------------------------------
@@ -140,3 +142,4 @@ SB_SETTING (SB_SANDBOX_LISTEN, SBX, "127.0.0.1:8090", S_LISTEN, 0, 0, false,
             "HTTP listen address of the sandbox, [host:]port")
 SB_SETTING (SB_SANDBOX_CALLBACKS, SBX, NULL, S_URL, 0, 0, false,
             "ingress base URL (with SB_PATH_PREFIX) the sandbox posts signed status callbacks to")
+// clang-format on

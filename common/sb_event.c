@@ -196,12 +196,12 @@ sb_event_share_raw (sb_event_t *const *events, size_t count, const void *body, s
         sb_event_t *e = events[i];
         sb_scratch_free (e->raw_body.data);
         sb_scratch_free (e->raw_body_sha256.data);
-        e->raw_body = (ProtobufCBinaryData) {0, NULL};
+        e->raw_body = (ProtobufCBinaryData){0, NULL};
         if (i == 0 && body && size)
-            e->raw_body = (ProtobufCBinaryData) {size, (uint8_t *) body};
-        e->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+            e->raw_body = (ProtobufCBinaryData){size, (uint8_t *) body};
+        e->raw_body_sha256 = (ProtobufCBinaryData){0, NULL};
         if (count > 1)
-            e->raw_body_sha256 = (ProtobufCBinaryData) {SB_EVENT_SHA256_SIZE, sha256};
+            e->raw_body_sha256 = (ProtobufCBinaryData){SB_EVENT_SHA256_SIZE, sha256};
         e->request_events = count > UINT32_MAX ? UINT32_MAX : (uint32_t) count;
         e->request_index = i > UINT32_MAX ? UINT32_MAX : (uint32_t) i;
     }
@@ -211,8 +211,8 @@ void
 sb_event_unshare_raw (sb_event_t *const *events, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        events[i]->raw_body = (ProtobufCBinaryData) {0, NULL};
-        events[i]->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+        events[i]->raw_body = (ProtobufCBinaryData){0, NULL};
+        events[i]->raw_body_sha256 = (ProtobufCBinaryData){0, NULL};
     }
 }
 
@@ -227,15 +227,15 @@ sb_event_raw_seq (const sb_event_t *self)
 }
 
 //  Sub-messages: each getter allocates and initializes on first use.
-#define S_SUBMESSAGE(name, type, init)                     \
-    type *sb_event_##name (sb_event_t *self)               \
-    {                                                      \
-        if (!self->name) {                                 \
-            self->name = sb_scratch_alloc (sizeof (type)); \
-            if (self->name)                                \
-                init (self->name);                         \
-        }                                                  \
-        return self->name;                                 \
+#define S_SUBMESSAGE(name, type, init)                                                             \
+    type *sb_event_##name (sb_event_t *self)                                                       \
+    {                                                                                              \
+        if (!self->name) {                                                                         \
+            self->name = sb_scratch_alloc (sizeof (type));                                         \
+            if (self->name)                                                                        \
+                init (self->name);                                                                 \
+        }                                                                                          \
+        return self->name;                                                                         \
     }
 
 S_SUBMESSAGE (location, Switchboard__V1__Location, switchboard__v1__location__init)
@@ -256,19 +256,19 @@ s_grow (void *array, size_t count)
 }
 
 //  Repeated sub-messages: allocate, initialize and append one element.
-#define S_ADD(name, field, type, init)                           \
-    type *sb_event_add_##name (sb_event_t *self)                 \
-    {                                                            \
-        type *item = sb_scratch_alloc (sizeof (type));           \
-        type **grown = item ? s_grow (self->field, self->n_##field) : NULL; \
-        if (!grown) {                                            \
-            sb_scratch_free (item);                              \
-            return NULL;                                         \
-        }                                                        \
-        init (item);                                             \
-        grown[self->n_##field++] = item;                         \
-        self->field = grown;                                     \
-        return item;                                             \
+#define S_ADD(name, field, type, init)                                                             \
+    type *sb_event_add_##name (sb_event_t *self)                                                   \
+    {                                                                                              \
+        type *item = sb_scratch_alloc (sizeof (type));                                             \
+        type **grown = item ? s_grow (self->field, self->n_##field) : NULL;                        \
+        if (!grown) {                                                                              \
+            sb_scratch_free (item);                                                                \
+            return NULL;                                                                           \
+        }                                                                                          \
+        init (item);                                                                               \
+        grown[self->n_##field++] = item;                                                           \
+        self->field = grown;                                                                       \
+        return item;                                                                               \
     }
 
 S_ADD (media, media, sb_event_media_t, switchboard__v1__media__init)
@@ -348,7 +348,8 @@ s_has_field_zero (const ProtobufCMessage *message, int depth)
         const char *base = (const char *) message;
         if (field->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t count = *(const size_t *) (base + field->quantifier_offset);
-            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *) (base + field->offset);
+            ProtobufCMessage *const *items =
+                *(ProtobufCMessage *const *const *) (base + field->offset);
             for (size_t k = 0; k < count; k++)
                 if (s_has_field_zero (items[k], depth + 1))
                     return true;
@@ -396,13 +397,13 @@ size_t
 sb_event_stamp_room (const char *ingress_id, const char *epoch)
 {
     //  "<ingress_id>-<epoch>-<seq>", seq at most 20 digits
-    return s_stamp_room (strlen (ingress_id ? ingress_id : "") + 1
-                         + strlen (epoch ? epoch : "") + 1 + 20);
+    return s_stamp_room (strlen (ingress_id ? ingress_id : "") + 1 + strlen (epoch ? epoch : "") + 1
+                         + 20);
 }
 
 size_t
-sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t seq,
-                     const char *ingress_id, const char *epoch)
+sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t seq, const char *ingress_id,
+                     const char *epoch)
 {
     if (!ingress_id)
         ingress_id = "";
@@ -613,8 +614,7 @@ s_json_value (const ProtobufCFieldDescriptor *f, const void *member, bool *is_de
             *is_default = v == NULL;
             return v ? s_json_message (v) : json_object ();
         }
-        default:
-            return NULL;
+        default: return NULL;
     }
 }
 
@@ -629,25 +629,18 @@ s_element_size (ProtobufCType t)
         case PROTOBUF_C_TYPE_UINT32:
         case PROTOBUF_C_TYPE_FIXED32:
         case PROTOBUF_C_TYPE_FLOAT:
-        case PROTOBUF_C_TYPE_ENUM:
-            return 4;
+        case PROTOBUF_C_TYPE_ENUM: return 4;
         case PROTOBUF_C_TYPE_INT64:
         case PROTOBUF_C_TYPE_SINT64:
         case PROTOBUF_C_TYPE_SFIXED64:
         case PROTOBUF_C_TYPE_UINT64:
         case PROTOBUF_C_TYPE_FIXED64:
-        case PROTOBUF_C_TYPE_DOUBLE:
-            return 8;
-        case PROTOBUF_C_TYPE_BOOL:
-            return sizeof (protobuf_c_boolean);
-        case PROTOBUF_C_TYPE_STRING:
-            return sizeof (char *);
-        case PROTOBUF_C_TYPE_BYTES:
-            return sizeof (ProtobufCBinaryData);
-        case PROTOBUF_C_TYPE_MESSAGE:
-            return sizeof (ProtobufCMessage *);
-        default:
-            return 0;
+        case PROTOBUF_C_TYPE_DOUBLE: return 8;
+        case PROTOBUF_C_TYPE_BOOL: return sizeof (protobuf_c_boolean);
+        case PROTOBUF_C_TYPE_STRING: return sizeof (char *);
+        case PROTOBUF_C_TYPE_BYTES: return sizeof (ProtobufCBinaryData);
+        case PROTOBUF_C_TYPE_MESSAGE: return sizeof (ProtobufCMessage *);
+        default: return 0;
     }
 }
 

@@ -132,7 +132,7 @@ uint64_t sb_event_raw_seq (const sb_event_t *self);
 //  sb_event_stamp_into a new buffer (the tests and fuzz_event stamp with
 //  it; the writer stamps in place). Caller owns the return value; NULL
 //  when out of memory.
-uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq,
-                         const char *ingress_id, const char *epoch, size_t *out_size);
+uint8_t *sb_event_stamp (const uint8_t *data, size_t size, uint64_t seq, const char *ingress_id,
+                         const char *epoch, size_t *out_size);
 
 #endif

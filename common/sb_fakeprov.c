@@ -106,11 +106,10 @@ s_gsm_septets (uint32_t cp)
 {
     //  The basic table's characters outside printable ASCII.
     static const uint16_t basic[] = {
-        '\n', '\r', 0x00A1, 0x00A3, 0x00A4, 0x00A5, 0x00A7, 0x00BF, 0x00C4, 0x00C5,
-        0x00C6, 0x00C7, 0x00C9, 0x00D1, 0x00D6, 0x00D8, 0x00DC, 0x00DF, 0x00E0, 0x00E4,
-        0x00E5, 0x00E6, 0x00E8, 0x00E9, 0x00EC, 0x00F1, 0x00F2, 0x00F6, 0x00F8, 0x00F9,
-        0x00FC, 0x0393, 0x0394, 0x0398, 0x039B, 0x039E, 0x03A0, 0x03A3, 0x03A6, 0x03A8,
-        0x03A9};
+        '\n',   '\r',   0x00A1, 0x00A3, 0x00A4, 0x00A5, 0x00A7, 0x00BF, 0x00C4, 0x00C5, 0x00C6,
+        0x00C7, 0x00C9, 0x00D1, 0x00D6, 0x00D8, 0x00DC, 0x00DF, 0x00E0, 0x00E4, 0x00E5, 0x00E6,
+        0x00E8, 0x00E9, 0x00EC, 0x00F1, 0x00F2, 0x00F6, 0x00F8, 0x00F9, 0x00FC, 0x0393, 0x0394,
+        0x0398, 0x039B, 0x039E, 0x03A0, 0x03A3, 0x03A6, 0x03A8, 0x03A9};
     static const uint16_t extension[] = {'\f', '[', '\\', ']', '^', '{', '|', '}', '~', 0x20AC};
     if (cp >= 0x20 && cp <= 0x7E) {
         if (cp == '`')
@@ -134,9 +133,11 @@ s_gsm_septets (uint32_t cp)
 static size_t
 s_utf8_next (const unsigned char *p, uint32_t *cp)
 {
-    size_t len = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3
-                                 : (p[0] & 0xF8) == 0xF0                           ? 4
-                                                                                   : 0;
+    size_t len = p[0] < 0x80             ? 1
+                 : (p[0] & 0xE0) == 0xC0 ? 2
+                 : (p[0] & 0xF0) == 0xE0 ? 3
+                 : (p[0] & 0xF8) == 0xF0 ? 4
+                                         : 0;
     if (len == 0)
         return 0;
     uint32_t value = len == 1 ? p[0] : p[0] & (0x7F >> len);
@@ -255,16 +256,11 @@ s_meta_error_title (int64_t code)
     switch (code) {
         case 131049:
             return "This message was not delivered to maintain healthy ecosystem engagement.";
-        case 131047:
-            return "Re-engagement message";
-        case 131026:
-            return "Message undeliverable";
-        case 131051:
-            return "Unsupported message type";
-        case 130472:
-            return "User's number is part of an experiment";
-        default:
-            return "Message failed to send";
+        case 131047: return "Re-engagement message";
+        case 131026: return "Message undeliverable";
+        case 131051: return "Unsupported message type";
+        case 130472: return "User's number is part of an experiment";
+        default: return "Message failed to send";
     }
 }
 
@@ -279,9 +275,9 @@ sb_fakeprov_meta_status (const sb_fakeprov_meta_status_t *status)
         snprintf (conversation, sizeof conversation, "%s", status->conversation);
     else
         sb_fakeprov_hex_id (conversation, sizeof conversation, "", 32, false);
-    json_t *entry = json_pack ("{s:s, s:s, s:s, s:s}", "id", status->wamid, "status",
-                               status->status, "timestamp", stamp, "recipient_id",
-                               status->recipient);
+    json_t *entry =
+        json_pack ("{s:s, s:s, s:s, s:s}", "id", status->wamid, "status", status->status,
+                   "timestamp", stamp, "recipient_id", status->recipient);
     if (!entry)
         return NULL;
     const char *state = status->status;
@@ -303,9 +299,10 @@ sb_fakeprov_meta_status (const sb_fakeprov_meta_status_t *status)
         const char *title = s_meta_error_title (code);
         json_object_set_new (
             entry, "errors",
-            json_pack ("[{s:I, s:s, s:s, s:{s:s}, s:s}]", "code", (json_int_t) code, "title",
-                       title, "message", title, "error_data", "details", title, "href",
-                       "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"));
+            json_pack (
+                "[{s:I, s:s, s:s, s:{s:s}, s:s}]", "code", (json_int_t) code, "title", title,
+                "message", title, "error_data", "details", title, "href",
+                "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"));
     }
     json_t *value = json_pack ("{s:s, s:{s:s, s:s}, s:[o]}", "messaging_product", "whatsapp",
                                "metadata", "display_phone_number", status->display_number,
@@ -331,10 +328,10 @@ sb_fakeprov_twilio_status (sb_form_t *form, const sb_fakeprov_twilio_status_t *s
     const char *api = "2010-04-01";
     const char *from = status->from && *status->from ? status->from : NULL;
     const char *service = status->service && *status->service ? status->service : NULL;
-    bool whatsapp = strncmp (status->to, "whatsapp:", 9) == 0
-                    || (from && strncmp (from, "whatsapp:", 9) == 0);
-    bool failed = strcmp (status->status, "failed") == 0
-                  || strcmp (status->status, "undelivered") == 0;
+    bool whatsapp =
+        strncmp (status->to, "whatsapp:", 9) == 0 || (from && strncmp (from, "whatsapp:", 9) == 0);
+    bool failed =
+        strcmp (status->status, "failed") == 0 || strcmp (status->status, "undelivered") == 0;
     const char *error = status->error_code ? status->error_code
                         : failed           ? (whatsapp ? "63016" : "30003")
                                            : NULL;
@@ -349,12 +346,33 @@ sb_fakeprov_twilio_status (sb_form_t *form, const sb_fakeprov_twilio_status_t *s
         size_t len = strlen (masked);
         for (size_t i = len > 5 ? len - 5 : 0; i < len; i++)
             masked[i] = 'X';
-        const char *pairs[] = {
-            "ChannelPrefix", "whatsapp", "ApiVersion", api, "ErrorCode", error,
-            "MessageStatus", status->status, "SmsSid", status->sid, "SmsStatus", status->status,
-            "ChannelInstallSid", install, "To", to, "MessagingServiceSid", service,
-            "From", from ? from_wa : NULL, "MessageSid", status->sid,
-            "AccountSid", status->account, "ChannelToAddress", masked, NULL};
+        const char *pairs[] = {"ChannelPrefix",
+                               "whatsapp",
+                               "ApiVersion",
+                               api,
+                               "ErrorCode",
+                               error,
+                               "MessageStatus",
+                               status->status,
+                               "SmsSid",
+                               status->sid,
+                               "SmsStatus",
+                               status->status,
+                               "ChannelInstallSid",
+                               install,
+                               "To",
+                               to,
+                               "MessagingServiceSid",
+                               service,
+                               "From",
+                               from ? from_wa : NULL,
+                               "MessageSid",
+                               status->sid,
+                               "AccountSid",
+                               status->account,
+                               "ChannelToAddress",
+                               masked,
+                               NULL};
         return sb_fakeprov_add_pairs (form, pairs);
     }
     char done[24];
@@ -363,11 +381,28 @@ sb_fakeprov_twilio_status (sb_form_t *form, const sb_fakeprov_twilio_status_t *s
     gmtime_r (&now, &tm);
     snprintf (done, sizeof done, "%02d%02d%02d%02d%02d", tm.tm_year % 100, tm.tm_mon + 1,
               tm.tm_mday, tm.tm_hour, tm.tm_min);
-    const char *pairs[] = {
-        "ErrorCode", error, "SmsSid", status->sid, "SmsStatus", status->status,
-        "MessageStatus", status->status, "To", status->to, "MessagingServiceSid", service,
-        "MessageSid", status->sid, "AccountSid", status->account, "From", from,
-        "ApiVersion", api,
-        "RawDlrDoneDate", strcmp (status->status, "delivered") == 0 ? done : NULL, NULL};
+    const char *pairs[] = {"ErrorCode",
+                           error,
+                           "SmsSid",
+                           status->sid,
+                           "SmsStatus",
+                           status->status,
+                           "MessageStatus",
+                           status->status,
+                           "To",
+                           status->to,
+                           "MessagingServiceSid",
+                           service,
+                           "MessageSid",
+                           status->sid,
+                           "AccountSid",
+                           status->account,
+                           "From",
+                           from,
+                           "ApiVersion",
+                           api,
+                           "RawDlrDoneDate",
+                           strcmp (status->status, "delivered") == 0 ? done : NULL,
+                           NULL};
     return sb_fakeprov_add_pairs (form, pairs);
 }

@@ -43,8 +43,7 @@ void sb_fakeprov_random (void *buf, size_t size);
 //  prefix + hex_digits random hex digits (lower case unless upper) into
 //  out, cut to fit size: "SM" + 32 is a Twilio SID, "" + 32 a Meta
 //  conversation id.
-void sb_fakeprov_hex_id (char *out, size_t size, const char *prefix, size_t hex_digits,
-                         bool upper);
+void sb_fakeprov_hex_id (char *out, size_t size, const char *prefix, size_t hex_digits, bool upper);
 
 //  digits random decimal digits (at most 32), the first never 0; out holds
 //  digits + 1 bytes.

@@ -51,8 +51,8 @@ sb_form_destroy (sb_form_t **self_p)
         return;
     sb_form_t *self = *self_p;
     for (size_t i = 0; i < self->size; i++) {
-        sb_scratch_free (self->pairs [i].key);
-        sb_scratch_free (self->pairs [i].value);
+        sb_scratch_free (self->pairs[i].key);
+        sb_scratch_free (self->pairs[i].value);
     }
     sb_scratch_free (self->pairs);
     sb_scratch_free (self);
@@ -94,8 +94,8 @@ s_append (sb_form_t *self, char *key, char *value)
         sb_scratch_free (value);
         return -1;
     }
-    self->pairs [self->size].key = key;
-    self->pairs [self->size].value = value;
+    self->pairs[self->size].key = key;
+    self->pairs[self->size].value = value;
     self->size++;
     return 0;
 }
@@ -119,7 +119,7 @@ sb_form_key (const sb_form_t *self, size_t index)
 {
     if (!self || index >= self->size)
         return NULL;
-    return self->pairs [index].key;
+    return self->pairs[index].key;
 }
 
 const char *
@@ -127,7 +127,7 @@ sb_form_value (const sb_form_t *self, size_t index)
 {
     if (!self || index >= self->size)
         return NULL;
-    return self->pairs [index].value;
+    return self->pairs[index].value;
 }
 
 const char *
@@ -136,8 +136,8 @@ sb_form_get (const sb_form_t *self, const char *key)
     if (!self || !key)
         return NULL;
     for (size_t i = 0; i < self->size; i++)
-        if (strcmp (self->pairs [i].key, key) == 0)
-            return self->pairs [i].value;
+        if (strcmp (self->pairs[i].key, key) == 0)
+            return self->pairs[i].value;
     return NULL;
 }
 
@@ -154,12 +154,12 @@ s_unescape (const char *data, size_t size, int plus_is_space, void *(*alloc) (si
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < size; i++) {
-        unsigned char c = (unsigned char) data [i];
+        unsigned char c = (unsigned char) data[i];
         if (c == '%') {
             if (size - i < 3)
                 goto malformed;
-            int high = sb_text_hex_value ((unsigned char) data [i + 1]);
-            int low = sb_text_hex_value ((unsigned char) data [i + 2]);
+            int high = sb_text_hex_value ((unsigned char) data[i + 1]);
+            int low = sb_text_hex_value ((unsigned char) data[i + 2]);
             if (high < 0 || low < 0)
                 goto malformed;
             c = (unsigned char) (high * 16 + low);
@@ -167,15 +167,13 @@ s_unescape (const char *data, size_t size, int plus_is_space, void *(*alloc) (si
                 goto malformed;
             i += 2;
         }
-        else
-        if (c == '+' && plus_is_space)
+        else if (c == '+' && plus_is_space)
             c = ' ';
-        else
-        if (c == 0)
+        else if (c == 0)
             goto malformed;
-        out [o++] = (char) c;
+        out[o++] = (char) c;
     }
-    out [o] = 0;
+    out[o] = 0;
     return out;
 
 malformed:
@@ -204,13 +202,13 @@ sb_form_parse (const char *data, size_t size)
         size_t pair_size = amp ? (size_t) (amp - pair) : size - start;
         start += pair_size + 1;
         if (pair_size == 0)
-            continue;           //  "a=1&&b=2": empty pairs are skipped
+            continue;  //  "a=1&&b=2": empty pairs are skipped
         const char *eq = (const char *) memchr (pair, '=', pair_size);
         size_t key_size = eq ? (size_t) (eq - pair) : pair_size;
         char *key = s_unescape (pair, key_size, 1, sb_scratch_alloc, sb_scratch_free);
-        char *value = eq ? s_unescape (eq + 1, pair_size - key_size - 1, 1, sb_scratch_alloc,
-                                       sb_scratch_free)
-                         : s_strdup ("");
+        char *value =
+            eq ? s_unescape (eq + 1, pair_size - key_size - 1, 1, sb_scratch_alloc, sb_scratch_free)
+               : s_strdup ("");
         if (s_append (self, key, value)) {
             sb_form_destroy (&self);
             return NULL;
@@ -223,8 +221,8 @@ sb_form_parse (const char *data, size_t size)
 static int
 s_unreserved (unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-        || c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'
+           || c == '.' || c == '_' || c == '~';
 }
 
 //  Bytes needed to encode text
@@ -241,17 +239,16 @@ s_encoded_size (const char *text)
 static char *
 s_encode_into (char *out, const char *text)
 {
-    static const char hex [] = "0123456789ABCDEF";
+    static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *) text; *p; p++) {
         if (s_unreserved (*p))
             *out++ = (char) *p;
-        else
-        if (*p == ' ')
+        else if (*p == ' ')
             *out++ = '+';
         else {
             *out++ = '%';
-            *out++ = hex [*p >> 4];
-            *out++ = hex [*p & 15];
+            *out++ = hex[*p >> 4];
+            *out++ = hex[*p & 15];
         }
     }
     return out;
@@ -260,11 +257,10 @@ s_encode_into (char *out, const char *text)
 char *
 sb_form_encode (const sb_form_t *self)
 {
-    size_t size = 1;            //  NUL
+    size_t size = 1;  //  NUL
     size_t pairs = self ? self->size : 0;
     for (size_t i = 0; i < pairs; i++)
-        size += s_encoded_size (self->pairs [i].key) + 1
-              + s_encoded_size (self->pairs [i].value) + 1;
+        size += s_encoded_size (self->pairs[i].key) + 1 + s_encoded_size (self->pairs[i].value) + 1;
     char *text = (char *) malloc (size);
     if (!text)
         return NULL;
@@ -272,9 +268,9 @@ sb_form_encode (const sb_form_t *self)
     for (size_t i = 0; i < pairs; i++) {
         if (i)
             *out++ = '&';
-        out = s_encode_into (out, self->pairs [i].key);
+        out = s_encode_into (out, self->pairs[i].key);
         *out++ = '=';
-        out = s_encode_into (out, self->pairs [i].value);
+        out = s_encode_into (out, self->pairs[i].value);
     }
     *out = 0;
     return text;

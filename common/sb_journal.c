@@ -124,13 +124,13 @@
 
 #define S_MAGIC "SBJ1"
 #define S_VERSION 1u
-#define S_HEADER_SIZE 52u              //  segment header bytes
-#define S_RECORD_HEADER 16u            //  length, CRC, seq
-#define S_EPOCH_LEN 32                 //  hex digits
-#define S_NAME_SIZE 25                 //  20 digits, ".sbj", NUL
-#define S_READ_CHUNK (256u * 1024)     //  read-ahead of scans and readers
-#define S_BUF_KEEP (256u * 1024)       //  pending buffer kept between commits
-#define S_FILE_MODE 0640               //  payloads are personal data
+#define S_HEADER_SIZE 52u           //  segment header bytes
+#define S_RECORD_HEADER 16u         //  length, CRC, seq
+#define S_EPOCH_LEN 32              //  hex digits
+#define S_NAME_SIZE 25              //  20 digits, ".sbj", NUL
+#define S_READ_CHUNK (256u * 1024)  //  read-ahead of scans and readers
+#define S_BUF_KEEP (256u * 1024)    //  pending buffer kept between commits
+#define S_FILE_MODE 0640            //  payloads are personal data
 #define S_DIR_MODE 0750
 
 // ---------------------------------------------------------------------------
@@ -153,8 +153,7 @@ s_put64 (uint8_t *p, uint64_t v)
 static uint32_t
 s_get32 (const uint8_t *p)
 {
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-           | (uint32_t) p[3] << 24;
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
 }
 
 static uint64_t
@@ -477,8 +476,7 @@ typedef enum {
 //  Looks at the record at offset, which should have seq expect; *next gets
 //  the offset of the record after it (RECORD) or of the good one (SKIP).
 static s_step_t
-s_step (s_cursor_t *cursor, uint64_t offset, uint64_t expect, s_record_t *record,
-        uint64_t *next)
+s_step (s_cursor_t *cursor, uint64_t offset, uint64_t expect, s_record_t *record, uint64_t *next)
 {
     s_rec_t rc = s_record_read (cursor, offset, record);
     if (rc == S_REC_ERROR)
@@ -517,32 +515,32 @@ typedef struct {
 } s_pending_t;
 
 struct sb_journal_t {
-    char *dir;                         //  the directory, for log lines
-    int dirfd;                         //  the directory, open and flock'ed
-    uint64_t segment_bytes;            //  rotate once a segment has this many bytes
-    char epoch[S_EPOCH_LEN + 1];       //  32 hex digits
-    s_segment_t *segs;                 //  committed segments, ascending
-    size_t nsegs;                      //  entries in segs
-    size_t segs_cap;                   //  entries allocated in segs
-    int fd;                            //  the last committed segment, read-write
-    uint64_t committed_seq;            //  next_seq as of the last commit
-    _Atomic uint64_t next_seq;         //  seq of the next append
-    uint8_t *buf;                      //  appended records not yet written
-    size_t buf_len;                    //  bytes used in buf
-    size_t buf_cap;                    //  bytes allocated in buf
-    s_pending_t *pend;                 //  segments begun since the last commit
-    size_t npend;                      //  entries in pend
-    size_t pend_cap;                   //  entries allocated in pend
-    uint64_t tail_first;               //  first seq of the segment appends go to
-    uint64_t tail_size;                //  its size, pending bytes included
-    bool dirty;                        //  last segment may hold bytes past its size
-    bool orphans;                      //  a failed commit left segment files behind
-    bool abandon;                      //  a sync failed: start a fresh segment (s_fresh_segment)
-    uint64_t failures;                 //  failed commits since last healthy
-    atomic_bool healthy;               //  last commit succeeded
-    _Atomic uint64_t total_bytes;      //  committed bytes in all segments
-    _Atomic size_t segment_count;      //  committed segment files
-    _Atomic uint64_t first_seq;        //  first seq of the oldest segment
+    char *dir;                     //  the directory, for log lines
+    int dirfd;                     //  the directory, open and flock'ed
+    uint64_t segment_bytes;        //  rotate once a segment has this many bytes
+    char epoch[S_EPOCH_LEN + 1];   //  32 hex digits
+    s_segment_t *segs;             //  committed segments, ascending
+    size_t nsegs;                  //  entries in segs
+    size_t segs_cap;               //  entries allocated in segs
+    int fd;                        //  the last committed segment, read-write
+    uint64_t committed_seq;        //  next_seq as of the last commit
+    _Atomic uint64_t next_seq;     //  seq of the next append
+    uint8_t *buf;                  //  appended records not yet written
+    size_t buf_len;                //  bytes used in buf
+    size_t buf_cap;                //  bytes allocated in buf
+    s_pending_t *pend;             //  segments begun since the last commit
+    size_t npend;                  //  entries in pend
+    size_t pend_cap;               //  entries allocated in pend
+    uint64_t tail_first;           //  first seq of the segment appends go to
+    uint64_t tail_size;            //  its size, pending bytes included
+    bool dirty;                    //  last segment may hold bytes past its size
+    bool orphans;                  //  a failed commit left segment files behind
+    bool abandon;                  //  a sync failed: start a fresh segment (s_fresh_segment)
+    uint64_t failures;             //  failed commits since last healthy
+    atomic_bool healthy;           //  last commit succeeded
+    _Atomic uint64_t total_bytes;  //  committed bytes in all segments
+    _Atomic size_t segment_count;  //  committed segment files
+    _Atomic uint64_t first_seq;    //  first seq of the oldest segment
 };
 
 static uint64_t
@@ -602,8 +600,8 @@ s_epoch_write (sb_journal_t *self)
     memcpy (text, self->epoch, S_EPOCH_LEN);
     text[S_EPOCH_LEN] = '\n';
     const char *op = "create EPOCH.tmp";
-    int fd = openat (self->dirfd, "EPOCH.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                     S_FILE_MODE);
+    int fd =
+        openat (self->dirfd, "EPOCH.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, S_FILE_MODE);
     if (fd < 0)
         goto fail;
     op = "write EPOCH.tmp";
@@ -748,8 +746,8 @@ fail:;
 //  failed commit's, superseded by a fresh segment (s_fresh_segment). 0, or -1 with errno
 //  when the file cannot be read.
 static int
-s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
-        uint64_t *offset_p, uint64_t *expect_p, bool *torn_p)
+s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit, uint64_t *offset_p,
+        uint64_t *expect_p, bool *torn_p)
 {
     uint64_t offset = S_HEADER_SIZE;
     uint64_t expect = first;
@@ -767,9 +765,10 @@ s_scan (s_cursor_t *cursor, const char *name, uint64_t first, uint64_t limit,
             continue;
         }
         if (step == S_STEP_SKIP) {
-            sb_error ("journal", "journal corrupt record skipped segment=%s seq=%" PRIu64
-                      " offset=%" PRIu64 " bytes=%" PRIu64, name, expect, offset,
-                      next - offset);
+            sb_error ("journal",
+                      "journal corrupt record skipped segment=%s seq=%" PRIu64 " offset=%" PRIu64
+                      " bytes=%" PRIu64,
+                      name, expect, offset, next - offset);
             offset = next;
             expect++;
             continue;
@@ -819,8 +818,9 @@ s_repair_previous (sb_journal_t *self)
     }
     uint64_t offset, expect;
     bool torn;
-    if (s_scan (&cursor, name, previous->first, self->segs[self->nsegs - 1].first, &offset,
-                &expect, &torn) != 0)
+    if (s_scan (&cursor, name, previous->first, self->segs[self->nsegs - 1].first, &offset, &expect,
+                &torn)
+        != 0)
         goto fail;
     if (torn) {
         op = "truncate segment";
@@ -830,7 +830,8 @@ s_repair_previous (sb_journal_t *self)
         if (fdatasync (cursor.fd) != 0)
             goto fail;
         previous->size = offset;
-        sb_warn ("journal", "journal torn tail truncated before an empty last segment segment=%s "
+        sb_warn ("journal",
+                 "journal torn tail truncated before an empty last segment segment=%s "
                  "seq=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64 " next_segment_seq=%" PRIu64,
                  name, expect, offset, (uint64_t) st.st_size - offset,
                  self->segs[self->nsegs - 1].first);
@@ -839,8 +840,10 @@ s_repair_previous (sb_journal_t *self)
     return 0;
 fail:;
     int saved = errno;
-    sb_error ("journal", "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
-              "error=\"%s\"", op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+    sb_error ("journal",
+              "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
+              "error=\"%s\"",
+              op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
     s_cursor_close (&cursor);
     return -1;
 }
@@ -892,8 +895,8 @@ s_open_last (sb_journal_t *self)
     bool torn = false;
     if (got < (ssize_t) S_HEADER_SIZE) {
         //  No record can start before the header's end: nothing to skip.
-        sb_warn ("journal", "journal torn segment header rewritten segment=%s bytes=%" PRIu64,
-                 name, file_size);
+        sb_warn ("journal", "journal torn segment header rewritten segment=%s bytes=%" PRIu64, name,
+                 file_size);
         op = "rewrite segment header";
         if (ftruncate (cursor.fd, 0) != 0 || s_write_all (cursor.fd, fresh, sizeof fresh, 0) != 0)
             goto fail;
@@ -903,14 +906,18 @@ s_open_last (sb_journal_t *self)
         char epoch[S_EPOCH_LEN + 1];
         s_header_t check = s_header_check (header, first, epoch);
         if (check == S_HEADER_VERSION) {
-            sb_error ("journal", "journal segment has an unsupported version segment=%s "
-                      "version=%" PRIu32 " dir=%s", name, s_get32 (header + 4), self->dir);
+            sb_error ("journal",
+                      "journal segment has an unsupported version segment=%s "
+                      "version=%" PRIu32 " dir=%s",
+                      name, s_get32 (header + 4), self->dir);
             s_cursor_close (&cursor);
             return -1;
         }
         if (check == S_HEADER_OK && strcmp (epoch, self->epoch) != 0) {
-            sb_error ("journal", "journal segment belongs to another epoch segment=%s epoch=%s "
-                      "expected=%s dir=%s", name, epoch, self->epoch, self->dir);
+            sb_error ("journal",
+                      "journal segment belongs to another epoch segment=%s epoch=%s "
+                      "expected=%s dir=%s",
+                      name, epoch, self->epoch, self->dir);
             s_cursor_close (&cursor);
             return -1;
         }
@@ -959,10 +966,11 @@ s_open_last (sb_journal_t *self)
         sync = true;
         char next_name[S_NAME_SIZE];
         s_segment_name (next_name, next_seq);
-        sb_warn ("journal", "journal torn tail truncated, the seqs it could hold skipped "
+        sb_warn ("journal",
+                 "journal torn tail truncated, the seqs it could hold skipped "
                  "segment=%s seq=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64
-                 " seqs_skipped=%" PRIu64 " next_seq=%" PRIu64 " new_segment=%s", name, expect,
-                 offset, cut, skipped, next_seq, next_name);
+                 " seqs_skipped=%" PRIu64 " next_seq=%" PRIu64 " new_segment=%s",
+                 name, expect, offset, cut, skipped, next_seq, next_name);
     }
     op = "fdatasync segment";
     if (sync && fdatasync (cursor.fd) != 0)
@@ -986,8 +994,10 @@ s_open_last (sb_journal_t *self)
     return 0;
 fail:;
     int saved = errno;
-    sb_error ("journal", "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
-              "error=\"%s\"", op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+    sb_error ("journal",
+              "cannot open the journal op=\"%s\" segment=%s dir=%s errno=%d "
+              "error=\"%s\"",
+              op, name, self->dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
     if (new_fd >= 0)
         close (new_fd);  //  the segment stays: it carries the skip to the next open
     s_cursor_close (&cursor);
@@ -1058,12 +1068,14 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
     else {
         if (epoch != 1) {
             if (s_epoch_recover (self, firsts, count) != 0) {
-                sb_error ("journal", "journal has segments but no usable EPOCH, and no segment "
-                          "header names one dir=%s", dir);
+                sb_error ("journal",
+                          "journal has segments but no usable EPOCH, and no segment "
+                          "header names one dir=%s",
+                          dir);
                 goto fail;
             }
-            sb_warn ("journal", "journal EPOCH restored from a segment header dir=%s epoch=%s",
-                     dir, self->epoch);
+            sb_warn ("journal", "journal EPOCH restored from a segment header dir=%s epoch=%s", dir,
+                     self->epoch);
             if (s_epoch_write (self) != 0)
                 goto fail;
         }
@@ -1094,8 +1106,8 @@ sb_journal_open (const char *dir, uint64_t segment_bytes)
     return self;
 fail_errno:;
     int saved = errno;
-    sb_error ("journal", "cannot open the journal op=\"%s\" dir=%s errno=%d error=\"%s\"", op,
-              dir, saved, sb_strerror (saved, ebuf, sizeof ebuf));
+    sb_error ("journal", "cannot open the journal op=\"%s\" dir=%s errno=%d error=\"%s\"", op, dir,
+              saved, sb_strerror (saved, ebuf, sizeof ebuf));
 fail:
     free (firsts);
     sb_journal_destroy (&self);
@@ -1269,14 +1281,15 @@ s_report_failure (sb_journal_t *self, const char *op, int err)
     char ebuf[128];
     if (atomic_load (&self->healthy)) {
         atomic_store (&self->healthy, false);
-        sb_error ("journal", "journal not writable, uncommitted records rolled back op=\"%s\" "
-                  "dir=%s next_seq=%" PRIu64 " errno=%d error=\"%s\"", op, self->dir,
-                  self->committed_seq, err, sb_strerror (err, ebuf, sizeof ebuf));
+        sb_error ("journal",
+                  "journal not writable, uncommitted records rolled back op=\"%s\" "
+                  "dir=%s next_seq=%" PRIu64 " errno=%d error=\"%s\"",
+                  op, self->dir, self->committed_seq, err, sb_strerror (err, ebuf, sizeof ebuf));
     }
     else
-        sb_debug ("journal", "journal still not writable op=\"%s\" failures=%" PRIu64
-                  " errno=%d error=\"%s\"", op, self->failures, err,
-                  sb_strerror (err, ebuf, sizeof ebuf));
+        sb_debug ("journal",
+                  "journal still not writable op=\"%s\" failures=%" PRIu64 " errno=%d error=\"%s\"",
+                  op, self->failures, err, sb_strerror (err, ebuf, sizeof ebuf));
 }
 
 static void
@@ -1357,8 +1370,8 @@ s_fresh_segment (sb_journal_t *self, const char **op)
     char name[S_NAME_SIZE];
     s_segment_name (name, seq);
     *op = "create SEGMENT.tmp";
-    int fd = openat (self->dirfd, "SEGMENT.tmp", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-                     S_FILE_MODE);
+    int fd =
+        openat (self->dirfd, "SEGMENT.tmp", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, S_FILE_MODE);
     if (fd < 0)
         return -1;
     *op = "write SEGMENT.tmp";
@@ -1386,8 +1399,10 @@ s_fresh_segment (sb_journal_t *self, const char **op)
     }
     self->abandon = self->dirty = self->orphans = false;
     s_publish_size (self);
-    sb_warn ("journal", "journal segment abandoned after a failed sync, appends go to a fresh "
-             "segment dir=%s segment=%s next_seq=%" PRIu64, self->dir, name, seq);
+    sb_warn ("journal",
+             "journal segment abandoned after a failed sync, appends go to a fresh "
+             "segment dir=%s segment=%s next_seq=%" PRIu64,
+             self->dir, name, seq);
     return 0;
 fail:;
     int saved = errno;
@@ -1433,11 +1448,11 @@ sb_journal_commit (sb_journal_t *self)
         return atomic_load (&self->healthy) ? SB_JOURNAL_STORED : s_probe (self);
 
     s_segment_t *last = &self->segs[self->nsegs - 1];
-    int fd = self->fd;           //  the file being written
-    int new_fd = -1;             //  the newest segment made by this commit
+    int fd = self->fd;  //  the file being written
+    int new_fd = -1;    //  the newest segment made by this commit
     uint64_t offset = last->size;
     bool wrote_last = false;
-    bool sync_failed = false;    //  a write went through, its sync failed
+    bool sync_failed = false;  //  a write went through, its sync failed
     size_t created = 0;
     size_t start = 0;
     for (size_t k = 0; k <= self->npend; k++) {
@@ -1514,7 +1529,8 @@ fail:;
         const char *fresh_op;
         if (s_fresh_segment (self, &fresh_op) != 0) {
             char ebuf[128];
-            sb_error ("journal", "journal cannot start a fresh segment after a failed sync, "
+            sb_error ("journal",
+                      "journal cannot start a fresh segment after a failed sync, "
                       "retried at the next commit op=\"%s\" dir=%s errno=%d error=\"%s\"",
                       fresh_op, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
         }
@@ -1570,9 +1586,10 @@ s_segment_old (sb_journal_t *self, size_t i, const sb_journal_trim_t *policy, in
         if (errno == ENOENT)
             return 1;
         char ebuf[128];
-        sb_error ("journal", "cannot examine a journal segment for retention segment=%s dir=%s "
-                  "errno=%d error=\"%s\"", name, self->dir, errno,
-                  sb_strerror (errno, ebuf, sizeof ebuf));
+        sb_error ("journal",
+                  "cannot examine a journal segment for retention segment=%s dir=%s "
+                  "errno=%d error=\"%s\"",
+                  name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
         return -1;
     }
     int64_t age = now - (int64_t) st.st_mtime;
@@ -1594,7 +1611,7 @@ sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
     for (size_t i = 0; i < self->nsegs; i++)
         total += self->segs[i].size;
     int rc = 0;
-    size_t removed = 0;       //  segments removed from the front of segs
+    size_t removed = 0;  //  segments removed from the front of segs
     bool by_age = false, by_size = false;
     //  Never the last committed segment: appends go there (or after it).
     while (removed + 1 < self->nsegs) {
@@ -1629,9 +1646,10 @@ sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
         s_segment_name (name, seg->first);
         if (unlinkat (self->dirfd, name, 0) != 0 && errno != ENOENT) {
             char ebuf[128];
-            sb_error ("journal", "cannot remove a journal segment segment=%s dir=%s errno=%d "
-                      "error=\"%s\"", name, self->dir, errno,
-                      sb_strerror (errno, ebuf, sizeof ebuf));
+            sb_error ("journal",
+                      "cannot remove a journal segment segment=%s dir=%s errno=%d "
+                      "error=\"%s\"",
+                      name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
             rc = -1;
             break;
         }
@@ -1639,11 +1657,13 @@ sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
             uint64_t from = policy->acked_seq >= seg->first ? policy->acked_seq + 1 : seg->first;
             uint64_t dropped = last - from + 1;
             stats->dropped_unacked += dropped;
-            sb_error ("journal", "journal over its hard size cap: segment removed before "
-                      "consumers acknowledged it segment=%s first_seq=%" PRIu64 " last_seq=%"
-                      PRIu64 " acked_seq=%" PRIu64 " dropped=%" PRIu64 " bytes=%" PRIu64
-                      " total_bytes=%" PRIu64 " hard_max_bytes=%" PRIu64, name, seg->first, last,
-                      policy->acked_seq, dropped, seg->size, total, policy->hard_max_bytes);
+            sb_error ("journal",
+                      "journal over its hard size cap: segment removed before "
+                      "consumers acknowledged it segment=%s first_seq=%" PRIu64 " last_seq=%" PRIu64
+                      " acked_seq=%" PRIu64 " dropped=%" PRIu64 " bytes=%" PRIu64
+                      " total_bytes=%" PRIu64 " hard_max_bytes=%" PRIu64,
+                      name, seg->first, last, policy->acked_seq, dropped, seg->size, total,
+                      policy->hard_max_bytes);
         }
         by_age |= old == 1;
         by_size |= hard || big;
@@ -1662,9 +1682,10 @@ sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
             sb_debug ("journal", "fsync of the journal directory after a trim failed errno=%d",
                       errno);
         s_publish_size (self);
-        sb_info ("journal", "journal segments removed by retention segments=%zu bytes=%" PRIu64
-                 " seqs=%" PRIu64 "-%" PRIu64 " first_seq=%" PRIu64 " reason=%s", stats->segments,
-                 stats->bytes, first, self->segs[0].first - 1, self->segs[0].first,
+        sb_info ("journal",
+                 "journal segments removed by retention segments=%zu bytes=%" PRIu64
+                 " seqs=%" PRIu64 "-%" PRIu64 " first_seq=%" PRIu64 " reason=%s",
+                 stats->segments, stats->bytes, first, self->segs[0].first - 1, self->segs[0].first,
                  by_size ? (by_age ? "size,age" : "size") : "age");
     }
     return rc < 0 ? -1 : (int) stats->segments;
@@ -1674,18 +1695,18 @@ sb_journal_trim (sb_journal_t *self, const sb_journal_trim_t *policy,
 //  Readers
 
 struct sb_journal_reader_t {
-    char *dir;           //  the directory, for log lines
-    int dirfd;           //  the directory
-    uint64_t from_seq;   //  records below this are not returned
-    uint64_t *firsts;    //  segments known, ascending
-    size_t count;        //  entries in firsts
-    uint64_t current;    //  first seq of the open segment, when cursor.fd >= 0
-    s_cursor_t cursor;   //  the open segment
-    uint64_t offset;     //  of the next record in it
-    uint64_t expect;     //  seq the next record should have
-    bool header_seen;    //  the open segment's header was checked
-    uint64_t limit;      //  the next segment's first seq, as listed (UINT64_MAX: none)
-    int64_t listed_ms;   //  when the directory was last listed (sb_time_mono_ms)
+    char *dir;          //  the directory, for log lines
+    int dirfd;          //  the directory
+    uint64_t from_seq;  //  records below this are not returned
+    uint64_t *firsts;   //  segments known, ascending
+    size_t count;       //  entries in firsts
+    uint64_t current;   //  first seq of the open segment, when cursor.fd >= 0
+    s_cursor_t cursor;  //  the open segment
+    uint64_t offset;    //  of the next record in it
+    uint64_t expect;    //  seq the next record should have
+    bool header_seen;   //  the open segment's header was checked
+    uint64_t limit;     //  the next segment's first seq, as listed (UINT64_MAX: none)
+    int64_t listed_ms;  //  when the directory was last listed (sb_time_mono_ms)
 };
 
 //  Lists the directory again. 0 or -1 (logged).
@@ -1720,8 +1741,10 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
         if (errno == ENOENT)
             return 0;
         char ebuf[128];
-        sb_error ("journal", "cannot open a journal segment segment=%s dir=%s errno=%d "
-                  "error=\"%s\"", name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
+        sb_error ("journal",
+                  "cannot open a journal segment segment=%s dir=%s errno=%d "
+                  "error=\"%s\"",
+                  name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
         return -1;
     }
     self->cursor.fd = fd;
@@ -1733,14 +1756,17 @@ s_reader_open (sb_journal_reader_t *self, uint64_t first)
     if (self->expect != 0 && from < first) {
         //  Nothing older left: retention removed them (oldest first).
         if (self->count > 0 && self->firsts[0] == first)
-            sb_info ("journal", "journal records removed by retention before the reader got "
-                     "to them segment=%s from=%" PRIu64 " count=%" PRIu64, name, from,
-                     first - from);
+            sb_info ("journal",
+                     "journal records removed by retention before the reader got "
+                     "to them segment=%s from=%" PRIu64 " count=%" PRIu64,
+                     name, from, first - from);
         else
             //  Seqs the writer skipped after cutting a damaged tail (it
             //  logged that at open), or a segment removed by hand.
-            sb_warn ("journal", "journal records missing before a segment segment=%s from=%"
-                     PRIu64 " count=%" PRIu64, name, from, first - from);
+            sb_warn ("journal",
+                     "journal records missing before a segment segment=%s from=%" PRIu64
+                     " count=%" PRIu64,
+                     name, from, first - from);
     }
     self->expect = first;
     self->header_seen = false;
@@ -1784,9 +1810,10 @@ s_reader_reseek (sb_journal_reader_t *self)
         self->from_seq = self->expect;
     int rc = s_reader_seek (self, self->from_seq);
     if (rc == 1 && self->current > self->from_seq)
-        sb_info ("journal", "journal records removed by retention before the reader got to "
-                 "them dir=%s from=%" PRIu64 " count=%" PRIu64, self->dir, self->from_seq,
-                 self->current - self->from_seq);
+        sb_info ("journal",
+                 "journal records removed by retention before the reader got to "
+                 "them dir=%s from=%" PRIu64 " count=%" PRIu64,
+                 self->dir, self->from_seq, self->current - self->from_seq);
     return rc;
 }
 
@@ -1829,8 +1856,10 @@ s_reader_advance (sb_journal_reader_t *self, bool torn)
     if (torn) {
         char name[S_NAME_SIZE];
         s_segment_name (name, current);
-        sb_error ("journal", "journal segment has a damaged tail, skipped segment=%s seq=%" PRIu64
-                  " offset=%" PRIu64, name, self->expect, self->offset);
+        sb_error ("journal",
+                  "journal segment has a damaged tail, skipped segment=%s seq=%" PRIu64
+                  " offset=%" PRIu64,
+                  name, self->expect, self->offset);
     }
     for (size_t i = 0; i < self->count; i++)
         if (self->firsts[i] > current) {
@@ -1892,8 +1921,8 @@ s_reader_header (sb_journal_reader_t *self)
     s_segment_name (name, self->current);
     s_header_t check = s_header_check (header, self->current, epoch);
     if (check == S_HEADER_VERSION) {
-        sb_error ("journal", "journal segment has an unsupported version segment=%s dir=%s",
-                  name, self->dir);
+        sb_error ("journal", "journal segment has an unsupported version segment=%s dir=%s", name,
+                  self->dir);
         return -1;
     }
     if (check == S_HEADER_BAD)
@@ -1922,9 +1951,10 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
             //  whole or damaged: before the switch, so not skipped as corrupt.
             char name[S_NAME_SIZE];
             s_segment_name (name, self->current);
-            sb_warn ("journal", "journal records past the next segment's first seq ignored "
-                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64, name, self->expect,
-                     self->limit);
+            sb_warn ("journal",
+                     "journal records past the next segment's first seq ignored "
+                     "segment=%s seq=%" PRIu64 " next_segment_seq=%" PRIu64,
+                     name, self->expect, self->limit);
             step = S_STEP_END;
         }
         if (step == S_STEP_RECORD) {
@@ -1940,9 +1970,10 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
         if (step == S_STEP_SKIP) {
             char name[S_NAME_SIZE];
             s_segment_name (name, self->current);
-            sb_error ("journal", "journal corrupt record skipped segment=%s seq=%" PRIu64
-                      " offset=%" PRIu64 " bytes=%" PRIu64, name, self->expect, self->offset,
-                      next - self->offset);
+            sb_error ("journal",
+                      "journal corrupt record skipped segment=%s seq=%" PRIu64 " offset=%" PRIu64
+                      " bytes=%" PRIu64,
+                      name, self->expect, self->offset, next - self->offset);
             self->offset = next;
             self->expect++;
             continue;
@@ -1950,8 +1981,10 @@ sb_journal_reader_next (sb_journal_reader_t *self, uint64_t *seq, const uint8_t 
         if (step == S_STEP_ERROR) {
             char name[S_NAME_SIZE], ebuf[128];
             s_segment_name (name, self->current);
-            sb_error ("journal", "cannot read a journal segment segment=%s dir=%s errno=%d "
-                      "error=\"%s\"", name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
+            sb_error ("journal",
+                      "cannot read a journal segment segment=%s dir=%s errno=%d "
+                      "error=\"%s\"",
+                      name, self->dir, errno, sb_strerror (errno, ebuf, sizeof ebuf));
             return -1;
         }
         //  End of this segment, or a tail that may still be being written.

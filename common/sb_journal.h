@@ -42,8 +42,8 @@
 #include <stdint.h>
 
 typedef enum {
-    SB_JOURNAL_STORED = 0,   //  durable: acknowledge
-    SB_JOURNAL_NOT_STORED,   //  not durable: answer 503 so the provider retries
+    SB_JOURNAL_STORED = 0,  //  durable: acknowledge
+    SB_JOURNAL_NOT_STORED,  //  not durable: answer 503 so the provider retries
 } sb_journal_result_t;
 
 //  Largest record payload accepted.

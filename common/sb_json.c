@@ -44,8 +44,8 @@ sb_json_load (const char *data, size_t size, size_t max_depth, json_error_t *err
             if (++depth > max_depth) {
                 if (error) {
                     memset (error, 0, sizeof *error);
-                    snprintf (error->text, sizeof error->text,
-                              "nested deeper than %zu levels", max_depth);
+                    snprintf (error->text, sizeof error->text, "nested deeper than %zu levels",
+                              max_depth);
                     error->position = (int) i;
                 }
                 return NULL;

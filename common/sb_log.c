@@ -42,9 +42,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_LINE_MAX 2048              //  one formatted line, newline included
-#define S_BUFFER (32u * 1024)        //  each of the two buffers
-#define S_FLUSH_MS 5                 //  a batch gathers this long at most
+#define S_LINE_MAX 2048        //  one formatted line, newline included
+#define S_BUFFER (32u * 1024)  //  each of the two buffers
+#define S_FLUSH_MS 5           //  a batch gathers this long at most
 
 //  The log sink: set once before threads start (see above).
 static const char *s_service = "switchboard";
@@ -52,19 +52,19 @@ static sb_log_level_t s_level = SB_LOG_INFO;
 
 //  The asynchronous writer, part of the log sink; all fields under `lock`.
 static struct {
-    pthread_mutex_t lock;       //  guards every field below
-    pthread_cond_t wake;        //  to the log thread: lines, urgency, stop
-    pthread_cond_t progress;    //  to callers: `written` advanced, or stopped
-    pthread_t thread;           //  the log thread, while running
-    char *fill;                 //  buffer callers append to
-    char *out;                  //  buffer the log thread writes from
-    size_t len;                 //  bytes in fill
-    uint64_t appended;          //  bytes ever appended to fill
-    uint64_t written;           //  bytes ever taken out of fill and written
-    bool running;               //  lines go to the log thread
-    bool idle;                  //  the log thread waits for a first line
-    bool urgent;                //  write now: a warn/error line, or fill half full
-    bool stopping;              //  sb_log_stop asked the thread to finish
+    pthread_mutex_t lock;     //  guards every field below
+    pthread_cond_t wake;      //  to the log thread: lines, urgency, stop
+    pthread_cond_t progress;  //  to callers: `written` advanced, or stopped
+    pthread_t thread;         //  the log thread, while running
+    char *fill;               //  buffer callers append to
+    char *out;                //  buffer the log thread writes from
+    size_t len;               //  bytes in fill
+    uint64_t appended;        //  bytes ever appended to fill
+    uint64_t written;         //  bytes ever taken out of fill and written
+    bool running;             //  lines go to the log thread
+    bool idle;                //  the log thread waits for a first line
+    bool urgent;              //  write now: a warn/error line, or fill half full
+    bool stopping;            //  sb_log_stop asked the thread to finish
 } s_async = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *s_level_names[] = {"debug", "info", "warn", "error", "off"};
@@ -124,7 +124,7 @@ s_log_thread (void *args)
         }
         s_async.idle = false;
         if (s_async.len == 0)
-            break;                      //  stopping, and all written
+            break;  //  stopping, and all written
         //  Let the batch gather, unless a line is waiting to be written.
         struct timespec deadline;
         clock_gettime (CLOCK_MONOTONIC, &deadline);
@@ -168,7 +168,7 @@ sb_log_start (void)
         s_async.out = malloc (S_BUFFER);
     if (!s_async.fill || !s_async.out)
         return -1;
-    static bool initialized = false;     //  the conditions and the atexit hook, once
+    static bool initialized = false;  //  the conditions and the atexit hook, once
     if (!initialized) {
         pthread_condattr_t attr;
         pthread_condattr_init (&attr);
@@ -249,8 +249,7 @@ static void s_vlog (sb_log_level_t level, const char *module, uint64_t repeated,
                     va_list args) __attribute__ ((format (printf, 4, 0)));
 
 static void
-s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char *fmt,
-        va_list args)
+s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char *fmt, va_list args)
 {
     int saved_errno = errno;
     char line[S_LINE_MAX];
@@ -258,11 +257,9 @@ s_vlog (sb_log_level_t level, const char *module, uint64_t repeated, const char 
     clock_gettime (CLOCK_REALTIME, &now);
     struct tm tm;
     sb_time_utc ((int64_t) now.tv_sec, &tm);  //  gmtime_r takes a global lock
-    int n = snprintf (line, sizeof line,
-                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                      tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
-                      s_level_names[level], s_service, module);
+    int n = snprintf (line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s ",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                      tm.tm_sec, now.tv_nsec / 1000000, s_level_names[level], s_service, module);
     if (n < 0)
         n = 0;
     size_t used = (size_t) n < sizeof line ? (size_t) n : sizeof line - 1;
@@ -299,8 +296,7 @@ sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
 }
 
 bool
-sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module, const char *fmt,
-              ...)
+sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module, const char *fmt, ...)
 {
     if (!sb_log_enabled (level))
         return false;

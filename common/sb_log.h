@@ -48,8 +48,11 @@ bool sb_log_enabled (sb_log_level_t level);
 void sb_log (sb_log_level_t level, const char *module, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-#define sb_debug(module, ...) \
-    do { if (sb_log_enabled (SB_LOG_DEBUG)) sb_log (SB_LOG_DEBUG, module, __VA_ARGS__); } while (0)
+#define sb_debug(module, ...)                                                                      \
+    do {                                                                                           \
+        if (sb_log_enabled (SB_LOG_DEBUG))                                                         \
+            sb_log (SB_LOG_DEBUG, module, __VA_ARGS__);                                            \
+    } while (0)
 #define sb_info(module, ...) sb_log (SB_LOG_INFO, module, __VA_ARGS__)
 #define sb_warn(module, ...) sb_log (SB_LOG_WARN, module, __VA_ARGS__)
 #define sb_error(module, ...) sb_log (SB_LOG_ERROR, module, __VA_ARGS__)
@@ -65,14 +68,17 @@ typedef struct {
     uint64_t held;        //  lines not written since then
 } sb_log_every_t;
 
-#define SB_LOG_EVERY(ms) {(int64_t) (ms) * 1000, 0, 0}
+#define SB_LOG_EVERY(ms)                                                                           \
+    {                                                                                              \
+        (int64_t) (ms) * 1000, 0, 0                                                                \
+    }
 
 //  Like sb_log, through limit: the line is written when the interval has
 //  passed since the last one, with " repeated=N" appended when N lines were
 //  held back meanwhile; otherwise it is counted and dropped. Returns true
 //  when it wrote the line.
-bool sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module,
-                   const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+bool sb_log_every (sb_log_every_t *limit, sb_log_level_t level, const char *module, const char *fmt,
+                   ...) __attribute__ ((format (printf, 4, 5)));
 
 //  Thread-safe strerror replacement: writes into buf and returns it.
 const char *sb_strerror (int errnum, char *buf, size_t size);

@@ -39,23 +39,23 @@ typedef enum { S_COUNTER, S_GAUGE, S_HISTOGRAM } s_type_t;
 static const char *s_type_names[] = {"counter", "gauge", "histogram"};
 
 struct sb_metric_t {
-    sb_metric_t *next;            //  next series in registration order
-    s_type_t type;                //  counter, gauge or histogram
-    char *name;                   //  metric name
-    char *help;                   //  help text, as given
-    char *labels;                 //  label text without braces, "" for none
-    _Atomic uint64_t count;       //  counter value
-    _Atomic int64_t gauge;        //  gauge value
-    size_t nbounds;               //  histogram upper bounds, +Inf not included
-    double *bounds;               //  ascending
-    _Atomic uint64_t *buckets;    //  nbounds + 1 counts, last one +Inf; not cumulative
-    _Atomic uint64_t sum_bits;    //  the sum of observations, a double's bits
+    sb_metric_t *next;          //  next series in registration order
+    s_type_t type;              //  counter, gauge or histogram
+    char *name;                 //  metric name
+    char *help;                 //  help text, as given
+    char *labels;               //  label text without braces, "" for none
+    _Atomic uint64_t count;     //  counter value
+    _Atomic int64_t gauge;      //  gauge value
+    size_t nbounds;             //  histogram upper bounds, +Inf not included
+    double *bounds;             //  ascending
+    _Atomic uint64_t *buckets;  //  nbounds + 1 counts, last one +Inf; not cumulative
+    _Atomic uint64_t sum_bits;  //  the sum of observations, a double's bits
 };
 
 struct sb_metrics_t {
-    pthread_mutex_t lock;         //  guards the list, not the values
-    sb_metric_t *head;            //  first series registered
-    sb_metric_t *tail;            //  last series registered
+    pthread_mutex_t lock;  //  guards the list, not the values
+    sb_metric_t *head;     //  first series registered
+    sb_metric_t *tail;     //  last series registered
 };
 
 sb_metrics_t *
@@ -136,8 +136,10 @@ s_register (sb_metrics_t *self, s_type_t type, const char *name, const char *hel
         if (strcmp (metric->name, name) != 0)
             continue;
         if (metric->type != type) {
-            sb_error ("metrics", "metric refused: registered with another type name=%s type=%s "
-                      "was=%s", name, s_type_names[type], s_type_names[metric->type]);
+            sb_error ("metrics",
+                      "metric refused: registered with another type name=%s type=%s "
+                      "was=%s",
+                      name, s_type_names[type], s_type_names[metric->type]);
             metric = NULL;
             goto done;
         }
@@ -195,8 +197,8 @@ sb_metrics_gauge (sb_metrics_t *self, const char *name, const char *help, const 
 }
 
 sb_metric_t *
-sb_metrics_histogram (sb_metrics_t *self, const char *name, const char *help,
-                      const char *labels, const double *bounds, size_t count)
+sb_metrics_histogram (sb_metrics_t *self, const char *name, const char *help, const char *labels,
+                      const double *bounds, size_t count)
 {
     return s_register (self, S_HISTOGRAM, name, help, labels, bounds, count);
 }
@@ -274,10 +276,10 @@ sb_metric_value (const sb_metric_t *metric)
 //  Rendering
 
 typedef struct {
-    char *data;    //  text so far, NUL-terminated
-    size_t len;    //  bytes used, NUL not included
-    size_t cap;    //  bytes allocated
-    bool failed;   //  out of memory: the text is lost
+    char *data;   //  text so far, NUL-terminated
+    size_t len;   //  bytes used, NUL not included
+    size_t cap;   //  bytes allocated
+    bool failed;  //  out of memory: the text is lost
 } s_text_t;
 
 static void s_printf (s_text_t *text, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
@@ -365,8 +367,7 @@ s_series (s_text_t *text, const sb_metric_t *metric)
     bool any = *labels != '\0';
     if (metric->type == S_COUNTER)
         s_printf (text, "%s%s%s%s %llu\n", metric->name, any ? "{" : "", labels, any ? "}" : "",
-                  (unsigned long long) atomic_load_explicit (&metric->count,
-                                                             memory_order_relaxed));
+                  (unsigned long long) atomic_load_explicit (&metric->count, memory_order_relaxed));
     else if (metric->type == S_GAUGE)
         s_printf (text, "%s%s%s%s %lld\n", metric->name, any ? "{" : "", labels, any ? "}" : "",
                   (long long) atomic_load_explicit (&metric->gauge, memory_order_relaxed));
@@ -376,14 +377,14 @@ s_series (s_text_t *text, const sb_metric_t *metric)
         for (size_t i = 0; i <= metric->nbounds; i++) {
             cumulative += atomic_load_explicit (&metric->buckets[i], memory_order_relaxed);
             s_double (le, sizeof le, i < metric->nbounds ? metric->bounds[i] : INFINITY);
-            s_printf (text, "%s_bucket{%s%sle=\"%s\"} %llu\n", metric->name, labels,
-                      any ? "," : "", le, (unsigned long long) cumulative);
+            s_printf (text, "%s_bucket{%s%sle=\"%s\"} %llu\n", metric->name, labels, any ? "," : "",
+                      le, (unsigned long long) cumulative);
         }
         char sum[40];
         s_double (sum, sizeof sum,
                   s_bits_double (atomic_load_explicit (&metric->sum_bits, memory_order_relaxed)));
-        s_printf (text, "%s_sum%s%s%s %s\n", metric->name, any ? "{" : "", labels,
-                  any ? "}" : "", sum);
+        s_printf (text, "%s_sum%s%s%s %s\n", metric->name, any ? "{" : "", labels, any ? "}" : "",
+                  sum);
         s_printf (text, "%s_count%s%s%s %llu\n", metric->name, any ? "{" : "", labels,
                   any ? "}" : "", (unsigned long long) cumulative);
     }

@@ -35,8 +35,8 @@ sb_replay_id_valid (const char *text)
     size_t len = 0;
     for (const char *p = text; *p; p++, len++) {
         char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '.' || c == '_' || c == ':' || c == '@' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+              || c == '_' || c == ':' || c == '@' || c == '-'))
             return false;
     }
     return len >= 1 && len <= SB_REPLAY_ID_MAX;
@@ -62,16 +62,16 @@ sb_replay_set (char *field, size_t field_size, const char *text)
 const char *
 sb_replay_type_name (int type)
 {
-    static const char *names[] = {"unknown", "hello", "welcome", "request", "start",
-                                  "record",  "credit", "cancel", "end", "ack"};
+    static const char *names[] = {"unknown", "hello",  "welcome", "request", "start",
+                                  "record",  "credit", "cancel",  "end",     "ack"};
     return type >= SB_REPLAY_HELLO && type <= SB_REPLAY_ACK ? names[type] : names[0];
 }
 
 const char *
 sb_replay_reason_name (int reason)
 {
-    static const char *names[] = {"unknown",   "caught_up", "count",  "cancelled",
-                                  "error", "busy", "unknown_replay", "timeout"};
+    static const char *names[] = {"unknown", "caught_up", "count",          "cancelled",
+                                  "error",   "busy",      "unknown_replay", "timeout"};
     return reason >= SB_REPLAY_END_CAUGHT_UP && reason <= SB_REPLAY_END_TIMEOUT ? names[reason]
                                                                                 : names[0];
 }
@@ -94,8 +94,7 @@ static const char *
 s_check (const sb_replay_msg_t *m)
 {
     switch (m->type) {
-        case SB_REPLAY_HELLO:
-            return s_id_ok (m->consumer_id, false) ? NULL : "bad consumer_id";
+        case SB_REPLAY_HELLO: return s_id_ok (m->consumer_id, false) ? NULL : "bad consumer_id";
         case SB_REPLAY_WELCOME:
             if (!s_id_ok (m->ingress_id, true))
                 return "bad ingress_id";
@@ -122,8 +121,7 @@ s_check (const sb_replay_msg_t *m)
             return NULL;
         case SB_REPLAY_CREDIT:
             return m->credit >= 1 && m->credit <= SB_REPLAY_CREDIT_MAX ? NULL : "bad credit";
-        case SB_REPLAY_CANCEL:
-            return NULL;
+        case SB_REPLAY_CANCEL: return NULL;
         case SB_REPLAY_END:
             if (m->reason <= 0)
                 return "bad reason";

@@ -58,21 +58,21 @@ typedef enum {
 #define SB_REPLAY_MAX_REQUEST 4096
 
 typedef struct {
-    sb_replay_type_t type;                     //  which message
-    uint64_t replay_id;                        //  REQUEST..END: the consumer's replay id
-    char consumer_id[SB_REPLAY_ID_MAX + 1];    //  HELLO, REQUEST ("" allowed), ACK
-    char ingress_id[SB_REPLAY_ID_MAX + 1];     //  WELCOME, START (required)
-    char epoch[SB_REPLAY_EPOCH_MAX + 1];       //  WELCOME, START, END, ACK; REQUEST ("" allowed)
-    uint64_t from_seq;                         //  REQUEST, START: >= 1
-    uint64_t seq;                              //  RECORD: >= 1
-    uint64_t last_seq;                         //  END: last seq sent, 0 for none
-    uint64_t committed_seq;                    //  WELCOME, START, END, ACK
-    uint64_t count;                            //  REQUEST: most records, 0 = no limit
-    uint32_t credit;                           //  REQUEST (0..MAX), CREDIT (1..MAX)
-    int reason;                                //  END: an sb_replay_reason_t, non-zero
-    const uint8_t *event;                      //  RECORD: the journaled Event bytes
-    size_t event_size;                         //  RECORD: 1..SB_JOURNAL_MAX_RECORD
-    void *unpacked;                            //  private: decoded protobuf owning event
+    sb_replay_type_t type;                   //  which message
+    uint64_t replay_id;                      //  REQUEST..END: the consumer's replay id
+    char consumer_id[SB_REPLAY_ID_MAX + 1];  //  HELLO, REQUEST ("" allowed), ACK
+    char ingress_id[SB_REPLAY_ID_MAX + 1];   //  WELCOME, START (required)
+    char epoch[SB_REPLAY_EPOCH_MAX + 1];     //  WELCOME, START, END, ACK; REQUEST ("" allowed)
+    uint64_t from_seq;                       //  REQUEST, START: >= 1
+    uint64_t seq;                            //  RECORD: >= 1
+    uint64_t last_seq;                       //  END: last seq sent, 0 for none
+    uint64_t committed_seq;                  //  WELCOME, START, END, ACK
+    uint64_t count;                          //  REQUEST: most records, 0 = no limit
+    uint32_t credit;                         //  REQUEST (0..MAX), CREDIT (1..MAX)
+    int reason;                              //  END: an sb_replay_reason_t, non-zero
+    const uint8_t *event;                    //  RECORD: the journaled Event bytes
+    size_t event_size;                       //  RECORD: 1..SB_JOURNAL_MAX_RECORD
+    void *unpacked;                          //  private: decoded protobuf owning event
 } sb_replay_msg_t;
 
 //  Serialize msg after checking it follows the rules decode enforces.

@@ -43,8 +43,8 @@
 #define S_UNPOISON(addr, size) ((void) (addr), (void) (size))
 #endif
 
-#define S_ALIGN 16   //  alignof (max_align_t) on the platforms we build for
-#define S_PIECE 16   //  bytes of a piece's header
+#define S_ALIGN 16  //  alignof (max_align_t) on the platforms we build for
+#define S_PIECE 16  //  bytes of a piece's header
 
 //  One open scratch, at the start of the caller's buffer.
 typedef struct s_scratch_t {
@@ -57,8 +57,8 @@ typedef struct s_scratch_t {
     size_t spills;             //  allocations that did not fit (sb_scratch_spills)
 } s_scratch_t;
 
-_Static_assert (sizeof (s_scratch_t) <= SB_SCRATCH_HEADER, "scratch header too small");
-_Static_assert (S_ALIGN >= alignof (max_align_t), "scratch pieces under-aligned");
+_Static_assert(sizeof (s_scratch_t) <= SB_SCRATCH_HEADER, "scratch header too small");
+_Static_assert(S_ALIGN >= alignof (max_align_t), "scratch pieces under-aligned");
 
 //  The innermost scratch this thread has open (see the note above).
 static _Thread_local s_scratch_t *s_current = NULL;

@@ -49,20 +49,20 @@
 #include "sb_scratch.h"
 #include "sb_text.h"
 
-#define S_URL_MAX 65536        //  longest URL we sign or validate
-#define S_TWILIO_SIG_LEN 28    //  base64 of a 20-byte SHA-1 HMAC
+#define S_URL_MAX 65536      //  longest URL we sign or validate
+#define S_TWILIO_SIG_LEN 28  //  base64 of a 20-byte SHA-1 HMAC
 #define S_META_PREFIX "sha256="
 #define S_META_PREFIX_LEN 7
-#define S_META_SIG_LEN 71      //  prefix + 64 hex digits
+#define S_META_SIG_LEN 71  //  prefix + 64 hex digits
 
 const char *
 sb_sig_reason (sb_sig_result_t result)
 {
     switch (result) {
-        case SB_SIG_OK:        return "ok";
-        case SB_SIG_MISSING:   return "missing";
+        case SB_SIG_OK: return "ok";
+        case SB_SIG_MISSING: return "missing";
         case SB_SIG_MALFORMED: return "malformed";
-        case SB_SIG_MISMATCH:  return "mismatch";
+        case SB_SIG_MISMATCH: return "mismatch";
         case SB_SIG_BODY_HASH: return "body_hash";
     }
     return "unknown";
@@ -81,23 +81,23 @@ sb_sig_reason (sb_sig_result_t result)
 //  once (bounded by S_POOL_MAX), each with its own copy of its key,
 //  cleansed when freed. A mutex guards the list only, never a computation.
 
-#define S_POOL_MAX 64   //  most idle keyed contexts kept
+#define S_POOL_MAX 64  //  most idle keyed contexts kept
 
 //  A context keyed for one (digest, key), idle in the pool or in use.
 typedef struct s_keyed_t {
-    struct s_keyed_t *next;   //  next idle context (in the pool)
-    EVP_MAC_CTX *ctx;         //  keyed HMAC context
-    const char *digest;       //  "SHA1" or "SHA256" (a string literal)
-    size_t key_size;          //  bytes of key
-    unsigned char key[];      //  the key it was keyed with
+    struct s_keyed_t *next;  //  next idle context (in the pool)
+    EVP_MAC_CTX *ctx;        //  keyed HMAC context
+    const char *digest;      //  "SHA1" or "SHA256" (a string literal)
+    size_t key_size;         //  bytes of key
+    unsigned char key[];     //  the key it was keyed with
 } s_keyed_t;
 
 static pthread_once_t s_fetch_once = PTHREAD_ONCE_INIT;
-static EVP_MAC *s_mac = NULL;        //  HMAC, fetched once (NULL: unavailable)
-static EVP_MD *s_sha256 = NULL;      //  SHA-256 for bodySHA256, fetched once (NULL: unavailable)
+static EVP_MAC *s_mac = NULL;    //  HMAC, fetched once (NULL: unavailable)
+static EVP_MD *s_sha256 = NULL;  //  SHA-256 for bodySHA256, fetched once (NULL: unavailable)
 static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static s_keyed_t *s_pool = NULL;     //  idle keyed contexts, most recent first
-static size_t s_pool_size = 0;       //  how many
+static s_keyed_t *s_pool = NULL;  //  idle keyed contexts, most recent first
+static size_t s_pool_size = 0;    //  how many
 
 //  The algorithms, looked up in OpenSSL's method store once per process.
 static void
@@ -132,11 +132,11 @@ s_keyed_new (const char *digest, const char *key, size_t key_size)
     keyed->key_size = key_size;
     memcpy (keyed->key, key, key_size);
     keyed->ctx = EVP_MAC_CTX_new (s_mac);
-    OSSL_PARAM params [2];
-    params [0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST, (char *) digest, 0);
-    params [1] = OSSL_PARAM_construct_end ();
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST, (char *) digest, 0);
+    params[1] = OSSL_PARAM_construct_end ();
     if (!keyed->ctx
-    ||  EVP_MAC_init (keyed->ctx, (const unsigned char *) key, key_size, params) != 1) {
+        || EVP_MAC_init (keyed->ctx, (const unsigned char *) key, key_size, params) != 1) {
         sb_error ("sig", "OpenSSL HMAC init failed digest=%s", digest);
         s_keyed_free (keyed);
         return NULL;
@@ -146,7 +146,7 @@ s_keyed_new (const char *digest, const char *key, size_t key_size)
 
 //  One HMAC computation in progress.
 typedef struct {
-    s_keyed_t *keyed;      //  the keyed context, taken from the pool
+    s_keyed_t *keyed;  //  the keyed context, taken from the pool
 } s_hmac_t;
 
 //  Take a context keyed for digest ("SHA1", "SHA256": a string literal) and key
@@ -160,7 +160,7 @@ s_hmac_open (s_hmac_t *self, const char *digest, const char *key)
     for (s_keyed_t **link = &s_pool; *link; link = &(*link)->next) {
         s_keyed_t *keyed = *link;
         if (strcmp (keyed->digest, digest) == 0 && keyed->key_size == key_size
-        &&  CRYPTO_memcmp (keyed->key, key, key_size) == 0) {
+            && CRYPTO_memcmp (keyed->key, key, key_size) == 0) {
             *link = keyed->next;
             s_pool_size--;
             found = keyed;
@@ -260,27 +260,27 @@ s_params_sorted (const sb_form_t *form, size_t *count)
         return NULL;
     }
     for (size_t i = 0; i < size; i++) {
-        params [i].key = sb_form_key (form, i);
-        params [i].value = sb_form_value (form, i);
+        params[i].key = sb_form_key (form, i);
+        params[i].value = sb_form_value (form, i);
     }
     qsort (params, size, sizeof (s_param_t), s_param_compare);
     size_t kept = 1;
     for (size_t i = 1; i < size; i++)
-        if (s_param_compare (&params [i], &params [kept - 1]) != 0)
-            params [kept++] = params [i];
+        if (s_param_compare (&params[i], &params[kept - 1]) != 0)
+            params[kept++] = params[i];
     *count = kept;
     return params;
 }
 
 //  Where the parts of a URL are, as offsets into it.
 typedef struct {
-    const char *text;       //  the URL (borrowed)
-    size_t size;            //  its length
-    size_t host_end;        //  end of the host: where a port would start
-    size_t port_end;        //  end of ":port" (== host_end when there is none)
-    size_t query;           //  first byte of the query, after '?' (size if none)
-    size_t query_end;       //  end of the query: '#' or size
-    const char *port;       //  the scheme's default port, ":443" or ":80"
+    const char *text;  //  the URL (borrowed)
+    size_t size;       //  its length
+    size_t host_end;   //  end of the host: where a port would start
+    size_t port_end;   //  end of ":port" (== host_end when there is none)
+    size_t query;      //  first byte of the query, after '?' (size if none)
+    size_t query_end;  //  end of the query: '#' or size
+    const char *port;  //  the scheme's default port, ":443" or ":80"
 } s_url_t;
 
 static int
@@ -307,7 +307,7 @@ s_url_parse (s_url_t *self, const char *url)
     if (self->size > S_URL_MAX)
         return -1;
     for (size_t i = 0; i < self->size; i++) {
-        unsigned char c = (unsigned char) url [i];
+        unsigned char c = (unsigned char) url[i];
         if (c <= 0x20 || c == 0x7f)
             return -1;
     }
@@ -318,8 +318,7 @@ s_url_parse (s_url_t *self, const char *url)
     size_t scheme = (size_t) (colon - url);
     if (scheme == 5 && strncasecmp (url, "https", 5) == 0)
         self->port = ":443";
-    else
-    if (scheme == 4 && strncasecmp (url, "http", 4) == 0)
+    else if (scheme == 4 && strncasecmp (url, "http", 4) == 0)
         self->port = ":80";
     else
         return -1;
@@ -329,10 +328,10 @@ s_url_parse (s_url_t *self, const char *url)
     size_t end = start + strcspn (url + start, "/?#");
     size_t host = start;
     for (size_t i = start; i < end; i++)
-        if (url [i] == '@')
+        if (url[i] == '@')
             host = i + 1;
     size_t host_end;
-    if (host < end && url [host] == '[') {
+    if (host < end && url[host] == '[') {
         const char *bracket = (const char *) memchr (url + host, ']', end - host);
         if (!bracket)
             return -1;
@@ -343,20 +342,20 @@ s_url_parse (s_url_t *self, const char *url)
         host_end = port ? (size_t) (port - url) : end;
     }
     if (host_end == host)
-        return -1;              //  no host
+        return -1;  //  no host
     self->host_end = host_end;
     self->port_end = host_end;
     if (host_end < end) {
-        if (url [host_end] != ':')
-            return -1;          //  "[::1]x"
+        if (url[host_end] != ':')
+            return -1;  //  "[::1]x"
         size_t digits = end - host_end - 1;
         if (digits < 1 || digits > 5)
-            return -1;          //  ":" or ":123456"
+            return -1;  //  ":" or ":123456"
         unsigned long value = 0;
         for (size_t i = host_end + 1; i < end; i++) {
-            if (!s_is_digit ((unsigned char) url [i]))
+            if (!s_is_digit ((unsigned char) url[i]))
                 return -1;
-            value = value * 10 + (unsigned long) (url [i] - '0');
+            value = value * 10 + (unsigned long) (url[i] - '0');
         }
         if (value < 1 || value > 65535)
             return -1;
@@ -372,9 +371,9 @@ s_url_parse (s_url_t *self, const char *url)
 
 //  How the query's quote is written in a URL variant.
 typedef enum {
-    S_QUOTE_AS_IS,      //  verbatim
-    S_QUOTE_ESCAPED,    //  ' written %27
-    S_QUOTE_PLAIN,      //  %27 written '
+    S_QUOTE_AS_IS,    //  verbatim
+    S_QUOTE_ESCAPED,  //  ' written %27
+    S_QUOTE_PLAIN,    //  %27 written '
 } s_quote_t;
 
 //  True when the query holds "%27"
@@ -392,17 +391,16 @@ static int
 s_feed_query (s_hmac_t *hmac, const s_url_t *url, s_quote_t quote)
 {
     const char *text = url->text;
-    size_t run = url->query;    //  start of bytes not fed yet
+    size_t run = url->query;  //  start of bytes not fed yet
     size_t i = url->query;
     while (i < url->query_end) {
-        if (quote == S_QUOTE_ESCAPED && text [i] == '\'') {
+        if (quote == S_QUOTE_ESCAPED && text[i] == '\'') {
             if (s_hmac_update (hmac, text + run, i - run) || s_hmac_update (hmac, "%27", 3))
                 return -1;
             run = ++i;
         }
-        else
-        if (quote == S_QUOTE_PLAIN && i + 3 <= url->query_end
-        &&  memcmp (text + i, "%27", 3) == 0) {
+        else if (quote == S_QUOTE_PLAIN && i + 3 <= url->query_end
+                 && memcmp (text + i, "%27", 3) == 0) {
             if (s_hmac_update (hmac, text + run, i - run) || s_hmac_update (hmac, "'", 1))
                 return -1;
             i += 3;
@@ -441,17 +439,17 @@ static int
 s_feed_params (s_hmac_t *hmac, const s_param_t *params, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        if (s_hmac_update (hmac, params [i].key, strlen (params [i].key))
-        ||  s_hmac_update (hmac, params [i].value, strlen (params [i].value)))
+        if (s_hmac_update (hmac, params[i].key, strlen (params[i].key))
+            || s_hmac_update (hmac, params[i].value, strlen (params[i].value)))
             return -1;
     return 0;
 }
 
 //  Finish the HMAC into base64 (S_TWILIO_SIG_LEN chars + NUL).
 static int
-s_twilio_finish (s_hmac_t *hmac, char out [SB_SIG_TWILIO_SIZE])
+s_twilio_finish (s_hmac_t *hmac, char out[SB_SIG_TWILIO_SIZE])
 {
-    unsigned char mac [EVP_MAX_MD_SIZE];
+    unsigned char mac[EVP_MAX_MD_SIZE];
     if (s_hmac_end (hmac, mac, sizeof mac) != 20)
         return -1;
     sb_text_base64 (mac, 20, out);
@@ -461,11 +459,11 @@ s_twilio_finish (s_hmac_t *hmac, char out [SB_SIG_TWILIO_SIZE])
 
 int
 sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t *params,
-                    char out [SB_SIG_TWILIO_SIZE])
+                    char out[SB_SIG_TWILIO_SIZE])
 {
     if (!out)
         return -1;
-    out [0] = 0;
+    out[0] = 0;
     if (!auth_token || !*auth_token || !url) {
         sb_error ("sig", "cannot sign: empty auth token or no URL");
         return -1;
@@ -477,10 +475,8 @@ sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t *pa
     s_hmac_t hmac;
     int rc = -1;
     if (s_hmac_open (&hmac, "SHA1", auth_token) == 0) {
-        if (s_hmac_begin (&hmac) == 0
-        &&  s_hmac_update (&hmac, url, strlen (url)) == 0
-        &&  s_feed_params (&hmac, sorted, count) == 0
-        &&  s_twilio_finish (&hmac, out) == 0)
+        if (s_hmac_begin (&hmac) == 0 && s_hmac_update (&hmac, url, strlen (url)) == 0
+            && s_feed_params (&hmac, sorted, count) == 0 && s_twilio_finish (&hmac, out) == 0)
             rc = 0;
         s_hmac_close (&hmac);
     }
@@ -496,11 +492,11 @@ s_twilio_well_formed (const char *signature)
     if (strnlen (signature, S_TWILIO_SIG_LEN + 1) != S_TWILIO_SIG_LEN)
         return 0;
     for (int i = 0; i < S_TWILIO_SIG_LEN - 1; i++) {
-        unsigned char c = (unsigned char) signature [i];
+        unsigned char c = (unsigned char) signature[i];
         if (!(s_is_alpha (c) || s_is_digit (c) || c == '+' || c == '/'))
             return 0;
     }
-    return signature [S_TWILIO_SIG_LEN - 1] == '=';
+    return signature[S_TWILIO_SIG_LEN - 1] == '=';
 }
 
 //  Find the value of bodySHA256 in the query. 1 and sets value/size when
@@ -508,7 +504,7 @@ s_twilio_well_formed (const char *signature)
 static int
 s_body_sha256 (const s_url_t *url, const char **value, size_t *size)
 {
-    static const char name [] = "bodySHA256=";
+    static const char name[] = "bodySHA256=";
     const size_t name_size = sizeof name - 1;
     int found = 0;
     size_t i = url->query;
@@ -564,22 +560,21 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
         sb_scratch_free (sorted);
         return SB_SIG_MISMATCH;
     }
-    s_quote_t quotes [3] = {S_QUOTE_AS_IS, S_QUOTE_AS_IS, S_QUOTE_AS_IS};
+    s_quote_t quotes[3] = {S_QUOTE_AS_IS, S_QUOTE_AS_IS, S_QUOTE_AS_IS};
     size_t quote_count = 1;
     if (memchr (parsed.text + parsed.query, '\'', parsed.query_end - parsed.query))
-        quotes [quote_count++] = S_QUOTE_ESCAPED;
+        quotes[quote_count++] = S_QUOTE_ESCAPED;
     if (s_query_has_escaped_quote (&parsed))
-        quotes [quote_count++] = S_QUOTE_PLAIN;
+        quotes[quote_count++] = S_QUOTE_PLAIN;
 
     //  At most six HMACs; stop at the first match or OpenSSL failure
     int valid = 0;
     int failed = 0;
     for (size_t variant = 0; variant < 2 * quote_count && !valid && !failed; variant++) {
-        char expected [SB_SIG_TWILIO_SIZE];
+        char expected[SB_SIG_TWILIO_SIZE];
         if (s_hmac_begin (&hmac)
-        ||  s_feed_url (&hmac, &parsed, (int) (variant & 1), quotes [variant / 2])
-        ||  s_feed_params (&hmac, sorted, count)
-        ||  s_twilio_finish (&hmac, expected))
+            || s_feed_url (&hmac, &parsed, (int) (variant & 1), quotes[variant / 2])
+            || s_feed_params (&hmac, sorted, count) || s_twilio_finish (&hmac, expected))
             failed = 1;
         else
             valid = CRYPTO_memcmp (expected, signature, S_TWILIO_SIG_LEN) == 0;
@@ -590,14 +585,13 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
         return SB_SIG_MISMATCH;
 
     if (json) {
-        unsigned char digest [EVP_MAX_MD_SIZE];
+        unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int digest_size = 0;
-        char hex [2 * 32 + 1];
+        char hex[2 * 32 + 1];
         //  Fetched once: EVP_sha256 () would look it up on every call.
         pthread_once (&s_fetch_once, s_fetch);
-        if (!s_sha256
-        ||  EVP_Digest (body, body_size, digest, &digest_size, s_sha256, NULL) != 1
-        ||  digest_size != 32) {
+        if (!s_sha256 || EVP_Digest (body, body_size, digest, &digest_size, s_sha256, NULL) != 1
+            || digest_size != 32) {
             sb_error ("sig", "OpenSSL SHA-256 failed");
             return SB_SIG_BODY_HASH;
         }
@@ -618,11 +612,10 @@ s_meta_mac (const char *app_secret, const void *body, size_t body_size, unsigned
     s_hmac_t hmac;
     if (s_hmac_open (&hmac, "SHA256", app_secret))
         return -1;
-    unsigned char out [EVP_MAX_MD_SIZE];
+    unsigned char out[EVP_MAX_MD_SIZE];
     int rc = -1;
-    if (s_hmac_begin (&hmac) == 0
-    &&  s_hmac_update (&hmac, body, body_size) == 0
-    &&  s_hmac_end (&hmac, out, sizeof out) == 32) {
+    if (s_hmac_begin (&hmac) == 0 && s_hmac_update (&hmac, body, body_size) == 0
+        && s_hmac_end (&hmac, out, sizeof out) == 32) {
         memcpy (mac, out, 32);
         rc = 0;
     }
@@ -633,16 +626,16 @@ s_meta_mac (const char *app_secret, const void *body, size_t body_size, unsigned
 
 int
 sb_sig_meta_sign (const char *app_secret, const void *body, size_t body_size,
-                  char out [SB_SIG_META_SIZE])
+                  char out[SB_SIG_META_SIZE])
 {
     if (!out)
         return -1;
-    out [0] = 0;
+    out[0] = 0;
     if (!app_secret || !*app_secret || (!body && body_size)) {
         sb_error ("sig", "cannot sign: empty app secret or no body");
         return -1;
     }
-    unsigned char mac [32];
+    unsigned char mac[32];
     if (s_meta_mac (app_secret, body ? body : "", body_size, mac))
         return -1;
     memcpy (out, S_META_PREFIX, S_META_PREFIX_LEN);
@@ -657,14 +650,14 @@ sb_sig_meta_validate (const char *app_secret, const void *body, size_t body_size
     if (!header || !*header)
         return SB_SIG_MISSING;
     if (strnlen (header, S_META_SIG_LEN + 1) != S_META_SIG_LEN
-    ||  memcmp (header, S_META_PREFIX, S_META_PREFIX_LEN) != 0)
+        || memcmp (header, S_META_PREFIX, S_META_PREFIX_LEN) != 0)
         return SB_SIG_MALFORMED;
-    unsigned char claimed [32];
+    unsigned char claimed[32];
     if (sb_text_unhex (header + S_META_PREFIX_LEN, 32, claimed))
         return SB_SIG_MALFORMED;
     if (!app_secret || !*app_secret || (!body && body_size))
         return SB_SIG_MISMATCH;
-    unsigned char mac [32];
+    unsigned char mac[32];
     if (s_meta_mac (app_secret, body ? body : "", body_size, mac))
         return SB_SIG_MISMATCH;
     int same = CRYPTO_memcmp (mac, claimed, 32) == 0;

@@ -45,15 +45,15 @@ int sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t
 //  JSON request pass params NULL and the raw body, which must hash to the
 //  URL's bodySHA256. signature may be NULL (missing).
 sb_sig_result_t sb_sig_twilio_validate (const char *auth_token, const char *url,
-                                        const sb_form_t *params, const void *body,
-                                        size_t body_size, const char *signature);
+                                        const sb_form_t *params, const void *body, size_t body_size,
+                                        const char *signature);
 
 //  Meta's X-Hub-Signature-256 value for body.
 int sb_sig_meta_sign (const char *app_secret, const void *body, size_t body_size,
                       char out[SB_SIG_META_SIZE]);
 
 //  Check X-Hub-Signature-256 (header may be NULL: missing).
-sb_sig_result_t sb_sig_meta_validate (const char *app_secret, const void *body,
-                                      size_t body_size, const char *header);
+sb_sig_result_t sb_sig_meta_validate (const char *app_secret, const void *body, size_t body_size,
+                                      const char *header);
 
 #endif

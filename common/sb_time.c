@@ -24,11 +24,11 @@ sb_time_utc (int64_t secs, struct tm *tm)
     //  Low-Level Date Algorithms", civil_from_days).
     int64_t z = days + 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;                                        //  [0, 146096]
+    int64_t doe = z - era * 146097;                                       //  [0, 146096]
     int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  //  [0, 399]
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                //  [0, 365]
-    int64_t mp = (5 * doy + 2) / 153;                                      //  [0, 11], March first
-    int64_t month = mp < 10 ? mp + 3 : mp - 9;                             //  [1, 12]
+    int64_t mp = (5 * doy + 2) / 153;                                     //  [0, 11], March first
+    int64_t month = mp < 10 ? mp + 3 : mp - 9;                            //  [1, 12]
     int64_t year = yoe + era * 400 + (month <= 2);
     tm->tm_mday = (int) (doy - (153 * mp + 2) / 5 + 1);
     tm->tm_mon = (int) (month - 1);

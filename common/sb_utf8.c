@@ -16,14 +16,12 @@ sb_utf8_seq (const unsigned char *s, size_t n)
         cp = c & 0x1F;
         min = 0x80;
     }
-    else
-    if ((c & 0xF0) == 0xE0) {
+    else if ((c & 0xF0) == 0xE0) {
         len = 3;
         cp = c & 0x0F;
         min = 0x800;
     }
-    else
-    if (c >= 0xF0 && c <= 0xF4) {
+    else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
         cp = c & 0x07;
         min = 0x10000;

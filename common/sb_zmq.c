@@ -44,20 +44,20 @@
 #endif
 
 #define S_ZAP_DOMAIN "switchboard"
-#define S_KEY_LEN 40               //  a Z85 CURVE key
-#define S_PATH_MAX 200             //  longest SB_CURVE_ALLOWED (zcertstore paths)
-#define S_FILE_MAX 65536           //  largest certificate file read
+#define S_KEY_LEN 40      //  a Z85 CURVE key
+#define S_PATH_MAX 200    //  longest SB_CURVE_ALLOWED (zcertstore paths)
+#define S_FILE_MAX 65536  //  largest certificate file read
 
 struct sb_zmq_security_t {
-    zactor_t *auth;                          //  zauth, when this process is a CURVE server
-    bool server;                             //  a server key pair is set
-    char server_public[S_KEY_LEN + 1];       //  our server public key (Z85)
-    char server_secret[S_KEY_LEN + 1];       //  our server secret key (Z85)
-    bool client;                             //  a server public key is set
-    char server_key[S_KEY_LEN + 1];          //  the public key of the server we connect to
-    char client_public[S_KEY_LEN + 1];       //  our client public key
-    char client_secret[S_KEY_LEN + 1];       //  our client secret key
-    bool allow_plaintext;                    //  SB_ZMQ_ALLOW_PLAINTEXT
+    zactor_t *auth;                     //  zauth, when this process is a CURVE server
+    bool server;                        //  a server key pair is set
+    char server_public[S_KEY_LEN + 1];  //  our server public key (Z85)
+    char server_secret[S_KEY_LEN + 1];  //  our server secret key (Z85)
+    bool client;                        //  a server public key is set
+    char server_key[S_KEY_LEN + 1];     //  the public key of the server we connect to
+    char client_public[S_KEY_LEN + 1];  //  our client public key
+    char client_secret[S_KEY_LEN + 1];  //  our client secret key
+    bool allow_plaintext;               //  SB_ZMQ_ALLOW_PLAINTEXT
 };
 
 static bool
@@ -102,8 +102,7 @@ s_parse_cert (const char *text, char *public_txt, char *secret_txt)
 //  shown in messages unless the setting is a secret (its value may be a
 //  mistyped key). Caller owns the return value; NULL with err.
 static char *
-s_read_cert_file (const char *name, const char *path, bool show_path, char *err,
-                  size_t err_size)
+s_read_cert_file (const char *name, const char *path, bool show_path, char *err, size_t err_size)
 {
     const char *shown = show_path ? path : "the file it names";
     char ebuf[128];
@@ -118,8 +117,8 @@ s_read_cert_file (const char *name, const char *path, bool show_path, char *err,
     bool failed = ferror (file) != 0;
     fclose (file);
     if (!text || failed || size > S_FILE_MAX || memchr (text, 0, size)) {
-        snprintf (err, err_size, "%s: %.300s is not a certificate (unreadable, too large or binary)",
-                  name, shown);
+        snprintf (err, err_size,
+                  "%s: %.300s is not a certificate (unreadable, too large or binary)", name, shown);
         free (text);
         return NULL;
     }
@@ -131,8 +130,8 @@ s_read_cert_file (const char *name, const char *path, bool show_path, char *err,
 //  NAME_FILE), or a Z85 secret key. Checks that the keys belong together.
 //  0 or -1 with err.
 static int
-s_load_keypair (const char *name, const char *value, char *public_txt, char *secret_txt,
-                char *err, size_t err_size)
+s_load_keypair (const char *name, const char *value, char *public_txt, char *secret_txt, char *err,
+                size_t err_size)
 {
     if (s_is_z85_key (value) && access (value, F_OK) != 0) {
         memcpy (secret_txt, value, S_KEY_LEN + 1);
@@ -152,13 +151,15 @@ s_load_keypair (const char *name, const char *value, char *public_txt, char *sec
     free (text);
     if (rc < 0) {
         snprintf (err, err_size,
-                  "%s: not a certificate: expected the NAME.key_secret file `switchboard keygen` wrote, or a 40-character Z85 secret key",
+                  "%s: not a certificate: expected the NAME.key_secret file `switchboard keygen` "
+                  "wrote, or a 40-character Z85 secret key",
                   name);
         return -1;
     }
     if (rc == 1) {
         snprintf (err, err_size,
-                  "%s: the certificate holds a public key only: give the NAME.key_secret file, not NAME.key",
+                  "%s: the certificate holds a public key only: give the NAME.key_secret file, not "
+                  "NAME.key",
                   name);
         return -1;
     }
@@ -175,8 +176,7 @@ s_load_keypair (const char *name, const char *value, char *public_txt, char *sec
 
 //  A public key: Z85 text or a certificate file (NAME.key). 0 or -1 with err.
 static int
-s_load_public (const char *name, const char *value, char *public_txt, char *err,
-               size_t err_size)
+s_load_public (const char *name, const char *value, char *public_txt, char *err, size_t err_size)
 {
     if (s_is_z85_key (value) && access (value, F_OK) != 0) {
         memcpy (public_txt, value, S_KEY_LEN + 1);
@@ -193,7 +193,8 @@ s_load_public (const char *name, const char *value, char *public_txt, char *err,
     free (text);
     if (rc < 0) {
         snprintf (err, err_size,
-                  "%s: not a certificate: expected a 40-character Z85 public key or the server's NAME.key file",
+                  "%s: not a certificate: expected a 40-character Z85 public key or the server's "
+                  "NAME.key file",
                   name);
         return -1;
     }
@@ -218,7 +219,8 @@ s_check_allowed (const char *dir, char *err, size_t err_size)
     }
     if (!S_ISDIR (st.st_mode)) {
         snprintf (err, err_size,
-                  "SB_CURVE_ALLOWED=%s: not a directory: expected a directory of client certificates (NAME.key), or *",
+                  "SB_CURVE_ALLOWED=%s: not a directory: expected a directory of client "
+                  "certificates (NAME.key), or *",
                   dir);
         return -1;
     }
@@ -240,10 +242,14 @@ s_check_allowed (const char *dir, char *err, size_t err_size)
     }
     closedir (d);
     if (secrets)
-        sb_warn ("zmq", "SB_CURVE_ALLOWED holds secret key files: only the clients' public NAME.key files belong there dir=%s files=%zu",
+        sb_warn ("zmq",
+                 "SB_CURVE_ALLOWED holds secret key files: only the clients' public NAME.key files "
+                 "belong there dir=%s files=%zu",
                  dir, secrets);
     if (certs == 0)
-        sb_warn ("zmq", "SB_CURVE_ALLOWED is empty: no client can connect until its NAME.key is copied there dir=%s",
+        sb_warn ("zmq",
+                 "SB_CURVE_ALLOWED is empty: no client can connect until its NAME.key is copied "
+                 "there dir=%s",
                  dir);
     return 0;
 }
@@ -268,18 +274,21 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
     }
     if (has_allowed && !has_secret) {
         snprintf (err, err_size,
-                  "SB_CURVE_ALLOWED is set but SB_CURVE_SERVER_SECRET is not: set the server key pair too");
+                  "SB_CURVE_ALLOWED is set but SB_CURVE_SERVER_SECRET is not: set the server key "
+                  "pair too");
         goto fail;
     }
     if (has_client && !has_public) {
         snprintf (err, err_size,
-                  "SB_CURVE_CLIENT_CERT is set but SB_CURVE_SERVER_PUBLIC is not: set the server's public key too");
+                  "SB_CURVE_CLIENT_CERT is set but SB_CURVE_SERVER_PUBLIC is not: set the server's "
+                  "public key too");
         goto fail;
     }
     if (has_secret) {
         if (!has_allowed) {
             snprintf (err, err_size,
-                      "SB_CURVE_SERVER_SECRET is set but SB_CURVE_ALLOWED is not: set it to a directory of client certificates (NAME.key), or * to admit any client key");
+                      "SB_CURVE_SERVER_SECRET is set but SB_CURVE_ALLOWED is not: set it to a "
+                      "directory of client certificates (NAME.key), or * to admit any client key");
             goto fail;
         }
         if (s_load_keypair ("SB_CURVE_SERVER_SECRET",
@@ -295,12 +304,13 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
     if (has_public) {
         if (!has_client) {
             snprintf (err, err_size,
-                      "SB_CURVE_SERVER_PUBLIC is set but SB_CURVE_CLIENT_CERT is not: give this client a key pair (switchboard keygen)");
+                      "SB_CURVE_SERVER_PUBLIC is set but SB_CURVE_CLIENT_CERT is not: give this "
+                      "client a key pair (switchboard keygen)");
             goto fail;
         }
         if (s_load_public ("SB_CURVE_SERVER_PUBLIC",
-                           sb_config_str (config, SB_CFG_SB_CURVE_SERVER_PUBLIC),
-                           self->server_key, err, err_size)
+                           sb_config_str (config, SB_CFG_SB_CURVE_SERVER_PUBLIC), self->server_key,
+                           err, err_size)
             || s_load_keypair ("SB_CURVE_CLIENT_CERT",
                                sb_config_str (config, SB_CFG_SB_CURVE_CLIENT_CERT),
                                self->client_public, self->client_secret, err, err_size))
@@ -320,7 +330,8 @@ sb_zmq_security_new (const sb_config_t *config, char *err, size_t err_size)
         zstr_sendx (self->auth, "CURVE", allowed, NULL);
         zsock_wait (self->auth);
         if (strcmp (allowed, CURVE_ALLOW_ANY) == 0)
-            sb_warn ("zmq", "SB_CURVE_ALLOWED=*: any client key is admitted (traffic is encrypted, clients are not authenticated)");
+            sb_warn ("zmq", "SB_CURVE_ALLOWED=*: any client key is admitted (traffic is encrypted, "
+                            "clients are not authenticated)");
         sb_info ("zmq", "CURVE server on server_key=%s allowed=%s", self->server_public, allowed);
     }
     return self;
@@ -448,11 +459,17 @@ s_check_bind (const char *ep, void *arg)
     if (call->curve || sb_zmq_endpoint_is_local (ep))
         return 0;
     if (call->self && call->self->allow_plaintext) {
-        sb_warn ("zmq", "binding a non-loopback endpoint without CURVE (SB_ZMQ_ALLOW_PLAINTEXT=1): anyone who reaches it can connect socket=%s endpoint=%s%s%s",
-                 call->what, ep, call->setting ? " setting=" : "", call->setting ? call->setting : "");
+        sb_warn ("zmq",
+                 "binding a non-loopback endpoint without CURVE (SB_ZMQ_ALLOW_PLAINTEXT=1): anyone "
+                 "who reaches it can connect socket=%s endpoint=%s%s%s",
+                 call->what, ep, call->setting ? " setting=" : "",
+                 call->setting ? call->setting : "");
         return 0;
     }
-    sb_error ("zmq", "refusing to bind a non-loopback endpoint without CURVE: set SB_CURVE_SERVER_SECRET and SB_CURVE_ALLOWED (switchboard keygen writes the keys), or SB_ZMQ_ALLOW_PLAINTEXT=1 on a trusted network socket=%s endpoint=%s%s%s",
+    sb_error ("zmq",
+              "refusing to bind a non-loopback endpoint without CURVE: set SB_CURVE_SERVER_SECRET "
+              "and SB_CURVE_ALLOWED (switchboard keygen writes the keys), or "
+              "SB_ZMQ_ALLOW_PLAINTEXT=1 on a trusted network socket=%s endpoint=%s%s%s",
               call->what, ep, call->setting ? " setting=" : "", call->setting ? call->setting : "");
     return -1;
 }
@@ -482,8 +499,8 @@ s_setopt (zsock_t *sock, int option, const void *value, size_t size, const char 
 }
 
 int
-sb_zmq_bind (const sb_zmq_security_t *self, zsock_t *sock, const char *what,
-             const char *setting, const char *endpoints)
+sb_zmq_bind (const sb_zmq_security_t *self, zsock_t *sock, const char *what, const char *setting,
+             const char *endpoints)
 {
     s_call_t call = {self, sock, what, setting, sb_zmq_security_server (self)};
     //  Check every endpoint before binding any.
@@ -510,7 +527,9 @@ s_connect_one (const char *ep, void *arg)
     s_call_t *call = (s_call_t *) arg;
     if (!call->curve && !sb_zmq_endpoint_is_local (ep)
         && !(call->self && call->self->allow_plaintext))
-        sb_warn ("zmq", "connecting to a non-loopback endpoint without CURVE: set SB_CURVE_SERVER_PUBLIC and SB_CURVE_CLIENT_CERT socket=%s endpoint=%s%s%s",
+        sb_warn ("zmq",
+                 "connecting to a non-loopback endpoint without CURVE: set SB_CURVE_SERVER_PUBLIC "
+                 "and SB_CURVE_CLIENT_CERT socket=%s endpoint=%s%s%s",
                  call->what, ep, call->setting ? " setting=" : "",
                  call->setting ? call->setting : "");
     if (zsock_connect (call->sock, "%s", ep) < 0) {
@@ -520,13 +539,13 @@ s_connect_one (const char *ep, void *arg)
         return -1;
     }
     sb_debug ("zmq", "connected %s endpoint=%s curve=%s", call->what, ep,
-             call->curve ? "on" : "off");
+              call->curve ? "on" : "off");
     return 0;
 }
 
 int
-sb_zmq_connect (const sb_zmq_security_t *self, zsock_t *sock, const char *what,
-                const char *setting, const char *endpoints)
+sb_zmq_connect (const sb_zmq_security_t *self, zsock_t *sock, const char *what, const char *setting,
+                const char *endpoints)
 {
     s_call_t call = {self, sock, what, setting, sb_zmq_security_client (self)};
     if (call.curve

@@ -57,12 +57,13 @@ s_migrations_default (char *dir, size_t size)
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: switchboard-dispatcher [--migrate-only] [--check-rules] [--help] [--version]\n\n"
-             "Subscribes to switchboard-ingress event streams, stores each event in PostgreSQL\n"
-             "exactly once, applies the reply rules and sends replies through Twilio and Meta.\n\n"
-             "  --migrate-only  apply the database migrations and exit\n"
-             "  --check-rules   load SB_RULES, report problems, and exit\n\n");
+    fprintf (
+        out,
+        "Usage: switchboard-dispatcher [--migrate-only] [--check-rules] [--help] [--version]\n\n"
+        "Subscribes to switchboard-ingress event streams, stores each event in PostgreSQL\n"
+        "exactly once, applies the reply rules and sends replies through Twilio and Meta.\n\n"
+        "  --migrate-only  apply the database migrations and exit\n"
+        "  --check-rules   load SB_RULES, report problems, and exit\n\n");
     sb_config_print_help (SB_SVC_DISPATCHER, out);
     char dir[PATH_MAX];
     s_migrations_default (dir, sizeof dir);
@@ -191,7 +192,8 @@ main (int argc, char **argv)
     //  From here on only sb_log writes to stderr: actors storing and sending
     //  must not wait for it, so a log thread writes their lines (sb_log.c).
     if (sb_log_start () != 0)
-        fprintf (stderr, "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
+        fprintf (stderr,
+                 "switchboard-dispatcher: cannot start the log thread; logging synchronously\n");
     if (s_migrate (conninfo, (int) sb_config_int (config, SB_CFG_SB_PG_TIMEOUT_MS), migrations,
                    migrate_only)) {
         if (!sb_stop_wait (0))

@@ -55,54 +55,54 @@
 
 #define S_POLL_MS 100
 #define S_PENDING_MAX 4096
-#define S_RECORD_BATCH 256  //  send results recorded per transaction
+#define S_RECORD_BATCH 256        //  send results recorded per transaction
 #define S_DB_BACKOFF_MIN_MS 100   //  first wait after a PostgreSQL failure
 #define S_DB_BACKOFF_MAX_MS 5000  //  longest
 #define S_SOCKETS_MIN 16          //  libcurl sockets the poll has room for at first
 
 typedef struct {
-    sb_delivery_t *shared;     //  the atomics
-    const sb_config_t *config; //  borrowed, immutable
-    char *conninfo;            //  DATABASE_URL
-    int timeout_ms;            //  SB_PG_TIMEOUT_MS
-    char *outcomes;            //  inproc endpoint of the outcome PULL
-    char *wake;                //  inproc endpoint this actor binds for WAKE
-    sb_store_retry_t retry;    //  SB_SEND_MAX_ATTEMPTS, SB_SEND_BACKOFF_BASE_MS and _MAX_MS
-    sb_metrics_t *metrics;     //  borrowed
+    sb_delivery_t *shared;      //  the atomics
+    const sb_config_t *config;  //  borrowed, immutable
+    char *conninfo;             //  DATABASE_URL
+    int timeout_ms;             //  SB_PG_TIMEOUT_MS
+    char *outcomes;             //  inproc endpoint of the outcome PULL
+    char *wake;                 //  inproc endpoint this actor binds for WAKE
+    sb_store_retry_t retry;     //  SB_SEND_MAX_ATTEMPTS, SB_SEND_BACKOFF_BASE_MS and _MAX_MS
+    sb_metrics_t *metrics;      //  borrowed
 } s_args_t;
 
 struct sb_delivery_t {
-    zactor_t *actor;           //  the actor thread
-    atomic_bool ready;         //  the last PostgreSQL call succeeded
+    zactor_t *actor;             //  the actor thread
+    atomic_bool ready;           //  the last PostgreSQL call succeeded
     _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
-    s_args_t *args;            //  what the actor reads
+    s_args_t *args;              //  what the actor reads
 };
 
 typedef struct {
     s_args_t *args;
-    zsock_t *pipe;             //  to the owner
-    zsock_t *wake;             //  WAKE from the ingest actor
-    zsock_t *push;             //  outcomes
-    zmq_pollitem_t *items;     //  the one poll: pipe, wake, then libcurl's sockets
-    struct pollfd *fds;        //  libcurl's sockets as polled, for sb_sender_drive
-    size_t items_cap;          //  entries allocated in items and fds
-    sb_store_t *store;         //  PostgreSQL
-    sb_sender_t *sender;       //  libcurl multi
-    sb_send_result_t *pending; //  results not yet recorded
-    size_t pending_count;      //  how many
-    bool terminated;           //  $TERM received
-    bool db_failing;           //  the last PostgreSQL call failed
-    int64_t db_retry_at;       //  monotonic ms before which PostgreSQL is not tried again
-    int db_backoff_ms;         //  the next wait after a failure
-    bool reclaim;              //  a settle failed: rows may be claimed unseen
-    int64_t reclaim_until;     //  monotonic ms when reclaiming stops (0: not begun)
-    int64_t next_reclaim;      //  monotonic ms of the next reclaim
-    int64_t next_claim;        //  monotonic ms of the next periodic claim
-    sb_log_every_t settle_log; //  failed settles, one line a second
+    zsock_t *pipe;               //  to the owner
+    zsock_t *wake;               //  WAKE from the ingest actor
+    zsock_t *push;               //  outcomes
+    zmq_pollitem_t *items;       //  the one poll: pipe, wake, then libcurl's sockets
+    struct pollfd *fds;          //  libcurl's sockets as polled, for sb_sender_drive
+    size_t items_cap;            //  entries allocated in items and fds
+    sb_store_t *store;           //  PostgreSQL
+    sb_sender_t *sender;         //  libcurl multi
+    sb_send_result_t *pending;   //  results not yet recorded
+    size_t pending_count;        //  how many
+    bool terminated;             //  $TERM received
+    bool db_failing;             //  the last PostgreSQL call failed
+    int64_t db_retry_at;         //  monotonic ms before which PostgreSQL is not tried again
+    int db_backoff_ms;           //  the next wait after a failure
+    bool reclaim;                //  a settle failed: rows may be claimed unseen
+    int64_t reclaim_until;       //  monotonic ms when reclaiming stops (0: not begun)
+    int64_t next_reclaim;        //  monotonic ms of the next reclaim
+    int64_t next_claim;          //  monotonic ms of the next periodic claim
+    sb_log_every_t settle_log;   //  failed settles, one line a second
     sb_metric_t *m_sends[4][3];  //  sends by outcome (sent, retry, final) and target
-    sb_metric_t *m_dead;       //  rows out of attempts
-    sb_metric_t *m_depth[2];   //  outbox rows pending, sending
-    sb_metric_t *m_inflight;   //  transfers in flight
+    sb_metric_t *m_dead;         //  rows out of attempts
+    sb_metric_t *m_depth[2];     //  outbox rows pending, sending
+    sb_metric_t *m_inflight;     //  transfers in flight
 } self_t;
 
 static const char *s_states[2] = {"pending", "sending"};
@@ -161,15 +161,16 @@ s_self_new (zsock_t *pipe, s_args_t *args)
             snprintf (labels, sizeof labels, "provider=\"%s\",outcome=\"%s\"", targets[k],
                       outcomes[o]);
             self->m_sends[o][k] = sb_metrics_counter (
-                m, "sb_sends_total", "Send attempts by provider (bot: forwards) and outcome", labels);
+                m, "sb_sends_total", "Send attempts by provider (bot: forwards) and outcome",
+                labels);
         }
-    self->m_dead = sb_metrics_counter (m, "sb_sends_dead_total",
-                                       "Outbox rows that ran out of attempts", NULL);
+    self->m_dead =
+        sb_metrics_counter (m, "sb_sends_dead_total", "Outbox rows that ran out of attempts", NULL);
     for (int s = 0; s < 2; s++) {
         char labels[48];
         snprintf (labels, sizeof labels, "state=\"%s\"", s_states[s]);
-        self->m_depth[s] = sb_metrics_gauge (m, "sb_outbox_rows",
-                                             "Outbox rows still to send, by state", labels);
+        self->m_depth[s] =
+            sb_metrics_gauge (m, "sb_outbox_rows", "Outbox rows still to send, by state", labels);
     }
     self->m_inflight = sb_metrics_gauge (m, "sb_sends_in_flight", "HTTP sends in flight", NULL);
     return self;
@@ -238,7 +239,7 @@ s_self_collect (self_t *self)
     while (self->pending_count < S_PENDING_MAX
            && sb_sender_next_result (self->sender, &result) == 1) {
         int o = result.outcome >= 1 && result.outcome <= 3 ? result.outcome : 3;
-        int target = result.kind == SB_OUTBOX_FORWARD          ? 2
+        int target = result.kind == SB_OUTBOX_FORWARD      ? 2
                      : result.provider == SB_PROVIDER_META ? 1
                                                            : 0;
         sb_metric_add (self->m_sends[o][target], 1);
@@ -264,8 +265,8 @@ s_self_settle (self_t *self, bool claim)
             return;
         bool dead[S_RECORD_BATCH];
         sb_outbox_item_t *items = NULL;
-        int claimed = sb_store_settle (self->store, self->pending, n, &self->args->retry, dead,
-                                       room, &items);
+        int claimed =
+            sb_store_settle (self->store, self->pending, n, &self->args->retry, dead, room, &items);
         s_self_db_result (self, claimed >= 0);
         if (claimed < 0) {
             //  s_self_db_result backed off (100 ms doubling to 5 s): a
@@ -359,14 +360,14 @@ s_self_poll (self_t *self, int64_t until)
             count = self->items_cap - 2;
         }
     }
-    self->items[0] = (zmq_pollitem_t) {.socket = zsock_resolve (self->pipe), .events = ZMQ_POLLIN};
-    self->items[1] = (zmq_pollitem_t) {.socket = zsock_resolve (self->wake), .events = ZMQ_POLLIN};
+    self->items[0] = (zmq_pollitem_t){.socket = zsock_resolve (self->pipe), .events = ZMQ_POLLIN};
+    self->items[1] = (zmq_pollitem_t){.socket = zsock_resolve (self->wake), .events = ZMQ_POLLIN};
     for (size_t i = 0; i < count; i++) {
         self->fds[i] = sockets[i];
-        self->items[2 + i] = (zmq_pollitem_t) {
-            .fd = sockets[i].fd,
-            .events = (short) ((sockets[i].events & POLLIN ? ZMQ_POLLIN : 0)
-                               | (sockets[i].events & POLLOUT ? ZMQ_POLLOUT : 0))};
+        self->items[2 + i] =
+            (zmq_pollitem_t){.fd = sockets[i].fd,
+                             .events = (short) ((sockets[i].events & POLLIN ? ZMQ_POLLIN : 0)
+                                                | (sockets[i].events & POLLOUT ? ZMQ_POLLOUT : 0))};
     }
     int64_t timeout = until - zclock_mono ();
     int timer = sb_sender_timeout (self->sender);
@@ -379,9 +380,9 @@ s_self_poll (self_t *self, int64_t until)
         self->terminated = true;
     for (size_t i = 0; i < count; i++) {
         short revents = rc > 0 ? self->items[2 + i].revents : 0;
-        self->fds[i].revents = (short) ((revents & ZMQ_POLLIN ? POLLIN : 0)
-                                        | (revents & ZMQ_POLLOUT ? POLLOUT : 0)
-                                        | (revents & ZMQ_POLLERR ? POLLERR : 0));
+        self->fds[i].revents =
+            (short) ((revents & ZMQ_POLLIN ? POLLIN : 0) | (revents & ZMQ_POLLOUT ? POLLOUT : 0)
+                     | (revents & ZMQ_POLLERR ? POLLERR : 0));
     }
     sb_sender_drive (self->sender, self->fds, count);
     if (rc > 0 && (self->items[0].revents & ZMQ_POLLIN))
@@ -409,7 +410,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         s_self_db_result (self, recovered >= 0);
         if (recovered > 0)
             sb_warn ("delivery",
-                     "rows left sending by a previous run are pending again rows=%d (a reply may go out twice)",
+                     "rows left sending by a previous run are pending again rows=%d (a reply may "
+                     "go out twice)",
                      recovered);
     }
     int64_t next_depth = 0;

@@ -86,116 +86,116 @@
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 5000
 #define S_CONSUMER_ID "dispatcher"
-#define S_HEARTBEAT_MS 1000      //  HELLO (and ACK) to each ingress
-#define S_STALL_MS 10000         //  a replay silent this long is asked again
-#define S_RETRY_MS 1000          //  wait after a replay that ended in error or busy
-#define S_UNKNOWN_GRACE_MS 10000 //  drop events of unknown ingresses this long after start
-#define S_EPOCH_HELLO_MS 200     //  least time between HELLOs caused by foreign epochs
+#define S_HEARTBEAT_MS 1000       //  HELLO (and ACK) to each ingress
+#define S_STALL_MS 10000          //  a replay silent this long is asked again
+#define S_RETRY_MS 1000           //  wait after a replay that ended in error or busy
+#define S_UNKNOWN_GRACE_MS 10000  //  drop events of unknown ingresses this long after start
+#define S_EPOCH_HELLO_MS 200      //  least time between HELLOs caused by foreign epochs
 #define S_AHEAD_MAX_BYTES (64u * 1024 * 1024)  //  live events held ahead, per ingress
-#define S_PING_MS 500            //  idle: a round trip this often, for readiness
+#define S_PING_MS 500                          //  idle: a round trip this often, for readiness
 
 //  What the actor needs, copied at start.
 typedef struct {
-    sb_ingest_t *shared;       //  the atomics
-    char *conninfo;            //  DATABASE_URL
-    int timeout_ms;            //  SB_PG_TIMEOUT_MS
-    char *endpoints;           //  SB_INGRESS_PUB
-    char *replay;              //  SB_INGRESS_REPLAY ("" for none)
-    char *outcomes;            //  inproc endpoint of the outcome PULL
-    char *wake;                //  inproc endpoint of the sender's wake PULL
+    sb_ingest_t *shared;                //  the atomics
+    char *conninfo;                     //  DATABASE_URL
+    int timeout_ms;                     //  SB_PG_TIMEOUT_MS
+    char *endpoints;                    //  SB_INGRESS_PUB
+    char *replay;                       //  SB_INGRESS_REPLAY ("" for none)
+    char *outcomes;                     //  inproc endpoint of the outcome PULL
+    char *wake;                         //  inproc endpoint of the sender's wake PULL
     const sb_zmq_security_t *security;  //  borrowed: CURVE client keys
-    size_t batch_max;          //  SB_BATCH_MAX
-    int queue_max;             //  SB_QUEUE_MAX: SUB receive high-water mark
-    const sb_rules_t *rules;   //  borrowed, immutable
-    sb_metrics_t *metrics;     //  borrowed
+    size_t batch_max;                   //  SB_BATCH_MAX
+    int queue_max;                      //  SB_QUEUE_MAX: SUB receive high-water mark
+    const sb_rules_t *rules;            //  borrowed, immutable
+    sb_metrics_t *metrics;              //  borrowed
 } s_args_t;
 
 struct sb_ingest_t {
-    zactor_t *actor;           //  the actor thread
-    atomic_bool ready;         //  the last write (or ping) succeeded
+    zactor_t *actor;             //  the actor thread
+    atomic_bool ready;           //  the last write (or ping) succeeded
     _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
-    s_args_t *args;            //  what the actor reads; lives as long as it
+    s_args_t *args;              //  what the actor reads; lives as long as it
 };
 
 //  Live events ahead of a source's next_seq, ascending (a ring).
 typedef struct {
-    sb_event_t **items;        //  cap slots
-    size_t *sizes;             //  encoded size of each
-    size_t cap;                //  capacity
-    size_t head;               //  index of the oldest
-    size_t count;              //  events held
-    size_t bytes;              //  their encoded sizes, at most S_AHEAD_MAX_BYTES
+    sb_event_t **items;  //  cap slots
+    size_t *sizes;       //  encoded size of each
+    size_t cap;          //  capacity
+    size_t head;         //  index of the oldest
+    size_t count;        //  events held
+    size_t bytes;        //  their encoded sizes, at most S_AHEAD_MAX_BYTES
 } s_fifo_t;
 
 typedef enum {
-    S_HELLO,                   //  waiting for a WELCOME
-    S_REPLAYING,               //  a replay (replay_id) is running
-    S_LIVE,                    //  following the live stream
+    S_HELLO,      //  waiting for a WELCOME
+    S_REPLAYING,  //  a replay (replay_id) is running
+    S_LIVE,       //  following the live stream
 } s_state_t;
 
 //  One ingress, reached on its replay endpoint.
 typedef struct {
-    char *endpoint;            //  its SB_REPLAY
-    zsock_t *dealer;           //  connected to it
-    s_state_t state;           //  see above
-    bool known;                //  a WELCOME named ingress_id and epoch
-    bool positioned;           //  next_seq is valid (read from the cursor)
+    char *endpoint;                         //  its SB_REPLAY
+    zsock_t *dealer;                        //  connected to it
+    s_state_t state;                        //  see above
+    bool known;                             //  a WELCOME named ingress_id and epoch
+    bool positioned;                        //  next_seq is valid (read from the cursor)
     char ingress_id[SB_REPLAY_ID_MAX + 1];  //  from the WELCOME
     char epoch[SB_REPLAY_EPOCH_MAX + 1];    //  the epoch next_seq belongs to
-    uint64_t next_seq;         //  the seq accepted next
-    uint64_t stored_seq;       //  last seq stored in PostgreSQL
-    uint64_t acked_seq;        //  last seq acknowledged to the ingress
-    uint64_t replay_id;        //  the running replay (S_REPLAYING)
-    uint64_t consumed;         //  records taken since credit was last granted
-    bool cancelled;            //  CANCEL sent for the running replay
-    bool need_replay;          //  a replay must be asked (after replay_after_ms)
-    int64_t replay_after_ms;   //  not before this time
-    int64_t heard_ms;          //  last message from the ingress
-    int64_t hello_ms;          //  last HELLO sent
-    uint64_t check_seq;        //  next_seq when the heartbeat first saw the ingress ahead
-    int64_t check_ms;          //  and when
-    s_fifo_t ahead;            //  live events ahead of next_seq
-    bool ahead_overflow;       //  live events were dropped: the queue was full
+    uint64_t next_seq;                      //  the seq accepted next
+    uint64_t stored_seq;                    //  last seq stored in PostgreSQL
+    uint64_t acked_seq;                     //  last seq acknowledged to the ingress
+    uint64_t replay_id;                     //  the running replay (S_REPLAYING)
+    uint64_t consumed;                      //  records taken since credit was last granted
+    bool cancelled;                         //  CANCEL sent for the running replay
+    bool need_replay;                       //  a replay must be asked (after replay_after_ms)
+    int64_t replay_after_ms;                //  not before this time
+    int64_t heard_ms;                       //  last message from the ingress
+    int64_t hello_ms;                       //  last HELLO sent
+    uint64_t check_seq;   //  next_seq when the heartbeat first saw the ingress ahead
+    int64_t check_ms;     //  and when
+    s_fifo_t ahead;       //  live events ahead of next_seq
+    bool ahead_overflow;  //  live events were dropped: the queue was full
 } s_source_t;
 
 typedef struct {
     s_args_t *args;
-    zsock_t *pipe;             //  to the owner
-    zsock_t *sub;              //  events from the ingresses
-    zsock_t *push;             //  outcomes
-    zsock_t *wake;             //  tells the sender the outbox has new rows
-    zpoller_t *poller;         //  pipe + sub + dealers
-    sb_store_t *store;         //  PostgreSQL
-    sb_event_t **batch;        //  events taken, not yet stored
-    bool *fresh;               //  per event of the batch: stored now (not a duplicate)
-    bool *publish;             //  per event of the batch: its rule asks to publish it
-    size_t count;              //  how many
-    bool terminated;           //  $TERM received
-    bool failing;              //  the last write failed
-    int backoff_ms;            //  current retry delay
-    s_source_t *sources;       //  one per replay endpoint
-    size_t nsources;           //  how many (0: no replay)
-    uint32_t window;           //  credit window per replay
-    uint64_t replay_ids;       //  source of replay ids
-    int64_t started_ms;        //  actor start (monotonic)
-    int64_t next_tick_ms;      //  next heartbeat
-    bool cursor_failed;        //  a cursor read failed (logged once)
-    sb_metric_t *m_stored;     //  events stored
-    sb_metric_t *m_duplicates; //  events already stored
-    sb_metric_t *m_replies;    //  outbox rows queued
-    sb_metric_t *m_not_sent;   //  replies refused
-    sb_metric_t *m_statuses;   //  outbound statuses moved forward
+    zsock_t *pipe;               //  to the owner
+    zsock_t *sub;                //  events from the ingresses
+    zsock_t *push;               //  outcomes
+    zsock_t *wake;               //  tells the sender the outbox has new rows
+    zpoller_t *poller;           //  pipe + sub + dealers
+    sb_store_t *store;           //  PostgreSQL
+    sb_event_t **batch;          //  events taken, not yet stored
+    bool *fresh;                 //  per event of the batch: stored now (not a duplicate)
+    bool *publish;               //  per event of the batch: its rule asks to publish it
+    size_t count;                //  how many
+    bool terminated;             //  $TERM received
+    bool failing;                //  the last write failed
+    int backoff_ms;              //  current retry delay
+    s_source_t *sources;         //  one per replay endpoint
+    size_t nsources;             //  how many (0: no replay)
+    uint32_t window;             //  credit window per replay
+    uint64_t replay_ids;         //  source of replay ids
+    int64_t started_ms;          //  actor start (monotonic)
+    int64_t next_tick_ms;        //  next heartbeat
+    bool cursor_failed;          //  a cursor read failed (logged once)
+    sb_metric_t *m_stored;       //  events stored
+    sb_metric_t *m_duplicates;   //  events already stored
+    sb_metric_t *m_replies;      //  outbox rows queued
+    sb_metric_t *m_not_sent;     //  replies refused
+    sb_metric_t *m_statuses;     //  outbound statuses moved forward
     sb_metric_t *m_undecodable;  //  frames that were not Events
-    sb_metric_t *m_batch;      //  batch sizes
-    sb_metric_t *m_latency;    //  PostgreSQL write latency
-    sb_metric_t *m_failures;   //  failed writes
-    sb_metric_t *m_queue;      //  events held in memory
-    sb_metric_t *m_replays;    //  replays asked
-    sb_metric_t *m_replayed;   //  records received by replay
-    sb_metric_t *m_gaps;       //  gaps found in the live stream
-    sb_metric_t *m_overlap;    //  events dropped as already taken (replay and live overlap)
-    sb_metric_t *m_lost;       //  records the journal could not give
-    sb_metric_t *m_waiting;    //  live events dropped while the source was not positioned
+    sb_metric_t *m_batch;        //  batch sizes
+    sb_metric_t *m_latency;      //  PostgreSQL write latency
+    sb_metric_t *m_failures;     //  failed writes
+    sb_metric_t *m_queue;        //  events held in memory
+    sb_metric_t *m_replays;      //  replays asked
+    sb_metric_t *m_replayed;     //  records received by replay
+    sb_metric_t *m_gaps;         //  gaps found in the live stream
+    sb_metric_t *m_overlap;      //  events dropped as already taken (replay and live overlap)
+    sb_metric_t *m_lost;         //  records the journal could not give
+    sb_metric_t *m_waiting;      //  live events dropped while the source was not positioned
 } self_t;
 
 //  ---------------------------------------------------------------------
@@ -314,8 +314,7 @@ s_self_sources (self_t *self)
         zsock_set_linger (src->dealer, 0);
         //  Queue only to a connected ingress: no pile of HELLOs meanwhile.
         zsock_set_immediate (src->dealer, 1);
-        if (sb_zmq_connect (self->args->security, src->dealer, "replay", "SB_INGRESS_REPLAY",
-                            ep)) {
+        if (sb_zmq_connect (self->args->security, src->dealer, "replay", "SB_INGRESS_REPLAY", ep)) {
             free (copy);
             return -1;
         }
@@ -378,43 +377,51 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     if (s_self_sources (self))
         goto fail;
     if (self->nsources == 0)
-        sb_warn ("ingest", "no ingress replay endpoint (SB_INGRESS_REPLAY): events the PUB "
+        sb_warn ("ingest",
+                 "no ingress replay endpoint (SB_INGRESS_REPLAY): events the PUB "
                  "stream drops, and those sent while this dispatcher is down, are not recovered");
     sb_metrics_t *m = args->metrics;
-    self->m_stored = sb_metrics_counter (m, "sb_events_stored_total", "Events stored in PostgreSQL", NULL);
-    self->m_duplicates = sb_metrics_counter (m, "sb_events_duplicate_total",
-                                             "Events already stored (replays, provider retries)", NULL);
-    self->m_replies = sb_metrics_counter (m, "sb_replies_queued_total", "Replies written to the outbox", NULL);
-    self->m_not_sent = sb_metrics_counter (m, "sb_replies_not_sent_total",
-                                           "Replies refused (opted out, outside the 24 h window)", NULL);
+    self->m_stored =
+        sb_metrics_counter (m, "sb_events_stored_total", "Events stored in PostgreSQL", NULL);
+    self->m_duplicates = sb_metrics_counter (
+        m, "sb_events_duplicate_total", "Events already stored (replays, provider retries)", NULL);
+    self->m_replies =
+        sb_metrics_counter (m, "sb_replies_queued_total", "Replies written to the outbox", NULL);
+    self->m_not_sent =
+        sb_metrics_counter (m, "sb_replies_not_sent_total",
+                            "Replies refused (opted out, outside the 24 h window)", NULL);
     self->m_statuses = sb_metrics_counter (m, "sb_status_changes_total",
                                            "Outbound messages whose status moved forward", NULL);
-    self->m_undecodable = sb_metrics_counter (m, "sb_events_undecodable_total",
-                                              "Frames on the event stream that were not Events", NULL);
+    self->m_undecodable = sb_metrics_counter (
+        m, "sb_events_undecodable_total", "Frames on the event stream that were not Events", NULL);
     static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
-    self->m_batch = sb_metrics_histogram (m, "sb_store_batch_events", "Events per transaction", NULL,
-                                          batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
-    static const double latency_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
-    self->m_latency = sb_metrics_histogram (m, "sb_store_write_seconds",
-                                            "PostgreSQL transaction latency per batch", NULL,
-                                            latency_bounds,
-                                            sizeof latency_bounds / sizeof latency_bounds[0]);
+    self->m_batch =
+        sb_metrics_histogram (m, "sb_store_batch_events", "Events per transaction", NULL,
+                              batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
+    static const double latency_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,   0.25,  0.5,   1,    5};
+    self->m_latency = sb_metrics_histogram (
+        m, "sb_store_write_seconds", "PostgreSQL transaction latency per batch", NULL,
+        latency_bounds, sizeof latency_bounds / sizeof latency_bounds[0]);
     self->m_failures = sb_metrics_counter (m, "sb_store_failures_total",
                                            "Batches PostgreSQL refused (retried)", NULL);
-    self->m_queue = sb_metrics_gauge (m, "sb_ingest_queue_events",
-                                      "Events received and not yet stored", NULL);
+    self->m_queue =
+        sb_metrics_gauge (m, "sb_ingest_queue_events", "Events received and not yet stored", NULL);
     self->m_replays = sb_metrics_counter (m, "sb_ingest_replays_total",
                                           "Journal replays asked of the ingresses", NULL);
     self->m_replayed = sb_metrics_counter (m, "sb_ingest_replayed_records_total",
                                            "Journal records received by replay", NULL);
     self->m_gaps = sb_metrics_counter (m, "sb_ingest_gaps_total",
                                        "Gaps found in the live stream (repaired by replay)", NULL);
-    self->m_overlap = sb_metrics_counter (m, "sb_ingest_overlap_dropped_total",
-                                          "Events dropped as already taken (replay and live overlap)", NULL);
-    self->m_lost = sb_metrics_counter (m, "sb_ingest_journal_missing_total",
-                                       "Journal records an ingress could not replay (damaged)", NULL);
-    self->m_waiting = sb_metrics_counter (m, "sb_ingest_unpositioned_dropped_total",
-                                          "Live events dropped before their ingress's replay started (replayed later)", NULL);
+    self->m_overlap =
+        sb_metrics_counter (m, "sb_ingest_overlap_dropped_total",
+                            "Events dropped as already taken (replay and live overlap)", NULL);
+    self->m_lost =
+        sb_metrics_counter (m, "sb_ingest_journal_missing_total",
+                            "Journal records an ingress could not replay (damaged)", NULL);
+    self->m_waiting = sb_metrics_counter (
+        m, "sb_ingest_unpositioned_dropped_total",
+        "Live events dropped before their ingress's replay started (replayed later)", NULL);
     return self;
 fail:
     s_self_destroy (&self);
@@ -508,7 +515,8 @@ s_source_request (self_t *self, s_source_t *src, const char *why)
 static void
 s_source_new_epoch (s_source_t *src, const char *epoch)
 {
-    sb_warn ("ingest", "ingress journal has a new epoch: taking it from seq 1 ingress_id=%s "
+    sb_warn ("ingest",
+             "ingress journal has a new epoch: taking it from seq 1 ingress_id=%s "
              "old_epoch=%s epoch=%s",
              src->ingress_id, src->epoch, epoch);
     sb_replay_set (src->epoch, sizeof src->epoch, epoch);
@@ -596,7 +604,8 @@ s_offer (self_t *self, s_source_t *src, sb_event_t *event, size_t size, bool rep
             if (src->state == S_LIVE && !s_source_waits (src)) {
                 sb_metric_add (self->m_gaps, 1);
                 uint64_t got = s_fifo_head (&src->ahead) ? s_fifo_head (&src->ahead)->seq : 0;
-                sb_info ("ingest", "gap in the live stream ingress_id=%s expected_seq=%llu "
+                sb_info ("ingest",
+                         "gap in the live stream ingress_id=%s expected_seq=%llu "
                          "got_seq=%llu",
                          src->ingress_id, (unsigned long long) src->next_seq,
                          (unsigned long long) got);
@@ -604,7 +613,8 @@ s_offer (self_t *self, s_source_t *src, sb_event_t *event, size_t size, bool rep
             }
             return;
         }
-        sb_error ("ingest", "journal records missing: the ingress could not replay them "
+        sb_error ("ingest",
+                  "journal records missing: the ingress could not replay them "
                   "ingress_id=%s from_seq=%llu count=%llu",
                   src->ingress_id, (unsigned long long) src->next_seq,
                   (unsigned long long) (event->seq - src->next_seq));
@@ -661,13 +671,15 @@ s_handle_welcome (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
 {
     if (!src->known || strcmp (src->ingress_id, msg->ingress_id) != 0) {
         if (src->known)
-            sb_warn ("ingest", "another ingress answers on a replay endpoint endpoint=%s "
+            sb_warn ("ingest",
+                     "another ingress answers on a replay endpoint endpoint=%s "
                      "old_ingress_id=%s ingress_id=%s",
                      src->endpoint, src->ingress_id, msg->ingress_id);
         for (size_t i = 0; i < self->nsources; i++)
             if (&self->sources[i] != src && self->sources[i].known
                 && strcmp (self->sources[i].ingress_id, msg->ingress_id) == 0)
-                sb_error ("ingest", "two replay endpoints serve the same ingress id: give each "
+                sb_error ("ingest",
+                          "two replay endpoints serve the same ingress id: give each "
                           "ingress its own SB_INGRESS_ID ingress_id=%s endpoint=%s other=%s",
                           msg->ingress_id, src->endpoint, self->sources[i].endpoint);
         sb_info ("ingest", "ingress found endpoint=%s ingress_id=%s epoch=%s committed_seq=%llu",
@@ -705,7 +717,8 @@ s_handle_welcome (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
     }
     else if (now - src->check_ms >= S_HEARTBEAT_MS * 9 / 10) {
         sb_metric_add (self->m_gaps, 1);
-        sb_info ("ingest", "live stream behind the journal ingress_id=%s next_seq=%llu "
+        sb_info ("ingest",
+                 "live stream behind the journal ingress_id=%s next_seq=%llu "
                  "committed_seq=%llu",
                  src->ingress_id, (unsigned long long) src->next_seq,
                  (unsigned long long) msg->committed_seq);
@@ -722,7 +735,8 @@ s_handle_record (self_t *self, s_source_t *src, const sb_replay_msg_t *msg)
     if (!event || strcmp (event->ingress_id ? event->ingress_id : "", src->ingress_id) != 0
         || strcmp (event->epoch ? event->epoch : "", src->epoch) != 0) {
         sb_metric_add (self->m_undecodable, 1);
-        sb_error ("ingest", "replayed record is not an Event of this journal, skipped "
+        sb_error ("ingest",
+                  "replayed record is not an Event of this journal, skipped "
                   "ingress_id=%s seq=%llu size=%zu",
                   src->ingress_id, (unsigned long long) msg->seq, msg->event_size);
         sb_event_destroy (&event);
@@ -765,8 +779,8 @@ s_take_replay (self_t *self, s_source_t *src)
         return;
     sb_replay_msg_t msg;
     if (sb_replay_decode (zframe_data (frame), zframe_size (frame), &msg)) {
-        sb_warn ("ingest", "malformed replay message dropped endpoint=%s size=%zu",
-                 src->endpoint, zframe_size (frame));
+        sb_warn ("ingest", "malformed replay message dropped endpoint=%s size=%zu", src->endpoint,
+                 zframe_size (frame));
         zframe_destroy (&frame);
         return;
     }
@@ -774,9 +788,7 @@ s_take_replay (self_t *self, s_source_t *src)
     if (current && msg.type != SB_REPLAY_WELCOME)
         src->heard_ms = sb_time_mono_ms ();  //  the replay is alive (heartbeats do not count)
     switch (msg.type) {
-        case SB_REPLAY_WELCOME:
-            s_handle_welcome (self, src, &msg);
-            break;
+        case SB_REPLAY_WELCOME: s_handle_welcome (self, src, &msg); break;
         case SB_REPLAY_START:
             if (current && strcmp (msg.epoch, src->epoch) != 0)
                 s_source_new_epoch (src, msg.epoch);
@@ -995,9 +1007,9 @@ s_self_store (self_t *self)
                                "provider_id", e->provider_id, "from", e->from);
         sb_outcome_send (self->push, self->fresh[i] ? "stored" : "duplicate", o);
         if (self->publish[i]) {
-            json_t *m = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id, "topic",
-                                   topic, "from", e->from, "to", e->to, "digits", e->digits,
-                                   "text", e->text);
+            json_t *m =
+                json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id, "topic", topic,
+                           "from", e->from, "to", e->to, "digits", e->digits, "text", e->text);
             sb_outcome_send (self->push, "rule_matched", m);
         }
     }
@@ -1075,8 +1087,8 @@ s_ingest_actor (zsock_t *pipe, void *arg)
                           self->count);
             self->failing = true;
             atomic_store (&args->shared->ready, false);
-            self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
-                                                                       : self->backoff_ms * 2;
+            self->backoff_ms =
+                self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : self->backoff_ms * 2;
         }
     }
     if (self->count)
@@ -1087,8 +1099,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
 
 static s_args_t *
 s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_security_t *security,
-            const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes,
-            const char *wake)
+            const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes, const char *wake)
 {
     s_args_t *args = calloc (1, sizeof *args);
     if (!args)
@@ -1133,8 +1144,8 @@ sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
         return NULL;
     atomic_init (&self->ready, false);
     atomic_init (&self->last_ok_us, 0);
-    self->args
-        = s_args_new (self, config, security, rules, metrics, outcomes_endpoint, wake_endpoint);
+    self->args =
+        s_args_new (self, config, security, rules, metrics, outcomes_endpoint, wake_endpoint);
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
         || !self->args->outcomes || !self->args->wake)
         goto fail;

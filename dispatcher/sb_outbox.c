@@ -12,9 +12,8 @@ sb_outbox_item_free (sb_outbox_item_t *item)
 {
     if (!item)
         return;
-    char **strings[] = {&item->account,     &item->from,        &item->to,
-                        &item->body,        &item->context_id,  &item->forward_url,
-                        &item->event_json};
+    char **strings[] = {&item->account,    &item->from,        &item->to,        &item->body,
+                        &item->context_id, &item->forward_url, &item->event_json};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         free (*strings[i]);
         *strings[i] = NULL;

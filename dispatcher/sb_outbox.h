@@ -32,7 +32,7 @@ typedef struct {
     int forward_timeout_ms;  //  FORWARD: total timeout
     char *event_json;        //  FORWARD: the event as JSON (sb_event_to_json)
     int attempts;            //  attempts made before this one
-    char claim_token [SB_OUTBOX_TOKEN_SIZE];  //  the claim's token (sb_store)
+    char claim_token[SB_OUTBOX_TOKEN_SIZE];  //  the claim's token (sb_store)
 } sb_outbox_item_t;
 
 typedef enum {
@@ -43,22 +43,22 @@ typedef enum {
 
 //  The outcome of one item. Every string is owned by the result.
 typedef struct {
-    int64_t id;                //  outbox.id of the item
-    sb_outbox_kind_t kind;     //  copied from the item
-    int provider;              //  copied from the item (SB_PROVIDER_*)
+    int64_t id;             //  outbox.id of the item
+    sb_outbox_kind_t kind;  //  copied from the item
+    int provider;           //  copied from the item (SB_PROVIDER_*)
     sb_send_outcome_t outcome;
-    char *provider_id;         //  SM... / wamid... when SENT (REPLY)
-    char *bot_text;            //  FORWARD: the text the bot answered ("" = no reply)
-    int http_status;           //  0 when no HTTP answer
-    char *error_code;          //  provider error code as text ("" if none), e.g. "21610", "131047"
-    char *error;               //  short description for logs and outbox.last_error
-    int64_t retry_after_ms;    //  RETRY: the provider's Retry-After, or -1 when not given
-    bool opt_out;              //  FINAL: the provider says the contact opted out (Twilio 21610)
-    char claim_token [SB_OUTBOX_TOKEN_SIZE];  //  copied from the item: the result applies
-                                              //  only while the row still has it
+    char *provider_id;       //  SM... / wamid... when SENT (REPLY)
+    char *bot_text;          //  FORWARD: the text the bot answered ("" = no reply)
+    int http_status;         //  0 when no HTTP answer
+    char *error_code;        //  provider error code as text ("" if none), e.g. "21610", "131047"
+    char *error;             //  short description for logs and outbox.last_error
+    int64_t retry_after_ms;  //  RETRY: the provider's Retry-After, or -1 when not given
+    bool opt_out;            //  FINAL: the provider says the contact opted out (Twilio 21610)
+    char claim_token[SB_OUTBOX_TOKEN_SIZE];  //  copied from the item: the result applies
+                                             //  only while the row still has it
 } sb_send_result_t;
 
-void sb_outbox_item_free (sb_outbox_item_t *item);     //  frees the strings, not item
-void sb_outbox_result_free (sb_send_result_t *result); //  frees the strings, not result
+void sb_outbox_item_free (sb_outbox_item_t *item);      //  frees the strings, not item
+void sb_outbox_result_free (sb_send_result_t *result);  //  frees the strings, not result
 
 #endif

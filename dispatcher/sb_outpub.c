@@ -23,23 +23,23 @@
 
 //  What the actor needs; lives as long as the actor.
 typedef struct {
-    char *pull_endpoint;                 //  inproc endpoint of the PULL
-    char *pub_endpoints;                 //  SB_DISPATCHER_PUB
-    const sb_zmq_security_t *security;   //  borrowed
+    char *pull_endpoint;                //  inproc endpoint of the PULL
+    char *pub_endpoints;                //  SB_DISPATCHER_PUB
+    const sb_zmq_security_t *security;  //  borrowed
 } s_args_t;
 
 struct sb_outpub_t {
-    zactor_t *actor;   //  the forwarder thread
-    s_args_t args;     //  its arguments
+    zactor_t *actor;  //  the forwarder thread
+    s_args_t args;    //  its arguments
 };
 
 //  Actor state, private to the actor thread.
 typedef struct {
-    zsock_t *pipe;       //  to the owner
-    zsock_t *pull;       //  outcomes from the dispatcher's actors
-    zsock_t *pub;        //  to subscribers
-    zpoller_t *poller;   //  pipe + pull
-    bool terminated;     //  $TERM received
+    zsock_t *pipe;      //  to the owner
+    zsock_t *pull;      //  outcomes from the dispatcher's actors
+    zsock_t *pub;       //  to subscribers
+    zpoller_t *poller;  //  pipe + pull
+    bool terminated;    //  $TERM received
 } self_t;
 
 static void

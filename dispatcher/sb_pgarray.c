@@ -162,7 +162,7 @@ sb_pgarray_text (sb_pgarray_t *a, const char *s)
 void
 sb_pgarray_int8 (sb_pgarray_t *a, int64_t v)
 {
-    uint8_t b [8];
+    uint8_t b[8];
     sb_pgarray_put64 (b, (uint64_t) v);
     sb_pgarray_bytes (a, b, 8);
 }
@@ -170,7 +170,7 @@ sb_pgarray_int8 (sb_pgarray_t *a, int64_t v)
 void
 sb_pgarray_int4 (sb_pgarray_t *a, int32_t v)
 {
-    uint8_t b [4];
+    uint8_t b[4];
     s_put32 (b, (uint32_t) v);
     sb_pgarray_bytes (a, b, 4);
 }
@@ -214,18 +214,18 @@ sb_pgarray_table_init (sb_pgarray_table_t *t, const uint32_t *oids, int ncols)
 {
     t->ncols = ncols;
     for (int i = 0; i < ncols; i++)
-        s_array_init (&t->cols [i], oids [i]);
+        s_array_init (&t->cols[i], oids[i]);
 }
 
 void
 sb_pgarray_table_free (sb_pgarray_table_t *t)
 {
     for (int i = 0; i < t->ncols; i++)
-        s_array_free (&t->cols [i]);
+        s_array_free (&t->cols[i]);
 }
 
 size_t
 sb_pgarray_table_rows (const sb_pgarray_table_t *t)
 {
-    return t->ncols ? t->cols [0].count : 0;
+    return t->ncols ? t->cols[0].count : 0;
 }

@@ -26,19 +26,19 @@
 
 //  One array parameter, built in place (a column of a table: add, finish).
 typedef struct {
-    uint8_t *data;    //  header then elements
-    size_t size;      //  bytes used
-    size_t cap;       //  bytes allocated
-    uint32_t oid;     //  element type
-    uint32_t count;   //  elements added
-    bool has_null;    //  some element is NULL
-    bool oom;         //  an allocation failed: the array is unusable
+    uint8_t *data;   //  header then elements
+    size_t size;     //  bytes used
+    size_t cap;      //  bytes allocated
+    uint32_t oid;    //  element type
+    uint32_t count;  //  elements added
+    bool has_null;   //  some element is NULL
+    bool oom;        //  an allocation failed: the array is unusable
 } sb_pgarray_t;
 
 //  A statement's rows, one array per column.
 typedef struct {
-    sb_pgarray_t cols [SB_PGARRAY_TABLE_MAX];  //  one binary array per column
-    int ncols;                                 //  columns in use
+    sb_pgarray_t cols[SB_PGARRAY_TABLE_MAX];  //  one binary array per column
+    int ncols;                                //  columns in use
 } sb_pgarray_table_t;
 
 //  Add one element: bytes as they are (bytea, or any type's binary form);

@@ -28,15 +28,12 @@ sb_policy_decide (const sb_policy_input_t *input)
     int64_t window_ms = input->window_ms > 0 ? input->window_ms : SB_POLICY_WINDOW_MS;
     if (input->ask == SB_POLICY_ASK_BOT_REPLY && empty)
         out.reason = "bot_no_reply";
-    else
-    if (out.opted_out)
+    else if (out.opted_out)
         out.reason = "opted_out";
-    else
-    if (reply && input->channel == SB_CHANNEL_VOICE)
+    else if (reply && input->channel == SB_CHANNEL_VOICE)
         out.reason = "unsupported_channel";
-    else
-    if (reply && input->channel == SB_CHANNEL_WHATSAPP
-        && (input->last_inbound_ms == 0 || input->now_ms - input->last_inbound_ms > window_ms))
+    else if (reply && input->channel == SB_CHANNEL_WHATSAPP
+             && (input->last_inbound_ms == 0 || input->now_ms - input->last_inbound_ms > window_ms))
         out.reason = "outside_window";
     out.decision = *out.reason ? SB_POLICY_NOT_SENT : SB_POLICY_SEND;
     return out;

@@ -104,8 +104,7 @@ typedef enum {
     S_FIELD_COUNT
 } s_field_t;
 
-static const char *s_field_names[S_FIELD_COUNT] = {"profile_name", "text", "from", "to",
-                                                   "digits"};
+static const char *s_field_names[S_FIELD_COUNT] = {"profile_name", "text", "from", "to", "digits"};
 
 //  One piece of a parsed template.
 typedef struct {
@@ -123,33 +122,33 @@ typedef struct {
 
 //  One rule, as loaded.
 typedef struct {
-    char *name;                //  unique name, owned
-    size_t line;               //  line of the rule in the file (1-based)
-    uint32_t providers;        //  bit (1 << provider) per matching provider
-    uint32_t channels;         //  bit (1 << channel) per matching channel
-    uint32_t kinds;            //  bit (1 << kind) per matching kind
-    s_text_how_t how;          //  text condition
-    s_words_t words;           //  EXACT/KEYWORD/PREFIX strings (keywords trimmed)
-    bool ignore_case;          //  EXACT/PREFIX/REGEX ignore case
-    char *regex_src;           //  REGEX: the pattern, owned (until compiled)
-    size_t regex_line;         //  REGEX: the pattern's line, for errors
-    regex_t regex;             //  REGEX: compiled pattern
-    bool regex_ok;             //  regex is compiled and must be regfree'd
-    sb_rule_action_t action;   //  what to do; SB_RULE_NONE with has_action for none
-    bool has_action;           //  an action key was given
-    s_part_t *parts;           //  REPLY: parsed template, owned
-    size_t part_count;         //  REPLY: parts in use
-    char *url;                 //  FORWARD: bot URL, owned
-    int timeout_ms;            //  FORWARD: timeout
-    bool publish;              //  publish the match
+    char *name;               //  unique name, owned
+    size_t line;              //  line of the rule in the file (1-based)
+    uint32_t providers;       //  bit (1 << provider) per matching provider
+    uint32_t channels;        //  bit (1 << channel) per matching channel
+    uint32_t kinds;           //  bit (1 << kind) per matching kind
+    s_text_how_t how;         //  text condition
+    s_words_t words;          //  EXACT/KEYWORD/PREFIX strings (keywords trimmed)
+    bool ignore_case;         //  EXACT/PREFIX/REGEX ignore case
+    char *regex_src;          //  REGEX: the pattern, owned (until compiled)
+    size_t regex_line;        //  REGEX: the pattern's line, for errors
+    regex_t regex;            //  REGEX: compiled pattern
+    bool regex_ok;            //  regex is compiled and must be regfree'd
+    sb_rule_action_t action;  //  what to do; SB_RULE_NONE with has_action for none
+    bool has_action;          //  an action key was given
+    s_part_t *parts;          //  REPLY: parsed template, owned
+    size_t part_count;        //  REPLY: parts in use
+    char *url;                //  FORWARD: bot URL, owned
+    int timeout_ms;           //  FORWARD: timeout
+    bool publish;             //  publish the match
 } s_rule_t;
 
 struct sb_rules_t {
-    s_rule_t *rules;      //  rules in file order, owned
-    size_t count;         //  rules in use
-    size_t capacity;      //  rules allocated
-    s_words_t opt_out;    //  opt-out keywords, trimmed
-    s_words_t opt_in;     //  opt-in keywords, trimmed
+    s_rule_t *rules;    //  rules in file order, owned
+    size_t count;       //  rules in use
+    size_t capacity;    //  rules allocated
+    s_words_t opt_out;  //  opt-out keywords, trimmed
+    s_words_t opt_in;   //  opt-in keywords, trimmed
 };
 
 //  The loader: the libyaml parser and its current event.
@@ -167,7 +166,7 @@ typedef struct {
 } s_loader_t;
 
 static const char *s_default_opt_out[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL",
-                                          "END", "QUIT", NULL};
+                                          "END",  "QUIT",    NULL};
 static const char *s_default_opt_in[] = {"START", "UNSTOP", "YES", NULL};
 
 
@@ -195,7 +194,7 @@ s_trim (const char *text, size_t *size)
         text++;
         len--;
     }
-    while (len > 0 && s_is_space ((unsigned char) text [len - 1]))
+    while (len > 0 && s_is_space ((unsigned char) text[len - 1]))
         len--;
     *size = len;
     return text;
@@ -205,7 +204,7 @@ static bool
 s_equal_nocase (const char *a, const char *b, size_t size)
 {
     for (size_t i = 0; i < size; i++)
-        if (s_lower ((unsigned char) a [i]) != s_lower ((unsigned char) b [i]))
+        if (s_lower ((unsigned char) a[i]) != s_lower ((unsigned char) b[i]))
             return false;
     return true;
 }
@@ -216,7 +215,7 @@ s_strndup (const char *text, size_t size)
     char *copy = (char *) malloc (size + 1);
     if (copy) {
         memcpy (copy, text, size);
-        copy [size] = '\0';
+        copy[size] = '\0';
     }
     return copy;
 }
@@ -225,7 +224,7 @@ static void
 s_words_clear (s_words_t *words)
 {
     for (size_t i = 0; i < words->count; i++)
-        free (words->items [i]);
+        free (words->items[i]);
     free (words->items);
     free (words->lines);
     words->items = NULL;
@@ -245,11 +244,11 @@ s_words_add (s_words_t *words, const char *text, size_t size, size_t line)
     if (!lines)
         return -1;
     words->lines = lines;
-    words->lines [words->count] = line;
+    words->lines[words->count] = line;
     char *copy = s_strndup (text, size);
     if (!copy)
         return -1;
-    words->items [words->count++] = copy;
+    words->items[words->count++] = copy;
     return 0;
 }
 
@@ -260,7 +259,7 @@ s_words_find_keyword (const s_words_t *words, const char *text)
     size_t size;
     const char *start = s_trim (text, &size);
     for (size_t i = 0; i < words->count; i++)
-        if (strlen (words->items [i]) == size && s_equal_nocase (start, words->items [i], size))
+        if (strlen (words->items[i]) == size && s_equal_nocase (start, words->items[i], size))
             return (int) i;
     return -1;
 }
@@ -284,7 +283,7 @@ s_rule_clear (s_rule_t *rule)
     if (rule->regex_ok)
         regfree (&rule->regex);
     for (size_t i = 0; i < rule->part_count; i++)
-        free (rule->parts [i].literal);
+        free (rule->parts[i].literal);
     free (rule->parts);
     free (rule->url);
     memset (rule, 0, sizeof (*rule));
@@ -297,7 +296,7 @@ sb_rules_destroy (sb_rules_t **self_p)
         return;
     sb_rules_t *self = *self_p;
     for (size_t i = 0; i < self->count; i++)
-        s_rule_clear (&self->rules [i]);
+        s_rule_clear (&self->rules[i]);
     free (self->rules);
     s_words_clear (&self->opt_out);
     s_words_clear (&self->opt_in);
@@ -316,8 +315,7 @@ sb_rules_count (const sb_rules_t *self)
 //  Loader: errors and events
 
 //  Record "name:line: problem" (the first error only). line 0 omits it.
-static void
-s_fail (s_loader_t *loader, size_t line, const char *fmt, ...)
+static void s_fail (s_loader_t *loader, size_t line, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static void
@@ -354,7 +352,7 @@ s_line_of_offset (const s_loader_t *loader, size_t offset)
 {
     size_t line = 1;
     for (size_t i = 0; i < offset && i < loader->size; i++)
-        if (loader->data [i] == '\n')
+        if (loader->data[i] == '\n')
             line++;
     return line;
 }
@@ -366,9 +364,7 @@ s_fail_yaml (s_loader_t *loader)
     yaml_parser_t *parser = &loader->parser;
     const char *problem = parser->problem ? parser->problem : "unknown error";
     switch (parser->error) {
-        case YAML_MEMORY_ERROR:
-            s_fail (loader, 0, "out of memory");
-            break;
+        case YAML_MEMORY_ERROR: s_fail (loader, 0, "out of memory"); break;
         case YAML_READER_ERROR:
             //  Bad encoding or control characters: libyaml gives a byte offset
             if (parser->problem_value != -1)
@@ -387,8 +383,7 @@ s_fail_yaml (s_loader_t *loader)
                 s_fail (loader, parser->context_mark.line + 1, "YAML syntax error: %s (%s)",
                         problem, parser->context);
             else
-                s_fail (loader, parser->problem_mark.line + 1, "YAML syntax error: %s",
-                        problem);
+                s_fail (loader, parser->problem_mark.line + 1, "YAML syntax error: %s", problem);
             break;
         default:
             //  Parser errors: the problem is the line to fix, the context
@@ -398,8 +393,7 @@ s_fail_yaml (s_loader_t *loader)
                         "YAML syntax error: %s (%s at line %zu)", problem, parser->context,
                         parser->context_mark.line + 1);
             else
-                s_fail (loader, parser->problem_mark.line + 1, "YAML syntax error: %s",
-                        problem);
+                s_fail (loader, parser->problem_mark.line + 1, "YAML syntax error: %s", problem);
             break;
     }
 }
@@ -419,20 +413,11 @@ s_next (s_loader_t *loader)
     loader->have_event = true;
     const yaml_char_t *anchor = NULL;
     switch (loader->event.type) {
-        case YAML_ALIAS_EVENT:
-            anchor = loader->event.data.alias.anchor;
-            break;
-        case YAML_SCALAR_EVENT:
-            anchor = loader->event.data.scalar.anchor;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            anchor = loader->event.data.sequence_start.anchor;
-            break;
-        case YAML_MAPPING_START_EVENT:
-            anchor = loader->event.data.mapping_start.anchor;
-            break;
-        default:
-            break;
+        case YAML_ALIAS_EVENT: anchor = loader->event.data.alias.anchor; break;
+        case YAML_SCALAR_EVENT: anchor = loader->event.data.scalar.anchor; break;
+        case YAML_SEQUENCE_START_EVENT: anchor = loader->event.data.sequence_start.anchor; break;
+        case YAML_MAPPING_START_EVENT: anchor = loader->event.data.mapping_start.anchor; break;
+        default: break;
     }
     if (anchor) {
         s_fail (loader, s_line (loader),
@@ -447,14 +432,10 @@ static const char *
 s_event_what (const s_loader_t *loader)
 {
     switch (loader->event.type) {
-        case YAML_SCALAR_EVENT:
-            return "a scalar";
-        case YAML_SEQUENCE_START_EVENT:
-            return "a list";
-        case YAML_MAPPING_START_EVENT:
-            return "a mapping";
-        default:
-            return "the end of the document";
+        case YAML_SCALAR_EVENT: return "a scalar";
+        case YAML_SEQUENCE_START_EVENT: return "a list";
+        case YAML_MAPPING_START_EVENT: return "a mapping";
+        default: return "the end of the document";
     }
 }
 
@@ -463,11 +444,11 @@ static bool
 s_is_null (const s_loader_t *loader)
 {
     if (loader->event.type != YAML_SCALAR_EVENT
-    ||  loader->event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        || loader->event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *value = (const char *) loader->event.data.scalar.value;
     return strcmp (value, "") == 0 || strcmp (value, "~") == 0 || strcmp (value, "null") == 0
-        || strcmp (value, "Null") == 0 || strcmp (value, "NULL") == 0;
+           || strcmp (value, "Null") == 0 || strcmp (value, "NULL") == 0;
 }
 
 //  Read the next key of a mapping whose start was consumed. Returns the key's
@@ -482,13 +463,12 @@ s_next_key (s_loader_t *loader, const char *const *keys, const char *where, uint
     if (loader->event.type == YAML_MAPPING_END_EVENT)
         return -2;
     if (loader->event.type != YAML_SCALAR_EVENT) {
-        s_fail (loader, s_line (loader), "expected a key %s, got %s", where,
-                s_event_what (loader));
+        s_fail (loader, s_line (loader), "expected a key %s, got %s", where, s_event_what (loader));
         return -1;
     }
     const char *key = (const char *) loader->event.data.scalar.value;
-    for (int i = 0; keys [i]; i++)
-        if (strcmp (key, keys [i]) == 0) {
+    for (int i = 0; keys[i]; i++)
+        if (strcmp (key, keys[i]) == 0) {
             if (*seen & (1u << i)) {
                 s_fail (loader, s_line (loader), "'%s' given twice %s", key, where);
                 return -1;
@@ -496,10 +476,10 @@ s_next_key (s_loader_t *loader, const char *const *keys, const char *where, uint
             *seen |= 1u << i;
             return i;
         }
-    char known [256] = "";
+    char known[256] = "";
     size_t used = 0;
-    for (int i = 0; keys [i]; i++) {
-        int n = snprintf (known + used, sizeof (known) - used, "%s%s", i ? ", " : "", keys [i]);
+    for (int i = 0; keys[i]; i++) {
+        int n = snprintf (known + used, sizeof (known) - used, "%s%s", i ? ", " : "", keys[i]);
         if (n < 0 || (size_t) n >= sizeof (known) - used)
             break;
         used += (size_t) n;
@@ -570,7 +550,7 @@ s_read_bool (s_loader_t *loader, const char *what, bool *out)
     if (s_next (loader))
         return -1;
     if (loader->event.type == YAML_SCALAR_EVENT
-    &&  loader->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        && loader->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
         const char *value = (const char *) loader->event.data.scalar.value;
         if (!strcmp (value, "true") || !strcmp (value, "True") || !strcmp (value, "TRUE")) {
             *out = true;
@@ -592,16 +572,16 @@ s_read_int (s_loader_t *loader, const char *what, int min, int max, int *out)
     if (s_next (loader))
         return -1;
     if (loader->event.type == YAML_SCALAR_EVENT
-    &&  loader->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        && loader->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
         const char *value = (const char *) loader->event.data.scalar.value;
         size_t size = loader->event.data.scalar.length;
         long number = 0;
         bool ok = size > 0 && size <= 9;
         for (size_t i = 0; ok && i < size; i++) {
-            if (value [i] < '0' || value [i] > '9')
+            if (value[i] < '0' || value[i] > '9')
                 ok = false;
             else
-                number = number * 10 + (value [i] - '0');
+                number = number * 10 + (value[i] - '0');
         }
         if (ok && number >= min && number <= max) {
             *out = (int) number;
@@ -685,29 +665,29 @@ s_read_names (s_loader_t *loader, const char *what, const s_name_t *table, uint3
         goto failed;
     *mask = 0;
     for (size_t i = 0; i < words.count; i++) {
-        const char *word = words.items [i];
+        const char *word = words.items[i];
         size_t size = strlen (word);
         if (size == 3 && s_equal_nocase (word, "any", 3)) {
             *mask = S_ANY_MASK;
             continue;
         }
         bool found = false;
-        for (int t = 0; table [t].name; t++)
-            if (strlen (table [t].name) == size && s_equal_nocase (word, table [t].name, size)) {
-                *mask |= 1u << table [t].value;
+        for (int t = 0; table[t].name; t++)
+            if (strlen (table[t].name) == size && s_equal_nocase (word, table[t].name, size)) {
+                *mask |= 1u << table[t].value;
                 found = true;
             }
         if (!found) {
-            char known [128] = "any";
+            char known[128] = "any";
             size_t used = 3;
-            for (int t = 0; table [t].name; t++) {
-                int n = snprintf (known + used, sizeof (known) - used, ", %s", table [t].name);
+            for (int t = 0; table[t].name; t++) {
+                int n = snprintf (known + used, sizeof (known) - used, ", %s", table[t].name);
                 if (n < 0 || (size_t) n >= sizeof (known) - used)
                     break;
                 used += (size_t) n;
             }
-            s_fail (loader, words.lines [i], "%s: unknown value '%.64s' (expected one of: %s)", what, word,
-                    known);
+            s_fail (loader, words.lines[i], "%s: unknown value '%.64s' (expected one of: %s)", what,
+                    word, known);
             goto failed;
         }
     }
@@ -726,11 +706,12 @@ failed:
 static int
 s_add_part (s_rule_t *rule, s_field_t field, const char *literal, size_t size)
 {
-    s_part_t *parts = (s_part_t *) realloc (rule->parts, (rule->part_count + 1) * sizeof (s_part_t));
+    s_part_t *parts =
+        (s_part_t *) realloc (rule->parts, (rule->part_count + 1) * sizeof (s_part_t));
     if (!parts)
         return -1;
     rule->parts = parts;
-    s_part_t *part = &rule->parts [rule->part_count];
+    s_part_t *part = &rule->parts[rule->part_count];
     part->field = field;
     part->literal = NULL;
     part->size = 0;
@@ -764,17 +745,15 @@ s_parse_template (s_loader_t *loader, s_rule_t *rule, const char *src, size_t li
     size_t used = 0;
     const char *p = src;
     while (*p) {
-        if ((p [0] == '{' && p [1] == '{') || (p [0] == '}' && p [1] == '}')) {
-            buf [used++] = p [0];
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            buf[used++] = p[0];
             p += 2;
         }
-        else
-        if (p [0] == '}') {
+        else if (p[0] == '}') {
             s_fail (loader, line, "reply: lone '}' in template (write }} for a literal })");
             goto failed;
         }
-        else
-        if (p [0] == '{') {
+        else if (p[0] == '{') {
             const char *close = strchr (p + 1, '}');
             if (!close) {
                 s_fail (loader, line, "reply: unclosed '{' in template (write {{ for a literal {)");
@@ -783,8 +762,8 @@ s_parse_template (s_loader_t *loader, s_rule_t *rule, const char *src, size_t li
             size_t name_size = (size_t) (close - p - 1);
             int field = -1;
             for (int f = 0; f < S_FIELD_COUNT; f++)
-                if (strlen (s_field_names [f]) == name_size
-                &&  memcmp (s_field_names [f], p + 1, name_size) == 0)
+                if (strlen (s_field_names[f]) == name_size
+                    && memcmp (s_field_names[f], p + 1, name_size) == 0)
                     field = f;
             if (field < 0) {
                 s_fail (loader, line,
@@ -794,7 +773,7 @@ s_parse_template (s_loader_t *loader, s_rule_t *rule, const char *src, size_t li
                 goto failed;
             }
             if ((used > 0 && s_add_part (rule, S_FIELD_LITERAL, buf, used))
-            ||  s_add_part (rule, (s_field_t) field, NULL, 0)) {
+                || s_add_part (rule, (s_field_t) field, NULL, 0)) {
                 s_fail (loader, 0, "out of memory");
                 goto failed;
             }
@@ -802,7 +781,7 @@ s_parse_template (s_loader_t *loader, s_rule_t *rule, const char *src, size_t li
             p = close + 1;
         }
         else
-            buf [used++] = *p++;
+            buf[used++] = *p++;
     }
     if (used > 0 && s_add_part (rule, S_FIELD_LITERAL, buf, used)) {
         s_fail (loader, 0, "out of memory");
@@ -823,8 +802,8 @@ failed:
 static int
 s_parse_text (s_loader_t *loader, s_rule_t *rule)
 {
-    static const char *const keys[] = {"exact", "keyword", "prefix", "regex", "any",
-                                       "ignore_case", NULL};
+    static const char *const keys[] = {"exact", "keyword",     "prefix", "regex",
+                                       "any",   "ignore_case", NULL};
     if (s_expect_mapping (loader, "text"))
         return -1;
     size_t line = s_line (loader);
@@ -841,7 +820,7 @@ s_parse_text (s_loader_t *loader, s_rule_t *rule)
             }
             has_how = true;
         }
-        const char *name = keys [key];
+        const char *name = keys[key];
         switch (key) {
             case 0:
                 rule->how = S_TEXT_EXACT;
@@ -863,7 +842,7 @@ s_parse_text (s_loader_t *loader, s_rule_t *rule)
                 if (s_read_string (loader, name, SB_RULES_REGEX_MAX, &rule->regex_src))
                     return -1;
                 rule->regex_line = s_line (loader);
-                if (rule->regex_src [0] == '\0') {
+                if (rule->regex_src[0] == '\0') {
                     s_fail (loader, rule->regex_line, "regex: empty pattern (use any: true)");
                     return -1;
                 }
@@ -893,15 +872,16 @@ s_parse_text (s_loader_t *loader, s_rule_t *rule)
         return -1;
     }
     if (has_ignore_case && (rule->how == S_TEXT_KEYWORD || rule->how == S_TEXT_ANY)) {
-        s_fail (loader, line, "text: ignore_case applies to exact, prefix and regex only "
-                              "(keyword always ignores case)");
+        s_fail (loader, line,
+                "text: ignore_case applies to exact, prefix and regex only "
+                "(keyword always ignores case)");
         return -1;
     }
     if (rule->how == S_TEXT_REGEX) {
         int flags = REG_EXTENDED | REG_NOSUB | (rule->ignore_case ? REG_ICASE : 0);
         int rc = regcomp (&rule->regex, rule->regex_src, flags);
         if (rc != 0) {
-            char problem [128];
+            char problem[128];
             regerror (rc, &rule->regex, problem, sizeof (problem));
             s_fail (loader, rule->regex_line, "regex '%.64s': %s", rule->regex_src, problem);
             return -1;
@@ -924,11 +904,9 @@ s_parse_match (s_loader_t *loader, s_rule_t *rule)
         int rc;
         if (key == 0)
             rc = s_read_names (loader, "provider", s_provider_names, &rule->providers);
-        else
-        if (key == 1)
+        else if (key == 1)
             rc = s_read_names (loader, "channel", s_channel_names, &rule->channels);
-        else
-        if (key == 2)
+        else if (key == 2)
             rc = s_read_names (loader, "kind", s_kind_names, &rule->kinds);
         else
             rc = s_parse_text (loader, rule);
@@ -952,9 +930,9 @@ s_url_ok (const char *url)
     char *scheme = NULL;
     char *host = NULL;
     if (curl_url_set (handle, CURLUPART_URL, url, 0) == CURLUE_OK
-    &&  curl_url_get (handle, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
-    &&  curl_url_get (handle, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-        ok = (strcmp (scheme, "http") == 0 || strcmp (scheme, "https") == 0) && host [0];
+        && curl_url_get (handle, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
+        && curl_url_get (handle, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        ok = (strcmp (scheme, "http") == 0 || strcmp (scheme, "https") == 0) && host[0];
     curl_free (scheme);
     curl_free (host);
     curl_url_cleanup (handle);
@@ -978,14 +956,12 @@ s_parse_forward (s_loader_t *loader, s_rule_t *rule)
                 return -1;
             if (!s_url_ok (rule->url)) {
                 s_fail (loader, s_line (loader),
-                        "url '%.128s': expected an http:// or https:// URL with a host",
-                        rule->url);
+                        "url '%.128s': expected an http:// or https:// URL with a host", rule->url);
                 return -1;
             }
         }
-        else
-        if (s_read_int (loader, "timeout_ms", SB_RULES_TIMEOUT_MIN, SB_RULES_TIMEOUT_MAX,
-                        &rule->timeout_ms))
+        else if (s_read_int (loader, "timeout_ms", SB_RULES_TIMEOUT_MIN, SB_RULES_TIMEOUT_MAX,
+                             &rule->timeout_ms))
             return -1;
     }
     if (key == -1)
@@ -1005,9 +981,9 @@ s_name_ok (const char *name)
     if (size == 0 || size > SB_RULES_NAME_MAX)
         return false;
     for (size_t i = 0; i < size; i++) {
-        char c = name [i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '.' || c == '_' || c == '-'))
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+              || c == '_' || c == '-'))
             return false;
     }
     return true;
@@ -1017,8 +993,8 @@ s_name_ok (const char *name)
 static int
 s_parse_rule (s_loader_t *loader, sb_rules_t *self, s_rule_t *rule)
 {
-    static const char *const keys[] = {"name", "match", "reply", "forward", "none", "publish",
-                                       NULL};
+    static const char *const keys[] = {"name", "match",   "reply", "forward",
+                                       "none", "publish", NULL};
     rule->line = s_line (loader);
     rule->providers = S_ANY_MASK;
     rule->channels = S_ANY_MASK;
@@ -1029,8 +1005,7 @@ s_parse_rule (s_loader_t *loader, sb_rules_t *self, s_rule_t *rule)
     while ((key = s_next_key (loader, keys, "in a rule", &seen)) >= 0) {
         if (key >= 2 && key <= 4) {
             if (rule->has_action) {
-                s_fail (loader, s_line (loader),
-                        "a rule takes only one of reply, forward, none");
+                s_fail (loader, s_line (loader), "a rule takes only one of reply, forward, none");
                 return -1;
             }
             rule->has_action = true;
@@ -1049,10 +1024,10 @@ s_parse_rule (s_loader_t *loader, sb_rules_t *self, s_rule_t *rule)
                     return -1;
                 }
                 for (size_t i = 0; i < self->count; i++)
-                    if (strcmp (self->rules [i].name, name) == 0) {
+                    if (strcmp (self->rules[i].name, name) == 0) {
                         s_fail (loader, s_line (loader),
                                 "duplicate rule name '%s' (first at line %zu)", name,
-                                self->rules [i].line);
+                                self->rules[i].line);
                         return -1;
                     }
                 rule->name = strdup (name);
@@ -1104,8 +1079,8 @@ s_parse_rule (s_loader_t *loader, sb_rules_t *self, s_rule_t *rule)
         return -1;
     }
     if (!rule->has_action) {
-        s_fail (loader, rule->line,
-                "rule '%s' has no action: give one of reply, forward, none", rule->name);
+        s_fail (loader, rule->line, "rule '%s' has no action: give one of reply, forward, none",
+                rule->name);
         return -1;
     }
     return 0;
@@ -1142,7 +1117,7 @@ s_parse_rules (s_loader_t *loader, sb_rules_t *self)
             self->rules = rules;
             self->capacity = capacity;
         }
-        s_rule_t *rule = &self->rules [self->count];
+        s_rule_t *rule = &self->rules[self->count];
         memset (rule, 0, sizeof (*rule));
         if (s_parse_rule (loader, self, rule)) {
             s_rule_clear (rule);
@@ -1156,8 +1131,8 @@ s_parse_rules (s_loader_t *loader, sb_rules_t *self)
 static int
 s_set_defaults (s_words_t *words, const char **defaults)
 {
-    for (int i = 0; defaults [i]; i++)
-        if (s_words_add (words, defaults [i], strlen (defaults [i]), 0))
+    for (int i = 0; defaults[i]; i++)
+        if (s_words_add (words, defaults[i], strlen (defaults[i]), 0))
             return -1;
     return 0;
 }
@@ -1183,13 +1158,11 @@ s_parse_top (s_loader_t *loader, sb_rules_t *self)
             if (s_read_words (loader, "opt_out", true, false, true, &self->opt_out))
                 return -1;
         }
-        else
-        if (key == 1) {
+        else if (key == 1) {
             if (s_read_words (loader, "opt_in", true, false, true, &self->opt_in))
                 return -1;
         }
-        else
-        if (s_parse_rules (loader, self))
+        else if (s_parse_rules (loader, self))
             return -1;
     }
     if (key == -1)
@@ -1199,18 +1172,18 @@ s_parse_top (s_loader_t *loader, sb_rules_t *self)
         return -1;
     }
     if ((!(seen & (1u << 0)) && s_set_defaults (&self->opt_out, s_default_opt_out))
-    ||  (!(seen & (1u << 1)) && s_set_defaults (&self->opt_in, s_default_opt_in))) {
+        || (!(seen & (1u << 1)) && s_set_defaults (&self->opt_in, s_default_opt_in))) {
         s_fail (loader, 0, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < self->opt_in.count; i++) {
-        int j = s_words_find_keyword (&self->opt_out, self->opt_in.items [i]);
+        int j = s_words_find_keyword (&self->opt_out, self->opt_in.items[i]);
         if (j >= 0) {
             //  Blame the later of the two (a default has line 0)
-            size_t at = self->opt_in.lines [i] > self->opt_out.lines [j]
-                      ? self->opt_in.lines [i] : self->opt_out.lines [j];
+            size_t at = self->opt_in.lines[i] > self->opt_out.lines[j] ? self->opt_in.lines[i]
+                                                                       : self->opt_out.lines[j];
             s_fail (loader, at, "'%s' is both an opt-out and an opt-in keyword",
-                    self->opt_in.items [i]);
+                    self->opt_in.items[i]);
             return -1;
         }
     }
@@ -1253,8 +1226,7 @@ s_parse_stream (s_loader_t *loader, sb_rules_t *self)
 
 //  Load from bytes in memory.
 static sb_rules_t *
-s_load_buffer (const unsigned char *data, size_t size, const char *name, char *err,
-               size_t err_size)
+s_load_buffer (const unsigned char *data, size_t size, const char *name, char *err, size_t err_size)
 {
     s_loader_t loader;
     memset (&loader, 0, sizeof (loader));
@@ -1264,7 +1236,7 @@ s_load_buffer (const unsigned char *data, size_t size, const char *name, char *e
     loader.err = err;
     loader.err_size = err_size;
     if (err && err_size > 0)
-        err [0] = '\0';
+        err[0] = '\0';
 
     sb_rules_t *self = NULL;
     if (size > SB_RULES_FILE_MAX) {
@@ -1308,7 +1280,7 @@ sb_rules_t *
 sb_rules_load (const char *path, char *err, size_t err_size)
 {
     if (err && err_size > 0)
-        err [0] = '\0';
+        err[0] = '\0';
     if (!path) {
         if (err && err_size > 0)
             snprintf (err, err_size, "no rules file given");
@@ -1316,7 +1288,7 @@ sb_rules_load (const char *path, char *err, size_t err_size)
     }
     FILE *file = fopen (path, "rb");
     if (!file) {
-        char reason [128];
+        char reason[128];
         if (err && err_size > 0)
             snprintf (err, err_size, "%s: cannot open: %s", path,
                       sb_strerror (errno, reason, sizeof (reason)));
@@ -1351,11 +1323,10 @@ sb_rules_load (const char *path, char *err, size_t err_size)
     }
     fclose (file);
     if (!data || read_errno) {
-        char reason [128];
+        char reason[128];
         if (err && err_size > 0)
             snprintf (err, err_size, "%s: cannot read: %s", path,
-                      data ? sb_strerror (read_errno, reason, sizeof (reason))
-                           : "out of memory");
+                      data ? sb_strerror (read_errno, reason, sizeof (reason)) : "out of memory");
         free (data);
         return NULL;
     }
@@ -1373,9 +1344,9 @@ static const char *
 s_event_text (const sb_event_t *event)
 {
     if (event->kind == SB_KIND_GATHER) {
-        if (event->digits && event->digits [0])
+        if (event->digits && event->digits[0])
             return event->digits;
-        if (event->speech_result && event->speech_result [0])
+        if (event->speech_result && event->speech_result[0])
             return event->speech_result;
     }
     return event->text ? event->text : "";
@@ -1393,19 +1364,17 @@ static bool
 s_rule_matches (const s_rule_t *rule, const sb_event_t *event, const char *text)
 {
     if (!s_mask_has (rule->providers, (int) event->provider)
-    ||  !s_mask_has (rule->channels, (int) event->channel)
-    ||  !s_mask_has (rule->kinds, (int) event->kind))
+        || !s_mask_has (rule->channels, (int) event->channel)
+        || !s_mask_has (rule->kinds, (int) event->kind))
         return false;
     size_t size = strlen (text);
     switch (rule->how) {
-        case S_TEXT_ANY:
-            return true;
-        case S_TEXT_KEYWORD:
-            return s_words_match_keyword (&rule->words, text);
+        case S_TEXT_ANY: return true;
+        case S_TEXT_KEYWORD: return s_words_match_keyword (&rule->words, text);
         case S_TEXT_EXACT:
         case S_TEXT_PREFIX:
             for (size_t i = 0; i < rule->words.count; i++) {
-                const char *word = rule->words.items [i];
+                const char *word = rule->words.items[i];
                 size_t word_size = strlen (word);
                 if (rule->how == S_TEXT_EXACT ? word_size != size : word_size > size)
                     continue;
@@ -1414,8 +1383,7 @@ s_rule_matches (const s_rule_t *rule, const sb_event_t *event, const char *text)
                     return true;
             }
             return false;
-        case S_TEXT_REGEX:
-            return regexec (&rule->regex, text, 0, NULL, 0) == 0;
+        case S_TEXT_REGEX: return regexec (&rule->regex, text, 0, NULL, 0) == 0;
     }
     return false;
 }
@@ -1426,23 +1394,12 @@ s_field_value (const sb_event_t *event, s_field_t field)
 {
     const char *value = NULL;
     switch (field) {
-        case S_FIELD_PROFILE_NAME:
-            value = event->profile_name;
-            break;
-        case S_FIELD_TEXT:
-            value = event->text;
-            break;
-        case S_FIELD_FROM:
-            value = event->from;
-            break;
-        case S_FIELD_TO:
-            value = event->to;
-            break;
-        case S_FIELD_DIGITS:
-            value = event->digits;
-            break;
-        default:
-            break;
+        case S_FIELD_PROFILE_NAME: value = event->profile_name; break;
+        case S_FIELD_TEXT: value = event->text; break;
+        case S_FIELD_FROM: value = event->from; break;
+        case S_FIELD_TO: value = event->to; break;
+        case S_FIELD_DIGITS: value = event->digits; break;
+        default: break;
     }
     return value ? value : "";
 }
@@ -1456,10 +1413,13 @@ s_utf8_cut (const char *buf, size_t size)
     //  Walk back over at most three continuation bytes to the lead byte
     for (int i = 0; i < 4 && start > 0; i++) {
         start--;
-        unsigned char c = (unsigned char) buf [start];
+        unsigned char c = (unsigned char) buf[start];
         if ((c & 0xC0) != 0x80) {
-            size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                        : (c & 0xF8) == 0xF0 ? 4 : 1;
+            size_t need = c < 0x80             ? 1
+                          : (c & 0xE0) == 0xC0 ? 2
+                          : (c & 0xF0) == 0xE0 ? 3
+                          : (c & 0xF8) == 0xF0 ? 4
+                                               : 1;
             return start + need <= size ? size : start;
         }
     }
@@ -1472,7 +1432,7 @@ s_render (const s_rule_t *rule, const sb_event_t *event)
 {
     size_t total = 0;
     for (size_t i = 0; i < rule->part_count; i++) {
-        const s_part_t *part = &rule->parts [i];
+        const s_part_t *part = &rule->parts[i];
         total += part->field == S_FIELD_LITERAL ? part->size
                                                 : strlen (s_field_value (event, part->field));
         if (total > SB_RULES_REPLY_MAX)
@@ -1484,7 +1444,7 @@ s_render (const s_rule_t *rule, const sb_event_t *event)
         return NULL;
     size_t used = 0;
     for (size_t i = 0; i < rule->part_count && used < capacity; i++) {
-        const s_part_t *part = &rule->parts [i];
+        const s_part_t *part = &rule->parts[i];
         const char *value = part->literal;
         size_t size = part->size;
         if (part->field != S_FIELD_LITERAL) {
@@ -1498,7 +1458,7 @@ s_render (const s_rule_t *rule, const sb_event_t *event)
     }
     if (total > capacity)
         used = s_utf8_cut (out, used);
-    out [used] = '\0';
+    out[used] = '\0';
     return out;
 }
 
@@ -1511,7 +1471,7 @@ sb_rules_decide (const sb_rules_t *self, const sb_event_t *event, sb_rule_decisi
         return 0;
     const char *text = s_event_text (event);
     for (size_t i = 0; i < self->count; i++) {
-        const s_rule_t *rule = &self->rules [i];
+        const s_rule_t *rule = &self->rules[i];
         if (!s_rule_matches (rule, event, text))
             continue;
         out->rule = rule->name;
@@ -1521,8 +1481,7 @@ sb_rules_decide (const sb_rules_t *self, const sb_event_t *event, sb_rule_decisi
             out->url = rule->url;
             out->timeout_ms = rule->timeout_ms;
         }
-        else
-        if (rule->action == SB_RULE_REPLY) {
+        else if (rule->action == SB_RULE_REPLY) {
             char *reply = s_render (rule, event);
             if (!reply) {
                 sb_error ("rules", "cannot render reply: out of memory rule=%s", rule->name);

@@ -25,11 +25,11 @@ typedef enum {
 
 typedef struct {
     sb_rule_action_t action;
-    const char *rule;        //  the matching rule's name (borrowed from rules), NULL if none
-    char *text;              //  REPLY: the rendered template (caller frees)
-    const char *url;         //  FORWARD: the bot's URL (borrowed)
-    int timeout_ms;          //  FORWARD: timeout
-    bool publish;            //  the rule asks to publish the match (e.g. a verification code)
+    const char *rule;  //  the matching rule's name (borrowed from rules), NULL if none
+    char *text;        //  REPLY: the rendered template (caller frees)
+    const char *url;   //  FORWARD: the bot's URL (borrowed)
+    int timeout_ms;    //  FORWARD: timeout
+    bool publish;      //  the rule asks to publish the match (e.g. a verification code)
 } sb_rule_decision_t;
 
 //  Load and check the file. NULL on error with "path:line: problem" in err.

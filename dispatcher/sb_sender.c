@@ -64,51 +64,51 @@
 
 #define S_MODULE "sender"
 #define S_BODY_MAX (64 * 1024)           //  answer bytes kept per transfer
-#define S_BOT_TEXT_MAX 4096               //  bytes of a bot's reply kept
-#define S_ID_MAX 256                      //  longest provider id accepted
-#define S_MESSAGE_MAX 200                 //  bytes of a provider's message in errors
-#define S_RETRY_AFTER_MAX_MS 86400000LL   //  a Retry-After past a day is clamped
+#define S_BOT_TEXT_MAX 4096              //  bytes of a bot's reply kept
+#define S_ID_MAX 256                     //  longest provider id accepted
+#define S_MESSAGE_MAX 200                //  bytes of a provider's message in errors
+#define S_RETRY_AFTER_MAX_MS 86400000LL  //  a Retry-After past a day is clamped
 #define S_USER_AGENT "switchboard/0.1.0"
 
 //  One transfer in flight.
 typedef struct s_transfer_t {
-    struct s_transfer_t *next;        //  in-flight list
-    struct s_transfer_t *prev;        //  in-flight list
-    CURL *easy;                       //  the libcurl handle
-    struct curl_slist *headers;       //  request headers (owned)
-    char *post;                       //  request body (owned; libcurl points at it)
-    int64_t id;                       //  outbox id
-    sb_outbox_kind_t kind;            //  reply or forward
-    int provider;                     //  SB_PROVIDER_*
-    char claim_token[SB_OUTBOX_TOKEN_SIZE]; //  the item's claim token, for its result
-    char *answer;                     //  answer body, NUL-terminated, capped
-    size_t answer_size;               //  bytes kept in answer
-    size_t answer_dropped;            //  bytes past the cap, read and dropped
-    char retry_after[64];             //  last Retry-After value ("" if none)
-    char curl_error[CURL_ERROR_SIZE]; //  libcurl's detail on failure
+    struct s_transfer_t *next;               //  in-flight list
+    struct s_transfer_t *prev;               //  in-flight list
+    CURL *easy;                              //  the libcurl handle
+    struct curl_slist *headers;              //  request headers (owned)
+    char *post;                              //  request body (owned; libcurl points at it)
+    int64_t id;                              //  outbox id
+    sb_outbox_kind_t kind;                   //  reply or forward
+    int provider;                            //  SB_PROVIDER_*
+    char claim_token[SB_OUTBOX_TOKEN_SIZE];  //  the item's claim token, for its result
+    char *answer;                            //  answer body, NUL-terminated, capped
+    size_t answer_size;                      //  bytes kept in answer
+    size_t answer_dropped;                   //  bytes past the cap, read and dropped
+    char retry_after[64];                    //  last Retry-After value ("" if none)
+    char curl_error[CURL_ERROR_SIZE];        //  libcurl's detail on failure
 } s_transfer_t;
 
 struct sb_sender_t {
-    CURLM *multi;                 //  the one multi handle
-    size_t concurrency;           //  most transfers in flight
-    long timeout_ms;              //  total time of a provider request
-    long connect_timeout_ms;      //  connect time of any request
-    s_transfer_t *transfers;      //  in-flight list
-    size_t in_flight;             //  length of that list
-    char *twilio_url;             //  full Messages.json URL, NULL when Twilio unset
-    char *twilio_user;            //  account SID or API key
-    char *twilio_password;        //  auth token or API secret (secret)
-    char *status_callback;        //  StatusCallback URL, NULL when no public URL
-    char *meta_base;              //  base URL + "/" + version, NULL when Meta unset
-    char *meta_auth;              //  "Authorization: Bearer ..." (secret)
-    sb_send_result_t *results;    //  finished results, FIFO ring
-    size_t results_head;          //  index of the oldest
-    size_t results_count;         //  results waiting
-    size_t results_cap;           //  allocated slots
-    struct pollfd *sockets;       //  libcurl's sockets and what it waits for (socket callback)
-    size_t sockets_count;         //  entries in use
-    size_t sockets_cap;           //  allocated entries
-    struct pollfd *polled;        //  sb_sender_perform's copy of sockets, for poll(2)
+    CURLM *multi;               //  the one multi handle
+    size_t concurrency;         //  most transfers in flight
+    long timeout_ms;            //  total time of a provider request
+    long connect_timeout_ms;    //  connect time of any request
+    s_transfer_t *transfers;    //  in-flight list
+    size_t in_flight;           //  length of that list
+    char *twilio_url;           //  full Messages.json URL, NULL when Twilio unset
+    char *twilio_user;          //  account SID or API key
+    char *twilio_password;      //  auth token or API secret (secret)
+    char *status_callback;      //  StatusCallback URL, NULL when no public URL
+    char *meta_base;            //  base URL + "/" + version, NULL when Meta unset
+    char *meta_auth;            //  "Authorization: Bearer ..." (secret)
+    sb_send_result_t *results;  //  finished results, FIFO ring
+    size_t results_head;        //  index of the oldest
+    size_t results_count;       //  results waiting
+    size_t results_cap;         //  allocated slots
+    struct pollfd *sockets;     //  libcurl's sockets and what it waits for (socket callback)
+    size_t sockets_count;       //  entries in use
+    size_t sockets_cap;         //  allocated entries
+    struct pollfd *polled;      //  sb_sender_perform's copy of sockets, for poll(2)
 };
 
 //  --------------------------------------------------------------------------
@@ -147,8 +147,9 @@ s_parse_retry_after (const char *text)
     while (*text == ' ' || *text == '\t')
         text++;
     size_t len = strlen (text);
-    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\r'
-                       || text[len - 1] == '\n'))
+    while (len > 0
+           && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\r'
+               || text[len - 1] == '\n'))
         len--;
     if (len == 0 || len > 63)
         return -1;
@@ -284,8 +285,8 @@ sb_sender_classify (int provider, int http_status, const char *body, const char 
         result->outcome = SB_SEND_SENT;
         result->provider_id = s_strdup (why ? "" : provider_id);
         if (why)
-            snprintf (error, sizeof error, "%s answered %d, not what the API documents: %s",
-                      name, http_status, why);
+            snprintf (error, sizeof error, "%s answered %d, not what the API documents: %s", name,
+                      http_status, why);
     }
     else {
         bool retry;
@@ -436,8 +437,7 @@ s_push_final (sb_sender_t *self, const sb_outbox_item_t *item, const char *why)
                                .retry_after_ms = -1,
                                .opt_out = false};
     snprintf (result.claim_token, sizeof result.claim_token, "%s", item->claim_token);
-    sb_log (SB_LOG_WARN, S_MODULE, "send refused id=%lld reason=\"%s\"", (long long) item->id,
-            why);
+    sb_log (SB_LOG_WARN, S_MODULE, "send refused id=%lld reason=\"%s\"", (long long) item->id, why);
     if (s_push_result (self, &result))
         sb_outbox_result_free (&result);
 }
@@ -526,10 +526,10 @@ s_on_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socketp)
             }
             self->sockets_cap = cap;
         }
-        self->sockets[self->sockets_count++] = (struct pollfd) {.fd = fd};
+        self->sockets[self->sockets_count++] = (struct pollfd){.fd = fd};
     }
-    self->sockets[i].events = (short) ((what & CURL_POLL_IN ? POLLIN : 0)
-                                       | (what & CURL_POLL_OUT ? POLLOUT : 0));
+    self->sockets[i].events =
+        (short) ((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0));
     return 0;
 }
 
@@ -559,8 +559,7 @@ sb_sender_new (const sb_config_t *config)
     const char *key = sb_config_str (config, SB_CFG_TWILIO_API_KEY);
     const char *secret = sb_config_str (config, SB_CFG_TWILIO_API_SECRET);
     if (*sid && !s_is_sid (sid, "AC")) {
-        sb_log (SB_LOG_ERROR, S_MODULE,
-                "TWILIO_ACCOUNT_SID is not AC followed by 32 hex digits");
+        sb_log (SB_LOG_ERROR, S_MODULE, "TWILIO_ACCOUNT_SID is not AC followed by 32 hex digits");
         goto fail;
     }
     if (*key && !s_is_sid (key, "SK")) {
@@ -584,9 +583,9 @@ sb_sender_new (const sb_config_t *config)
                 "Twilio sending off: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
                 "(or TWILIO_API_KEY and TWILIO_API_SECRET)");
     if (sb_config_has (config, SB_CFG_SB_PUBLIC_URL)) {
-        self->status_callback = sb_text_join (sb_config_str (config, SB_CFG_SB_PUBLIC_URL),
-                                              sb_config_str (config, SB_CFG_SB_PATH_PREFIX),
-                                              "/twilio/status", NULL);
+        self->status_callback =
+            sb_text_join (sb_config_str (config, SB_CFG_SB_PUBLIC_URL),
+                          sb_config_str (config, SB_CFG_SB_PATH_PREFIX), "/twilio/status", NULL);
         if (!self->status_callback)
             goto fail;
     }
@@ -740,8 +739,9 @@ s_on_header (char *data, size_t size, size_t count, void *arg)
         size_t len = bytes - (sizeof name - 1);
         while (len > 0 && (*value == ' ' || *value == '\t'))
             value++, len--;
-        while (len > 0 && (value[len - 1] == '\r' || value[len - 1] == '\n'
-                           || value[len - 1] == ' ' || value[len - 1] == '\t'))
+        while (len > 0
+               && (value[len - 1] == '\r' || value[len - 1] == '\n' || value[len - 1] == ' '
+                   || value[len - 1] == '\t'))
             len--;
         if (len >= sizeof transfer->retry_after)
             len = 0;  //  not a value we could use
@@ -761,8 +761,7 @@ s_transfer_setup (sb_sender_t *self, s_transfer_t *transfer, const char *url, lo
         return -1;
     transfer->answer[0] = 0;
     CURL *easy = transfer->easy;
-    long connect_ms = self->connect_timeout_ms < timeout_ms ? self->connect_timeout_ms
-                                                            : timeout_ms;
+    long connect_ms = self->connect_timeout_ms < timeout_ms ? self->connect_timeout_ms : timeout_ms;
     if (curl_easy_setopt (easy, CURLOPT_URL, url) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
@@ -838,8 +837,7 @@ s_prepare_twilio (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_ite
             && !s_transfer_setup (self, transfer, self->twilio_url, self->timeout_ms)
             && curl_easy_setopt (transfer->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC)
                    == CURLE_OK
-            && curl_easy_setopt (transfer->easy, CURLOPT_USERNAME, self->twilio_user)
-                   == CURLE_OK
+            && curl_easy_setopt (transfer->easy, CURLOPT_USERNAME, self->twilio_user) == CURLE_OK
             && curl_easy_setopt (transfer->easy, CURLOPT_PASSWORD, self->twilio_password)
                    == CURLE_OK)
             rc = 0;
@@ -870,9 +868,9 @@ s_prepare_meta (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_item_
         return *why = "reply has no phone_number_id (account)", 1;
     if (!item->to || !*item->to)
         return *why = "reply has no to address", 1;
-    json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product",
-                                 "whatsapp", "recipient_type", "individual", "to", item->to,
-                                 "type", "text", "text", "body", item->body ? item->body : "");
+    json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product", "whatsapp",
+                                 "recipient_type", "individual", "to", item->to, "type", "text",
+                                 "text", "body", item->body ? item->body : "");
     if (!message)
         return *why = "reply text is not UTF-8", 1;
     if (item->context_id && *item->context_id
@@ -902,8 +900,7 @@ s_prepare_forward (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_it
     if (!url || !sb_text_url_host (url))
         return *why = "forward URL is not http:// or https://", 1;
     transfer->post = s_strdup (item->event_json ? item->event_json : "{}");
-    long timeout_ms = item->forward_timeout_ms > 0 ? item->forward_timeout_ms
-                                                   : self->timeout_ms;
+    long timeout_ms = item->forward_timeout_ms > 0 ? item->forward_timeout_ms : self->timeout_ms;
     if (!transfer->post || s_add_header (transfer, "Content-Type: application/json")
         || s_transfer_setup (self, transfer, url, timeout_ms))
         return -1;
@@ -972,8 +969,8 @@ s_finish (sb_sender_t *self, s_transfer_t *transfer, CURLcode code)
         curl_easy_getinfo (transfer->easy, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo (transfer->easy, CURLINFO_CONTENT_TYPE, &content_type);
     }
-    sb_send_result_t result = {.id = transfer->id, .kind = transfer->kind,
-                               .provider = transfer->provider};
+    sb_send_result_t result = {
+        .id = transfer->id, .kind = transfer->kind, .provider = transfer->provider};
     snprintf (result.claim_token, sizeof result.claim_token, "%s", transfer->claim_token);
     if (transfer->kind == SB_OUTBOX_FORWARD)
         s_classify_forward ((int) status, transfer->answer, content_type, &result);
@@ -1000,12 +997,11 @@ s_finish (sb_sender_t *self, s_transfer_t *transfer, CURLcode code)
                                                              : SB_LOG_WARN;
     if (sb_log_enabled (level))
         sb_log (level, S_MODULE, "%s %s id=%lld http=%d code=%s retry_after_ms=%lld error=\"%s\"",
-                what, s_outcome_name (result.outcome), (long long) result.id,
-                result.http_status, result.error_code ? result.error_code : "",
-                (long long) result.retry_after_ms, result.error ? result.error : "");
+                what, s_outcome_name (result.outcome), (long long) result.id, result.http_status,
+                result.error_code ? result.error_code : "", (long long) result.retry_after_ms,
+                result.error ? result.error : "");
     if (s_push_result (self, &result)) {
-        sb_log (SB_LOG_WARN, S_MODULE, "result lost id=%lld: out of memory",
-                (long long) result.id);
+        sb_log (SB_LOG_WARN, S_MODULE, "result lost id=%lld: out of memory", (long long) result.id);
         sb_outbox_result_free (&result);
     }
 }

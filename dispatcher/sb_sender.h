@@ -65,7 +65,7 @@ int sb_sender_next_result (sb_sender_t *self, sb_send_result_t *result);
 //  Classify a provider's answer (the tests feed it every answer shape,
 //  no provider needed): provider, HTTP status (0 = network error), body,
 //  Retry-After header value (or NULL).
-void sb_sender_classify (int provider, int http_status, const char *body,
-                         const char *retry_after, sb_send_result_t *result);
+void sb_sender_classify (int provider, int http_status, const char *body, const char *retry_after,
+                         sb_send_result_t *result);
 
 #endif

@@ -44,7 +44,8 @@ s_begin_request (struct mg_connection *conn)
     sb_status_http_t *self = (sb_status_http_t *) mg_get_user_data (mg_get_context (conn));
     const struct mg_request_info *info = mg_get_request_info (conn);
     const char *path = info->local_uri ? info->local_uri : "";
-    bool known = !strcmp (path, "/healthz") || !strcmp (path, "/readyz") || !strcmp (path, "/metrics");
+    bool known =
+        !strcmp (path, "/healthz") || !strcmp (path, "/readyz") || !strcmp (path, "/metrics");
     if (!known) {
         s_send (conn, 404, "text/plain", "not found\n");
         return 404;
@@ -83,8 +84,9 @@ s_log_message (const struct mg_connection *conn, const char *message)
 }
 
 sb_status_http_t *
-sb_status_http_new (const char *listen, sb_metrics_t *metrics, sb_status_ready_fn *ready,
-                    void *arg)
+sb_status_http_new (const char *listen, sb_metrics_t *metrics, sb_status_ready_fn *ready, void *arg)
+//  civetweb options, a name and its value a line: laid out by hand, clang-format leaves it
+// clang-format off
 {
     sb_status_http_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -97,6 +99,7 @@ sb_status_http_new (const char *listen, sb_metrics_t *metrics, sb_status_ready_f
                              "keep_alive_timeout_ms", "5000",
                              //  no Nagle wait between a head and its body
                              "tcp_nodelay", "1", NULL};
+    // clang-format on
     struct mg_callbacks callbacks = {0};
     callbacks.begin_request = s_begin_request;
     callbacks.log_message = s_log_message;

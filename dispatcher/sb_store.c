@@ -111,17 +111,34 @@ s_array_key_or_null (sb_pgarray_t *a, const char *s)
 
 //  events: every event of the batch; returns the new ones.
 enum {
-    EV_INGRESS, EV_EPOCH, EV_SEQ, EV_UID, EV_PROVIDER, EV_CHANNEL, EV_KIND, EV_TYPE,
-    EV_PROVIDER_ID, EV_STATUS, EV_DEDUP, EV_ERROR_CODE, EV_FROM, EV_TO, EV_ACCOUNT, EV_TEXT,
-    EV_RECEIVED, EV_PAYLOAD, EV_BODY_SHA256, EV_COLS
+    EV_INGRESS,
+    EV_EPOCH,
+    EV_SEQ,
+    EV_UID,
+    EV_PROVIDER,
+    EV_CHANNEL,
+    EV_KIND,
+    EV_TYPE,
+    EV_PROVIDER_ID,
+    EV_STATUS,
+    EV_DEDUP,
+    EV_ERROR_CODE,
+    EV_FROM,
+    EV_TO,
+    EV_ACCOUNT,
+    EV_TEXT,
+    EV_RECEIVED,
+    EV_PAYLOAD,
+    EV_BODY_SHA256,
+    EV_COLS
 };
-static const uint32_t s_events_oids [EV_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+static const uint32_t s_events_oids[EV_COLS] = {
+    SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TIMESTAMPTZ, SB_PGARRAY_OID_BYTEA, SB_PGARRAY_OID_BYTEA};
-static const char s_events_sql [] =
+static const char s_events_sql[] =
     "INSERT INTO events (ingress_id, epoch, seq, event_uid, provider, channel, kind,"
     " message_type, provider_id, status, dedup_detail, error_code, from_addr, to_addr,"
     " account, text, received_at, payload, body_sha256)"
@@ -135,25 +152,24 @@ static const char s_events_sql [] =
 //  request_bodies: each distinct raw body of the batch, once; a body
 //  already stored (a replay, a provider's retry) inserts nothing.
 enum { BO_SHA256, BO_TYPE, BO_BODY, BO_COLS };
-static const uint32_t s_bodies_oids [BO_COLS] = {
-    SB_PGARRAY_OID_BYTEA, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_BYTEA};
-static const char s_bodies_sql [] =
-    "INSERT INTO request_bodies (sha256, content_type, body)"
-    " SELECT * FROM unnest ($1::bytea[], $2::text[], $3::bytea[])"
-    " ON CONFLICT DO NOTHING";
+static const uint32_t s_bodies_oids[BO_COLS] = {SB_PGARRAY_OID_BYTEA, SB_PGARRAY_OID_TEXT,
+                                                SB_PGARRAY_OID_BYTEA};
+static const char s_bodies_sql[] = "INSERT INTO request_bodies (sha256, content_type, body)"
+                                   " SELECT * FROM unnest ($1::bytea[], $2::text[], $3::bytea[])"
+                                   " ON CONFLICT DO NOTHING";
 
 //  request_bodies of inbound events whose body is not in the batch (a
 //  request split over two batches), for the forwards' event JSON.
 enum { BG_SHA256, BG_COLS };
-static const uint32_t s_bodies_get_oids [BG_COLS] = {SB_PGARRAY_OID_BYTEA};
-static const char s_bodies_get_sql [] =
+static const uint32_t s_bodies_get_oids[BG_COLS] = {SB_PGARRAY_OID_BYTEA};
+static const char s_bodies_get_sql[] =
     "SELECT sha256, body, content_type FROM request_bodies WHERE sha256 = ANY ($1::bytea[])";
 
 //  contacts the batch's inbound events come from: their state before it.
 enum { CK_PROVIDER, CK_CHANNEL, CK_ADDRESS, CK_COLS };
-static const uint32_t s_contact_key_oids [CK_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
-static const char s_contacts_lock_sql [] =
+static const uint32_t s_contact_key_oids[CK_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                                     SB_PGARRAY_OID_TEXT};
+static const char s_contacts_lock_sql[] =
     "SELECT c.provider, c.channel, c.address, c.opted_out,"
     " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0)"
     " FROM contacts c"
@@ -165,10 +181,10 @@ static const char s_contacts_lock_sql [] =
 //  contacts: their state after the batch (computed in C from the state
 //  above and the batch's new events).
 enum { CO_PROVIDER, CO_CHANNEL, CO_ADDRESS, CO_PROFILE, CO_LAST_INBOUND, CO_OPTED_OUT, CO_COLS };
-static const uint32_t s_contacts_oids [CO_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TIMESTAMPTZ, SB_PGARRAY_OID_BOOL};
-static const char s_contacts_sql [] =
+static const uint32_t s_contacts_oids[CO_COLS] = {SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,
+                                                  SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,
+                                                  SB_PGARRAY_OID_TIMESTAMPTZ, SB_PGARRAY_OID_BOOL};
+static const char s_contacts_sql[] =
     "INSERT INTO contacts AS c (provider, channel, address, profile_name, last_inbound_at,"
     " opted_out, opted_out_at)"
     " SELECT u.provider, u.channel, u.address, u.profile_name, u.last_inbound_at, u.opted_out,"
@@ -186,14 +202,22 @@ static const char s_contacts_sql [] =
 
 //  messages: the inbound ones.
 enum {
-    MI_PROVIDER, MI_CHANNEL, MI_PROVIDER_ID, MI_CONTACT, MI_OURS, MI_ACCOUNT, MI_TYPE, MI_BODY,
-    MI_EVENT_ID, MI_COLS
+    MI_PROVIDER,
+    MI_CHANNEL,
+    MI_PROVIDER_ID,
+    MI_CONTACT,
+    MI_OURS,
+    MI_ACCOUNT,
+    MI_TYPE,
+    MI_BODY,
+    MI_EVENT_ID,
+    MI_COLS
 };
-static const uint32_t s_messages_oids [MI_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_INT8};
-static const char s_messages_sql [] =
+static const uint32_t s_messages_oids[MI_COLS] = {
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8};
+static const char s_messages_sql[] =
     "INSERT INTO messages (direction, provider, channel, provider_id, contact_addr, our_addr,"
     " account, message_type, body, status, event_id)"
     " SELECT 'inbound', u.provider, u.channel, u.provider_id, u.contact_addr, u.our_addr,"
@@ -207,15 +231,29 @@ static const char s_messages_sql [] =
 //  outbox: the rules' decisions; pending replies also get their outbound
 //  messages row (status queued) in the same statement.
 enum {
-    OB_KIND, OB_STATE, OB_PROVIDER, OB_CHANNEL, OB_ACCOUNT, OB_FROM, OB_TO, OB_BODY, OB_CONTEXT,
-    OB_URL, OB_TIMEOUT, OB_JSON, OB_REASON, OB_EVENT_ID, OB_RULE, OB_COLS
+    OB_KIND,
+    OB_STATE,
+    OB_PROVIDER,
+    OB_CHANNEL,
+    OB_ACCOUNT,
+    OB_FROM,
+    OB_TO,
+    OB_BODY,
+    OB_CONTEXT,
+    OB_URL,
+    OB_TIMEOUT,
+    OB_JSON,
+    OB_REASON,
+    OB_EVENT_ID,
+    OB_RULE,
+    OB_COLS
 };
-static const uint32_t s_outbox_oids [OB_COLS] = {
+static const uint32_t s_outbox_oids[OB_COLS] = {
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT4, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT};
-static const char s_outbox_sql [] =
+static const char s_outbox_sql[] =
     "WITH o AS ("
     " INSERT INTO outbox (kind, state, provider, channel, account, from_addr, to_addr, body,"
     " context_id, forward_url, forward_timeout_ms, event_json, reason, event_id, rule)"
@@ -232,9 +270,9 @@ static const char s_outbox_sql [] =
 //  statuses: the highest-ranked status per message of the batch, applied
 //  where it ranks higher than the message's.
 enum { ST_PROVIDER, ST_PROVIDER_ID, ST_STATUS, ST_ERROR_CODE, ST_COLS };
-static const uint32_t s_status_oids [ST_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
-static const char s_status_sql [] =
+static const uint32_t s_status_oids[ST_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                                SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
+static const char s_status_sql[] =
     "UPDATE messages m SET status = u.status, status_rank = u.rank,"
     " error_code = CASE WHEN u.error_code <> '' THEN u.error_code ELSE m.error_code END,"
     " updated_at = now ()"
@@ -248,9 +286,9 @@ static const char s_status_sql [] =
 
 //  consumer_cursors: the highest seq per ingress (reset on a new epoch).
 enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_COLS };
-static const uint32_t s_cursor_oids [CU_COLS] = {
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8};
-static const char s_cursor_sql [] =
+static const uint32_t s_cursor_oids[CU_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                                SB_PGARRAY_OID_INT8};
+static const char s_cursor_sql[] =
     "INSERT INTO consumer_cursors AS c (ingress_id, epoch, last_seq, updated_at)"
     " SELECT u.ingress_id, u.epoch, u.last_seq, now ()"
     " FROM unnest ($1::text[], $2::text[], $3::int8[]) AS u (ingress_id, epoch, last_seq)"
@@ -259,11 +297,11 @@ static const char s_cursor_sql [] =
     " THEN GREATEST (c.last_seq, EXCLUDED.last_seq) ELSE EXCLUDED.last_seq END,"
     " epoch = EXCLUDED.epoch, updated_at = now ()";
 
-const sb_store_statement_t sb_store_write_statements [] = {
-    {"sb_events", s_events_sql},     {"sb_contacts_lock", s_contacts_lock_sql},
-    {"sb_contacts", s_contacts_sql}, {"sb_messages", s_messages_sql},
-    {"sb_outbox", s_outbox_sql},     {"sb_status", s_status_sql},
-    {"sb_cursor", s_cursor_sql},     {"sb_bodies", s_bodies_sql},
+const sb_store_statement_t sb_store_write_statements[] = {
+    {"sb_events", s_events_sql},         {"sb_contacts_lock", s_contacts_lock_sql},
+    {"sb_contacts", s_contacts_sql},     {"sb_messages", s_messages_sql},
+    {"sb_outbox", s_outbox_sql},         {"sb_status", s_status_sql},
+    {"sb_cursor", s_cursor_sql},         {"sb_bodies", s_bodies_sql},
     {"sb_bodies_get", s_bodies_get_sql}, {NULL, NULL},
 };
 
@@ -289,14 +327,14 @@ typedef struct {
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most SB_STORE_KEY_MAX)
     bool has_body;     //  its request had a raw body: body_sha256 is its hash
     bool inline_body;  //  a request of one event: its body stays in the payload
-    uint8_t body_sha256 [SB_EVENT_SHA256_SIZE];  //  request_bodies key
+    uint8_t body_sha256[SB_EVENT_SHA256_SIZE];  //  request_bodies key
 } s_item_t;
 
 //  A raw body fetched from request_bodies (s_bodies_get_sql).
 typedef struct {
-    uint8_t sha256 [SB_EVENT_SHA256_SIZE];  //  its key
-    ProtobufCBinaryData body;               //  PQunescapeBytea's (PQfreemem)
-    char *content_type;                     //  the request's Content-Type (strdup)
+    uint8_t sha256[SB_EVENT_SHA256_SIZE];  //  its key
+    ProtobufCBinaryData body;              //  PQunescapeBytea's (PQfreemem)
+    char *content_type;                    //  the request's Content-Type (strdup)
 } s_body_t;
 
 //  An ingress's cursor as the batch leaves it.
@@ -307,32 +345,32 @@ typedef struct {
 } s_cursor_t;
 
 typedef struct {
-    sb_event_t *const *events;  //  the caller's events
-    size_t count;               //  how many
-    s_item_t *items;            //  one per event
-    s_contact_t *contacts;      //  sorted by key, unique
-    size_t ncontacts;           //  how many
-    s_cursor_t *cursors;        //  one per ingress
-    size_t ncursors;            //  how many
-    sb_pgarray_table_t events_t;         //  events insert
-    sb_pgarray_table_t keys_t;           //  contacts lock
-    sb_pgarray_table_t contacts_t;       //  contacts upsert
-    sb_pgarray_table_t messages_t;       //  inbound messages
-    sb_pgarray_table_t outbox_t;         //  outbox rows
-    sb_pgarray_table_t status_t;         //  statuses
-    sb_pgarray_table_t cursor_t;         //  cursors
-    sb_pgarray_table_t bodies_t;         //  request bodies insert
-    sb_pgarray_table_t bodies_get_t;     //  request bodies to fetch for forwards
-    bool forwards;              //  the rules may forward: fetch missing bodies
-    s_body_t *fetched;          //  what that fetch found
-    size_t nfetched;            //  how many
+    sb_event_t *const *events;        //  the caller's events
+    size_t count;                     //  how many
+    s_item_t *items;                  //  one per event
+    s_contact_t *contacts;            //  sorted by key, unique
+    size_t ncontacts;                 //  how many
+    s_cursor_t *cursors;              //  one per ingress
+    size_t ncursors;                  //  how many
+    sb_pgarray_table_t events_t;      //  events insert
+    sb_pgarray_table_t keys_t;        //  contacts lock
+    sb_pgarray_table_t contacts_t;    //  contacts upsert
+    sb_pgarray_table_t messages_t;    //  inbound messages
+    sb_pgarray_table_t outbox_t;      //  outbox rows
+    sb_pgarray_table_t status_t;      //  statuses
+    sb_pgarray_table_t cursor_t;      //  cursors
+    sb_pgarray_table_t bodies_t;      //  request bodies insert
+    sb_pgarray_table_t bodies_get_t;  //  request bodies to fetch for forwards
+    bool forwards;                    //  the rules may forward: fetch missing bodies
+    s_body_t *fetched;                //  what that fetch found
+    size_t nfetched;                  //  how many
 } s_batch_t;
 
 static void
 s_batch_free (s_batch_t *b)
 {
     for (size_t i = 0; b->items && i < b->count; i++)
-        free (b->items [i].address);
+        free (b->items[i].address);
     free (b->items);
     free (b->contacts);
     free (b->cursors);
@@ -346,8 +384,8 @@ s_batch_free (s_batch_t *b)
     sb_pgarray_table_free (&b->bodies_t);
     sb_pgarray_table_free (&b->bodies_get_t);
     for (size_t i = 0; i < b->nfetched; i++) {
-        PQfreemem (b->fetched [i].body.data);
-        free (b->fetched [i].content_type);
+        PQfreemem (b->fetched[i].body.data);
+        free (b->fetched[i].content_type);
     }
     free (b->fetched);
 }
@@ -356,7 +394,7 @@ static bool
 s_inbound (const sb_event_t *e)
 {
     return (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER || e->kind == SB_KIND_CALL)
-        && e->from && *e->from;
+           && e->from && *e->from;
 }
 
 static int
@@ -383,7 +421,7 @@ s_contact_find (const s_batch_t *b, const char *p, const char *c, const char *a)
     size_t lo = 0, hi = b->ncontacts;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int d = s_contact_cmp3 (p, c, a, &b->contacts [mid]);
+        int d = s_contact_cmp3 (p, c, a, &b->contacts[mid]);
         if (d == 0)
             return mid;
         if (d < 0)
@@ -409,23 +447,23 @@ s_event_status (const sb_event_t *e)
 static const ProtobufCBinaryData *
 s_batch_body (const s_batch_t *b, size_t i, const char **content_type)
 {
-    const s_item_t *item = &b->items [i];
+    const s_item_t *item = &b->items[i];
     if (item->inline_body) {
-        *content_type = b->events [i]->raw_content_type;
-        return &b->events [i]->raw_body;
+        *content_type = b->events[i]->raw_content_type;
+        return &b->events[i]->raw_body;
     }
     if (!item->has_body)
         return NULL;
     for (size_t k = i + 1; k-- > 0;)
-        if (b->events [k]->raw_body.len && b->items [k].has_body
-            && memcmp (b->items [k].body_sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
-            *content_type = b->events [k]->raw_content_type;
-            return &b->events [k]->raw_body;
+        if (b->events[k]->raw_body.len && b->items[k].has_body
+            && memcmp (b->items[k].body_sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
+            *content_type = b->events[k]->raw_content_type;
+            return &b->events[k]->raw_body;
         }
     for (size_t k = 0; k < b->nfetched; k++)
-        if (memcmp (b->fetched [k].sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
-            *content_type = b->fetched [k].content_type;
-            return &b->fetched [k].body;
+        if (memcmp (b->fetched[k].sha256, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0) {
+            *content_type = b->fetched[k].content_type;
+            return &b->fetched[k].body;
         }
     return NULL;
 }
@@ -437,14 +475,14 @@ s_batch_bodies_to_fetch (s_batch_t *b)
 {
     const uint8_t *last = NULL;
     for (size_t i = 0; i < b->count; i++) {
-        const s_item_t *item = &b->items [i];
+        const s_item_t *item = &b->items[i];
         const char *type;
-        if (!s_inbound (b->events [i]) || !item->has_body || s_batch_body (b, i, &type))
+        if (!s_inbound (b->events[i]) || !item->has_body || s_batch_body (b, i, &type))
             continue;
         if (last && memcmp (last, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0)
             continue;
         last = item->body_sha256;
-        sb_pgarray_bytes (&b->bodies_get_t.cols [BG_SHA256], last, SB_EVENT_SHA256_SIZE);
+        sb_pgarray_bytes (&b->bodies_get_t.cols[BG_SHA256], last, SB_EVENT_SHA256_SIZE);
     }
 }
 
@@ -458,8 +496,8 @@ s_batch_bodies_to_fetch (s_batch_t *b)
 static void
 s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
 {
-    const sb_event_t *e = b->events [i];
-    s_item_t *item = &b->items [i];
+    const sb_event_t *e = b->events[i];
+    s_item_t *item = &b->items[i];
     if (e->raw_body.len && e->request_events == 1) {
         item->inline_body = true;
         return;
@@ -471,17 +509,17 @@ s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
         return;
     }
     item->has_body = true;
-    const ProtobufCBinaryData *last = *last_body < i ? &b->events [*last_body]->raw_body : NULL;
+    const ProtobufCBinaryData *last = *last_body < i ? &b->events[*last_body]->raw_body : NULL;
     if (last && last->len == e->raw_body.len
         && memcmp (last->data, e->raw_body.data, last->len) == 0) {
-        memcpy (item->body_sha256, b->items [*last_body].body_sha256, SB_EVENT_SHA256_SIZE);
+        memcpy (item->body_sha256, b->items[*last_body].body_sha256, SB_EVENT_SHA256_SIZE);
         return;
     }
     *last_body = i;
     sb_event_sha256 (e->raw_body.data, e->raw_body.len, item->body_sha256);
-    sb_pgarray_bytes (&b->bodies_t.cols [BO_SHA256], item->body_sha256, SB_EVENT_SHA256_SIZE);
-    sb_pgarray_text (&b->bodies_t.cols [BO_TYPE], e->raw_content_type);
-    sb_pgarray_bytes (&b->bodies_t.cols [BO_BODY], e->raw_body.data, e->raw_body.len);
+    sb_pgarray_bytes (&b->bodies_t.cols[BO_SHA256], item->body_sha256, SB_EVENT_SHA256_SIZE);
+    sb_pgarray_text (&b->bodies_t.cols[BO_TYPE], e->raw_content_type);
+    sb_pgarray_bytes (&b->bodies_t.cols[BO_BODY], e->raw_body.data, e->raw_body.len);
 }
 
 //  dedup_detail of an event without a provider id (0003_content_key.sql):
@@ -496,7 +534,7 @@ s_batch_body_key (s_batch_t *b, size_t i, size_t *last_body)
 static void
 s_content_key_put (EVP_MD_CTX *ctx, const void *data, size_t size)
 {
-    uint8_t n [8];
+    uint8_t n[8];
     sb_pgarray_put64 (n, (uint64_t) size);
     EVP_DigestUpdate (ctx, n, sizeof n);
     if (size)
@@ -511,24 +549,24 @@ s_content_key_text (EVP_MD_CTX *ctx, const char *text)
 }
 
 static void
-s_content_key (const sb_event_t *e, const uint8_t body_sha256 [SB_EVENT_SHA256_SIZE], char *out,
+s_content_key (const sb_event_t *e, const uint8_t body_sha256[SB_EVENT_SHA256_SIZE], char *out,
                size_t size)
 {
     assert (size >= 8 + 2 * 32 + 1);
-    out [0] = 0;
+    out[0] = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
     if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1) {
         EVP_MD_CTX_free (ctx);
         return;  //  no key: unique by journal position only, as before
     }
-    uint8_t index [8];
+    uint8_t index[8];
     sb_pgarray_put64 (index, e->request_index);
     s_content_key_text (ctx, sb_event_provider_name (e->provider));
     s_content_key_text (ctx, sb_event_kind_name (e->kind));
     s_content_key_put (ctx, body_sha256, SB_EVENT_SHA256_SIZE);
     s_content_key_put (ctx, index, sizeof index);
     s_content_key_text (ctx, e->detail_json);
-    uint8_t md [EVP_MAX_MD_SIZE];
+    uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int md_size = 0;
     if (EVP_DigestFinal_ex (ctx, md, &md_size) == 1 && md_size == 32) {
         memcpy (out, "content:", 8);
@@ -549,9 +587,9 @@ s_batch_prepare (s_batch_t *b)
     sb_pgarray_table_t *t = &b->events_t;
     size_t last_body = SIZE_MAX;
     for (size_t i = 0; i < b->count; i++) {
-        const sb_event_t *e = b->events [i];
-        b->items [i].contact = SIZE_MAX;
-        char dedup [512] = "";
+        const sb_event_t *e = b->events[i];
+        b->items[i].contact = SIZE_MAX;
+        char dedup[512] = "";
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
                       s_str (e->speech_result));
@@ -560,77 +598,75 @@ s_batch_prepare (s_batch_t *b)
         //  payload; the only event of a request keeps its body (inline_body).
         s_batch_body_key (b, i, &last_body);
         if (e->kind != SB_KIND_GATHER && (!e->provider_id || !*e->provider_id)
-            && (b->items [i].has_body || b->items [i].inline_body)) {
-            uint8_t own [SB_EVENT_SHA256_SIZE];
-            if (b->items [i].inline_body)
+            && (b->items[i].has_body || b->items[i].inline_body)) {
+            uint8_t own[SB_EVENT_SHA256_SIZE];
+            if (b->items[i].inline_body)
                 sb_event_sha256 (e->raw_body.data, e->raw_body.len, own);
-            s_content_key (e, b->items [i].inline_body ? own : b->items [i].body_sha256, dedup,
+            s_content_key (e, b->items[i].inline_body ? own : b->items[i].body_sha256, dedup,
                            sizeof dedup);
         }
         sb_event_t bare = *e;
-        if (!b->items [i].inline_body)
-            bare.raw_body = (ProtobufCBinaryData) {0, NULL};
+        if (!b->items[i].inline_body)
+            bare.raw_body = (ProtobufCBinaryData){0, NULL};
         size_t size = 0;
         uint8_t *payload = sb_event_encode (&bare, &size);
         if (!payload)
             return -1;
-        s_array_key (&t->cols [EV_INGRESS], e->ingress_id);
-        s_array_key (&t->cols [EV_EPOCH], e->epoch);
-        sb_pgarray_int8 (&t->cols [EV_SEQ], (int64_t) e->seq);
-        sb_pgarray_text (&t->cols [EV_UID], e->id);
-        sb_pgarray_text (&t->cols [EV_PROVIDER], sb_event_provider_name (e->provider));
-        sb_pgarray_text (&t->cols [EV_CHANNEL], sb_event_channel_name (e->channel));
-        sb_pgarray_text (&t->cols [EV_KIND], sb_event_kind_name (e->kind));
-        sb_pgarray_text (&t->cols [EV_TYPE], e->message_type);
-        s_array_key (&t->cols [EV_PROVIDER_ID], e->provider_id);
-        s_array_key (&t->cols [EV_STATUS], s_event_status (e));
-        s_array_key (&t->cols [EV_DEDUP], dedup);
-        sb_pgarray_text (&t->cols [EV_ERROR_CODE], error_code);
-        sb_pgarray_text (&t->cols [EV_FROM], e->from);
-        sb_pgarray_text (&t->cols [EV_TO], e->to);
-        sb_pgarray_text (&t->cols [EV_ACCOUNT], e->account);
-        sb_pgarray_text (&t->cols [EV_TEXT], e->text);
-        sb_pgarray_time (&t->cols [EV_RECEIVED],
+        s_array_key (&t->cols[EV_INGRESS], e->ingress_id);
+        s_array_key (&t->cols[EV_EPOCH], e->epoch);
+        sb_pgarray_int8 (&t->cols[EV_SEQ], (int64_t) e->seq);
+        sb_pgarray_text (&t->cols[EV_UID], e->id);
+        sb_pgarray_text (&t->cols[EV_PROVIDER], sb_event_provider_name (e->provider));
+        sb_pgarray_text (&t->cols[EV_CHANNEL], sb_event_channel_name (e->channel));
+        sb_pgarray_text (&t->cols[EV_KIND], sb_event_kind_name (e->kind));
+        sb_pgarray_text (&t->cols[EV_TYPE], e->message_type);
+        s_array_key (&t->cols[EV_PROVIDER_ID], e->provider_id);
+        s_array_key (&t->cols[EV_STATUS], s_event_status (e));
+        s_array_key (&t->cols[EV_DEDUP], dedup);
+        sb_pgarray_text (&t->cols[EV_ERROR_CODE], error_code);
+        sb_pgarray_text (&t->cols[EV_FROM], e->from);
+        sb_pgarray_text (&t->cols[EV_TO], e->to);
+        sb_pgarray_text (&t->cols[EV_ACCOUNT], e->account);
+        sb_pgarray_text (&t->cols[EV_TEXT], e->text);
+        sb_pgarray_time (&t->cols[EV_RECEIVED],
                          e->received_at_ms ? e->received_at_ms : sb_time_wall_ms ());
-        sb_pgarray_bytes (&t->cols [EV_PAYLOAD], payload, size);
+        sb_pgarray_bytes (&t->cols[EV_PAYLOAD], payload, size);
         free (payload);
-        if (b->items [i].has_body)
-            sb_pgarray_bytes (&t->cols [EV_BODY_SHA256], b->items [i].body_sha256,
+        if (b->items[i].has_body)
+            sb_pgarray_bytes (&t->cols[EV_BODY_SHA256], b->items[i].body_sha256,
                               SB_EVENT_SHA256_SIZE);
         else
-            sb_pgarray_null (&t->cols [EV_BODY_SHA256]);
+            sb_pgarray_null (&t->cols[EV_BODY_SHA256]);
 
         //  Contacts are keyed by the address as stored: two addresses that
         //  PostgreSQL would see as one must be one contact here too.
         if (s_inbound (e)) {
-            if (!(b->items [i].address = sb_store_utf8_dup (e->from, SB_STORE_KEY_MAX)))
+            if (!(b->items[i].address = sb_store_utf8_dup (e->from, SB_STORE_KEY_MAX)))
                 return -1;
-            s_contact_t *c = &b->contacts [b->ncontacts++];
+            s_contact_t *c = &b->contacts[b->ncontacts++];
             c->provider = sb_event_provider_name (e->provider);
             c->channel = sb_event_channel_name (e->channel);
-            c->address = b->items [i].address;
+            c->address = b->items[i].address;
         }
         //  The cursor follows the latest epoch seen for each ingress.
         const char *ingress = s_str (e->ingress_id);
         const char *epoch = s_str (e->epoch);
         size_t k;
         for (k = 0; k < b->ncursors; k++)
-            if (strcmp (b->cursors [k].ingress_id, ingress) == 0)
+            if (strcmp (b->cursors[k].ingress_id, ingress) == 0)
                 break;
-        s_cursor_t *cur = &b->cursors [k];
+        s_cursor_t *cur = &b->cursors[k];
         if (k == b->ncursors) {
             b->ncursors++;
             cur->ingress_id = ingress;
             cur->epoch = epoch;
             cur->seq = e->seq;
         }
-        else
-        if (strcmp (cur->epoch, epoch) != 0) {
+        else if (strcmp (cur->epoch, epoch) != 0) {
             cur->epoch = epoch;
             cur->seq = e->seq;
         }
-        else
-        if (e->seq > cur->seq)
+        else if (e->seq > cur->seq)
             cur->seq = e->seq;
     }
     //  Unique contacts in key order (also the order their rows are locked).
@@ -638,26 +674,26 @@ s_batch_prepare (s_batch_t *b)
         qsort (b->contacts, b->ncontacts, sizeof (*b->contacts), s_contact_cmp);
         size_t n = 1;
         for (size_t i = 1; i < b->ncontacts; i++)
-            if (s_contact_cmp (&b->contacts [i], &b->contacts [n - 1]) != 0)
-                b->contacts [n++] = b->contacts [i];
+            if (s_contact_cmp (&b->contacts[i], &b->contacts[n - 1]) != 0)
+                b->contacts[n++] = b->contacts[i];
         b->ncontacts = n;
     }
     for (size_t i = 0; i < b->ncontacts; i++) {
-        sb_pgarray_text (&b->keys_t.cols [CK_PROVIDER], b->contacts [i].provider);
-        sb_pgarray_text (&b->keys_t.cols [CK_CHANNEL], b->contacts [i].channel);
-        s_array_key (&b->keys_t.cols [CK_ADDRESS], b->contacts [i].address);
+        sb_pgarray_text (&b->keys_t.cols[CK_PROVIDER], b->contacts[i].provider);
+        sb_pgarray_text (&b->keys_t.cols[CK_CHANNEL], b->contacts[i].channel);
+        s_array_key (&b->keys_t.cols[CK_ADDRESS], b->contacts[i].address);
     }
     for (size_t i = 0; i < b->count; i++) {
-        const sb_event_t *e = b->events [i];
-        if (b->items [i].address)
-            b->items [i].contact = s_contact_find (b, sb_event_provider_name (e->provider),
-                                                   sb_event_channel_name (e->channel),
-                                                   b->items [i].address);
+        const sb_event_t *e = b->events[i];
+        if (b->items[i].address)
+            b->items[i].contact =
+                s_contact_find (b, sb_event_provider_name (e->provider),
+                                sb_event_channel_name (e->channel), b->items[i].address);
     }
     for (size_t k = 0; k < b->ncursors; k++) {
-        s_array_key (&b->cursor_t.cols [CU_INGRESS], b->cursors [k].ingress_id);
-        s_array_key (&b->cursor_t.cols [CU_EPOCH], b->cursors [k].epoch);
-        sb_pgarray_int8 (&b->cursor_t.cols [CU_SEQ], (int64_t) b->cursors [k].seq);
+        s_array_key (&b->cursor_t.cols[CU_INGRESS], b->cursors[k].ingress_id);
+        s_array_key (&b->cursor_t.cols[CU_EPOCH], b->cursors[k].epoch);
+        sb_pgarray_int8 (&b->cursor_t.cols[CU_SEQ], (int64_t) b->cursors[k].seq);
     }
     if (b->forwards)
         s_batch_bodies_to_fetch (b);
@@ -668,7 +704,7 @@ static bool
 s_same_key (const sb_event_t *e, const char *ingress, const char *epoch, int64_t seq)
 {
     return (int64_t) e->seq == seq && strcmp (s_str (e->ingress_id), ingress) == 0
-        && strcmp (s_str (e->epoch), epoch) == 0;
+           && strcmp (s_str (e->epoch), epoch) == 0;
 }
 
 //  Mark the events the INSERT returned (id, ingress_id, epoch, seq) as
@@ -685,21 +721,21 @@ s_batch_mark_fresh (s_batch_t *b, const PGresult *r, size_t *stored)
         const char *ingress = PQgetvalue (r, row, 1);
         const char *epoch = PQgetvalue (r, row, 2);
         if (!sb_store_parse_int64 (PQgetvalue (r, row, 0), &id)
-        ||  !sb_store_parse_int64 (PQgetvalue (r, row, 3), &seq)) {
+            || !sb_store_parse_int64 (PQgetvalue (r, row, 3), &seq)) {
             sb_error (S_MODULE, "unexpected events row from PostgreSQL");
             return -1;
         }
         size_t i = next;
         while (i < b->count
-               && (b->items [i].fresh || !s_same_key (b->events [i], ingress, epoch, seq)))
+               && (b->items[i].fresh || !s_same_key (b->events[i], ingress, epoch, seq)))
             i++;
         if (i == b->count) {
             for (i = 0; i < b->count; i++)
-                if (!b->items [i].fresh && s_same_key (b->events [i], ingress, epoch, seq))
+                if (!b->items[i].fresh && s_same_key (b->events[i], ingress, epoch, seq))
                     break;
             if (i == b->count)
                 for (i = 0; i < b->count; i++)
-                    if (!b->items [i].fresh && (int64_t) b->events [i]->seq == seq)
+                    if (!b->items[i].fresh && (int64_t) b->events[i]->seq == seq)
                         break;
             if (i == b->count) {
                 sb_error (S_MODULE, "PostgreSQL returned an event not in the batch seq=%" PRId64,
@@ -709,8 +745,8 @@ s_batch_mark_fresh (s_batch_t *b, const PGresult *r, size_t *stored)
         }
         else
             next = i + 1;
-        b->items [i].fresh = true;
-        b->items [i].id = id;
+        b->items[i].fresh = true;
+        b->items[i].id = id;
         (*stored)++;
     }
     return 0;
@@ -725,12 +761,12 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
         size_t k = s_contact_find (b, PQgetvalue (r, row, 0), PQgetvalue (r, row, 1),
                                    PQgetvalue (r, row, 2));
         if (k == SIZE_MAX)
-            continue;      //  an address we had to re-encode: treated as new
+            continue;  //  an address we had to re-encode: treated as new
         int64_t last = 0;
         if (!sb_store_parse_int64 (PQgetvalue (r, row, 4), &last))
             return -1;
-        b->contacts [k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
-        b->contacts [k].last_inbound_ms = last;
+        b->contacts[k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
+        b->contacts[k].last_inbound_ms = last;
     }
     return 0;
 }
@@ -741,7 +777,7 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
 static char *
 s_forward_json (const s_batch_t *b, size_t i)
 {
-    const sb_event_t *e = b->events [i];
+    const sb_event_t *e = b->events[i];
     const char *type = NULL;
     const ProtobufCBinaryData *body = e->raw_body.len ? NULL : s_batch_body (b, i, &type);
     if (!body)
@@ -768,27 +804,28 @@ s_batch_load_bodies (s_batch_t *b, const PGresult *r)
             return -1;
         bool keyed = len == SB_EVENT_SHA256_SIZE;
         if (keyed)
-            memcpy (b->fetched [b->nfetched].sha256, sha, len);
+            memcpy (b->fetched[b->nfetched].sha256, sha, len);
         PQfreemem (sha);
-        unsigned char *body = keyed ? PQunescapeBytea (
-                                          (const unsigned char *) PQgetvalue (r, row, 1), &len)
-                                    : NULL;
+        unsigned char *body =
+            keyed ? PQunescapeBytea ((const unsigned char *) PQgetvalue (r, row, 1), &len) : NULL;
         if (keyed && !body)
             return -1;
         if (!body)
             continue;
-        s_body_t *got = &b->fetched [b->nfetched++];
-        got->body = (ProtobufCBinaryData) {len, body};
+        s_body_t *got = &b->fetched[b->nfetched++];
+        got->body = (ProtobufCBinaryData){len, body};
         if (!(got->content_type = strdup (PQgetvalue (r, row, 2))))
             return -1;
     }
     //  A body the first event of its request never brought (retention
     //  removed it past the hard cap, or an empty body): those events are
     //  stored and forwarded without it. Said, since a bot may miss it.
-    uint32_t asked = b->bodies_get_t.cols [BG_SHA256].count;
+    uint32_t asked = b->bodies_get_t.cols[BG_SHA256].count;
     if (b->nfetched < asked)
-        sb_warn (S_MODULE, "request bodies not found: events forwarded without raw_body"
-                           " asked=%u found=%zu", asked, b->nfetched);
+        sb_warn (S_MODULE,
+                 "request bodies not found: events forwarded without raw_body"
+                 " asked=%u found=%zu",
+                 asked, b->nfetched);
     return 0;
 }
 
@@ -829,15 +866,14 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
         if (d.publish && policy->publish)
             policy->publish[item - b->items] = true;
         in.ask = d.action == SB_RULE_REPLY     ? SB_POLICY_ASK_REPLY
-               : d.action == SB_RULE_FORWARD ? SB_POLICY_ASK_FORWARD
-                                             : SB_POLICY_ASK_NONE;
+                 : d.action == SB_RULE_FORWARD ? SB_POLICY_ASK_FORWARD
+                                               : SB_POLICY_ASK_NONE;
         in.text = d.text;
     }
     sb_policy_t p = sb_policy_decide (&in);
     if (p.opted_out && !c->opted_out)
         sb_info (S_MODULE, "contact opted out provider=%s channel=%s", c->provider, c->channel);
-    else
-    if (!p.opted_out && c->opted_out)
+    else if (!p.opted_out && c->opted_out)
         sb_info (S_MODULE, "contact opted in provider=%s channel=%s", c->provider, c->channel);
     c->opted_out = p.opted_out;
     if (p.decision == SB_POLICY_NONE) {
@@ -853,22 +889,22 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
     }
     bool meta = e->provider == SB_PROVIDER_META;
     sb_pgarray_table_t *t = &b->outbox_t;
-    sb_pgarray_text (&t->cols [OB_KIND], d.action == SB_RULE_REPLY ? "reply" : "forward");
-    sb_pgarray_text (&t->cols [OB_STATE], not_sent ? "not_sent" : "pending");
-    sb_pgarray_text (&t->cols [OB_PROVIDER], c->provider);
-    sb_pgarray_text (&t->cols [OB_CHANNEL], c->channel);
-    sb_pgarray_text (&t->cols [OB_ACCOUNT], meta ? e->account : "");
-    sb_pgarray_text (&t->cols [OB_FROM], e->to);
-    sb_pgarray_text (&t->cols [OB_TO], c->address);
-    sb_pgarray_text (&t->cols [OB_BODY], d.action == SB_RULE_REPLY ? d.text : "");
-    sb_pgarray_text (&t->cols [OB_CONTEXT],
+    sb_pgarray_text (&t->cols[OB_KIND], d.action == SB_RULE_REPLY ? "reply" : "forward");
+    sb_pgarray_text (&t->cols[OB_STATE], not_sent ? "not_sent" : "pending");
+    sb_pgarray_text (&t->cols[OB_PROVIDER], c->provider);
+    sb_pgarray_text (&t->cols[OB_CHANNEL], c->channel);
+    sb_pgarray_text (&t->cols[OB_ACCOUNT], meta ? e->account : "");
+    sb_pgarray_text (&t->cols[OB_FROM], e->to);
+    sb_pgarray_text (&t->cols[OB_TO], c->address);
+    sb_pgarray_text (&t->cols[OB_BODY], d.action == SB_RULE_REPLY ? d.text : "");
+    sb_pgarray_text (&t->cols[OB_CONTEXT],
                      meta && e->kind == SB_KIND_MESSAGE ? e->provider_id : "");
-    sb_pgarray_text (&t->cols [OB_URL], d.action == SB_RULE_FORWARD ? d.url : "");
-    sb_pgarray_int4 (&t->cols [OB_TIMEOUT], d.action == SB_RULE_FORWARD ? d.timeout_ms : 0);
-    sb_pgarray_text (&t->cols [OB_JSON], json);
-    sb_pgarray_text (&t->cols [OB_REASON], reason);
-    sb_pgarray_int8 (&t->cols [OB_EVENT_ID], item->id);
-    sb_pgarray_text (&t->cols [OB_RULE], d.rule);
+    sb_pgarray_text (&t->cols[OB_URL], d.action == SB_RULE_FORWARD ? d.url : "");
+    sb_pgarray_int4 (&t->cols[OB_TIMEOUT], d.action == SB_RULE_FORWARD ? d.timeout_ms : 0);
+    sb_pgarray_text (&t->cols[OB_JSON], json);
+    sb_pgarray_text (&t->cols[OB_REASON], reason);
+    sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
+    sb_pgarray_text (&t->cols[OB_RULE], d.rule);
     free (json);
     if (not_sent) {
         stats->not_sent++;
@@ -882,28 +918,28 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
 
 //  The effects of the batch's new events, in batch order.
 static int
-s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms,
-                 int64_t window_ms, sb_store_stats_t *stats)
+s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, int64_t window_ms,
+                 sb_store_stats_t *stats)
 {
     for (size_t i = 0; i < b->count; i++) {
-        const sb_event_t *e = b->events [i];
-        const s_item_t *item = &b->items [i];
+        const sb_event_t *e = b->events[i];
+        const s_item_t *item = &b->items[i];
         if (!item->fresh)
             continue;
         if (e->kind == SB_KIND_STATUS) {
             if (e->provider_id && *e->provider_id && e->status && e->status->status
                 && *e->status->status) {
                 sb_pgarray_table_t *t = &b->status_t;
-                sb_pgarray_text (&t->cols [ST_PROVIDER], sb_event_provider_name (e->provider));
-                s_array_key (&t->cols [ST_PROVIDER_ID], e->provider_id);
-                s_array_key (&t->cols [ST_STATUS], e->status->status);
-                sb_pgarray_text (&t->cols [ST_ERROR_CODE], e->status->error_code);
+                sb_pgarray_text (&t->cols[ST_PROVIDER], sb_event_provider_name (e->provider));
+                s_array_key (&t->cols[ST_PROVIDER_ID], e->provider_id);
+                s_array_key (&t->cols[ST_STATUS], e->status->status);
+                sb_pgarray_text (&t->cols[ST_ERROR_CODE], e->status->error_code);
             }
             continue;
         }
         if (item->contact == SIZE_MAX)
             continue;
-        s_contact_t *c = &b->contacts [item->contact];
+        s_contact_t *c = &b->contacts[item->contact];
         c->touched = true;
         int64_t received = e->received_at_ms ? e->received_at_ms : now_ms;
         if (received > c->last_inbound_ms)
@@ -915,33 +951,33 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms,
             if (e->kind == SB_KIND_GATHER)
                 body = e->digits && *e->digits ? e->digits : e->speech_result;
             sb_pgarray_table_t *t = &b->messages_t;
-            sb_pgarray_text (&t->cols [MI_PROVIDER], c->provider);
-            sb_pgarray_text (&t->cols [MI_CHANNEL], c->channel);
+            sb_pgarray_text (&t->cols[MI_PROVIDER], c->provider);
+            sb_pgarray_text (&t->cols[MI_CHANNEL], c->channel);
             //  Gathers share their call's CallSid: it stays on the event.
-            s_array_key_or_null (&t->cols [MI_PROVIDER_ID],
+            s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
                                  e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
-            sb_pgarray_text (&t->cols [MI_CONTACT], e->from);
-            sb_pgarray_text (&t->cols [MI_OURS], e->to);
-            sb_pgarray_text (&t->cols [MI_ACCOUNT], e->account);
-            sb_pgarray_text (&t->cols [MI_TYPE],
+            sb_pgarray_text (&t->cols[MI_CONTACT], e->from);
+            sb_pgarray_text (&t->cols[MI_OURS], e->to);
+            sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
+            sb_pgarray_text (&t->cols[MI_TYPE],
                              e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
-            sb_pgarray_text (&t->cols [MI_BODY], body);
-            sb_pgarray_int8 (&t->cols [MI_EVENT_ID], item->id);
+            sb_pgarray_text (&t->cols[MI_BODY], body);
+            sb_pgarray_int8 (&t->cols[MI_EVENT_ID], item->id);
         }
         if (s_batch_decide (b, e, item, c, policy, now_ms, window_ms, stats) != 0)
             return -1;
     }
     for (size_t k = 0; k < b->ncontacts; k++) {
-        const s_contact_t *c = &b->contacts [k];
+        const s_contact_t *c = &b->contacts[k];
         if (!c->touched)
             continue;
         sb_pgarray_table_t *t = &b->contacts_t;
-        sb_pgarray_text (&t->cols [CO_PROVIDER], c->provider);
-        sb_pgarray_text (&t->cols [CO_CHANNEL], c->channel);
-        s_array_key (&t->cols [CO_ADDRESS], c->address);
-        sb_pgarray_text (&t->cols [CO_PROFILE], c->profile_name);
-        sb_pgarray_time (&t->cols [CO_LAST_INBOUND], c->last_inbound_ms);
-        sb_pgarray_bool (&t->cols [CO_OPTED_OUT], c->opted_out);
+        sb_pgarray_text (&t->cols[CO_PROVIDER], c->provider);
+        sb_pgarray_text (&t->cols[CO_CHANNEL], c->channel);
+        s_array_key (&t->cols[CO_ADDRESS], c->address);
+        sb_pgarray_text (&t->cols[CO_PROFILE], c->profile_name);
+        sb_pgarray_time (&t->cols[CO_LAST_INBOUND], c->last_inbound_ms);
+        sb_pgarray_bool (&t->cols[CO_OPTED_OUT], c->opted_out);
     }
     return 0;
 }
@@ -968,10 +1004,10 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
     bool bodies = sb_pgarray_table_rows (&b->bodies_t) > 0;
     bool fetch = sb_pgarray_table_rows (&b->bodies_get_t) > 0;
     if (sb_store_send_sql (self, "BEGIN")
-    ||  (bodies && sb_store_send_table (self, "sb_bodies", &b->bodies_t))
-    ||  sb_store_send_table (self, "sb_events", &b->events_t)
-    ||  (lock && sb_store_send_table (self, "sb_contacts_lock", &b->keys_t))
-    ||  (fetch && sb_store_send_table (self, "sb_bodies_get", &b->bodies_get_t)))
+        || (bodies && sb_store_send_table (self, "sb_bodies", &b->bodies_t))
+        || sb_store_send_table (self, "sb_events", &b->events_t)
+        || (lock && sb_store_send_table (self, "sb_contacts_lock", &b->keys_t))
+        || (fetch && sb_store_send_table (self, "sb_bodies_get", &b->bodies_get_t)))
         return -1;
     if (!PQsendFlushRequest (self->conn)) {
         sb_store_log_result (self, NULL, "flush request");
@@ -1006,17 +1042,17 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
 static int
 s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *synced)
 {
-    sb_pgarray_table_t *tables [] = {&b->contacts_t, &b->messages_t, &b->outbox_t, &b->status_t,
-                            &b->cursor_t};
-    static const char *const names [] = {"sb_contacts", "sb_messages", "sb_outbox", "sb_status",
-                                         "sb_cursor"};
-    static const char *const what [] = {"upsert contacts", "insert messages", "insert outbox",
-                                        "apply statuses", "upsert cursor"};
-    enum { N = sizeof tables / sizeof tables [0], STATUS = 3 };
-    bool sent [N];
+    sb_pgarray_table_t *tables[] = {&b->contacts_t, &b->messages_t, &b->outbox_t, &b->status_t,
+                                    &b->cursor_t};
+    static const char *const names[] = {"sb_contacts", "sb_messages", "sb_outbox", "sb_status",
+                                        "sb_cursor"};
+    static const char *const what[] = {"upsert contacts", "insert messages", "insert outbox",
+                                       "apply statuses", "upsert cursor"};
+    enum { N = sizeof tables / sizeof tables[0], STATUS = 3 };
+    bool sent[N];
     for (size_t i = 0; i < N; i++) {
-        sent [i] = sb_pgarray_table_rows (tables [i]) > 0;
-        if (sent [i] && sb_store_send_table (self, names [i], tables [i]))
+        sent[i] = sb_pgarray_table_rows (tables[i]) > 0;
+        if (sent[i] && sb_store_send_table (self, names[i], tables[i]))
             return -1;
     }
     if (sb_store_send_commit (self))
@@ -1026,7 +1062,7 @@ s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *s
         return -1;
     for (size_t i = 0; i < N; i++) {
         int64_t rows = 0;
-        if (sent [i] && s_take_ok (self, what [i], &rows))
+        if (sent[i] && s_take_ok (self, what[i], &rows))
             return -1;
         if (i == STATUS)
             stats->statuses = (size_t) rows;
@@ -1073,8 +1109,7 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
         sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);
-    else
-    if (!PQenterPipelineMode (self->conn))
+    else if (!PQenterPipelineMode (self->conn))
         sb_store_log_result (self, NULL, "enter pipeline mode");
     else {
         bool synced = false;
@@ -1095,9 +1130,11 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     if (rc != 0 && policy && policy->publish)
         memset (policy->publish, 0, count * sizeof *policy->publish);
     if (rc == 0)
-        sb_debug (S_MODULE, "batch stored count=%zu stored=%zu duplicates=%zu replies=%zu"
-                  " not_sent=%zu statuses=%zu", count, stats->stored, stats->duplicates,
-                  stats->replies, stats->not_sent, stats->statuses);
+        sb_debug (S_MODULE,
+                  "batch stored count=%zu stored=%zu duplicates=%zu replies=%zu"
+                  " not_sent=%zu statuses=%zu",
+                  count, stats->stored, stats->duplicates, stats->replies, stats->not_sent,
+                  stats->statuses);
     s_batch_free (&b);
     return rc;
 }
@@ -1111,16 +1148,16 @@ sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *
 {
     *seq = 0;
     if (epoch && epoch_size)
-        epoch [0] = 0;
+        epoch[0] = 0;
     if (sb_store_ensure (self) != 0)
         return -1;
     char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
     if (!id)
         return -1;
-    const char *params [] = {id};
-    PGresult *r = sb_store_exec (
-        self, "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1", 1, params,
-        PGRES_TUPLES_OK, "read cursor");
+    const char *params[] = {id};
+    PGresult *r =
+        sb_store_exec (self, "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1",
+                       1, params, PGRES_TUPLES_OK, "read cursor");
     free (id);
     if (!r)
         return -1;

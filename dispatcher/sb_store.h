@@ -65,22 +65,22 @@ int sb_store_migrate (sb_store_t *self, const char *dir);
 
 //  What sb_store_write decides with (the reply policy itself: sb_policy).
 typedef struct {
-    const sb_rules_t *rules;   //  may be NULL: no replies
-    int64_t window_ms;         //  WhatsApp free-text window, 24 h
-    int64_t now_ms;            //  clock for the window (tests pass their own; 0 = now)
-    bool *fresh;               //  optional, one per event: set when it was stored now
-                               //  (false: a duplicate), valid when the write succeeds
-    bool *publish;             //  optional, one per event: set when its rule asks to
-                               //  publish the match (e.g. a verification code)
+    const sb_rules_t *rules;  //  may be NULL: no replies
+    int64_t window_ms;        //  WhatsApp free-text window, 24 h
+    int64_t now_ms;           //  clock for the window (tests pass their own; 0 = now)
+    bool *fresh;              //  optional, one per event: set when it was stored now
+                              //  (false: a duplicate), valid when the write succeeds
+    bool *publish;            //  optional, one per event: set when its rule asks to
+                              //  publish the match (e.g. a verification code)
 } sb_store_policy_t;
 
 //  What one sb_store_write did, for metrics and the outcome PUB.
 typedef struct {
-    size_t stored;       //  events inserted
-    size_t duplicates;   //  events already there
-    size_t replies;      //  outbox rows queued
-    size_t not_sent;     //  replies refused (opted out, outside window), recorded
-    size_t statuses;     //  outbound messages whose status moved forward
+    size_t stored;      //  events inserted
+    size_t duplicates;  //  events already there
+    size_t replies;     //  outbox rows queued
+    size_t not_sent;    //  replies refused (opted out, outside window), recorded
+    size_t statuses;    //  outbound messages whose status moved forward
 } sb_store_stats_t;
 
 //  Store count events in ONE transaction, in a few round trips whatever the
@@ -104,9 +104,9 @@ int sb_store_recover (sb_store_t *self);
 
 //  How a RETRY is scheduled.
 typedef struct {
-    int max_attempts;          //  after this many attempts the row is dead
-    int64_t backoff_base_ms;   //  first backoff; doubled per attempt, jitter in (0.5, 1]
-    int64_t backoff_max_ms;    //  backoff cap (a Retry-After may exceed it)
+    int max_attempts;         //  after this many attempts the row is dead
+    int64_t backoff_base_ms;  //  first backoff; doubled per attempt, jitter in (0.5, 1]
+    int64_t backoff_max_ms;   //  backoff cap (a Retry-After may exceed it)
 } sb_store_retry_t;
 
 //  Record sends' outcomes and claim more rows, in one transaction and one

@@ -60,7 +60,7 @@ const char *
 sb_store_line (const char *message, char *buf, size_t size)
 {
     snprintf (buf, size, "%s", s_str (message));
-    buf [strcspn (buf, "\r\n")] = 0;
+    buf[strcspn (buf, "\r\n")] = 0;
     return buf;
 }
 
@@ -69,7 +69,7 @@ sb_store_line (const char *message, char *buf, size_t size)
 void
 sb_store_log_result (sb_store_t *self, const PGresult *result, const char *what)
 {
-    char line [512];
+    char line[512];
     const char *message = result ? PQresultErrorMessage (result) : "";
     if (!message || !*message)
         message = self->conn ? PQerrorMessage (self->conn) : "connection dropped";
@@ -118,7 +118,7 @@ sb_store_utf8_dup (const char *s, size_t max)
         out += add;
         i += len ? len : 1;
     }
-    copy [out] = 0;
+    copy[out] = 0;
     return copy;
 }
 
@@ -131,7 +131,7 @@ static void
 s_notice (void *arg, const char *message)
 {
     (void) arg;
-    char line [512];
+    char line[512];
     sb_debug (S_MODULE, "notice from PostgreSQL message=\"%s\"",
               sb_store_line (message, line, sizeof line));
 }
@@ -161,7 +161,7 @@ s_options (const char *conninfo, int timeout_ms)
 {
     char *theirs = s_conninfo_value (conninfo, "options");
     const char *base = theirs ? theirs : "";
-    char ours [128] = "";
+    char ours[128] = "";
     if (!strstr (base, "statement_timeout"))
         snprintf (ours, sizeof ours, " -c statement_timeout=%d", timeout_ms - timeout_ms / 5);
     if (!strstr (base, "lock_timeout")) {
@@ -187,25 +187,26 @@ s_drop (sb_store_t *self)
         PQfinish (self->conn);
     self->conn = NULL;
     self->prepared = false;
-    if (!self->token [0])
+    if (!self->token[0])
         return;
     if (self->dropped_count == SB_STORE_DROPPED_MAX) {
         sb_log_every (&self->dropped_log, SB_LOG_WARN, S_MODULE,
                       "claim token of a dropped connection forgotten, its rows wait for a"
-                      " restart token=%s kept=%d", self->dropped [0], SB_STORE_DROPPED_MAX);
-        memmove (self->dropped [0], self->dropped [1],
-                 (SB_STORE_DROPPED_MAX - 1) * sizeof self->dropped [0]);
+                      " restart token=%s kept=%d",
+                      self->dropped[0], SB_STORE_DROPPED_MAX);
+        memmove (self->dropped[0], self->dropped[1],
+                 (SB_STORE_DROPPED_MAX - 1) * sizeof self->dropped[0]);
         self->dropped_count--;
     }
-    memcpy (self->dropped [self->dropped_count++], self->token, sizeof self->token);
-    self->token [0] = 0;
+    memcpy (self->dropped[self->dropped_count++], self->token, sizeof self->token);
+    self->token[0] = 0;
 }
 
 //  n random bytes as 2n hex digits into out (2n + 1 bytes). 0, or -1.
 static int
 s_random_hex (char *out, size_t n)
 {
-    unsigned char bytes [16];
+    unsigned char bytes[16];
     assert (n <= sizeof bytes);
     if (RAND_bytes (bytes, (int) n) != 1) {
         sb_error (S_MODULE, "no random bytes for a claim token");
@@ -220,9 +221,10 @@ s_random_hex (char *out, size_t n)
 static void
 s_timeout (sb_store_t *self, const char *what)
 {
-    sb_log_every (&self->log_timeout, SB_LOG_ERROR, S_MODULE,
-                  "PostgreSQL did not answer in time, dropping the connection what=%s timeout_ms=%d",
-                  what, self->timeout_ms);
+    sb_log_every (
+        &self->log_timeout, SB_LOG_ERROR, S_MODULE,
+        "PostgreSQL did not answer in time, dropping the connection what=%s timeout_ms=%d", what,
+        self->timeout_ms);
     s_drop (self);
 }
 
@@ -238,12 +240,13 @@ s_poll (PGconn *conn, bool read, bool write, int64_t deadline_us)
         int64_t left_us = deadline_us - sb_time_mono_us ();
         if (left_us <= 0)
             return 0;
-        struct pollfd pfd = {.fd = fd, .events = (short) ((read ? POLLIN : 0) | (write ? POLLOUT : 0))};
+        struct pollfd pfd = {.fd = fd,
+                             .events = (short) ((read ? POLLIN : 0) | (write ? POLLOUT : 0))};
         int n = poll (&pfd, 1, (int) ((left_us + 999) / 1000));
         if (n > 0)
             return 1;
         if (n < 0 && errno != EINTR) {
-            char buf [128];
+            char buf[128];
             sb_error (S_MODULE, "poll on the PostgreSQL socket failed error=\"%s\"",
                       sb_strerror (errno, buf, sizeof buf));
             return -1;
@@ -259,27 +262,35 @@ sb_store_connect (sb_store_t *self)
     s_drop (self);
     //  Keywords before "dbname" are defaults DATABASE_URL may override;
     //  after it, ours. The conninfo is expanded as "dbname".
-    char ms [16], idle [16], interval [16];
+    char ms[16], idle[16], interval[16];
     snprintf (ms, sizeof ms, "%d", self->timeout_ms);
     snprintf (idle, sizeof idle, "%d", self->timeout_ms / 2000 > 0 ? self->timeout_ms / 2000 : 1);
     snprintf (interval, sizeof interval, "%d",
               self->timeout_ms / 6000 > 0 ? self->timeout_ms / 6000 : 1);
-    const char *keys [] = {"keepalives", "keepalives_idle", "keepalives_interval",
-                           "keepalives_count", "tcp_user_timeout", "dbname",
-                           "fallback_application_name", "client_encoding", "options", NULL};
-    const char *values [] = {"1", idle, interval, "3", ms, self->conninfo,
-                             "switchboard-dispatcher", "UTF8", self->options, NULL};
+    const char *keys[] = {"keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          "fallback_application_name",
+                          "client_encoding",
+                          "options",
+                          NULL};
+    const char *values[] = {
+        "1",    idle,          interval, "3", ms, self->conninfo, "switchboard-dispatcher",
+        "UTF8", self->options, NULL};
     PGconn *conn = PQconnectStartParams (keys, values, 1);
     if (!conn)
         return -1;
     int64_t deadline_us = sb_time_mono_us () + (int64_t) self->timeout_ms * 1000;
-    PostgresPollingStatusType state = PQstatus (conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED
-                                                                       : PGRES_POLLING_WRITING;
+    PostgresPollingStatusType state =
+        PQstatus (conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
     bool late = false;
     while (state == PGRES_POLLING_READING || state == PGRES_POLLING_WRITING) {
         //  The socket may change from one PQconnectPoll to the next.
-        int ready = s_poll (conn, state == PGRES_POLLING_READING,
-                            state == PGRES_POLLING_WRITING, deadline_us);
+        int ready = s_poll (conn, state == PGRES_POLLING_READING, state == PGRES_POLLING_WRITING,
+                            deadline_us);
         if (ready <= 0) {
             late = ready == 0;
             state = PGRES_POLLING_FAILED;
@@ -288,7 +299,7 @@ sb_store_connect (sb_store_t *self)
         state = PQconnectPoll (conn);
     }
     if (state != PGRES_POLLING_OK || PQsetnonblocking (conn, 1) != 0) {
-        char line [512];
+        char line[512];
         sb_store_line (late ? "no answer within the deadline" : PQerrorMessage (conn), line,
                        sizeof line);
         if (self->healthy)
@@ -301,7 +312,7 @@ sb_store_connect (sb_store_t *self)
         PQfinish (conn);
         return -1;
     }
-    char random [17];
+    char random[17];
     if (s_random_hex (random, 8) != 0) {
         PQfinish (conn);
         return -1;
@@ -324,7 +335,7 @@ sb_store_new (const char *conninfo, int timeout_ms)
     if (!self)
         return NULL;
     self->conninfo = strdup (s_str (conninfo));
-    self->healthy = true;      //  so a first failure is logged
+    self->healthy = true;  //  so a first failure is logged
     self->window_ms = SB_POLICY_WINDOW_MS;
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : SB_STORE_TIMEOUT_MS;
     self->log_result = (sb_log_every_t) SB_LOG_EVERY (S_LOG_EVERY_MS);
@@ -476,7 +487,7 @@ PGresult *
 sb_store_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
                ExecStatusType want, const char *what)
 {
-    self->sqlstate [0] = 0;
+    self->sqlstate[0] = 0;
     PGresult *r = sb_store_run (self, sql, nparams, values, what);
     if (!r)
         return NULL;
@@ -533,25 +544,25 @@ s_prepare (sb_store_t *self)
 {
     if (self->prepared)
         return 0;
-    const sb_store_statement_t *lists [] = {sb_store_write_statements, sb_store_outbox_statements};
-    for (size_t l = 0; l < sizeof lists / sizeof lists [0]; l++)
-    for (const sb_store_statement_t *s = lists [l]; s->name; s++) {
-        char what [80];
-        snprintf (what, sizeof what, "prepare %s", s->name);
-        if (!PQsendPrepare (self->conn, s->name, s->sql, 0, NULL)) {
-            sb_store_log_result (self, NULL, what);
-            return -1;
+    const sb_store_statement_t *lists[] = {sb_store_write_statements, sb_store_outbox_statements};
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
+        for (const sb_store_statement_t *s = lists[l]; s->name; s++) {
+            char what[80];
+            snprintf (what, sizeof what, "prepare %s", s->name);
+            if (!PQsendPrepare (self->conn, s->name, s->sql, 0, NULL)) {
+                sb_store_log_result (self, NULL, what);
+                return -1;
+            }
+            PGresult *r = s_finish (self, what);
+            if (!r)
+                return -1;
+            bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
+            if (!ok)
+                sb_store_log_result (self, r, what);
+            PQclear (r);
+            if (!ok)
+                return -1;
         }
-        PGresult *r = s_finish (self, what);
-        if (!r)
-            return -1;
-        bool ok = PQresultStatus (r) == PGRES_COMMAND_OK;
-        if (!ok)
-            sb_store_log_result (self, r, what);
-        PQclear (r);
-        if (!ok)
-            return -1;
-    }
     self->prepared = true;
     return 0;
 }
@@ -574,7 +585,7 @@ sb_store_ready (sb_store_t *self)
 PGresult *
 sb_store_take (sb_store_t *self, ExecStatusType want, const char *what)
 {
-    self->sqlstate [0] = 0;
+    self->sqlstate[0] = 0;
     PGresult *r = s_collect (self, true, what);
     if (!r)
         return NULL;
@@ -628,18 +639,18 @@ sb_store_pipeline_abort (sb_store_t *self, bool synced)
 int
 sb_store_send_table (sb_store_t *self, const char *name, sb_pgarray_table_t *t)
 {
-    const char *values [SB_PGARRAY_TABLE_MAX];
-    int lengths [SB_PGARRAY_TABLE_MAX];
-    int formats [SB_PGARRAY_TABLE_MAX];
+    const char *values[SB_PGARRAY_TABLE_MAX];
+    int lengths[SB_PGARRAY_TABLE_MAX];
+    int formats[SB_PGARRAY_TABLE_MAX];
     for (int i = 0; i < t->ncols; i++) {
-        if (sb_pgarray_finish (&t->cols [i]) != 0) {
+        if (sb_pgarray_finish (&t->cols[i]) != 0) {
             sb_error (S_MODULE, "out of memory building statement=%s", name);
             return -1;
         }
-        values [i] = (const char *) t->cols [i].data;
-        lengths [i] = (int) t->cols [i].size;
-        formats [i] = 1;
-        if (t->cols [i].size > INT32_MAX) {
+        values[i] = (const char *) t->cols[i].data;
+        lengths[i] = (int) t->cols[i].size;
+        formats[i] = 1;
+        if (t->cols[i].size > INT32_MAX) {
             sb_error (S_MODULE, "batch too large statement=%s", name);
             return -1;
         }
@@ -693,4 +704,3 @@ sb_store_take_commit (sb_store_t *self, bool *synced)
         self->last_ok_us = sb_time_mono_us ();
     return committed;
 }
-

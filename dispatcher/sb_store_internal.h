@@ -36,40 +36,40 @@
 #define SB_STORE_DROPPED_MAX 256
 
 struct sb_store_t {
-    PGconn *conn;        //  the connection; NULL once dropped (a deadline passed)
-    char *conninfo;      //  copy of the conninfo, for reconnecting
-    char *options;       //  "options" we connect with (theirs + our timeouts)
-    bool prepared;       //  the statements are prepared on conn
-    bool healthy;        //  last state logged, so each change logs once
-    int64_t window_ms;   //  WhatsApp window of the last write, for bot replies
+    PGconn *conn;                  //  the connection; NULL once dropped (a deadline passed)
+    char *conninfo;                //  copy of the conninfo, for reconnecting
+    char *options;                 //  "options" we connect with (theirs + our timeouts)
+    bool prepared;                 //  the statements are prepared on conn
+    bool healthy;                  //  last state logged, so each change logs once
+    int64_t window_ms;             //  WhatsApp window of the last write, for bot replies
     sb_log_every_t settle_log;     //  send results not committed
     sb_log_every_t refused_log;    //  send results the database refused
     sb_log_every_t duplicate_log;  //  provider ids already known
     sb_log_every_t gone_log;       //  results for rows no longer sending
-    int timeout_ms;      //  deadline of each round trip (SB_PG_TIMEOUT_MS)
-    int64_t deadline_us; //  monotonic end of the round trip under way
-    int64_t last_ok_us;  //  monotonic time of the last successful round trip (0: none)
-    sb_log_every_t log_result;   //  failed statements
-    sb_log_every_t log_timeout;  //  round trips past their deadline
-    sb_log_every_t log_connect;  //  connects failing again
-    char sqlstate [6];   //  SQLSTATE of the last failed statement ("": none, or no answer)
-    char instance [SB_STORE_INSTANCE_SIZE];  //  random per store: the head of its claim tokens
-    char token [SB_OUTBOX_TOKEN_SIZE];  //  claim token of conn (instance.random; "": none)
-    char dropped [SB_STORE_DROPPED_MAX][SB_OUTBOX_TOKEN_SIZE];  //  tokens of dropped connections
-    size_t dropped_count;               //  used entries of dropped, oldest first
-    sb_log_every_t dropped_log;         //  dropped tokens forgotten (the list was full)
+    int timeout_ms;                //  deadline of each round trip (SB_PG_TIMEOUT_MS)
+    int64_t deadline_us;           //  monotonic end of the round trip under way
+    int64_t last_ok_us;            //  monotonic time of the last successful round trip (0: none)
+    sb_log_every_t log_result;     //  failed statements
+    sb_log_every_t log_timeout;    //  round trips past their deadline
+    sb_log_every_t log_connect;    //  connects failing again
+    char sqlstate[6];  //  SQLSTATE of the last failed statement ("": none, or no answer)
+    char instance[SB_STORE_INSTANCE_SIZE];  //  random per store: the head of its claim tokens
+    char token[SB_OUTBOX_TOKEN_SIZE];       //  claim token of conn (instance.random; "": none)
+    char dropped[SB_STORE_DROPPED_MAX][SB_OUTBOX_TOKEN_SIZE];  //  tokens of dropped connections
+    size_t dropped_count;        //  used entries of dropped, oldest first
+    sb_log_every_t dropped_log;  //  dropped tokens forgotten (the list was full)
 };
 
 //  A statement prepared on every connection.
 typedef struct {
-    const char *name;   //  prepared statement name
-    const char *sql;    //  its text
+    const char *name;  //  prepared statement name
+    const char *sql;   //  its text
 } sb_store_statement_t;
 
 //  The statements sb_store_ready prepares: the write path's (sb_store.c)
 //  and the outbox's (sb_store_outbox.c), each list ending with {NULL}.
-extern const sb_store_statement_t sb_store_write_statements [];
-extern const sb_store_statement_t sb_store_outbox_statements [];
+extern const sb_store_statement_t sb_store_write_statements[];
+extern const sb_store_statement_t sb_store_outbox_statements[];
 
 //  s, or "" for NULL.
 static inline const char *
@@ -114,13 +114,13 @@ int sb_store_await (sb_store_t *self, const char *what);
 //  Run sql with text parameters (NULL value: SQL NULL; none: the simple
 //  protocol, several statements allowed) in one round trip: its last
 //  result, whatever its status (caller PQclears), or NULL.
-PGresult *sb_store_run (sb_store_t *self, const char *sql, int nparams,
-                        const char *const *values, const char *what);
+PGresult *sb_store_run (sb_store_t *self, const char *sql, int nparams, const char *const *values,
+                        const char *what);
 
 //  As sb_store_run, the result only when its status is want (a success:
 //  counts for sb_store_last_ok_us), else NULL (logged).
-PGresult *sb_store_exec (sb_store_t *self, const char *sql, int nparams,
-                         const char *const *values, ExecStatusType want, const char *what);
+PGresult *sb_store_exec (sb_store_t *self, const char *sql, int nparams, const char *const *values,
+                         ExecStatusType want, const char *what);
 
 //  Run a statement that returns no rows. 0 or -1.
 int sb_store_exec_ok (sb_store_t *self, const char *sql, const char *what);

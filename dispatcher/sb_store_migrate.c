@@ -40,7 +40,7 @@ s_migration_names (const char *dir, size_t *count)
     *count = 0;
     DIR *d = opendir (dir);
     if (!d) {
-        char buf [128];
+        char buf[128];
         sb_error (S_MODULE, "cannot open migrations dir=%s error=\"%s\"", dir,
                   sb_strerror (errno, buf, sizeof buf));
         return NULL;
@@ -51,7 +51,7 @@ s_migration_names (const char *dir, size_t *count)
     bool failed = false;
     while ((e = readdir (d))) {
         size_t len = strlen (e->d_name);
-        if (e->d_name [0] == '.' || len < 5 || strcmp (e->d_name + len - 4, ".sql") != 0)
+        if (e->d_name[0] == '.' || len < 5 || strcmp (e->d_name + len - 4, ".sql") != 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -62,7 +62,7 @@ s_migration_names (const char *dir, size_t *count)
             }
             names = grown;
         }
-        if (!(names [n] = strdup (e->d_name))) {
+        if (!(names[n] = strdup (e->d_name))) {
             failed = true;
             break;
         }
@@ -71,7 +71,7 @@ s_migration_names (const char *dir, size_t *count)
     closedir (d);
     if (failed) {
         for (size_t i = 0; i < n; i++)
-            free (names [i]);
+            free (names[i]);
         free (names);
         sb_error (S_MODULE, "out of memory listing migrations");
         return NULL;
@@ -86,7 +86,7 @@ s_migration_names (const char *dir, size_t *count)
 static char *
 s_read_file (const char *path)
 {
-    char buf [128];
+    char buf[128];
     FILE *f = fopen (path, "rb");
     if (!f) {
         sb_error (S_MODULE, "cannot open migration file=%s error=\"%s\"", path,
@@ -103,7 +103,7 @@ s_read_file (const char *path)
         free (data);
         return NULL;
     }
-    data [size] = 0;
+    data[size] = 0;
     if (strlen (data) != size) {
         sb_error (S_MODULE, "migration file=%s contains a NUL byte", path);
         free (data);
@@ -116,9 +116,9 @@ s_read_file (const char *path)
 static int
 s_migrate_one (sb_store_t *self, const char *dir, const char *name)
 {
-    char version [256];
+    char version[256];
     snprintf (version, sizeof version, "%.*s", (int) (strlen (name) - 4), name);
-    const char *params [] = {version};
+    const char *params[] = {version};
     PGresult *r = sb_store_exec (self, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
                                  params, PGRES_TUPLES_OK, "migration lookup");
     if (!r)
@@ -146,7 +146,7 @@ s_migrate_one (sb_store_t *self, const char *dir, const char *name)
     if (!r)
         goto rollback;
     if (PQresultStatus (r) != PGRES_COMMAND_OK && PQresultStatus (r) != PGRES_TUPLES_OK) {
-        char line [512];
+        char line[512];
         const char *pos = PQresultErrorField (r, PG_DIAG_STATEMENT_POSITION);
         sb_error (S_MODULE, "migration failed version=%s error=\"%s\" position=%s", version,
                   sb_store_line (PQresultErrorMessage (r), line, sizeof line), pos ? pos : "-");
@@ -190,7 +190,7 @@ sb_store_migrate (sb_store_t *self, const char *dir)
     //  longer deadline, on both sides, for this session's migrations.
     int timeout_ms = self->timeout_ms;
     self->timeout_ms = timeout_ms > S_MIGRATE_TIMEOUT_MS ? timeout_ms : S_MIGRATE_TIMEOUT_MS;
-    char set [96];
+    char set[96];
     snprintf (set, sizeof set, "SET statement_timeout = %d; SET lock_timeout = %d",
               self->timeout_ms - self->timeout_ms / 5, self->timeout_ms / 2);
     PGresult *r = NULL;
@@ -212,7 +212,7 @@ sb_store_migrate (sb_store_t *self, const char *dir)
         PQclear (r);
         size_t i;
         for (i = 0; i < count; i++)
-            if (s_migrate_one (self, dir, names [i]) != 0)
+            if (s_migrate_one (self, dir, names[i]) != 0)
                 break;
         rc = i == count ? 0 : -1;
     }
@@ -229,7 +229,7 @@ done:
                           "migration timeouts");
     self->timeout_ms = timeout_ms;
     for (size_t i = 0; i < count; i++)
-        free (names [i]);
+        free (names[i]);
     free (names);
     return rc;
 }

@@ -68,7 +68,7 @@
 //  Claim due rows ($1 at most): pending and due, oldest due first, marked
 //  sending with this connection's claim token ($2). SKIP LOCKED: rows
 //  another transaction holds are left to it.
-static const char s_claim_sql [] =
+static const char s_claim_sql[] =
     "UPDATE outbox o SET state = 'sending', claim_token = $2, updated_at = now ()"
     " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
     " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
@@ -88,7 +88,7 @@ static const char s_claim_sql [] =
 //  holds (a provider, or a mock, that repeats ids) stays on the outbox row
 //  only, noted in last_error: the message is sent all the same, and that
 //  id's statuses keep going to the message that had it first.
-static const char s_record_sent_sql [] =
+static const char s_record_sent_sql[] =
     "WITH dup AS ("
     " SELECT m.id FROM messages m JOIN outbox x ON m.provider = x.provider"
     " WHERE x.id = $1 AND m.provider_id = $2 AND m.outbox_id IS DISTINCT FROM x.id LIMIT 1),"
@@ -120,7 +120,7 @@ static const char s_record_sent_sql [] =
 //  SENT for a forward: the bot's text becomes a reply due now, or is
 //  recorded not_sent with the policy's reason ($3: sb_policy, decided in C
 //  from s_bot_state_sql's answer).
-static const char s_record_bot_sql [] =
+static const char s_record_bot_sql[] =
     "WITH o AS ("
     " UPDATE outbox SET kind = CASE WHEN $2 = '' THEN kind ELSE 'reply' END, body = $2,"
     " state = CASE WHEN $3::text = '' THEN 'pending' ELSE 'not_sent' END, reason = $3,"
@@ -139,7 +139,7 @@ static const char s_record_bot_sql [] =
 //  What the policy needs to decide on bots' answers ($1: their outbox
 //  ids): each row's channel, its contact's opt-out mark and last inbound
 //  time (Unix ms, 0: none), and the database's clock (Unix ms).
-static const char s_bot_state_sql [] =
+static const char s_bot_state_sql[] =
     "SELECT o.id, o.channel, COALESCE (c.opted_out, false),"
     " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0),"
     " (extract (epoch FROM now ()) * 1000)::int8"
@@ -149,7 +149,7 @@ static const char s_bot_state_sql [] =
 
 //  RETRY: back off ($3 base, $4 max, jitter in (0.5, 1]; at least $5
 //  Retry-After ms), or dead after $2 attempts.
-static const char s_record_retry_sql [] =
+static const char s_record_retry_sql[] =
     "WITH o AS ("
     " UPDATE outbox SET attempts = attempts + 1,"
     " state = CASE WHEN attempts + 1 >= $2::int THEN 'dead' ELSE 'pending' END,"
@@ -168,7 +168,7 @@ static const char s_record_retry_sql [] =
     " SELECT id, state, (extract (epoch FROM next_attempt_at - now ()) * 1000)::int8 FROM o";
 
 //  FINAL: failed; the contact opted out when the provider says so ($4).
-static const char s_record_final_sql [] =
+static const char s_record_final_sql[] =
     "WITH o AS ("
     " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
     " updated_at = now ()"
@@ -193,7 +193,7 @@ static const char s_record_final_sql [] =
 //  is pending again after $3 ms or dead after $4 attempts) and the reason
 //  ($5). It touches no other table and no unique key, so it cannot fail
 //  on the result's data.
-static const char s_record_refused_sql [] =
+static const char s_record_refused_sql[] =
     "UPDATE outbox SET attempts = attempts + 1,"
     " state = CASE WHEN $2 <> 'retry' THEN $2"
     " WHEN attempts + 1 >= $4::int THEN 'dead' ELSE 'pending' END,"
@@ -204,7 +204,7 @@ static const char s_record_refused_sql [] =
     " RETURNING id, state";
 
 
-const sb_store_statement_t sb_store_outbox_statements [] = {
+const sb_store_statement_t sb_store_outbox_statements[] = {
     {"sb_claim", s_claim_sql},
     {"sb_record_sent", s_record_sent_sql},
     {"sb_record_bot", s_record_bot_sql},
@@ -229,10 +229,10 @@ s_provider_from_name (const char *name)
 static int
 s_channel_from_name (const char *name)
 {
-    static const int channels [] = {SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP, SB_CHANNEL_VOICE};
-    for (size_t i = 0; i < sizeof channels / sizeof channels [0]; i++)
-        if (strcmp (name, sb_event_channel_name (channels [i])) == 0)
-            return channels [i];
+    static const int channels[] = {SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP, SB_CHANNEL_VOICE};
+    for (size_t i = 0; i < sizeof channels / sizeof channels[0]; i++)
+        if (strcmp (name, sb_event_channel_name (channels[i])) == 0)
+            return channels[i];
     return 0;
 }
 
@@ -261,30 +261,30 @@ s_claimed_items (const PGresult *r, sb_outbox_item_t **items)
     }
     bool oom = false;
     for (int row = 0; row < rows && !oom; row++) {
-        sb_outbox_item_t *it = &list [row];
+        sb_outbox_item_t *it = &list[row];
         int64_t id = 0, timeout = 0, attempts = 0;
         sb_store_parse_int64 (PQgetvalue (r, row, 0), &id);
         sb_store_parse_int64 (PQgetvalue (r, row, 10), &timeout);
         sb_store_parse_int64 (PQgetvalue (r, row, 12), &attempts);
         it->id = id;
-        it->kind = strcmp (PQgetvalue (r, row, 1), "forward") == 0 ? SB_OUTBOX_FORWARD
-                                                                   : SB_OUTBOX_REPLY;
+        it->kind =
+            strcmp (PQgetvalue (r, row, 1), "forward") == 0 ? SB_OUTBOX_FORWARD : SB_OUTBOX_REPLY;
         it->provider = s_provider_from_name (PQgetvalue (r, row, 2));
         it->channel = s_channel_from_name (PQgetvalue (r, row, 3));
         it->forward_timeout_ms = (int) timeout;
         it->attempts = (int) attempts;
         snprintf (it->claim_token, sizeof it->claim_token, "%s", PQgetvalue (r, row, 13));
-        char **strings [] = {&it->account, &it->from, &it->to, &it->body, &it->context_id,
-                             &it->forward_url, &it->event_json};
-        static const int columns [] = {4, 5, 6, 7, 8, 9, 11};
-        for (size_t k = 0; k < sizeof columns / sizeof columns [0]; k++)
-            if (!(*strings [k] = strdup (PQgetvalue (r, row, columns [k]))))
+        char **strings[] = {&it->account,    &it->from,        &it->to,        &it->body,
+                            &it->context_id, &it->forward_url, &it->event_json};
+        static const int columns[] = {4, 5, 6, 7, 8, 9, 11};
+        for (size_t k = 0; k < sizeof columns / sizeof columns[0]; k++)
+            if (!(*strings[k] = strdup (PQgetvalue (r, row, columns[k]))))
                 oom = true;
     }
     if (oom) {
         sb_error (S_MODULE, "out of memory claiming outbox rows");
         for (int i = 0; i < rows; i++)
-            sb_outbox_item_free (&list [i]);
+            sb_outbox_item_free (&list[i]);
         free (list);
         return -1;
     }
@@ -306,13 +306,13 @@ sb_store_recover (sb_store_t *self)
         return -1;
     //  Every row not claimed by this store (by its instance id): a recover
     //  that runs late can never put back what this store claimed since.
-    const char *params [] = {self->instance};
-    PGresult *r = sb_store_exec (
-        self,
-        "UPDATE outbox SET state = 'pending', claim_token = NULL,"
-        " updated_at = now () WHERE state = 'sending'"
-        " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
-        1, params, PGRES_COMMAND_OK, "recover outbox");
+    const char *params[] = {self->instance};
+    PGresult *r =
+        sb_store_exec (self,
+                       "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+                       " updated_at = now () WHERE state = 'sending'"
+                       " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
+                       1, params, PGRES_COMMAND_OK, "recover outbox");
     if (!r)
         return -1;
     int64_t n = 0;
@@ -335,7 +335,7 @@ s_id_array (const int64_t *ids, size_t count)
         return NULL;
     size_t used = (size_t) snprintf (list, size, "{");
     for (size_t i = 0; i < count; i++)
-        used += (size_t) snprintf (list + used, size - used, "%s%" PRId64, i ? "," : "", ids [i]);
+        used += (size_t) snprintf (list + used, size - used, "%s%" PRId64, i ? "," : "", ids[i]);
     snprintf (list + used, size - used, "}");
     return list;
 }
@@ -363,8 +363,8 @@ s_bot_reasons (sb_store_t *self, const sb_send_result_t *results, size_t count,
     }
     size_t asked = 0;
     for (size_t i = 0; i < count; i++)
-        if (s_bot_answer (&results [i]))
-            ids [asked++] = results [i].id;
+        if (s_bot_answer (&results[i]))
+            ids[asked++] = results[i].id;
     char *list = asked ? s_id_array (ids, asked) : NULL;
     free (ids);
     if (!asked)
@@ -373,7 +373,7 @@ s_bot_reasons (sb_store_t *self, const sb_send_result_t *results, size_t count,
         sb_error (S_MODULE, "out of memory recording sends count=%zu", count);
         return -1;
     }
-    const char *params [] = {list};
+    const char *params[] = {list};
     PGresult *r = sb_store_exec (self, s_bot_state_sql, 1, params, PGRES_TUPLES_OK,
                                  "read the contacts of bot answers");
     free (list);
@@ -384,17 +384,16 @@ s_bot_reasons (sb_store_t *self, const sb_send_result_t *results, size_t count,
         sb_store_parse_int64 (PQgetvalue (r, row, 0), &id);
         sb_store_parse_int64 (PQgetvalue (r, row, 3), &last);
         sb_store_parse_int64 (PQgetvalue (r, row, 4), &now);
-        sb_policy_input_t in = {
-            .channel = s_channel_from_name (PQgetvalue (r, row, 1)),
-            .ask = SB_POLICY_ASK_BOT_REPLY,
-            .opted_out = strcmp (PQgetvalue (r, row, 2), "t") == 0,
-            .last_inbound_ms = last,
-            .now_ms = now,
-            .window_ms = self->window_ms};
+        sb_policy_input_t in = {.channel = s_channel_from_name (PQgetvalue (r, row, 1)),
+                                .ask = SB_POLICY_ASK_BOT_REPLY,
+                                .opted_out = strcmp (PQgetvalue (r, row, 2), "t") == 0,
+                                .last_inbound_ms = last,
+                                .now_ms = now,
+                                .window_ms = self->window_ms};
         for (size_t i = 0; i < count; i++)
-            if (s_bot_answer (&results [i]) && results [i].id == id) {
-                in.text = results [i].bot_text;
-                reasons [i] = sb_policy_decide (&in).reason;
+            if (s_bot_answer (&results[i]) && results[i].id == id) {
+                in.text = results[i].bot_text;
+                reasons[i] = sb_policy_decide (&in).reason;
             }
     }
     PQclear (r);
@@ -403,18 +402,18 @@ s_bot_reasons (sb_store_t *self, const sb_send_result_t *results, size_t count,
 
 //  One send result as a prepared statement with its text parameters.
 typedef struct {
-    const char *name;             //  prepared statement
-    const char *sql;              //  its text, to run it alone
-    const char *what;             //  what it does, for logs
-    const char *refused;          //  state if the database refuses it: sent, failed, retry
-    int nparams;                  //  parameters used
-    const char *values [8];       //  the parameters (into the buffers below, or static)
-    char id [24];                 //  outbox id as text
-    char token [SB_OUTBOX_TOKEN_SIZE];  //  the result's claim token
-    char numbers [4][24];         //  retry: attempts, backoff base, cap, Retry-After
-    char *error;                  //  outbox.last_error, owned
-    char *code;                   //  the provider's error code, owned
-    char *text;                   //  provider id or bot text, owned
+    const char *name;                  //  prepared statement
+    const char *sql;                   //  its text, to run it alone
+    const char *what;                  //  what it does, for logs
+    const char *refused;               //  state if the database refuses it: sent, failed, retry
+    int nparams;                       //  parameters used
+    const char *values[8];             //  the parameters (into the buffers below, or static)
+    char id[24];                       //  outbox id as text
+    char token[SB_OUTBOX_TOKEN_SIZE];  //  the result's claim token
+    char numbers[4][24];               //  retry: attempts, backoff base, cap, Retry-After
+    char *error;                       //  outbox.last_error, owned
+    char *code;                        //  the provider's error code, owned
+    char *text;                        //  provider id or bot text, owned
 } s_record_t;
 
 static void
@@ -439,7 +438,7 @@ s_id_problem (const char *id)
         size_t len = sb_utf8_seq (p + i, n - i);
         if (len == 0)
             return "provider id not kept: not valid UTF-8";
-        if (len == 1 && (p [i] < 0x20 || p [i] == 0x7f))
+        if (len == 1 && (p[i] < 0x20 || p[i] == 0x7f))
             return "provider id not kept: holds a control character";
         i += len;
     }
@@ -457,7 +456,7 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
     snprintf (rec->id, sizeof rec->id, "%" PRId64, result->id);
     snprintf (rec->token, sizeof rec->token, "%s", result->claim_token);
     sb_send_outcome_t outcome = result->outcome;
-    char unknown [48] = "";
+    char unknown[48] = "";
     if (outcome != SB_SEND_SENT && outcome != SB_SEND_RETRY && outcome != SB_SEND_FINAL) {
         snprintf (unknown, sizeof unknown, "unknown send outcome %d; ", (int) outcome);
         outcome = SB_SEND_FINAL;
@@ -468,11 +467,11 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
     //  only what the sender or the store noted ("" when nothing).
     const char *error = s_str (result->error);
     const char *code = s_str (result->error_code);
-    char head [64] = "";
+    char head[64] = "";
     if (result->http_status && (outcome != SB_SEND_SENT || *error || id_problem))
         snprintf (head, sizeof head, "http=%d ", result->http_status);
     size_t len = strlen (head) + strlen (unknown) + strlen (code) + strlen (error)
-               + strlen (s_str (id_problem)) + 16;
+                 + strlen (s_str (id_problem)) + 16;
     char *joined = malloc (len);
     if (!joined)
         goto oom;
@@ -485,14 +484,14 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
     rec->code = sb_store_utf8_dup (code, 64);
     if (!rec->error || !rec->code)
         goto oom;
-    rec->values [0] = rec->id;
+    rec->values[0] = rec->id;
     //  What the refused fallback needs: the retry's attempts and cap.
     int max_attempts = retry && retry->max_attempts > 0 ? retry->max_attempts : 1;
     int64_t base = retry && retry->backoff_base_ms > 0 ? retry->backoff_base_ms : 1;
     int64_t cap = retry && retry->backoff_max_ms > base ? retry->backoff_max_ms : base;
-    snprintf (rec->numbers [0], sizeof rec->numbers [0], "%d", max_attempts);
-    snprintf (rec->numbers [1], sizeof rec->numbers [1], "%" PRId64, base);
-    snprintf (rec->numbers [2], sizeof rec->numbers [2], "%" PRId64, cap);
+    snprintf (rec->numbers[0], sizeof rec->numbers[0], "%d", max_attempts);
+    snprintf (rec->numbers[1], sizeof rec->numbers[1], "%" PRId64, base);
+    snprintf (rec->numbers[2], sizeof rec->numbers[2], "%" PRId64, cap);
 
     if (outcome == SB_SEND_SENT && result->kind == SB_OUTBOX_FORWARD) {
         if (!(rec->text = sb_store_utf8_dup (result->bot_text, 4096)))
@@ -502,39 +501,37 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
         rec->what = "record bot answer";
         rec->refused = "failed";
         rec->nparams = 3;
-        rec->values [1] = rec->text;
-        rec->values [2] = bot_reason;
+        rec->values[1] = rec->text;
+        rec->values[2] = bot_reason;
     }
-    else
-    if (outcome == SB_SEND_SENT) {
-        if (!(rec->text = sb_store_utf8_dup (id_problem ? "" : result->provider_id,
-                                             SB_STORE_KEY_MAX)))
+    else if (outcome == SB_SEND_SENT) {
+        if (!(rec->text =
+                  sb_store_utf8_dup (id_problem ? "" : result->provider_id, SB_STORE_KEY_MAX)))
             goto oom;
         rec->name = "sb_record_sent";
         rec->sql = s_record_sent_sql;
         rec->what = "record sent";
         rec->refused = "sent";
         rec->nparams = 3;
-        rec->values [1] = rec->text;
-        rec->values [2] = rec->error;
+        rec->values[1] = rec->text;
+        rec->values[2] = rec->error;
     }
-    else
-    if (outcome == SB_SEND_RETRY) {
+    else if (outcome == SB_SEND_RETRY) {
         int64_t after = result->retry_after_ms;
         if (after < 0)
             after = 0;
         if (after > 24LL * 3600 * 1000)
             after = 24LL * 3600 * 1000;
-        snprintf (rec->numbers [3], sizeof rec->numbers [3], "%" PRId64, after);
+        snprintf (rec->numbers[3], sizeof rec->numbers[3], "%" PRId64, after);
         rec->name = "sb_record_retry";
         rec->sql = s_record_retry_sql;
         rec->what = "record retry";
         rec->refused = "retry";
         rec->nparams = 7;
         for (int k = 0; k < 4; k++)
-            rec->values [1 + k] = rec->numbers [k];
-        rec->values [5] = rec->error;
-        rec->values [6] = rec->code;
+            rec->values[1 + k] = rec->numbers[k];
+        rec->values[5] = rec->error;
+        rec->values[6] = rec->code;
     }
     else {
         rec->name = "sb_record_final";
@@ -542,11 +539,11 @@ s_record_build (const sb_send_result_t *result, const sb_store_retry_t *retry,
         rec->what = "record final";
         rec->refused = "failed";
         rec->nparams = 4;
-        rec->values [1] = rec->error;
-        rec->values [2] = rec->code;
-        rec->values [3] = result->opt_out ? "true" : "false";
+        rec->values[1] = rec->error;
+        rec->values[2] = rec->code;
+        rec->values[3] = result->opt_out ? "true" : "false";
     }
-    rec->values [rec->nparams++] = rec->token;
+    rec->values[rec->nparams++] = rec->token;
     return 0;
 oom:
     sb_error (S_MODULE, "out of memory recording a send id=%" PRId64, result->id);
@@ -584,7 +581,7 @@ s_record_done (sb_store_t *self, const s_record_t *rec, const PGresult *r)
     bool dead = strcmp (PQgetvalue (r, 0, 1), "dead") == 0;
     if (dead)
         sb_warn (S_MODULE, "outbox row dead id=%s max_attempts=%s error=\"%s\"", rec->id,
-                 rec->values [1], rec->error);
+                 rec->values[1], rec->error);
     else
         sb_debug (S_MODULE, "outbox retry id=%s in_ms=%s", rec->id, PQgetvalue (r, 0, 2));
     return dead;
@@ -599,7 +596,7 @@ s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, si
     if (sb_store_send_sql (self, "BEGIN"))
         return -1;
     for (size_t k = 0; k < n; k++) {
-        const s_record_t *rec = &recs [order [k]];
+        const s_record_t *rec = &recs[order[k]];
         if (!PQsendQueryPrepared (self->conn, rec->name, rec->nparams, rec->values, NULL, NULL,
                                   0)) {
             sb_store_log_result (self, NULL, rec->what);
@@ -607,9 +604,9 @@ s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, si
         }
     }
     if (claim_max) {
-        char limit [24];
+        char limit[24];
         snprintf (limit, sizeof limit, "%zu", claim_max);
-        const char *params [] = {limit, self->token};
+        const char *params[] = {limit, self->token};
         if (!PQsendQueryPrepared (self->conn, "sb_claim", 2, params, NULL, NULL, 0)) {
             sb_store_log_result (self, NULL, "claim outbox");
             return -1;
@@ -636,8 +633,8 @@ s_data_error (const sb_store_t *self)
 }
 
 static int
-s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n,
-              bool *dead, size_t claim_max, PGresult **claimed, long *failed)
+s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n, bool *dead,
+              size_t claim_max, PGresult **claimed, long *failed)
 {
     *claimed = NULL;
     *failed = -1;
@@ -656,7 +653,7 @@ s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, siz
         goto abort;
     PQclear (r);
     for (size_t k = 0; k < n; k++) {
-        const s_record_t *rec = &recs [order [k]];
+        const s_record_t *rec = &recs[order[k]];
         if (!(r = sb_store_take (self, PGRES_TUPLES_OK, rec->what))) {
             if (s_data_error (self))
                 *failed = (long) k;
@@ -664,7 +661,7 @@ s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, siz
         }
         bool was_dead = s_record_done (self, rec, r);
         if (dead)
-            dead [order [k]] = was_dead;
+            dead[order[k]] = was_dead;
         PQclear (r);
     }
     if (claim_max && !(*claimed = sb_store_take (self, PGRES_TUPLES_OK, "claim outbox")))
@@ -687,7 +684,7 @@ abort:
     *claimed = NULL;
     sb_store_pipeline_abort (self, synced);
     for (size_t k = 0; dead && k < n; k++)
-        dead [order [k]] = false;
+        dead[order[k]] = false;
     if (PQstatus (self->conn) != CONNECTION_OK)
         *failed = -1;
     return -1;
@@ -702,8 +699,8 @@ abort:
 static int
 s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
 {
-    PGresult *r = sb_store_exec (self, rec->sql, rec->nparams, rec->values, PGRES_TUPLES_OK,
-                                 rec->what);
+    PGresult *r =
+        sb_store_exec (self, rec->sql, rec->nparams, rec->values, PGRES_TUPLES_OK, rec->what);
     if (r) {
         bool was_dead = s_record_done (self, rec, r);
         if (dead)
@@ -713,7 +710,7 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
     }
     if (PQstatus (self->conn) != CONNECTION_OK || !s_data_error (self))
         return -1;
-    char line [400];
+    char line[400];
     const char *why = sb_store_line (PQerrorMessage (self->conn), line, sizeof line);
     if (strncmp (why, "ERROR:", 6) == 0)
         for (why += 6; *why == ' ';)
@@ -732,8 +729,8 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
         return -1;
     }
     //  A retry comes back after the longest backoff.
-    const char *values [] = {rec->id, rec->refused, rec->numbers [2], rec->numbers [0], note,
-                             rec->token};
+    const char *values[] = {rec->id,         rec->refused, rec->numbers[2],
+                            rec->numbers[0], note,         rec->token};
     r = sb_store_exec (self, s_record_refused_sql, 6, values, PGRES_TUPLES_OK,
                        "record refused result");
     if (r) {
@@ -742,7 +739,8 @@ s_record_alone (sb_store_t *self, const s_record_t *rec, bool *dead)
             *dead = strcmp (state, "dead") == 0;
         sb_log_every (s_every (&self->refused_log), SB_LOG_WARN, S_MODULE,
                       "send result refused by the database, its outbox row alone recorded"
-                      " id=%s state=%s reason=\"%s\"", rec->id, state, note);
+                      " id=%s state=%s reason=\"%s\"",
+                      rec->id, state, note);
         PQclear (r);
     }
     free (note);
@@ -761,7 +759,7 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
     if (claim_max > 10000)
         claim_max = 10000;
     for (size_t i = 0; dead && i < count; i++)
-        dead [i] = false;
+        dead[i] = false;
     if (count == 0 && claim_max == 0)
         return 0;
     if (sb_store_ready (self) != 0)
@@ -780,13 +778,13 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
     PGresult *claimed = NULL;
     size_t built = 0;
     for (size_t i = 0; i < count; i++)
-        reasons [i] = "";
+        reasons[i] = "";
     if (s_bot_reasons (self, results, count, reasons) != 0)
         goto done;
     for (; built < count; built++) {
-        if (s_record_build (&results [built], retry, reasons [built], &recs [built]) != 0)
+        if (s_record_build (&results[built], retry, reasons[built], &recs[built]) != 0)
             goto done;
-        order [built] = built;
+        order[built] = built;
     }
     //  All in one transaction; when the database refuses one record, that
     //  one goes alone (and is recorded as refused if it must) and the rest
@@ -799,10 +797,10 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
             break;
         if (failed < 0)
             goto done;
-        size_t bad = order [failed];
+        size_t bad = order[failed];
         memmove (order + failed, order + failed + 1, (n - (size_t) failed - 1) * sizeof *order);
         n--;
-        if (s_record_alone (self, &recs [bad], dead ? &dead [bad] : NULL) != 0)
+        if (s_record_alone (self, &recs[bad], dead ? &dead[bad] : NULL) != 0)
             goto done;
         if (n == 0 && claim_max == 0)
             break;
@@ -811,7 +809,7 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
 done:
     PQclear (claimed);
     for (size_t i = 0; i < built; i++)
-        s_record_free (&recs [i]);
+        s_record_free (&recs[i]);
     free (recs);
     free (order);
     free (reasons);
@@ -877,16 +875,16 @@ sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count)
     }
     size_t used = (size_t) snprintf (tokens, tsize, "{");
     for (size_t i = 0; i < self->dropped_count; i++)
-        used += (size_t) snprintf (tokens + used, tsize - used, "%s%s", i ? "," : "",
-                                   self->dropped [i]);
+        used +=
+            (size_t) snprintf (tokens + used, tsize - used, "%s%s", i ? "," : "", self->dropped[i]);
     snprintf (tokens + used, tsize - used, "}");
-    const char *params [] = {list, tokens};
-    PGresult *r = sb_store_exec (
-        self,
-        "UPDATE outbox SET state = 'pending', claim_token = NULL,"
-        " updated_at = now () WHERE state = 'sending'"
-        " AND claim_token = ANY ($2::text[]) AND NOT (id = ANY ($1::int8[]))",
-        2, params, PGRES_COMMAND_OK, "reclaim outbox");
+    const char *params[] = {list, tokens};
+    PGresult *r =
+        sb_store_exec (self,
+                       "UPDATE outbox SET state = 'pending', claim_token = NULL,"
+                       " updated_at = now () WHERE state = 'sending'"
+                       " AND claim_token = ANY ($2::text[]) AND NOT (id = ANY ($1::int8[]))",
+                       2, params, PGRES_COMMAND_OK, "reclaim outbox");
     free (list);
     free (tokens);
     if (!r)

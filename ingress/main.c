@@ -29,11 +29,10 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: switchboard-ingress [--help] [--help-markdown] [--version]\n\n"
-             "Receives Twilio and Meta webhooks on HTTP, checks their signatures, writes\n"
-             "them to a local journal, answers once they are durable, and publishes them\n"
-             "on ZeroMQ as [topic, switchboard.v1.Event].\n\n");
+    fprintf (out, "Usage: switchboard-ingress [--help] [--help-markdown] [--version]\n\n"
+                  "Receives Twilio and Meta webhooks on HTTP, checks their signatures, writes\n"
+                  "them to a local journal, answers once they are durable, and publishes them\n"
+                  "on ZeroMQ as [topic, switchboard.v1.Event].\n\n");
     sb_config_print_help (SB_SVC_INGRESS, out);
 }
 
@@ -81,16 +80,20 @@ main (int argc, char **argv)
     sb_log_init ("ingress", level);
     if (sb_config_bool (config, SB_CFG_SB_INSECURE_SKIP_SIGNATURES))
         sb_warn ("main",
-                 "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who can reach this port can inject messages. Use for experiments only");
+                 "SB_INSECURE_SKIP_SIGNATURES=1: webhook signatures are NOT checked; anyone who "
+                 "can reach this port can inject messages. Use for experiments only");
     if (!sb_config_has (config, SB_CFG_TWILIO_AUTH_TOKEN))
         sb_warn ("main", "TWILIO_AUTH_TOKEN is not set: Twilio routes answer 503 until it is");
     if (!sb_config_has (config, SB_CFG_META_APP_SECRET))
         sb_warn ("main", "META_APP_SECRET is not set: POST /meta/whatsapp answers 503 until it is");
     if (!sb_config_has (config, SB_CFG_META_VERIFY_TOKEN))
-        sb_warn ("main", "META_VERIFY_TOKEN is not set: GET /meta/whatsapp answers 503 until it is");
+        sb_warn ("main",
+                 "META_VERIFY_TOKEN is not set: GET /meta/whatsapp answers 503 until it is");
     if (!sb_config_has (config, SB_CFG_SB_PUBLIC_URL))
-        sb_info ("main", "SB_PUBLIC_URL is not set: Twilio signatures are checked against the Host header%s",
-                 sb_config_bool (config, SB_CFG_SB_TRUST_PROXY) ? " and X-Forwarded-Proto" : "");
+        sb_info (
+            "main",
+            "SB_PUBLIC_URL is not set: Twilio signatures are checked against the Host header%s",
+            sb_config_bool (config, SB_CFG_SB_TRUST_PROXY) ? " and X-Forwarded-Proto" : "");
 
     s_raise_nofile ();
     //  Two malloc arenas, and jansson through the request's scratch, before
@@ -119,18 +122,19 @@ main (int argc, char **argv)
     //  From here on only sb_log writes to stderr: workers answering webhooks
     //  must not wait for it, so a log thread writes their lines (sb_log.c).
     if (sb_log_start () != 0)
-        fprintf (stderr, "switchboard-ingress: cannot start the log thread; logging synchronously\n");
+        fprintf (stderr,
+                 "switchboard-ingress: cannot start the log thread; logging synchronously\n");
     int status = 1;
     sb_metrics_t *metrics = sb_metrics_new ();
     sb_writer_t *writer = metrics ? sb_writer_new (config, security, metrics) : NULL;
-    sb_replay_server_t *replay
-        = writer ? sb_replay_server_new (config, security, writer, metrics) : NULL;
+    sb_replay_server_t *replay =
+        writer ? sb_replay_server_new (config, security, writer, metrics) : NULL;
     sb_http_t *http = replay ? sb_http_new (config, writer, metrics) : NULL;
     if (http) {
         sb_info ("main", "ready ingress_id=%s listen=%s pub=%s replay=%s next_seq=%llu",
                  sb_config_str (config, SB_CFG_SB_INGRESS_ID),
-                 sb_config_str (config, SB_CFG_SB_LISTEN),
-                 sb_config_str (config, SB_CFG_SB_PUB), sb_config_str (config, SB_CFG_SB_REPLAY),
+                 sb_config_str (config, SB_CFG_SB_LISTEN), sb_config_str (config, SB_CFG_SB_PUB),
+                 sb_config_str (config, SB_CFG_SB_REPLAY),
                  (unsigned long long) sb_writer_next_seq (writer));
         sb_stop_wait (-1);
         sb_info ("main", "stopping: finishing requests in flight");

@@ -164,23 +164,23 @@ typedef enum {
     X_FRAMING,
     X_COUNT
 } s_reject_t;
-static const char *s_reject_names[X_COUNT] = {
-    "not_found", "bad_method", "too_large", "content_type", "malformed", "not_configured",
-    "journal_unavailable", "timeout", "bad_framing"};
+static const char *s_reject_names[X_COUNT] = {"not_found",           "bad_method", "too_large",
+                                              "content_type",        "malformed",  "not_configured",
+                                              "journal_unavailable", "timeout",    "bad_framing"};
 
 struct sb_http_t {
-    struct mg_context *ctx;       //  civetweb server
-    sb_writer_t *writer;          //  borrowed: the journal actor
-    sb_metrics_t *metrics;        //  borrowed
-    char *prefix;                 //  SB_PATH_PREFIX ("" when none)
-    size_t prefix_len;            //  its length
-    bool skip_signatures;         //  SB_INSECURE_SKIP_SIGNATURES
-    sb_twilio_http_t *twilio;     //  Twilio's URL, signature, parameters and TwiML
-    char *meta_secret;            //  META_APP_SECRET, NULL when unset
-    char *meta_verify;            //  META_VERIFY_TOKEN, NULL when unset
-    char *ingress_id;             //  SB_INGRESS_ID
-    size_t max_body;              //  SB_MAX_BODY
-    sb_tls_t *tls;                //  certificate and key when serving HTTPS, else NULL
+    struct mg_context *ctx;    //  civetweb server
+    sb_writer_t *writer;       //  borrowed: the journal actor
+    sb_metrics_t *metrics;     //  borrowed
+    char *prefix;              //  SB_PATH_PREFIX ("" when none)
+    size_t prefix_len;         //  its length
+    bool skip_signatures;      //  SB_INSECURE_SKIP_SIGNATURES
+    sb_twilio_http_t *twilio;  //  Twilio's URL, signature, parameters and TwiML
+    char *meta_secret;         //  META_APP_SECRET, NULL when unset
+    char *meta_verify;         //  META_VERIFY_TOKEN, NULL when unset
+    char *ingress_id;          //  SB_INGRESS_ID
+    size_t max_body;           //  SB_MAX_BODY
+    sb_tls_t *tls;             //  certificate and key when serving HTTPS, else NULL
     atomic_int_fast64_t last_unconfigured_log;  //  rate limit of the "set X" log line
     sb_metric_t *m_requests[R_COUNT][S_CODES];  //  requests by route and code
     sb_metric_t *m_sig_fail[2][5];              //  403s by provider and reason
@@ -190,47 +190,47 @@ struct sb_http_t {
     atomic_int_fast64_t inflight;               //  its value
     sb_metric_t *m_refused_conns;               //  connections past the per-address limit
     sb_metric_t *m_deadline_cuts;               //  requests cut at their deadline
-    int64_t request_timeout_us;   //  SB_HTTP_REQUEST_TIMEOUT_MS
-    int64_t keepalive_timeout_us; //  SB_HTTP_KEEPALIVE_TIMEOUT_MS
-    int max_conn_per_ip;          //  SB_HTTP_MAX_CONN_PER_IP, 0: no limit
-    int fd_limit;                 //  RLIMIT_NOFILE: no descriptor reaches it
-    int fd_slack;                 //  descriptors s_find_socket looks at past the highest seen
-    atomic_int fd_high;           //  highest connection descriptor found so far
-    pthread_mutex_t conn_lock;    //  guards workers[] and their connection fields
-    bool conn_lock_ready;         //  conn_lock was initialised
-    struct s_thread **workers;    //  the pool's threads (SB_HTTP_THREADS slots)
-    size_t workers_max;           //  slots in workers
-    size_t workers_count;         //  slots used
-    uint64_t last_conn_id;        //  serial of the last connection taken up
+    int64_t request_timeout_us;                 //  SB_HTTP_REQUEST_TIMEOUT_MS
+    int64_t keepalive_timeout_us;               //  SB_HTTP_KEEPALIVE_TIMEOUT_MS
+    int max_conn_per_ip;                        //  SB_HTTP_MAX_CONN_PER_IP, 0: no limit
+    int fd_limit;                               //  RLIMIT_NOFILE: no descriptor reaches it
+    int fd_slack;               //  descriptors s_find_socket looks at past the highest seen
+    atomic_int fd_high;         //  highest connection descriptor found so far
+    pthread_mutex_t conn_lock;  //  guards workers[] and their connection fields
+    bool conn_lock_ready;       //  conn_lock was initialised
+    struct s_thread **workers;  //  the pool's threads (SB_HTTP_THREADS slots)
+    size_t workers_max;         //  slots in workers
+    size_t workers_count;       //  slots used
+    uint64_t last_conn_id;      //  serial of the last connection taken up
     atomic_int_fast64_t refused_log_us;  //  when the last refusal line was written
     atomic_uint_fast64_t refused_held;   //  refusal lines held back since
-    sb_log_every_t miss_log;      //  sockets the watchdog did not find (its thread only)
-    zactor_t *watchdog;           //  cuts requests past their deadline
-    atomic_bool info_wrong;       //  s_conn_info disagreed with civetweb: no limit
+    sb_log_every_t miss_log;             //  sockets the watchdog did not find (its thread only)
+    zactor_t *watchdog;                  //  cuts requests past their deadline
+    atomic_bool info_wrong;              //  s_conn_info disagreed with civetweb: no limit
 };
 
 //  Per worker thread, created by init_thread.
 typedef struct s_thread {
-    sb_http_t *http;              //  the server
-    sb_writer_client_t *client;   //  journal writer client, created on first use
-    uint64_t rng;                 //  request id generator state
-    char *stack_lo;               //  lowest usable byte of this thread's stack (NULL: unknown)
-    char *stack_hi;               //  one past its highest
-    size_t page;                  //  the page size
+    sb_http_t *http;             //  the server
+    sb_writer_client_t *client;  //  journal writer client, created on first use
+    uint64_t rng;                //  request id generator state
+    char *stack_lo;              //  lowest usable byte of this thread's stack (NULL: unknown)
+    char *stack_hi;              //  one past its highest
+    size_t page;                 //  the page size
     //  The connection this worker serves, under http->conn_lock:
-    _Atomic uint64_t conn_id;     //  its serial (0: none); written under the lock
-    uint64_t addr_hash;           //  hash of its remote address
-    char addr[48];                //  its remote address, as civetweb writes it
-    int remote_port;              //  its remote port
-    int local_port;               //  the port it came in on
-    int fd;                       //  its socket when known (TLS), else -1
-    bool counted;                 //  counted against SB_HTTP_MAX_CONN_PER_IP
+    _Atomic uint64_t conn_id;  //  its serial (0: none); written under the lock
+    uint64_t addr_hash;        //  hash of its remote address
+    char addr[48];             //  its remote address, as civetweb writes it
+    int remote_port;           //  its remote port
+    int local_port;            //  the port it came in on
+    int fd;                    //  its socket when known (TLS), else -1
+    bool counted;              //  counted against SB_HTTP_MAX_CONN_PER_IP
     //  When the request being read must be in: 0 none, S_CUT when the
     //  watchdog shut it. Lock-free: the worker sets and clears it, the
     //  watchdog swaps a due value for S_CUT (compare-and-swap).
     atomic_int_fast64_t deadline_us;
-    bool armed;                   //  the worker's own: its connection has a deadline
-    bool tls;                     //  the worker's own: its connection's handshake began
+    bool armed;                             //  the worker's own: its connection has a deadline
+    bool tls;                               //  the worker's own: its connection's handshake began
     const struct mg_connection *info_conn;  //  the civetweb connection info belongs to
     const struct mg_request_info *info;     //  its request_info, found by s_conn_info
 } s_thread_t;
@@ -242,13 +242,13 @@ typedef struct {
     sb_http_t *http;
     s_thread_t *thread;
     s_route_t route;
-    const char *path;       //  raw path as received (prefix included)
-    char id[17];            //  request id
-    int64_t started_us;     //  for the latency histogram
-    char *body;             //  request body, NUL-terminated (owned)
+    const char *path;    //  raw path as received (prefix included)
+    char id[17];         //  request id
+    int64_t started_us;  //  for the latency histogram
+    char *body;          //  request body, NUL-terminated (owned)
     size_t body_size;
-    bool body_drained;      //  the body was read (kept or thrown away)
-    bool closing;           //  the connection closes after the answer
+    bool body_drained;  //  the body was read (kept or thrown away)
+    bool closing;       //  the connection closes after the answer
 } s_req_t;
 
 static size_t
@@ -351,14 +351,17 @@ s_conn_info (s_thread_t *thread, const struct mg_connection *conn)
         memcpy (&value, base + at, sizeof value);
         if (value == marker) {
             if (at >= offsetof (struct mg_request_info, conn_data))
-                found = (const struct mg_request_info *) (const void *) (
-                    base + at - offsetof (struct mg_request_info, conn_data));
+                found = (const struct mg_request_info *) (const void *) (base + at
+                                                                         - offsetof (
+                                                                             struct mg_request_info,
+                                                                             conn_data));
             break;
         }
     }
     mg_set_user_connection_data (conn, NULL);
-    if (found && (found->remote_port <= 0 || found->remote_port > 65535
-                  || !memchr (found->remote_addr, 0, sizeof found->remote_addr)))
+    if (found
+        && (found->remote_port <= 0 || found->remote_port > 65535
+            || !memchr (found->remote_addr, 0, sizeof found->remote_addr)))
         found = NULL;
     thread->info_conn = conn;
     thread->info = found;
@@ -448,8 +451,9 @@ s_conn_begin (sb_http_t *http, s_thread_t *thread, const struct mg_connection *c
         if (fd >= 0)
             shutdown (fd, SHUT_RDWR);
         else
-            sb_warn ("http", "cannot find the socket of a refused connection, the watchdog cuts "
-                             "it at its deadline remote=%s port=%d",
+            sb_warn ("http",
+                     "cannot find the socket of a refused connection, the watchdog cuts "
+                     "it at its deadline remote=%s port=%d",
                      info->remote_addr, info->remote_port);
     }
 }
@@ -661,8 +665,8 @@ s_respond (s_req_t *req, int code, const char *content_type, const char *body, s
                       "X-Request-Id: %s\r\n"
                       "Cache-Control: no-store\r\n"
                       "%s%s\r\n",
-                      code, reason ? reason : "Unknown", content_type, size, date, req->id,
-                      allow, req->closing ? "Connection: close\r\n" : "");
+                      code, reason ? reason : "Unknown", content_type, size, date, req->id, allow,
+                      req->closing ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t) n >= sizeof buf)
         n = 0;  //  cannot happen: every field above is short and fixed
     bool send_body = size && strcmp (req->info->request_method, "HEAD") != 0;
@@ -726,8 +730,8 @@ s_reject (s_req_t *req, int code, s_reject_t why, const char *text)
     s_respond_text (req, code, text);
     sb_log (code >= 500 ? SB_LOG_WARN : SB_LOG_INFO, "http",
             "refused method=%s path=\"%.200s\" status=%d reason=%s remote=%s request_id=%s",
-            req->info->request_method, req->path, code, s_reject_names[why],
-            req->info->remote_addr, req->id);
+            req->info->request_method, req->path, code, s_reject_names[why], req->info->remote_addr,
+            req->id);
     return code;
 }
 
@@ -849,7 +853,8 @@ s_not_configured (s_req_t *req, const char *variable)
     if (now - last > 60000
         && atomic_compare_exchange_strong (&req->http->last_unconfigured_log, &last, now))
         sb_error ("http",
-                  "webhook refused: %s is not set; set %s (or %s_FILE) to accept this provider path=\"%.200s\" request_id=%s",
+                  "webhook refused: %s is not set; set %s (or %s_FILE) to accept this provider "
+                  "path=\"%.200s\" request_id=%s",
                   variable, variable, variable, req->path, req->id);
     return s_reject (req, 503, X_NOT_CONFIGURED, "provider not configured\n");
 }
@@ -909,8 +914,8 @@ s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char 
     sb_journal_result_t stored = SB_JOURNAL_NOT_STORED;
     if (stamped && thread->client)
         //  Bounded from the request's start (10 s queued, 14 s in all).
-        stored = sb_writer_client_store (thread->client, events, count, req->started_us,
-                                         &first_seq);
+        stored =
+            sb_writer_client_store (thread->client, events, count, req->started_us, &first_seq);
     sb_event_unshare_raw (events, count);  //  the loans back
     if (!stamped) {
         s_respond_text (req, 500, "out of memory\n");
@@ -967,16 +972,13 @@ s_handle_twilio (s_req_t *req)
     sb_sig_result_t sig = SB_SIG_OK;
     switch (sb_twilio_http_read (http->twilio, &request, req->body, req->body_size, json, &form,
                                  &sig)) {
-        case SB_TWILIO_HTTP_OK:
-            break;
+        case SB_TWILIO_HTTP_OK: break;
         case SB_TWILIO_HTTP_BAD_HOST:
             return s_reject (req, 400, X_MALFORMED, "missing or bad Host header\n");
-        case SB_TWILIO_HTTP_BAD_SIGNATURE:
-            return s_signature_failed (req, 0, sig);
+        case SB_TWILIO_HTTP_BAD_SIGNATURE: return s_signature_failed (req, 0, sig);
         case SB_TWILIO_HTTP_BAD_FORM:
             return s_reject (req, 400, X_MALFORMED, "malformed form body\n");
-        case SB_TWILIO_HTTP_MALFORMED:
-            return s_reject (req, 400, X_MALFORMED, "malformed body\n");
+        case SB_TWILIO_HTTP_MALFORMED: return s_reject (req, 400, X_MALFORMED, "malformed body\n");
     }
 
     sb_twilio_route_t route = req->route == R_TWILIO_MESSAGES ? SB_TWILIO_MESSAGES
@@ -1197,26 +1199,16 @@ s_begin_request (struct mg_connection *conn)
     atomic_fetch_add (&http->inflight, 1);
     const char *framing = s_framing_error (req.info);
     switch (framing ? R_COUNT : req.route) {  //  R_COUNT: no route before the framing is sound
-        case R_COUNT:
-            rc = s_refuse_framing (&req, framing);
-            break;
+        case R_COUNT: rc = s_refuse_framing (&req, framing); break;
         case R_TWILIO_MESSAGES:
         case R_TWILIO_STATUS:
         case R_TWILIO_VOICE:
-        case R_TWILIO_GATHER:
-            rc = s_handle_twilio (&req);
-            break;
-        case R_META_WHATSAPP:
-            rc = s_handle_meta (&req);
-            break;
+        case R_TWILIO_GATHER: rc = s_handle_twilio (&req); break;
+        case R_META_WHATSAPP: rc = s_handle_meta (&req); break;
         case R_HEALTHZ:
         case R_READYZ:
-        case R_METRICS:
-            rc = s_handle_health (&req);
-            break;
-        default:
-            rc = s_reject (&req, 404, X_NOT_FOUND, "not found\n");
-            break;
+        case R_METRICS: rc = s_handle_health (&req); break;
+        default: rc = s_reject (&req, 404, X_NOT_FOUND, "not found\n"); break;
     }
     atomic_fetch_sub (&http->inflight, 1);
     s_deadline_next (thread);
@@ -1284,8 +1276,8 @@ s_connection_close (const struct mg_connection *conn)
     //  connection closed by another thread, at shutdown, is left alone).
     if (!thread || !thread->stack_lo || frame <= thread->stack_lo || frame >= thread->stack_hi)
         return;
-    uintptr_t top = ((uintptr_t) frame & ~(uintptr_t) (thread->page - 1))
-                    - S_STACK_SLACK_PAGES * thread->page;
+    uintptr_t top =
+        ((uintptr_t) frame & ~(uintptr_t) (thread->page - 1)) - S_STACK_SLACK_PAGES * thread->page;
     if (top <= (uintptr_t) thread->stack_lo)
         return;
     //  Advice only: if the kernel refuses, the pages stay resident.
@@ -1328,8 +1320,9 @@ s_register_metrics (sb_http_t *self)
             char labels[96];
             snprintf (labels, sizeof labels, "route=\"%s\",code=\"%d\"", s_routes[r].name,
                       s_codes[c]);
-            self->m_requests[r][c] = sb_metrics_counter (
-                self->metrics, "sb_http_requests_total", "HTTP requests by route and status", labels);
+            self->m_requests[r][c] =
+                sb_metrics_counter (self->metrics, "sb_http_requests_total",
+                                    "HTTP requests by route and status", labels);
         }
     static const char *providers[2] = {"twilio", "meta"};
     for (int p = 0; p < 2; p++)
@@ -1337,23 +1330,23 @@ s_register_metrics (sb_http_t *self)
             char labels[96];
             snprintf (labels, sizeof labels, "provider=\"%s\",reason=\"%s\"", providers[p],
                       sb_sig_reason ((sb_sig_result_t) why));
-            self->m_sig_fail[p][why] = sb_metrics_counter (
-                self->metrics, "sb_signature_failures_total",
-                "Webhooks refused with 403 by provider and reason", labels);
+            self->m_sig_fail[p][why] =
+                sb_metrics_counter (self->metrics, "sb_signature_failures_total",
+                                    "Webhooks refused with 403 by provider and reason", labels);
         }
     for (int x = 0; x < X_COUNT; x++) {
         char labels[64];
         snprintf (labels, sizeof labels, "reason=\"%s\"", s_reject_names[x]);
-        self->m_rejected[x] = sb_metrics_counter (self->metrics, "sb_rejected_requests_total",
-                                                  "Requests refused before the journal, by reason",
-                                                  labels);
+        self->m_rejected[x] =
+            sb_metrics_counter (self->metrics, "sb_rejected_requests_total",
+                                "Requests refused before the journal, by reason", labels);
     }
     static const double bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1};
     self->m_latency = sb_metrics_histogram (self->metrics, "sb_webhook_seconds",
                                             "Time from request to durable answer", NULL, bounds,
                                             sizeof bounds / sizeof bounds[0]);
-    self->m_inflight = sb_metrics_gauge (self->metrics, "sb_http_inflight",
-                                         "Requests being handled", NULL);
+    self->m_inflight =
+        sb_metrics_gauge (self->metrics, "sb_http_inflight", "Requests being handled", NULL);
     self->m_refused_conns = sb_metrics_counter (
         self->metrics, "sb_http_refused_connections_total",
         "Connections closed at once: their address held SB_HTTP_MAX_CONN_PER_IP already", NULL);
@@ -1409,9 +1402,9 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     //  Connection descriptors come after the ones open now, at most a pool
     //  and a queue of them, plus a slack for the process's own (journal
     //  segments, ZeroMQ sockets) opened meanwhile.
-    self->fd_slack
-        = (int) (self->workers_max + (size_t) sb_config_int (config, SB_CFG_SB_HTTP_QUEUE))
-          + S_FD_SLACK;
+    self->fd_slack =
+        (int) (self->workers_max + (size_t) sb_config_int (config, SB_CFG_SB_HTTP_QUEUE))
+        + S_FD_SLACK;
     int lowest_free = fcntl (0, F_DUPFD_CLOEXEC, 0);
     if (lowest_free >= 0)
         close (lowest_free);
@@ -1439,6 +1432,8 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     snprintf (keepalive_timeout, sizeof keepalive_timeout, "%" PRId64,
               sb_config_int (config, SB_CFG_SB_HTTP_KEEPALIVE_TIMEOUT_MS));
     snprintf (queue, sizeof queue, "%" PRId64, sb_config_int (config, SB_CFG_SB_HTTP_QUEUE));
+    //  civetweb options, a name and its value a line: laid out by hand, clang-format leaves it
+    // clang-format off
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", threads,
@@ -1452,6 +1447,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
         //  TLS 1.2 and later (4); without TLS the list ends here.
         self->tls ? "ssl_protocol_version" : NULL, "4",
         NULL};
+    // clang-format on
     struct mg_callbacks callbacks = {0};
     callbacks.begin_request = s_begin_request;
     callbacks.init_thread = s_init_thread;
@@ -1480,7 +1476,9 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->ctx, 4, ports);
     int port = n > 0 ? ports[0].port : 0;
-    sb_info ("http", "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s keepalive_timeout_ms=%s max_conn_per_ip=%d prefix=\"%s\"",
+    sb_info ("http",
+             "listening listen=%s port=%d tls=%s threads=%s request_timeout_ms=%s "
+             "keepalive_timeout_ms=%s max_conn_per_ip=%d prefix=\"%s\"",
              sb_config_str (config, SB_CFG_SB_LISTEN), port, self->tls ? "on" : "off", threads,
              request_timeout, keepalive_timeout, self->max_conn_per_ip, self->prefix);
     return self;

@@ -160,7 +160,8 @@ s_put_errors (bool *ok, sb_event_t *event, const json_t *errors)
 {
     size_t i;
     json_t *error;
-    json_array_foreach (errors, i, error) {
+    json_array_foreach (errors, i, error)
+    {
         if (!json_is_object (error))
             continue;
         sb_event_error_t *item = sb_event_add_error (event);
@@ -221,7 +222,8 @@ s_put_contacts (bool *ok, sb_event_t *event, const json_t *contacts)
 {
     size_t i;
     json_t *contact;
-    json_array_foreach (contacts, i, contact) {
+    json_array_foreach (contacts, i, contact)
+    {
         if (!json_is_object (contact))
             continue;
         sb_event_contact_t *card = sb_event_add_contact (event);
@@ -233,7 +235,8 @@ s_put_contacts (bool *ok, sb_event_t *event, const json_t *contacts)
         s_put (ok, &card->organization, json_object_get (contact, "org"), "company");
         size_t k;
         json_t *phone;
-        json_array_foreach (json_object_get (contact, "phones"), k, phone) {
+        json_array_foreach (json_object_get (contact, "phones"), k, phone)
+        {
             const char *number = s_str (phone, "phone");
             const char *wa_id = s_str (phone, "wa_id");
             if (number && sb_event_add_string (&card->phones, &card->n_phones, number))
@@ -307,8 +310,7 @@ s_put_price (bool *ok, char **field, const json_t *price)
     }
     if (json_is_integer (price))
         snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (price));
-    else
-    if (json_is_real (price)) {
+    else if (json_is_real (price)) {
         double value = json_real_value (price);
         snprintf (text, sizeof text, "%.15g", value);
         if (strtod (text, NULL) != value)
@@ -333,7 +335,8 @@ s_put_order (bool *ok, sb_event_t *event, const json_t *order)
     s_put (ok, &item->text, order, "text");
     size_t i;
     json_t *product;
-    json_array_foreach (json_object_get (order, "product_items"), i, product) {
+    json_array_foreach (json_object_get (order, "product_items"), i, product)
+    {
         if (!json_is_object (product))
             continue;
         sb_event_order_item_t *line = sb_event_add_order_item (event);
@@ -366,8 +369,8 @@ s_put_system (bool *ok, sb_event_t *event, const json_t *system)
 
 //  The message types we map; anything else is "unknown".
 static const char *s_known_types[] = {
-    "text",        "image",   "audio",    "video", "document", "sticker",     "location", "contacts",
-    "interactive", "button",  "reaction", "order", "system",   "unsupported", "unknown",
+    "text",        "image",  "audio",    "video", "document", "sticker",     "location", "contacts",
+    "interactive", "button", "reaction", "order", "system",   "unsupported", "unknown",
 };
 
 static bool
@@ -388,30 +391,23 @@ s_put_body (bool *ok, sb_event_t *event, const char *type, const json_t *body)
         return;
     if (strcmp (type, "text") == 0)
         s_put (ok, &event->text, body, "body");
-    else
-    if (strcmp (type, "image") == 0 || strcmp (type, "audio") == 0 || strcmp (type, "video") == 0
-        || strcmp (type, "document") == 0 || strcmp (type, "sticker") == 0)
+    else if (strcmp (type, "image") == 0 || strcmp (type, "audio") == 0
+             || strcmp (type, "video") == 0 || strcmp (type, "document") == 0
+             || strcmp (type, "sticker") == 0)
         s_put_media (ok, event, body);
-    else
-    if (strcmp (type, "location") == 0)
+    else if (strcmp (type, "location") == 0)
         s_put_location (ok, event, body);
-    else
-    if (strcmp (type, "contacts") == 0)
+    else if (strcmp (type, "contacts") == 0)
         s_put_contacts (ok, event, body);
-    else
-    if (strcmp (type, "interactive") == 0)
+    else if (strcmp (type, "interactive") == 0)
         s_put_interactive (ok, event, body);
-    else
-    if (strcmp (type, "button") == 0)
+    else if (strcmp (type, "button") == 0)
         s_put_button (ok, event, body);
-    else
-    if (strcmp (type, "reaction") == 0)
+    else if (strcmp (type, "reaction") == 0)
         s_put_reaction (ok, event, body);
-    else
-    if (strcmp (type, "order") == 0)
+    else if (strcmp (type, "order") == 0)
         s_put_order (ok, event, body);
-    else
-    if (strcmp (type, "system") == 0)
+    else if (strcmp (type, "system") == 0)
         s_put_system (ok, event, body);
     //  unsupported, unknown: their errors[] are read by the caller
 }
@@ -422,10 +418,9 @@ s_contact_for (const json_t *contacts, const char *from)
 {
     size_t i;
     json_t *contact;
-    json_array_foreach (contacts, i, contact)
-        if (from && json_is_object (contact) && s_str (contact, "wa_id")
-            && strcmp (s_str (contact, "wa_id"), from) == 0)
-            return contact;
+    json_array_foreach (
+        contacts, i, contact) if (from && json_is_object (contact) && s_str (contact, "wa_id")
+                                  && strcmp (s_str (contact, "wa_id"), from) == 0) return contact;
     contact = json_array_get (contacts, 0);
     return json_is_object (contact) ? contact : NULL;
 }
@@ -490,7 +485,8 @@ s_status (const s_change_t *change, const json_t *status)
         char text[32] = "";
         if (json_is_integer (code))
             snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (code));
-        s_put_text (&ok, &item->error_code, json_is_string (code) ? json_string_value (code) : text);
+        s_put_text (&ok, &item->error_code,
+                    json_is_string (code) ? json_string_value (code) : text);
         const char *title = s_str (first, "title");
         s_put_text (&ok, &item->error_message, title ? title : s_str (first, "message"));
     }
@@ -565,13 +561,13 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
     json_t *messages = json_object_get (value, "messages");
     json_t *statuses = json_object_get (value, "statuses");
     if (messages && !json_is_array (messages)) {
-        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.messages is not an array",
-                       e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.messages is not an array", e,
+                       c);
         return -1;
     }
     if (statuses && !json_is_array (statuses)) {
-        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.statuses is not an array",
-                       e, c);
+        sb_text_error (err, err_size, "entry[%zu].changes[%zu].value.statuses is not an array", e,
+                       c);
         return -1;
     }
     const json_t *metadata = json_object_get (value, "metadata");
@@ -584,21 +580,21 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
     };
     size_t i;
     json_t *item;
-    json_array_foreach (messages, i, item) {
+    json_array_foreach (messages, i, item)
+    {
         if (!json_is_object (item)) {
             sb_text_error (err, err_size,
-                           "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e,
-                           c, i);
+                           "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e, c, i);
             return -1;
         }
         if (s_list_push (list, s_message (&where, item), err, err_size))
             return -1;
     }
-    json_array_foreach (statuses, i, item) {
+    json_array_foreach (statuses, i, item)
+    {
         if (!json_is_object (item)) {
             sb_text_error (err, err_size,
-                           "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e,
-                           c, i);
+                           "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e, c, i);
             return -1;
         }
         if (s_list_push (list, s_status (&where, item), err, err_size))
@@ -641,7 +637,8 @@ sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *
     }
     size_t e;
     json_t *entry;
-    json_array_foreach (entries, e, entry) {
+    json_array_foreach (entries, e, entry)
+    {
         if (!json_is_object (entry)) {
             sb_text_error (err, err_size, "entry[%zu] is not an object", e);
             goto cleanup;
@@ -654,9 +651,8 @@ sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *
         const char *entry_id = s_str (entry, "id");
         size_t c;
         json_t *change;
-        json_array_foreach (changes, c, change)
-            if (s_change (&list, entry_id, change, e, c, err, err_size))
-                goto cleanup;
+        json_array_foreach (changes, c, change) if (s_change (&list, entry_id, change, e, c, err,
+                                                              err_size)) goto cleanup;
     }
     rc = 0;
 cleanup:

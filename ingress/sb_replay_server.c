@@ -95,123 +95,123 @@
 #include "sb_time.h"
 
 #define S_MAX_SESSIONS 64
-#define S_MAX_SESSIONS_PER_PEER 4           //  replays of one peer (a CURVE key) at once
+#define S_MAX_SESSIONS_PER_PEER 4  //  replays of one peer (a CURVE key) at once
 #define S_MAX_CONSUMERS 64
-#define S_MAX_CONSUMERS_PER_PEER 8          //  consumer ids one peer may own
-#define S_MAX_SERIES 256                    //  consumer ids given /metrics series, ever
-#define S_STALL_MS 10000                    //  a replay that could send nothing this long ends
-#define S_PREEMPT_MS 1000                   //  a replay stalled this long gives way (see REQUEST)
-#define S_PROBE_MS 1000                     //  an owner's connection is checked at most this often
-#define S_LOG_MS 1000                       //  a repeated refusal is logged at most this often
-#define S_PEER_ID_MAX 255                   //  a routing id or a CURVE key text
-#define S_KEY_LEN 40                        //  a CURVE public key in Z85
-#define S_CHUNK 64                          //  records per session per turn
-#define S_PEER_HWM 2000                     //  messages queued per peer
-#define S_SESSION_IDLE_MS (5 * 60 * 1000)   //  drop a session not heard from
-#define S_TICK_MS 1000                      //  housekeeping and gauges
-#define S_RING_SIZE 3600                    //  watermark samples
-#define S_READ_BATCH 1000                   //  requests read per turn
-#define S_RETRY_MS 5                        //  wait before retrying a full peer queue
-#define S_SAVE_MS 5000                      //  consumer table saved at most this often
-#define S_CONSUMERS_FILE "CONSUMERS"        //  in the journal directory
+#define S_MAX_CONSUMERS_PER_PEER 8         //  consumer ids one peer may own
+#define S_MAX_SERIES 256                   //  consumer ids given /metrics series, ever
+#define S_STALL_MS 10000                   //  a replay that could send nothing this long ends
+#define S_PREEMPT_MS 1000                  //  a replay stalled this long gives way (see REQUEST)
+#define S_PROBE_MS 1000                    //  an owner's connection is checked at most this often
+#define S_LOG_MS 1000                      //  a repeated refusal is logged at most this often
+#define S_PEER_ID_MAX 255                  //  a routing id or a CURVE key text
+#define S_KEY_LEN 40                       //  a CURVE public key in Z85
+#define S_CHUNK 64                         //  records per session per turn
+#define S_PEER_HWM 2000                    //  messages queued per peer
+#define S_SESSION_IDLE_MS (5 * 60 * 1000)  //  drop a session not heard from
+#define S_TICK_MS 1000                     //  housekeeping and gauges
+#define S_RING_SIZE 3600                   //  watermark samples
+#define S_READ_BATCH 1000                  //  requests read per turn
+#define S_RETRY_MS 5                       //  wait before retrying a full peer queue
+#define S_SAVE_MS 5000                     //  consumer table saved at most this often
+#define S_CONSUMERS_FILE "CONSUMERS"       //  in the journal directory
 
 struct sb_replay_server_t {
-    zactor_t *actor;          //  the actor thread
-    sb_writer_t *writer;      //  borrowed: watermark, epoch, journal dir
-    sb_metrics_t *metrics;    //  borrowed
-    char *endpoints;          //  SB_REPLAY, comma-separated
+    zactor_t *actor;                    //  the actor thread
+    sb_writer_t *writer;                //  borrowed: watermark, epoch, journal dir
+    sb_metrics_t *metrics;              //  borrowed
+    char *endpoints;                    //  SB_REPLAY, comma-separated
     const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
-    char *ingress_id;         //  SB_INGRESS_ID
-    int64_t ttl_ms;           //  SB_CONSUMER_TTL: a consumer holds segments this long
+    char *ingress_id;                   //  SB_INGRESS_ID
+    int64_t ttl_ms;                     //  SB_CONSUMER_TTL: a consumer holds segments this long
 };
 
 //  Who sent a message: its CURVE public key (the ZAP user id) when the
 //  socket is a CURVE server, else its connection (the routing id).
 typedef struct {
-    bool curve;                             //  id is a CURVE key (Z85 text)
-    size_t size;                            //  bytes in id; 0: nobody
-    uint8_t id[S_PEER_ID_MAX];              //  the key text, or the routing id
+    bool curve;                 //  id is a CURVE key (Z85 text)
+    size_t size;                //  bytes in id; 0: nobody
+    uint8_t id[S_PEER_ID_MAX];  //  the key text, or the routing id
 } s_peer_t;
 
 //  One replay in progress, for one peer.
 typedef struct {
-    zframe_t *peer;                         //  ROUTER routing id
-    s_peer_t who;                           //  the peer, for its share of sessions
-    int64_t progress_ms;                    //  last record sent or credit granted
-    uint64_t replay_id;                     //  the consumer's id for this replay
-    char consumer_id[SB_REPLAY_ID_MAX + 1]; //  "" for anonymous
-    sb_journal_reader_t *reader;            //  positioned after last_sent
-    uint64_t next_seq;                      //  next seq wanted (last_sent + 1)
-    uint64_t last_sent;                     //  0 until a record is sent
-    uint64_t sent;                          //  records sent
-    uint64_t credit;                        //  records we may still send
-    uint64_t count_left;                    //  records before END COUNT, when limited
-    bool limited;                           //  the request had a count
-    int64_t heard_ms;                       //  last message from the peer
-    uint8_t *pending;                       //  encoded message the peer queue refused
-    size_t pending_size;                    //  its size
-    bool pending_end;                       //  pending is the END: then the session is over
-    int64_t retry_ms;                       //  while pending: when to try the peer again
-    bool failed;                            //  the journal could not be read: END ERROR
+    zframe_t *peer;                          //  ROUTER routing id
+    s_peer_t who;                            //  the peer, for its share of sessions
+    int64_t progress_ms;                     //  last record sent or credit granted
+    uint64_t replay_id;                      //  the consumer's id for this replay
+    char consumer_id[SB_REPLAY_ID_MAX + 1];  //  "" for anonymous
+    sb_journal_reader_t *reader;             //  positioned after last_sent
+    uint64_t next_seq;                       //  next seq wanted (last_sent + 1)
+    uint64_t last_sent;                      //  0 until a record is sent
+    uint64_t sent;                           //  records sent
+    uint64_t credit;                         //  records we may still send
+    uint64_t count_left;                     //  records before END COUNT, when limited
+    bool limited;                            //  the request had a count
+    int64_t heard_ms;                        //  last message from the peer
+    uint8_t *pending;                        //  encoded message the peer queue refused
+    size_t pending_size;                     //  its size
+    bool pending_end;                        //  pending is the END: then the session is over
+    int64_t retry_ms;                        //  while pending: when to try the peer again
+    bool failed;                             //  the journal could not be read: END ERROR
 } s_session_t;
 
 //  A consumer id we have heard from, with its lag gauges.
 typedef struct {
-    char id[SB_REPLAY_ID_MAX + 1];          //  consumer id
-    char epoch[SB_REPLAY_EPOCH_MAX + 1];    //  epoch of its last ack
-    uint64_t acked;                         //  last committed seq it reported
-    bool has_ack;                           //  acked is meaningful
-    int64_t seen_ms;                        //  last message from it (monotonic)
-    s_peer_t owner;                         //  the peer that may act for it (size 0: none yet)
-    int64_t probed_ms;                      //  when the owner's connection was last checked
-    sb_metric_t *m_acked;                   //  sb_replay_consumer_acked_seq
-    sb_metric_t *m_lag_events;              //  sb_replay_consumer_lag_events
-    sb_metric_t *m_lag_seconds;             //  sb_replay_consumer_lag_seconds
-    sb_metric_t *m_seen;                    //  sb_replay_consumer_last_seen_seconds
+    char id[SB_REPLAY_ID_MAX + 1];        //  consumer id
+    char epoch[SB_REPLAY_EPOCH_MAX + 1];  //  epoch of its last ack
+    uint64_t acked;                       //  last committed seq it reported
+    bool has_ack;                         //  acked is meaningful
+    int64_t seen_ms;                      //  last message from it (monotonic)
+    s_peer_t owner;                       //  the peer that may act for it (size 0: none yet)
+    int64_t probed_ms;                    //  when the owner's connection was last checked
+    sb_metric_t *m_acked;                 //  sb_replay_consumer_acked_seq
+    sb_metric_t *m_lag_events;            //  sb_replay_consumer_lag_events
+    sb_metric_t *m_lag_seconds;           //  sb_replay_consumer_lag_seconds
+    sb_metric_t *m_seen;                  //  sb_replay_consumer_last_seen_seconds
 } s_consumer_t;
 
 //  The watermark at a moment.
 typedef struct {
-    uint64_t seq;                           //  committed seq
-    int64_t ms;                             //  when (monotonic)
+    uint64_t seq;  //  committed seq
+    int64_t ms;    //  when (monotonic)
 } s_sample_t;
 
 //  Actor state, private to the actor thread.
 typedef struct {
-    sb_replay_server_t *server;             //  shared part
-    zsock_t *pipe;                          //  to the owner
-    zsock_t *router;                        //  consumers
-    zpoller_t *poller;                      //  pipe + router
-    bool terminated;                        //  $TERM received
-    const char *epoch;                      //  the journal's epoch (borrowed from the writer)
-    s_session_t *sessions[S_MAX_SESSIONS];  //  replays in progress (NULL: free slot)
-    size_t nsessions;                       //  slots in use
+    sb_replay_server_t *server;               //  shared part
+    zsock_t *pipe;                            //  to the owner
+    zsock_t *router;                          //  consumers
+    zpoller_t *poller;                        //  pipe + router
+    bool terminated;                          //  $TERM received
+    const char *epoch;                        //  the journal's epoch (borrowed from the writer)
+    s_session_t *sessions[S_MAX_SESSIONS];    //  replays in progress (NULL: free slot)
+    size_t nsessions;                         //  slots in use
     s_consumer_t consumers[S_MAX_CONSUMERS];  //  consumers heard from
-    size_t nconsumers;                      //  how many
+    size_t nconsumers;                        //  how many
     char series[S_MAX_SERIES][SB_REPLAY_ID_MAX + 1];  //  ids that have /metrics series
-    size_t nseries;                         //  how many
-    s_sample_t ring[S_RING_SIZE];           //  watermark samples, oldest at ring_start
-    size_t ring_start;                      //  index of the oldest sample
-    size_t ring_count;                      //  samples held
-    int64_t next_tick_ms;                   //  when housekeeping runs next
-    char consumers_path[PATH_MAX];          //  DIR/CONSUMERS ("" when too long)
-    bool consumers_dirty;                   //  the table changed since it was saved
-    int64_t next_save_ms;                   //  when it may be saved next
-    bool save_failed;                       //  the last save failed (said once)
-    sb_metric_t *m_requests;                //  replays started
-    sb_metric_t *m_records;                 //  records sent
-    sb_metric_t *m_sessions;                //  replays in progress
-    sb_metric_t *m_bad;                     //  messages that did not decode
-    sb_metric_t *m_busy;                    //  requests refused: too many replays
-    sb_metric_t *m_consumers;               //  consumer ids in the table
-    sb_metric_t *m_evicted;                 //  consumer ids forgotten after the TTL
-    sb_metric_t *m_timed_out;               //  replays ended: nothing could be sent for S_STALL_MS
-    sb_metric_t *m_not_owner;               //  refused: the id belongs to another peer
-    sb_metric_t *m_beyond;                  //  refused: ACK past the committed seq
-    sb_metric_t *m_full;                    //  refused: the consumer table is full
-    sb_metric_t *m_peer_consumers;          //  refused: the peer owns its share of ids
-    sb_metric_t *m_peer_sessions;           //  refused: the peer runs its share of replays
-    sb_log_every_t log_not_owner;           //  at most a line a second per kind of refusal
+    size_t nseries;                                   //  how many
+    s_sample_t ring[S_RING_SIZE];                     //  watermark samples, oldest at ring_start
+    size_t ring_start;                                //  index of the oldest sample
+    size_t ring_count;                                //  samples held
+    int64_t next_tick_ms;                             //  when housekeeping runs next
+    char consumers_path[PATH_MAX];                    //  DIR/CONSUMERS ("" when too long)
+    bool consumers_dirty;                             //  the table changed since it was saved
+    int64_t next_save_ms;                             //  when it may be saved next
+    bool save_failed;                                 //  the last save failed (said once)
+    sb_metric_t *m_requests;                          //  replays started
+    sb_metric_t *m_records;                           //  records sent
+    sb_metric_t *m_sessions;                          //  replays in progress
+    sb_metric_t *m_bad;                               //  messages that did not decode
+    sb_metric_t *m_busy;                              //  requests refused: too many replays
+    sb_metric_t *m_consumers;                         //  consumer ids in the table
+    sb_metric_t *m_evicted;                           //  consumer ids forgotten after the TTL
+    sb_metric_t *m_timed_out;       //  replays ended: nothing could be sent for S_STALL_MS
+    sb_metric_t *m_not_owner;       //  refused: the id belongs to another peer
+    sb_metric_t *m_beyond;          //  refused: ACK past the committed seq
+    sb_metric_t *m_full;            //  refused: the consumer table is full
+    sb_metric_t *m_peer_consumers;  //  refused: the peer owns its share of ids
+    sb_metric_t *m_peer_sessions;   //  refused: the peer runs its share of replays
+    sb_log_every_t log_not_owner;   //  at most a line a second per kind of refusal
     sb_log_every_t log_beyond;
     sb_log_every_t log_full;
     sb_log_every_t log_peer;
@@ -256,37 +256,38 @@ s_self_new (zsock_t *pipe, sb_replay_server_t *server)
     if (!self->poller)
         goto fail;
     sb_metrics_t *m = server->metrics;
-    self->m_requests = sb_metrics_counter (m, "sb_replay_requests_total",
-                                           "Journal replays started", NULL);
-    self->m_records = sb_metrics_counter (m, "sb_replay_records_total",
-                                          "Journal records sent by replays", NULL);
-    self->m_sessions = sb_metrics_gauge (m, "sb_replay_sessions", "Journal replays in progress",
-                                         NULL);
+    self->m_requests =
+        sb_metrics_counter (m, "sb_replay_requests_total", "Journal replays started", NULL);
+    self->m_records =
+        sb_metrics_counter (m, "sb_replay_records_total", "Journal records sent by replays", NULL);
+    self->m_sessions =
+        sb_metrics_gauge (m, "sb_replay_sessions", "Journal replays in progress", NULL);
     self->m_bad = sb_metrics_counter (m, "sb_replay_bad_messages_total",
                                       "Replay messages refused (malformed or unexpected)", NULL);
     self->m_busy = sb_metrics_counter (m, "sb_replay_busy_total",
                                        "Replay requests refused: too many in progress", NULL);
-    self->m_consumers = sb_metrics_gauge (m, "sb_replay_consumers",
-                                          "Replay consumer ids known (heard from within SB_CONSUMER_TTL)",
-                                          NULL);
-    self->m_evicted = sb_metrics_counter (m, "sb_replay_consumers_evicted_total",
-                                          "Replay consumer ids forgotten: silent for SB_CONSUMER_TTL",
-                                          NULL);
-    self->m_timed_out = sb_metrics_counter (m, "sb_replay_sessions_timed_out_total",
-                                            "Replays ended because the consumer took nothing for seconds",
-                                            NULL);
-    const char *refused_help = "Replay messages refused: from a peer that does not own the consumer "
-                               "id, an ACK past the committed seq, or a table or per-peer bound";
-    self->m_not_owner = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
-                                            "reason=\"not_owner\"");
+    self->m_consumers =
+        sb_metrics_gauge (m, "sb_replay_consumers",
+                          "Replay consumer ids known (heard from within SB_CONSUMER_TTL)", NULL);
+    self->m_evicted =
+        sb_metrics_counter (m, "sb_replay_consumers_evicted_total",
+                            "Replay consumer ids forgotten: silent for SB_CONSUMER_TTL", NULL);
+    self->m_timed_out =
+        sb_metrics_counter (m, "sb_replay_sessions_timed_out_total",
+                            "Replays ended because the consumer took nothing for seconds", NULL);
+    const char *refused_help =
+        "Replay messages refused: from a peer that does not own the consumer "
+        "id, an ACK past the committed seq, or a table or per-peer bound";
+    self->m_not_owner =
+        sb_metrics_counter (m, "sb_replay_refused_total", refused_help, "reason=\"not_owner\"");
     self->m_beyond = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
                                          "reason=\"beyond_committed\"");
     self->m_full = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
                                        "reason=\"consumers_full\"");
     self->m_peer_consumers = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
                                                  "reason=\"peer_consumers\"");
-    self->m_peer_sessions = sb_metrics_counter (m, "sb_replay_refused_total", refused_help,
-                                                "reason=\"peer_sessions\"");
+    self->m_peer_sessions =
+        sb_metrics_counter (m, "sb_replay_refused_total", refused_help, "reason=\"peer_sessions\"");
     self->log_not_owner = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     self->log_beyond = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     self->log_full = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
@@ -294,7 +295,7 @@ s_self_new (zsock_t *pipe, sb_replay_server_t *server)
     self->log_timeout = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     self->log_evict = (sb_log_every_t) SB_LOG_EVERY (S_LOG_MS);
     uint64_t committed = sb_writer_committed_seq (server->writer);
-    self->ring[0] = (s_sample_t) {.seq = committed, .ms = sb_time_mono_ms ()};
+    self->ring[0] = (s_sample_t){.seq = committed, .ms = sb_time_mono_ms ()};
     self->ring_count = 1;
     self->next_tick_ms = sb_time_mono_ms () + S_TICK_MS;
     return self;
@@ -381,7 +382,8 @@ s_session_end (self_t *self, size_t slot, int reason)
     s_session_t *s = self->sessions[slot];
     sb_replay_msg_t end;
     s_end_message (self, &end, s->replay_id, reason, s->last_sent);
-    sb_info ("replay", "replay ended consumer=%s reason=%s records=%llu last_seq=%llu "
+    sb_info ("replay",
+             "replay ended consumer=%s reason=%s records=%llu last_seq=%llu "
              "committed_seq=%llu",
              *s->consumer_id ? s->consumer_id : "(anonymous)", sb_replay_reason_name (reason),
              (unsigned long long) s->sent, (unsigned long long) s->last_sent,
@@ -458,8 +460,8 @@ s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
         bool full = self->nconsumers == S_MAX_CONSUMERS;
         sb_metric_add (full ? self->m_full : self->m_peer_consumers, 1);
         sb_log_every (full ? &self->log_full : &self->log_peer, SB_LOG_WARN, "replay",
-                      "consumer refused: %s consumer=%s max=%d", full ? "the table is full"
-                      : "the peer owns as many consumer ids as it may",
+                      "consumer refused: %s consumer=%s max=%d",
+                      full ? "the table is full" : "the peer owns as many consumer ids as it may",
                       id, full ? S_MAX_CONSUMERS : S_MAX_CONSUMERS_PER_PEER);
         return NULL;
     }
@@ -486,14 +488,16 @@ s_consumer_add (self_t *self, const char *id, const s_peer_t *who)
         sb_metrics_t *m = self->server->metrics;
         c->m_acked = sb_metrics_gauge (m, "sb_replay_consumer_acked_seq",
                                        "Last journal seq the consumer reported committed", labels);
-        c->m_lag_events = sb_metrics_gauge (m, "sb_replay_consumer_lag_events",
-                                            "Journal records committed but not acknowledged by the consumer",
-                                            labels);
+        c->m_lag_events = sb_metrics_gauge (
+            m, "sb_replay_consumer_lag_events",
+            "Journal records committed but not acknowledged by the consumer", labels);
         c->m_lag_seconds = sb_metrics_gauge (
             m, "sb_replay_consumer_lag_seconds",
-            "Age of the consumer's oldest unacknowledged record (lower bound, 1 s resolution)", labels);
-        c->m_seen = sb_metrics_gauge (m, "sb_replay_consumer_last_seen_seconds",
-                                      "Seconds since the consumer last spoke to the replay server", labels);
+            "Age of the consumer's oldest unacknowledged record (lower bound, 1 s resolution)",
+            labels);
+        c->m_seen =
+            sb_metrics_gauge (m, "sb_replay_consumer_last_seen_seconds",
+                              "Seconds since the consumer last spoke to the replay server", labels);
     }
     char key[S_PEER_ID_MAX + 1];
     sb_info ("replay", "new consumer consumer=%s owner=%s", id,
@@ -550,8 +554,8 @@ s_claim (self_t *self, const s_peer_t *who, const char *id, const char *what)
     char key[S_PEER_ID_MAX + 1];
     if (c->owner.size == 0 || (!c->owner.curve && !who->curve && s_owner_gone (self, c))) {
         sb_info ("replay", "consumer id taken by a new peer: %s consumer=%s owner=%s",
-                 c->owner.size ? "the connection that owned it is gone" : "read back at start",
-                 id, s_peer_name (who, key, sizeof key));
+                 c->owner.size ? "the connection that owned it is gone" : "read back at start", id,
+                 s_peer_name (who, key, sizeof key));
         c->owner = *who;
         self->consumers_dirty = true;
         return c;
@@ -559,7 +563,8 @@ s_claim (self_t *self, const s_peer_t *who, const char *id, const char *what)
     sb_metric_add (self->m_not_owner, 1);
     sb_log_every (&self->log_not_owner, SB_LOG_WARN, "replay",
                   "message refused: the consumer id belongs to another peer type=%s consumer=%s "
-                  "peer=%s", what, id, s_peer_name (who, key, sizeof key));
+                  "peer=%s",
+                  what, id, s_peer_name (who, key, sizeof key));
     return NULL;
 }
 
@@ -614,15 +619,16 @@ s_hold (self_t *self, int64_t now)
             //  One that acknowledged something was a real consumer: always
             //  said; ids that never did are often many (rate-limited).
             if (c->has_ack)
-                sb_warn ("replay", "consumer not heard from within SB_CONSUMER_TTL: it no "
+                sb_warn ("replay",
+                         "consumer not heard from within SB_CONSUMER_TTL: it no "
                          "longer holds journal segments consumer=%s acked_seq=%llu ttl_s=%lld",
                          c->id, (unsigned long long) acked,
                          (long long) (self->server->ttl_ms / 1000));
             else
                 sb_log_every (&self->log_evict, SB_LOG_INFO, "replay",
                               "consumer not heard from within SB_CONSUMER_TTL, never acknowledged: "
-                              "forgotten consumer=%s ttl_s=%lld", c->id,
-                              (long long) (self->server->ttl_ms / 1000));
+                              "forgotten consumer=%s ttl_s=%lld",
+                              c->id, (long long) (self->server->ttl_ms / 1000));
             sb_metric_add (self->m_evicted, 1);
             *c = self->consumers[--self->nconsumers];
             sb_metric_set (self->m_consumers, (int64_t) self->nconsumers);
@@ -651,14 +657,16 @@ s_consumers_save (self_t *self)
     bool ok = file != NULL;
     if (ok)
         ok = fprintf (file, "# switchboard replay consumers: id epoch acked_seq "
-                      "last_seen_unix_ms owner_curve_key\n") > 0;
+                            "last_seen_unix_ms owner_curve_key\n")
+             > 0;
     for (size_t i = 0; ok && i < self->nconsumers; i++) {
         //  A CURVE owner is kept; a connection does not outlive a restart.
         const s_consumer_t *c = &self->consumers[i];
         bool key = c->owner.curve && c->owner.size == S_KEY_LEN;
         ok = fprintf (file, "%s %s %llu %lld %.*s\n", c->id, c->has_ack ? c->epoch : "-",
                       (unsigned long long) c->acked, (long long) (wall - (now - c->seen_ms)),
-                      key ? S_KEY_LEN : 1, key ? (const char *) c->owner.id : "-") > 0;
+                      key ? S_KEY_LEN : 1, key ? (const char *) c->owner.id : "-")
+             > 0;
     }
     if (file) {
         ok = ok && fflush (file) == 0 && fsync (fileno (file)) == 0;
@@ -740,8 +748,7 @@ s_consumers_load (self_t *self)
         bool no_owner = nfields == 4 || (nfields == 5 && strcmp (fields[4], "-") == 0);
         uint8_t key[32];
         if ((nfields != 4 && nfields != 5) || !sb_replay_id_valid (fields[0])
-            || !(no_owner
-                 || (strlen (fields[4]) == S_KEY_LEN && zmq_z85_decode (key, fields[4])))
+            || !(no_owner || (strlen (fields[4]) == S_KEY_LEN && zmq_z85_decode (key, fields[4])))
             || !(no_epoch || sb_replay_epoch_valid (fields[1])) || s_parse_u64 (fields[2], &acked)
             || s_parse_u64 (fields[3], &seen) || seen > (unsigned long long) INT64_MAX) {
             bad++;
@@ -837,8 +844,7 @@ s_handle_hello (self_t *self, const s_peer_t *who, zframe_t *peer, const sb_repl
 }
 
 static void
-s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p,
-                  const sb_replay_msg_t *msg)
+s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p, const sb_replay_msg_t *msg)
 {
     zframe_t *peer = *peer_p;
     //  A replay for an id another peer owns runs, as an anonymous one.
@@ -860,7 +866,8 @@ s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p,
     if (slot == S_MAX_SESSIONS || mine >= S_MAX_SESSIONS_PER_PEER) {
         bool full = slot == S_MAX_SESSIONS;
         sb_metric_add (full ? self->m_busy : self->m_peer_sessions, 1);
-        sb_log_every (&self->log_peer, SB_LOG_WARN, "replay", "replay refused: %s consumer=%s max=%d",
+        sb_log_every (&self->log_peer, SB_LOG_WARN, "replay",
+                      "replay refused: %s consumer=%s max=%d",
                       full ? "too many in progress" : "the peer runs as many replays as it may",
                       *msg->consumer_id ? msg->consumer_id : "(anonymous)",
                       full ? S_MAX_SESSIONS : S_MAX_SESSIONS_PER_PEER);
@@ -898,10 +905,10 @@ s_handle_request (self_t *self, const s_peer_t *who, zframe_t **peer_p,
     sb_metric_add (self->m_requests, 1);
     sb_info ("replay", "replay started consumer=%s from_seq=%llu committed_seq=%llu credit=%u%s",
              *msg->consumer_id ? msg->consumer_id : "(anonymous)", (unsigned long long) from,
-             (unsigned long long) committed, msg->credit,
-             other_epoch ? " epoch_changed=1" : "");
+             (unsigned long long) committed, msg->credit, other_epoch ? " epoch_changed=1" : "");
     if (trimmed)
-        sb_info ("replay", "replay asked for records retention removed: starting at the first "
+        sb_info ("replay",
+                 "replay asked for records retention removed: starting at the first "
                  "kept consumer=%s asked_seq=%llu from_seq=%llu removed=%llu",
                  *msg->consumer_id ? msg->consumer_id : "(anonymous)",
                  (unsigned long long) msg->from_seq, (unsigned long long) from,
@@ -975,7 +982,8 @@ s_handle_ack (self_t *self, const s_peer_t *who, const sb_replay_msg_t *msg)
         sb_metric_add (self->m_beyond, 1);
         sb_log_every (&self->log_beyond, SB_LOG_WARN, "replay",
                       "ack refused: past the committed seq consumer=%s seq=%llu committed_seq=%llu "
-                      "peer=%s", msg->consumer_id, (unsigned long long) msg->committed_seq,
+                      "peer=%s",
+                      msg->consumer_id, (unsigned long long) msg->committed_seq,
                       (unsigned long long) committed, s_peer_name (who, key, sizeof key));
         return;
     }
@@ -1018,21 +1026,11 @@ s_handle_router (self_t *self)
         s_peer_t who;
         s_peer_of (&who, peer, body);
         switch (msg.type) {
-            case SB_REPLAY_HELLO:
-                s_handle_hello (self, &who, peer, &msg);
-                break;
-            case SB_REPLAY_REQUEST:
-                s_handle_request (self, &who, &peer, &msg);
-                break;
-            case SB_REPLAY_CREDIT:
-                s_handle_credit_cancel (self, peer, &msg, false);
-                break;
-            case SB_REPLAY_CANCEL:
-                s_handle_credit_cancel (self, peer, &msg, true);
-                break;
-            case SB_REPLAY_ACK:
-                s_handle_ack (self, &who, &msg);
-                break;
+            case SB_REPLAY_HELLO: s_handle_hello (self, &who, peer, &msg); break;
+            case SB_REPLAY_REQUEST: s_handle_request (self, &who, &peer, &msg); break;
+            case SB_REPLAY_CREDIT: s_handle_credit_cancel (self, peer, &msg, false); break;
+            case SB_REPLAY_CANCEL: s_handle_credit_cancel (self, peer, &msg, true); break;
+            case SB_REPLAY_ACK: s_handle_ack (self, &who, &msg); break;
             default:
                 sb_metric_add (self->m_bad, 1);
                 sb_debug ("replay", "unexpected message from a consumer type=%s",
@@ -1182,8 +1180,8 @@ s_tick (self_t *self)
             self->ring_start = (self->ring_start + 1) % S_RING_SIZE;
             self->ring_count--;
         }
-        self->ring[(self->ring_start + self->ring_count) % S_RING_SIZE]
-            = (s_sample_t) {.seq = committed, .ms = now};
+        self->ring[(self->ring_start + self->ring_count) % S_RING_SIZE] =
+            (s_sample_t){.seq = committed, .ms = now};
         self->ring_count++;
     }
     for (size_t i = 0; i < S_MAX_SESSIONS; i++) {
@@ -1221,8 +1219,8 @@ s_replay_actor (zsock_t *pipe, void *args)
         int n = snprintf (self->consumers_path, sizeof self->consumers_path, "%s/%s", dir,
                           S_CONSUMERS_FILE);
         if (n < 0 || (size_t) n >= sizeof self->consumers_path) {
-            sb_warn ("replay", "journal directory path too long to save replay consumers dir=%.200s",
-                     dir);
+            sb_warn ("replay",
+                     "journal directory path too long to save replay consumers dir=%.200s", dir);
             self->consumers_path[0] = '\0';
         }
         s_consumers_load (self);

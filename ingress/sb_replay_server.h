@@ -21,8 +21,8 @@ typedef struct sb_replay_server_t sb_replay_server_t;
 //  (both borrowed: they must outlive the server). NULL when the socket
 //  cannot be bound (logged). Caller owns the return value.
 sb_replay_server_t *sb_replay_server_new (const sb_config_t *config,
-                                          const sb_zmq_security_t *security,
-                                          sb_writer_t *writer, sb_metrics_t *metrics);
+                                          const sb_zmq_security_t *security, sb_writer_t *writer,
+                                          sb_metrics_t *metrics);
 
 //  Stop the actor (replays in progress are dropped; consumers ask again).
 void sb_replay_server_destroy (sb_replay_server_t **self_p);

@@ -44,15 +44,15 @@
 
 #include "sb_log.h"
 
-#define S_MISSING "SSL_get_peer_certificate"      //  the name civetweb 1.15 asks for
+#define S_MISSING "SSL_get_peer_certificate"       //  the name civetweb 1.15 asks for
 #define S_REPLACEMENT "SSL_get1_peer_certificate"  //  what OpenSSL 3 exports
-#define S_NAME_MAX 64                             //  longest OpenSSL function name read
+#define S_NAME_MAX 64                              //  longest OpenSSL function name read
 
 struct sb_tls_t {
-    X509 *cert;                //  SB_TLS_CERT's first certificate
-    STACK_OF (X509) *chain;    //  the certificates after it
-    EVP_PKEY *key;             //  SB_TLS_KEY
-    bool library;              //  mg_init_library was called: exit it
+    X509 *cert;               //  SB_TLS_CERT's first certificate
+    STACK_OF (X509) * chain;  //  the certificates after it
+    EVP_PKEY *key;            //  SB_TLS_KEY
+    bool library;             //  mg_init_library was called: exit it
 };
 
 bool
@@ -104,8 +104,7 @@ s_load (sb_tls_t *self, const char *cert_path, const char *key_path)
     self->cert = PEM_read_X509 (file, NULL, s_no_passphrase, NULL);
     self->chain = sk_X509_new_null ();
     X509 *extra;
-    while (self->cert && self->chain
-           && (extra = PEM_read_X509 (file, NULL, s_no_passphrase, NULL)))
+    while (self->cert && self->chain && (extra = PEM_read_X509 (file, NULL, s_no_passphrase, NULL)))
         if (!sk_X509_push (self->chain, extra))
             X509_free (extra);
     ERR_clear_error ();  //  the end of the file ends the loop with an error
@@ -120,13 +119,16 @@ s_load (sb_tls_t *self, const char *cert_path, const char *key_path)
     self->key = PEM_read_PrivateKey (file, NULL, s_no_passphrase, NULL);
     fclose (file);
     if (!self->key) {
-        sb_error ("tls", "SB_TLS_KEY: no unencrypted PEM private key in the file path=%s error=\"%s\"",
+        sb_error ("tls",
+                  "SB_TLS_KEY: no unencrypted PEM private key in the file path=%s error=\"%s\"",
                   key_path, s_reason (reason, sizeof reason, "no key"));
         return -1;
     }
     if (X509_check_private_key (self->cert, self->key) != 1) {
-        sb_error ("tls", "SB_TLS_KEY: the key does not belong to the certificate of SB_TLS_CERT key=%s cert=%s",
-                  key_path, cert_path);
+        sb_error (
+            "tls",
+            "SB_TLS_KEY: the key does not belong to the certificate of SB_TLS_CERT key=%s cert=%s",
+            key_path, cert_path);
         ERR_clear_error ();
         return -1;
     }
@@ -139,10 +141,10 @@ s_load (sb_tls_t *self, const char *cert_path, const char *key_path)
 
 //  The shared object holding an address, from the dynamic linker.
 typedef struct {
-    const char *name_prefix;    //  basename prefix looked for
-    uintptr_t base;             //  its load bias
-    const ElfW (Phdr) *phdr;    //  its program headers
-    int phnum;                  //  how many
+    const char *name_prefix;   //  basename prefix looked for
+    uintptr_t base;            //  its load bias
+    const ElfW (Phdr) * phdr;  //  its program headers
+    int phnum;                 //  how many
 } s_object_t;
 
 static int
@@ -236,18 +238,22 @@ s_repair_civetweb (void)
                 if (!s_entry_ok (&object, w, count, k - stride, stride)
                     || !s_entry_ok (&object, w, count, k + stride, stride))
                     continue;
-                if (!replacement || ((uintptr_t) slot >= relro_start && (uintptr_t) slot < relro_end))
+                if (!replacement
+                    || ((uintptr_t) slot >= relro_start && (uintptr_t) slot < relro_end))
                     continue;
                 *slot = (uintptr_t) replacement;
-                sb_info ("tls", "civetweb's OpenSSL table repaired: %s is OpenSSL 3's %s", S_MISSING,
-                         S_REPLACEMENT);
+                sb_info ("tls", "civetweb's OpenSSL table repaired: %s is OpenSSL 3's %s",
+                         S_MISSING, S_REPLACEMENT);
                 return 0;
             }
         }
     }
     if (!found_null)
         return 0;  //  a civetweb that does not ask for it
-    sb_error ("tls", "SB_TLS_CERT: civetweb cannot serve TLS here: it could not load OpenSSL (libssl.so and libcrypto.so), or it asks OpenSSL 3 for %s, which does not exist, and its table could not be repaired; terminate TLS in a proxy instead",
+    sb_error ("tls",
+              "SB_TLS_CERT: civetweb cannot serve TLS here: it could not load OpenSSL (libssl.so "
+              "and libcrypto.so), or it asks OpenSSL 3 for %s, which does not exist, and its table "
+              "could not be repaired; terminate TLS in a proxy instead",
               S_MISSING);
     return -1;
 }

@@ -273,8 +273,7 @@ s_status (const sb_form_t *form, char *err, size_t err_size)
         s_put (&ok, &status->error_message, s_get (form, "ErrorMessage"));
         s_put (&ok, &status->recipient, s_strip (s_get (form, "To")));
     }
-    else
-    if (call_sid && call_status) {
+    else if (call_sid && call_status) {
         event = s_event_new (form, SB_KIND_STATUS, SB_CHANNEL_VOICE, call_sid, &ok);
         status = event ? sb_event_status (event) : NULL;
         if (!status)

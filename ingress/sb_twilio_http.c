@@ -46,12 +46,12 @@
 #define S_URL_MAX 16384
 
 struct sb_twilio_http_t {
-    char *token;            //  TWILIO_AUTH_TOKEN, NULL when unset
-    bool skip_signatures;   //  SB_INSECURE_SKIP_SIGNATURES
-    char *public_url;       //  SB_PUBLIC_URL, NULL when unset
-    bool trust_proxy;       //  SB_TRUST_PROXY
-    char *voice_twiml;      //  SB_TWILIO_VOICE_TWIML contents, NULL: default
-    char *gather_twiml;     //  SB_TWILIO_GATHER_TWIML contents, NULL: default
+    char *token;           //  TWILIO_AUTH_TOKEN, NULL when unset
+    bool skip_signatures;  //  SB_INSECURE_SKIP_SIGNATURES
+    char *public_url;      //  SB_PUBLIC_URL, NULL when unset
+    bool trust_proxy;      //  SB_TRUST_PROXY
+    char *voice_twiml;     //  SB_TWILIO_VOICE_TWIML contents, NULL: default
+    char *gather_twiml;    //  SB_TWILIO_GATHER_TWIML contents, NULL: default
 };
 
 static char *
@@ -60,15 +60,16 @@ s_read_twiml (const char *variable, const char *path)
     FILE *file = fopen (path, "rb");
     if (!file) {
         char ebuf[128];
-        sb_error ("http", "cannot open TwiML file variable=%s path=%s error=\"%s\"", variable,
-                  path, sb_strerror (errno, ebuf, sizeof ebuf));
+        sb_error ("http", "cannot open TwiML file variable=%s path=%s error=\"%s\"", variable, path,
+                  sb_strerror (errno, ebuf, sizeof ebuf));
         return NULL;
     }
     char *buf = malloc (S_TWIML_MAX + 1);
     size_t n = buf ? fread (buf, 1, S_TWIML_MAX + 1, file) : 0;
     fclose (file);
     if (!buf || n == 0 || n > S_TWIML_MAX || !strstr (buf, "<Response")) {
-        sb_error ("http", "bad TwiML file variable=%s path=%s: expected a <Response> of at most %d bytes",
+        sb_error ("http",
+                  "bad TwiML file variable=%s path=%s: expected a <Response> of at most %d bytes",
                   variable, path, S_TWIML_MAX);
         free (buf);
         return NULL;
@@ -88,14 +89,12 @@ sb_twilio_http_new (const sb_config_t *config)
     self->public_url = sb_config_dup (config, SB_CFG_SB_PUBLIC_URL);
     self->trust_proxy = sb_config_bool (config, SB_CFG_SB_TRUST_PROXY);
     if (sb_config_has (config, SB_CFG_SB_TWILIO_VOICE_TWIML)
-        && !(self->voice_twiml
-             = s_read_twiml ("SB_TWILIO_VOICE_TWIML",
-                             sb_config_str (config, SB_CFG_SB_TWILIO_VOICE_TWIML))))
+        && !(self->voice_twiml = s_read_twiml (
+                 "SB_TWILIO_VOICE_TWIML", sb_config_str (config, SB_CFG_SB_TWILIO_VOICE_TWIML))))
         goto fail;
     if (sb_config_has (config, SB_CFG_SB_TWILIO_GATHER_TWIML)
-        && !(self->gather_twiml
-             = s_read_twiml ("SB_TWILIO_GATHER_TWIML",
-                             sb_config_str (config, SB_CFG_SB_TWILIO_GATHER_TWIML))))
+        && !(self->gather_twiml = s_read_twiml (
+                 "SB_TWILIO_GATHER_TWIML", sb_config_str (config, SB_CFG_SB_TWILIO_GATHER_TWIML))))
         goto fail;
     return self;
 fail:
@@ -181,7 +180,8 @@ s_json_as_form (const char *body, size_t size)
     sb_form_t *form = sb_form_new ();
     const char *key;
     json_t *value;
-    json_object_foreach (root, key, value) {
+    json_object_foreach (root, key, value)
+    {
         char number[64];
         const char *text = NULL;
         if (json_is_string (value))
@@ -288,8 +288,7 @@ sb_twilio_http_read (const sb_twilio_http_t *self, const sb_twilio_http_request_
 // --------------------------------------------------------------------------
 //  Answers
 
-static const char s_empty_twiml[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
+static const char s_empty_twiml[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response/>\n";
 static const char s_default_gather_twiml[] =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
     "<Response><Say>Thank you. Goodbye.</Say><Hangup/></Response>\n";

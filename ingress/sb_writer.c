@@ -91,7 +91,7 @@
 #include "sb_time.h"
 
 #define S_BATCH_MAX_REQUESTS 512
-#define S_TRIM_MS 2000              //  journal retention runs at most this often
+#define S_TRIM_MS 2000  //  journal retention runs at most this often
 //  Bounds on a worker's wait, from the start of its request (see DESIGN):
 //  still queued at S_QUEUED_MAX_MS, it is withdrawn; taken, it waits for
 //  the verdict until S_ANSWER_MAX_MS, under the providers' 15 s timeout.
@@ -107,67 +107,67 @@ typedef enum { S_QUEUED, S_TAKEN, S_DONE } s_state_t;
 
 //  One request: the events of one webhook, stored all or none.
 typedef struct s_pending_t {
-    struct s_pending_t *next;   //  queue link
-    size_t count;               //  events
-    uint8_t **data;             //  encoded events (stamped in place by the actor)
-    size_t *size;               //  their sizes
-    char (*topic)[96];          //  their topics (the three arrays follow the struct)
-    uint64_t first_seq;         //  seq of the first event, when stored
-    bool ok;                    //  stamped (actor's working state)
-    bool stored;                //  the answer
-    s_state_t state;            //  under the writer's lock
-    pthread_cond_t done;        //  signalled when the state becomes S_DONE
-    atomic_int refs;            //  holders: the worker, and the actor once it took it
+    struct s_pending_t *next;  //  queue link
+    size_t count;              //  events
+    uint8_t **data;            //  encoded events (stamped in place by the actor)
+    size_t *size;              //  their sizes
+    char (*topic)[96];         //  their topics (the three arrays follow the struct)
+    uint64_t first_seq;        //  seq of the first event, when stored
+    bool ok;                   //  stamped (actor's working state)
+    bool stored;               //  the answer
+    s_state_t state;           //  under the writer's lock
+    pthread_cond_t done;       //  signalled when the state becomes S_DONE
+    atomic_int refs;           //  holders: the worker, and the actor once it took it
 } s_pending_t;
 
 struct sb_writer_t {
-    zactor_t *actor;            //  the actor thread
-    sb_journal_t *journal;      //  owned; the actor thread's (sb_writer_first_seq aside)
-    char *pub_endpoints;        //  SB_PUB, comma-separated
+    zactor_t *actor;                    //  the actor thread
+    sb_journal_t *journal;              //  owned; the actor thread's (sb_writer_first_seq aside)
+    char *pub_endpoints;                //  SB_PUB, comma-separated
     const sb_zmq_security_t *security;  //  borrowed: CURVE keys, the plaintext rule
-    char *ingress_id;           //  SB_INGRESS_ID
-    char *journal_dir;          //  SB_JOURNAL_DIR
-    int pub_hwm;                //  SB_PUB_HWM: events queued per subscriber
-    char epoch[40];             //  the journal's epoch
-    size_t stamp_room;          //  bytes an event's stamp may take (sb_event_stamp_room)
-    sb_metrics_t *metrics;      //  borrowed
-    pthread_mutex_t lock;       //  guards the queue and every request's state
-    s_pending_t *head, *tail;   //  requests waiting for the actor
-    int wake_fd;                //  eventfd: the queue turned non-empty
-    atomic_bool ready;          //  journal healthy and sockets bound
+    char *ingress_id;                   //  SB_INGRESS_ID
+    char *journal_dir;                  //  SB_JOURNAL_DIR
+    int pub_hwm;                        //  SB_PUB_HWM: events queued per subscriber
+    char epoch[40];                     //  the journal's epoch
+    size_t stamp_room;                  //  bytes an event's stamp may take (sb_event_stamp_room)
+    sb_metrics_t *metrics;              //  borrowed
+    pthread_mutex_t lock;               //  guards the queue and every request's state
+    s_pending_t *head, *tail;           //  requests waiting for the actor
+    int wake_fd;                        //  eventfd: the queue turned non-empty
+    atomic_bool ready;                  //  journal healthy and sockets bound
     atomic_int_fast64_t busy_since_us;  //  start of the journal write in progress (0: none)
-    atomic_uint_fast64_t next_seq;  //  next sequence number to assign
-    atomic_uint_fast64_t committed;  //  last durable sequence number (0: none)
-    sb_journal_trim_t retention;  //  age and size limits from the settings
-    atomic_uint_fast64_t held_seq;  //  consumers' lowest acked seq (sb_writer_hold)
+    atomic_uint_fast64_t next_seq;      //  next sequence number to assign
+    atomic_uint_fast64_t committed;     //  last durable sequence number (0: none)
+    sb_journal_trim_t retention;        //  age and size limits from the settings
+    atomic_uint_fast64_t held_seq;      //  consumers' lowest acked seq (sb_writer_hold)
 };
 
 struct sb_writer_client_t {
-    sb_writer_t *writer;           //  borrowed
-    sb_log_every_t log_withdrawn;  //  requests withdrawn from the queue at their deadline
-    sb_log_every_t log_slow;       //  requests that waited past S_QUEUED_MAX_MS for a verdict
+    sb_writer_t *writer;            //  borrowed
+    sb_log_every_t log_withdrawn;   //  requests withdrawn from the queue at their deadline
+    sb_log_every_t log_slow;        //  requests that waited past S_QUEUED_MAX_MS for a verdict
     sb_log_every_t log_no_verdict;  //  requests answered 503 at S_ANSWER_MAX_MS, maybe stored
 };
 
 //  Actor state, private to the actor thread.
 typedef struct {
-    sb_writer_t *writer;  //  the shared part (journal, ids, atomics)
-    zsock_t *pipe;        //  to the owner
-    zsock_t *pub;         //  event stream
-    bool terminated;      //  $TERM received
-    sb_metric_t *m_events;        //  events stored
-    sb_metric_t *m_requests_failed;  //  requests answered "not stored"
-    sb_metric_t *m_commits;       //  commits
-    sb_metric_t *m_commit_seconds;  //  commit latency
-    sb_metric_t *m_batch;         //  requests per commit
-    sb_metric_t *m_published;     //  events published
-    sb_metric_t *m_journal_bytes; //  journal size
+    sb_writer_t *writer;              //  the shared part (journal, ids, atomics)
+    zsock_t *pipe;                    //  to the owner
+    zsock_t *pub;                     //  event stream
+    bool terminated;                  //  $TERM received
+    sb_metric_t *m_events;            //  events stored
+    sb_metric_t *m_requests_failed;   //  requests answered "not stored"
+    sb_metric_t *m_commits;           //  commits
+    sb_metric_t *m_commit_seconds;    //  commit latency
+    sb_metric_t *m_batch;             //  requests per commit
+    sb_metric_t *m_published;         //  events published
+    sb_metric_t *m_journal_bytes;     //  journal size
     sb_metric_t *m_journal_segments;  //  journal segment files
-    sb_metric_t *m_healthy;       //  1 while the journal writes
-    sb_metric_t *m_trimmed;       //  segments removed by retention
-    sb_metric_t *m_dropped;       //  records removed before consumers acknowledged them
-    sb_metric_t *m_held;          //  bytes kept only for consumers
-    int64_t next_trim_ms;         //  when retention runs next (monotonic)
+    sb_metric_t *m_healthy;           //  1 while the journal writes
+    sb_metric_t *m_trimmed;           //  segments removed by retention
+    sb_metric_t *m_dropped;           //  records removed before consumers acknowledged them
+    sb_metric_t *m_held;              //  bytes kept only for consumers
+    int64_t next_trim_ms;             //  when retention runs next (monotonic)
 } self_t;
 
 static self_t *
@@ -189,38 +189,40 @@ s_self_new (zsock_t *pipe, sb_writer_t *writer)
     sb_metrics_t *m = writer->metrics;
     self->m_events = sb_metrics_counter (m, "sb_journal_events_total",
                                          "Events made durable in the journal", NULL);
-    self->m_requests_failed = sb_metrics_counter (
-        m, "sb_journal_failed_requests_total",
-        "Requests answered 503 because the journal could not store them", NULL);
+    self->m_requests_failed =
+        sb_metrics_counter (m, "sb_journal_failed_requests_total",
+                            "Requests answered 503 because the journal could not store them", NULL);
     self->m_commits = sb_metrics_counter (m, "sb_journal_commits_total",
                                           "Group commits (one fdatasync each)", NULL);
     static const double commit_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
-                                           0.025, 0.05, 0.1, 0.25, 1};
+                                           0.025,  0.05,  0.1,   0.25,  1};
     self->m_commit_seconds = sb_metrics_histogram (
         m, "sb_journal_commit_seconds", "Time to write and fdatasync one batch", NULL,
         commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
     static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
-    self->m_batch = sb_metrics_histogram (m, "sb_journal_batch_requests",
-                                          "Requests per group commit", NULL, batch_bounds,
-                                          sizeof batch_bounds / sizeof batch_bounds[0]);
+    self->m_batch =
+        sb_metrics_histogram (m, "sb_journal_batch_requests", "Requests per group commit", NULL,
+                              batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
     self->m_published = sb_metrics_counter (m, "sb_published_events_total",
                                             "Events published on the PUB socket", NULL);
-    self->m_journal_bytes = sb_metrics_gauge (m, "sb_journal_bytes",
-                                              "Bytes in the journal's segment files", NULL);
-    self->m_journal_segments = sb_metrics_gauge (m, "sb_journal_segments",
-                                                 "Journal segment files", NULL);
-    self->m_healthy = sb_metrics_gauge (m, "sb_journal_healthy",
-                                        "1 while the journal accepts writes", NULL);
+    self->m_journal_bytes =
+        sb_metrics_gauge (m, "sb_journal_bytes", "Bytes in the journal's segment files", NULL);
+    self->m_journal_segments =
+        sb_metrics_gauge (m, "sb_journal_segments", "Journal segment files", NULL);
+    self->m_healthy =
+        sb_metrics_gauge (m, "sb_journal_healthy", "1 while the journal accepts writes", NULL);
     self->m_trimmed = sb_metrics_counter (m, "sb_journal_trimmed_segments_total",
                                           "Journal segments removed by retention", NULL);
     self->m_dropped = sb_metrics_counter (
         m, "sb_journal_dropped_unacked_events_total",
         "Journal records removed past SB_JOURNAL_HARD_MAX_BYTES before every consumer "
-        "acknowledged them", NULL);
+        "acknowledged them",
+        NULL);
     self->m_held = sb_metrics_gauge (
         m, "sb_journal_retention_held_bytes",
         "Journal bytes kept past age and size limits only because a consumer has not "
-        "acknowledged them", NULL);
+        "acknowledged them",
+        NULL);
     self->next_trim_ms = zclock_mono () + S_TRIM_MS;
     sb_metric_set (self->m_healthy, 1);
     sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (writer->journal));
@@ -378,8 +380,7 @@ s_self_handle_requests (self_t *self)
                 if (batch[i]->ok)
                     s_publish (self, batch[i]);
             sb_metric_set (self->m_journal_bytes, (int64_t) sb_journal_size (w->journal));
-            sb_metric_set (self->m_journal_segments,
-                           (int64_t) sb_journal_segments (w->journal));
+            sb_metric_set (self->m_journal_segments, (int64_t) sb_journal_segments (w->journal));
         }
         //  Answer every request, then wake the threads (outside the lock,
         //  see above) and let go of the requests.
@@ -468,32 +469,31 @@ s_writer_actor (zsock_t *pipe, void *args)
 }
 
 sb_writer_t *
-sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security,
-               sb_metrics_t *metrics)
+sb_writer_new (const sb_config_t *config, const sb_zmq_security_t *security, sb_metrics_t *metrics)
 {
     sb_writer_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->security = security;
     self->metrics = metrics;
-    self->journal
-        = sb_journal_open (sb_config_str (config, SB_CFG_SB_JOURNAL_DIR),
-                           (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_SEGMENT_BYTES));
+    self->journal =
+        sb_journal_open (sb_config_str (config, SB_CFG_SB_JOURNAL_DIR),
+                         (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_SEGMENT_BYTES));
     if (!self->journal)
         goto fail;
     snprintf (self->epoch, sizeof self->epoch, "%s", sb_journal_epoch (self->journal));
-    self->stamp_room
-        = sb_event_stamp_room (sb_config_str (config, SB_CFG_SB_INGRESS_ID), self->epoch);
+    self->stamp_room =
+        sb_event_stamp_room (sb_config_str (config, SB_CFG_SB_INGRESS_ID), self->epoch);
     atomic_init (&self->next_seq, sb_journal_next_seq (self->journal));
     //  What the journal holds at open survived the restart: committed.
     atomic_init (&self->committed, sb_journal_next_seq (self->journal) - 1);
     //  Everything is held until the replay server says what consumers acked.
     atomic_init (&self->held_seq, 0);
-    self->retention.max_age_seconds
-        = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_RETAIN_HOURS) * 3600;
+    self->retention.max_age_seconds =
+        (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_RETAIN_HOURS) * 3600;
     self->retention.max_bytes = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_MAX_BYTES);
-    self->retention.hard_max_bytes
-        = (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_HARD_MAX_BYTES);
+    self->retention.hard_max_bytes =
+        (uint64_t) sb_config_int (config, SB_CFG_SB_JOURNAL_HARD_MAX_BYTES);
     atomic_init (&self->ready, false);
     atomic_init (&self->busy_since_us, 0);
     pthread_mutex_init (&self->lock, NULL);
@@ -651,8 +651,8 @@ s_deadline (int64_t started_us, int ms, int64_t now_us, int min_ms)
     int64_t at = started_us + (int64_t) ms * 1000;
     if (at < now_us + (int64_t) min_ms * 1000)
         at = now_us + (int64_t) min_ms * 1000;
-    return (struct timespec) {.tv_sec = (time_t) (at / 1000000),
-                              .tv_nsec = (long) (at % 1000000) * 1000L};
+    return (struct timespec){.tv_sec = (time_t) (at / 1000000),
+                             .tv_nsec = (long) (at % 1000000) * 1000L};
 }
 
 sb_journal_result_t
@@ -678,15 +678,15 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
     }
     //  Both bounds from the request's start (see DESIGN).
     int64_t handed_us = sb_time_mono_us ();
-    struct timespec queued_until
-        = s_deadline (started_us, S_QUEUED_MAX_MS, handed_us, S_QUEUED_MIN_MS);
-    struct timespec answer_until
-        = s_deadline (started_us, S_ANSWER_MAX_MS, handed_us, S_QUEUED_MIN_MS);
+    struct timespec queued_until =
+        s_deadline (started_us, S_QUEUED_MAX_MS, handed_us, S_QUEUED_MIN_MS);
+    struct timespec answer_until =
+        s_deadline (started_us, S_ANSWER_MAX_MS, handed_us, S_QUEUED_MIN_MS);
     pthread_mutex_lock (&w->lock);
     while (req->state != S_DONE) {
         bool queued = req->state == S_QUEUED;
-        int rc = pthread_cond_timedwait (&req->done, &w->lock,
-                                         queued ? &queued_until : &answer_until);
+        int rc =
+            pthread_cond_timedwait (&req->done, &w->lock, queued ? &queued_until : &answer_until);
         if (rc != ETIMEDOUT || req->state == S_DONE)
             continue;
         //  Taken since: its events may be committed any moment, and a 503
@@ -718,8 +718,8 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
         s_pending_free (req);
         sb_log_every (&self->log_withdrawn, SB_LOG_ERROR, "writer",
                       "journal writer did not take the request in time: withdrawn, never "
-                      "written, answered 503 waited_ms=%" PRId64 " bound_ms=%d", waited_ms,
-                      S_QUEUED_MAX_MS);
+                      "written, answered 503 waited_ms=%" PRId64 " bound_ms=%d",
+                      waited_ms, S_QUEUED_MAX_MS);
         return SB_JOURNAL_NOT_STORED;
     }
     if (state == S_TAKEN) {
@@ -728,13 +728,15 @@ sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events, siz
         sb_log_every (&self->log_no_verdict, SB_LOG_ERROR, "writer",
                       "journal commit gave no verdict in time: answered 503, but the events may "
                       "still be stored (a provider retry is deduplicated by PostgreSQL) "
-                      "waited_ms=%" PRId64 " bound_ms=%d", waited_ms, S_ANSWER_MAX_MS);
+                      "waited_ms=%" PRId64 " bound_ms=%d",
+                      waited_ms, S_ANSWER_MAX_MS);
         return SB_JOURNAL_NOT_STORED;
     }
     if (waited_ms >= S_QUEUED_MAX_MS)
         sb_log_every (&self->log_slow, SB_LOG_WARN, "writer",
                       "journal commit slower than the queue bound, waited for its verdict "
-                      "waited_ms=%" PRId64 " stored=%s", waited_ms, stored ? "yes" : "no");
+                      "waited_ms=%" PRId64 " stored=%s",
+                      waited_ms, stored ? "yes" : "no");
     //  The actor is done with the events: free them in the thread that
     //  allocated them (see s_stamp_request), whoever frees the rest.
     for (size_t i = 0; i < req->count; i++) {

@@ -85,7 +85,6 @@ void sb_writer_client_destroy (sb_writer_client_t **self_p);
 //  timeout: NOT_STORED although the events may still be stored (logged;
 //  PostgreSQL dedupes the provider's retry).
 sb_journal_result_t sb_writer_client_store (sb_writer_client_t *self, sb_event_t *const *events,
-                                            size_t count, int64_t started_us,
-                                            uint64_t *first_seq);
+                                            size_t count, int64_t started_us, uint64_t *first_seq);
 
 #endif

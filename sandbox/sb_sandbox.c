@@ -44,8 +44,8 @@ s_iso8601 (int64_t ms, char *out, size_t size)
     time_t secs = (time_t) (ms / 1000);
     struct tm tm;
     gmtime_r (&secs, &tm);
-    snprintf (out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+    snprintf (out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
 }
 
 bool
@@ -144,7 +144,7 @@ sb_sandbox_twilio_error (sb_sandbox_answer_t *answer, int status, int code, cons
     snprintf (answer->error_code, sizeof answer->error_code, "%d", code);
     sb_sandbox_answer_json (answer, status,
                             json_pack ("{s:i, s:s, s:s, s:i}", "code", code, "message", message,
-                              "more_info", more_info, "status", status));
+                                       "more_info", more_info, "status", status));
 }
 
 void
@@ -154,12 +154,12 @@ sb_sandbox_meta_error (sb_sandbox_answer_t *answer, int status, int code, const 
     char trace[32];
     sb_fakeprov_hex_id (trace, sizeof trace, "A", 22, true);
     snprintf (answer->error_code, sizeof answer->error_code, "%d", code);
-    json_t *error = json_pack ("{s:s, s:s, s:i}", "message", message, "type", "OAuthException",
-                               "code", code);
+    json_t *error =
+        json_pack ("{s:s, s:s, s:i}", "message", message, "type", "OAuthException", "code", code);
     if (error && details)
-        json_object_set_new (error, "error_data",
-                             json_pack ("{s:s, s:s}", "messaging_product", "whatsapp",
-                                        "details", details));
+        json_object_set_new (
+            error, "error_data",
+            json_pack ("{s:s, s:s}", "messaging_product", "whatsapp", "details", details));
     if (error && code == 190)
         json_object_set_new (error, "error_subcode", json_integer (463));
     if (error)
@@ -270,8 +270,7 @@ s_drain (struct mg_connection *conn)
 
 //  A record of the request, without the answer yet.
 static json_t *
-s_record_new (const struct mg_request_info *info, const char *path, const char *body,
-              size_t size)
+s_record_new (const struct mg_request_info *info, const char *path, const char *body, size_t size)
 {
     char when[96];
     s_iso8601 (sb_time_wall_ms (), when, sizeof when);
@@ -379,8 +378,7 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
     else if (provider == 0) {
         char message[300];
         if (strncmp (path, "/2010-04-01/", 12) == 0) {
-            snprintf (message, sizeof message, "The requested resource %.200s was not found",
-                      path);
+            snprintf (message, sizeof message, "The requested resource %.200s was not found", path);
             sb_sandbox_twilio_error (&answer, 404, 20404, message);
         }
         else {
@@ -431,4 +429,3 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
     free (body);
     return answer.status;
 }
-

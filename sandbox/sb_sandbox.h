@@ -58,29 +58,29 @@ typedef struct sb_sandbox_callback_t sb_sandbox_callback_t;
 
 typedef struct {
     //  Settings, immutable after start.
-    const char *account_sid;   //  TWILIO_ACCOUNT_SID
-    const char *auth_token;    //  TWILIO_AUTH_TOKEN (secret)
-    const char *api_key;       //  TWILIO_API_KEY
-    const char *api_secret;    //  TWILIO_API_SECRET (secret)
-    const char *meta_token;    //  META_ACCESS_TOKEN (secret)
-    const char *app_secret;    //  META_APP_SECRET (secret)
-    const char *public_url;    //  SB_PUBLIC_URL ("" when unset)
-    const char *prefix;        //  SB_PATH_PREFIX
-    const char *callbacks;     //  ingress base URL for callbacks ("" = none)
-    long callback_delay_ms;    //  pause before each callback
-    atomic_int stopping;       //  set when shutting down: slow answers end
+    const char *account_sid;  //  TWILIO_ACCOUNT_SID
+    const char *auth_token;   //  TWILIO_AUTH_TOKEN (secret)
+    const char *api_key;      //  TWILIO_API_KEY
+    const char *api_secret;   //  TWILIO_API_SECRET (secret)
+    const char *meta_token;   //  META_ACCESS_TOKEN (secret)
+    const char *app_secret;   //  META_APP_SECRET (secret)
+    const char *public_url;   //  SB_PUBLIC_URL ("" when unset)
+    const char *prefix;       //  SB_PATH_PREFIX
+    const char *callbacks;    //  ingress base URL for callbacks ("" = none)
+    long callback_delay_ms;   //  pause before each callback
+    atomic_int stopping;      //  set when shutting down: slow answers end
     //  Shared state, under lock.
-    pthread_mutex_t lock;      //  guards everything below
-    json_t *log;               //  array of request records
-    uint64_t next_seq;         //  seq of the next record
-    sb_sandbox_plan_t plan;    //  failures to inject
-    int in_flight;             //  provider requests being answered
+    pthread_mutex_t lock;    //  guards everything below
+    json_t *log;             //  array of request records
+    uint64_t next_seq;       //  seq of the next record
+    sb_sandbox_plan_t plan;  //  failures to inject
+    int in_flight;           //  provider requests being answered
     //  Callback thread.
-    CURLM *multi;                     //  its multi handle (curl_multi_wakeup is thread-safe)
-    sb_sandbox_callback_t *queue;     //  callbacks waiting, oldest first
+    CURLM *multi;                       //  its multi handle (curl_multi_wakeup is thread-safe)
+    sb_sandbox_callback_t *queue;       //  callbacks waiting, oldest first
     sb_sandbox_callback_t *queue_tail;  //  last of them
-    bool thread_started;              //  thread must be joined
-    pthread_t thread;                 //  the callback poster
+    bool thread_started;                //  thread must be joined
+    pthread_t thread;                   //  the callback poster
 } sb_sandbox_t;
 
 //  What a handler answers, and what the log records about it.
@@ -111,8 +111,8 @@ void sb_sandbox_twilio_error (sb_sandbox_answer_t *answer, int status, int code,
 
 //  Meta's error shape {"error": {message, type, code, error_data?, fbtrace_id}};
 //  details NULL leaves out error_data.
-void sb_sandbox_meta_error (sb_sandbox_answer_t *answer, int status, int code,
-                            const char *message, const char *details);
+void sb_sandbox_meta_error (sb_sandbox_answer_t *answer, int status, int code, const char *message,
+                            const char *details);
 
 //  True when given (given_size bytes) equals the non-empty expected, in
 //  constant time.
@@ -137,15 +137,14 @@ int sb_sandbox_parse_long (const char *text, long min, long max, long *out);
 
 //  POST /2010-04-01/Accounts/{account}/Messages.json: check, record into
 //  record (params, auth_user), answer, queue the callbacks.
-void sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
-                               const char *account, const char *body, size_t size,
-                               json_t *record, sb_sandbox_answer_t *answer);
+void sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *account,
+                               const char *body, size_t size, json_t *record,
+                               sb_sandbox_answer_t *answer);
 
 //  POST /{version}/{phone_number_id}/messages: the same for Meta.
-void sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn,
-                             const char *version, const char *phone_number_id,
-                             const char *body, size_t size, json_t *record,
-                             sb_sandbox_answer_t *answer);
+void sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
+                             const char *phone_number_id, const char *body, size_t size,
+                             json_t *record, sb_sandbox_answer_t *answer);
 
 //  --------------------------------------------------------------------------
 //  sb_sandbox_callbacks.c: the status callbacks
@@ -154,9 +153,8 @@ void sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn,
 //  Content-Type and, when sig_value is not NULL, the signature header
 //  sig_name; what names it in logs. NULL when out of memory.
 sb_sandbox_callback_t *sb_sandbox_callback_new (const char *url, char *body,
-                                                const char *content_type,
-                                                const char *sig_name, const char *sig_value,
-                                                const char *what);
+                                                const char *content_type, const char *sig_name,
+                                                const char *sig_value, const char *what);
 
 //  Free a callback and the chain after it; sets *callback_p to NULL.
 void sb_sandbox_callback_destroy (sb_sandbox_callback_t **callback_p);
@@ -198,7 +196,7 @@ void sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long ret
                         sb_sandbox_answer_t *answer);
 
 //  Answer a request under /_sandbox/.
-void sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path,
-                       const char *query, sb_sandbox_answer_t *answer);
+void sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path, const char *query,
+                       sb_sandbox_answer_t *answer);
 
 #endif

@@ -95,9 +95,10 @@ sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_af
                                    "Cloud API message throughput has been reached.");
     }
     else if (mode == SB_SANDBOX_FAIL_META131047)
-        sb_sandbox_meta_error (answer, 400, 131047, "(#131047) Re-engagement message",
-                      "Message failed to send because more than 24 hours have passed since "
-                               "the customer last replied to this number.");
+        sb_sandbox_meta_error (
+            answer, 400, 131047, "(#131047) Re-engagement message",
+            "Message failed to send because more than 24 hours have passed since "
+            "the customer last replied to this number.");
 }
 
 //  --------------------------------------------------------------------------
@@ -127,23 +128,22 @@ sb_sandbox_log_append (sb_sandbox_t *self, json_t *record)
 static json_t *
 s_plan_json (const sb_sandbox_plan_t *plan)
 {
-    return json_pack ("{s:s, s:I, s:s, s:f, s:s, s:I, s:I}", "mode",
-                      sb_sandbox_fail_name (plan->mode), "count", (json_int_t) plan->count,
-                      "rate_mode", sb_sandbox_fail_name (plan->rate_mode), "rate", plan->rate,
-                      "providers",
-                      plan->providers == (SB_SANDBOX_TWILIO | SB_SANDBOX_META) ? "all"
-                      : plan->providers == SB_SANDBOX_TWILIO                    ? "twilio"
-                                                                               : "meta",
-                      "retry_after", (json_int_t) plan->retry_after_s, "delay_ms",
-                      (json_int_t) plan->delay_ms);
+    return json_pack (
+        "{s:s, s:I, s:s, s:f, s:s, s:I, s:I}", "mode", sb_sandbox_fail_name (plan->mode), "count",
+        (json_int_t) plan->count, "rate_mode", sb_sandbox_fail_name (plan->rate_mode), "rate",
+        plan->rate, "providers",
+        plan->providers == (SB_SANDBOX_TWILIO | SB_SANDBOX_META) ? "all"
+        : plan->providers == SB_SANDBOX_TWILIO                   ? "twilio"
+                                                                 : "meta",
+        "retry_after", (json_int_t) plan->retry_after_s, "delay_ms", (json_int_t) plan->delay_ms);
 }
 
 void
 sb_sandbox_plan_reset (sb_sandbox_plan_t *plan)
 {
     *plan = (sb_sandbox_plan_t){.providers = SB_SANDBOX_TWILIO | SB_SANDBOX_META,
-                       .retry_after_s = 1,
-                       .delay_ms = S_DEFAULT_DELAY_MS};
+                                .retry_after_s = 1,
+                                .delay_ms = S_DEFAULT_DELAY_MS};
 }
 
 //  POST /_sandbox/fail?count=N&mode=M[&retry_after=S][&delay_ms=D][&rate=R][&provider=P]
@@ -214,8 +214,8 @@ s_fail_set (sb_sandbox_t *self, const char *query, sb_sandbox_answer_t *answer)
 }
 
 void
-sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path,
-                  const char *query, sb_sandbox_answer_t *answer)
+sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path, const char *query,
+                  sb_sandbox_answer_t *answer)
 {
     if (strcmp (path, "/_sandbox/requests") == 0 && strcmp (method, "GET") == 0) {
         long since = -1;
@@ -236,9 +236,9 @@ sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path,
             selected = json_array ();
             size_t i;
             json_t *record;
-            json_array_foreach (self->log, i, record)
-                if (json_integer_value (json_object_get (record, "seq")) > since)
-                    json_array_append (selected, record);
+            json_array_foreach (self->log, i,
+                                record) if (json_integer_value (json_object_get (record, "seq"))
+                                            > since) json_array_append (selected, record);
         }
         answer->status = 200;
         answer->body = json_dumps (selected, JSON_COMPACT);
@@ -276,4 +276,3 @@ sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path,
         answer->body = strdup ("{\"error\":\"not found\"}");
     }
 }
-

@@ -127,8 +127,7 @@ static CURL *
 s_callback_start (sb_sandbox_t *self, sb_sandbox_callback_t *callback)
 {
     CURL *easy = curl_easy_init ();
-    if (!easy
-        || curl_easy_setopt (easy, CURLOPT_URL, callback->url) != CURLE_OK
+    if (!easy || curl_easy_setopt (easy, CURLOPT_URL, callback->url) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) S_TIMEOUT_MS) != CURLE_OK
@@ -136,7 +135,8 @@ s_callback_start (sb_sandbox_t *self, sb_sandbox_callback_t *callback)
         || curl_easy_setopt (easy, CURLOPT_HTTPHEADER, callback->headers) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_POSTFIELDS, callback->body) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                             (curl_off_t) strlen (callback->body)) != CURLE_OK
+                             (curl_off_t) strlen (callback->body))
+               != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, callback->error) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_PRIVATE, callback) != CURLE_OK

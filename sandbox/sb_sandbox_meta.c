@@ -33,7 +33,8 @@ s_only_keys (json_t *object, const char *const *allowed, const char **bad)
 {
     const char *key;
     json_t *value;
-    json_object_foreach (object, key, value) {
+    json_object_foreach (object, key, value)
+    {
         bool known = false;
         for (const char *const *a = allowed; *a; a++)
             if (strcmp (key, *a) == 0)
@@ -94,9 +95,8 @@ s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *w
                      wamid);
         char what[160];
         snprintf (what, sizeof what, "meta %s %.120s", statuses[i], wamid);
-        sb_sandbox_callback_t *callback = sb_sandbox_callback_new (url, body, "application/json",
-                                                 "X-Hub-Signature-256", sign ? signature : NULL,
-                                                                   what);
+        sb_sandbox_callback_t *callback = sb_sandbox_callback_new (
+            url, body, "application/json", "X-Hub-Signature-256", sign ? signature : NULL, what);
         if (!callback)
             break;
         last = sb_sandbox_callback_then (last, callback);
@@ -109,8 +109,8 @@ s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *w
 
 void
 sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
-                        const char *phone_number_id, const char *body, size_t size,
-                        json_t *record, sb_sandbox_answer_t *answer)
+                        const char *phone_number_id, const char *body, size_t size, json_t *record,
+                        sb_sandbox_answer_t *answer)
 {
     const char *auth = mg_get_header (conn, "Authorization");
     bool bearer = auth && strncasecmp (auth, "Bearer ", 7) == 0;
@@ -165,8 +165,8 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES, &error);
     if (root)
         json_object_set (record, "json", root);
-    static const char *types[] = {"text",    "audio",       "document", "image",
-                                  "location", "video",      "sticker",  "reaction",
+    static const char *types[] = {"text",        "audio",    "document", "image",
+                                  "location",    "video",    "sticker",  "reaction",
                                   "interactive", "template", "contacts", NULL};
     static const char *base_keys[] = {"messaging_product", "recipient_type", "to", "type",
                                       "context",           "text",           NULL};
@@ -200,8 +200,7 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     else if (!to)
         snprintf (details, sizeof details, "The parameter to is required.");
     else if (!s_is_wa_number (to, digits, sizeof digits))
-        snprintf (details, sizeof details, "Param to must be a phone number - got \"%.40s\".",
-                  to);
+        snprintf (details, sizeof details, "Param to must be a phone number - got \"%.40s\".", to);
     else if (!type)
         snprintf (details, sizeof details, "The parameter type is required.");
     else if (!type_known)
@@ -245,9 +244,9 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     else {
         char wamid[sizeof answer->id];
         sb_fakeprov_wamid (wamid, sizeof wamid, digits, SB_FAKEPROV_OUTBOUND);
-        json_t *reply = json_pack ("{s:s, s:[{s:s, s:s}], s:[{s:s}]}", "messaging_product",
-                                   "whatsapp", "contacts", "input", to, "wa_id", digits,
-                                   "messages", "id", wamid);
+        json_t *reply =
+            json_pack ("{s:s, s:[{s:s, s:s}], s:[{s:s}]}", "messaging_product", "whatsapp",
+                       "contacts", "input", to, "wa_id", digits, "messages", "id", wamid);
         snprintf (answer->id, sizeof answer->id, "%s", wamid);
         sb_sandbox_answer_json (answer, 200, reply);
         if (*self->callbacks)
@@ -255,4 +254,3 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     }
     json_decref (root);
 }
-

@@ -202,10 +202,9 @@ s_twilio_callbacks (sb_sandbox_t *self, const char *sid, const sb_form_t *reques
                      "Twilio callback unsigned: TWILIO_AUTH_TOKEN is unset sid=%s", sid);
         char what[96];
         snprintf (what, sizeof what, "twilio %s %s", statuses[i], sid);
-        sb_sandbox_callback_t *callback =
-            sb_sandbox_callback_new (post_url, sb_form_encode (form),
-                                     "application/x-www-form-urlencoded", "X-Twilio-Signature",
-                                     sign ? signature : NULL, what);
+        sb_sandbox_callback_t *callback = sb_sandbox_callback_new (
+            post_url, sb_form_encode (form), "application/x-www-form-urlencoded",
+            "X-Twilio-Signature", sign ? signature : NULL, what);
         sb_form_destroy (&form);
         if (!callback)
             break;
@@ -219,8 +218,8 @@ s_twilio_callbacks (sb_sandbox_t *self, const char *sid, const sb_form_t *reques
 }
 
 void
-sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
-                          const char *account, const char *body, size_t size, json_t *record,
+sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *account,
+                          const char *body, size_t size, json_t *record,
                           sb_sandbox_answer_t *answer)
 {
     char user[256];
@@ -255,8 +254,8 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
     }
     json_t *params = json_array ();
     for (size_t i = 0; i < sb_form_size (form); i++)
-        json_array_append_new (params, json_pack ("[s,s]", sb_form_key (form, i),
-                                                  sb_form_value (form, i)));
+        json_array_append_new (params,
+                               json_pack ("[s,s]", sb_form_key (form, i), sb_form_value (form, i)));
     json_object_set_new (record, "params", params);
 
     const char *to = sb_form_get (form, "To");
@@ -277,8 +276,7 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
     else if ((!from || !*from) && (!service || !*service))
         sb_sandbox_twilio_error (answer, 400, 21603, "A 'From' phone number is required.");
     else if (service && *service && !sb_sandbox_is_sid (service, "MG")) {
-        snprintf (message, sizeof message, "The Messaging Service Sid %.40s is invalid.",
-                  service);
+        snprintf (message, sizeof message, "The Messaging Service Sid %.40s is invalid.", service);
         sb_sandbox_twilio_error (answer, 400, 21701, message);
     }
     else if (from && *from && !s_is_twilio_sender (s_channel_address (from, &from_whatsapp))) {
@@ -286,8 +284,9 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
         sb_sandbox_twilio_error (answer, 400, 21212, message);
     }
     else if (from && *from && to_whatsapp != from_whatsapp)
-        sb_sandbox_twilio_error (answer, 400, 21910,
-                        "Invalid From and To pair. From and To should be of the same channel");
+        sb_sandbox_twilio_error (
+            answer, 400, 21910,
+            "Invalid From and To pair. From and To should be of the same channel");
     else if ((!text || !*text) && (!media || !*media) && (!content || !*content))
         sb_sandbox_twilio_error (answer, 400, 21602, "Message body is required.");
     else if (text && sb_sandbox_utf8_length (text) > S_MAX_BODY)
@@ -343,4 +342,3 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn,
     }
     sb_form_destroy (&form);
 }
-

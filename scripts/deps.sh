@@ -23,6 +23,7 @@ build=(
 )
 develop=(
   clang libclang-rt-14-dev   # fuzzing and sanitizers
+  clang-format               # the test command checks the layout of every C file
   postgresql                 # initdb, pg_ctl: the private cluster of tests and run.sh
   curl openssl iproute2 procps   # run.sh: health checks, secrets, ports, ps
   wrk                        # bench/

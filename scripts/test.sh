@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build with warnings as errors,
-# run every ctest test (unit, integration, fault), check docker-compose.yml,
+# run every ctest test (unit, integration, fault), check docker-compose.yml
+# and the C files' layout (clang-format),
 # then build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # every test once more against those binaries. Every step runs even when an
 # earlier one failed (a failed build skips only its own tests); the summary
@@ -83,6 +84,12 @@ run_ctest_asan() {
     run_ctest "$1"
 }
 
+# Every tracked C file laid out as .clang-format says (the house style);
+# `clang-format -i $(git ls-files '*.c' '*.h')` fixes what this reports.
+check_format() {
+  (cd "$top" && git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run --Werror)
+}
+
 check_compose() {
   docker-compose -f "$top/docker-compose.yml" config -q
 }
@@ -96,6 +103,7 @@ else
 fi
 
 step "docker-compose.yml (docker-compose config -q)" check_compose || true
+step "C layout (clang-format --dry-run --Werror)" check_format || true
 
 if [ "${SB_TEST_SKIP_ASAN:-0}" = 1 ]; then
   skip "ASan+UBSan build and tests (SB_TEST_SKIP_ASAN=1)"

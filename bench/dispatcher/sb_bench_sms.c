@@ -20,13 +20,16 @@ sb_form_t *
 sb_bench_sms_form (const sb_bench_sms_t *sms, const char *account)
 {
     const char *pairs[][2] = {
-        {"ToCountry", "US"}, {"ToState", "CA"}, {"SmsMessageSid", sms->sid}, {"NumMedia", "0"},
-        {"ToCity", "SAUSALITO"}, {"FromZip", "94103"}, {"SmsSid", sms->sid},
-        {"FromState", "CA"}, {"SmsStatus", "received"}, {"FromCity", "SAN FRANCISCO"},
-        {"Body", sms->text}, {"FromCountry", "US"}, {"To", SB_BENCH_SMS_TO},
-        {"MessagingServiceSid", "MGd1b2c3d4e5f60718293a4b5c6d7e8f93"}, {"ToZip", "94965"},
-        {"NumSegments", "1"}, {"MessageSid", sms->sid}, {"AccountSid", account},
-        {"From", sms->from}, {"ApiVersion", "2010-04-01"}};
+        {"ToCountry", "US"},         {"ToState", "CA"},
+        {"SmsMessageSid", sms->sid}, {"NumMedia", "0"},
+        {"ToCity", "SAUSALITO"},     {"FromZip", "94103"},
+        {"SmsSid", sms->sid},        {"FromState", "CA"},
+        {"SmsStatus", "received"},   {"FromCity", "SAN FRANCISCO"},
+        {"Body", sms->text},         {"FromCountry", "US"},
+        {"To", SB_BENCH_SMS_TO},     {"MessagingServiceSid", "MGd1b2c3d4e5f60718293a4b5c6d7e8f93"},
+        {"ToZip", "94965"},          {"NumSegments", "1"},
+        {"MessageSid", sms->sid},    {"AccountSid", account},
+        {"From", sms->from},         {"ApiVersion", "2010-04-01"}};
     sb_form_t *form = sb_form_new ();
     if (!form)
         return NULL;

@@ -16,10 +16,10 @@
 
 #include "sb_form.h"
 
-#define SB_BENCH_SMS_TO "+15558675310"      //  our number: the webhooks' To
-#define SB_BENCH_SMS_SID_SIZE 35            //  "SM" + 32 hex digits + NUL
-#define SB_BENCH_SMS_ADDR_SIZE 16           //  "+1555" + 7 digits + NUL
-#define SB_BENCH_SMS_TEXT_SIZE 32           //  "bench " + a number + NUL
+#define SB_BENCH_SMS_TO "+15558675310"  //  our number: the webhooks' To
+#define SB_BENCH_SMS_SID_SIZE 35        //  "SM" + 32 hex digits + NUL
+#define SB_BENCH_SMS_ADDR_SIZE 16       //  "+1555" + 7 digits + NUL
+#define SB_BENCH_SMS_TEXT_SIZE 32       //  "bench " + a number + NUL
 
 //  The identity of webhook n: its MessageSid, sender and text.
 typedef struct {

@@ -57,9 +57,9 @@
 #include "sb_sig.h"
 
 #define S_NAME "sb-bench-load"
-#define S_ANSWER_MAX (64 * 1024)     //  bytes of one answer, headers included
-#define S_CONN_MAX 4096              //  most connections
-#define S_DRAIN_S 30                 //  default wait for answers after the last send
+#define S_ANSWER_MAX (64 * 1024)  //  bytes of one answer, headers included
+#define S_CONN_MAX 4096           //  most connections
+#define S_DRAIN_S 30              //  default wait for answers after the last send
 #define S_NS 1000000000LL
 
 //  Set by the signal handler: stop sending, write what we have.
@@ -74,24 +74,24 @@ s_on_signal (int sig)
 
 //  One webhook.
 typedef struct {
-    char *data;          //  the whole HTTP request
-    size_t size;         //  its length
+    char *data;                       //  the whole HTTP request
+    size_t size;                      //  its length
     char sid[SB_BENCH_SMS_SID_SIZE];  //  its MessageSid
-    int64_t sent_ns;     //  wall clock when its last byte was written (0: never)
-    int64_t ack_ns;      //  wall clock when its answer was complete (0: none)
-    int64_t sent_mono;   //  monotonic time of the write, for the summary
-    int64_t ack_mono;    //  monotonic time of the answer
-    int status;          //  HTTP status of the answer (0: none)
-    bool retried;        //  sent again on a new connection (see s_conn_fail)
+    int64_t sent_ns;                  //  wall clock when its last byte was written (0: never)
+    int64_t ack_ns;                   //  wall clock when its answer was complete (0: none)
+    int64_t sent_mono;                //  monotonic time of the write, for the summary
+    int64_t ack_mono;                 //  monotonic time of the answer
+    int status;                       //  HTTP status of the answer (0: none)
+    bool retried;                     //  sent again on a new connection (see s_conn_fail)
 } s_req_t;
 
 //  One keep-alive connection.
 typedef struct {
-    int fd;              //  socket, -1 when closed
-    size_t req;          //  webhook in flight, SIZE_MAX when idle
-    size_t written;      //  bytes of it written so far
-    char *in;            //  the answer so far (S_ANSWER_MAX + 1 bytes)
-    size_t in_size;      //  bytes in it
+    int fd;          //  socket, -1 when closed
+    size_t req;      //  webhook in flight, SIZE_MAX when idle
+    size_t written;  //  bytes of it written so far
+    char *in;        //  the answer so far (S_ANSWER_MAX + 1 bytes)
+    size_t in_size;  //  bytes in it
 } s_conn_t;
 
 //  What the command line says.
@@ -198,48 +198,52 @@ static int
 s_parse_args (int argc, char **argv, s_opts_t *opts)
 {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},         {"public-url", required_argument, NULL, 'P'},
-        {"path", required_argument, NULL, 'p'},        {"rate", required_argument, NULL, 'r'},
-        {"duration", required_argument, NULL, 'd'},    {"connections", required_argument, NULL, 'c'},
-        {"contacts", required_argument, NULL, 'k'},    {"tag", required_argument, NULL, 't'},
-        {"out", required_argument, NULL, 'o'},         {"drain", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+        {"url", required_argument, NULL, 'u'},      {"public-url", required_argument, NULL, 'P'},
+        {"path", required_argument, NULL, 'p'},     {"rate", required_argument, NULL, 'r'},
+        {"duration", required_argument, NULL, 'd'}, {"connections", required_argument, NULL, 'c'},
+        {"contacts", required_argument, NULL, 'k'}, {"tag", required_argument, NULL, 't'},
+        {"out", required_argument, NULL, 'o'},      {"drain", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *url = NULL;
-    *opts = (s_opts_t) {.path = "/twilio/messages", .connections = 64, .contacts = 1000,
-                        .drain = S_DRAIN_S, .rate = -1, .duration = -1};
+    *opts = (s_opts_t){.path = "/twilio/messages",
+                       .connections = 64,
+                       .contacts = 1000,
+                       .drain = S_DRAIN_S,
+                       .rate = -1,
+                       .duration = -1};
     int c;
     double v;
     while ((c = getopt_long (argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'u': url = optarg; break;
-        case 'P': opts->public_url = optarg; break;
-        case 'p': opts->path = optarg; break;
-        case 'r':
-            if ((opts->rate = s_parse_number ("--rate", optarg, 0.001, 1e6)) < 0)
-                return -1;
-            break;
-        case 'd':
-            if ((opts->duration = s_parse_number ("--duration", optarg, 0.001, 86400)) < 0)
-                return -1;
-            break;
-        case 'c':
-            if ((v = s_parse_number ("--connections", optarg, 1, S_CONN_MAX)) < 0)
-                return -1;
-            opts->connections = (int) v;
-            break;
-        case 'k':
-            if ((v = s_parse_number ("--contacts", optarg, 1, 1e7)) < 0)
-                return -1;
-            opts->contacts = (long) v;
-            break;
-        case 't': opts->tag = optarg; break;
-        case 'o': opts->out = optarg; break;
-        case 'D':
-            if ((opts->drain = s_parse_number ("--drain", optarg, 0, 3600)) < 0)
-                return -1;
-            break;
-        case 'h': s_usage (stdout); exit (0);
-        default: s_usage (stderr); return -1;
+            case 'u': url = optarg; break;
+            case 'P': opts->public_url = optarg; break;
+            case 'p': opts->path = optarg; break;
+            case 'r':
+                if ((opts->rate = s_parse_number ("--rate", optarg, 0.001, 1e6)) < 0)
+                    return -1;
+                break;
+            case 'd':
+                if ((opts->duration = s_parse_number ("--duration", optarg, 0.001, 86400)) < 0)
+                    return -1;
+                break;
+            case 'c':
+                if ((v = s_parse_number ("--connections", optarg, 1, S_CONN_MAX)) < 0)
+                    return -1;
+                opts->connections = (int) v;
+                break;
+            case 'k':
+                if ((v = s_parse_number ("--contacts", optarg, 1, 1e7)) < 0)
+                    return -1;
+                opts->contacts = (long) v;
+                break;
+            case 't': opts->tag = optarg; break;
+            case 'o': opts->out = optarg; break;
+            case 'D':
+                if ((opts->drain = s_parse_number ("--drain", optarg, 0, 3600)) < 0)
+                    return -1;
+                break;
+            case 'h': s_usage (stdout); exit (0);
+            default: s_usage (stderr); return -1;
         }
     }
     if (optind != argc || !url || opts->rate < 0 || opts->duration < 0) {
@@ -266,8 +270,8 @@ s_parse_args (int argc, char **argv, s_opts_t *opts)
 
 //  Build and sign webhook n. 0 or -1.
 static int
-s_req_build (s_req_t *req, uint64_t n, const s_opts_t *opts, const char *tag,
-             const char *token, const char *account, const char *url)
+s_req_build (s_req_t *req, uint64_t n, const s_opts_t *opts, const char *tag, const char *token,
+             const char *account, const char *url)
 {
     sb_bench_sms_t sms;
     sb_bench_sms_make (&sms, n, tag, opts->contacts);
@@ -323,8 +327,8 @@ s_conn_open (s_conn_t *conn, const s_opts_t *opts)
     int one = 1;
     setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect (fd, (struct sockaddr *) &sa, sizeof sa) != 0) {
-        fprintf (stderr, S_NAME ": cannot connect to %s:%d (errno %d)\n", opts->host,
-                 opts->port, errno);
+        fprintf (stderr, S_NAME ": cannot connect to %s:%d (errno %d)\n", opts->host, opts->port,
+                 errno);
         close (fd);
         return -1;
     }
@@ -349,8 +353,8 @@ static int
 s_conn_write (s_conn_t *conn, s_req_t *req)
 {
     while (conn->written < req->size) {
-        ssize_t n = send (conn->fd, req->data + conn->written, req->size - conn->written,
-                          MSG_NOSIGNAL);
+        ssize_t n =
+            send (conn->fd, req->data + conn->written, req->size - conn->written, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 0;
@@ -424,7 +428,7 @@ s_answer_complete (s_conn_t *conn, int *status, bool *close_after)
                 *close_after = true;
         }
         else if (strncasecmp (line, "Transfer-Encoding:", 18) == 0)
-            return -1;   //  not sent by the ingress; not handled here
+            return -1;  //  not sent by the ingress; not handled here
         line = eol + 2;
     }
     if (length < 0)
@@ -432,7 +436,7 @@ s_answer_complete (s_conn_t *conn, int *status, bool *close_after)
     if (conn->in_size < head + (size_t) length)
         return conn->in_size >= S_ANSWER_MAX ? -1 : 0;
     if (conn->in_size > head + (size_t) length)
-        return -1;   //  bytes we did not ask for
+        return -1;  //  bytes we did not ask for
     *status = code;
     return 1;
 }
@@ -530,8 +534,8 @@ main (int argc, char **argv)
     //  Idle connections, first in first out: each is used often, none stays
     //  idle long enough for the server's keep-alive timeout to close it.
     size_t nconn = (size_t) opts.connections;
-    size_t idle_head = 0;       //  the oldest idle connection in idle[]
-    size_t nidle = 0;           //  idle connections
+    size_t idle_head = 0;  //  the oldest idle connection in idle[]
+    size_t nidle = 0;      //  idle connections
     for (int i = 0; i < opts.connections; i++) {
         conns[i].fd = -1;
         if (!(conns[i].in = malloc (S_ANSWER_MAX + 1)) || s_conn_open (&conns[i], &opts))
@@ -546,14 +550,14 @@ main (int argc, char **argv)
     sigaction (SIGTERM, &sa, NULL);
     signal (SIGPIPE, SIG_IGN);
 
-    size_t next = 0;            //  next webhook to send
-    size_t in_flight = 0;       //  webhooks written or being written, not answered
-    size_t late = 0;            //  webhooks written over 1 ms after they were due
-    size_t waited = 0;          //  webhooks that found no idle connection when due
-    size_t waiting_upto = 0;    //  webhooks below this found no idle connection
-    size_t conn_errors = 0;     //  webhooks lost: connection failed or closed mid-request
-    size_t retries = 0;         //  webhooks sent again on a new connection
-    int64_t max_late_ns = 0;    //  longest such wait
+    size_t next = 0;          //  next webhook to send
+    size_t in_flight = 0;     //  webhooks written or being written, not answered
+    size_t late = 0;          //  webhooks written over 1 ms after they were due
+    size_t waited = 0;        //  webhooks that found no idle connection when due
+    size_t waiting_upto = 0;  //  webhooks below this found no idle connection
+    size_t conn_errors = 0;   //  webhooks lost: connection failed or closed mid-request
+    size_t retries = 0;       //  webhooks sent again on a new connection
+    int64_t max_late_ns = 0;  //  longest such wait
     double period_ns = 1e9 / opts.rate;
     int64_t wall0 = s_wall ();
     int64_t mono0 = s_mono ();
@@ -567,7 +571,7 @@ main (int argc, char **argv)
                 due = count;
             while (next < due && nidle > 0) {
                 int64_t due_at = mono0 + (int64_t) ((double) next * period_ns);
-                if (now - due_at > 1000000) {   //  over 1 ms behind schedule
+                if (now - due_at > 1000000) {  //  over 1 ms behind schedule
                     late++;
                     if (now - due_at > max_late_ns)
                         max_late_ns = now - due_at;
@@ -609,7 +613,7 @@ main (int argc, char **argv)
                 wait_ns = 0;
         }
         else
-            wait_ns = 100000000;   //  100 ms: also notices the end of the drain
+            wait_ns = 100000000;  //  100 ms: also notices the end of the drain
         int n = 0;
         for (int i = 0; i < opts.connections; i++) {
             if (conns[i].fd < 0 || conns[i].req == SIZE_MAX)
@@ -641,7 +645,8 @@ main (int argc, char **argv)
             if ((revents & POLLOUT) && conn->written < req->size)
                 failed = s_conn_write (conn, req) != 0;
             if (!failed && (revents & (POLLIN | POLLERR | POLLHUP))) {
-                ssize_t got = recv (conn->fd, conn->in + conn->in_size, S_ANSWER_MAX - conn->in_size, 0);
+                ssize_t got =
+                    recv (conn->fd, conn->in + conn->in_size, S_ANSWER_MAX - conn->in_size, 0);
                 if (got < 0 && (errno == EAGAIN || errno == EINTR))
                     continue;
                 if (got <= 0)
@@ -705,7 +710,7 @@ main (int argc, char **argv)
     struct rusage ru;
     getrusage (RUSAGE_SELF, &ru);
     double cpu_s = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
-                 + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+                   + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
     double span = (double) (last_sent - first_sent) / 1e9;
     double achieved = span > 0 && next > 1 ? (double) (next - 1) / span : 0;
     printf ("SBLOAD tag=%s target_rate=%g duration_s=%g connections=%d planned=%zu sent=%zu"

@@ -52,44 +52,44 @@
 #include "sb_time.h"
 
 #define S_NAME "sb-bench-pqbase"
-#define S_REPLY_PREFIX "Thanks for your message! We received: "   //  the echo rule
+#define S_REPLY_PREFIX "Thanks for your message! We received: "  //  the echo rule
 #define S_ACCOUNT "AC0123456789abcdef0123456789abcdef"
-#define S_PARAMS_MAX 65535        //  PostgreSQL's limit per statement
+#define S_PARAMS_MAX 65535  //  PostgreSQL's limit per statement
 
 //  One statement's parameters, copied.
 typedef struct {
-    char **values;       //  each value (owned)
-    int *lengths;        //  its length (binary ones)
-    int *formats;        //  0 text, 1 binary
-    int count;           //  parameters in use
-    int cap;             //  allocated
+    char **values;  //  each value (owned)
+    int *lengths;   //  its length (binary ones)
+    int *formats;   //  0 text, 1 binary
+    int count;      //  parameters in use
+    int cap;        //  allocated
 } s_params_t;
 
 //  The SQL text being built.
 typedef struct {
-    char *data;          //  NUL-terminated
-    size_t size;         //  length
-    size_t cap;          //  allocated
+    char *data;   //  NUL-terminated
+    size_t size;  //  length
+    size_t cap;   //  allocated
 } s_sql_t;
 
 //  Where the time goes: seconds spent waiting for each statement.
 #define S_TIMED_MAX 10
 typedef struct {
-    const char *what[S_TIMED_MAX];   //  statement labels (static strings)
-    double seconds[S_TIMED_MAX];     //  total time of each
-    int count;                       //  labels in use
+    const char *what[S_TIMED_MAX];  //  statement labels (static strings)
+    double seconds[S_TIMED_MAX];    //  total time of each
+    int count;                      //  labels in use
 } s_timing_t;
 
 //  What the command line says.
 typedef struct {
-    const char *conninfo;   //  the database
-    long events;            //  most events to store
-    double duration;        //  most seconds to run (0: no limit)
-    long batch;             //  events per transaction
-    long contacts;          //  distinct senders
-    const char *tag;        //  8 hex digits in every MessageSid
-    const char *ingress;    //  ingress id of the events
-    bool no_reply;          //  store no replies (the dispatcher without rules)
+    const char *conninfo;  //  the database
+    long events;           //  most events to store
+    double duration;       //  most seconds to run (0: no limit)
+    long batch;            //  events per transaction
+    long contacts;         //  distinct senders
+    const char *tag;       //  8 hex digits in every MessageSid
+    const char *ingress;   //  ingress id of the events
+    bool no_reply;         //  store no replies (the dispatcher without rules)
 } s_opts_t;
 
 static double
@@ -164,8 +164,7 @@ s_params_free (s_params_t *p)
     free (p->formats);
 }
 
-static void
-s_sql_add (s_sql_t *q, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+static void s_sql_add (s_sql_t *q, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 
 static void
 s_sql_add (s_sql_t *q, const char *fmt, ...)
@@ -173,8 +172,8 @@ s_sql_add (s_sql_t *q, const char *fmt, ...)
     for (;;) {
         va_list ap;
         va_start (ap, fmt);
-        int n = vsnprintf (q->data ? q->data + q->size : NULL, q->data ? q->cap - q->size : 0,
-                           fmt, ap);
+        int n =
+            vsnprintf (q->data ? q->data + q->size : NULL, q->data ? q->cap - q->size : 0, fmt, ap);
         va_end (ap);
         if (n < 0)
             s_oom ();
@@ -260,8 +259,8 @@ s_timestamp (int64_t ms, char *out, size_t size)
     time_t secs = (time_t) (ms / 1000);
     struct tm tm;
     gmtime_r (&secs, &tm);
-    snprintf (out, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900,
-              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+    snprintf (out, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
 }
 
 //  ---------------------------------------------------------------------
@@ -304,12 +303,12 @@ s_payload (const sb_bench_sms_t *sms, const char *ingress, uint64_t seq, int64_t
 //  The echo rule's replies of a batch: outbox rows, and their outbound
 //  messages rows.
 static void
-s_batch_replies (PGconn *conn, s_timing_t *tm, const sb_bench_sms_t *sms,
-                 const int64_t *event_ids, long count, s_params_t *p, s_sql_t *q)
+s_batch_replies (PGconn *conn, s_timing_t *tm, const sb_bench_sms_t *sms, const int64_t *event_ids,
+                 long count, s_params_t *p, s_sql_t *q)
 {
     //  outbox: the echo rule's replies
-    static const char *const ob_casts[] = {"", "", "", "", "", "", "", "", "", "", "int4", "",
-                                           "", "int8", ""};
+    static const char *const ob_casts[] = {"", "", "",     "", "", "",     "", "",
+                                           "", "", "int4", "", "", "int8", ""};
     q->size = 0;
     s_params_clear (p);
     s_sql_add (q, "INSERT INTO outbox (kind, state, provider, channel, account, from_addr,"
@@ -339,8 +338,8 @@ s_batch_replies (PGconn *conn, s_timing_t *tm, const sb_bench_sms_t *sms,
     PGresult *r = s_run (conn, tm, "insert outbox", q, p, PGRES_TUPLES_OK);
 
     //  outbound messages, one per reply
-    static const char *const mo_casts[] = {"", "", "", "", "", "", "", "", "", "int4", "int8",
-                                           "int8"};
+    static const char *const mo_casts[] = {"", "", "", "",     "",     "",
+                                           "", "", "", "int4", "int8", "int8"};
     q->size = 0;
     s_params_clear (p);
     s_sql_add (q, "INSERT INTO messages (direction, provider, channel, contact_addr, our_addr,"
@@ -366,11 +365,11 @@ s_batch_replies (PGconn *conn, s_timing_t *tm, const sb_bench_sms_t *sms,
 
 //  Store events first .. first + count - 1 (seq = n + 1) in one transaction.
 static void
-s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long count,
-         s_params_t *p, s_sql_t *q, size_t *payload_bytes)
+s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long count, s_params_t *p,
+         s_sql_t *q, size_t *payload_bytes)
 {
     sb_bench_sms_t *sms = calloc ((size_t) count, sizeof *sms);
-    int64_t *event_ids = calloc ((size_t) count, sizeof *event_ids);   //  0: not new
+    int64_t *event_ids = calloc ((size_t) count, sizeof *event_ids);  //  0: not new
     if (!sms || !event_ids)
         s_oom ();
     for (long i = 0; i < count; i++)
@@ -382,8 +381,8 @@ s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long c
     s_exec (conn, tm, "BEGIN");
 
     //  events
-    static const char *const ev_casts[] = {"", "", "int8", "", "", "", "", "", "", "", "", "",
-                                           "", "", "", "", "timestamptz", "bytea"};
+    static const char *const ev_casts[] = {
+        "", "", "int8", "", "", "", "", "", "", "", "", "", "", "", "", "", "timestamptz", "bytea"};
     q->size = 0;
     s_params_clear (p);
     s_sql_add (q, "INSERT INTO events (ingress_id, epoch, seq, event_uid, provider, channel, kind,"
@@ -434,8 +433,10 @@ s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long c
     for (long i = 0; i < count; i++)
         fresh += event_ids[i] != 0;
     if (fresh < count) {
-        fprintf (stderr, S_NAME ": %ld of %ld events were already stored: use a fresh database"
-                 " or another --tag\n", count - fresh, count);
+        fprintf (stderr,
+                 S_NAME ": %ld of %ld events were already stored: use a fresh database"
+                        " or another --tag\n",
+                 count - fresh, count);
         exit (1);
     }
 
@@ -509,14 +510,15 @@ s_batch (PGconn *conn, s_timing_t *tm, const s_opts_t *o, uint64_t first, long c
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: " S_NAME " [--db CONNINFO] [--events N] [--duration S] [--batch B]\n"
-             "                       [--contacts K] [--tag HEX8] [--ingress ID] [--no-reply]\n\n"
-             "Stores inbound SMS with their reply as switchboard-dispatcher does, in\n"
-             "transactions of B events (default 500) of plain multi-row INSERTs, as fast as it\n"
-             "can: N events (default 100000) or S seconds, whichever ends first.\n"
-             "--no-reply stores no outbox row and no outbound message (a dispatcher without rules).\n"
-             "The database (--db, else DATABASE_URL) must have the dispatcher's schema.\n");
+    fprintf (
+        out,
+        "Usage: " S_NAME " [--db CONNINFO] [--events N] [--duration S] [--batch B]\n"
+        "                       [--contacts K] [--tag HEX8] [--ingress ID] [--no-reply]\n\n"
+        "Stores inbound SMS with their reply as switchboard-dispatcher does, in\n"
+        "transactions of B events (default 500) of plain multi-row INSERTs, as fast as it\n"
+        "can: N events (default 100000) or S seconds, whichever ends first.\n"
+        "--no-reply stores no outbox row and no outbound message (a dispatcher without rules).\n"
+        "The database (--db, else DATABASE_URL) must have the dispatcher's schema.\n");
 }
 
 static long
@@ -542,21 +544,25 @@ main (int argc, char **argv)
         {"contacts", required_argument, NULL, 'k'}, {"tag", required_argument, NULL, 't'},
         {"ingress", required_argument, NULL, 'i'},  {"no-reply", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    s_opts_t o = {.conninfo = getenv ("DATABASE_URL"), .events = 100000, .batch = 500,
-                  .contacts = 1000, .tag = "0b0b0b0b", .ingress = NULL};
+    s_opts_t o = {.conninfo = getenv ("DATABASE_URL"),
+                  .events = 100000,
+                  .batch = 500,
+                  .contacts = 1000,
+                  .tag = "0b0b0b0b",
+                  .ingress = NULL};
     int c;
     while ((c = getopt_long (argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'b': o.conninfo = optarg; break;
-        case 'n': o.events = s_long ("--events", optarg, 1, 100000000); break;
-        case 'd': o.duration = (double) s_long ("--duration", optarg, 0, 86400); break;
-        case 'B': o.batch = s_long ("--batch", optarg, 1, 10000); break;
-        case 'k': o.contacts = s_long ("--contacts", optarg, 1, 10000000); break;
-        case 't': o.tag = optarg; break;
-        case 'i': o.ingress = optarg; break;
-        case 'R': o.no_reply = true; break;
-        case 'h': s_usage (stdout); return 0;
-        default: s_usage (stderr); return 2;
+            case 'b': o.conninfo = optarg; break;
+            case 'n': o.events = s_long ("--events", optarg, 1, 100000000); break;
+            case 'd': o.duration = (double) s_long ("--duration", optarg, 0, 86400); break;
+            case 'B': o.batch = s_long ("--batch", optarg, 1, 10000); break;
+            case 'k': o.contacts = s_long ("--contacts", optarg, 1, 10000000); break;
+            case 't': o.tag = optarg; break;
+            case 'i': o.ingress = optarg; break;
+            case 'R': o.no_reply = true; break;
+            case 'h': s_usage (stdout); return 0;
+            default: s_usage (stderr); return 2;
         }
     }
     if (optind != argc) {
@@ -599,7 +605,7 @@ main (int argc, char **argv)
     struct rusage ru;
     getrusage (RUSAGE_SELF, &ru);
     double cpu_s = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
-                 + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+                   + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
     printf ("SBPQBASE events=%ld batch=%ld replies=%s batches=%ld seconds=%.3f events_per_s=%.1f"
             " cpu_s=%.2f payload_avg_bytes=%.0f\n",
             stored, o.batch, o.no_reply ? "no" : "yes", batches, seconds,

@@ -174,8 +174,8 @@ s_sync (const char *call, int fd)
         FILE *file = fopen (control, "r");
         match = file != NULL;
         if (file) {
-            if (fscanf (file, "%7s", word) == 1 && (!strcmp (word, "dir") || !strcmp (word, "file")
-                                                    || !strcmp (word, "any")))
+            if (fscanf (file, "%7s", word) == 1
+                && (!strcmp (word, "dir") || !strcmp (word, "file") || !strcmp (word, "any")))
                 on = word;
             if (on == word && fscanf (file, "%15s", ms_word) == 1)
                 sleep_ms = ms_word;

@@ -89,8 +89,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 static uint32_t
 s_get32 (const uint8_t *p)
 {
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-           | (uint32_t) p[3] << 24;
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
 }
 
 static void
@@ -205,8 +204,7 @@ s_open_and_write (const uint8_t *payload, size_t payload_size, size_t bytes, uns
     }
 
     uint64_t seq1 = 0, seq2 = 0;
-    SB_FUZZ_CHECK (sb_journal_append (journal, payload, payload_size, &seq1)
-                   == SB_JOURNAL_STORED);
+    SB_FUZZ_CHECK (sb_journal_append (journal, payload, payload_size, &seq1) == SB_JOURNAL_STORED);
     SB_FUZZ_CHECK (seq1 == next);
     SB_FUZZ_CHECK (sb_journal_append (journal, "", 0, &seq2) == SB_JOURNAL_STORED);
     SB_FUZZ_CHECK (seq2 == seq1 + 1);
@@ -262,8 +260,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     int segments = 0;
     if (flags & 0x40)
         s_write_file ("EPOCH", copy, bytes);
-    else
-    if (flags & 0x08) {
+    else if (flags & 0x08) {
         s_write_segment (first, copy, cut, flags);
         s_write_segment (second, copy + cut, bytes - cut, flags);
         segments = 2;

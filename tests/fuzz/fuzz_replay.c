@@ -33,9 +33,9 @@ static int
 s_same (const sb_replay_msg_t *a, const sb_replay_msg_t *b)
 {
     if (a->type != b->type || a->replay_id != b->replay_id || a->from_seq != b->from_seq
-        || a->seq != b->seq || a->last_seq != b->last_seq
-        || a->committed_seq != b->committed_seq || a->count != b->count
-        || a->credit != b->credit || a->reason != b->reason || a->event_size != b->event_size)
+        || a->seq != b->seq || a->last_seq != b->last_seq || a->committed_seq != b->committed_seq
+        || a->count != b->count || a->credit != b->credit || a->reason != b->reason
+        || a->event_size != b->event_size)
         return 0;
     if (strcmp (a->consumer_id, b->consumer_id) || strcmp (a->ingress_id, b->ingress_id)
         || strcmp (a->epoch, b->epoch))
@@ -67,24 +67,15 @@ s_check_rules (const sb_replay_msg_t *m)
             SB_FUZZ_CHECK (*m->ingress_id && *m->epoch);
             SB_FUZZ_CHECK (m->type == SB_REPLAY_WELCOME || m->from_seq >= 1);
             break;
-        case SB_REPLAY_REQUEST:
-            SB_FUZZ_CHECK (m->from_seq >= 1);
-            break;
+        case SB_REPLAY_REQUEST: SB_FUZZ_CHECK (m->from_seq >= 1); break;
         case SB_REPLAY_RECORD:
             SB_FUZZ_CHECK (m->seq >= 1 && m->event);
             SB_FUZZ_CHECK (m->event_size >= 1 && m->event_size <= SB_JOURNAL_MAX_RECORD);
             break;
-        case SB_REPLAY_CREDIT:
-            SB_FUZZ_CHECK (m->credit >= 1);
-            break;
-        case SB_REPLAY_END:
-            SB_FUZZ_CHECK (m->reason > 0 && *m->epoch);
-            break;
-        case SB_REPLAY_ACK:
-            SB_FUZZ_CHECK (*m->consumer_id && *m->epoch);
-            break;
-        default:
-            break;
+        case SB_REPLAY_CREDIT: SB_FUZZ_CHECK (m->credit >= 1); break;
+        case SB_REPLAY_END: SB_FUZZ_CHECK (m->reason > 0 && *m->epoch); break;
+        case SB_REPLAY_ACK: SB_FUZZ_CHECK (*m->consumer_id && *m->epoch); break;
+        default: break;
     }
     if (m->type != SB_REPLAY_RECORD)
         SB_FUZZ_CHECK (m->event == NULL && m->event_size == 0);
@@ -163,9 +154,7 @@ s_cook (s_recipe_t *r, sb_replay_msg_t *m, uint8_t *event, size_t event_cap)
     memset (m, 0, sizeof *m);
     m->type = (sb_replay_type_t) (1 + s_byte (r) % 10);  //  10: an unknown type
     switch (m->type) {
-        case SB_REPLAY_HELLO:
-            s_text (r, m->consumer_id, sizeof m->consumer_id, 0);
-            break;
+        case SB_REPLAY_HELLO: s_text (r, m->consumer_id, sizeof m->consumer_id, 0); break;
         case SB_REPLAY_WELCOME:
             s_text (r, m->ingress_id, sizeof m->ingress_id, 0);
             s_text (r, m->epoch, sizeof m->epoch, 1);
@@ -202,9 +191,7 @@ s_cook (s_recipe_t *r, sb_replay_msg_t *m, uint8_t *event, size_t event_cap)
             m->replay_id = s_number (r);
             m->credit = (uint32_t) s_number (r);
             break;
-        case SB_REPLAY_CANCEL:
-            m->replay_id = s_number (r);
-            break;
+        case SB_REPLAY_CANCEL: m->replay_id = s_number (r); break;
         case SB_REPLAY_END:
             m->replay_id = s_number (r);
             m->reason = (int) (int8_t) s_byte (r);

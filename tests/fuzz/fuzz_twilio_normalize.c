@@ -66,8 +66,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
         //  As the ingress sends it: with the request attached
         SB_FUZZ_CHECK (sb_event_set_raw (event, data, size) == 0);
-        SB_FUZZ_CHECK (sb_event_set (&event->raw_content_type,
-                                     "application/x-www-form-urlencoded") == 0);
+        SB_FUZZ_CHECK (sb_event_set (&event->raw_content_type, "application/x-www-form-urlencoded")
+                       == 0);
         SB_FUZZ_CHECK (sb_event_set (&event->request_path, s_routes[r].path) == 0);
         sb_fuzz_event_check (event);
         sb_event_destroy (&event);

@@ -42,13 +42,13 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 
 //  The parts of one input; strings point into a NUL-terminated copy.
 typedef struct {
-    char *copy;         //  the input with a NUL after it (owned)
-    const char *token;  //  "" when absent
-    const char *url;    //  "" when absent
-    const char *params; //  NULL when absent
-    const char *header; //  NULL when absent
-    const uint8_t *body;//  NULL when absent (a form request)
-    size_t body_size;   //  its length
+    char *copy;           //  the input with a NUL after it (owned)
+    const char *token;    //  "" when absent
+    const char *url;      //  "" when absent
+    const char *params;   //  NULL when absent
+    const char *header;   //  NULL when absent
+    const uint8_t *body;  //  NULL when absent (a form request)
+    size_t body_size;     //  its length
 } s_parts_t;
 
 static void
@@ -127,17 +127,17 @@ s_reversed (const sb_form_t *form)
     sb_form_t *reversed = sb_form_new ();
     SB_FUZZ_CHECK (reversed);
     for (size_t i = sb_form_size (form); i > 0; i--)
-        SB_FUZZ_CHECK (sb_form_add (reversed, sb_form_key (form, i - 1),
-                                    sb_form_value (form, i - 1)) == 0);
+        SB_FUZZ_CHECK (
+            sb_form_add (reversed, sb_form_key (form, i - 1), sb_form_value (form, i - 1)) == 0);
     return reversed;
 }
 
 static void
 s_check_twilio_given (const s_parts_t *parts, const sb_form_t *form)
 {
-    sb_sig_result_t result = sb_sig_twilio_validate (parts->token, parts->url,
-                                                     parts->body ? NULL : form, parts->body,
-                                                     parts->body_size, parts->header);
+    sb_sig_result_t result =
+        sb_sig_twilio_validate (parts->token, parts->url, parts->body ? NULL : form, parts->body,
+                                parts->body_size, parts->header);
     SB_FUZZ_CHECK (s_valid_result (result));
     SB_FUZZ_CHECK ((result == SB_SIG_MISSING) == (!parts->header || !*parts->header));
     if (result == SB_SIG_OK) {
@@ -165,8 +165,8 @@ s_check_twilio_signed (const s_parts_t *parts, const sb_form_t *form)
     }
     SB_FUZZ_CHECK (rc == 0);
     SB_FUZZ_CHECK (strlen (signature) == SB_SIG_TWILIO_SIZE - 1);
-    sb_sig_result_t result = sb_sig_twilio_validate (parts->token, parts->url, form, NULL, 0,
-                                                     signature);
+    sb_sig_result_t result =
+        sb_sig_twilio_validate (parts->token, parts->url, form, NULL, 0, signature);
     SB_FUZZ_CHECK (result != SB_SIG_MISSING && result != SB_SIG_MALFORMED);
     if (result == SB_SIG_BODY_HASH)
         SB_FUZZ_CHECK (strstr (parts->url, "bodySHA256="));
@@ -203,7 +203,8 @@ s_check_twilio_signed (const s_parts_t *parts, const sb_form_t *form)
         snprintf (json_url, json_size, "%s?bodySHA256=%s", url, hex);
         SB_FUZZ_CHECK (sb_sig_twilio_sign (parts->token, json_url, NULL, signature) == 0);
         SB_FUZZ_CHECK (sb_sig_twilio_validate (parts->token, json_url, NULL, parts->body,
-                                               parts->body_size, signature) == SB_SIG_OK);
+                                               parts->body_size, signature)
+                       == SB_SIG_OK);
         if (parts->body_size > 0) {
             uint8_t *changed = malloc (parts->body_size);
             SB_FUZZ_CHECK (changed);
@@ -228,8 +229,8 @@ s_check_meta (const s_parts_t *parts)
 {
     //  Meta signs the body; a form input's params stand in for one
     const void *body = parts->body ? (const void *) parts->body : parts->params;
-    size_t body_size = parts->body ? parts->body_size
-                                   : (parts->params ? strlen (parts->params) : 0);
+    size_t body_size =
+        parts->body ? parts->body_size : (parts->params ? strlen (parts->params) : 0);
     sb_sig_result_t result = sb_sig_meta_validate (parts->token, body, body_size, parts->header);
     SB_FUZZ_CHECK (s_valid_result (result) && result != SB_SIG_BODY_HASH);
     SB_FUZZ_CHECK ((result == SB_SIG_MISSING) == (!parts->header || !*parts->header));
@@ -255,8 +256,7 @@ s_check_meta (const s_parts_t *parts)
     SB_FUZZ_CHECK (sb_sig_meta_validate (parts->token, body, body_size, upper) == SB_SIG_OK);
     size_t digit = 7 + body_size % 64;
     upper[digit] = upper[digit] == '0' ? '1' : '0';
-    SB_FUZZ_CHECK (sb_sig_meta_validate (parts->token, body, body_size, upper)
-                   == SB_SIG_MISMATCH);
+    SB_FUZZ_CHECK (sb_sig_meta_validate (parts->token, body, body_size, upper) == SB_SIG_MISMATCH);
     SB_FUZZ_CHECK (sb_sig_meta_validate ("another secret", body, body_size, header)
                    == (strcmp (parts->token, "another secret") ? SB_SIG_MISMATCH : SB_SIG_OK));
 }

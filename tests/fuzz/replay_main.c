@@ -118,8 +118,7 @@ s_run_dir (const char *dir)
         if (n > 0 && (size_t) n < sizeof path && stat (path, &st) == 0 && S_ISREG (st.st_mode)) {
             if (s_run_file (path) != 0)
                 ran = -1;
-            else
-            if (ran >= 0)
+            else if (ran >= 0)
                 ran++;
         }
         free (entries[i]);
@@ -154,8 +153,7 @@ main (int argc, char **argv)
             fprintf (stderr, "replay: no such corpus %s\n", argv[i]);
             rc = 1;
         }
-        else
-        if (S_ISDIR (st.st_mode)) {
+        else if (S_ISDIR (st.st_mode)) {
             int ran = s_run_dir (argv[i]);
             if (ran <= 0) {
                 fprintf (stderr, "replay: %s: %s\n", argv[i],
@@ -163,8 +161,7 @@ main (int argc, char **argv)
                 rc = 1;
             }
         }
-        else
-        if (s_run_file (argv[i]) != 0)
+        else if (s_run_file (argv[i]) != 0)
             rc = 1;
     }
     return rc;

@@ -34,8 +34,7 @@ s_json_of (const sb_event_t *event)
     json_error_t error;
     json_t *json = json_loads (text, JSON_ALLOW_NUL, &error);
     if (!json)
-        fprintf (stderr, "sb_event_to_json gave unparseable JSON: %s: %.200s\n", error.text,
-                 text);
+        fprintf (stderr, "sb_event_to_json gave unparseable JSON: %s: %.200s\n", error.text, text);
     SB_FUZZ_CHECK (json);
     SB_FUZZ_CHECK (json_is_object (json));
     free (text);

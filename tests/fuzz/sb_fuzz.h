@@ -23,13 +23,12 @@
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
-#define SB_FUZZ_CHECK(cond)                                                       \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf (stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__,     \
-                     __LINE__, #cond);                                            \
-            abort ();                                                             \
-        }                                                                         \
+#define SB_FUZZ_CHECK(cond)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf (stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__, __LINE__, #cond);     \
+            abort ();                                                                              \
+        }                                                                                          \
     } while (0)
 
 //  Logging off, once, for every target's LLVMFuzzerInitialize.

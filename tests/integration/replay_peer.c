@@ -138,7 +138,8 @@ main (int argc, char **argv)
                 }
                 zframe_t *frame = zframe_recv (dealer);
                 sb_replay_msg_t answer;
-                if (!frame || sb_replay_decode (zframe_data (frame), zframe_size (frame), &answer)) {
+                if (!frame
+                    || sb_replay_decode (zframe_data (frame), zframe_size (frame), &answer)) {
                     zframe_destroy (&frame);
                     continue;
                 }
@@ -147,8 +148,8 @@ main (int argc, char **argv)
                 if (answer.type == SB_REPLAY_RECORD && answer.replay_id == msg.replay_id) {
                     records++;
                     last = answer.seq;
-                    sb_replay_msg_t credit = {.type = SB_REPLAY_CREDIT,
-                                              .replay_id = msg.replay_id, .credit = 1};
+                    sb_replay_msg_t credit = {
+                        .type = SB_REPLAY_CREDIT, .replay_id = msg.replay_id, .credit = 1};
                     s_send (dealer, &credit);
                 }
                 if (end)

@@ -30,45 +30,44 @@
 //  Failed checks so far (unused by a test that stops at the first one).
 static int s_failures __attribute__ ((unused)) = 0;
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            SB_CHECK_PRINT ("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            SB_CHECK_FAILED ();                                                  \
-        }                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            SB_CHECK_PRINT ("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            SB_CHECK_FAILED ();                                                                    \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STR_AS(got, want, label)                                           \
-    do {                                                                         \
-        const char *g_ = (got), *w_ = (want);                                    \
-        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                \
-            SB_CHECK_PRINT ("%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__,    \
-                            __LINE__, label, g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
-            SB_CHECK_FAILED ();                                                  \
-        }                                                                        \
+#define CHECK_STR_AS(got, want, label)                                                             \
+    do {                                                                                           \
+        const char *g_ = (got), *w_ = (want);                                                      \
+        if (!g_ || !w_ || strcmp (g_, w_) != 0) {                                                  \
+            SB_CHECK_PRINT ("%s:%d: %s: got \"%s\", want \"%s\"\n", __FILE__, __LINE__, label,     \
+                            g_ ? g_ : "(null)", w_ ? w_ : "(null)");                               \
+            SB_CHECK_FAILED ();                                                                    \
+        }                                                                                          \
     } while (0)
 
 #define CHECK_STR(got, want) CHECK_STR_AS (got, want, #got)
 
-#define CHECK_INT(got, want)                                                     \
-    do {                                                                         \
-        long long g_ = (long long) (got), w_ = (long long) (want);               \
-        if (g_ != w_) {                                                          \
-            SB_CHECK_PRINT ("%s:%d: %s: got %lld, want %lld\n", __FILE__,        \
-                            __LINE__, #got, g_, w_);                             \
-            SB_CHECK_FAILED ();                                                  \
-        }                                                                        \
+#define CHECK_INT(got, want)                                                                       \
+    do {                                                                                           \
+        long long g_ = (long long) (got), w_ = (long long) (want);                                 \
+        if (g_ != w_) {                                                                            \
+            SB_CHECK_PRINT ("%s:%d: %s: got %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_); \
+            SB_CHECK_FAILED ();                                                                    \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                           \
-    do {                                                                         \
-        unsigned long long a_ = (unsigned long long) (a);                        \
-        unsigned long long b_ = (unsigned long long) (b);                        \
-        if (a_ != b_) {                                                          \
-            SB_CHECK_PRINT ("%s:%d: %s == %llu, expected %s == %llu\n", __FILE__, \
-                            __LINE__, #a, a_, #b, b_);                           \
-            SB_CHECK_FAILED ();                                                  \
-        }                                                                        \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        unsigned long long a_ = (unsigned long long) (a);                                          \
+        unsigned long long b_ = (unsigned long long) (b);                                          \
+        if (a_ != b_) {                                                                            \
+            SB_CHECK_PRINT ("%s:%d: %s == %llu, expected %s == %llu\n", __FILE__, __LINE__, #a,    \
+                            a_, #b, b_);                                                           \
+            SB_CHECK_FAILED ();                                                                    \
+        }                                                                                          \
     } while (0)
 
 //  Read a whole file; caller frees. NULL on error.

@@ -171,12 +171,14 @@ s_check_all_set (const ProtobufCMessage *msg, const char *path)
             set = n >= 2;
             if (f->type == PROTOBUF_C_TYPE_MESSAGE)
                 for (size_t k = 0; k < n; k++)
-                    s_check_all_set ((*(ProtobufCMessage **const *) member)[k], f->name);
+                    s_check_all_set ((*(ProtobufCMessage * *const *) member)[k], f->name);
         }
         else
             switch (f->type) {
                 case PROTOBUF_C_TYPE_STRING: set = **(char *const *) member != '\0'; break;
-                case PROTOBUF_C_TYPE_BYTES: set = ((const ProtobufCBinaryData *) member)->len > 0; break;
+                case PROTOBUF_C_TYPE_BYTES:
+                    set = ((const ProtobufCBinaryData *) member)->len > 0;
+                    break;
                 case PROTOBUF_C_TYPE_MESSAGE:
                     set = *(ProtobufCMessage *const *) member != NULL;
                     if (set)
@@ -219,8 +221,7 @@ s_equal (const ProtobufCMessage *a, const ProtobufCMessage *b, const char *path)
             for (size_t k = 0; same && k < na; k++) {
                 if (f->type == PROTOBUF_C_TYPE_STRING)
                     same = strcmp (((char *const *) ia)[k], ((char *const *) ib)[k]) == 0;
-                else
-                if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+                else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
                     same = s_equal (((ProtobufCMessage *const *) ia)[k],
                                     ((ProtobufCMessage *const *) ib)[k], f->name);
                 else
@@ -234,12 +235,13 @@ s_equal (const ProtobufCMessage *a, const ProtobufCMessage *b, const char *path)
                     break;
                 case PROTOBUF_C_TYPE_BYTES: {
                     const ProtobufCBinaryData *ba = (const void *) ma, *bb = (const void *) mb;
-                    same = ba->len == bb->len && (ba->len == 0 || memcmp (ba->data, bb->data, ba->len) == 0);
+                    same = ba->len == bb->len
+                           && (ba->len == 0 || memcmp (ba->data, bb->data, ba->len) == 0);
                     break;
                 }
                 case PROTOBUF_C_TYPE_MESSAGE:
-                    same = s_equal (*(ProtobufCMessage *const *) ma, *(ProtobufCMessage *const *) mb,
-                                    f->name);
+                    same = s_equal (*(ProtobufCMessage *const *) ma,
+                                    *(ProtobufCMessage *const *) mb, f->name);
                     break;
                 case PROTOBUF_C_TYPE_INT64:
                 case PROTOBUF_C_TYPE_UINT64:
@@ -276,10 +278,13 @@ s_test_setters (void)
     CHECK_STR (e->text, "abc");
     //  Invalid UTF-8 and NUL become U+FFFD; valid sequences are kept.
     CHECK (sb_event_set_n (&e->text, "a\0b", 3) == 0);
-    CHECK_STR (e->text, "a\xEF\xBF\xBD" "b");
-    CHECK (sb_event_set (&e->text, "\xFF\xC3\xA9\xC0\xAF\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82") == 0);
-    CHECK_STR (e->text, "\xEF\xBF\xBD\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
-                        "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK_STR (e->text, "a\xEF\xBF\xBD"
+                        "b");
+    CHECK (sb_event_set (&e->text, "\xFF\xC3\xA9\xC0\xAF\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82")
+           == 0);
+    CHECK_STR (e->text,
+               "\xEF\xBF\xBD\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+               "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
     //  (FF | C3 A9 | C0 | AF | ED A0 80 surrogate: 3 | F4 90 80 80 > U+10FFFF: 4 | E2 82 cut: 2)
     CHECK (sb_event_set_raw (e, "abc", 3) == 0);
     CHECK (sb_event_set_raw (e, "xy", 2) == 0);
@@ -314,7 +319,12 @@ s_test_round_trip (void)
         CHECK (d->location && d->location->longitude == -122.16165924072);
         CHECK (d->order && d->order->n_items == 2 && d->order->items[0]->quantity == 2);
         CHECK (d->n_contacts == 2 && d->contacts[0]->n_phones == 2);
-        CHECK (d->raw_body.len == 5 && memcmp (d->raw_body.data, "a=\xFF\0" "1", 5) == 0);
+        CHECK (d->raw_body.len == 5
+               && memcmp (d->raw_body.data,
+                          "a=\xFF\0"
+                          "1",
+                          5)
+                      == 0);
         CHECK (d->speech_confidence == 0.9128386);
         //  Re-encoding the decoded event gives the same bytes.
         size_t size2 = 0;
@@ -405,8 +415,8 @@ s_test_stamp (void)
     stamped = sb_event_stamp (wire, size, UINT64_MAX, "ingress-a", "20250616T1720", &stamped_size);
     CHECK (sb_event_stamp_into (roomy, size, room - 1, UINT64_MAX, "ingress-a", "20250616T1720")
            == 0);
-    size_t in_place = sb_event_stamp_into (roomy, size, room, UINT64_MAX, "ingress-a",
-                                           "20250616T1720");
+    size_t in_place =
+        sb_event_stamp_into (roomy, size, room, UINT64_MAX, "ingress-a", "20250616T1720");
     CHECK (stamped && in_place == stamped_size && memcmp (roomy, stamped, in_place) == 0);
     free (stamped);
     free (wire);
@@ -421,14 +431,16 @@ s_test_decode_garbage (void)
         const char *bytes;
         size_t size;
     } bad[] = {
-        {"\x0a\x05" "ab", 4},                    //  string longer than the input
-        {"\x18\xff\xff\xff", 4},                 //  truncated varint
+        {"\x0a\x05"
+         "ab",
+         4},                                                       //  string longer than the input
+        {"\x18\xff\xff\xff", 4},                                   //  truncated varint
         {"\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12},  //  varint over 10 bytes
-        {"\x0f", 1},                             //  wire type 7
-        {"\x0a", 1},                             //  tag without its length
-        {"\x92\x01\x03\x0a\x05x", 6},            //  location (18) whose inner field overruns it
-        {"\x00\x00", 2},                         //  field number 0
-        {"\x19\x01\x02", 3},                     //  fixed64 cut short
+        {"\x0f", 1},                                               //  wire type 7
+        {"\x0a", 1},                                               //  tag without its length
+        {"\x92\x01\x03\x0a\x05x", 6},  //  location (18) whose inner field overruns it
+        {"\x00\x00", 2},               //  field number 0
+        {"\x19\x01\x02", 3},           //  fixed64 cut short
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sb_event_t *d = sb_event_decode (bad[i].bytes, bad[i].size);
@@ -543,16 +555,20 @@ s_test_json (void)
         CHECK_STR (json_string_value (json_object_get (j, "text")), "caf\xC3\xA9 \xF0\x9F\x98\x8A");
         json_t *media = json_object_get (j, "media");
         CHECK (json_array_size (media) == 2);
-        CHECK_STR (json_string_value (json_object_get (json_array_get (media, 1), "url")), "https://x/1");
+        CHECK_STR (json_string_value (json_object_get (json_array_get (media, 1), "url")),
+                   "https://x/1");
         CHECK (json_is_true (json_object_get (json_array_get (media, 0), "voice")));
         json_t *loc = json_object_get (j, "location");
         CHECK (json_real_value (json_object_get (loc, "latitude")) == 37.44221496582);
-        CHECK_STR (json_string_value (json_object_get (json_object_get (j, "status"), "status")), "failed");
-        json_t *phones = json_object_get (json_array_get (json_object_get (j, "contacts"), 0), "phones");
+        CHECK_STR (json_string_value (json_object_get (json_object_get (j, "status"), "status")),
+                   "failed");
+        json_t *phones =
+            json_object_get (json_array_get (json_object_get (j, "contacts"), 0), "phones");
         CHECK (json_array_size (phones) == 2);
         json_t *items = json_object_get (json_object_get (j, "order"), "items");
         CHECK (json_integer_value (json_object_get (json_array_get (items, 0), "quantity")) == 2);
-        CHECK (json_integer_value (json_object_get (json_array_get (json_object_get (j, "errors"), 1), "code"))
+        CHECK (json_integer_value (
+                   json_object_get (json_array_get (json_object_get (j, "errors"), 1), "code"))
                == 131050);
         //  raw_body has a 0xFF byte: base64 ("a=\xFF\0" "1" -> YT3/ADE=)
         CHECK (json_object_get (j, "raw_body") == NULL);
@@ -579,7 +595,7 @@ s_test_json (void)
     CHECK (sb_event_set (&e->detail_json, "{not json") == 0);
     Switchboard__V1__Location *loc = sb_event_location (e);
     CHECK (loc);
-    sb_event_interactive (e);  //  present but empty: omitted
+    sb_event_interactive (e);    //  present but empty: omitted
     e->speech_confidence = NAN;  //  cannot be shown: omitted
     text = sb_event_to_json (e);
     CHECK (text);
@@ -630,8 +646,9 @@ s_test_share_raw (void)
 {
     //  SHA-256 ("abc"), FIPS 180-2 appendix B.1.
     static const uint8_t abc_sha[SB_EVENT_SHA256_SIZE] = {
-        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
-        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+        0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+        0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
     uint8_t sha[SB_EVENT_SHA256_SIZE];
     sb_event_sha256 ("abc", 3, sha);
     CHECK (memcmp (sha, abc_sha, sizeof sha) == 0);
@@ -721,15 +738,15 @@ s_test_share_raw (void)
     CHECK (e);
     e->request_events = 2;
     e->request_index = 1;
-    e->raw_body_sha256 = (ProtobufCBinaryData) {1, (uint8_t *) "h"};
-    e->raw_body = (ProtobufCBinaryData) {1, (uint8_t *) "B"};
+    e->raw_body_sha256 = (ProtobufCBinaryData){1, (uint8_t *) "h"};
+    e->raw_body = (ProtobufCBinaryData){1, (uint8_t *) "B"};
     size_t n = 0;
     uint8_t *bytes = sb_event_encode (e, &n);
-    static const uint8_t want[] = {0xC2, 0x02, 0x01, 'B', 0xE8, 0x02, 0x02,
+    static const uint8_t want[] = {0xC2, 0x02, 0x01, 'B',  0xE8, 0x02, 0x02,
                                    0xF0, 0x02, 0x01, 0xFA, 0x02, 0x01, 'h'};
     CHECK (bytes && n == sizeof want && memcmp (bytes, want, n) == 0);
     free (bytes);
-    e->raw_body = e->raw_body_sha256 = (ProtobufCBinaryData) {0, NULL};
+    e->raw_body = e->raw_body_sha256 = (ProtobufCBinaryData){0, NULL};
     sb_event_destroy (&e);
 
     //  An event journaled before these fields (raw_body on every event of

@@ -50,7 +50,7 @@ s_test_segments (void)
     //  '@', '$', '_', newlines and the accented letters of the basic table
     //  are GSM-7: one septet each.
     CHECK (s_segments ("@$_\n\r", 32) == 1);
-    CHECK (s_segments ("\xc3\xa9", 160) == 1);            //  é
+    CHECK (s_segments ("\xc3\xa9", 160) == 1);  //  é
     CHECK (s_segments ("\xc3\xa9", 161) == 2);
     CHECK (s_segments ("\xce\x94\xc3\x9f\xc2\xa3", 53) == 1);  //  Δß£, 159 septets
     //  The extension table takes two septets: { } [ ] \ ^ ~ | € and form feed.
@@ -140,9 +140,8 @@ static json_t *
 s_status_of (json_t *root)
 {
     json_t *value = json_object_get (
-        json_array_get (json_object_get (json_array_get (json_object_get (root, "entry"), 0),
-                                         "changes"),
-                        0),
+        json_array_get (
+            json_object_get (json_array_get (json_object_get (root, "entry"), 0), "changes"), 0),
         "value");
     return json_array_get (json_object_get (value, "statuses"), 0);
 }

@@ -23,13 +23,13 @@ static int
 s_form_is (const sb_form_t *form, const char *const *pairs)
 {
     size_t n = 0;
-    while (pairs [2 * n])
+    while (pairs[2 * n])
         n++;
     if (!form || sb_form_size (form) != n)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (strcmp (sb_form_key (form, i), pairs [2 * i]) != 0
-        ||  strcmp (sb_form_value (form, i), pairs [2 * i + 1]) != 0)
+        if (strcmp (sb_form_key (form, i), pairs[2 * i]) != 0
+            || strcmp (sb_form_value (form, i), pairs[2 * i + 1]) != 0)
             return 0;
     return 1;
 }
@@ -38,19 +38,19 @@ static void
 s_test_decoding (void)
 {
     sb_form_t *form = s_parse ("a=%41%2b%2B%7e%7E&b=x+y%20z");
-    CHECK (s_form_is (form, (const char *[]) {"a", "A++~~", "b", "x y z", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"a", "A++~~", "b", "x y z", NULL}));
     sb_form_destroy (&form);
     CHECK (form == NULL);
-    sb_form_destroy (&form);    //  destroying NULL is a no-op
+    sb_form_destroy (&form);  //  destroying NULL is a no-op
 
     //  Keys are decoded too, '=' after the first stays in the value
     form = s_parse ("My+Key%21=v=w&%3D=eq");
-    CHECK (s_form_is (form, (const char *[]) {"My Key!", "v=w", "=", "eq", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"My Key!", "v=w", "=", "eq", NULL}));
     sb_form_destroy (&form);
 
     //  Repeated keys kept in order; sb_form_get returns the first
     form = s_parse ("k=1&x=0&k=2&k=1");
-    CHECK (s_form_is (form, (const char *[]) {"k", "1", "x", "0", "k", "2", "k", "1", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"k", "1", "x", "0", "k", "2", "k", "1", NULL}));
     CHECK_STR (sb_form_get (form, "k"), "1");
     CHECK_STR (sb_form_get (form, "x"), "0");
     CHECK (sb_form_get (form, "K") == NULL);
@@ -61,7 +61,7 @@ s_test_decoding (void)
 
     //  Empty values, key without '=', empty key, empty pairs skipped
     form = s_parse ("&a=&b&&=c&d=1&");
-    CHECK (s_form_is (form, (const char *[]) {"a", "", "b", "", "", "c", "d", "1", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"a", "", "b", "", "", "c", "d", "1", NULL}));
     CHECK_STR (sb_form_get (form, "b"), "");
     sb_form_destroy (&form);
 
@@ -77,37 +77,37 @@ s_test_decoding (void)
     sb_form_destroy (&form);
 
     //  Size is honoured: the text need not be NUL-terminated
-    const char buffer [] = {'a', '=', '1', '&', 'b', '=', '2', 'X', 'X'};
+    const char buffer[] = {'a', '=', '1', '&', 'b', '=', '2', 'X', 'X'};
     form = sb_form_parse (buffer, 7);
-    CHECK (s_form_is (form, (const char *[]) {"a", "1", "b", "2", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"a", "1", "b", "2", NULL}));
     sb_form_destroy (&form);
-    form = sb_form_parse ("a=%41", 4);      //  "a=%4": truncated by size
+    form = sb_form_parse ("a=%41", 4);  //  "a=%4": truncated by size
     CHECK (form == NULL);
 
     //  Non-ASCII: raw UTF-8 bytes and escaped UTF-8 both come out as bytes
     form = s_parse ("name=caf\xc3\xa9&emoji=%F0%9F%98%8A&raw=\xff\x80");
-    CHECK (s_form_is (form, (const char *[]) {"name", "caf\xc3\xa9", "emoji", "\xf0\x9f\x98\x8a",
-                                              "raw", "\xff\x80", NULL}));
+    CHECK (s_form_is (form, (const char *[]){"name", "caf\xc3\xa9", "emoji", "\xf0\x9f\x98\x8a",
+                                             "raw", "\xff\x80", NULL}));
     sb_form_destroy (&form);
 }
 
 static void
 s_test_refusals (void)
 {
-    const char *bad [] = {
-        "%", "%4", "a=%", "a=%4", "a=%zz", "a=%4g", "a=%g4", "%zz=1", "a=1&b=%",
-        "a=%00", "%00=a", "a=x%00y", "a=%%41", "a=% 1", "a=%-1", "a=%+1",
+    const char *bad[] = {
+        "%",       "%4",    "a=%",   "a=%4",    "a=%zz",  "a=%4g", "a=%g4", "%zz=1",
+        "a=1&b=%", "a=%00", "%00=a", "a=x%00y", "a=%%41", "a=% 1", "a=%-1", "a=%+1",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        sb_form_t *form = s_parse (bad [i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sb_form_t *form = s_parse (bad[i]);
         if (form) {
-            fprintf (stderr, "%s:%d: parse of \"%s\" should fail\n", __FILE__, __LINE__, bad [i]);
+            fprintf (stderr, "%s:%d: parse of \"%s\" should fail\n", __FILE__, __LINE__, bad[i]);
             s_failures++;
             sb_form_destroy (&form);
         }
     }
     //  A raw NUL byte would cut the C string short: refused
-    const char with_nul [] = {'a', '=', 'x', 0, 'y'};
+    const char with_nul[] = {'a', '=', 'x', 0, 'y'};
     CHECK (sb_form_parse (with_nul, sizeof with_nul) == NULL);
 
     //  Exactly SB_FORM_MAX_PAIRS pairs parse; one more is refused
@@ -133,7 +133,7 @@ s_test_refusals (void)
     CHECK (sparse);
     if (sparse) {
         memset (sparse, '&', 5000);
-        size_t pairs_size = size - 4;   //  without "&z=1"
+        size_t pairs_size = size - 4;  //  without "&z=1"
         memcpy (sparse + 5000, text, pairs_size);
         form = sb_form_parse (sparse, 5000 + pairs_size);
         CHECK (form && sb_form_size (form) == SB_FORM_MAX_PAIRS);
@@ -198,10 +198,10 @@ s_test_encode (void)
 
     //  Every byte 0x01..0xFF survives a round trip
     sb_form_t *all = sb_form_new ();
-    char bytes [256];
+    char bytes[256];
     for (int i = 1; i < 256; i++)
-        bytes [i - 1] = (char) i;
-    bytes [255] = 0;
+        bytes[i - 1] = (char) i;
+    bytes[255] = 0;
     CHECK (all && sb_form_add (all, bytes, bytes) == 0);
     text = sb_form_encode (all);
     back = text ? s_parse (text) : NULL;
@@ -223,20 +223,20 @@ static void
 s_test_conformance (void)
 {
     struct {
-        const char *file;      //  under conformance/
-        size_t pairs;          //  expected number of pairs
-        const char *key;       //  a key to spot-check
-        const char *value;     //  its decoded value
-        const char *key2;      //  a second one
+        const char *file;   //  under conformance/
+        size_t pairs;       //  expected number of pairs
+        const char *key;    //  a key to spot-check
+        const char *value;  //  its decoded value
+        const char *key2;   //  a second one
         const char *value2;
-    } cases [] = {
-        {"twilio-message-status-delivered.form", 10, "To", "+14017122661",
-         "RawDlrDoneDate", "2506161720"},
+    } cases[] = {
+        {"twilio-message-status-delivered.form", 10, "To", "+14017122661", "RawDlrDoneDate",
+         "2506161720"},
         {"twilio-message-status-sent.form", 9, "MessageStatus", "sent", "From", "+15558675310"},
-        {"twilio-message-status-undelivered.form", 10, "ErrorCode", "30003",
-         "MessageStatus", "undelivered"},
-        {"twilio-sms-inbound.form", 20, "Body", "Ahoy! Let's build something amazing.",
-         "FromCity", "SAN FRANCISCO"},
+        {"twilio-message-status-undelivered.form", 10, "ErrorCode", "30003", "MessageStatus",
+         "undelivered"},
+        {"twilio-sms-inbound.form", 20, "Body", "Ahoy! Let's build something amazing.", "FromCity",
+         "SAN FRANCISCO"},
         {"twilio-voice-gather-dtmf.form", 12, "FinishedOnKey", "#", "msg", "Gather End"},
         {"twilio-voice-gather-speech.form", 12, "SpeechResult",
          "I would like to check my order status.", "Confidence", "0.9128386"},
@@ -253,14 +253,14 @@ s_test_conformance (void)
          "MediaContentType0", "image/jpeg"},
         {"twilio-whatsapp-inbound-text.form", 15, "Body",
          "Hi, is the caf\xc3\xa9 open on Sunday? \xf0\x9f\x98\x8a", "To", "whatsapp:+15558675310"},
-        {"twilio-whatsapp-status-failed.form", 12, "ErrorCode", "63016",
-         "ChannelToAddress", "+140171XXXXX"},
-        {"twilio-whatsapp-status-read.form", 11, "MessageStatus", "read",
-         "ChannelPrefix", "whatsapp"},
+        {"twilio-whatsapp-status-failed.form", 12, "ErrorCode", "63016", "ChannelToAddress",
+         "+140171XXXXX"},
+        {"twilio-whatsapp-status-read.form", 11, "MessageStatus", "read", "ChannelPrefix",
+         "whatsapp"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        char path [256];
-        snprintf (path, sizeof path, "conformance/%s", cases [i].file);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256];
+        snprintf (path, sizeof path, "conformance/%s", cases[i].file);
         size_t size = 0;
         char *data = sb_check_read_file (path, &size);
         if (!data) {
@@ -275,13 +275,13 @@ s_test_conformance (void)
             free (data);
             continue;
         }
-        if (sb_form_size (form) != cases [i].pairs) {
+        if (sb_form_size (form) != cases[i].pairs) {
             fprintf (stderr, "%s:%d: %s: %zu pairs, want %zu\n", __FILE__, __LINE__, path,
-                     sb_form_size (form), cases [i].pairs);
+                     sb_form_size (form), cases[i].pairs);
             s_failures++;
         }
-        CHECK_STR (sb_form_get (form, cases [i].key), cases [i].value);
-        CHECK_STR (sb_form_get (form, cases [i].key2), cases [i].value2);
+        CHECK_STR (sb_form_get (form, cases[i].key), cases[i].value);
+        CHECK_STR (sb_form_get (form, cases[i].key2), cases[i].value2);
         CHECK_STR (sb_form_get (form, "AccountSid"), "AC0123456789abcdef0123456789abcdef");
         //  Encoding and parsing again gives the same pairs
         char *again = sb_form_encode (form);

@@ -30,9 +30,9 @@
 
 #include "sb_log.h"
 
-static int s_out = 2;                //  the real stderr, for failures
-static char s_root[PATH_MAX];        //  the test's temporary folder
-static char s_logpath[PATH_MAX];     //  where sb_log lines go
+static int s_out = 2;             //  the real stderr, for failures
+static char s_root[PATH_MAX];     //  the test's temporary folder
+static char s_logpath[PATH_MAX];  //  where sb_log lines go
 
 static void
 s_dump_log (void)
@@ -48,11 +48,11 @@ s_dump_log (void)
 }
 
 #define SB_CHECK_PRINT(...) dprintf (s_out, __VA_ARGS__)
-#define SB_CHECK_FAILED()                                                                \
-    do {                                                                                 \
-        s_dump_log ();                                                                   \
-        dprintf (s_out, "test files left in %s\n", s_root);                              \
-        exit (1);                                                                        \
+#define SB_CHECK_FAILED()                                                                          \
+    do {                                                                                           \
+        s_dump_log ();                                                                             \
+        dprintf (s_out, "test files left in %s\n", s_root);                                        \
+        exit (1);                                                                                  \
     } while (0)
 #include "sb_check.h"
 
@@ -571,8 +571,9 @@ s_open_cut (const char *dir, uint64_t segment_bytes, uint64_t last_first, uint64
     CHECK (next > seq);
     CHECK_EQ (sb_journal_next_seq (journal), next);
     CHECK (s_log_has ("torn tail truncated"));
-    snprintf (text, sizeof text, "seq=%" PRIu64 " offset=%zu bytes=%zu seqs_skipped=%" PRIu64
-              " next_seq=%" PRIu64, seq, offset, size - offset, next - seq, next);
+    snprintf (text, sizeof text,
+              "seq=%" PRIu64 " offset=%zu bytes=%zu seqs_skipped=%" PRIu64 " next_seq=%" PRIu64,
+              seq, offset, size - offset, next - seq, next);
     CHECK (s_log_has (text));
     CHECK (s_log_has (" warn test journal journal torn tail truncated"));
     s_segment_path (path, dir, last_first);
@@ -612,8 +613,9 @@ s_test_torn_tail (void)
     CHECK_EQ (s_read_all (dir, 1, seqs, 100, 0, 10, 1), 12);
     CHECK (seqs[8] == 9 && seqs[9] == a && seqs[11] == a + 2);
     char text[128];
-    snprintf (text, sizeof text, "records missing before a segment segment=%020" PRIu64
-              ".sbj from=10 count=%" PRIu64, a, a - 10);
+    snprintf (text, sizeof text,
+              "records missing before a segment segment=%020" PRIu64 ".sbj from=10 count=%" PRIu64,
+              a, a - 10);
     CHECK (s_log_has (text));
     CHECK (!s_log_has (" error "));
 
@@ -1085,9 +1087,9 @@ s_test_hostile (void)
 
 //  A reader thread tails the journal while the writer appends.
 typedef struct {
-    const char *dir;     //  the journal
-    uint64_t last;       //  read up to this seq
-    int failed;          //  line of the failed check, 0 when fine
+    const char *dir;  //  the journal
+    uint64_t last;    //  read up to this seq
+    int failed;       //  line of the failed check, 0 when fine
 } s_tail_t;
 
 static void *
@@ -1337,8 +1339,11 @@ s_test_trim_current (void)
     s_dir (dir, "trim-current");
     sb_journal_t *journal = sb_journal_open (dir, 1 << 20);
     CHECK (journal);
-    sb_journal_trim_t policy = {.max_age_seconds = 1, .max_bytes = 1, .hard_max_bytes = 1,
-                                .acked_seq = 0, .now = (int64_t) time (NULL) + 1000000};
+    sb_journal_trim_t policy = {.max_age_seconds = 1,
+                                .max_bytes = 1,
+                                .hard_max_bytes = 1,
+                                .acked_seq = 0,
+                                .now = (int64_t) time (NULL) + 1000000};
     sb_journal_trim_stats_t stats;
     CHECK_EQ (sb_journal_trim (journal, &policy, &stats), 0);  //  empty
     s_fill (journal, 1, 5, 0);
@@ -1366,7 +1371,9 @@ s_test_trim_held (void)
     //  Size and age would remove everything but the current segment; a
     //  consumer acknowledged up to the middle of segment 5: segments 0-4
     //  go, 5 onwards stay, and their bytes are reported as held.
-    sb_journal_trim_t policy = {.max_age_seconds = 3600, .max_bytes = 1, .hard_max_bytes = 0,
+    sb_journal_trim_t policy = {.max_age_seconds = 3600,
+                                .max_bytes = 1,
+                                .hard_max_bytes = 0,
                                 .acked_seq = firsts[5] + 2,
                                 .now = (int64_t) time (NULL) + 7200};
     sb_journal_trim_stats_t stats;
@@ -1530,8 +1537,8 @@ s_test_trim_reader (void)
 //  switch_seq, gen2 from it on): they must be seqs first..gap_from - 1 and
 //  gap_to..last, in order.
 static void
-s_check_gap (const char *dir, uint64_t from_seq, uint64_t first, uint64_t gap_from,
-             uint64_t gap_to, uint64_t last, uint64_t switch_seq, unsigned gen2)
+s_check_gap (const char *dir, uint64_t from_seq, uint64_t first, uint64_t gap_from, uint64_t gap_to,
+             uint64_t last, uint64_t switch_seq, unsigned gen2)
 {
     static uint64_t seqs[1000];
     size_t count = s_read_all (dir, from_seq, seqs, 1000, 0, switch_seq, gen2);
@@ -1599,8 +1606,9 @@ s_test_cut_committed_tail (void)
     //  Readers see the gap and carry on; it is a warning, not corruption.
     s_log_clear ();
     s_check_gap (dir, 1, 1, 20, next, next + 9, next, 1);
-    snprintf (text, sizeof text, "records missing before a segment segment=%020" PRIu64
-              ".sbj from=20 count=%" PRIu64, next, next - 20);
+    snprintf (text, sizeof text,
+              "records missing before a segment segment=%020" PRIu64 ".sbj from=20 count=%" PRIu64,
+              next, next - 20);
     CHECK (s_log_has (text));
     //  From inside the gap: the seqs asked for that are missing, then on.
     s_log_clear ();
@@ -1808,11 +1816,11 @@ s_test_interrupted_cut (void)
 //  Syncs that fail. The journal is linked into this program, so these two
 //  definitions come before libc's: the journal's syncs go through them.
 
-static int s_sync_fail_in;             //  0: no fault; N: the Nth sync from now fails
-static int s_sync_fail_count;          //  how many in a row fail from there
-static bool s_sync_fail_dir;           //  only syncs of directories count
-static uint8_t *s_sync_saved;          //  a failed file's bytes at its failure
-static size_t s_sync_saved_size;       //  their size
+static int s_sync_fail_in;        //  0: no fault; N: the Nth sync from now fails
+static int s_sync_fail_count;     //  how many in a row fail from there
+static bool s_sync_fail_dir;      //  only syncs of directories count
+static uint8_t *s_sync_saved;     //  a failed file's bytes at its failure
+static size_t s_sync_saved_size;  //  their size
 
 static bool
 s_sync_fault (int fd)
@@ -1945,8 +1953,7 @@ s_test_sync_eio_damaged (void)
     sb_journal_t *journal = s_failed_commit (dir, path, &committed);
     sb_journal_destroy (&journal);  //  segment 4 stays empty
     //  Record 4 (207 bytes of payload) loses a byte, record 5 arrives whole.
-    CHECK (s_sync_saved
-           && (long long) s_sync_saved_size == committed + 16 + 207 + 16 + 26);
+    CHECK (s_sync_saved && (long long) s_sync_saved_size == committed + 16 + 207 + 16 + 26);
     s_sync_saved[committed + 16 + 100] ^= 0xff;
     s_file_write (path, s_sync_saved, s_sync_saved_size);
     s_log_clear ();
@@ -1997,9 +2004,10 @@ s_test_sync_eio_rotation (void)
     s_append (journal, 4, 1);
     s_sync_fail (1, 3, false);
     CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);
-    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_NOT_STORED);  //  nothing pending, still broken
+    CHECK_EQ (sb_journal_commit (journal),
+              SB_JOURNAL_NOT_STORED);  //  nothing pending, still broken
     CHECK (!sb_journal_healthy (journal));
-    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);      //  the fresh segment made
+    CHECK_EQ (sb_journal_commit (journal), SB_JOURNAL_STORED);  //  the fresh segment made
     CHECK (sb_journal_healthy (journal));
     s_fill (journal, 4, 60, 0);
     s_check_range (dir, 1, 1, 60);

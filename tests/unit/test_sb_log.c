@@ -22,7 +22,7 @@
 
 #include "sb_log.h"
 
-static int s_err = -1;                  //  the real stderr
+static int s_err = -1;  //  the real stderr
 
 #define SB_CHECK_PRINT(...) dprintf (s_err, __VA_ARGS__)
 #include "sb_check.h"
@@ -215,7 +215,7 @@ s_check_threads (void)
         seen = s_count (text, "lonely line\n") == 1;
         free (text);
         if (!seen)
-            nanosleep (&(struct timespec) {0, 5000000}, NULL);
+            nanosleep (&(struct timespec){0, 5000000}, NULL);
     }
     CHECK (seen);
     sb_log_stop ();
@@ -229,8 +229,8 @@ s_check_threads (void)
 }
 
 typedef struct {
-    int lines;                  //  lines to log
-    int first;                  //  number of the first
+    int lines;  //  lines to log
+    int first;  //  number of the first
 } s_burst_t;
 
 static void *
@@ -255,11 +255,11 @@ s_check_stalled_reader (void)
     dup2 (pipefd[1], STDERR_FILENO);
     close (pipefd[1]);
     sb_log_init ("tester", SB_LOG_INFO);
-    CHECK (sb_log_start () == 0);   //  a second start after a stop
+    CHECK (sb_log_start () == 0);  //  a second start after a stop
 
     //  Past what the pipe holds, with no reader: synchronous logging would
     //  block here for good (the alarm fails the test).
-    const int line_size = 100;      //  roughly; the count below uses the real size
+    const int line_size = 100;  //  roughly; the count below uses the real size
     int early = (capacity + 16 * 1024) / line_size;
     s_burst_t first = {early, 0};
     s_burst (&first);
@@ -268,7 +268,7 @@ s_check_stalled_reader (void)
     s_burst_t second = {40000, early};
     pthread_t thread;
     pthread_create (&thread, NULL, s_burst, &second);
-    nanosleep (&(struct timespec) {0, 50000000}, NULL);
+    nanosleep (&(struct timespec){0, 50000000}, NULL);
 
     //  Read it all, slowly at first.
     size_t cap = 8u * 1024 * 1024, len = 0;
@@ -283,7 +283,7 @@ s_check_stalled_reader (void)
             newlines += text[len + (size_t) i] == '\n';
         len += (size_t) n;
         if (len < 256 * 1024)
-            nanosleep (&(struct timespec) {0, 200000}, NULL);
+            nanosleep (&(struct timespec){0, 200000}, NULL);
     }
     text[len] = '\0';
     pthread_join (thread, NULL);

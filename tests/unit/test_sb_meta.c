@@ -29,17 +29,34 @@
 
 //  The meta-*.json files this test covers (checked against the folder).
 static const char *s_covered[] = {
-    "meta-audio.json", "meta-batch-synthetic.json", "meta-button.json", "meta-contacts.json",
-    "meta-document.json", "meta-image.json", "meta-interactive-button_reply.json",
-    "meta-interactive-list_reply.json", "meta-location.json", "meta-order.json",
-    "meta-reaction-removed.json", "meta-reaction.json", "meta-status-delivered.json",
-    "meta-status-failed.json", "meta-status-read.json", "meta-status-sent.json",
-    "meta-sticker.json", "meta-system.json", "meta-text.json", "meta-unknown.json",
-    "meta-unsupported.json", "meta-video.json",
+    "meta-audio.json",
+    "meta-batch-synthetic.json",
+    "meta-button.json",
+    "meta-contacts.json",
+    "meta-document.json",
+    "meta-image.json",
+    "meta-interactive-button_reply.json",
+    "meta-interactive-list_reply.json",
+    "meta-location.json",
+    "meta-order.json",
+    "meta-reaction-removed.json",
+    "meta-reaction.json",
+    "meta-status-delivered.json",
+    "meta-status-failed.json",
+    "meta-status-read.json",
+    "meta-status-sent.json",
+    "meta-sticker.json",
+    "meta-system.json",
+    "meta-text.json",
+    "meta-unknown.json",
+    "meta-unsupported.json",
+    "meta-video.json",
 };
 //  Not webhook bodies: API spec, signature vectors, the GET handshake.
 static const char *s_not_bodies[] = {
-    "meta-messages-openapi.json", "meta-signature-vectors.json", "meta-verification-get.json",
+    "meta-messages-openapi.json",
+    "meta-signature-vectors.json",
+    "meta-verification-get.json",
 };
 
 //  The whole file. Caller frees.
@@ -127,8 +144,8 @@ s_check_detail_equals (const sb_event_t *e, const char *name, const char *array,
     json_t *root = json_load_file (path, 0, NULL);
     json_t *change = json_array_get (
         json_object_get (json_array_get (json_object_get (root, "entry"), 0), "changes"), 0);
-    json_t *expected = json_array_get (json_object_get (json_object_get (change, "value"), array),
-                                       index);
+    json_t *expected =
+        json_array_get (json_object_get (json_object_get (change, "value"), array), index);
     json_t *detail = json_loads (e->detail_json, 0, NULL);
     CHECK (expected && detail && json_equal (expected, detail));
     json_decref (detail);
@@ -299,9 +316,9 @@ s_test_interactive (void)
     size_t n;
     sb_event_t **ev = s_normalize_file ("meta-interactive-button_reply.json", 1, &n);
     if (n == 1) {
-        s_check_message (ev[0], "meta-interactive-button_reply.json", "interactive",
-                         "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQThBREYwNzc2RDc2QjA1QTIwMgA=",
-                         1714510003);
+        s_check_message (
+            ev[0], "meta-interactive-button_reply.json", "interactive",
+            "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQThBREYwNzc2RDc2QjA1QTIwMgA=", 1714510003);
         CHECK_STR (ev[0]->profile_name, "Pablo Morales");
         CHECK_STR (ev[0]->context_id, "wamid.HBgLMTY0NjcwNDM1OTUVAgARGBJBM0Y4RUU0RUNFQkFDMjYzQUMA");
         CHECK_STR (ev[0]->text, "Change");
@@ -317,9 +334,9 @@ s_test_interactive (void)
 
     ev = s_normalize_file ("meta-interactive-list_reply.json", 1, &n);
     if (n == 1) {
-        s_check_message (ev[0], "meta-interactive-list_reply.json", "interactive",
-                         "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQTZDMzFGRUFBQjlDMzIzMzlEQwA=",
-                         1712595443);
+        s_check_message (
+            ev[0], "meta-interactive-list_reply.json", "interactive",
+            "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQTZDMzFGRUFBQjlDMzIzMzlEQwA=", 1712595443);
         CHECK_STR (ev[0]->context_id, "wamid.HBgLMTY0NjcwNDM1OTUVAgARGBIwMjg0RkMxOEMyMkNEQUFFRDgA");
         CHECK_STR (ev[0]->text, "Priority Mail Express");
         CHECK (ev[0]->interactive);
@@ -435,7 +452,8 @@ s_test_system (void)
         CHECK (e->system);
         if (e->system) {
             CHECK_STR (e->system->type, "user_changed_number");
-            CHECK_STR (e->system->body, "User Sheena Nelson changed from 16505551234 to 12195555358");
+            CHECK_STR (e->system->body,
+                       "User Sheena Nelson changed from 16505551234 to 12195555358");
             CHECK_STR (e->system->new_wa_id, "12195555358");
         }
     }
@@ -525,8 +543,8 @@ s_check_status_failed (const sb_event_t *e)
     CHECK (e->n_errors == 1);
     if (e->n_errors == 1) {
         CHECK_INT (e->errors[0]->code, 131049);
-        CHECK_STR (e->errors[0]->details,
-                   "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.");
+        CHECK_STR (e->errors[0]->details, "In order to maintain a healthy ecosystem engagement, "
+                                          "the message failed to be delivered.");
         CHECK_STR (e->errors[0]->href,
                    "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/");
     }
@@ -637,7 +655,8 @@ s_test_all_files_covered (void)
     struct dirent *d;
     while ((d = readdir (dir))) {
         size_t len = strlen (d->d_name);
-        if (strncmp (d->d_name, "meta-", 5) != 0 || len < 5 || strcmp (d->d_name + len - 5, ".json"))
+        if (strncmp (d->d_name, "meta-", 5) != 0 || len < 5
+            || strcmp (d->d_name + len - 5, ".json"))
             continue;
         bool known = false;
         for (size_t i = 0; i < sizeof s_covered / sizeof s_covered[0]; i++)
@@ -721,7 +740,8 @@ s_test_malformed (void)
         //  invalid UTF-8
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"id\":\"\xff\"}]}}]}]}",
         //  numbers beyond int64 / double
-        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":123456789012345678901234567890}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":"
+        "123456789012345678901234567890}]}}]}]}",
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":1e999}]}}]}]}",
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":-1e999}]}}]}]}",
         //  trailing garbage
@@ -765,11 +785,15 @@ s_test_shapes (void)
     size_t n = 99;
     //  No entries, or no changes: nothing to do, no events, success.
     CHECK (s_try ("{\"entry\":[]}", 12, &n) == 0 && n == 0);
-    CHECK (S_TRY ("{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[]}]}") == 0);
+    CHECK (
+        S_TRY (
+            "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[]}]}")
+        == 0);
 
     //  A change with neither messages nor statuses is still one event.
-    const char *other = "{\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"account_update\","
-                        "\"value\":{\"phone_number\":\"15550783881\",\"event\":\"VERIFIED_ACCOUNT\"}}]}]}";
+    const char *other =
+        "{\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"account_update\","
+        "\"value\":{\"phone_number\":\"15550783881\",\"event\":\"VERIFIED_ACCOUNT\"}}]}]}";
     sb_event_t **ev = NULL;
     char err[128];
     CHECK (sb_meta_normalize (other, strlen (other), &ev, &n, err, sizeof err) == 0 && n == 1);
@@ -778,13 +802,15 @@ s_test_shapes (void)
         CHECK_STR (ev[0]->message_type, "unknown");
         CHECK_STR (ev[0]->webhook_field, "account_update");
         CHECK_STR (ev[0]->business_account_id, "102290129340398");
-        CHECK_STR (ev[0]->detail_json, "{\"phone_number\":\"15550783881\",\"event\":\"VERIFIED_ACCOUNT\"}");
+        CHECK_STR (ev[0]->detail_json,
+                   "{\"phone_number\":\"15550783881\",\"event\":\"VERIFIED_ACCOUNT\"}");
         CHECK (*ev[0]->account == '\0' && *ev[0]->provider_id == '\0');
     }
     sb_meta_events_free (&ev, n);
     //  Empty messages and statuses arrays: the same.
-    const char *empty = "{\"entry\":[{\"changes\":[{\"value\":{\"metadata\":{\"phone_number_id\":\"9\"},"
-                        "\"messages\":[],\"statuses\":[]}}]}]}";
+    const char *empty =
+        "{\"entry\":[{\"changes\":[{\"value\":{\"metadata\":{\"phone_number_id\":\"9\"},"
+        "\"messages\":[],\"statuses\":[]}}]}]}";
     CHECK (sb_meta_normalize (empty, strlen (empty), &ev, &n, err, sizeof err) == 0 && n == 1);
     if (n == 1) {
         CHECK_STR (ev[0]->message_type, "unknown");
@@ -794,25 +820,30 @@ s_test_shapes (void)
 
     //  Wrong types inside a message are left empty, not an error; a type
     //  we do not know is "unknown" and kept in detail_json.
-    const char *odd = "{\"entry\":[{\"changes\":[{\"value\":{\"metadata\":[],\"contacts\":{\"wa_id\":1},"
-                      "\"messages\":["
-                      "{\"from\":5,\"id\":[\"x\"],\"timestamp\":{},\"type\":\"text\",\"text\":\"hi\","
-                      "\"context\":\"c\",\"errors\":{}},"
-                      "{\"id\":\"b\",\"type\":7},"
-                      "{\"id\":\"c\",\"type\":\"request_welcome\",\"request_welcome\":{\"a\":1}},"
-                      "{\"id\":\"d\",\"type\":\"image\",\"image\":\"not an object\"},"
-                      "{\"id\":\"e\",\"type\":\"location\",\"location\":{\"latitude\":\"12.5\",\"longitude\":\"x\"}},"
-                      "{\"id\":\"f\",\"timestamp\":\"12a\",\"type\":\"order\",\"order\":{\"product_items\":"
-                      "[{\"quantity\":\"3\",\"item_price\":30.1},{\"item_price\":\"1.10\"},5]}},"
-                      "{\"id\":\"g\",\"timestamp\":9223372036854775807,\"type\":\"interactive\","
-                      "\"interactive\":{\"type\":\"nfm_reply\",\"nfm_reply\":{\"name\":\"flow\",\"body\":\"Sent\"}}}"
-                      "],\"statuses\":[{\"id\":\"s\",\"errors\":[{\"code\":\"x1\"},5],\"pricing\":{\"billable\":\"yes\"}}]"
-                      "}}]}]}";
+    const char *odd =
+        "{\"entry\":[{\"changes\":[{\"value\":{\"metadata\":[],\"contacts\":{\"wa_id\":1},"
+        "\"messages\":["
+        "{\"from\":5,\"id\":[\"x\"],\"timestamp\":{},\"type\":\"text\",\"text\":\"hi\","
+        "\"context\":\"c\",\"errors\":{}},"
+        "{\"id\":\"b\",\"type\":7},"
+        "{\"id\":\"c\",\"type\":\"request_welcome\",\"request_welcome\":{\"a\":1}},"
+        "{\"id\":\"d\",\"type\":\"image\",\"image\":\"not an object\"},"
+        "{\"id\":\"e\",\"type\":\"location\",\"location\":{\"latitude\":\"12.5\",\"longitude\":"
+        "\"x\"}},"
+        "{\"id\":\"f\",\"timestamp\":\"12a\",\"type\":\"order\",\"order\":{\"product_items\":"
+        "[{\"quantity\":\"3\",\"item_price\":30.1},{\"item_price\":\"1.10\"},5]}},"
+        "{\"id\":\"g\",\"timestamp\":9223372036854775807,\"type\":\"interactive\","
+        "\"interactive\":{\"type\":\"nfm_reply\",\"nfm_reply\":{\"name\":\"flow\",\"body\":"
+        "\"Sent\"}}}"
+        "],\"statuses\":[{\"id\":\"s\",\"errors\":[{\"code\":\"x1\"},5],\"pricing\":{\"billable\":"
+        "\"yes\"}}]"
+        "}}]}]}";
     CHECK (sb_meta_normalize (odd, strlen (odd), &ev, &n, err, sizeof err) == 0);
     CHECK_INT (n, 8);
     if (n == 8) {
         CHECK (*ev[0]->from == '\0' && *ev[0]->provider_id == '\0' && *ev[0]->text == '\0');
-        CHECK (ev[0]->provider_timestamp == 0 && *ev[0]->context_id == '\0' && ev[0]->n_errors == 0);
+        CHECK (ev[0]->provider_timestamp == 0 && *ev[0]->context_id == '\0'
+               && ev[0]->n_errors == 0);
         CHECK_STR (ev[0]->message_type, "text");
         CHECK (*ev[0]->account == '\0' && *ev[0]->profile_name == '\0');
         CHECK_STR (ev[1]->message_type, "unknown");
@@ -820,7 +851,8 @@ s_test_shapes (void)
         CHECK (strstr (ev[2]->detail_json, "request_welcome") != NULL);
         CHECK_STR (ev[3]->message_type, "image");
         CHECK (ev[3]->n_media == 0);
-        CHECK (ev[4]->location && ev[4]->location->latitude == 12.5 && ev[4]->location->longitude == 0);
+        CHECK (ev[4]->location && ev[4]->location->latitude == 12.5
+               && ev[4]->location->longitude == 0);
         CHECK (ev[5]->provider_timestamp == 0);
         CHECK (ev[5]->order && ev[5]->order->n_items == 2);
         if (ev[5]->order && ev[5]->order->n_items == 2) {
@@ -844,9 +876,11 @@ s_test_shapes (void)
     sb_meta_events_free (&ev, n);
 
     //  The sender's profile: the contact whose wa_id is from, else the first.
-    const char *two = "{\"entry\":[{\"changes\":[{\"value\":{\"contacts\":["
-                      "{\"profile\":{\"name\":\"A\"},\"wa_id\":\"1\"},{\"profile\":{\"name\":\"B\"},\"wa_id\":\"2\"}],"
-                      "\"messages\":[{\"from\":\"2\",\"id\":\"m1\"},{\"from\":\"3\",\"id\":\"m2\"}]}}]}]}";
+    const char *two =
+        "{\"entry\":[{\"changes\":[{\"value\":{\"contacts\":["
+        "{\"profile\":{\"name\":\"A\"},\"wa_id\":\"1\"},{\"profile\":{\"name\":\"B\"},\"wa_id\":"
+        "\"2\"}],"
+        "\"messages\":[{\"from\":\"2\",\"id\":\"m1\"},{\"from\":\"3\",\"id\":\"m2\"}]}}]}]}";
     CHECK (sb_meta_normalize (two, strlen (two), &ev, &n, err, sizeof err) == 0 && n == 2);
     if (n == 2) {
         CHECK_STR (ev[0]->profile_name, "B");

@@ -14,13 +14,13 @@
 #include "sb_check.h"
 
 //  text has this exact line.
-#define CHECK_LINE(text, line)                                                          \
-    do {                                                                                \
-        if (s_count_lines (text, line) != 1) {                                          \
-            fprintf (stderr, "%s:%d: expected the line once: %s\n---- text ----\n%s",   \
-                     __FILE__, __LINE__, line, text);                                   \
-            exit (1);                                                                   \
-        }                                                                               \
+#define CHECK_LINE(text, line)                                                                     \
+    do {                                                                                           \
+        if (s_count_lines (text, line) != 1) {                                                     \
+            fprintf (stderr, "%s:%d: expected the line once: %s\n---- text ----\n%s", __FILE__,    \
+                     __LINE__, line, text);                                                        \
+            exit (1);                                                                              \
+        }                                                                                          \
     } while (0)
 
 static int
@@ -69,10 +69,10 @@ s_work (void *arg)
     //  Registering concurrently gives every thread the same series.
     sb_metric_t *twilio = sb_metrics_counter (metrics, "sb_requests_total", "Requests handled.",
                                               "provider=\"twilio\"");
-    sb_metric_t *meta = sb_metrics_counter (metrics, "sb_requests_total", "Requests handled.",
-                                            "provider=\"meta\"");
-    sb_metric_t *latency = sb_metrics_histogram (metrics, "sb_latency_seconds", "Latency.", NULL,
-                                                 s_bounds, 5);
+    sb_metric_t *meta =
+        sb_metrics_counter (metrics, "sb_requests_total", "Requests handled.", "provider=\"meta\"");
+    sb_metric_t *latency =
+        sb_metrics_histogram (metrics, "sb_latency_seconds", "Latency.", NULL, s_bounds, 5);
     sb_metric_t *depth = sb_metrics_gauge (metrics, "sb_depth", "Queue depth.", NULL);
     char labels[32];
     snprintf (labels, sizeof labels, "thread=\"%d\"", worker->index);
@@ -88,7 +88,10 @@ s_work (void *arg)
         sb_metric_add (depth, 1);
         //  Exact in binary, so the sum is exact: 0.25 -> le 1, 2 -> le 2.5,
         //  0.0625 -> le 0.1, 100 -> +Inf.
-        sb_metric_observe (latency, (i % 4 == 0) ? 0.25 : (i % 4 == 1) ? 2 : (i % 4 == 2) ? 0.0625 : 100);
+        sb_metric_observe (latency, (i % 4 == 0)   ? 0.25
+                                    : (i % 4 == 1) ? 2
+                                    : (i % 4 == 2) ? 0.0625
+                                                   : 100);
         if (i % 1000 == 0) {
             char *text = sb_metrics_render (metrics);  //  while others update
             if (!text)
@@ -107,7 +110,7 @@ s_test_threads (void)
     pthread_t threads[THREADS];
     s_worker_t workers[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        workers[i] = (s_worker_t) {.metrics = metrics, .index = i};
+        workers[i] = (s_worker_t){.metrics = metrics, .index = i};
         CHECK (pthread_create (&threads[i], NULL, s_work, &workers[i]) == 0);
     }
     for (int i = 0; i < THREADS; i++) {
@@ -191,8 +194,8 @@ s_test_registry (void)
     sb_metric_observe (NULL, 1);
     CHECK (sb_metric_value (NULL) == 0);
 
-    sb_metric_t *gauge = sb_metrics_gauge (metrics, "sb_temperature", "Line one\nback\\slash.",
-                                           "room=\"a\"");
+    sb_metric_t *gauge =
+        sb_metrics_gauge (metrics, "sb_temperature", "Line one\nback\\slash.", "room=\"a\"");
     CHECK (gauge);
     sb_metric_set (gauge, -5);
     CHECK ((int64_t) sb_metric_value (gauge) == -5);
@@ -202,8 +205,8 @@ s_test_registry (void)
     sb_metric_observe (bare, 0.5);
     CHECK (sb_metric_value (bare) == 2);
     double bounds[] = {0.1, 1};
-    sb_metric_t *h = sb_metrics_histogram (metrics, "sb_h_seconds", "H.", "route=\"meta\"",
-                                           bounds, 2);
+    sb_metric_t *h =
+        sb_metrics_histogram (metrics, "sb_h_seconds", "H.", "route=\"meta\"", bounds, 2);
     CHECK (h);
     sb_metric_observe (h, 0.1);  //  le is inclusive
     sb_metric_observe (h, 0.5);
@@ -211,32 +214,31 @@ s_test_registry (void)
 
     char *text = sb_metrics_render (metrics);
     CHECK (text);
-    const char *expect =
-        "# HELP sb_a_total A.\n"
-        "# TYPE sb_a_total counter\n"
-        "sb_a_total{x=\"1\"} 5\n"
-        "sb_a_total{x=\"2\"} 7\n"
-        "# HELP sb_b_total B.\n"
-        "# TYPE sb_b_total counter\n"
-        "sb_b_total 1\n"
-        "# HELP sb_temperature Line one\\nback\\\\slash.\n"
-        "# TYPE sb_temperature gauge\n"
-        "sb_temperature{room=\"a\"} -5\n"
-        "# HELP sb_bare No bounds.\n"
-        "# TYPE sb_bare histogram\n"
-        "sb_bare_bucket{le=\"+Inf\"} 2\n"
-        "sb_bare_sum 1000000000.5\n"
-        "sb_bare_count 2\n"
-        "# HELP sb_h_seconds H.\n"
-        "# TYPE sb_h_seconds histogram\n"
-        "sb_h_seconds_bucket{route=\"meta\",le=\"0.1\"} 1\n"
-        "sb_h_seconds_bucket{route=\"meta\",le=\"1\"} 2\n"
-        "sb_h_seconds_bucket{route=\"meta\",le=\"+Inf\"} 3\n"
-        "sb_h_seconds_sum{route=\"meta\"} 5.6\n"
-        "sb_h_seconds_count{route=\"meta\"} 3\n";
+    const char *expect = "# HELP sb_a_total A.\n"
+                         "# TYPE sb_a_total counter\n"
+                         "sb_a_total{x=\"1\"} 5\n"
+                         "sb_a_total{x=\"2\"} 7\n"
+                         "# HELP sb_b_total B.\n"
+                         "# TYPE sb_b_total counter\n"
+                         "sb_b_total 1\n"
+                         "# HELP sb_temperature Line one\\nback\\\\slash.\n"
+                         "# TYPE sb_temperature gauge\n"
+                         "sb_temperature{room=\"a\"} -5\n"
+                         "# HELP sb_bare No bounds.\n"
+                         "# TYPE sb_bare histogram\n"
+                         "sb_bare_bucket{le=\"+Inf\"} 2\n"
+                         "sb_bare_sum 1000000000.5\n"
+                         "sb_bare_count 2\n"
+                         "# HELP sb_h_seconds H.\n"
+                         "# TYPE sb_h_seconds histogram\n"
+                         "sb_h_seconds_bucket{route=\"meta\",le=\"0.1\"} 1\n"
+                         "sb_h_seconds_bucket{route=\"meta\",le=\"1\"} 2\n"
+                         "sb_h_seconds_bucket{route=\"meta\",le=\"+Inf\"} 3\n"
+                         "sb_h_seconds_sum{route=\"meta\"} 5.6\n"
+                         "sb_h_seconds_count{route=\"meta\"} 3\n";
     if (strcmp (text, expect) != 0) {
-        fprintf (stderr, "%s:%d: render differs\n---- got ----\n%s---- expected ----\n%s",
-                 __FILE__, __LINE__, text, expect);
+        fprintf (stderr, "%s:%d: render differs\n---- got ----\n%s---- expected ----\n%s", __FILE__,
+                 __LINE__, text, expect);
         exit (1);
     }
     free (text);

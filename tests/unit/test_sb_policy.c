@@ -21,16 +21,18 @@
 #define VOICE SB_CHANNEL_VOICE
 
 typedef struct {
-    const char *name;            //  what the case shows
-    sb_policy_input_t input;     //  the facts
-    sb_policy_decision_t want;   //  the decision
-    const char *reason;          //  its reason
-    bool opted_out;              //  the contact's mark after
+    const char *name;           //  what the case shows
+    sb_policy_input_t input;    //  the facts
+    sb_policy_decision_t want;  //  the decision
+    const char *reason;         //  its reason
+    bool opted_out;             //  the contact's mark after
 } s_case_t;
 
 //  A contact that wrote an hour ago: inside the WhatsApp window.
 #define RECENT .last_inbound_ms = NOW_MS - HOUR_MS, .now_ms = NOW_MS
 
+//  One case per entry: laid out by hand, clang-format leaves it
+// clang-format off
 static const s_case_t s_cases [] = {
     //  Nothing asked, or an empty rule reply: nothing to queue.
     {"no rule matched", {.channel = SMS, .ask = SB_POLICY_ASK_NONE, RECENT},
@@ -135,26 +137,33 @@ static const s_case_t s_cases [] = {
                                        .text = "", .opted_out = true, .now_ms = NOW_MS},
      SB_POLICY_NOT_SENT, "bot_no_reply", true},
 };
+// clang-format on
 
 int
 main (void)
 {
     int failures = 0;
-    for (size_t i = 0; i < sizeof s_cases / sizeof s_cases [0]; i++) {
-        const s_case_t *c = &s_cases [i];
+    for (size_t i = 0; i < sizeof s_cases / sizeof s_cases[0]; i++) {
+        const s_case_t *c = &s_cases[i];
         sb_policy_t got = sb_policy_decide (&c->input);
         if (got.decision != c->want || !got.reason || strcmp (got.reason, c->reason) != 0
             || got.opted_out != c->opted_out) {
-            fprintf (stderr, "%s:%d: case \"%s\": got decision %d reason \"%s\" opted_out %d,"
-                             " want %d \"%s\" %d\n", __FILE__, __LINE__, c->name,
-                     (int) got.decision, got.reason ? got.reason : "(null)", got.opted_out,
-                     (int) c->want, c->reason, c->opted_out);
+            fprintf (stderr,
+                     "%s:%d: case \"%s\": got decision %d reason \"%s\" opted_out %d,"
+                     " want %d \"%s\" %d\n",
+                     __FILE__, __LINE__, c->name, (int) got.decision,
+                     got.reason ? got.reason : "(null)", got.opted_out, (int) c->want, c->reason,
+                     c->opted_out);
             failures++;
         }
     }
     //  Pure: the same input, the same answer, and the input untouched.
-    sb_policy_input_t in = {.channel = WHATSAPP, .ask = SB_POLICY_ASK_REPLY, .text = "hi",
-                            .keyword = SB_POLICY_KEYWORD_OPT_IN, .opted_out = true, RECENT};
+    sb_policy_input_t in = {.channel = WHATSAPP,
+                            .ask = SB_POLICY_ASK_REPLY,
+                            .text = "hi",
+                            .keyword = SB_POLICY_KEYWORD_OPT_IN,
+                            .opted_out = true,
+                            RECENT};
     sb_policy_input_t copy = in;
     sb_policy_t first = sb_policy_decide (&in);
     sb_policy_t again = sb_policy_decide (&in);

@@ -22,9 +22,9 @@ static bool
 s_same (const sb_replay_msg_t *a, const sb_replay_msg_t *b)
 {
     if (a->type != b->type || a->replay_id != b->replay_id || a->from_seq != b->from_seq
-        || a->seq != b->seq || a->last_seq != b->last_seq
-        || a->committed_seq != b->committed_seq || a->count != b->count
-        || a->credit != b->credit || a->reason != b->reason || a->event_size != b->event_size)
+        || a->seq != b->seq || a->last_seq != b->last_seq || a->committed_seq != b->committed_seq
+        || a->count != b->count || a->credit != b->credit || a->reason != b->reason
+        || a->event_size != b->event_size)
         return false;
     if (strcmp (a->consumer_id, b->consumer_id) || strcmp (a->ingress_id, b->ingress_id)
         || strcmp (a->epoch, b->epoch))
@@ -416,7 +416,7 @@ s_test_decode_hostile (void)
     s_expect_decode (&msg, -1, __LINE__);
 
     //  Oversized input is refused before parsing.
-    s_expect_decode (&(s_buf_t) {.size = 0}, -1, __LINE__);
+    s_expect_decode (&(s_buf_t){.size = 0}, -1, __LINE__);
     CHECK (sb_replay_decode ("", SB_REPLAY_MAX_MESSAGE + 1, &m) == -1);
     CHECK (sb_replay_decode (NULL, 0, &m) == -1);
 }
@@ -431,8 +431,8 @@ s_accepted_is_valid (const uint8_t *data, size_t size)
     size_t again_size = 0;
     uint8_t *again = sb_replay_encode (&m, &again_size);
     if (!again) {
-        fprintf (stderr, "%s:%d: decode accepted a %s that encode refuses\n", __FILE__,
-                 __LINE__, sb_replay_type_name ((int) m.type));
+        fprintf (stderr, "%s:%d: decode accepted a %s that encode refuses\n", __FILE__, __LINE__,
+                 sb_replay_type_name ((int) m.type));
         s_failures++;
     }
     else {
@@ -487,7 +487,8 @@ s_test_garbage (void)
     samples[1].type = SB_REPLAY_RECORD;
     samples[1].replay_id = 77;
     samples[1].seq = 1000;
-    samples[1].event = (const uint8_t *) "\x08\x01\x12\x03" "abc";
+    samples[1].event = (const uint8_t *) "\x08\x01\x12\x03"
+                                         "abc";
     samples[1].event_size = 7;
     samples[2].type = SB_REPLAY_END;
     samples[2].replay_id = 77;

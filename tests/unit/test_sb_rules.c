@@ -17,7 +17,7 @@
 static sb_rules_t *
 s_load_at (const char *yaml, int line)
 {
-    char err [512];
+    char err[512];
     sb_rules_t *rules = sb_rules_load_string (yaml, "t.yaml", err, sizeof (err));
     if (!rules) {
         fprintf (stderr, "%s:%d: load failed: %s\n", __FILE__, line, err);
@@ -32,17 +32,16 @@ s_load_at (const char *yaml, int line)
 static void
 s_load_error_at (const char *yaml, const char *want, int line)
 {
-    char err [512] = "(unset)";
+    char err[512] = "(unset)";
     sb_rules_t *rules = sb_rules_load_string (yaml, "t.yaml", err, sizeof (err));
     if (rules) {
         fprintf (stderr, "%s:%d: load succeeded, want error \"%s\"\n", __FILE__, line, want);
         s_failures++;
         sb_rules_destroy (&rules);
     }
-    else
-    if (strncmp (err, want, strlen (want)) != 0) {
-        fprintf (stderr, "%s:%d: error \"%s\", want it to start with \"%s\"\n", __FILE__, line,
-                 err, want);
+    else if (strncmp (err, want, strlen (want)) != 0) {
+        fprintf (stderr, "%s:%d: error \"%s\", want it to start with \"%s\"\n", __FILE__, line, err,
+                 want);
         s_failures++;
     }
 }
@@ -76,33 +75,30 @@ s_sms (const char *text)
 //  Decide on an event and check the rule name (NULL: no rule) and, for
 //  REPLY, the text. Frees the event.
 static void
-s_expect_at (const sb_rules_t *rules, sb_event_t *event, sb_rule_action_t action,
-             const char *rule, const char *text, int line)
+s_expect_at (const sb_rules_t *rules, sb_event_t *event, sb_rule_action_t action, const char *rule,
+             const char *text, int line)
 {
     sb_rule_decision_t decision;
     int rc = sb_rules_decide (rules, event, &decision);
-    if (rc != 0 || decision.action != action
-    ||  (rule == NULL) != (decision.rule == NULL)
-    ||  (rule && strcmp (rule, decision.rule) != 0)
-    ||  (text == NULL) != (decision.text == NULL)
-    ||  (text && strcmp (text, decision.text) != 0)) {
+    if (rc != 0 || decision.action != action || (rule == NULL) != (decision.rule == NULL)
+        || (rule && strcmp (rule, decision.rule) != 0) || (text == NULL) != (decision.text == NULL)
+        || (text && strcmp (text, decision.text) != 0)) {
         fprintf (stderr,
                  "%s:%d: decision rc=%d action=%d rule=%s text=\"%s\", want action=%d rule=%s "
                  "text=\"%s\"\n",
                  __FILE__, line, rc, (int) decision.action,
-                 decision.rule ? decision.rule : "(none)",
-                 decision.text ? decision.text : "(null)", (int) action, rule ? rule : "(none)",
-                 text ? text : "(null)");
+                 decision.rule ? decision.rule : "(none)", decision.text ? decision.text : "(null)",
+                 (int) action, rule ? rule : "(none)", text ? text : "(null)");
         s_failures++;
     }
     sb_rule_decision_clear (&decision);
     sb_event_destroy (&event);
 }
-#define s_expect(rules, event, action, rule, text) \
+#define s_expect(rules, event, action, rule, text)                                                 \
     s_expect_at ((rules), (event), (action), (rule), (text), __LINE__)
 
 //  Shorthand: the rule that decides on a Twilio SMS with this text.
-#define s_expect_sms(rules, text, action, rule, reply) \
+#define s_expect_sms(rules, text, action, rule, reply)                                             \
     s_expect_at ((rules), s_sms (text), (action), (rule), (reply), __LINE__)
 
 //  Write bytes to a temporary file; returns its path (caller frees, unlinks).
@@ -217,28 +213,27 @@ s_test_text_matches (void)
 static void
 s_test_filters (void)
 {
-    sb_rules_t *rules = s_load (
-        "rules:\n"
-        "  - name: meta-only\n"
-        "    match: { provider: meta, text: { keyword: who } }\n"
-        "    reply: meta\n"
-        "  - name: sms-or-voice\n"
-        "    match: { channel: [sms, voice], text: { keyword: who } }\n"
-        "    reply: sms-or-voice\n"
-        "  - name: statuses\n"
-        "    match: { kind: status }\n"
-        "    none: true\n"
-        "  - name: calls-and-gathers\n"
-        "    match: { kind: [call, gather], channel: voice }\n"
-        "    reply: voice\n"
-        "  - name: twilio-whatsapp\n"
-        "    match: { provider: Twilio, channel: WhatsApp }\n"
-        "    reply: twa\n"
-        "  - name: default-kind\n"
-        "    reply: message\n"
-        "  - name: any-kind\n"
-        "    match: { kind: any, provider: any, channel: any }\n"
-        "    reply: anything\n");
+    sb_rules_t *rules = s_load ("rules:\n"
+                                "  - name: meta-only\n"
+                                "    match: { provider: meta, text: { keyword: who } }\n"
+                                "    reply: meta\n"
+                                "  - name: sms-or-voice\n"
+                                "    match: { channel: [sms, voice], text: { keyword: who } }\n"
+                                "    reply: sms-or-voice\n"
+                                "  - name: statuses\n"
+                                "    match: { kind: status }\n"
+                                "    none: true\n"
+                                "  - name: calls-and-gathers\n"
+                                "    match: { kind: [call, gather], channel: voice }\n"
+                                "    reply: voice\n"
+                                "  - name: twilio-whatsapp\n"
+                                "    match: { provider: Twilio, channel: WhatsApp }\n"
+                                "    reply: twa\n"
+                                "  - name: default-kind\n"
+                                "    reply: message\n"
+                                "  - name: any-kind\n"
+                                "    match: { kind: any, provider: any, channel: any }\n"
+                                "    reply: anything\n");
     CHECK (rules);
     if (!rules)
         return;
@@ -288,17 +283,16 @@ s_test_filters (void)
 static void
 s_test_gather_text (void)
 {
-    sb_rules_t *rules = s_load (
-        "rules:\n"
-        "  - name: code\n"
-        "    match: { kind: gather, text: { regex: \"^[0-9]{6}$\" } }\n"
-        "    reply: \"code {digits}\"\n"
-        "  - name: spoken-yes\n"
-        "    match: { kind: gather, text: { keyword: yes } }\n"
-        "    reply: \"you said {text}\"\n"
-        "  - name: other-gather\n"
-        "    match: { kind: gather }\n"
-        "    none: true\n");
+    sb_rules_t *rules = s_load ("rules:\n"
+                                "  - name: code\n"
+                                "    match: { kind: gather, text: { regex: \"^[0-9]{6}$\" } }\n"
+                                "    reply: \"code {digits}\"\n"
+                                "  - name: spoken-yes\n"
+                                "    match: { kind: gather, text: { keyword: yes } }\n"
+                                "    reply: \"you said {text}\"\n"
+                                "  - name: other-gather\n"
+                                "    match: { kind: gather }\n"
+                                "    none: true\n");
     CHECK (rules);
     if (!rules)
         return;
@@ -329,19 +323,18 @@ s_test_gather_text (void)
 static void
 s_test_first_match_wins (void)
 {
-    sb_rules_t *rules = s_load (
-        "rules:\n"
-        "  - name: first\n"
-        "    match: { text: { prefix: a } }\n"
-        "    reply: one\n"
-        "  - name: second\n"
-        "    match: { text: { exact: abc } }\n"
-        "    reply: two\n"
-        "  - name: stopper\n"
-        "    match: { text: { exact: xyz } }\n"
-        "    none: true\n"
-        "  - name: catch-all\n"
-        "    reply: three\n");
+    sb_rules_t *rules = s_load ("rules:\n"
+                                "  - name: first\n"
+                                "    match: { text: { prefix: a } }\n"
+                                "    reply: one\n"
+                                "  - name: second\n"
+                                "    match: { text: { exact: abc } }\n"
+                                "    reply: two\n"
+                                "  - name: stopper\n"
+                                "    match: { text: { exact: xyz } }\n"
+                                "    none: true\n"
+                                "  - name: catch-all\n"
+                                "    reply: three\n");
     CHECK (rules);
     s_expect_sms (rules, "abc", SB_RULE_REPLY, "first", "one");
     s_expect_sms (rules, "xyz", SB_RULE_NONE, "stopper", NULL);
@@ -352,23 +345,23 @@ s_test_first_match_wins (void)
 static void
 s_test_actions (void)
 {
-    sb_rules_t *rules = s_load (
-        "rules:\n"
-        "  - name: bot\n"
-        "    match: { text: { prefix: \"bot \", ignore_case: true } }\n"
-        "    forward: { url: \"http://127.0.0.1:9000/bot\", timeout_ms: 3000 }\n"
-        "  - name: bot2\n"
-        "    match: { text: { prefix: \"ai \" } }\n"
-        "    forward:\n"
-        "      url: https://bots.example.com:8443/v1/answer?x=1\n"
-        "    publish: false\n"
-        "  - name: code\n"
-        "    match: { text: { regex: \"^[0-9]{4}$\" } }\n"
-        "    publish: true\n"
-        "    none: true\n"
-        "  - name: echo-publish\n"
-        "    publish: true\n"
-        "    reply: \"got {text}\"\n");
+    sb_rules_t *rules =
+        s_load ("rules:\n"
+                "  - name: bot\n"
+                "    match: { text: { prefix: \"bot \", ignore_case: true } }\n"
+                "    forward: { url: \"http://127.0.0.1:9000/bot\", timeout_ms: 3000 }\n"
+                "  - name: bot2\n"
+                "    match: { text: { prefix: \"ai \" } }\n"
+                "    forward:\n"
+                "      url: https://bots.example.com:8443/v1/answer?x=1\n"
+                "    publish: false\n"
+                "  - name: code\n"
+                "    match: { text: { regex: \"^[0-9]{4}$\" } }\n"
+                "    publish: true\n"
+                "    none: true\n"
+                "  - name: echo-publish\n"
+                "    publish: true\n"
+                "    reply: \"got {text}\"\n");
     CHECK (rules);
     if (!rules)
         return;
@@ -420,26 +413,25 @@ s_test_actions (void)
 static void
 s_test_templates (void)
 {
-    sb_rules_t *rules = s_load (
-        "rules:\n"
-        "  - name: all\n"
-        "    match: { text: { exact: all } }\n"
-        "    reply: \"[{profile_name}|{text}|{from}|{to}|{digits}]\"\n"
-        "  - name: braces\n"
-        "    match: { text: { exact: braces } }\n"
-        "    reply: \"{{text}} is {text}; {{ }} {{{text}}}\"\n"
-        "  - name: only-text\n"
-        "    match: { text: { prefix: echo } }\n"
-        "    reply: \"{text}\"\n"
-        "  - name: only-name\n"
-        "    match: { text: { exact: name } }\n"
-        "    reply: \"{profile_name}\"\n"
-        "  - name: unicode\n"
-        "    match: { text: { exact: ü } }\n"
-        "    reply: \"Grüße, {profile_name} 👋\"\n"
-        "  - name: long\n"
-        "    match: { text: { prefix: long } }\n"
-        "    reply: \"> {text}\"\n");
+    sb_rules_t *rules = s_load ("rules:\n"
+                                "  - name: all\n"
+                                "    match: { text: { exact: all } }\n"
+                                "    reply: \"[{profile_name}|{text}|{from}|{to}|{digits}]\"\n"
+                                "  - name: braces\n"
+                                "    match: { text: { exact: braces } }\n"
+                                "    reply: \"{{text}} is {text}; {{ }} {{{text}}}\"\n"
+                                "  - name: only-text\n"
+                                "    match: { text: { prefix: echo } }\n"
+                                "    reply: \"{text}\"\n"
+                                "  - name: only-name\n"
+                                "    match: { text: { exact: name } }\n"
+                                "    reply: \"{profile_name}\"\n"
+                                "  - name: unicode\n"
+                                "    match: { text: { exact: ü } }\n"
+                                "    reply: \"Grüße, {profile_name} 👋\"\n"
+                                "  - name: long\n"
+                                "    match: { text: { prefix: long } }\n"
+                                "    reply: \"> {text}\"\n");
     CHECK (rules);
     if (!rules)
         return;
@@ -481,7 +473,7 @@ s_test_templates (void)
     memcpy (text, "long", 4);
     for (; used + 3 < 9000; used += 3)
         memcpy (text + used, "€", 3);  //  E2 82 AC
-    text [used] = '\0';
+    text[used] = '\0';
     sb_rule_decision_t decision;
     event = s_sms (text);
     CHECK (sb_rules_decide (rules, event, &decision) == 0);
@@ -496,7 +488,7 @@ s_test_templates (void)
     //  plain ASCII is cut at exactly 4096
     memset (text, 'x', 9000);
     memcpy (text, "long", 4);
-    text [9000] = '\0';
+    text[9000] = '\0';
     event = s_sms (text);
     CHECK (sb_rules_decide (rules, event, &decision) == 0);
     CHECK (decision.text && strlen (decision.text) == 4096);
@@ -532,21 +524,21 @@ s_test_opt_out (void)
     sb_rules_t *rules = s_load ("rules: []\n");
     CHECK (rules);
     const char *out[] = {"STOP", "stop", " Stop ", "\tSTOPALL\r\n", "unsubscribe", "Cancel",
-                         "END", "quit", NULL};
-    for (int i = 0; out [i]; i++) {
-        CHECK (sb_rules_is_opt_out (rules, out [i]));
-        CHECK (!sb_rules_is_opt_in (rules, out [i]));
+                         "END",  "quit", NULL};
+    for (int i = 0; out[i]; i++) {
+        CHECK (sb_rules_is_opt_out (rules, out[i]));
+        CHECK (!sb_rules_is_opt_in (rules, out[i]));
     }
     const char *in[] = {"START", "start", " Yes", "unstop\n", NULL};
-    for (int i = 0; in [i]; i++) {
-        CHECK (sb_rules_is_opt_in (rules, in [i]));
-        CHECK (!sb_rules_is_opt_out (rules, in [i]));
+    for (int i = 0; in[i]; i++) {
+        CHECK (sb_rules_is_opt_in (rules, in[i]));
+        CHECK (!sb_rules_is_opt_out (rules, in[i]));
     }
-    const char *neither[] = {"", "   ", "STOP please", "please stop", "S T O P", "STOPP",
-                             "stop.", "STARTS", "yess", NULL};
-    for (int i = 0; neither [i]; i++) {
-        CHECK (!sb_rules_is_opt_out (rules, neither [i]));
-        CHECK (!sb_rules_is_opt_in (rules, neither [i]));
+    const char *neither[] = {"",      "   ",   "STOP please", "please stop", "S T O P",
+                             "STOPP", "stop.", "STARTS",      "yess",        NULL};
+    for (int i = 0; neither[i]; i++) {
+        CHECK (!sb_rules_is_opt_out (rules, neither[i]));
+        CHECK (!sb_rules_is_opt_in (rules, neither[i]));
     }
     CHECK (!sb_rules_is_opt_out (rules, NULL));
     CHECK (!sb_rules_is_opt_in (rules, NULL));
@@ -580,7 +572,8 @@ s_test_opt_out (void)
     s_load_error ("opt_in: [go]\nopt_out:\n  - halt\n  - GO\nrules: []\n",
                   "t.yaml:4: 'go' is both an opt-out and an opt-in keyword");
     s_load_error ("opt_out: [STOP, \"  \"]\nrules: []\n", "t.yaml:1: opt_out: empty string");
-    s_load_error ("opt_out: {a: b}\nrules: []\n", "t.yaml:1: opt_out: expected a string, got a mapping");
+    s_load_error ("opt_out: {a: b}\nrules: []\n",
+                  "t.yaml:1: opt_out: expected a string, got a mapping");
 }
 
 //  Every load error names the line and the problem.
@@ -633,7 +626,8 @@ s_test_load_errors (void)
     s_load_error ("rules:\n  - menu\n", "t.yaml:2: rules: each rule is a mapping, got a scalar");
     s_load_error ("rules:\n  - name: [a]\n    reply: hi\n",
                   "t.yaml:2: name: expected a string, got a list");
-    s_load_error ("rules:\n  - name: a\n    reply:\n", "t.yaml:3: reply: expected a string, got nothing");
+    s_load_error ("rules:\n  - name: a\n    reply:\n",
+                  "t.yaml:3: reply: expected a string, got nothing");
     s_load_error ("rules:\n  - name: a\n    reply: { text: hi }\n",
                   "t.yaml:3: reply: expected a string, got a mapping");
     s_load_error ("rules:\n  - name: a\n    match: sms\n    reply: hi\n",
@@ -653,8 +647,9 @@ s_test_load_errors (void)
                   "t.yaml:3: timeout_ms: expected a whole number");
     s_load_error ("rules:\n  - name: a\n    forward: { url: \"http://x/\", timeout_ms: -1 }\n",
                   "t.yaml:3: timeout_ms: expected a whole number");
-    s_load_error ("rules:\n  - name: a\n    forward: { url: \"http://x/\", timeout_ms: 99999999999 }\n",
-                  "t.yaml:3: timeout_ms: expected a whole number");
+    s_load_error (
+        "rules:\n  - name: a\n    forward: { url: \"http://x/\", timeout_ms: 99999999999 }\n",
+        "t.yaml:3: timeout_ms: expected a whole number");
     s_load_error ("rules:\n  - name: a\n    forward: http://x/\n",
                   "t.yaml:3: forward: expected a mapping, got a scalar");
     s_load_error ("rules:\n  - name: a\n    match:\n      kind: gathr\n    none: true\n",
@@ -672,14 +667,17 @@ s_test_load_errors (void)
                   "t.yaml:3: prefix: empty string");
     s_load_error ("rules:\n  - name: a\n    match: { text: { exact: [a, [b]] } }\n    none: true\n",
                   "t.yaml:3: exact: expected a string, got a list");
-    s_load_error ("rules:\n  - name: a\n    match: { text: { exact: \"a\\0b\" } }\n    none: true\n",
-                  "t.yaml:3: exact: contains a NUL character");
+    s_load_error (
+        "rules:\n  - name: a\n    match: { text: { exact: \"a\\0b\" } }\n    none: true\n",
+        "t.yaml:3: exact: contains a NUL character");
     //  text: exactly one condition; ignore_case where it applies
-    s_load_error ("rules:\n  - name: a\n    match:\n      text:\n        exact: a\n        prefix: b\n"
-                  "    none: true\n",
-                  "t.yaml:6: text: give only one of exact, keyword, prefix, regex, any");
-    s_load_error ("rules:\n  - name: a\n    match: { text: { ignore_case: true } }\n    none: true\n",
-                  "t.yaml:3: text: give one of exact, keyword, prefix, regex, any");
+    s_load_error (
+        "rules:\n  - name: a\n    match:\n      text:\n        exact: a\n        prefix: b\n"
+        "    none: true\n",
+        "t.yaml:6: text: give only one of exact, keyword, prefix, regex, any");
+    s_load_error (
+        "rules:\n  - name: a\n    match: { text: { ignore_case: true } }\n    none: true\n",
+        "t.yaml:3: text: give one of exact, keyword, prefix, regex, any");
     s_load_error ("rules:\n  - name: a\n    match: { text: {} }\n    none: true\n",
                   "t.yaml:3: text: give one of");
     s_load_error ("rules:\n  - name: a\n    match: { text: { keyword: a, ignore_case: false } }\n"
@@ -694,11 +692,13 @@ s_test_load_errors (void)
                   "t.yaml:4: a rule takes only one of reply, forward, none");
     s_load_error ("rules:\n  - name: a\n    forward: { url: \"http://x/\" }\n    reply: hi\n",
                   "t.yaml:4: a rule takes only one of reply, forward, none");
-    s_load_error ("rules:\n  - name: a\n    none: false\n", "t.yaml:3: none: only 'none: true' makes sense");
+    s_load_error ("rules:\n  - name: a\n    none: false\n",
+                  "t.yaml:3: none: only 'none: true' makes sense");
     s_load_error ("rules:\n  - name: a\n    forward: { timeout_ms: 1000 }\n",
                   "t.yaml:3: forward: 'url' is required");
     //  names: required, well-formed, unique
-    s_load_error ("rules:\n  - name: a\n    reply: x\n  - reply: hi\n", "t.yaml:4: rule 2 has no name");
+    s_load_error ("rules:\n  - name: a\n    reply: x\n  - reply: hi\n",
+                  "t.yaml:4: rule 2 has no name");
     s_load_error ("rules:\n  - name: my rule\n    reply: hi\n",
                   "t.yaml:2: name 'my rule': use 1 to 64 letters, digits, '.', '_' or '-'");
     s_load_error ("rules:\n  - name: \"\"\n    reply: hi\n", "t.yaml:2: name '': use 1 to 64");
@@ -711,8 +711,9 @@ s_test_load_errors (void)
     s_load_error ("rules:\n  - name: a\n    match:\n      text:\n        regex: \"[z-a]\"\n"
                   "    none: true\n",
                   "t.yaml:5: regex '[z-a]': Invalid range end");
-    s_load_error ("rules:\n  - name: a\n    match: { text: { regex: \"a{2,1}\" } }\n    none: true\n",
-                  "t.yaml:3: regex 'a{2,1}': ");
+    s_load_error (
+        "rules:\n  - name: a\n    match: { text: { regex: \"a{2,1}\" } }\n    none: true\n",
+        "t.yaml:3: regex 'a{2,1}': ");
     s_load_error ("rules:\n  - name: a\n    match: { text: { regex: \"\" } }\n    none: true\n",
                   "t.yaml:3: regex: empty pattern");
     //  URLs
@@ -724,14 +725,16 @@ s_test_load_errors (void)
                   "t.yaml:3: url 'http://': expected an http");
     s_load_error ("rules:\n  - name: a\n    forward: { url: \"http://exa mple.com/\" }\n",
                   "t.yaml:3: url 'http://exa mple.com/': expected an http");
-    s_load_error ("rules:\n  - name: a\n    forward: { url: \"\" }\n", "t.yaml:3: url '': expected");
+    s_load_error ("rules:\n  - name: a\n    forward: { url: \"\" }\n",
+                  "t.yaml:3: url '': expected");
     //  templates
     s_load_error ("rules:\n  - name: a\n    reply: \"Hi {name}!\"\n",
                   "t.yaml:3: reply: unknown placeholder {name} (known: {profile_name}, {text}, "
                   "{from}, {to}, {digits}; write {{ for a literal {)");
     s_load_error ("rules:\n  - name: a\n    reply: \"Hi { text }!\"\n",
                   "t.yaml:3: reply: unknown placeholder { text }");
-    s_load_error ("rules:\n  - name: a\n    reply: \"Hi {}\"\n", "t.yaml:3: reply: unknown placeholder {}");
+    s_load_error ("rules:\n  - name: a\n    reply: \"Hi {}\"\n",
+                  "t.yaml:3: reply: unknown placeholder {}");
     s_load_error ("rules:\n  - name: a\n    reply: \"Hi {text\"\n",
                   "t.yaml:3: reply: unclosed '{' in template (write {{ for a literal {)");
     s_load_error ("rules:\n  - name: a\n    reply: \"smile :-}\"\n",
@@ -742,17 +745,18 @@ s_test_load_errors (void)
     s_load_error ("rules:\n  - name: a\n    reply: |\n      line one\n      {oops}\n",
                   "t.yaml:3: reply: unknown placeholder {oops}");
     //  an error in the second rule leaves nothing behind (ASan checks)
-    s_load_error ("rules:\n  - name: a\n    match: { text: { regex: \"^a$\" } }\n    reply: \"{text}\"\n"
-                  "  - name: b\n    match: { text: { regex: \"^b$\" } }\n    reply: \"{tex}\"\n",
-                  "t.yaml:7: reply: unknown placeholder {tex}");
+    s_load_error (
+        "rules:\n  - name: a\n    match: { text: { regex: \"^a$\" } }\n    reply: \"{text}\"\n"
+        "  - name: b\n    match: { text: { regex: \"^b$\" } }\n    reply: \"{tex}\"\n",
+        "t.yaml:7: reply: unknown placeholder {tex}");
 
     //  A NULL or tiny error buffer is fine
     CHECK (sb_rules_load_string ("rules: {}", "t.yaml", NULL, 0) == NULL);
-    char tiny [8];
+    char tiny[8];
     CHECK (sb_rules_load_string ("rules: {}", "t.yaml", tiny, sizeof (tiny)) == NULL);
     CHECK (strlen (tiny) < sizeof (tiny));
     //  NULL name
-    char err [256];
+    char err[256];
     CHECK (sb_rules_load_string ("x: 1", NULL, err, sizeof (err)) == NULL);
     CHECK (strncmp (err, "<rules>:1: unknown key 'x'", 26) == 0);
 }
@@ -767,8 +771,7 @@ s_test_hostile (void)
                   "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
                   "rules: []\n",
                   "t.yaml:1: unknown key 'a'");
-    s_load_error ("rules: &r []\n",
-                  "t.yaml:1: YAML anchors (&) and aliases (*) are not supported");
+    s_load_error ("rules: &r []\n", "t.yaml:1: YAML anchors (&) and aliases (*) are not supported");
     s_load_error ("opt_out: [STOP]\nopt_in: &x [GO]\nrules: []\n",
                   "t.yaml:2: YAML anchors (&) and aliases (*) are not supported");
     s_load_error ("rules:\n  - name: a\n    reply: &t hi\n  - name: b\n    reply: *t\n",
@@ -777,7 +780,8 @@ s_test_hostile (void)
                   "t.yaml:2: YAML anchors (&) and aliases (*) are not supported");
     s_load_error ("rules:\n  - name: a\n    reply: *undefined\n", "t.yaml:3: ");
     //  Merge keys are just unknown keys
-    s_load_error ("rules:\n  - <<: {name: a}\n    reply: hi\n", "t.yaml:2: unknown key '<<' in a rule");
+    s_load_error ("rules:\n  - <<: {name: a}\n    reply: hi\n",
+                  "t.yaml:2: unknown key '<<' in a rule");
 
     //  Very deep nesting: stops at the first unexpected event
     size_t depth = 200000;
@@ -788,10 +792,10 @@ s_test_hostile (void)
     strcpy (deep, "rules: ");
     size_t used = strlen (deep);
     for (size_t i = 0; i < depth; i++)
-        deep [used++] = '[';
+        deep[used++] = '[';
     for (size_t i = 0; i < depth; i++)
-        deep [used++] = ']';
-    deep [used] = '\0';
+        deep[used++] = ']';
+    deep[used] = '\0';
     s_load_error (deep, "t.yaml:1: rules: each rule is a mapping, got a list");
     //  deep mappings where a string is expected, unbalanced
     strcpy (deep, "rules:\n  - name: ");
@@ -800,13 +804,13 @@ s_test_hostile (void)
         memcpy (deep + used, "{a:", 3);
         used += 3;
     }
-    deep [used] = '\0';
+    deep[used] = '\0';
     s_load_error (deep, "t.yaml:2: name: expected a string, got a mapping");
     //  deep nesting at the top level
     used = 0;
     for (size_t i = 0; i < depth; i++)
-        deep [used++] = '[';
-    deep [used] = '\0';
+        deep[used++] = '[';
+    deep[used] = '\0';
     s_load_error (deep, "t.yaml:1: expected a mapping with 'rules'");
     free (deep);
 
@@ -818,12 +822,12 @@ s_test_hostile (void)
         return;
     memset (huge, '#', huge_size);
     memcpy (huge, "rules: []\n", 10);
-    huge [huge_size] = '\0';
+    huge[huge_size] = '\0';
     s_load_error (huge, "t.yaml: larger than 1048576 bytes");
     char *path = s_temp_file (huge, huge_size);
-    char err [512];
+    char err[512];
     CHECK (sb_rules_load (path, err, sizeof (err)) == NULL);
-    char want [512];
+    char want[512];
     snprintf (want, sizeof (want), "%s: larger than 1048576 bytes", path);
     CHECK_STR (err, want);
     unlink (path);
@@ -850,15 +854,15 @@ s_test_hostile (void)
     CHECK_STR (err, "/dev/zero: larger than 1048576 bytes");
 
     //  Binary garbage and bad encodings, from files (NULs included)
-    unsigned char garbage [4096];
+    unsigned char garbage[4096];
     unsigned int seed = 12345;
     for (int round = 0; round < 50; round++) {
         for (size_t i = 0; i < sizeof (garbage); i++) {
             seed = seed * 1103515245u + 12345u;
-            garbage [i] = (unsigned char) (seed >> 16);
+            garbage[i] = (unsigned char) (seed >> 16);
         }
         path = s_temp_file (garbage, sizeof (garbage) >> (round % 8));
-        err [0] = '\0';
+        err[0] = '\0';
         rules = sb_rules_load (path, err, sizeof (err));
         CHECK (rules == NULL);
         CHECK (strncmp (err, path, strlen (path)) == 0 && strlen (err) > strlen (path) + 2);
@@ -871,7 +875,8 @@ s_test_hostile (void)
                   "t.yaml:3: YAML syntax error: control characters are not allowed");
     s_load_error ("rules:\n  - name: a\n    reply: \"x\xC3\x28y\"\n",
                   "t.yaml:3: YAML syntax error: invalid trailing UTF-8 octet");
-    s_load_error ("rules: []\n\xFF\xFE", "t.yaml:2: YAML syntax error: invalid leading UTF-8 octet");
+    s_load_error ("rules: []\n\xFF\xFE",
+                  "t.yaml:2: YAML syntax error: invalid leading UTF-8 octet");
     path = s_temp_file ("rules: []\n\0\n", 12);
     CHECK (sb_rules_load (path, err, sizeof (err)) == NULL);
     snprintf (want, sizeof (want), "%s:2: YAML syntax error: control characters", path);
@@ -907,7 +912,7 @@ s_test_hostile (void)
 static void
 s_test_files (void)
 {
-    char err [512];
+    char err[512];
     CHECK (sb_rules_load ("/nonexistent/rules.yaml", err, sizeof (err)) == NULL);
     CHECK_STR (err, "/nonexistent/rules.yaml: cannot open: No such file or directory");
     CHECK (sb_rules_load ("/tmp", err, sizeof (err)) == NULL);
@@ -915,10 +920,11 @@ s_test_files (void)
     CHECK (sb_rules_load (NULL, err, sizeof (err)) == NULL);
     CHECK_STR (err, "no rules file given");
 
-    const char *bad = "rules:\n  - name: a\n    reply: hi\n  - name: b\n    reply: hi\n    forward: {url: http://x/}\n";
+    const char *bad = "rules:\n  - name: a\n    reply: hi\n  - name: b\n    reply: hi\n    "
+                      "forward: {url: http://x/}\n";
     char *path = s_temp_file (bad, strlen (bad));
     CHECK (sb_rules_load (path, err, sizeof (err)) == NULL);
-    char want [512];
+    char want[512];
     snprintf (want, sizeof (want), "%s:6: a rule takes only one of reply, forward, none", path);
     CHECK_STR (err, want);
     unlink (path);
@@ -929,7 +935,7 @@ s_test_files (void)
 static void
 s_test_example (void)
 {
-    char err [512];
+    char err[512];
     sb_rules_t *rules = sb_rules_load ("../examples/rules.yaml", err, sizeof (err));
     if (!rules) {
         fprintf (stderr, "%s:%d: examples/rules.yaml: %s\n", __FILE__, __LINE__, err);
@@ -950,8 +956,8 @@ s_test_example (void)
                   "Find us at 1 Main Street, Springfield.");
 
     //  The echo for everything else
-    sb_event_t *event = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE,
-                                 "Hello there");
+    sb_event_t *event =
+        s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, "Hello there");
     sb_event_set (&event->profile_name, "Ana");
     s_expect (rules, event, SB_RULE_REPLY, "echo",
               "Thanks for your message! We received: Hello there");

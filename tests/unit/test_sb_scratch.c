@@ -19,7 +19,8 @@
 static bool
 s_inside (const void *ptr, const void *buf, size_t size)
 {
-    return (const char *) ptr >= (const char *) buf && (const char *) ptr < (const char *) buf + size;
+    return (const char *) ptr >= (const char *) buf
+           && (const char *) ptr < (const char *) buf + size;
 }
 
 static void

@@ -41,14 +41,14 @@
 //  The sandbox child, so a fatal failure does not leave it running.
 static pid_t s_child = 0;
 
-#define FATAL(...)                                                   \
-    do {                                                             \
-        fprintf (stderr, "%s:%d: FATAL: ", __FILE__, __LINE__);      \
-        fprintf (stderr, __VA_ARGS__);                               \
-        fputc ('\n', stderr);                                        \
-        if (s_child > 0)                                             \
-            kill (s_child, SIGKILL);                                 \
-        exit (1);                                                    \
+#define FATAL(...)                                                                                 \
+    do {                                                                                           \
+        fprintf (stderr, "%s:%d: FATAL: ", __FILE__, __LINE__);                                    \
+        fprintf (stderr, __VA_ARGS__);                                                             \
+        fputc ('\n', stderr);                                                                      \
+        if (s_child > 0)                                                                           \
+            kill (s_child, SIGKILL);                                                               \
+        exit (1);                                                                                  \
     } while (0)
 
 #define ACCOUNT_SID "AC0123456789abcdef0123456789abcdef"
@@ -68,9 +68,9 @@ typedef struct {
     const char *body;
     const char *retry_after;
     sb_send_outcome_t outcome;
-    const char *provider_id;  //  expected id (SENT)
-    const char *error_code;   //  expected code text
-    long long retry_after_ms; //  expected, -1 none
+    const char *provider_id;   //  expected id (SENT)
+    const char *error_code;    //  expected code text
+    long long retry_after_ms;  //  expected, -1 none
     bool opt_out;
 } s_case_t;
 
@@ -79,10 +79,12 @@ typedef struct {
 
 static const s_case_t s_cases[] = {
     //  Accepted.
-    {TW, 201, "{\"sid\":\"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"status\":\"queued\",\"error_code\":null}",
+    {TW, 201,
+     "{\"sid\":\"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"status\":\"queued\",\"error_code\":null}",
      NULL, SB_SEND_SENT, "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "", -1, false},
-    {ME, 200, "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":\"1\",\"wa_id\":\"1\"}],"
-              "\"messages\":[{\"id\":\"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI\"}]}",
+    {ME, 200,
+     "{\"messaging_product\":\"whatsapp\",\"contacts\":[{\"input\":\"1\",\"wa_id\":\"1\"}],"
+     "\"messages\":[{\"id\":\"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI\"}]}",
      NULL, SB_SEND_SENT, "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI", "", -1, false},
     //  Accepted, but no id we can read: still sent (never send twice).
     {TW, 201, "not json", NULL, SB_SEND_SENT, "", "", -1, false},
@@ -101,8 +103,9 @@ static const s_case_t s_cases[] = {
     {TW, 503, "", "120", SB_SEND_RETRY, "", "", 120000, false},
     {TW, 429, "{\"code\":20429,\"message\":\"Too Many Requests\",\"status\":429}", "3",
      SB_SEND_RETRY, "", "20429", 3000, false},
-    {ME, 429, "{\"error\":{\"message\":\"(#130429) Rate limit hit\",\"type\":\"OAuthException\","
-              "\"code\":130429}}",
+    {ME, 429,
+     "{\"error\":{\"message\":\"(#130429) Rate limit hit\",\"type\":\"OAuthException\","
+     "\"code\":130429}}",
      " 5 ", SB_SEND_RETRY, "", "130429", 5000, false},
     {TW, 408, "", NULL, SB_SEND_RETRY, "", "", -1, false},
     {TW, 429, "", "0", SB_SEND_RETRY, "", "", 0, false},
@@ -127,15 +130,15 @@ static const s_case_t s_cases[] = {
     {ME, 400, "{\"error\":{\"code\":1,\"message\":\"x\",\"is_transient\":true}}", NULL,
      SB_SEND_RETRY, "", "1", -1, false},
     //  Other 4xx: final, with the provider's code.
-    {TW, 400, "{\"code\":21211,\"message\":\"Invalid 'To' Phone Number\"}", "30", SB_SEND_FINAL,
-     "", "21211", -1, false},
+    {TW, 400, "{\"code\":21211,\"message\":\"Invalid 'To' Phone Number\"}", "30", SB_SEND_FINAL, "",
+     "21211", -1, false},
     {TW, 400, "{\"code\":21610,\"message\":\"Attempt to send to unsubscribed recipient\"}", NULL,
      SB_SEND_FINAL, "", "21610", -1, true},
-    {TW, 401, "{\"code\":20003,\"message\":\"Authenticate\"}", NULL, SB_SEND_FINAL, "", "20003",
-     -1, false},
+    {TW, 401, "{\"code\":20003,\"message\":\"Authenticate\"}", NULL, SB_SEND_FINAL, "", "20003", -1,
+     false},
     {TW, 404, "", NULL, SB_SEND_FINAL, "", "", -1, false},
-    {ME, 400, "{\"error\":{\"message\":\"(#131047) Re-engagement message\",\"code\":131047}}",
-     NULL, SB_SEND_FINAL, "", "131047", -1, false},
+    {ME, 400, "{\"error\":{\"message\":\"(#131047) Re-engagement message\",\"code\":131047}}", NULL,
+     SB_SEND_FINAL, "", "131047", -1, false},
     {ME, 400, "{\"error\":{\"code\":100,\"message\":\"(#100) Invalid parameter\"}}", NULL,
      SB_SEND_FINAL, "", "100", -1, false},
     {ME, 401, "{\"error\":{\"code\":190,\"message\":\"Invalid OAuth access token\"}}", NULL,
@@ -170,8 +173,8 @@ s_test_classify_table (void)
         const s_case_t *c = &s_cases[i];
         sb_send_result_t r = {.id = 77, .kind = SB_OUTBOX_REPLY};
         sb_sender_classify (c->provider, c->status, c->body, c->retry_after, &r);
-        bool ok = r.outcome == c->outcome && r.provider_id && r.error_code && r.error
-                  && r.bot_text && strcmp (r.provider_id, c->provider_id) == 0
+        bool ok = r.outcome == c->outcome && r.provider_id && r.error_code && r.error && r.bot_text
+                  && strcmp (r.provider_id, c->provider_id) == 0
                   && strcmp (r.error_code, c->error_code) == 0
                   && r.retry_after_ms == c->retry_after_ms && r.opt_out == c->opt_out
                   && r.http_status == c->status && r.id == 77;
@@ -216,9 +219,12 @@ s_test_retry_after_date (void)
 static void
 s_test_classify_garbage (void)
 {
-    static const char *seeds[] = {
-        "{\"sid\":\"SM1\"}", "{\"error\":{\"code\":131047,\"is_transient\":false}}",
-        "{\"messages\":[{\"id\":\"wamid.x\"}]}", "{\"code\":21610}", "[]", "null"};
+    static const char *seeds[] = {"{\"sid\":\"SM1\"}",
+                                  "{\"error\":{\"code\":131047,\"is_transient\":false}}",
+                                  "{\"messages\":[{\"id\":\"wamid.x\"}]}",
+                                  "{\"code\":21610}",
+                                  "[]",
+                                  "null"};
     unsigned seed = 12345;
     char body[256];
     for (int round = 0; round < 3000; round++) {
@@ -233,8 +239,8 @@ s_test_classify_garbage (void)
         body[len] = 0;
         static const int statuses[] = {0, 200, 201, 400, 401, 429, 500};
         sb_send_result_t r = {0};
-        sb_sender_classify (round % 2 ? SB_PROVIDER_TWILIO : SB_PROVIDER_META,
-                            statuses[round % 7], body, round % 3 ? NULL : body, &r);
+        sb_sender_classify (round % 2 ? SB_PROVIDER_TWILIO : SB_PROVIDER_META, statuses[round % 7],
+                            body, round % 3 ? NULL : body, &r);
         CHECK (r.outcome == SB_SEND_SENT || r.outcome == SB_SEND_RETRY
                || r.outcome == SB_SEND_FINAL);
         CHECK (r.provider_id && r.error_code && r.error && r.bot_text);
@@ -271,8 +277,7 @@ s_test_classify_undocumented (void)
         {SB_PROVIDER_TWILIO, "", "empty body"},
         {SB_PROVIDER_META, "{\"messages\":{\"id\":\"wamid.x\"}}", "no message id"},
         {SB_PROVIDER_META, "[{\"id\":\"wamid.x\"}]", "not a JSON object in UTF-8"},
-        {SB_PROVIDER_META, "{\"messages\":[{\"id\":\"wamid.\\u00e9\"}]}",
-         "printable ASCII"},
+        {SB_PROVIDER_META, "{\"messages\":[{\"id\":\"wamid.\\u00e9\"}]}", "printable ASCII"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sb_send_result_t r = {0};
@@ -280,8 +285,8 @@ s_test_classify_undocumented (void)
         CHECK (r.outcome == SB_SEND_SENT);
         CHECK_STR (r.provider_id, "");
         if (!strstr (r.error, "not what the API documents") || !strstr (r.error, cases[i].why)) {
-            fprintf (stderr, "%s:%d: case %zu: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__,
-                     i, r.error, cases[i].why);
+            fprintf (stderr, "%s:%d: case %zu: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, i,
+                     r.error, cases[i].why);
             s_failures++;
         }
         sb_outbox_result_free (&r);
@@ -353,8 +358,8 @@ s_sandbox_start (s_sandbox_t *sandbox)
     static char env_meta[] = "META_ACCESS_TOKEN=" META_TOKEN;
     static char env_app[] = "META_APP_SECRET=app-secret";
     static char env_level[] = "SB_LOG_LEVEL=info";
-    char *const env[] = {env_sid, env_token, env_key, env_secret, env_meta, env_app, env_level,
-                         NULL};
+    char *const env[] = {env_sid,  env_token, env_key,   env_secret,
+                         env_meta, env_app,   env_level, NULL};
     pid_t pid = fork ();
     if (pid < 0)
         FATAL ("fork failed: %d", errno);
@@ -507,8 +512,8 @@ s_last_seq (const s_sandbox_t *sandbox)
     long long seq = 0;
     size_t i;
     json_t *record;
-    json_array_foreach (records, i, record)
-        seq = json_integer_value (json_object_get (record, "seq"));
+    json_array_foreach (records, i, record) seq =
+        json_integer_value (json_object_get (record, "seq"));
     json_decref (records);
     return seq;
 }
@@ -637,9 +642,9 @@ s_in_array (json_t *array, const char *text)
 {
     size_t i;
     json_t *item;
-    json_array_foreach (array, i, item)
-        if (json_is_string (item) && strcmp (json_string_value (item), text) == 0)
-            return true;
+    json_array_foreach (array, i,
+                        item) if (json_is_string (item)
+                                  && strcmp (json_string_value (item), text) == 0) return true;
     return false;
 }
 
@@ -667,8 +672,8 @@ s_check_twilio_shape (json_t *spec, json_t *record)
     CHECK (path && regexec (&re, path, 0, NULL, 0) == 0);
     regfree (&re);
     CHECK_STR (json_string_value (json_object_get (record, "method")), "POST");
-    const char *type = json_string_value (
-        json_object_get (json_object_get (record, "headers"), "Content-Type"));
+    const char *type =
+        json_string_value (json_object_get (json_object_get (record, "headers"), "Content-Type"));
     CHECK (type && strncmp (type, "application/x-www-form-urlencoded", 33) == 0);
     CHECK_STR (json_string_value (json_object_get (record, "auth_user")), ACCOUNT_SID);
 
@@ -676,15 +681,15 @@ s_check_twilio_shape (json_t *spec, json_t *record)
     json_t *seen = json_array ();
     size_t i;
     json_t *pair;
-    json_array_foreach (params, i, pair) {
+    json_array_foreach (params, i, pair)
+    {
         const char *key = json_string_value (json_array_get (pair, 0));
         CHECK (key && json_object_get (properties, key));  //  a documented field
         if (key && !s_in_array (seen, key))
             json_array_append_new (seen, json_string (key));
     }
     json_t *name;
-    json_array_foreach (required, i, name)
-        CHECK (s_in_array (seen, json_string_value (name)));
+    json_array_foreach (required, i, name) CHECK (s_in_array (seen, json_string_value (name)));
     //  x-twilio conditionals: From or MessagingServiceSid; Body, MediaUrl or ContentSid.
     CHECK (s_in_array (seen, "From") || s_in_array (seen, "MessagingServiceSid"));
     CHECK (s_in_array (seen, "Body") || s_in_array (seen, "MediaUrl")
@@ -698,9 +703,9 @@ s_param (json_t *record, const char *key)
 {
     size_t i;
     json_t *pair;
-    json_array_foreach (json_object_get (record, "params"), i, pair)
-        if (strcmp (json_string_value (json_array_get (pair, 0)), key) == 0)
-            return json_string_value (json_array_get (pair, 1));
+    json_array_foreach (json_object_get (record, "params"), i,
+                        pair) if (strcmp (json_string_value (json_array_get (pair, 0)), key)
+                                  == 0) return json_string_value (json_array_get (pair, 1));
     return NULL;
 }
 
@@ -712,9 +717,8 @@ s_check_meta_shape (json_t *spec, json_t *record)
 {
     json_t *schemas = json_object_get (json_object_get (spec, "components"), "schemas");
     json_t *base = json_object_get (schemas, "BaseMessageProperties");
-    json_t *text_message = json_array_get (json_object_get (json_object_get (schemas, "TextMessage"),
-                                                            "allOf"),
-                                           1);
+    json_t *text_message =
+        json_array_get (json_object_get (json_object_get (schemas, "TextMessage"), "allOf"), 1);
     json_t *context_schema = json_object_get (schemas, "MessageContext");
     json_t *message = json_object_get (record, "json");
     CHECK (json_is_object (message));
@@ -735,9 +739,8 @@ s_check_meta_shape (json_t *spec, json_t *record)
                        json_string_value (json_object_get (message, "recipient_type"))));
     CHECK_STR (json_string_value (json_object_get (message, "messaging_product")), "whatsapp");
     CHECK_STR (json_string_value (json_object_get (message, "type")), "text");
-    json_t *text_properties =
-        json_object_get (json_object_get (json_object_get (text_message, "properties"), "text"),
-                         "properties");
+    json_t *text_properties = json_object_get (
+        json_object_get (json_object_get (text_message, "properties"), "text"), "properties");
     json_object_foreach (json_object_get (message, "text"), key, value)
         CHECK (json_object_get (text_properties, key));
     CHECK (json_is_string (json_object_get (json_object_get (message, "text"), "body")));
@@ -845,8 +848,9 @@ s_test_meta_sends (const s_sandbox_t *sandbox, json_t *spec)
         return;
     long long since = s_last_seq (sandbox);
     //  In context of the inbound message.
-    sb_outbox_item_t item = s_meta_item (10, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=",
-                                         "Thanks \xf0\x9f\x91\x8d \"quoted\"");
+    sb_outbox_item_t item =
+        s_meta_item (10, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=",
+                     "Thanks \xf0\x9f\x91\x8d \"quoted\"");
     sb_send_result_t r = {0};
     CHECK (s_send_one (sender, &item, &r) == 0);
     CHECK (r.outcome == SB_SEND_SENT);
@@ -862,9 +866,9 @@ s_test_meta_sends (const s_sandbox_t *sandbox, json_t *spec)
     CHECK_STR (json_string_value (json_object_get (message, "to")), "16505551234");
     CHECK_STR (json_string_value (json_object_get (json_object_get (message, "text"), "body")),
                "Thanks \xf0\x9f\x91\x8d \"quoted\"");
-    CHECK_STR (json_string_value (
-                   json_object_get (json_object_get (message, "context"), "message_id")),
-               "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=");
+    CHECK_STR (
+        json_string_value (json_object_get (json_object_get (message, "context"), "message_id")),
+        "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=");
     CHECK_STR (json_string_value (json_object_get (record, "id")), r.provider_id);
     json_decref (records);
     sb_outbox_result_free (&r);
@@ -971,8 +975,7 @@ s_test_credentials (const s_sandbox_t *sandbox)
     //  Settings that cannot work stop the start.
     const char *bad_sid[] = {"TWILIO_ACCOUNT_SID=AC123", "TWILIO_AUTH_TOKEN=x", NULL};
     CHECK (s_sender_new (sandbox, bad_sid) == NULL);
-    const char *half_key[] = {"TWILIO_ACCOUNT_SID=" ACCOUNT_SID, "TWILIO_API_KEY=" API_KEY,
-                              NULL};
+    const char *half_key[] = {"TWILIO_ACCOUNT_SID=" ACCOUNT_SID, "TWILIO_API_KEY=" API_KEY, NULL};
     CHECK (s_sender_new (sandbox, half_key) == NULL);
     const char *bad_version[] = {"META_ACCESS_TOKEN=x", "META_API_VERSION=23", NULL};
     CHECK (s_sender_new (sandbox, bad_version) == NULL);
@@ -1040,7 +1043,8 @@ s_test_concurrency (const s_sandbox_t *sandbox)
     enum { TOTAL = 8 };
     sb_outbox_item_t items[TOTAL];
     for (int i = 0; i < TOTAL; i++)
-        items[i] = i % 2 ? s_meta_item (100 + i, "", "c") : s_twilio_item (100 + i, SB_CHANNEL_SMS, "c");
+        items[i] =
+            i % 2 ? s_meta_item (100 + i, "", "c") : s_twilio_item (100 + i, SB_CHANNEL_SMS, "c");
     CHECK_INT (sb_sender_room (sender), 3);
     int submitted = 0, done = 0;
     int max_in_flight = 0;
@@ -1075,7 +1079,8 @@ s_test_concurrency (const s_sandbox_t *sandbox)
     long long most = 0;
     size_t i;
     json_t *record;
-    json_array_foreach (records, i, record) {
+    json_array_foreach (records, i, record)
+    {
         long long c = json_integer_value (json_object_get (record, "concurrent"));
         if (c > most)
             most = c;
@@ -1091,10 +1096,10 @@ s_test_concurrency (const s_sandbox_t *sandbox)
 //  The bot: a civetweb server in this process.
 
 typedef struct {
-    pthread_mutex_t lock;     //  guards the fields below
-    char *last_body;          //  body of the last request
-    char last_type[128];      //  its Content-Type
-    int requests;             //  requests seen
+    pthread_mutex_t lock;  //  guards the fields below
+    char *last_body;       //  body of the last request
+    char last_type[128];   //  its Content-Type
+    int requests;          //  requests seen
 } s_bot_t;
 
 static int
@@ -1171,15 +1176,19 @@ s_forward_item (int64_t id, const char *url, int timeout_ms)
                              .context_id = strdup (""),
                              .forward_url = strdup (url),
                              .forward_timeout_ms = timeout_ms,
-                             .event_json = strdup ("{\"text\":\"menu\",\"from\":\"+14155550100\"}")};
+                             .event_json =
+                                 strdup ("{\"text\":\"menu\",\"from\":\"+14155550100\"}")};
     return item;
 }
 
 static void
 s_test_forward (const s_sandbox_t *sandbox)
+//  civetweb options, a name and its value a line: laid out by hand, clang-format leaves it
+// clang-format off
 {
     s_bot_t bot = {.lock = PTHREAD_MUTEX_INITIALIZER};
     const char *options[] = {"listening_ports", "127.0.0.1:0", "num_threads", "8", NULL};
+    // clang-format on
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     struct mg_context *ctx = mg_start (&callbacks, NULL, options);

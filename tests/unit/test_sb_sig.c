@@ -30,14 +30,14 @@
 #include "sb_check.h"
 
 //  Result is as expected; label says which case.
-#define CHECK_RESULT(got, want, label)                                                  \
-    do {                                                                                \
-        sb_sig_result_t g_ = (got), w_ = (want);                                        \
-        if (g_ != w_) {                                                                 \
-            fprintf (stderr, "%s:%d: %s: got %s, want %s\n", __FILE__, __LINE__, label, \
-                     sb_sig_reason (g_), sb_sig_reason (w_));                           \
-            s_failures++;                                                               \
-        }                                                                               \
+#define CHECK_RESULT(got, want, label)                                                             \
+    do {                                                                                           \
+        sb_sig_result_t g_ = (got), w_ = (want);                                                   \
+        if (g_ != w_) {                                                                            \
+            fprintf (stderr, "%s:%d: %s: got %s, want %s\n", __FILE__, __LINE__, label,            \
+                     sb_sig_reason (g_), sb_sig_reason (w_));                                      \
+            s_failures++;                                                                          \
+        }                                                                                          \
     } while (0)
 
 #define TOKEN "12345"
@@ -45,14 +45,14 @@
 
 //  Independent reference: base64(HMAC-SHA1(key, text)) by one OpenSSL call.
 static void
-s_reference_twilio (const char *key, const char *text, char out [SB_SIG_TWILIO_SIZE])
+s_reference_twilio (const char *key, const char *text, char out[SB_SIG_TWILIO_SIZE])
 {
-    unsigned char mac [EVP_MAX_MD_SIZE];
+    unsigned char mac[EVP_MAX_MD_SIZE];
     size_t size = 0;
-    out [0] = 0;
+    out[0] = 0;
     if (!EVP_Q_mac (NULL, "HMAC", NULL, "SHA1", NULL, key, strlen (key),
                     (const unsigned char *) text, strlen (text), mac, sizeof mac, &size)
-    ||  size != 20) {
+        || size != 20) {
         fprintf (stderr, "%s:%d: reference HMAC failed\n", __FILE__, __LINE__);
         s_failures++;
         return;
@@ -83,17 +83,18 @@ s_expected_refusal (const char *name)
     static const struct {
         const char *name;
         sb_sig_result_t result;
-    } table [] = {
-        {"form-wrong-signature", SB_SIG_MALFORMED},        //  "WRONG_SIGNATURE": not base64 of 20 bytes
-        {"form-prefixed-signature", SB_SIG_MALFORMED},     //  31 characters
+    } table[] = {
+        {"form-wrong-signature", SB_SIG_MALFORMED},  //  "WRONG_SIGNATURE": not base64 of 20 bytes
+        {"form-prefixed-signature", SB_SIG_MALFORMED},  //  31 characters
         {"form-empty-signature", SB_SIG_MISSING},
         {"json-body-without-bodySHA256-invalid", SB_SIG_BODY_HASH},
         {"json-body-tampered-invalid", SB_SIG_BODY_HASH},  //  URL signature fine, body changed
-        {"json-body-hash-truncated-invalid", SB_SIG_MISMATCH},  //  URL changed: signature fails first
+        {"json-body-hash-truncated-invalid",
+         SB_SIG_MISMATCH},  //  URL changed: signature fails first
     };
-    for (size_t i = 0; i < sizeof table / sizeof table [0]; i++)
-        if (strcmp (table [i].name, name) == 0)
-            return table [i].result;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp (table[i].name, name) == 0)
+            return table[i].result;
     return SB_SIG_MISMATCH;
 }
 
@@ -129,25 +130,26 @@ s_test_twilio_vectors (void)
         for (size_t p = 0; p < json_array_size (pairs); p++) {
             json_t *pair = json_array_get (pairs, p);
             CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
-                                json_string_value (json_array_get (pair, 1))) == 0);
+                                json_string_value (json_array_get (pair, 1)))
+                   == 0);
         }
         int is_json = json_is_string (body);
         const char *body_text = is_json ? json_string_value (body) : NULL;
         size_t body_size = is_json ? json_string_length (body) : 0;
 
-        sb_sig_result_t result = is_json
-            ? sb_sig_twilio_validate (token, url, NULL, body_text, body_size, expected)
-            : sb_sig_twilio_validate (token, url, params, NULL, 0, expected);
+        sb_sig_result_t result =
+            is_json ? sb_sig_twilio_validate (token, url, NULL, body_text, body_size, expected)
+                    : sb_sig_twilio_validate (token, url, params, NULL, 0, expected);
         CHECK_RESULT (result, expect_valid ? SB_SIG_OK : s_expected_refusal (name), name);
         valid_count += expect_valid;
 
         //  Signing the URL as given reproduces the signature when that is
         //  the URL that was signed
         json_t *verification = json_object_get (vector, "verification");
-        const char *variant = json_string_value (
-            json_object_get (verification, "openssl_matched_variant"));
+        const char *variant =
+            json_string_value (json_object_get (verification, "openssl_matched_variant"));
         if (expect_valid && variant && strcmp (variant, "as-received") == 0) {
-            char signature [SB_SIG_TWILIO_SIZE];
+            char signature[SB_SIG_TWILIO_SIZE];
             CHECK (sb_sig_twilio_sign (token, url, is_json ? NULL : params, signature) == 0);
             CHECK_STR_AS (signature, expected, name);
             signed_count++;
@@ -156,7 +158,7 @@ s_test_twilio_vectors (void)
         //  is over: sign it as a bare URL, and check the reference agrees
         const char *signed_string = json_string_value (json_object_get (vector, "signed_string"));
         if (signed_string) {
-            char signature [SB_SIG_TWILIO_SIZE], reference [SB_SIG_TWILIO_SIZE];
+            char signature[SB_SIG_TWILIO_SIZE], reference[SB_SIG_TWILIO_SIZE];
             CHECK (sb_sig_twilio_sign (token, signed_string, NULL, signature) == 0);
             s_reference_twilio (token, signed_string, reference);
             CHECK_STR_AS (signature, reference, name);
@@ -166,9 +168,10 @@ s_test_twilio_vectors (void)
         //  A refusal is not an accident of the signature's spelling: the
         //  valid vectors are refused with any other token
         if (expect_valid) {
-            sb_sig_result_t other = is_json
-                ? sb_sig_twilio_validate ("54321", url, NULL, body_text, body_size, expected)
-                : sb_sig_twilio_validate ("54321", url, params, NULL, 0, expected);
+            sb_sig_result_t other =
+                is_json
+                    ? sb_sig_twilio_validate ("54321", url, NULL, body_text, body_size, expected)
+                    : sb_sig_twilio_validate ("54321", url, params, NULL, 0, expected);
             CHECK_RESULT (other, SB_SIG_MISMATCH, name);
         }
         sb_form_destroy (&params);
@@ -205,7 +208,7 @@ s_test_twilio_forms (void)
             s_failures++;
             continue;
         }
-        char path [256];
+        char path[256];
         snprintf (path, sizeof path, "conformance/%s", file);
         size_t size = 0;
         char *data = sb_check_read_file (path, &size);
@@ -216,8 +219,9 @@ s_test_twilio_forms (void)
             free (data);
             continue;
         }
-        CHECK_RESULT (sb_sig_twilio_validate (token, url, form, NULL, 0, signature), SB_SIG_OK, file);
-        char again [SB_SIG_TWILIO_SIZE];
+        CHECK_RESULT (sb_sig_twilio_validate (token, url, form, NULL, 0, signature), SB_SIG_OK,
+                      file);
+        char again[SB_SIG_TWILIO_SIZE];
         CHECK (sb_sig_twilio_sign (token, url, form, again) == 0);
         CHECK_STR_AS (again, signature, file);
 
@@ -251,8 +255,8 @@ s_test_meta_vectors (void)
     json_error_t error;
     json_t *root = json_load_file ("conformance/meta-signature-vectors.json", 0, &error);
     if (!root) {
-        fprintf (stderr, "%s:%d: cannot load meta-signature-vectors.json: %s\n", __FILE__,
-                 __LINE__, error.text);
+        fprintf (stderr, "%s:%d: cannot load meta-signature-vectors.json: %s\n", __FILE__, __LINE__,
+                 error.text);
         s_failures++;
         return;
     }
@@ -275,16 +279,16 @@ s_test_meta_vectors (void)
         }
         //  The body is the exact bytes: its length and SHA-256 are recorded
         CHECK (body_size == (size_t) json_integer_value (json_object_get (vector, "body_length")));
-        unsigned char digest [32];
-        char hex [65];
+        unsigned char digest[32];
+        char hex[65];
         unsigned int digest_size = 0;
         CHECK (EVP_Digest (body, body_size, digest, &digest_size, EVP_sha256 (), NULL) == 1);
         for (int b = 0; b < 32; b++)
-            snprintf (hex + 2 * b, 3, "%02x", digest [b]);
+            snprintf (hex + 2 * b, 3, "%02x", digest[b]);
         CHECK_STR_AS (hex, json_string_value (json_object_get (vector, "body_sha256")), name);
         //  "-file-bytes" vectors are the file exactly
         if (file && strstr (name, "-file-bytes")) {
-            char path [256];
+            char path[256];
             snprintf (path, sizeof path, "conformance/%s", file);
             size_t size = 0;
             char *data = sb_check_read_file (path, &size);
@@ -296,21 +300,20 @@ s_test_meta_vectors (void)
         if (!expect_valid) {
             if (strcmp (name, "negative-empty-header") == 0)
                 want = SB_SIG_MISSING;
-            else
-            if (strcmp (name, "negative-missing-prefix") == 0
-            ||  strcmp (name, "negative-sha1-style-header-value") == 0)
+            else if (strcmp (name, "negative-missing-prefix") == 0
+                     || strcmp (name, "negative-sha1-style-header-value") == 0)
                 want = SB_SIG_MALFORMED;
             else
                 want = SB_SIG_MISMATCH;
         }
         CHECK_RESULT (sb_sig_meta_validate (secret, body, body_size, header), want, name);
         if (expect_valid) {
-            char signature [SB_SIG_META_SIZE];
+            char signature[SB_SIG_META_SIZE];
             CHECK (sb_sig_meta_sign (secret, body, body_size, signature) == 0);
             CHECK_STR_AS (signature, header, name);
             //  Decision: upper-case hex is accepted (the digits are decoded
             //  and the 32 bytes compared); Meta itself sends lower case
-            char upper [SB_SIG_META_SIZE];
+            char upper[SB_SIG_META_SIZE];
             memcpy (upper, header, sizeof upper);
             for (char *c = upper + 7; *c; c++)
                 if (*c >= 'a' && *c <= 'f')
@@ -319,9 +322,9 @@ s_test_meta_vectors (void)
             //  One byte more or less of body, or another secret, is refused
             CHECK_RESULT (sb_sig_meta_validate (secret, body, body_size - 1, header),
                           SB_SIG_MISMATCH, name);
-            CHECK_RESULT (sb_sig_meta_validate ("d4c2f6a8b0e1357924680ace13579bdF", body,
-                                                body_size, header),
-                          SB_SIG_MISMATCH, name);
+            CHECK_RESULT (
+                sb_sig_meta_validate ("d4c2f6a8b0e1357924680ace13579bdF", body, body_size, header),
+                SB_SIG_MISMATCH, name);
         }
     }
     json_decref (root);
@@ -344,8 +347,11 @@ s_test_twilio_sorting (void)
     sb_form_add (form, "a", "z");
     sb_form_add (form, "B", "1");
     sb_form_add (form, "a", "");
-    char reference [SB_SIG_TWILIO_SIZE], signature [SB_SIG_TWILIO_SIZE];
-    s_reference_twilio (TOKEN, URL "B1_uaayazb2\xc3\xa9" "e", reference);
+    char reference[SB_SIG_TWILIO_SIZE], signature[SB_SIG_TWILIO_SIZE];
+    s_reference_twilio (TOKEN,
+                        URL "B1_uaayazb2\xc3\xa9"
+                            "e",
+                        reference);
     CHECK (sb_sig_twilio_sign (TOKEN, URL, form, signature) == 0);
     CHECK_STR_AS (signature, reference, "byte-order sort");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, reference), SB_SIG_OK,
@@ -371,24 +377,24 @@ s_test_twilio_url_variants (void)
     const char *params = "CallSidCA1234567890ABCDECaller+14158675309Digits1234"
                          "From+14158675309To+18005551212";
     struct {
-        const char *signed_url;    //  the URL the signature is over
-        const char *url;           //  the URL we validate against
+        const char *signed_url;  //  the URL the signature is over
+        const char *url;         //  the URL we validate against
         int valid;
-    } cases [] = {
+    } cases[] = {
         //  Port removed, default port added
         {"https://h.example/x?a=1", "https://h.example:8443/x?a=1", 1},
         {"https://h.example:443/x?a=1", "https://h.example/x?a=1", 1},
         {"http://h.example:80/x", "http://h.example/x", 1},
-        {"HTTP://h.example:80/x", "HTTP://h.example/x", 1},   //  scheme case only picks the port
+        {"HTTP://h.example:80/x", "HTTP://h.example/x", 1},    //  scheme case only picks the port
         {"https://h.example:80/x", "https://h.example/x", 0},  //  wrong default port
         {"https://h.example:443/x", "https://h.example:8443/x", 0},
-        {"https://h.example", "https://h.example:443", 1},     //  only a host
+        {"https://h.example", "https://h.example:443", 1},  //  only a host
         {"https://h.example:443", "https://h.example", 1},
         {"https://h.example:443?q=1", "https://h.example?q=1", 1},
         {"https://u:p@h.example:443/x", "https://u:p@h.example/x", 1},
         {"https://u:p@h.example/x", "https://u:p@h.example:1234/x", 1},
         {"https://h.example/x", "https://u:p@h.example/x", 0},  //  credentials are signed
-        {"https://[::1]/x", "https://[::1]:8443/x", 1},        //  IPv6 literal
+        {"https://[::1]/x", "https://[::1]:8443/x", 1},         //  IPv6 literal
         {"https://[::1]:443/x", "https://[::1]/x", 1},
         //  No case folding
         {"https://h.example/x", "https://H.example/x", 0},
@@ -405,15 +411,15 @@ s_test_twilio_url_variants (void)
         {"https://h.example/x?a=1", "https://h.example/x?a=1&b=2", 0},
         {"https://h.example/x", "https://h.example/x/", 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        char text [512], signature [SB_SIG_TWILIO_SIZE];
-        snprintf (text, sizeof text, "%s%s", cases [i].signed_url, params);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], signature[SB_SIG_TWILIO_SIZE];
+        snprintf (text, sizeof text, "%s%s", cases[i].signed_url, params);
         s_reference_twilio (TOKEN, text, signature);
-        char label [600];
-        snprintf (label, sizeof label, "signed %s, validated %s", cases [i].signed_url,
-                  cases [i].url);
-        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, cases [i].url, form, NULL, 0, signature),
-                      cases [i].valid ? SB_SIG_OK : SB_SIG_MISMATCH, label);
+        char label[600];
+        snprintf (label, sizeof label, "signed %s, validated %s", cases[i].signed_url,
+                  cases[i].url);
+        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, cases[i].url, form, NULL, 0, signature),
+                      cases[i].valid ? SB_SIG_OK : SB_SIG_MISMATCH, label);
     }
     sb_form_destroy (&form);
 }
@@ -423,28 +429,28 @@ s_test_twilio_json (void)
 {
     const char *body = "{\"property\": \"value\", \"boolean\": true}";
     const char *hash = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
-    char url [256], signature [SB_SIG_TWILIO_SIZE];
+    char url[256], signature[SB_SIG_TWILIO_SIZE];
     snprintf (url, sizeof url, URL "&bodySHA256=%s", hash);
     CHECK (sb_sig_twilio_sign (TOKEN, url, NULL, signature) == 0);
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, body, strlen (body), signature),
                   SB_SIG_OK, "json");
     //  The body must be passed: a form request (no body) whose URL has
     //  bodySHA256 is refused, so a JSON request cannot be replayed as a form
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, NULL, 0, signature),
-                  SB_SIG_BODY_HASH, "json as form");
+    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, NULL, 0, signature), SB_SIG_BODY_HASH,
+                  "json as form");
     sb_form_t *empty = sb_form_new ();
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, empty, NULL, 0, signature),
-                  SB_SIG_BODY_HASH, "json as empty form");
+    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, empty, NULL, 0, signature), SB_SIG_BODY_HASH,
+                  "json as empty form");
     sb_form_destroy (&empty);
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, NULL, 5, signature),
-                  SB_SIG_BODY_HASH, "json NULL body with size");
+    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, NULL, 5, signature), SB_SIG_BODY_HASH,
+                  "json NULL body with size");
     //  Params are ignored for JSON: the signature is over the URL only
     sb_form_t *form = s_example_form ();
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, form, body, strlen (body), signature),
                   SB_SIG_OK, "json with params");
     sb_form_destroy (&form);
     //  Upper-case hex in bodySHA256 is not the hash Twilio writes
-    char upper [256], upper_signature [SB_SIG_TWILIO_SIZE];
+    char upper[256], upper_signature[SB_SIG_TWILIO_SIZE];
     snprintf (upper, sizeof upper, URL "&bodySHA256=%s",
               "0A1FF7634D9AB3B95DB5C9A2DFE9416E41502B283A80C7CF19632632F96E6620");
     CHECK (sb_sig_twilio_sign (TOKEN, upper, NULL, upper_signature) == 0);
@@ -465,33 +471,34 @@ s_test_twilio_json (void)
                   SB_SIG_BODY_HASH, "bodySHA256 too long");
     //  An empty JSON body (non-NULL, size 0) is hashed like any other
     snprintf (url, sizeof url,
-              "https://h.example/j?bodySHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+              "https://h.example/"
+              "j?bodySHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     CHECK (sb_sig_twilio_sign (TOKEN, url, NULL, signature) == 0);
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, "", 0, signature), SB_SIG_OK,
                   "empty JSON body");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, "{}", 2, signature), SB_SIG_BODY_HASH,
                   "empty JSON body changed");
     //  Body with NUL bytes and binary is hashed over every byte
-    const char binary [] = {'{', 0, '}', (char) 0xff};
-    unsigned char digest [32];
+    const char binary[] = {'{', 0, '}', (char) 0xff};
+    unsigned char digest[32];
     unsigned int digest_size = 0;
     CHECK (EVP_Digest (binary, sizeof binary, digest, &digest_size, EVP_sha256 (), NULL) == 1);
-    char hex [65];
+    char hex[65];
     for (int b = 0; b < 32; b++)
-        snprintf (hex + 2 * b, 3, "%02x", digest [b]);
+        snprintf (hex + 2 * b, 3, "%02x", digest[b]);
     snprintf (url, sizeof url, "https://h.example/j?bodySHA256=%s", hex);
     CHECK (sb_sig_twilio_sign (TOKEN, url, NULL, signature) == 0);
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, binary, sizeof binary, signature),
                   SB_SIG_OK, "binary JSON body");
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, binary, 1, signature),
-                  SB_SIG_BODY_HASH, "binary JSON body cut at NUL");
+    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, url, NULL, binary, 1, signature), SB_SIG_BODY_HASH,
+                  "binary JSON body cut at NUL");
 }
 
 static void
 s_test_twilio_hostile (void)
 {
     sb_form_t *form = s_example_form ();
-    char good [SB_SIG_TWILIO_SIZE];
+    char good[SB_SIG_TWILIO_SIZE];
     CHECK (sb_sig_twilio_sign (TOKEN, URL, form, good) == 0);
     CHECK_STR_AS (good, "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "documented example");
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, good), SB_SIG_OK, "good");
@@ -501,26 +508,35 @@ s_test_twilio_hostile (void)
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, ""), SB_SIG_MISSING, "empty");
 
     //  Malformed: wrong length, trailing garbage, bad alphabet, no padding
-    const char *malformed [] = {
-        "RSOYDt4T1cUTdK1PDd93/VVr8B8=x", "RSOYDt4T1cUTdK1PDd93/VVr8B8= ", "RSOYDt4T1cUTdK1PDd93/VVr8B8==",
-        " RSOYDt4T1cUTdK1PDd93/VVr8B8=", "RSOYDt4T1cUTdK1PDd93/VVr8B8", "RSOYDt4T1cUTdK1PDd93/VVr8B8A",
-        "RSOYDt4T1cUTdK1PDd93-VVr8B8=", "RSOYDt4T1cUTdK1PDd93_VVr8B8=", "RSOYDt4T1cUTdK1PDd93/VVr8B=8",
-        "RSOYDt4T1cUTdK1PDd93/VVr8B8=\n", "=", "A", "sha1=RSOYDt4T1cUTdK1PDd93/VVr8B8=",
-        "AAAAAAAAAAAAAAAAAAAAAAAAAA==",                 //  base64 of 19 bytes
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAA",                 //  base64 of 21 bytes
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", //  base64 of 32 bytes
+    const char *malformed[] = {
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8=x",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8= ",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8==",
+        " RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8A",
+        "RSOYDt4T1cUTdK1PDd93-VVr8B8=",
+        "RSOYDt4T1cUTdK1PDd93_VVr8B8=",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B=8",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8=\n",
+        "=",
+        "A",
+        "sha1=RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAA==",                  //  base64 of 19 bytes
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAA",                  //  base64 of 21 bytes
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  //  base64 of 32 bytes
         "RSOYDt4T1cUTdK1PDd93\xc3\xa9VVr8B8=",
     };
-    for (size_t i = 0; i < sizeof malformed / sizeof malformed [0]; i++)
-        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, malformed [i]),
-                      SB_SIG_MALFORMED, malformed [i]);
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, malformed[i]),
+                      SB_SIG_MALFORMED, malformed[i]);
     //  A huge header is refused without reading it all
     size_t huge_size = 1 << 20;
     char *huge = (char *) malloc (huge_size + 1);
     CHECK (huge);
     if (huge) {
         memset (huge, 'A', huge_size);
-        huge [huge_size] = 0;
+        huge[huge_size] = 0;
         CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, huge), SB_SIG_MALFORMED,
                       "huge");
         memcpy (huge, good, 28);
@@ -530,14 +546,16 @@ s_test_twilio_hostile (void)
     }
     //  Well-formed but wrong: a non-canonical spelling of the same bytes
     //  ('8' and '9' differ only in bits the padding drops) is a mismatch
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, "RSOYDt4T1cUTdK1PDd93/VVr8B9="),
-                  SB_SIG_MISMATCH, "non-canonical");
-    CHECK_RESULT (sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-                  SB_SIG_MISMATCH, "zeros");
+    CHECK_RESULT (
+        sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, "RSOYDt4T1cUTdK1PDd93/VVr8B9="),
+        SB_SIG_MISMATCH, "non-canonical");
+    CHECK_RESULT (
+        sb_sig_twilio_validate (TOKEN, URL, form, NULL, 0, "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        SB_SIG_MISMATCH, "zeros");
 
     //  Tokens: empty or NULL never validate, never sign (anyone can HMAC
     //  with an empty key)
-    char empty_key [SB_SIG_TWILIO_SIZE], text [512];
+    char empty_key[SB_SIG_TWILIO_SIZE], text[512];
     snprintf (text, sizeof text, "%s%s", URL,
               "CallSidCA1234567890ABCDECaller+14158675309Digits1234From+14158675309To+18005551212");
     s_reference_twilio ("", text, empty_key);
@@ -545,27 +563,44 @@ s_test_twilio_hostile (void)
                   "empty token");
     CHECK_RESULT (sb_sig_twilio_validate (NULL, URL, form, NULL, 0, empty_key), SB_SIG_MISMATCH,
                   "NULL token");
-    char out [SB_SIG_TWILIO_SIZE];
-    CHECK (sb_sig_twilio_sign ("", URL, form, out) == -1 && out [0] == 0);
+    char out[SB_SIG_TWILIO_SIZE];
+    CHECK (sb_sig_twilio_sign ("", URL, form, out) == -1 && out[0] == 0);
     CHECK (sb_sig_twilio_sign (NULL, URL, form, out) == -1);
     CHECK (sb_sig_twilio_sign (TOKEN, NULL, form, out) == -1);
 
     //  URLs we refuse even with the exact signature of their text: no or
     //  unknown scheme, no host, bad ports, spaces or control bytes
-    const char *bad_urls [] = {
-        "mycompany.com/myapp.php?foo=1&bar=2", "//mycompany.com/x", "https://", "https:///x",
-        "https://?x", "https://u:p@/x", "ftp://mycompany.com/x", "httpx://mycompany.com/x",
-        "https:/mycompany.com/x", "https://mycompany.com:/x", "https://mycompany.com:99999/x",
-        "https://mycompany.com:0/x", "https://mycompany.com:123456/x", "https://mycompany.com:12a/x",
-        "https://mycompany.com:-1/x", "https://mycompany.com: 80/x", "https://my company.com/x",
-        "https://mycompany.com/x\ty", "https://mycompany.com/x\r\nX-Evil: 1", "https://[::1/x",
-        "https://[::1]x/x", "https://[::1]:/x", "https://mycompany.com:443:443/x", "",
+    const char *bad_urls[] = {
+        "mycompany.com/myapp.php?foo=1&bar=2",
+        "//mycompany.com/x",
+        "https://",
+        "https:///x",
+        "https://?x",
+        "https://u:p@/x",
+        "ftp://mycompany.com/x",
+        "httpx://mycompany.com/x",
+        "https:/mycompany.com/x",
+        "https://mycompany.com:/x",
+        "https://mycompany.com:99999/x",
+        "https://mycompany.com:0/x",
+        "https://mycompany.com:123456/x",
+        "https://mycompany.com:12a/x",
+        "https://mycompany.com:-1/x",
+        "https://mycompany.com: 80/x",
+        "https://my company.com/x",
+        "https://mycompany.com/x\ty",
+        "https://mycompany.com/x\r\nX-Evil: 1",
+        "https://[::1/x",
+        "https://[::1]x/x",
+        "https://[::1]:/x",
+        "https://mycompany.com:443:443/x",
+        "",
     };
-    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls [0]; i++) {
-        char signature [SB_SIG_TWILIO_SIZE];
-        CHECK (sb_sig_twilio_sign (TOKEN, bad_urls [i], form, signature) == 0);
-        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, bad_urls [i], form, NULL, 0, signature),
-                      SB_SIG_MISMATCH, bad_urls [i]);
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        char signature[SB_SIG_TWILIO_SIZE];
+        CHECK (sb_sig_twilio_sign (TOKEN, bad_urls[i], form, signature) == 0);
+        CHECK_RESULT (sb_sig_twilio_validate (TOKEN, bad_urls[i], form, NULL, 0, signature),
+                      SB_SIG_MISMATCH, bad_urls[i]);
     }
     CHECK_RESULT (sb_sig_twilio_validate (TOKEN, NULL, form, NULL, 0, good), SB_SIG_MISMATCH,
                   "NULL URL");
@@ -576,8 +611,8 @@ s_test_twilio_hostile (void)
     if (long_url) {
         memset (long_url, 'a', long_size);
         memcpy (long_url, "https://h.example/", 18);
-        long_url [long_size] = 0;
-        char signature [SB_SIG_TWILIO_SIZE];
+        long_url[long_size] = 0;
+        char signature[SB_SIG_TWILIO_SIZE];
         CHECK (sb_sig_twilio_sign (TOKEN, long_url, NULL, signature) == 0);
         CHECK_RESULT (sb_sig_twilio_validate (TOKEN, long_url, NULL, NULL, 0, signature),
                       SB_SIG_MISMATCH, "long URL");
@@ -586,11 +621,11 @@ s_test_twilio_hostile (void)
     //  A form at SB_FORM_MAX_PAIRS pairs, all with the same key, signs fine
     sb_form_t *big = sb_form_new ();
     for (int i = 0; i < SB_FORM_MAX_PAIRS; i++) {
-        char value [16];
+        char value[16];
         snprintf (value, sizeof value, "%d", i % 7);
         sb_form_add (big, "k", value);
     }
-    char big_signature [SB_SIG_TWILIO_SIZE], reference [SB_SIG_TWILIO_SIZE];
+    char big_signature[SB_SIG_TWILIO_SIZE], reference[SB_SIG_TWILIO_SIZE];
     CHECK (sb_sig_twilio_sign (TOKEN, URL, big, big_signature) == 0);
     s_reference_twilio (TOKEN, URL "k0k1k2k3k4k5k6", reference);
     CHECK_STR_AS (big_signature, reference, "1000 pairs, 7 distinct");
@@ -609,7 +644,7 @@ s_test_meta_hostile (void)
     const char *secret = "app-secret";
     const char *body = "{\"object\":\"whatsapp_business_account\"}";
     size_t size = strlen (body);
-    char good [SB_SIG_META_SIZE];
+    char good[SB_SIG_META_SIZE];
     CHECK (sb_sig_meta_sign (secret, body, size, good) == 0);
     CHECK (strlen (good) == 71 && strncmp (good, "sha256=", 7) == 0);
     CHECK_RESULT (sb_sig_meta_validate (secret, body, size, good), SB_SIG_OK, "meta good");
@@ -617,35 +652,32 @@ s_test_meta_hostile (void)
     CHECK_RESULT (sb_sig_meta_validate (secret, body, size, NULL), SB_SIG_MISSING, "meta NULL");
     CHECK_RESULT (sb_sig_meta_validate (secret, body, size, ""), SB_SIG_MISSING, "meta empty");
 
-    char variant [200];
+    char variant[200];
     const char *hex = good + 7;
     struct {
-        const char *prefix;   //  before the hex digits
-        int cut;              //  digits dropped from the end
-        const char *suffix;   //  after them
-    } shapes [] = {
-        {"", 0, ""},                //  no prefix
-        {"sha256=", 1, ""},         //  63 digits
-        {"sha256=", 0, "0"},        //  65 digits
-        {"sha256=", 0, " "},        //  trailing space
-        {"sha256=", 0, "\n"},
-        {" sha256=", 0, ""},
-        {"SHA256=", 0, ""},         //  the prefix is exact
-        {"sha256:", 0, ""},
-        {"sha1=", 0, ""},
-        {"sha256=", 64, ""},        //  prefix only
+        const char *prefix;  //  before the hex digits
+        int cut;             //  digits dropped from the end
+        const char *suffix;  //  after them
+    } shapes[] = {
+        {"", 0, ""},                                                     //  no prefix
+        {"sha256=", 1, ""},                                              //  63 digits
+        {"sha256=", 0, "0"},                                             //  65 digits
+        {"sha256=", 0, " "},                                             //  trailing space
+        {"sha256=", 0, "\n"}, {" sha256=", 0, ""}, {"SHA256=", 0, ""},   //  the prefix is exact
+        {"sha256:", 0, ""},   {"sha1=", 0, ""},    {"sha256=", 64, ""},  //  prefix only
         {"sha256==", 1, ""},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes [0]; i++) {
-        snprintf (variant, sizeof variant, "%s%.*s%s", shapes [i].prefix, 64 - shapes [i].cut,
-                  hex, shapes [i].suffix);
-        CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MALFORMED, variant);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        snprintf (variant, sizeof variant, "%s%.*s%s", shapes[i].prefix, 64 - shapes[i].cut, hex,
+                  shapes[i].suffix);
+        CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MALFORMED,
+                      variant);
     }
     //  Non-hex digits
     snprintf (variant, sizeof variant, "%s", good);
-    variant [30] = 'g';
+    variant[30] = 'g';
     CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MALFORMED, "non-hex");
-    variant [30] = 0;
+    variant[30] = 0;
     CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MALFORMED, "short");
     //  Huge header
     size_t huge_size = 1 << 20;
@@ -653,28 +685,33 @@ s_test_meta_hostile (void)
     CHECK (huge);
     if (huge) {
         memset (huge, 'a', huge_size);
-        huge [huge_size] = 0;
+        huge[huge_size] = 0;
         memcpy (huge, good, 71);
-        CHECK_RESULT (sb_sig_meta_validate (secret, body, size, huge), SB_SIG_MALFORMED, "meta huge");
+        CHECK_RESULT (sb_sig_meta_validate (secret, body, size, huge), SB_SIG_MALFORMED,
+                      "meta huge");
         free (huge);
     }
     //  Well-formed but wrong
     snprintf (variant, sizeof variant, "%s", good);
-    variant [70] = variant [70] == '0' ? '1' : '0';
-    CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MISMATCH, "last digit");
+    variant[70] = variant[70] == '0' ? '1' : '0';
+    CHECK_RESULT (sb_sig_meta_validate (secret, body, size, variant), SB_SIG_MISMATCH,
+                  "last digit");
 
     //  Secrets: empty or NULL never validate nor sign
-    unsigned char mac [EVP_MAX_MD_SIZE];
+    unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mac_size = 0;
-    CHECK (EVP_Q_mac (NULL, "HMAC", NULL, "SHA256", NULL, "", 0, (const unsigned char *) body,
-                      size, mac, sizeof mac, &mac_size) && mac_size == 32);
-    char empty_key [SB_SIG_META_SIZE] = "sha256=";
+    CHECK (EVP_Q_mac (NULL, "HMAC", NULL, "SHA256", NULL, "", 0, (const unsigned char *) body, size,
+                      mac, sizeof mac, &mac_size)
+           && mac_size == 32);
+    char empty_key[SB_SIG_META_SIZE] = "sha256=";
     for (int b = 0; b < 32; b++)
-        snprintf (empty_key + 7 + 2 * b, 3, "%02x", mac [b]);
-    CHECK_RESULT (sb_sig_meta_validate ("", body, size, empty_key), SB_SIG_MISMATCH, "empty secret");
-    CHECK_RESULT (sb_sig_meta_validate (NULL, body, size, empty_key), SB_SIG_MISMATCH, "NULL secret");
-    char out [SB_SIG_META_SIZE];
-    CHECK (sb_sig_meta_sign ("", body, size, out) == -1 && out [0] == 0);
+        snprintf (empty_key + 7 + 2 * b, 3, "%02x", mac[b]);
+    CHECK_RESULT (sb_sig_meta_validate ("", body, size, empty_key), SB_SIG_MISMATCH,
+                  "empty secret");
+    CHECK_RESULT (sb_sig_meta_validate (NULL, body, size, empty_key), SB_SIG_MISMATCH,
+                  "NULL secret");
+    char out[SB_SIG_META_SIZE];
+    CHECK (sb_sig_meta_sign ("", body, size, out) == -1 && out[0] == 0);
     CHECK (sb_sig_meta_sign (NULL, body, size, out) == -1);
 
     //  Bodies: NULL with a size is refused; size 0 is the empty body, whose
@@ -684,12 +721,12 @@ s_test_meta_hostile (void)
     CHECK (sb_sig_meta_sign (secret, NULL, 5, out) == -1);
     CHECK_RESULT (sb_sig_meta_validate (secret, body, 0, good), SB_SIG_MISMATCH, "size 0");
     CHECK_RESULT (sb_sig_meta_validate (secret, NULL, 0, good), SB_SIG_MISMATCH, "NULL size 0");
-    char empty_body [SB_SIG_META_SIZE];
+    char empty_body[SB_SIG_META_SIZE];
     CHECK (sb_sig_meta_sign (secret, NULL, 0, empty_body) == 0);
     CHECK_RESULT (sb_sig_meta_validate (secret, "", 0, empty_body), SB_SIG_OK, "empty body signed");
     //  Every byte counts, NULs included
-    const char binary [] = {'{', 0, '}'};
-    char binary_signature [SB_SIG_META_SIZE];
+    const char binary[] = {'{', 0, '}'};
+    char binary_signature[SB_SIG_META_SIZE];
     CHECK (sb_sig_meta_sign (secret, binary, sizeof binary, binary_signature) == 0);
     CHECK_RESULT (sb_sig_meta_validate (secret, binary, sizeof binary, binary_signature), SB_SIG_OK,
                   "binary");
@@ -714,8 +751,8 @@ s_meta_expected (const char *secret, const char *body, char out[SB_SIG_META_SIZE
 {
     unsigned char mac[32];
     unsigned int size = 0;
-    HMAC (EVP_sha256 (), secret, (int) strlen (secret), (const unsigned char *) body,
-          strlen (body), mac, &size);
+    HMAC (EVP_sha256 (), secret, (int) strlen (secret), (const unsigned char *) body, strlen (body),
+          mac, &size);
     strcpy (out, "sha256=");
     for (unsigned i = 0; i < size; i++)
         snprintf (out + 7 + 2 * i, 3, "%02x", mac[i]);
@@ -726,8 +763,9 @@ s_meta_expected (const char *secret, const char *body, char out[SB_SIG_META_SIZE
 static void
 s_test_keyed_reuse (void)
 {
-    const char *secrets[] = {"alpha", "alphab", "beta",
-                             "a-key-longer-than-one-sha256-block-of-64-bytes-so-hmac-hashes-it-first"};
+    const char *secrets[] = {
+        "alpha", "alphab", "beta",
+        "a-key-longer-than-one-sha256-block-of-64-bytes-so-hmac-hashes-it-first"};
     const char *body = "{\"object\":\"whatsapp_business_account\"}";
     for (int round = 0; round < 3; round++)
         for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {

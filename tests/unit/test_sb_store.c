@@ -38,11 +38,11 @@ static PGconn *s_db = NULL;
 static PGresult *
 s_query_v (const char *sql, va_list ap)
 {
-    const char *params [16];
+    const char *params[16];
     int n = 0;
     const char *p;
     while (n < 16 && (p = va_arg (ap, const char *)))
-        params [n++] = p;
+        params[n++] = p;
     PGresult *r = PQexecParams (s_db, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus (r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -81,15 +81,14 @@ s_int (const char *sql, ...)
 static const char *
 s_text (const char *sql, ...)
 {
-    static char buf [8192];
+    static char buf[8192];
     va_list ap;
     va_start (ap, sql);
     PGresult *r = s_query_v (sql, ap);
     va_end (ap);
     if (PQntuples (r) == 0)
         snprintf (buf, sizeof buf, "(none)");
-    else
-    if (PQgetisnull (r, 0, 0))
+    else if (PQgetisnull (r, 0, 0))
         snprintf (buf, sizeof buf, "(null)");
     else
         snprintf (buf, sizeof buf, "%s", PQgetvalue (r, 0, 0));
@@ -111,8 +110,8 @@ s_conninfo_for (PGconn *admin, const char *dbname)
         len += (size_t) snprintf (out + len, cap - len, "%s='", o->keyword);
         for (const char *c = val; *c && len + 4 < cap; c++) {
             if (*c == '\'' || *c == '\\')
-                out [len++] = '\\';
-            out [len++] = *c;
+                out[len++] = '\\';
+            out[len++] = *c;
         }
         len += (size_t) snprintf (out + len, cap - len, "' ");
     }
@@ -134,7 +133,7 @@ s_event (int provider, int channel, int kind, const char *provider_id, const cha
 {
     sb_event_t *e = sb_event_new ();
     e->seq = ++s_seq;
-    char id [128];
+    char id[128];
     snprintf (id, sizeof id, "%s-%s-%" PRIu64, s_ingress, s_epoch, e->seq);
     sb_event_set (&e->id, id);
     sb_event_set (&e->ingress_id, s_ingress);
@@ -202,7 +201,7 @@ static void
 s_free_all (sb_event_t **events, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        sb_event_destroy (&events [i]);
+        sb_event_destroy (&events[i]);
 }
 
 //  Write events with a policy; returns the stats, checks success.
@@ -229,12 +228,12 @@ s_result (int64_t id, sb_outbox_kind_t kind, sb_send_outcome_t outcome, const ch
     r.error_code = strdup (error_code ? error_code : "");
     r.error = strdup (outcome == SB_SEND_SENT ? "" : "provider said no");
     //  The claim token the sender copies from the item: the row's now.
-    char sid [24];
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, id);
     snprintf (r.claim_token, sizeof r.claim_token, "%s",
               s_text ("SELECT COALESCE (claim_token, '') FROM outbox WHERE id = $1", sid, NULL));
     if (strcmp (r.claim_token, "(none)") == 0)
-        r.claim_token [0] = 0;
+        r.claim_token[0] = 0;
     return r;
 }
 
@@ -259,7 +258,7 @@ s_claim_count (sb_store_t *store)
     sb_outbox_item_t *items = NULL;
     int n = sb_store_claim (store, 1000, &items);
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     return n;
 }
@@ -316,8 +315,9 @@ test_deadlines (const char *conninfo)
     socklen_t len = sizeof addr;
     CHECK (fd >= 0 && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0 && listen (fd, 8) == 0
            && getsockname (fd, (struct sockaddr *) &addr, &len) == 0);
-    char silent [96];
-    snprintf (silent, sizeof silent, "host=127.0.0.1 port=%d user=x dbname=x", ntohs (addr.sin_port));
+    char silent[96];
+    snprintf (silent, sizeof silent, "host=127.0.0.1 port=%d user=x dbname=x",
+              ntohs (addr.sin_port));
     int64_t started = sb_time_mono_ms ();
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     CHECK (sb_store_new (silent, 500) == NULL);
@@ -331,7 +331,7 @@ test_deadlines (const char *conninfo)
     if (!store)
         return;
     uint64_t seq;
-    char epoch [64];
+    char epoch[64];
     CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), 0);
     int64_t ok_us = sb_store_last_ok_us (store);
     CHECK (ok_us > 0 && sb_store_alive (ok_us, 1000));
@@ -358,20 +358,20 @@ static void
 test_migrate_concurrently (const char *conninfo)
 {
     fflush (NULL);
-    pid_t pids [2];
+    pid_t pids[2];
     for (int i = 0; i < 2; i++) {
-        pids [i] = fork ();
-        if (pids [i] == 0) {
+        pids[i] = fork ();
+        if (pids[i] == 0) {
             sb_store_t *store = sb_store_new (conninfo, 0);
             int rc = store ? sb_store_migrate (store, SB_MIGRATIONS_DIR) : -1;
             sb_store_destroy (&store);
             _exit (rc == 0 ? 0 : 1);
         }
-        CHECK (pids [i] > 0);
+        CHECK (pids[i] > 0);
     }
     for (int i = 0; i < 2; i++) {
         int status = -1;
-        CHECK (waitpid (pids [i], &status, 0) == pids [i]);
+        CHECK (waitpid (pids[i], &status, 0) == pids[i]);
         CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     }
 }
@@ -382,23 +382,23 @@ test_migrate_concurrently (const char *conninfo)
 static void
 test_inbound_kinds (sb_store_t *store)
 {
-    sb_event_t *events [7];
-    events [0] = s_sms ("SMin0001", "+14155550001", "hello sms");
-    events [1] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, "SMin0002",
-                          "+14155550002", "+14155238886", "hello twilio whatsapp");
-    sb_event_set (&events [1]->profile_name, "Ana");
-    events [2] = s_meta ("wamid.in0003", "16505550003", "hello meta");
-    events [3] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_CALL, "CAin0004",
-                          "+14155550004", "+15558675310", NULL);
-    sb_event_set (&events [3]->call_status, "ringing");
-    events [4] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAin0004",
-                          "+14155550004", "+15558675310", NULL);
-    sb_event_set (&events [4]->digits, "1234");
-    events [5] = s_status (SB_PROVIDER_META, "wamid.unknown0005", "delivered", NULL);
+    sb_event_t *events[7];
+    events[0] = s_sms ("SMin0001", "+14155550001", "hello sms");
+    events[1] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, "SMin0002",
+                         "+14155550002", "+14155238886", "hello twilio whatsapp");
+    sb_event_set (&events[1]->profile_name, "Ana");
+    events[2] = s_meta ("wamid.in0003", "16505550003", "hello meta");
+    events[3] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_CALL, "CAin0004",
+                         "+14155550004", "+15558675310", NULL);
+    sb_event_set (&events[3]->call_status, "ringing");
+    events[4] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAin0004",
+                         "+14155550004", "+15558675310", NULL);
+    sb_event_set (&events[4]->digits, "1234");
+    events[5] = s_status (SB_PROVIDER_META, "wamid.unknown0005", "delivered", NULL);
     //  A Meta change with neither message nor status: no id, no sender.
-    events [6] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, NULL, NULL,
-                          NULL, NULL);
-    sb_event_set (&events [6]->message_type, "unknown");
+    events[6] =
+        s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, NULL, NULL, NULL, NULL);
+    sb_event_set (&events[6]->message_type, "unknown");
     int64_t before = s_int ("SELECT count(*) FROM events", NULL);
 
     sb_store_stats_t st = s_write (store, events, 7, NULL);
@@ -409,19 +409,22 @@ test_inbound_kinds (sb_store_t *store)
 
     //  events: columns and the payload round trip.
     CHECK_STR (s_text ("SELECT provider || '/' || channel || '/' || kind || '/' || message_type"
-                       " FROM events WHERE provider_id = 'wamid.in0003'", NULL),
+                       " FROM events WHERE provider_id = 'wamid.in0003'",
+                       NULL),
                "meta/whatsapp/message/text");
     CHECK_STR (s_text ("SELECT status FROM events WHERE provider_id = 'wamid.unknown0005'", NULL),
                "delivered");
-    CHECK_STR (s_text ("SELECT status FROM events WHERE kind = 'call' AND provider_id = 'CAin0004'",
-                       NULL),
-               "ringing");
-    CHECK_STR (s_text ("SELECT text FROM events WHERE provider_id = 'SMin0001'", NULL), "hello sms");
+    CHECK_STR (
+        s_text ("SELECT status FROM events WHERE kind = 'call' AND provider_id = 'CAin0004'", NULL),
+        "ringing");
+    CHECK_STR (s_text ("SELECT text FROM events WHERE provider_id = 'SMin0001'", NULL),
+               "hello sms");
     CHECK_INT (s_int ("SELECT (extract(epoch FROM received_at) * 1000)::int8 FROM events"
-                      " WHERE provider_id = 'SMin0001'", NULL),
-               events [0]->received_at_ms);
+                      " WHERE provider_id = 'SMin0001'",
+                      NULL),
+               events[0]->received_at_ms);
     PGresult *r = PQexecParams (s_db, "SELECT payload FROM events WHERE provider_id = $1", 1, NULL,
-                                (const char *[]) {"SMin0002"}, NULL, NULL, 1);
+                                (const char *[]){"SMin0002"}, NULL, NULL, 1);
     CHECK (PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1);
     if (PQntuples (r) == 1) {
         sb_event_t *back = sb_event_decode (PQgetvalue (r, 0, 0), (size_t) PQgetlength (r, 0, 0));
@@ -429,7 +432,7 @@ test_inbound_kinds (sb_store_t *store)
         if (back) {
             CHECK_STR (back->text, "hello twilio whatsapp");
             CHECK_STR (back->profile_name, "Ana");
-            CHECK_INT (back->seq, events [1]->seq);
+            CHECK_INT (back->seq, events[1]->seq);
         }
         sb_event_destroy (&back);
     }
@@ -437,39 +440,48 @@ test_inbound_kinds (sb_store_t *store)
 
     //  contacts: one per sender (the call and the gather share theirs).
     CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address IN ('+14155550001',"
-                      " '+14155550002', '16505550003', '+14155550004')", NULL),
+                      " '+14155550002', '16505550003', '+14155550004')",
+                      NULL),
                4);
     CHECK_STR (s_text ("SELECT provider || '/' || channel || '/' || profile_name FROM contacts"
-                       " WHERE address = '16505550003'", NULL),
+                       " WHERE address = '16505550003'",
+                       NULL),
                "meta/whatsapp/Sheena Nelson");
     CHECK_STR (s_text ("SELECT profile_name FROM contacts WHERE address = '+14155550002'", NULL),
                "Ana");
-    CHECK_STR (s_text ("SELECT channel FROM contacts WHERE address = '+14155550004'", NULL), "voice");
+    CHECK_STR (s_text ("SELECT channel FROM contacts WHERE address = '+14155550004'", NULL),
+               "voice");
     CHECK_INT (s_int ("SELECT (extract(epoch FROM last_inbound_at) * 1000)::int8 FROM contacts"
-                      " WHERE address = '16505550003'", NULL),
-               events [2]->received_at_ms);
+                      " WHERE address = '16505550003'",
+                      NULL),
+               events[2]->received_at_ms);
     CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE address = '+14155550001'", NULL),
                "false");
 
     //  messages: inbound rows for the messages and the gather, not the call.
-    CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE direction = 'inbound' AND contact_addr IN"
-                      " ('+14155550001', '+14155550002', '16505550003', '+14155550004')", NULL),
-               4);
+    CHECK_INT (
+        s_int ("SELECT count(*) FROM messages WHERE direction = 'inbound' AND contact_addr IN"
+               " ('+14155550001', '+14155550002', '16505550003', '+14155550004')",
+               NULL),
+        4);
     CHECK_STR (s_text ("SELECT body || '|' || our_addr || '|' || status FROM messages"
-                       " WHERE provider_id = 'SMin0001'", NULL),
+                       " WHERE provider_id = 'SMin0001'",
+                       NULL),
                "hello sms|+15558675310|received");
     CHECK_STR (s_text ("SELECT body || '|' || message_type || '|' || coalesce(provider_id, 'null')"
-                       " FROM messages WHERE contact_addr = '+14155550004'", NULL),
+                       " FROM messages WHERE contact_addr = '+14155550004'",
+                       NULL),
                "1234|gather|null");
     CHECK_INT (s_int ("SELECT count(*) FROM messages m JOIN events e ON e.id = m.event_id"
-                      " WHERE e.provider_id = 'wamid.in0003'", NULL),
+                      " WHERE e.provider_id = 'wamid.in0003'",
+                      NULL),
                1);
 
     //  The cursor.
     uint64_t seq = 0;
-    char epoch [64];
+    char epoch[64];
     CHECK_INT (sb_store_cursor (store, s_ingress, &seq, epoch, sizeof epoch), 0);
-    CHECK_INT (seq, events [6]->seq);
+    CHECK_INT (seq, events[6]->seq);
     CHECK_STR (epoch, s_epoch);
     CHECK_INT (sb_store_cursor (store, "no-such-ingress", &seq, epoch, sizeof epoch), 0);
     CHECK_INT (seq, 0);
@@ -492,41 +504,44 @@ test_inbound_kinds (sb_store_t *store)
 static void
 test_dedup (sb_store_t *store)
 {
-    sb_event_t *events [10];
-    events [0] = s_sms ("SMdup0001", "+14155550011", "one");
-    events [1] = s_copy (events [0], events [0]->seq);          //  same seq twice
-    events [2] = s_copy (events [0], ++s_seq);                  //  provider retry
+    sb_event_t *events[10];
+    events[0] = s_sms ("SMdup0001", "+14155550011", "one");
+    events[1] = s_copy (events[0], events[0]->seq);  //  same seq twice
+    events[2] = s_copy (events[0], ++s_seq);         //  provider retry
     //  Id-less events are unique by request bytes (0003_content_key.sql):
     //  the provider's retry of one, journaled again under a new seq, is a
     //  duplicate; another item is kept, and so is the same item delivered
     //  again in another request (other bytes: Meta's entry time).
-    events [3] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, NULL, NULL, NULL,
-                          NULL);
-    sb_event_set (&events [3]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"a\"}}");
-    events [4] = s_copy (events [3], ++s_seq);
-    events [8] = s_copy (events [3], ++s_seq);
-    sb_event_set (&events [8]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"b\"}}");
-    events [9] = s_copy (events [3], ++s_seq);
-    sb_event_set_raw (events [9], "{\"time\":2}", 10);
+    events[3] =
+        s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, NULL, NULL, NULL, NULL);
+    sb_event_set (&events[3]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"a\"}}");
+    events[4] = s_copy (events[3], ++s_seq);
+    events[8] = s_copy (events[3], ++s_seq);
+    sb_event_set (&events[8]->detail_json, "{\"from\":\"1650\",\"text\":{\"body\":\"b\"}}");
+    events[9] = s_copy (events[3], ++s_seq);
+    sb_event_set_raw (events[9], "{\"time\":2}", 10);
     //  Two gathers in one call, and a retry of the first.
-    events [5] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAdup0001",
-                          "+14155550012", "+15558675310", NULL);
-    sb_event_set (&events [5]->digits, "1");
-    events [6] = s_copy (events [5], ++s_seq);
-    sb_event_set (&events [6]->digits, "123456");
-    events [7] = s_copy (events [5], ++s_seq);
+    events[5] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAdup0001",
+                         "+14155550012", "+15558675310", NULL);
+    sb_event_set (&events[5]->digits, "1");
+    events[6] = s_copy (events[5], ++s_seq);
+    sb_event_set (&events[6]->digits, "123456");
+    events[7] = s_copy (events[5], ++s_seq);
     sb_store_stats_t st = s_write (store, events, 10, NULL);
     CHECK_INT (st.stored, 6);
     CHECK_INT (st.duplicates, 4);
-    char lo [24], hi [24];
-    snprintf (lo, sizeof lo, "%" PRIu64, events [3]->seq);
-    snprintf (hi, sizeof hi, "%" PRIu64, events [9]->seq);
+    char lo[24], hi[24];
+    snprintf (lo, sizeof lo, "%" PRIu64, events[3]->seq);
+    snprintf (hi, sizeof hi, "%" PRIu64, events[9]->seq);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = '' AND seq BETWEEN $1 AND $2"
-                      " AND dedup_detail LIKE 'content:%'", lo, hi, NULL), 3);
+                      " AND dedup_detail LIKE 'content:%'",
+                      lo, hi, NULL),
+               3);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'SMdup0001'", NULL), 1);
     CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE provider_id = 'SMdup0001'", NULL), 1);
     CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'CAdup0001'", NULL), 2);
-    CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE contact_addr = '+14155550012'", NULL), 2);
+    CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE contact_addr = '+14155550012'", NULL),
+               2);
 
     //  A new epoch starts again at seq 1: stored, and the cursor follows it.
     sb_event_t *fresh = s_sms ("SMdup0002", "+14155550011", "two");
@@ -535,7 +550,7 @@ test_dedup (sb_store_t *store)
     st = s_write (store, &fresh, 1, NULL);
     CHECK_INT (st.stored, 1);
     uint64_t seq = 0;
-    char epoch [64];
+    char epoch[64];
     CHECK_INT (sb_store_cursor (store, s_ingress, &seq, epoch, sizeof epoch), 0);
     CHECK_INT (seq, 1);
     CHECK_STR (epoch, "ffffffffffffffffffffffffffffffff");
@@ -558,33 +573,35 @@ test_dedup (sb_store_t *store)
     //  a 100 kB text is kept whole.
     char *huge = malloc (100001);
     memset (huge, 'x', 100000);
-    huge [100000] = 0;
+    huge[100000] = 0;
     char *long_id = strndup (huge, 5000);
-    sb_event_t *big [2] = {s_sms (long_id, long_id, huge), NULL};
-    big [1] = s_copy (big [0], ++s_seq);
+    sb_event_t *big[2] = {s_sms (long_id, long_id, huge), NULL};
+    big[1] = s_copy (big[0], ++s_seq);
     st = s_write (store, big, 2, NULL);
     CHECK_INT (st.stored, 1);
     CHECK_INT (st.duplicates, 1);
     CHECK_INT (s_int ("SELECT length(provider_id) FROM events WHERE provider_id LIKE 'xxx%'", NULL),
                512);
-    CHECK_INT (s_int ("SELECT length(text) FROM events WHERE provider_id LIKE 'xxx%'", NULL), 100000);
+    CHECK_INT (s_int ("SELECT length(text) FROM events WHERE provider_id LIKE 'xxx%'", NULL),
+               100000);
     CHECK_INT (s_int ("SELECT length(address) FROM contacts WHERE address LIKE 'xxx%'", NULL), 512);
     s_free_all (big, 2);
     //  Senders that differ only past the cut, or only in invalid bytes, are
     //  one contact for PostgreSQL, so for the store too.
     char *long_a = strndup (huge, 600), *long_b = strndup (huge, 700);
-    long_b [650] = 'y';
-    sb_event_t *same [4] = {s_sms ("SMsame01", long_a, "a"), s_sms ("SMsame02", long_b, "b"),
-                            s_sms ("SMsame03", "x", "c"), s_sms ("SMsame04", "x", "d")};
+    long_b[650] = 'y';
+    sb_event_t *same[4] = {s_sms ("SMsame01", long_a, "a"), s_sms ("SMsame02", long_b, "b"),
+                           s_sms ("SMsame03", "x", "c"), s_sms ("SMsame04", "x", "d")};
     //  Raw bytes, as a decoder of the wire would leave them.
-    free (same [2]->from);
-    same [2]->from = strdup ("+1415\xFF");
-    free (same [3]->from);
-    same [3]->from = strdup ("+1415\xFE");
+    free (same[2]->from);
+    same[2]->from = strdup ("+1415\xFF");
+    free (same[3]->from);
+    same[3]->from = strdup ("+1415\xFE");
     st = s_write (store, same, 4, NULL);
     CHECK_INT (st.stored, 4);
     CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address LIKE 'xxx%'", NULL), 1);
-    CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address = '+1415\xEF\xBF\xBD'", NULL), 1);
+    CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address = '+1415\xEF\xBF\xBD'", NULL),
+               1);
     s_free_all (same, 4);
     free (long_a);
     free (long_b);
@@ -604,8 +621,9 @@ s_make_reply (const char *to)
 {
     int64_t id = s_int ("INSERT INTO outbox (kind, provider, channel, from_addr, to_addr, body)"
                         " VALUES ('reply', 'twilio', 'sms', '+15558675310', $1, 'hi')"
-                        " RETURNING id", to, NULL);
-    char sid [24];
+                        " RETURNING id",
+                        to, NULL);
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, id);
     s_exec ("INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, body,"
             " status, status_rank, outbox_id)"
@@ -617,16 +635,17 @@ s_make_reply (const char *to)
 static const char *
 s_message_status (int64_t outbox_id)
 {
-    char sid [24];
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, outbox_id);
     return s_text ("SELECT status || '/' || status_rank || '/' || error_code FROM messages"
-                   " WHERE outbox_id = $1", sid, NULL);
+                   " WHERE outbox_id = $1",
+                   sid, NULL);
 }
 
 static const char *
 s_outbox (int64_t id, const char *column)
 {
-    char sid [24], sql [128];
+    char sid[24], sql[128];
     snprintf (sid, sizeof sid, "%" PRId64, id);
     snprintf (sql, sizeof sql, "SELECT %s::text FROM outbox WHERE id = $1", column);
     return s_text (sql, sid, NULL);
@@ -664,9 +683,9 @@ test_statuses (sb_store_t *store)
     CHECK_STR (s_message_status (a), "read/4/");
 
     //  All in one batch, out of order: the highest wins; the stats count it once.
-    sb_event_t *batch [3] = {s_status (SB_PROVIDER_TWILIO, "SMst000b", "delivered", NULL),
-                             s_status (SB_PROVIDER_TWILIO, "SMst000b", "sent", NULL),
-                             s_status (SB_PROVIDER_TWILIO, "SMst000b", "queued", NULL)};
+    sb_event_t *batch[3] = {s_status (SB_PROVIDER_TWILIO, "SMst000b", "delivered", NULL),
+                            s_status (SB_PROVIDER_TWILIO, "SMst000b", "sent", NULL),
+                            s_status (SB_PROVIDER_TWILIO, "SMst000b", "queued", NULL)};
     sb_store_stats_t st = s_write (store, batch, 3, NULL);
     CHECK_INT (st.statuses, 1);
     CHECK_STR (s_message_status (b), "delivered/3/");
@@ -711,19 +730,19 @@ test_outbox (sb_store_t *store, const char *conninfo)
     int n = sb_store_claim (store, 2, &items);
     CHECK_INT (n, 2);
     if (n == 2) {
-        CHECK_INT (items [0].id, a);
-        CHECK_INT (items [1].id, b);
-        CHECK_INT (items [0].kind, SB_OUTBOX_REPLY);
-        CHECK_INT (items [0].provider, SB_PROVIDER_TWILIO);
-        CHECK_INT (items [0].channel, SB_CHANNEL_SMS);
-        CHECK_STR (items [0].to, "+14155550031");
-        CHECK_STR (items [0].from, "+15558675310");
-        CHECK_STR (items [0].body, "hi");
-        CHECK_STR (items [0].context_id, "");
-        CHECK_INT (items [0].attempts, 0);
+        CHECK_INT (items[0].id, a);
+        CHECK_INT (items[1].id, b);
+        CHECK_INT (items[0].kind, SB_OUTBOX_REPLY);
+        CHECK_INT (items[0].provider, SB_PROVIDER_TWILIO);
+        CHECK_INT (items[0].channel, SB_CHANNEL_SMS);
+        CHECK_STR (items[0].to, "+14155550031");
+        CHECK_STR (items[0].from, "+15558675310");
+        CHECK_STR (items[0].body, "hi");
+        CHECK_STR (items[0].context_id, "");
+        CHECK_INT (items[0].attempts, 0);
     }
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     CHECK_STR (s_outbox (a, "state"), "sending");
     CHECK_STR (s_outbox (c, "state"), "pending");
@@ -750,12 +769,13 @@ test_outbox (sb_store_t *store, const char *conninfo)
     CHECK_STR (s_outbox (a, "state"), "pending");
     CHECK_STR (s_outbox (a, "attempts"), "1");
     CHECK_STR (s_outbox (a, "last_error"), "http=503 provider said no");
-    char sid [24];
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, a);
     int64_t delay = s_int ("SELECT (extract(epoch FROM next_attempt_at - now()) * 1000)::int8"
-                           " FROM outbox WHERE id = $1", sid, NULL);
-    CHECK (delay > 100 && delay <= 1000);       //  minus the time since
-    CHECK_INT (s_claim_count (store), 0);          //  not due yet
+                           " FROM outbox WHERE id = $1",
+                           sid, NULL);
+    CHECK (delay > 100 && delay <= 1000);  //  minus the time since
+    CHECK_INT (s_claim_count (store), 0);  //  not due yet
     //  Retry-After wins when longer.
     s_exec ("UPDATE outbox SET next_attempt_at = now() WHERE id = $1", sid, NULL);
     CHECK_INT (s_claim_count (store), 1);
@@ -764,7 +784,8 @@ test_outbox (sb_store_t *store, const char *conninfo)
     res.retry_after_ms = 120000;
     s_record (store, &res, 3);
     delay = s_int ("SELECT (extract(epoch FROM next_attempt_at - now()) * 1000)::int8"
-                   " FROM outbox WHERE id = $1", sid, NULL);
+                   " FROM outbox WHERE id = $1",
+                   sid, NULL);
     CHECK (delay > 110000 && delay <= 120000);
     CHECK_STR (s_outbox (a, "attempts"), "2");
     CHECK_STR (s_outbox (a, "last_error"), "http=429 code=20429 provider said no");
@@ -784,7 +805,8 @@ test_outbox (sb_store_t *store, const char *conninfo)
     CHECK_INT (sb_store_record (store, &res, 20, 1000, 4000), 0);
     sb_outbox_result_free (&res);
     delay = s_int ("SELECT (extract(epoch FROM next_attempt_at - now()) * 1000)::int8"
-                   " FROM outbox WHERE id = $1", sid, NULL);
+                   " FROM outbox WHERE id = $1",
+                   sid, NULL);
     CHECK (delay > 1000 && delay <= 4000);
 
     //  FINAL with opt_out: failed, and the contact opted out.
@@ -795,7 +817,8 @@ test_outbox (sb_store_t *store, const char *conninfo)
     CHECK_STR (s_outbox (b, "state"), "failed");
     CHECK_STR (s_message_status (b), "failed/10/21610");
     CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE provider = 'twilio'"
-                       " AND channel = 'sms' AND address = '+14155550032'", NULL),
+                       " AND channel = 'sms' AND address = '+14155550032'",
+                       NULL),
                "true");
     //  A result for a row that does not exist is not an error.
     res = s_result (999999999, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMx", NULL, NULL);
@@ -825,20 +848,20 @@ test_settle (sb_store_t *store)
 
     //  a (sent) and b (retry past its only attempt: dead) recorded, and c
     //  claimed, in one call.
-    sb_send_result_t results [2];
-    bool dead [2] = {true, true};
+    sb_send_result_t results[2];
+    bool dead[2] = {true, true};
     sb_outbox_item_t *items = NULL;
-    results [0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
-    results [1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    results[0] = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMsettleA", NULL, NULL);
+    results[1] = s_result (b, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
     int n = sb_store_settle (store, results, 2, &retry, dead, 1, &items);
     CHECK_INT (n, 1);
     if (n == 1)
-        CHECK_INT (items [0].id, c);
+        CHECK_INT (items[0].id, c);
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
-    CHECK (!dead [0]);
-    CHECK (dead [1]);
+    CHECK (!dead[0]);
+    CHECK (dead[1]);
     CHECK_STR (s_outbox (a, "state"), "sent");
     CHECK_STR (s_outbox (a, "provider_id"), "SMsettleA");
     CHECK_STR (s_outbox (a, "last_error"), "");
@@ -851,11 +874,11 @@ test_settle (sb_store_t *store)
     CHECK_STR (s_outbox (a, "attempts"), "1");
     CHECK_STR (s_outbox (b, "state"), "dead");
     for (int i = 0; i < 2; i++)
-        sb_outbox_result_free (&results [i]);
+        sb_outbox_result_free (&results[i]);
     //  Claim only, and nothing at all.
     CHECK_INT (sb_store_settle (store, NULL, 0, &retry, NULL, 10, &items), 1);
     if (items)
-        sb_outbox_item_free (&items [0]);
+        sb_outbox_item_free (&items[0]);
     free (items);
     CHECK_INT (sb_store_settle (store, NULL, 0, &retry, NULL, 10, &items), 0);
     CHECK (items == NULL);
@@ -864,7 +887,7 @@ test_settle (sb_store_t *store)
 static const char *
 s_message_provider_id (int64_t outbox_id)
 {
-    char sid [24];
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, outbox_id);
     return s_text ("SELECT provider_id FROM messages WHERE outbox_id = $1", sid, NULL);
 }
@@ -877,46 +900,46 @@ static int64_t
 s_settle_poison (sb_store_t *store, int outcome, const char *provider_id, const char *error)
 {
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
-    int64_t ids [4];
+    int64_t ids[4];
     for (int i = 0; i < 4; i++) {
-        char to [24];
+        char to[24];
         snprintf (to, sizeof to, "+1415555090%d", i);
-        ids [i] = s_make_reply (to);
+        ids[i] = s_make_reply (to);
     }
     CHECK_INT (s_claim_count (store), 4);
     int64_t due = s_make_reply ("+14155550909");
-    char ok_id [40];
-    snprintf (ok_id, sizeof ok_id, "SMpoisonok%" PRId64, ids [0]);
-    sb_send_result_t results [4];
-    results [0] = s_result (ids [0], SB_OUTBOX_REPLY, SB_SEND_SENT, ok_id, NULL, NULL);
-    results [1] = s_result (ids [1], SB_OUTBOX_REPLY, SB_SEND_SENT, provider_id, NULL, NULL);
-    results [1].outcome = (sb_send_outcome_t) outcome;
-    results [1].http_status = 201;
-    free (results [1].error);
-    results [1].error = strdup (error);
-    results [2] = s_result (ids [2], SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
-    results [3] = s_result (ids [3], SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, "21211");
+    char ok_id[40];
+    snprintf (ok_id, sizeof ok_id, "SMpoisonok%" PRId64, ids[0]);
+    sb_send_result_t results[4];
+    results[0] = s_result (ids[0], SB_OUTBOX_REPLY, SB_SEND_SENT, ok_id, NULL, NULL);
+    results[1] = s_result (ids[1], SB_OUTBOX_REPLY, SB_SEND_SENT, provider_id, NULL, NULL);
+    results[1].outcome = (sb_send_outcome_t) outcome;
+    results[1].http_status = 201;
+    free (results[1].error);
+    results[1].error = strdup (error);
+    results[2] = s_result (ids[2], SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    results[3] = s_result (ids[3], SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, "21211");
     sb_store_retry_t retry = {5, 1000, 60000};
-    bool dead [4];
+    bool dead[4];
     sb_outbox_item_t *items = NULL;
     int n = sb_store_settle (store, results, 4, &retry, dead, 10, &items);
     CHECK_INT (n, 1);
     if (n == 1)
-        CHECK_INT (items [0].id, due);
+        CHECK_INT (items[0].id, due);
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     for (int i = 0; i < 4; i++)
-        sb_outbox_result_free (&results [i]);
-    CHECK_STR (s_outbox (ids [0], "state"), "sent");
-    CHECK_STR (s_outbox (ids [0], "provider_id"), ok_id);
-    CHECK_STR (s_message_provider_id (ids [0]), ok_id);
-    CHECK_STR (s_outbox (ids [2], "state"), "pending");
-    CHECK_STR (s_outbox (ids [2], "attempts"), "1");
-    CHECK_STR (s_outbox (ids [3], "state"), "failed");
-    CHECK_STR (s_message_status (ids [3]), "failed/10/21211");
+        sb_outbox_result_free (&results[i]);
+    CHECK_STR (s_outbox (ids[0], "state"), "sent");
+    CHECK_STR (s_outbox (ids[0], "provider_id"), ok_id);
+    CHECK_STR (s_message_provider_id (ids[0]), ok_id);
+    CHECK_STR (s_outbox (ids[2], "state"), "pending");
+    CHECK_STR (s_outbox (ids[2], "attempts"), "1");
+    CHECK_STR (s_outbox (ids[3], "state"), "failed");
+    CHECK_STR (s_message_status (ids[3]), "failed/10/21211");
     CHECK_STR (s_outbox (due, "state"), "sending");
-    return ids [1];
+    return ids[1];
 }
 
 //  last_error of an outbox row holds want.
@@ -941,8 +964,8 @@ test_poison (sb_store_t *store)
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t first = s_make_reply ("+14155550910");
     CHECK_INT (s_claim_count (store), 1);
-    sb_send_result_t res
-        = s_result (first, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMpoisondup1", NULL, NULL);
+    sb_send_result_t res =
+        s_result (first, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMpoisondup1", NULL, NULL);
     s_record (store, &res, 5);
     int64_t p = s_settle_poison (store, SB_SEND_SENT, "SMpoisondup1", "");
     CHECK_STR (s_outbox (p, "state"), "sent");
@@ -957,7 +980,7 @@ test_poison (sb_store_t *store)
     //  An id longer than any key may be: not kept, and said so.
     char *long_id = malloc (5001);
     memset (long_id, 'S', 5000);
-    long_id [5000] = 0;
+    long_id[5000] = 0;
     p = s_settle_poison (store, SB_SEND_SENT, long_id, "");
     free (long_id);
     CHECK_STR (s_outbox (p, "state"), "sent");
@@ -987,7 +1010,8 @@ test_poison (sb_store_t *store)
     //  Anything else the database refuses (here a check constraint added
     //  for the test): the row alone is recorded, with the database's reason.
     s_exec ("ALTER TABLE outbox ADD CONSTRAINT test_poison_no_bad"
-            " CHECK (provider_id IS DISTINCT FROM 'SMbad')", NULL);
+            " CHECK (provider_id IS DISTINCT FROM 'SMbad')",
+            NULL);
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     p = s_settle_poison (store, SB_SEND_SENT, "SMbad", "");
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
@@ -1012,12 +1036,12 @@ test_settle_transient (const char *conninfo)
     int64_t a = s_make_reply ("+14155550920");
     int64_t b = s_make_reply ("+14155550921");
     CHECK_INT (s_claim_count (store), 2);
-    sb_send_result_t results [2] = {
+    sb_send_result_t results[2] = {
         s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMtransient0a", NULL, NULL),
         s_result (b, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMtransient0b", NULL, NULL)};
     sb_store_retry_t retry = {5, 1000, 60000};
-    bool dead [2];
-    char sid [24];
+    bool dead[2];
+    char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, b);
     s_exec ("BEGIN", NULL);
     s_exec ("SELECT 1 FROM messages WHERE outbox_id = $1 FOR UPDATE", sid, NULL);
@@ -1034,7 +1058,7 @@ test_settle_transient (const char *conninfo)
     CHECK_STR (s_outbox (b, "state"), "sent");
     CHECK_STR (s_message_provider_id (b), "SMtransient0b");
     for (int i = 0; i < 2; i++)
-        sb_outbox_result_free (&results [i]);
+        sb_outbox_result_free (&results[i]);
     sb_store_destroy (&store);
 }
 
@@ -1071,7 +1095,8 @@ static int
 s_backend_of (const char *app)
 {
     return (int) s_int ("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-                        " ORDER BY backend_start DESC LIMIT 1", app, NULL);
+                        " ORDER BY backend_start DESC LIMIT 1",
+                        app, NULL);
 }
 
 //  Wait (10 s at most) until backend pid has gone: whatever it had in its
@@ -1079,7 +1104,7 @@ s_backend_of (const char *app)
 static bool
 s_backend_gone (int pid)
 {
-    char spid [16];
+    char spid[16];
     snprintf (spid, sizeof spid, "%d", pid);
     int64_t until = sb_time_mono_ms () + 10000;
     while (sb_time_mono_ms () < until) {
@@ -1099,7 +1124,7 @@ s_backend_gone (int pid)
 static void
 test_claim_aba (const char *conninfo)
 {
-    char info [4200];
+    char info[4200];
     snprintf (info, sizeof info, "%s application_name='sb_claim_aba'", conninfo);
     sb_store_t *store = sb_store_new (info, 1000);
     CHECK (store != NULL);
@@ -1108,8 +1133,8 @@ test_claim_aba (const char *conninfo)
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t x = s_make_reply ("+14155550970");
     sb_outbox_item_t *items = NULL;
-    CHECK_INT (sb_store_claim (store, 10, &items), 1);    //  x, in flight
-    sb_outbox_item_t x_item = items ? items [0] : (sb_outbox_item_t) {0};
+    CHECK_INT (sb_store_claim (store, 10, &items), 1);  //  x, in flight
+    sb_outbox_item_t x_item = items ? items[0] : (sb_outbox_item_t){0};
     free (items);
     int64_t y = s_make_reply ("+14155550971");
 
@@ -1122,17 +1147,17 @@ test_claim_aba (const char *conninfo)
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     //  The newer claim, on a new connection: y is handed to the sender.
     CHECK_INT (sb_store_claim (store, 10, &items), 1);
-    sb_outbox_item_t y_item = items ? items [0] : (sb_outbox_item_t) {0};
+    sb_outbox_item_t y_item = items ? items[0] : (sb_outbox_item_t){0};
     free (items);
     CHECK_INT (y_item.id, y);
     //  The old backend wakes and runs the reclaim it was sent.
     CHECK (kill (old, SIGCONT) == 0);
     CHECK (s_backend_gone (old));
-    char y_after_reclaim [16];
+    char y_after_reclaim[16];
     snprintf (y_after_reclaim, sizeof y_after_reclaim, "%s", s_outbox (y, "state"));
     CHECK_STR (y_after_reclaim, "sending");
     CHECK_STR (s_outbox (x, "state"), "sending");
-    CHECK_INT (s_claim_count (store), 0);   //  nothing to send twice
+    CHECK_INT (s_claim_count (store), 0);  //  nothing to send twice
 
     //  2. A RETRY for y whose backend is stopped: dropped, then recorded
     //  again on a new connection (as sb_delivery does), y due at once and
@@ -1150,13 +1175,13 @@ test_claim_aba (const char *conninfo)
     sb_outbox_result_free (&res);
     CHECK_STR (s_outbox (y, "state"), "pending");
     usleep (20000);
-    CHECK_INT (sb_store_claim (store, 10, &items), 1);   //  y again
-    sb_outbox_item_t y_again = items ? items [0] : (sb_outbox_item_t) {0};
+    CHECK_INT (sb_store_claim (store, 10, &items), 1);  //  y again
+    sb_outbox_item_t y_again = items ? items[0] : (sb_outbox_item_t){0};
     free (items);
     CHECK_INT (y_again.id, y);
     CHECK (kill (old, SIGCONT) == 0);
     CHECK (s_backend_gone (old));
-    char y_after_retry [16];
+    char y_after_retry[16];
     snprintf (y_after_retry, sizeof y_after_retry, "%s", s_outbox (y, "state"));
     int64_t y_attempts = strtoll (s_outbox (y, "attempts"), NULL, 10);
     CHECK_STR (y_after_retry, "sending");
@@ -1207,10 +1232,12 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (st.replies, 1);
     CHECK_INT (s_outbox_count ("+14155550041", "pending"), 1);
     CHECK_STR (s_text ("SELECT kind || '|' || body || '|' || from_addr || '|' || rule FROM outbox"
-                       " WHERE to_addr = '+14155550041'", NULL),
+                       " WHERE to_addr = '+14155550041'",
+                       NULL),
                "reply|Echo: hello|+15558675310|echo");
     CHECK_STR (s_text ("SELECT status || '|' || body FROM messages WHERE direction = 'outbound'"
-                       " AND contact_addr = '+14155550041'", NULL),
+                       " AND contact_addr = '+14155550041'",
+                       NULL),
                "queued|Echo: hello");
     //  The provider retries the webhook (new seq): one event, one reply.
     sb_event_t *retry = s_copy (e, ++s_seq);
@@ -1235,7 +1262,8 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (st.replies + st.not_sent, 0);
     CHECK_INT (s_int ("SELECT count(*) FROM outbox WHERE to_addr = $1", who, NULL), 0);
     CHECK_STR (s_text ("SELECT opted_out::text || '|' || (opted_out_at IS NOT NULL)::text"
-                       " FROM contacts WHERE address = $1", who, NULL),
+                       " FROM contacts WHERE address = $1",
+                       who, NULL),
                "true|true");
     sb_event_destroy (&e);
     e = s_sms ("SMru0004", who, "are you there?");
@@ -1245,7 +1273,8 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_STR (s_text ("SELECT state || '|' || reason FROM outbox WHERE to_addr = $1", who, NULL),
                "not_sent|opted_out");
     CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE direction = 'outbound'"
-                      " AND contact_addr = $1", who, NULL),
+                      " AND contact_addr = $1",
+                      who, NULL),
                0);
     sb_event_destroy (&e);
     e = s_sms ("SMru0005", who, "START");
@@ -1253,9 +1282,9 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (st.replies, 1);
     CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE address = $1", who, NULL),
                "false");
-    CHECK_STR (s_text ("SELECT body FROM outbox WHERE to_addr = $1 AND state = 'pending'", who,
-                       NULL),
-               "Echo: START");
+    CHECK_STR (
+        s_text ("SELECT body FROM outbox WHERE to_addr = $1 AND state = 'pending'", who, NULL),
+        "Echo: START");
     sb_event_destroy (&e);
     e = s_sms ("SMru0006", who, "back again");
     st = s_write (store, &e, 1, &policy);
@@ -1265,15 +1294,16 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     //  In one batch, order decides: hello (answered), STOP, hello (refused),
     //  START (answered), hello (answered).
     const char *who2 = "+14155550043";
-    sb_event_t *batch [5] = {s_sms ("SMru0007", who2, "a"), s_sms ("SMru0008", who2, "UNSUBSCRIBE"),
-                             s_sms ("SMru0009", who2, "b"), s_sms ("SMru0010", who2, "start"),
-                             s_sms ("SMru0011", who2, "c")};
+    sb_event_t *batch[5] = {s_sms ("SMru0007", who2, "a"), s_sms ("SMru0008", who2, "UNSUBSCRIBE"),
+                            s_sms ("SMru0009", who2, "b"), s_sms ("SMru0010", who2, "start"),
+                            s_sms ("SMru0011", who2, "c")};
     st = s_write (store, batch, 5, &policy);
     CHECK_INT (st.stored, 5);
     CHECK_INT (st.replies, 3);
     CHECK_INT (st.not_sent, 1);
     CHECK_STR (s_text ("SELECT string_agg(body || ':' || state, ',' ORDER BY id) FROM outbox"
-                       " WHERE to_addr = $1", who2, NULL),
+                       " WHERE to_addr = $1",
+                       who2, NULL),
                "Echo: a:pending,Echo: b:not_sent,Echo: start:pending,Echo: c:pending");
     CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE address = $1", who2, NULL),
                "false");
@@ -1286,9 +1316,9 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     e = s_meta ("wamid.ru0012", "16505550044", "late");
     st = s_write (store, &e, 1, &later);
     CHECK_INT (st.not_sent, 1);
-    CHECK_STR (s_text ("SELECT state || '|' || reason FROM outbox WHERE to_addr = '16505550044'",
-                       NULL),
-               "not_sent|outside_window");
+    CHECK_STR (
+        s_text ("SELECT state || '|' || reason FROM outbox WHERE to_addr = '16505550044'", NULL),
+        "not_sent|outside_window");
     sb_event_destroy (&e);
     e = s_sms ("SMru0013", "+14155550044", "late sms");
     st = s_write (store, &e, 1, &later);
@@ -1300,30 +1330,31 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (st.replies, 1);
     sb_event_destroy (&e);
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state = 'pending'"
-            " AND to_addr <> '16505550045'", NULL);
+            " AND to_addr <> '16505550045'",
+            NULL);
     sb_outbox_item_t *items = NULL;
     int n = sb_store_claim (store, 10, &items);
     CHECK_INT (n, 1);
     int64_t meta_id = 0;
     if (n == 1) {
-        meta_id = items [0].id;
-        CHECK_INT (items [0].provider, SB_PROVIDER_META);
-        CHECK_INT (items [0].channel, SB_CHANNEL_WHATSAPP);
-        CHECK_STR (items [0].account, "106540352242922");
-        CHECK_STR (items [0].from, "15550783881");
-        CHECK_STR (items [0].to, "16505550045");
-        CHECK_STR (items [0].context_id, "wamid.ru0014");
-        CHECK_STR (items [0].body, "Echo: hola");
+        meta_id = items[0].id;
+        CHECK_INT (items[0].provider, SB_PROVIDER_META);
+        CHECK_INT (items[0].channel, SB_CHANNEL_WHATSAPP);
+        CHECK_STR (items[0].account, "106540352242922");
+        CHECK_STR (items[0].from, "15550783881");
+        CHECK_STR (items[0].to, "16505550045");
+        CHECK_STR (items[0].context_id, "wamid.ru0014");
+        CHECK_STR (items[0].body, "Echo: hola");
     }
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     //  Meta's "sent" arrives before we record the send.
     sb_event_t *early = s_status (SB_PROVIDER_META, "wamid.out0014", "sent", NULL);
     s_write (store, &early, 1, &policy);
     sb_event_destroy (&early);
-    sb_send_result_t res = s_result (meta_id, SB_OUTBOX_REPLY, SB_SEND_SENT, "wamid.out0014", NULL,
-                                     NULL);
+    sb_send_result_t res =
+        s_result (meta_id, SB_OUTBOX_REPLY, SB_SEND_SENT, "wamid.out0014", NULL, NULL);
     s_record (store, &res, 5);
     CHECK_STR (s_message_status (meta_id), "sent/2/");
 
@@ -1337,15 +1368,15 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (n, 1);
     int64_t fwd = 0;
     if (n == 1) {
-        fwd = items [0].id;
-        CHECK_INT (items [0].kind, SB_OUTBOX_FORWARD);
-        CHECK_STR (items [0].forward_url, "http://127.0.0.1:9/bot");
-        CHECK_INT (items [0].forward_timeout_ms, 2000);
-        CHECK (strstr (items [0].event_json, "\"SMru0015\"") != NULL);
-        CHECK (strstr (items [0].event_json, "bot what time is it") != NULL);
+        fwd = items[0].id;
+        CHECK_INT (items[0].kind, SB_OUTBOX_FORWARD);
+        CHECK_STR (items[0].forward_url, "http://127.0.0.1:9/bot");
+        CHECK_INT (items[0].forward_timeout_ms, 2000);
+        CHECK (strstr (items[0].event_json, "\"SMru0015\"") != NULL);
+        CHECK (strstr (items[0].event_json, "bot what time is it") != NULL);
     }
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     res = s_result (fwd, SB_OUTBOX_FORWARD, SB_SEND_SENT, NULL, "It is noon.", NULL);
     s_record (store, &res, 5);
@@ -1355,12 +1386,12 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     n = sb_store_claim (store, 10, &items);
     CHECK_INT (n, 1);
     if (n == 1) {
-        CHECK_INT (items [0].kind, SB_OUTBOX_REPLY);
-        CHECK_STR (items [0].body, "It is noon.");
-        CHECK_STR (items [0].to, "+14155550046");
+        CHECK_INT (items[0].kind, SB_OUTBOX_REPLY);
+        CHECK_STR (items[0].body, "It is noon.");
+        CHECK_STR (items[0].to, "+14155550046");
     }
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
     e = s_sms ("SMru0016", "+14155550046", "bot say nothing");
     s_write (store, &e, 1, &policy);
@@ -1368,12 +1399,12 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
     n = sb_store_claim (store, 10, &items);
     CHECK_INT (n, 1);
     if (n == 1) {
-        res = s_result (items [0].id, SB_OUTBOX_FORWARD, SB_SEND_SENT, NULL, "", NULL);
+        res = s_result (items[0].id, SB_OUTBOX_FORWARD, SB_SEND_SENT, NULL, "", NULL);
         s_record (store, &res, 5);
-        CHECK_STR (s_outbox (items [0].id, "state || '|' || reason"), "not_sent|bot_no_reply");
+        CHECK_STR (s_outbox (items[0].id, "state || '|' || reason"), "not_sent|bot_no_reply");
     }
     for (int i = 0; i < n; i++)
-        sb_outbox_item_free (&items [i]);
+        sb_outbox_item_free (&items[i]);
     free (items);
 }
 
@@ -1411,11 +1442,15 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
     CHECK_INT (st.stored, 1);
     const char *key = "sha256 (convert_to ('{\"entry\":\"the shared body of three\"}', 'UTF8'))";
     char sql[512];
-    snprintf (sql, sizeof sql, "SELECT count(*) FROM request_bodies WHERE sha256 = %s"
-              " AND body = convert_to ($1, 'UTF8')", key);
+    snprintf (sql, sizeof sql,
+              "SELECT count(*) FROM request_bodies WHERE sha256 = %s"
+              " AND body = convert_to ($1, 'UTF8')",
+              key);
     CHECK_INT (s_int (sql, body, NULL), 1);
-    snprintf (sql, sizeof sql, "SELECT count(*) FROM events WHERE provider_id LIKE 'wamid.RB%%'"
-              " AND body_sha256 = %s AND position ('\\x7468726565'::bytea in payload) = 0", key);
+    snprintf (sql, sizeof sql,
+              "SELECT count(*) FROM events WHERE provider_id LIKE 'wamid.RB%%'"
+              " AND body_sha256 = %s AND position ('\\x7468726565'::bytea in payload) = 0",
+              key);
     CHECK_INT (s_int (sql, NULL), N);
     //  Each forward's event JSON has the body, as before bodies were shared.
     sb_outbox_item_t *items = NULL;
@@ -1432,7 +1467,8 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
     st = s_write (store, events, N, &policy);
     CHECK_INT (st.stored, 0);
     CHECK_INT (s_int ("SELECT count(*) FROM request_bodies WHERE body = convert_to ($1, 'UTF8')",
-                      body, NULL), 1);
+                      body, NULL),
+               1);
     s_free_all (events, N);
 
     //  Events journaled before bodies were shared (each carries it): one
@@ -1444,10 +1480,12 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
     st = s_write (store, old, 2, NULL);
     CHECK_INT (st.stored, 2);
     CHECK_INT (s_int ("SELECT count(*) FROM request_bodies WHERE body = convert_to ($1, 'UTF8')",
-                      "{\"old\":\"style\"}", NULL), 1);
+                      "{\"old\":\"style\"}", NULL),
+               1);
     CHECK_INT (s_int ("SELECT count(*) FROM events e JOIN request_bodies b"
                       " ON b.sha256 = e.body_sha256 WHERE e.provider_id LIKE 'wamid.RBold%'",
-                      NULL), 2);
+                      NULL),
+               2);
     s_free_all (old, 2);
 
     //  The only event of a request keeps its body in its payload: no
@@ -1463,10 +1501,13 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
     st = s_write (store, &copy, 1, &policy);
     CHECK_INT (st.stored, 1);
     CHECK_INT (s_int ("SELECT count(*) FROM request_bodies WHERE body = convert_to ($1, 'UTF8')",
-                      alone, NULL), 0);
-    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'wamid.RBone'"
-                      " AND body_sha256 IS NULL AND position (convert_to ($1, 'UTF8') in payload) > 0",
-                      alone, NULL), 1);
+                      alone, NULL),
+               0);
+    CHECK_INT (
+        s_int ("SELECT count(*) FROM events WHERE provider_id = 'wamid.RBone'"
+               " AND body_sha256 IS NULL AND position (convert_to ($1, 'UTF8') in payload) > 0",
+               alone, NULL),
+        1);
     n = sb_store_claim (store, 10, &items);
     CHECK_INT (n, 1);
     for (int i = 0; i < n; i++) {
@@ -1484,19 +1525,22 @@ test_failures (sb_store_t *store, const sb_rules_t *rules)
     sb_store_policy_t policy = {.rules = rules};
     s_exec ("CREATE FUNCTION sb_test_fail () RETURNS trigger LANGUAGE plpgsql AS $$"
             " BEGIN IF NEW.to_addr = '+19990000001' OR NEW.from_addr = '+19990000002' THEN"
-            " RAISE EXCEPTION 'test failure'; END IF; RETURN NEW; END $$", NULL);
+            " RAISE EXCEPTION 'test failure'; END IF; RETURN NEW; END $$",
+            NULL);
     s_exec ("CREATE TRIGGER sb_test_fail BEFORE INSERT ON outbox"
-            " FOR EACH ROW EXECUTE FUNCTION sb_test_fail ()", NULL);
+            " FOR EACH ROW EXECUTE FUNCTION sb_test_fail ()",
+            NULL);
     s_exec ("CREATE TRIGGER sb_test_fail BEFORE INSERT ON events"
-            " FOR EACH ROW EXECUTE FUNCTION sb_test_fail ()", NULL);
+            " FOR EACH ROW EXECUTE FUNCTION sb_test_fail ()",
+            NULL);
     uint64_t seq_before = 0, seq = 0;
-    char epoch [64];
+    char epoch[64];
     CHECK_INT (sb_store_cursor (store, s_ingress, &seq_before, epoch, sizeof epoch), 0);
     int64_t events_before = s_int ("SELECT count(*) FROM events", NULL);
 
     //  Round trip 2 fails (the reply's outbox row).
-    sb_event_t *batch [2] = {s_sms ("SMfail01", "+14155550051", "fine"),
-                             s_sms ("SMfail02", "+19990000001", "doomed reply")};
+    sb_event_t *batch[2] = {s_sms ("SMfail01", "+14155550051", "fine"),
+                            s_sms ("SMfail02", "+19990000001", "doomed reply")};
     sb_store_stats_t st;
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     CHECK_INT (sb_store_write (store, batch, 2, &policy, &st), -1);
@@ -1534,15 +1578,15 @@ test_large_batch (sb_store_t *store, const sb_rules_t *rules, const char *prefix
 {
     enum { N = 500 };
     sb_store_policy_t policy = {.rules = rules};
-    sb_event_t *events [N];
+    sb_event_t *events[N];
     int64_t before = s_int ("SELECT count(*) FROM events", NULL);
     int64_t outbox = s_int ("SELECT count(*) FROM outbox", NULL);
     for (int i = 0; i < N; i++) {
-        char sid [32], from [32], text [32];
+        char sid[32], from[32], text[32];
         snprintf (sid, sizeof sid, "%s%05d", prefix, i);
         snprintf (from, sizeof from, "+1415777%04d", i % 50);
         snprintf (text, sizeof text, "message %d", i);
-        events [i] = s_sms (sid, from, text);
+        events[i] = s_sms (sid, from, text);
     }
     int64_t t0 = sb_time_mono_ms ();
     sb_store_stats_t st = s_write (store, events, N, &policy);
@@ -1551,10 +1595,11 @@ test_large_batch (sb_store_t *store, const sb_rules_t *rules, const char *prefix
     CHECK_INT (st.replies, rules ? N : 0);
     CHECK_INT (s_int ("SELECT count(*) FROM events", NULL) - before, N);
     CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address LIKE '+1415777%'", NULL), 50);
-    char like [32];
+    char like[32];
     snprintf (like, sizeof like, "%s%%", prefix);
     CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE direction = 'inbound'"
-                      " AND provider_id LIKE $1", like, NULL),
+                      " AND provider_id LIKE $1",
+                      like, NULL),
                N);
     CHECK_INT (s_int ("SELECT count(*) FROM outbox", NULL) - outbox, rules ? N : 0);
     CHECK (took < 10000);
@@ -1584,13 +1629,13 @@ main (void)
     }
     //  Fresh databases with random names.
     srand ((unsigned) time (NULL) ^ (unsigned) getpid ());
-    char names [2][64];
-    char *conninfo [2];
+    char names[2][64];
+    char *conninfo[2];
     for (int i = 0; i < 2; i++) {
-        snprintf (names [i], sizeof names [i], "sbtest_%d_%d_%08x", (int) getpid (), i,
+        snprintf (names[i], sizeof names[i], "sbtest_%d_%d_%08x", (int) getpid (), i,
                   (unsigned) rand ());
-        char *quoted = PQescapeIdentifier (admin, names [i], strlen (names [i]));
-        char sql [160];
+        char *quoted = PQescapeIdentifier (admin, names[i], strlen (names[i]));
+        char sql[160];
         snprintf (sql, sizeof sql, "CREATE DATABASE %s", quoted);
         PQfreemem (quoted);
         PGresult *r = PQexec (admin, sql);
@@ -1599,13 +1644,13 @@ main (void)
             return 1;
         }
         PQclear (r);
-        conninfo [i] = s_conninfo_for (admin, names [i]);
+        conninfo[i] = s_conninfo_for (admin, names[i]);
     }
 
-    test_migrate_concurrently (conninfo [1]);
+    test_migrate_concurrently (conninfo[1]);
 
-    sb_store_t *store = sb_store_new (conninfo [0], 0);
-    s_db = PQconnectdb (conninfo [0]);
+    sb_store_t *store = sb_store_new (conninfo[0], 0);
+    s_db = PQconnectdb (conninfo[0]);
     CHECK (store != NULL);
     CHECK (PQstatus (s_db) == CONNECTION_OK);
     sb_log_init ("test_sb_store", SB_LOG_OFF);
@@ -1613,17 +1658,17 @@ main (void)
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     if (store && PQstatus (s_db) == CONNECTION_OK) {
         test_migrate (store);
-        test_deadlines (conninfo [0]);
+        test_deadlines (conninfo[0]);
         test_inbound_kinds (store);
         test_dedup (store);
         test_statuses (store);
-        test_outbox (store, conninfo [0]);
+        test_outbox (store, conninfo[0]);
         test_settle (store);
         test_poison (store);
-        test_settle_transient (conninfo [0]);
-        test_claim_aba (conninfo [0]);
+        test_settle_transient (conninfo[0]);
+        test_claim_aba (conninfo[0]);
         test_large_batch (store, NULL, "SMbig");
-        char err [256] = "";
+        char err[256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);
         if (!rules)
             fprintf (stderr, "rules: %s\n", err);
@@ -1639,7 +1684,8 @@ main (void)
         //  first write fails (logged: silenced here), the retry reconnects.
         sb_log_init ("test_sb_store", SB_LOG_OFF);
         s_exec ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()", NULL);
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                NULL);
         sb_event_t *e = s_sms ("SMafter01", "+14155550099", "after a reconnect");
         sb_store_stats_t st;
         if (sb_store_write (store, &e, 1, NULL, &st) != 0)
@@ -1656,19 +1702,19 @@ main (void)
     for (int i = 0; i < 2; i++) {
         //  Checked here: the concurrent migrators' database.
         if (i == 1) {
-            PGconn *c = PQconnectdb (conninfo [1]);
+            PGconn *c = PQconnectdb (conninfo[1]);
             PGresult *r = PQexec (c, "SELECT count(*) FROM schema_migrations");
             CHECK (PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1
                    && atoi (PQgetvalue (r, 0, 0)) == s_migration_files ());
             PQclear (r);
             PQfinish (c);
         }
-        char *quoted = PQescapeIdentifier (admin, names [i], strlen (names [i]));
-        char sql [160];
+        char *quoted = PQescapeIdentifier (admin, names[i], strlen (names[i]));
+        char sql[160];
         snprintf (sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", quoted);
         PQfreemem (quoted);
         PQclear (PQexec (admin, sql));
-        free (conninfo [i]);
+        free (conninfo[i]);
     }
     PQfinish (admin);
     return s_failures ? 1 : 0;

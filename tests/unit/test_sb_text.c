@@ -47,8 +47,14 @@ s_test_base64 (void)
         const char *in;
         const char *out;
     } cases[] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"hi!?", "aGkhPw=="},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+        {"hi!?", "aGkhPw=="},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[SB_TEXT_BASE64_SIZE (8)];

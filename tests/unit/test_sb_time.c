@@ -23,9 +23,8 @@ s_check_utc (int64_t secs)
     if (!gmtime_r (&t, &want))
         return;
     sb_time_utc (secs, &got);
-    if (got.tm_year != want.tm_year || got.tm_mon != want.tm_mon
-        || got.tm_mday != want.tm_mday || got.tm_hour != want.tm_hour
-        || got.tm_min != want.tm_min || got.tm_sec != want.tm_sec
+    if (got.tm_year != want.tm_year || got.tm_mon != want.tm_mon || got.tm_mday != want.tm_mday
+        || got.tm_hour != want.tm_hour || got.tm_min != want.tm_min || got.tm_sec != want.tm_sec
         || got.tm_wday != want.tm_wday) {
         fprintf (stderr, "%s:%d: sb_time_utc (%lld) is %04d-%02d-%02d %02d:%02d:%02d wday %d\n",
                  __FILE__, __LINE__, (long long) secs, got.tm_year + 1900, got.tm_mon + 1,
@@ -46,12 +45,12 @@ main (void)
         s_check_utc (secs);
     //  Leap days and the turns of centuries.
     static const int64_t days[] = {
-        951782400,   //  2000-02-29 (divisible by 400: leap)
-        4107542400,  //  2100-03-01 (divisible by 100: not leap)
-        1709164800,  //  2024-02-29
-        -2203891200, //  1900-03-01
-        946684799,   //  1999-12-31 23:59:59
-        0, -1, 86399, 86400,
+        951782400,    //  2000-02-29 (divisible by 400: leap)
+        4107542400,   //  2100-03-01 (divisible by 100: not leap)
+        1709164800,   //  2024-02-29
+        -2203891200,  //  1900-03-01
+        946684799,    //  1999-12-31 23:59:59
+        0,           -1, 86399, 86400,
     };
     for (size_t i = 0; i < sizeof days / sizeof days[0]; i++)
         for (int64_t d = -1; d <= 1; d++)

@@ -21,13 +21,20 @@
 
 //  The .form files this test covers (checked against the folder).
 static const char *s_covered[] = {
-    "twilio-sms-inbound.form",           "twilio-whatsapp-inbound-text.form",
-    "twilio-whatsapp-inbound-media.form", "twilio-whatsapp-inbound-button.form",
-    "twilio-whatsapp-inbound-location.form", "twilio-voice-inbound.form",
-    "twilio-voice-gather-dtmf.form",     "twilio-voice-gather-speech.form",
-    "twilio-voice-status-completed.form", "twilio-message-status-sent.form",
-    "twilio-message-status-delivered.form", "twilio-message-status-undelivered.form",
-    "twilio-whatsapp-status-read.form",  "twilio-whatsapp-status-failed.form",
+    "twilio-sms-inbound.form",
+    "twilio-whatsapp-inbound-text.form",
+    "twilio-whatsapp-inbound-media.form",
+    "twilio-whatsapp-inbound-button.form",
+    "twilio-whatsapp-inbound-location.form",
+    "twilio-voice-inbound.form",
+    "twilio-voice-gather-dtmf.form",
+    "twilio-voice-gather-speech.form",
+    "twilio-voice-status-completed.form",
+    "twilio-message-status-sent.form",
+    "twilio-message-status-delivered.form",
+    "twilio-message-status-undelivered.form",
+    "twilio-whatsapp-status-read.form",
+    "twilio-whatsapp-status-failed.form",
 };
 
 //  The parsed form of a conformance file.
@@ -122,15 +129,16 @@ s_test_whatsapp_inbound (void)
 
     e = s_normalize_file ("twilio-whatsapp-inbound-media.form", SB_TWILIO_MESSAGES);
     if (e) {
-        s_check_common (e, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, "MMb1b2c3d4e5f60718293a4b5c6d7e8f91");
+        s_check_common (e, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE,
+                        "MMb1b2c3d4e5f60718293a4b5c6d7e8f91");
         CHECK_STR (e->message_type, "media");
         CHECK_STR (e->text, "Receipt attached");
         CHECK_STR (e->from, "+14017122661");
         CHECK (e->n_media == 1);
         if (e->n_media == 1) {
-            CHECK_STR (e->media[0]->url,
-                       "https://api.twilio.com/2010-04-01/Accounts/" ACCOUNT
-                       "/Messages/MMb1b2c3d4e5f60718293a4b5c6d7e8f91/Media/MEe1b2c3d4e5f60718293a4b5c6d7e8f94");
+            CHECK_STR (e->media[0]->url, "https://api.twilio.com/2010-04-01/Accounts/" ACCOUNT
+                                         "/Messages/MMb1b2c3d4e5f60718293a4b5c6d7e8f91/Media/"
+                                         "MEe1b2c3d4e5f60718293a4b5c6d7e8f94");
             CHECK_STR (e->media[0]->content_type, "image/jpeg");
         }
         sb_event_destroy (&e);
@@ -221,7 +229,8 @@ s_test_voice (void)
 }
 
 static void
-s_check_message_status (const char *name, Switchboard__V1__Channel channel, const char *status, const char *error_code)
+s_check_message_status (const char *name, Switchboard__V1__Channel channel, const char *status,
+                        const char *error_code)
 {
     sb_event_t *e = s_normalize_file (name, SB_TWILIO_STATUS);
     if (!e)
@@ -244,7 +253,8 @@ static void
 s_test_message_status (void)
 {
     s_check_message_status ("twilio-message-status-sent.form", SB_CHANNEL_SMS, "sent", "");
-    s_check_message_status ("twilio-message-status-delivered.form", SB_CHANNEL_SMS, "delivered", "");
+    s_check_message_status ("twilio-message-status-delivered.form", SB_CHANNEL_SMS, "delivered",
+                            "");
     s_check_message_status ("twilio-message-status-undelivered.form", SB_CHANNEL_SMS, "undelivered",
                             "30003");
     s_check_message_status ("twilio-whatsapp-status-read.form", SB_CHANNEL_WHATSAPP, "read", "");
@@ -264,7 +274,8 @@ s_test_all_files_covered (void)
     struct dirent *d;
     while ((d = readdir (dir))) {
         size_t len = strlen (d->d_name);
-        if (strncmp (d->d_name, "twilio-", 7) != 0 || len < 5 || strcmp (d->d_name + len - 5, ".form"))
+        if (strncmp (d->d_name, "twilio-", 7) != 0 || len < 5
+            || strcmp (d->d_name + len - 5, ".form"))
             continue;
         bool known = false;
         for (size_t i = 0; i < sizeof s_covered / sizeof s_covered[0]; i++)
@@ -358,7 +369,8 @@ s_message_with (const char *extra)
     snprintf (text, sizeof text, "%s&%s", MSG, extra);
     sb_form_t *form = s_form (text);
     char err[128];
-    sb_event_t *event = form ? sb_twilio_normalize (SB_TWILIO_MESSAGES, form, err, sizeof err) : NULL;
+    sb_event_t *event =
+        form ? sb_twilio_normalize (SB_TWILIO_MESSAGES, form, err, sizeof err) : NULL;
     if (!event) {
         fprintf (stderr, "%s:%d: refused %s: %s\n", __FILE__, __LINE__, text, err);
         s_failures++;
@@ -371,9 +383,9 @@ static void
 s_test_media_limits (void)
 {
     //  NumMedia must be a plain decimal count.
-    static const char *bad[] = {"NumMedia=abc", "NumMedia=-1", "NumMedia=1.5", "NumMedia=+1",
-                                "NumMedia=%201", "NumMedia=1%20", "NumMedia=", "NumMedia=0x1",
-                                "NumMedia=1234567890"};
+    static const char *bad[] = {"NumMedia=abc", "NumMedia=-1",   "NumMedia=1.5",
+                                "NumMedia=+1",  "NumMedia=%201", "NumMedia=1%20",
+                                "NumMedia=",    "NumMedia=0x1",  "NumMedia=1234567890"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char text[256];
         snprintf (text, sizeof text, "%s&%s", MSG, bad[i]);
@@ -386,7 +398,8 @@ s_test_media_limits (void)
         CHECK_STR (e->message_type, "text");
     sb_event_destroy (&e);
     //  Read up to NumMedia...
-    e = s_message_with ("NumMedia=2&MediaUrl0=u0&MediaUrl1=u1&MediaUrl2=u2&MediaContentType1=image%2Fpng");
+    e = s_message_with (
+        "NumMedia=2&MediaUrl0=u0&MediaUrl1=u1&MediaUrl2=u2&MediaContentType1=image%2Fpng");
     CHECK (e && e->n_media == 2);
     if (e && e->n_media == 2) {
         CHECK_STR (e->message_type, "media");
@@ -417,11 +430,21 @@ static void
 s_test_location_limits (void)
 {
     static const char *bad[] = {
-        "Latitude=abc&Longitude=1",  "Latitude=1&Longitude=abc", "Latitude=91&Longitude=0",
-        "Latitude=-90.5&Longitude=0", "Latitude=0&Longitude=180.01", "Latitude=nan&Longitude=0",
-        "Latitude=inf&Longitude=0",  "Latitude=1e999&Longitude=0", "Latitude=0x10&Longitude=0",
-        "Latitude=%201&Longitude=0", "Latitude=1%20&Longitude=0", "Latitude=&Longitude=0",
-        "Latitude=1",                "Longitude=1",              "Latitude=1.2.3&Longitude=0",
+        "Latitude=abc&Longitude=1",
+        "Latitude=1&Longitude=abc",
+        "Latitude=91&Longitude=0",
+        "Latitude=-90.5&Longitude=0",
+        "Latitude=0&Longitude=180.01",
+        "Latitude=nan&Longitude=0",
+        "Latitude=inf&Longitude=0",
+        "Latitude=1e999&Longitude=0",
+        "Latitude=0x10&Longitude=0",
+        "Latitude=%201&Longitude=0",
+        "Latitude=1%20&Longitude=0",
+        "Latitude=&Longitude=0",
+        "Latitude=1",
+        "Longitude=1",
+        "Latitude=1.2.3&Longitude=0",
         "Latitude=1e-400&Longitude=0",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -445,8 +468,8 @@ s_test_location_limits (void)
 static void
 s_test_gather_limits (void)
 {
-    static const char *bad[] = {"Confidence=x", "Confidence=1.5", "Confidence=-0.1", "Confidence=nan",
-                                "Confidence=0.5%20"};
+    static const char *bad[] = {"Confidence=x", "Confidence=1.5", "Confidence=-0.1",
+                                "Confidence=nan", "Confidence=0.5%20"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char text[256];
         snprintf (text, sizeof text, "CallSid=CA1&SpeechResult=yes&%s", bad[i]);

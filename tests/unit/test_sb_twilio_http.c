@@ -24,7 +24,8 @@ static sb_twilio_http_t *
 s_new (const char *const *env)
 {
     char err[256];
-    sb_config_t *config = sb_config_load_from (SB_SVC_INGRESS, (char *const *) env, err, sizeof err);
+    sb_config_t *config =
+        sb_config_load_from (SB_SVC_INGRESS, (char *const *) env, err, sizeof err);
     if (!config) {
         fprintf (stderr, "config: %s\n", err);
         exit (1);
@@ -55,15 +56,18 @@ s_read (const sb_twilio_http_t *self, const sb_twilio_http_request_t *request, c
 static void
 s_test_public_url (void)
 {
-    const char *env[] = {"TWILIO_AUTH_TOKEN=" TOKEN, "SB_PUBLIC_URL=https://hooks.example.com", NULL};
+    const char *env[] = {"TWILIO_AUTH_TOKEN=" TOKEN, "SB_PUBLIC_URL=https://hooks.example.com",
+                         NULL};
     sb_twilio_http_t *self = s_new (env);
     CHECK (self && sb_twilio_http_configured (self));
     const char *body = "From=%2B14155550100&Body=hi&MessageSid=SM1";
     char signature[SB_SIG_TWILIO_SIZE];
     s_sign ("https://hooks.example.com/api/twilio/messages?x=1", body, false, signature);
     //  SB_PUBLIC_URL verbatim: the Host the request carries does not count.
-    sb_twilio_http_request_t request = {.path = "/api/twilio/messages", .query = "x=1",
-                                        .host = "10.0.0.1:8080", .signature = signature};
+    sb_twilio_http_request_t request = {.path = "/api/twilio/messages",
+                                        .query = "x=1",
+                                        .host = "10.0.0.1:8080",
+                                        .signature = signature};
     sb_form_t *form;
     sb_sig_result_t sig;
     CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_OK);
@@ -91,11 +95,12 @@ s_test_host_and_proxy (void)
     sb_form_t *form;
     sb_sig_result_t sig;
     for (int trust = 0; trust < 2; trust++) {
-        const char *env[] = {"TWILIO_AUTH_TOKEN=" TOKEN, trust ? "SB_TRUST_PROXY=1" : "SB_TRUST_PROXY=0",
-                       NULL};
+        const char *env[] = {"TWILIO_AUTH_TOKEN=" TOKEN,
+                             trust ? "SB_TRUST_PROXY=1" : "SB_TRUST_PROXY=0", NULL};
         sb_twilio_http_t *self = s_new (env);
         CHECK (self);
-        sb_twilio_http_request_t request = {.path = "/twilio/voice", .host = "h.example",
+        sb_twilio_http_request_t request = {.path = "/twilio/voice",
+                                            .host = "h.example",
                                             .forwarded_proto = "https, http",
                                             .signature = https_sig};
         //  The first hop said https: believed only with SB_TRUST_PROXY.
@@ -186,8 +191,8 @@ s_test_json (void)
     snprintf (url, sizeof url, "https://h.example/twilio/status?%s", query);
     char signature[SB_SIG_TWILIO_SIZE];
     s_sign (url, body, true, signature);
-    sb_twilio_http_request_t request = {.path = "/twilio/status", .query = query,
-                                        .signature = signature};
+    sb_twilio_http_request_t request = {
+        .path = "/twilio/status", .query = query, .signature = signature};
     sb_form_t *form;
     sb_sig_result_t sig;
     CHECK (s_read (self, &request, body, true, &form, &sig) == SB_TWILIO_HTTP_OK);
@@ -218,13 +223,14 @@ s_test_json (void)
 static void
 s_test_answers (void)
 {
-    const char *env[] = {"SB_PUBLIC_URL=https://h.example/a&b", "SB_INSECURE_SKIP_SIGNATURES=1", NULL};
+    const char *env[] = {"SB_PUBLIC_URL=https://h.example/a&b", "SB_INSECURE_SKIP_SIGNATURES=1",
+                         NULL};
     sb_twilio_http_t *self = s_new (env);
     CHECK (self);
     const char *type;
     char *owned;
-    const char *answer
-        = sb_twilio_http_answer (self, SB_TWILIO_MESSAGES, "/twilio/messages", &type, &owned);
+    const char *answer =
+        sb_twilio_http_answer (self, SB_TWILIO_MESSAGES, "/twilio/messages", &type, &owned);
     CHECK (strstr (answer, "<Response/>") && strcmp (type, "text/xml") == 0 && !owned);
     answer = sb_twilio_http_answer (self, SB_TWILIO_STATUS, "/twilio/status", &type, &owned);
     CHECK (strcmp (answer, "") == 0 && strcmp (type, "text/plain; charset=utf-8") == 0 && !owned);

@@ -27,24 +27,57 @@ static void
 s_check_local (void)
 {
     static const char *local[] = {
-        "inproc://sb-outcomes", "ipc:///tmp/sb.sock", "tcp://127.0.0.1:5556",
-        "tcp://127.0.0.1:*", "tcp://127.1.2.3:1", "tcp://127.255.255.255:65535",
-        "tcp://localhost:5556", "tcp://LocalHost:5556", "tcp://[::1]:5556", "tcp://::1:5556",
-        "tcp://[::ffff:127.0.0.1]:5556", "tcp://127.0.0.1:!",
+        "inproc://sb-outcomes",
+        "ipc:///tmp/sb.sock",
+        "tcp://127.0.0.1:5556",
+        "tcp://127.0.0.1:*",
+        "tcp://127.1.2.3:1",
+        "tcp://127.255.255.255:65535",
+        "tcp://localhost:5556",
+        "tcp://LocalHost:5556",
+        "tcp://[::1]:5556",
+        "tcp://::1:5556",
+        "tcp://[::ffff:127.0.0.1]:5556",
+        "tcp://127.0.0.1:!",
     };
     static const char *remote[] = {
-        "tcp://0.0.0.0:5556", "tcp://*:5556", "tcp://10.77.0.1:5556", "tcp://[::]:5556",
-        "tcp://eth0:5556", "tcp://lo:5556", "tcp://ingress:5556", "tcp://128.0.0.1:5556",
+        "tcp://0.0.0.0:5556",
+        "tcp://*:5556",
+        "tcp://10.77.0.1:5556",
+        "tcp://[::]:5556",
+        "tcp://eth0:5556",
+        "tcp://lo:5556",
+        "tcp://ingress:5556",
+        "tcp://128.0.0.1:5556",
         "tcp://126.255.255.255:5556",
         //  look-alikes and hostile spellings
-        "tcp://127.0.0.1.evil.example:5556", "tcp://localhost.evil.example:5556",
-        "tcp://evil.example/127.0.0.1:5556", "tcp://127.1:5556", "tcp://0177.0.0.1:5556",
-        "tcp://127.0.0.1:5556;10.0.0.1:5556", "tcp://10.0.0.1:0;127.0.0.1:5556",
-        "tcp://127.0.0.1", "tcp://127.0.0.1:", "tcp://127.0.0.1:5556 ", "tcp:// 127.0.0.1:5556",
-        "tcp://127.0.0.1:55566666", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:-1",
-        "tcp://[::1]5556", "tcp://[::1:5556", "tcp://[fe80::1%lo]:5556", "tcp://[127.0.0.1]x:1",
-        "tcp://:5556", "tcp://", "tcp:127.0.0.1:5556", "TCP://127.0.0.1:5556",
-        "udp://127.0.0.1:5556", "pgm://127.0.0.1;239.192.1.1:5555", "inproc://", "ipc://", "",
+        "tcp://127.0.0.1.evil.example:5556",
+        "tcp://localhost.evil.example:5556",
+        "tcp://evil.example/127.0.0.1:5556",
+        "tcp://127.1:5556",
+        "tcp://0177.0.0.1:5556",
+        "tcp://127.0.0.1:5556;10.0.0.1:5556",
+        "tcp://10.0.0.1:0;127.0.0.1:5556",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:",
+        "tcp://127.0.0.1:5556 ",
+        "tcp:// 127.0.0.1:5556",
+        "tcp://127.0.0.1:55566666",
+        "tcp://127.0.0.1:99999",
+        "tcp://127.0.0.1:-1",
+        "tcp://[::1]5556",
+        "tcp://[::1:5556",
+        "tcp://[fe80::1%lo]:5556",
+        "tcp://[127.0.0.1]x:1",
+        "tcp://:5556",
+        "tcp://",
+        "tcp:127.0.0.1:5556",
+        "TCP://127.0.0.1:5556",
+        "udp://127.0.0.1:5556",
+        "pgm://127.0.0.1;239.192.1.1:5555",
+        "inproc://",
+        "ipc://",
+        "",
         "tcp://1111111111111111111111111111111111111111111111111111111111111111127.0.0.1:1",
     };
     for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
@@ -108,8 +141,8 @@ s_refused (const char *variable, const char *why, const char *must_not_show, ...
     sb_zmq_security_t *self = config ? sb_zmq_security_new (config, err, sizeof err) : NULL;
     if (self || !strstr (err, variable) || (why && !strstr (err, why))
         || (must_not_show && strstr (err, must_not_show))) {
-        fprintf (stderr, "%s:%d: expected a refusal naming %s (%s), got: %s\n", __FILE__,
-                 __LINE__, variable, why ? why : "", self ? "(accepted)" : err);
+        fprintf (stderr, "%s:%d: expected a refusal naming %s (%s), got: %s\n", __FILE__, __LINE__,
+                 variable, why ? why : "", self ? "(accepted)" : err);
         s_failures++;
     }
     sb_zmq_security_destroy (&self);
@@ -121,10 +154,12 @@ s_check_settings (const char *dir)
 {
     char server_secret[600], server_public[600], client_secret[600], client_public[600],
         allowed[600], missing[600], pub_only[800], mismatch[600], notdir[600], garbage[600];
-    snprintf (server_secret, sizeof server_secret, "SB_CURVE_SERVER_SECRET=%s/server.key_secret", dir);
+    snprintf (server_secret, sizeof server_secret, "SB_CURVE_SERVER_SECRET=%s/server.key_secret",
+              dir);
     snprintf (server_public, sizeof server_public, "SB_CURVE_SERVER_PUBLIC=%s/server.key", dir);
     snprintf (client_secret, sizeof client_secret, "SB_CURVE_CLIENT_CERT=%s/alice.key_secret", dir);
-    snprintf (client_public, sizeof client_public, "SB_CURVE_CLIENT_CERT=%s/allowed/alice.key", dir);
+    snprintf (client_public, sizeof client_public, "SB_CURVE_CLIENT_CERT=%s/allowed/alice.key",
+              dir);
     snprintf (allowed, sizeof allowed, "SB_CURVE_ALLOWED=%s/allowed", dir);
     snprintf (missing, sizeof missing, "SB_CURVE_SERVER_SECRET=%s/no-such.key_secret", dir);
     snprintf (notdir, sizeof notdir, "SB_CURVE_ALLOWED=%s/server.key", dir);
@@ -142,7 +177,8 @@ s_check_settings (const char *dir)
     snprintf (pub_only, sizeof pub_only, "SB_CURVE_SERVER_SECRET=%s", path);
     //  A secret key with someone else's public key.
     zcert_t *other = zcert_new ();
-    zcert_t *mixed = cert && other ? zcert_new_from (zcert_public_key (other), zcert_secret_key (cert)) : NULL;
+    zcert_t *mixed =
+        cert && other ? zcert_new_from (zcert_public_key (other), zcert_secret_key (cert)) : NULL;
     snprintf (path, sizeof path, "%s/mixed.key", dir);
     CHECK (mixed && zcert_save (mixed, path) == 0);
     snprintf (mismatch, sizeof mismatch, "SB_CURVE_SERVER_SECRET=%s/mixed.key_secret", dir);
@@ -181,8 +217,8 @@ s_check_settings (const char *dir)
     snprintf (key_secret, sizeof key_secret, "SB_CURVE_SERVER_SECRET=%s", zcert_secret_txt (cert));
     snprintf (key_public, sizeof key_public, "SB_CURVE_SERVER_PUBLIC=%s", zcert_public_txt (cert));
     snprintf (cert_file, sizeof cert_file, "SB_CURVE_CLIENT_CERT_FILE=%s/alice.key_secret", dir);
-    sb_zmq_security_t *sec = s_security (err, sizeof err, key_secret, allowed, key_public,
-                                         cert_file, NULL);
+    sb_zmq_security_t *sec =
+        s_security (err, sizeof err, key_secret, allowed, key_public, cert_file, NULL);
     if (!sec)
         fprintf (stderr, "%s:%d: refused: %s\n", __FILE__, __LINE__, err);
     CHECK (sec && sb_zmq_security_server (sec) && sb_zmq_security_client (sec));

@@ -4,7 +4,8 @@ that the client sends with its certificate, CN
 client.webhooks.fbclientcerts.com). The right certificate gets 200 on a
 signed Meta webhook and on the verification GET; no certificate gets 403 on
 Meta's route, a certificate from another CA or with another CN fails the
-handshake (TLS 1.3 and 1.2); each is counted in
+handshake (TLS 1.3 and 1.2), as does one with two CNs or with Meta's name
+as a subjectAltName only; each is counted in
 sb_http_tls_refused_total{reason}. Twilio webhooks on the same ingress pass
 without a certificate. A resumed TLS session keeps its certificate. Bad
 settings are refused at start, naming the variable."""
@@ -48,9 +49,10 @@ def make_ca(directory, name, issuer=None):
     return cert, key
 
 
-def make_client(directory, name, issuer, cn, chain=()):
-    """A client certificate for cn signed by issuer; the file holds it, then
-    chain (the intermediates the client sends, as Meta sends its own)."""
+def make_client(directory, name, issuer, cn, chain=(), subject=None):
+    """A client certificate for cn (subject: /O=Test/CN=cn unless given)
+    signed by issuer; the file holds it, then chain (the intermediates the
+    client sends, as Meta sends its own)."""
     key = os.path.join(directory, name + ".key")
     csr = os.path.join(directory, name + ".csr")
     leaf = os.path.join(directory, name + ".leaf")
@@ -59,7 +61,7 @@ def make_client(directory, name, issuer, cn, chain=()):
     with open(ext, "w") as f:
         f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:%s\n" % cn)
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/O=Test/CN=" + cn)
+            "-keyout", key, "-out", csr, "-subj", subject or "/O=Test/CN=" + cn)
     openssl("x509", "-req", "-in", csr, "-CA", issuer[0], "-CAkey", issuer[1], "-CAcreateserial",
             "-out", leaf, "-days", "2", "-extfile", ext)
     with open(cert, "w") as out:
@@ -145,6 +147,11 @@ def test_mtls():
         other_ca = make_ca(tmp, "other-root")
         stranger = make_client(tmp, "stranger", other_ca, META_CN)
         wrong_cn = make_client(tmp, "wrong-cn", intermediate, "client.example.test", chain=(intermediate[0],))
+        # Meta's CN and another one, and Meta's name as a SAN only: neither is "the CN equals"
+        two_cns = make_client(tmp, "two-cns", intermediate, META_CN, chain=(intermediate[0],),
+                              subject="/O=Test/CN=%s/CN=client.example.test" % META_CN)
+        san_only = make_client(tmp, "san-only", intermediate, META_CN, chain=(intermediate[0],),
+                               subject="/O=Test/CN=client.example.test")
         ingress = Ingress(env={"SB_TLS_CERT": server[0], "SB_TLS_KEY": server[1], "SB_PUBLIC_URL": None,
                                "SB_TLS_CLIENT_CA": root[0], "SB_TLS_CLIENT_CN": META_CN})
         try:
@@ -177,8 +184,10 @@ def test_mtls():
             for version in (None, ssl.TLSVersion.TLSv1_2):
                 assert handshake_refused(ingress, context(server[0], stranger, version)), "another CA"
                 assert handshake_refused(ingress, context(server[0], wrong_cn, version)), "another CN"
+            assert handshake_refused(ingress, context(server[0], two_cns)), "two CNs"
+            assert handshake_refused(ingress, context(server[0], san_only)), "Meta's name as a SAN only"
             counts = refused_counts(ingress, bare)
-            assert counts == {"no_certificate": 2, "untrusted": 2, "expired": 0, "cn_mismatch": 2}, counts
+            assert counts == {"no_certificate": 2, "untrusted": 2, "expired": 0, "cn_mismatch": 4}, counts
             # a resumed session keeps its verified certificate
             reused, status = resumed_request(ingress, context(server[0], meta, ssl.TLSVersion.TLSv1_2))
             assert status == 200, status

@@ -44,6 +44,10 @@ SB_SETTING (SB_TLS_CERT, ING, NULL, S_STRING, 0, 0, false,
             "PEM file of the ingress's TLS certificate (then its chain): serve HTTPS on SB_LISTEN; with SB_TLS_KEY")
 SB_SETTING (SB_TLS_KEY, ING, NULL, S_STRING, 0, 0, false,
             "PEM file of the private key of SB_TLS_CERT (unencrypted)")
+SB_SETTING (SB_TLS_CLIENT_CA, ING, NULL, S_STRING, 0, 0, false,
+            "PEM bundle of the CAs a client certificate must chain to (Meta's: meta-outbound-api-ca-2025-12.pem): /meta/* then requires one, other routes do not; needs SB_TLS_CERT")
+SB_SETTING (SB_TLS_CLIENT_CN, ING, NULL, S_STRING, 0, 0, false,
+            "subject CN a client certificate must have, exactly (Meta's: client.webhooks.fbclientcerts.com); needs SB_TLS_CLIENT_CA")
 SB_SETTING (SB_INSECURE_SKIP_SIGNATURES, ING, "0", S_BOOL, 0, 0, false,
             "1: accept unsigned webhooks (experiments only; logs a warning)")
 SB_SETTING (SB_TWILIO_VOICE_TWIML, ING, NULL, S_STRING, 0, 0, false,

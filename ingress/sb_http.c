@@ -68,7 +68,11 @@
     sent it, and sb_twilio_http checks it so.
 
     With SB_TLS_CERT and SB_TLS_KEY the port serves HTTPS instead (sb_tls
-    loads the certificate; civetweb's init_ssl callback installs it).
+    loads the certificate; civetweb's init_ssl callback installs it). With
+    SB_TLS_CLIENT_CA as well, the handshake checks a client certificate
+    when one is sent, and the Meta route refuses (403) a connection that
+    sent none (s_client_cert_refused); the Twilio routes, which never get
+    one, do not ask (sb_tls, "client certificates").
 
     Limits: bodies larger than SB_MAX_BODY are refused; the request line and
     headers are capped by civetweb (16 KiB).
@@ -1034,11 +1038,35 @@ s_handle_meta_handshake (s_req_t *req)
     return rc;
 }
 
+//  With SB_TLS_CLIENT_CA, Meta's route requires the connection's client
+//  certificate (verified in the handshake): 403 without it, counted by
+//  sb_tls, before anything else of the request is looked at.
+static bool
+s_client_cert_refused (s_req_t *req)
+{
+    sb_tls_t *tls = req->http->tls;
+    if (!sb_tls_client_required (tls))
+        return false;
+    const struct mg_client_cert *cert = req->info->client_cert;
+    if (sb_tls_client_ok (tls, cert ? cert->peer_cert : NULL))
+        return false;
+    if (!req->body_drained)
+        s_drain (req);
+    s_respond_text (req, 403, "forbidden: client certificate required\n");
+    sb_info ("http",
+             "refused method=%s path=\"%.200s\" status=403 reason=client_certificate remote=%s "
+             "request_id=%s",
+             req->info->request_method, req->path, req->info->remote_addr, req->id);
+    return true;
+}
+
 static int
 s_handle_meta (s_req_t *req)
 {
     sb_http_t *http = req->http;
     const char *method = req->info->request_method;
+    if (s_client_cert_refused (req))
+        return 403;
     if (strcmp (method, "GET") == 0)
         return s_handle_meta_handshake (req);
     if (strcmp (method, "POST") != 0)
@@ -1420,7 +1448,7 @@ sb_http_new (const sb_config_t *config, sb_writer_t *writer, sb_metrics_t *metri
 
     //  HTTPS when SB_TLS_CERT and SB_TLS_KEY are set: civetweb marks a TLS
     //  port with a trailing "s"; the certificate goes in by init_ssl.
-    if (sb_tls_wanted (config) && !(self->tls = sb_tls_new (config)))
+    if (sb_tls_wanted (config) && !(self->tls = sb_tls_new (config, metrics)))
         goto fail;
     char listen[300];
     snprintf (listen, sizeof listen, "%s%s", sb_config_str (config, SB_CFG_SB_LISTEN),

@@ -698,6 +698,23 @@ s_is_space (char c)
     return c == ' ' || c == '\t';
 }
 
+//  The comma-separated part at p, spaces around it dropped: [*start, *end),
+//  *equals its first '=' (NULL when none). Returns the comma after it, or
+//  NULL when it is the last part.
+static const char *
+s_next_part (const char *p, const char **start, const char **end, const char **equals)
+{
+    const char *comma = strchr (p, ',');
+    *start = p;
+    *end = comma ? comma : p + strlen (p);
+    while (*start < *end && s_is_space (**start))
+        (*start)++;
+    while (*end > *start && s_is_space ((*end)[-1]))
+        (*end)--;
+    *equals = (const char *) memchr (*start, '=', (size_t) (*end - *start));
+    return comma;
+}
+
 //  The key of this id (id_size bytes), or NULL.
 static const s_key_t *
 s_keys_find (const sb_sig_keys_t *self, const char *id, size_t id_size)
@@ -720,14 +737,8 @@ sb_sig_keys_new (const char *text, const char **problem)
         return NULL;
     const char *p = text ? text : "";
     for (;;) {
-        //  One pair, trimmed: [start, end)
-        const char *comma = strchr (p, ',');
-        const char *start = p, *end = comma ? comma : p + strlen (p);
-        while (start < end && s_is_space (*start))
-            start++;
-        while (end > start && s_is_space (end[-1]))
-            end--;
-        const char *equals = (const char *) memchr (start, '=', (size_t) (end - start));
+        const char *start, *end, *equals;
+        const char *comma = s_next_part (p, &start, &end, &equals);
         if (start == end)
             *problem = "KEY_ID=SECRET pairs, comma-separated (an empty pair)";
         else if (!equals)
@@ -783,13 +794,8 @@ sb_sig_twilio_settings (const char *header, const sb_sig_keys_t *keys, const cha
     size_t key_size = 0, alg_size = 0;
     const char *p = header;
     for (;;) {
-        const char *comma = strchr (p, ',');
-        const char *start = p, *end = comma ? comma : p + strlen (p);
-        while (start < end && s_is_space (*start))
-            start++;
-        while (end > start && s_is_space (end[-1]))
-            end--;
-        const char *equals = (const char *) memchr (start, '=', (size_t) (end - start));
+        const char *start, *end, *equals;
+        const char *comma = s_next_part (p, &start, &end, &equals);
         if (!equals)
             return SB_SIG_BAD_SETTINGS;  //  "", "key", ",,"
         const char *name_end = equals;

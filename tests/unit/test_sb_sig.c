@@ -99,6 +99,21 @@ s_expected_refusal (const char *name)
     return SB_SIG_MISMATCH;
 }
 
+//  A vector's "params", a list of [key, value] pairs, as a form.
+static sb_form_t *
+s_vector_params (json_t *vector)
+{
+    sb_form_t *params = sb_form_new ();
+    json_t *pairs = json_object_get (vector, "params");
+    for (size_t p = 0; p < json_array_size (pairs); p++) {
+        json_t *pair = json_array_get (pairs, p);
+        CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
+                            json_string_value (json_array_get (pair, 1)))
+               == 0);
+    }
+    return params;
+}
+
 static void
 s_test_twilio_vectors (void)
 {
@@ -126,14 +141,7 @@ s_test_twilio_vectors (void)
             s_failures++;
             continue;
         }
-        sb_form_t *params = sb_form_new ();
-        json_t *pairs = json_object_get (vector, "params");
-        for (size_t p = 0; p < json_array_size (pairs); p++) {
-            json_t *pair = json_array_get (pairs, p);
-            CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
-                                json_string_value (json_array_get (pair, 1)))
-                   == 0);
-        }
+        sb_form_t *params = s_vector_params (vector);
         int is_json = json_is_string (body);
         const char *body_text = is_json ? json_string_value (body) : NULL;
         size_t body_size = is_json ? json_string_length (body) : 0;
@@ -798,14 +806,7 @@ s_test_sharedkey_vectors (void)
         const char *signature = json_string_value (json_object_get (vector, "signature"));
         const char *signed_string = json_string_value (json_object_get (vector, "signed_string"));
         json_t *body = json_object_get (vector, "body");
-        sb_form_t *params = sb_form_new ();
-        json_t *pairs = json_object_get (vector, "params");
-        for (size_t p = 0; p < json_array_size (pairs); p++) {
-            json_t *pair = json_array_get (pairs, p);
-            CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
-                                json_string_value (json_array_get (pair, 1)))
-                   == 0);
-        }
+        sb_form_t *params = s_vector_params (vector);
         sb_sig_result_t want =
             s_result_named (json_string_value (json_object_get (vector, "expect")));
         sb_sig_result_t got =

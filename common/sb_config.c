@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "sb_log.h"
+#include "sb_sig.h"
 #include "sb_text.h"
 
 extern char **environ;
@@ -34,6 +35,7 @@ typedef enum {
     S_PREFIX,    //  "" or "/seg[/seg]" without trailing slash
     S_ENDPOINT,  //  ZeroMQ endpoint(s), comma-separated
     S_DURATION,  //  seconds within [min, max], optional s/m/h/d suffix
+    S_SIG_KEYS,  //  KEY_ID=SECRET pairs, comma-separated (sb_sig_keys_new)
 } s_kind_t;
 
 typedef struct {
@@ -264,6 +266,12 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
             if (s_parse_duration (value, number) || *number < s->min || *number > s->max)
                 return -1;
             return 0;
+        case S_SIG_KEYS: {
+            sb_sig_keys_t *keys = sb_sig_keys_new (value, expected);
+            int rc = keys ? 0 : -1;
+            sb_sig_keys_destroy (&keys);
+            return rc;
+        }
     }
     return -1;
 }

@@ -116,6 +116,8 @@ SB_SETTING (SB_ZMQ_ALLOW_PLAINTEXT, ING | DIS | CLI, "0", S_BOOL, 0, 0, false,
 // ---- provider secrets -------------------------------------------------
 SB_SETTING (TWILIO_AUTH_TOKEN, ING | DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
             "Twilio auth token: validates X-Twilio-Signature (and authenticates sends)")
+SB_SETTING (TWILIO_WEBHOOK_SHARED_KEYS, ING, NULL, S_SIG_KEYS, 0, 0, true,
+            "Twilio webhook shared keys, KEY_ID=SECRET pairs, comma-separated (several while rotating): validate webhooks sent with X-Twilio-Webhooks-Signature-Settings")
 SB_SETTING (META_APP_SECRET, ING | CLI | SBX, NULL, S_STRING, 0, 0, true,
             "Meta app secret: validates X-Hub-Signature-256")
 SB_SETTING (META_VERIFY_TOKEN, ING | CLI, NULL, S_STRING, 0, 0, true,

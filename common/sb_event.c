@@ -463,6 +463,7 @@ sb_event_channel_name (int channel)
         case SB_CHANNEL_SMS: return "sms";
         case SB_CHANNEL_WHATSAPP: return "whatsapp";
         case SB_CHANNEL_VOICE: return "voice";
+        case SB_CHANNEL_RCS: return "rcs";
         default: return "unspecified";
     }
 }

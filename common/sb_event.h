@@ -31,6 +31,7 @@ typedef Switchboard__V1__Error sb_event_error_t;
 #define SB_CHANNEL_SMS SWITCHBOARD__V1__CHANNEL__CHANNEL_SMS
 #define SB_CHANNEL_WHATSAPP SWITCHBOARD__V1__CHANNEL__CHANNEL_WHATSAPP
 #define SB_CHANNEL_VOICE SWITCHBOARD__V1__CHANNEL__CHANNEL_VOICE
+#define SB_CHANNEL_RCS SWITCHBOARD__V1__CHANNEL__CHANNEL_RCS
 #define SB_KIND_MESSAGE SWITCHBOARD__V1__KIND__KIND_MESSAGE
 #define SB_KIND_STATUS SWITCHBOARD__V1__KIND__KIND_STATUS
 #define SB_KIND_CALL SWITCHBOARD__V1__KIND__KIND_CALL
@@ -99,7 +100,7 @@ size_t sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t se
                             const char *ingress_id, const char *epoch);
 size_t sb_event_stamp_room (const char *ingress_id, const char *epoch);
 
-//  Lower-case names: "twilio"/"meta", "sms"/"whatsapp"/"voice",
+//  Lower-case names: "twilio"/"meta", "sms"/"whatsapp"/"voice"/"rcs",
 //  "message"/"status"/"call"/"gather"; "unspecified" otherwise.
 const char *sb_event_provider_name (int provider);
 const char *sb_event_channel_name (int channel);

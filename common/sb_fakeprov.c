@@ -218,7 +218,9 @@ sb_fakeprov_sms_segments (const char *text)
 const char *
 sb_fakeprov_bare (const char *address)
 {
-    return strncmp (address, "whatsapp:", 9) == 0 ? address + 9 : address;
+    return strncmp (address, "whatsapp:", 9) == 0 ? address + 9
+           : strncmp (address, "rcs:", 4) == 0    ? address + 4
+                                                  : address;
 }
 
 void

@@ -69,7 +69,8 @@ void sb_fakeprov_wamid (char *out, size_t size, const char *user_digits, sb_fake
 //  An empty body is one segment.
 int sb_fakeprov_sms_segments (const char *text);
 
-//  The address without its "whatsapp:" prefix (borrowed from address).
+//  The address without its "whatsapp:" or "rcs:" prefix (borrowed from
+//  address).
 const char *sb_fakeprov_bare (const char *address);
 
 //  when as Twilio writes dates (RFC 2822, UTC): "Thu, 24 Aug 2023 05:01:45

@@ -25,6 +25,17 @@
     refused too: otherwise a captured JSON request could be replayed as an
     empty form that skips the body check.
 
+    Shared keys. X-Twilio-Webhooks-Signature-Settings names the key and the
+    algorithm; only the HMAC changes (twilio-node's
+    examples/WebhookSignatureValidation.md: "The signed string is still the
+    full URL followed by the sorted POST parameters"), so the URL variants
+    and the body hash above apply as they are; a SHA-256 signature is the
+    base64 of 32 bytes (44 characters). The header is read first: a request
+    naming a key we do not hold, or an algorithm we do not know, is refused
+    as such (its own 403 reason) before any HMAC. Without the header the
+    auth token and SHA-1 check it, as before. The key list is parsed once,
+    at start (sb_sig_keys_new), and held read-only: the workers share it.
+
     Meta. "sha256=" + 64 hex digits of HMAC-SHA256 over the raw body. The hex
     digits are decoded and the 32 bytes compared, so upper-case hex is
     accepted: the spelling of the digest carries no secret, and refusing it
@@ -36,6 +47,7 @@
 #include "sb_sig.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -49,8 +61,10 @@
 #include "sb_scratch.h"
 #include "sb_text.h"
 
-#define S_URL_MAX 65536      //  longest URL we sign or validate
-#define S_TWILIO_SIG_LEN 28  //  base64 of a 20-byte SHA-1 HMAC
+#define S_URL_MAX 65536         //  longest URL we sign or validate
+#define S_TWILIO_SIG_LEN 28     //  base64 of a 20-byte SHA-1 HMAC
+#define S_TWILIO_SIG256_LEN 44  //  base64 of a 32-byte SHA-256 HMAC
+#define S_SETTINGS_MAX 1024     //  longest X-Twilio-Webhooks-Signature-Settings read
 #define S_META_PREFIX "sha256="
 #define S_META_PREFIX_LEN 7
 #define S_META_SIG_LEN 71  //  prefix + 64 hex digits
@@ -64,6 +78,9 @@ sb_sig_reason (sb_sig_result_t result)
         case SB_SIG_MALFORMED: return "malformed";
         case SB_SIG_MISMATCH: return "mismatch";
         case SB_SIG_BODY_HASH: return "body_hash";
+        case SB_SIG_BAD_SETTINGS: return "bad_settings";
+        case SB_SIG_UNKNOWN_KEY: return "unknown_key";
+        case SB_SIG_UNKNOWN_ALGORITHM: return "unknown_algorithm";
     }
     return "unknown";
 }
@@ -445,14 +462,22 @@ s_feed_params (s_hmac_t *hmac, const s_param_t *params, size_t count)
     return 0;
 }
 
-//  Finish the HMAC into base64 (S_TWILIO_SIG_LEN chars + NUL).
+//  OpenSSL's name of the algorithm's digest, and its MAC size.
+static const char *
+s_digest (sb_sig_algorithm_t algorithm, size_t *mac_size)
+{
+    *mac_size = algorithm == SB_SIG_HMAC_SHA256 ? 32 : 20;
+    return algorithm == SB_SIG_HMAC_SHA256 ? "SHA256" : "SHA1";
+}
+
+//  Finish the HMAC of mac_size bytes into base64 (+ NUL).
 static int
-s_twilio_finish (s_hmac_t *hmac, char out[SB_SIG_TWILIO_SIZE])
+s_twilio_finish (s_hmac_t *hmac, size_t mac_size, char *out)
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
-    if (s_hmac_end (hmac, mac, sizeof mac) != 20)
+    if (s_hmac_end (hmac, mac, sizeof mac) != (int) mac_size)
         return -1;
-    sb_text_base64 (mac, 20, out);
+    sb_text_base64 (mac, mac_size, out);
     OPENSSL_cleanse (mac, sizeof mac);
     return 0;
 }
@@ -463,20 +488,35 @@ sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t *pa
 {
     if (!out)
         return -1;
-    out[0] = 0;
-    if (!auth_token || !*auth_token || !url) {
-        sb_error ("sig", "cannot sign: empty auth token or no URL");
+    char full[SB_SIG_TWILIO256_SIZE];
+    int rc = sb_sig_twilio_sign_with (auth_token, SB_SIG_HMAC_SHA1, url, params, full);
+    memcpy (out, full, SB_SIG_TWILIO_SIZE);  //  28 characters and the NUL, or ""
+    return rc;
+}
+
+int
+sb_sig_twilio_sign_with (const char *key, sb_sig_algorithm_t algorithm, const char *url,
+                         const sb_form_t *params, char out[SB_SIG_TWILIO256_SIZE])
+{
+    if (!out)
+        return -1;
+    memset (out, 0, SB_SIG_TWILIO256_SIZE);
+    if (!key || !*key || !url) {
+        sb_error ("sig", "cannot sign: empty key or no URL");
         return -1;
     }
+    size_t mac_size;
+    const char *digest = s_digest (algorithm, &mac_size);
     size_t count;
     s_param_t *sorted = s_params_sorted (params, &count);
     if (!sorted && count)
         return -1;
     s_hmac_t hmac;
     int rc = -1;
-    if (s_hmac_open (&hmac, "SHA1", auth_token) == 0) {
+    if (s_hmac_open (&hmac, digest, key) == 0) {
         if (s_hmac_begin (&hmac) == 0 && s_hmac_update (&hmac, url, strlen (url)) == 0
-            && s_feed_params (&hmac, sorted, count) == 0 && s_twilio_finish (&hmac, out) == 0)
+            && s_feed_params (&hmac, sorted, count) == 0
+            && s_twilio_finish (&hmac, mac_size, out) == 0)
             rc = 0;
         s_hmac_close (&hmac);
     }
@@ -484,19 +524,20 @@ sb_sig_twilio_sign (const char *auth_token, const char *url, const sb_form_t *pa
     return rc;
 }
 
-//  True when signature has the shape of base64 of 20 bytes: 27 characters
-//  of the alphabet and one '='.
+//  True when signature has the shape of base64 of 20 bytes (27 characters
+//  of the alphabet and one '=') or of 32 bytes (43 and one '='): length is
+//  S_TWILIO_SIG_LEN or S_TWILIO_SIG256_LEN.
 static int
-s_twilio_well_formed (const char *signature)
+s_twilio_well_formed (const char *signature, size_t length)
 {
-    if (strnlen (signature, S_TWILIO_SIG_LEN + 1) != S_TWILIO_SIG_LEN)
+    if (strnlen (signature, length + 1) != length)
         return 0;
-    for (int i = 0; i < S_TWILIO_SIG_LEN - 1; i++) {
+    for (size_t i = 0; i < length - 1; i++) {
         unsigned char c = (unsigned char) signature[i];
         if (!(s_is_alpha (c) || s_is_digit (c) || c == '+' || c == '/'))
             return 0;
     }
-    return signature[S_TWILIO_SIG_LEN - 1] == '=';
+    return signature[length - 1] == '=';
 }
 
 //  Find the value of bodySHA256 in the query. 1 and sets value/size when
@@ -524,15 +565,20 @@ s_body_sha256 (const s_url_t *url, const char **value, size_t *size)
     return found;
 }
 
-sb_sig_result_t
-sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t *params,
-                        const void *body, size_t body_size, const char *signature)
+//  The check of sb_sig_twilio_validate, with any key and algorithm.
+static sb_sig_result_t
+s_twilio_validate (const char *key, sb_sig_algorithm_t algorithm, const char *url,
+                   const sb_form_t *params, const void *body, size_t body_size,
+                   const char *signature)
 {
+    size_t mac_size;
+    const char *mac_digest = s_digest (algorithm, &mac_size);
+    size_t sig_len = mac_size == 32 ? S_TWILIO_SIG256_LEN : S_TWILIO_SIG_LEN;
     if (!signature || !*signature)
         return SB_SIG_MISSING;
-    if (!s_twilio_well_formed (signature))
+    if (!s_twilio_well_formed (signature, sig_len))
         return SB_SIG_MALFORMED;
-    if (!auth_token || !*auth_token)
+    if (!key || !*key)
         return SB_SIG_MISMATCH;
 
     s_url_t parsed;
@@ -556,7 +602,7 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
         return SB_SIG_MISMATCH;
 
     s_hmac_t hmac;
-    if (s_hmac_open (&hmac, "SHA1", auth_token)) {
+    if (s_hmac_open (&hmac, mac_digest, key)) {
         sb_scratch_free (sorted);
         return SB_SIG_MISMATCH;
     }
@@ -571,13 +617,13 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
     int valid = 0;
     int failed = 0;
     for (size_t variant = 0; variant < 2 * quote_count && !valid && !failed; variant++) {
-        char expected[SB_SIG_TWILIO_SIZE];
+        char expected[SB_SIG_TWILIO256_SIZE];
         if (s_hmac_begin (&hmac)
             || s_feed_url (&hmac, &parsed, (int) (variant & 1), quotes[variant / 2])
-            || s_feed_params (&hmac, sorted, count) || s_twilio_finish (&hmac, expected))
+            || s_feed_params (&hmac, sorted, count) || s_twilio_finish (&hmac, mac_size, expected))
             failed = 1;
         else
-            valid = CRYPTO_memcmp (expected, signature, S_TWILIO_SIG_LEN) == 0;
+            valid = CRYPTO_memcmp (expected, signature, sig_len) == 0;
     }
     s_hmac_close (&hmac);
     sb_scratch_free (sorted);
@@ -600,6 +646,209 @@ sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t
             return SB_SIG_BODY_HASH;
     }
     return SB_SIG_OK;
+}
+
+sb_sig_result_t
+sb_sig_twilio_validate (const char *auth_token, const char *url, const sb_form_t *params,
+                        const void *body, size_t body_size, const char *signature)
+{
+    return s_twilio_validate (auth_token, SB_SIG_HMAC_SHA1, url, params, body, body_size,
+                              signature);
+}
+
+//  ---------------------------------------------------------------------------
+//  Twilio shared keys
+
+//  One KEY_ID=SECRET pair.
+typedef struct {
+    char *id;      //  the SharedKey's id, as Twilio names it in the settings header
+    char *secret;  //  its secret, the HMAC key
+} s_key_t;
+
+struct sb_sig_keys_t {
+    s_key_t keys[SB_SIG_KEYS_MAX];  //  the pairs, in the order given
+    size_t size;                    //  how many
+};
+
+void
+sb_sig_keys_destroy (sb_sig_keys_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sb_sig_keys_t *self = *self_p;
+    for (size_t i = 0; i < self->size; i++) {
+        free (self->keys[i].id);
+        if (self->keys[i].secret)
+            OPENSSL_cleanse (self->keys[i].secret, strlen (self->keys[i].secret));
+        free (self->keys[i].secret);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+size_t
+sb_sig_keys_size (const sb_sig_keys_t *self)
+{
+    return self ? self->size : 0;
+}
+
+static bool
+s_is_space (char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+//  The comma-separated part at p, spaces around it dropped: [*start, *end),
+//  *equals its first '=' (NULL when none). Returns the comma after it, or
+//  NULL when it is the last part.
+static const char *
+s_next_part (const char *p, const char **start, const char **end, const char **equals)
+{
+    const char *comma = strchr (p, ',');
+    *start = p;
+    *end = comma ? comma : p + strlen (p);
+    while (*start < *end && s_is_space (**start))
+        (*start)++;
+    while (*end > *start && s_is_space ((*end)[-1]))
+        (*end)--;
+    *equals = (const char *) memchr (*start, '=', (size_t) (*end - *start));
+    return comma;
+}
+
+//  The key of this id (id_size bytes), or NULL.
+static const s_key_t *
+s_keys_find (const sb_sig_keys_t *self, const char *id, size_t id_size)
+{
+    for (size_t i = 0; self && i < self->size; i++)
+        if (strlen (self->keys[i].id) == id_size && memcmp (self->keys[i].id, id, id_size) == 0)
+            return &self->keys[i];
+    return NULL;
+}
+
+sb_sig_keys_t *
+sb_sig_keys_new (const char *text, const char **problem)
+{
+    const char *unused;
+    if (!problem)
+        problem = &unused;
+    *problem = "out of memory";
+    sb_sig_keys_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    const char *p = text ? text : "";
+    for (;;) {
+        const char *start, *end, *equals;
+        const char *comma = s_next_part (p, &start, &end, &equals);
+        if (start == end)
+            *problem = "KEY_ID=SECRET pairs, comma-separated (an empty pair)";
+        else if (!equals)
+            *problem = "KEY_ID=SECRET pairs, comma-separated (a pair without '=')";
+        else if (equals == start)
+            *problem = "KEY_ID=SECRET pairs, comma-separated (an empty key id)";
+        else if (equals + 1 == end)
+            *problem = "KEY_ID=SECRET pairs, comma-separated (an empty secret)";
+        else
+            *problem = NULL;
+        for (const char *c = start; !*problem && equals && c < equals; c++)
+            if ((unsigned char) *c <= 0x20 || *c == 0x7f)
+                *problem =
+                    "KEY_ID=SECRET pairs, comma-separated (a key id with a space or control byte)";
+        if (!*problem && s_keys_find (self, start, (size_t) (equals - start)))
+            *problem = "KEY_ID=SECRET pairs, comma-separated (a key id given twice)";
+        if (!*problem && self->size == SB_SIG_KEYS_MAX)
+            *problem = "KEY_ID=SECRET pairs, comma-separated (more than 32 keys)";
+        if (*problem)
+            goto fail;
+        s_key_t *key = &self->keys[self->size];
+        key->id = strndup (start, (size_t) (equals - start));
+        key->secret = strndup (equals + 1, (size_t) (end - equals - 1));
+        self->size++;
+        if (!key->id || !key->secret) {
+            *problem = "out of memory";
+            goto fail;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return self;
+fail:
+    sb_sig_keys_destroy (&self);
+    return NULL;
+}
+
+//  Does [value, value + size) equal word, without case?
+static bool
+s_word_is (const char *value, size_t size, const char *word)
+{
+    return strlen (word) == size && strncasecmp (value, word, size) == 0;
+}
+
+sb_sig_result_t
+sb_sig_twilio_settings (const char *header, const sb_sig_keys_t *keys, const char **secret,
+                        sb_sig_algorithm_t *algorithm)
+{
+    if (!header || strnlen (header, S_SETTINGS_MAX + 1) > S_SETTINGS_MAX)
+        return SB_SIG_BAD_SETTINGS;
+    const char *key_id = NULL, *alg = NULL;
+    size_t key_size = 0, alg_size = 0;
+    const char *p = header;
+    for (;;) {
+        const char *start, *end, *equals;
+        const char *comma = s_next_part (p, &start, &end, &equals);
+        if (!equals)
+            return SB_SIG_BAD_SETTINGS;  //  "", "key", ",,"
+        const char *name_end = equals;
+        while (name_end > start && s_is_space (name_end[-1]))
+            name_end--;
+        const char *value = equals + 1;
+        while (value < end && s_is_space (*value))
+            value++;
+        size_t name_size = (size_t) (name_end - start), value_size = (size_t) (end - value);
+        if (s_word_is (start, name_size, "key")) {
+            if (key_id || value_size == 0)
+                return SB_SIG_BAD_SETTINGS;
+            key_id = value;
+            key_size = value_size;
+        }
+        else if (s_word_is (start, name_size, "algorithm")) {
+            if (alg || value_size == 0)
+                return SB_SIG_BAD_SETTINGS;
+            alg = value;
+            alg_size = value_size;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    if (!key_id || !alg)
+        return SB_SIG_BAD_SETTINGS;
+    if (s_word_is (alg, alg_size, "HMAC_SHA256"))
+        *algorithm = SB_SIG_HMAC_SHA256;
+    else if (s_word_is (alg, alg_size, "HMAC_SHA1"))
+        *algorithm = SB_SIG_HMAC_SHA1;
+    else
+        return SB_SIG_UNKNOWN_ALGORITHM;
+    const s_key_t *key = s_keys_find (keys, key_id, key_size);
+    if (!key)
+        return SB_SIG_UNKNOWN_KEY;
+    *secret = key->secret;
+    return SB_SIG_OK;
+}
+
+sb_sig_result_t
+sb_sig_twilio_check (const char *auth_token, const sb_sig_keys_t *keys, const char *settings,
+                     const char *url, const sb_form_t *params, const void *body, size_t body_size,
+                     const char *signature)
+{
+    if (!settings)
+        return sb_sig_twilio_validate (auth_token, url, params, body, body_size, signature);
+    const char *secret = NULL;
+    sb_sig_algorithm_t algorithm = SB_SIG_HMAC_SHA1;
+    sb_sig_result_t result = sb_sig_twilio_settings (settings, keys, &secret, &algorithm);
+    if (result != SB_SIG_OK)
+        return result;
+    return s_twilio_validate (secret, algorithm, url, params, body, body_size, signature);
 }
 
 //  ---------------------------------------------------------------------------

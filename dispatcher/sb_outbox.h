@@ -22,7 +22,7 @@ typedef struct {
     int64_t id;              //  outbox.id
     sb_outbox_kind_t kind;   //  reply or forward
     int provider;            //  SB_PROVIDER_TWILIO or SB_PROVIDER_META
-    int channel;             //  SB_CHANNEL_SMS or SB_CHANNEL_WHATSAPP
+    int channel;             //  SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP or SB_CHANNEL_RCS
     char *account;           //  Meta phone_number_id the inbound came to ("" for Twilio)
     char *from;              //  our address: the inbound message's "to" (no channel prefix)
     char *to;                //  the contact's address (no channel prefix)

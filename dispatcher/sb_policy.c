@@ -10,6 +10,15 @@
 
 #include "sb_event.h"
 
+//  The channels a text reply can go out on: SMS, WhatsApp (inside its
+//  window, below) and RCS, which has no session window in Twilio's RCS
+//  documentation; not voice, nor a channel we do not know.
+static bool
+s_can_reply (int channel)
+{
+    return channel == SB_CHANNEL_SMS || channel == SB_CHANNEL_WHATSAPP || channel == SB_CHANNEL_RCS;
+}
+
 sb_policy_t
 sb_policy_decide (const sb_policy_input_t *input)
 {
@@ -30,7 +39,7 @@ sb_policy_decide (const sb_policy_input_t *input)
         out.reason = "bot_no_reply";
     else if (out.opted_out)
         out.reason = "opted_out";
-    else if (reply && input->channel == SB_CHANNEL_VOICE)
+    else if (reply && !s_can_reply (input->channel))
         out.reason = "unsupported_channel";
     else if (reply && input->channel == SB_CHANNEL_WHATSAPP
              && (input->last_inbound_ms == 0 || input->now_ms - input->last_inbound_ms > window_ms))

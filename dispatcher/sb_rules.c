@@ -10,7 +10,7 @@
           - name: menu                       # required, unique, [A-Za-z0-9._-]
             match:                           # optional: absent = every message
               provider: any | twilio | meta            (or a list; default any)
-              channel: any | sms | whatsapp | voice    (or a list; default any)
+              channel: any | sms | whatsapp | voice | rcs    (or a list; default any)
               kind: any | message | status | call | gather (or a list;
                                                          default message)
               text: { keyword: menu }    # one of exact, keyword, prefix,
@@ -649,6 +649,7 @@ static const s_name_t s_provider_names[] = {
 static const s_name_t s_channel_names[] = {{"sms", SB_CHANNEL_SMS},
                                            {"whatsapp", SB_CHANNEL_WHATSAPP},
                                            {"voice", SB_CHANNEL_VOICE},
+                                           {"rcs", SB_CHANNEL_RCS},
                                            {NULL, 0}};
 static const s_name_t s_kind_names[] = {{"message", SB_KIND_MESSAGE},
                                         {"status", SB_KIND_STATUS},

@@ -803,13 +803,18 @@ s_add_header (s_transfer_t *transfer, const char *line)
     return 0;
 }
 
-//  "whatsapp:" + address for WhatsApp, the address as is otherwise.
+//  "whatsapp:" + address for WhatsApp, "rcs:" + address for RCS (a reply
+//  goes from the RCS sender it was addressed to, to the user's rcs:
+//  address), the address as is otherwise.
 static int
 s_form_address (sb_form_t *form, const char *key, int channel, const char *address)
 {
-    if (channel != SB_CHANNEL_WHATSAPP)
+    const char *prefix = channel == SB_CHANNEL_WHATSAPP ? "whatsapp:"
+                         : channel == SB_CHANNEL_RCS    ? "rcs:"
+                                                        : NULL;
+    if (!prefix)
         return sb_form_add (form, key, address);
-    char *full = sb_text_join ("whatsapp:", address, NULL);
+    char *full = sb_text_join (prefix, address, NULL);
     int rc = full ? sb_form_add (form, key, full) : -1;
     free (full);
     return rc;

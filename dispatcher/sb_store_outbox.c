@@ -229,7 +229,8 @@ s_provider_from_name (const char *name)
 static int
 s_channel_from_name (const char *name)
 {
-    static const int channels[] = {SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP, SB_CHANNEL_VOICE};
+    static const int channels[] = {SB_CHANNEL_SMS, SB_CHANNEL_WHATSAPP, SB_CHANNEL_VOICE,
+                                   SB_CHANNEL_RCS};
     for (size_t i = 0; i < sizeof channels / sizeof channels[0]; i++)
         if (strcmp (name, sb_event_channel_name (channels[i])) == 0)
             return channels[i];

@@ -187,7 +187,7 @@ struct sb_http_t {
     sb_tls_t *tls;             //  certificate and key when serving HTTPS, else NULL
     atomic_int_fast64_t last_unconfigured_log;  //  rate limit of the "set X" log line
     sb_metric_t *m_requests[R_COUNT][S_CODES];  //  requests by route and code
-    sb_metric_t *m_sig_fail[2][5];              //  403s by provider and reason
+    sb_metric_t *m_sig_fail[2][SB_SIG_COUNT];   //  403s by provider and reason
     sb_metric_t *m_rejected[X_COUNT];           //  refusals by reason
     sb_metric_t *m_latency;                     //  webhook latency histogram
     sb_metric_t *m_inflight;                    //  webhooks in flight
@@ -970,6 +970,7 @@ s_handle_twilio (s_req_t *req)
         .host = s_header (req, "Host"),
         .forwarded_proto = s_header (req, "X-Forwarded-Proto"),
         .signature = s_header (req, "X-Twilio-Signature"),
+        .signature_settings = s_header (req, "X-Twilio-Webhooks-Signature-Settings"),
         .tls = req->info->is_ssl,
     };
     sb_form_t *form = NULL;
@@ -1354,7 +1355,7 @@ s_register_metrics (sb_http_t *self)
         }
     static const char *providers[2] = {"twilio", "meta"};
     for (int p = 0; p < 2; p++)
-        for (int why = 1; why < 5; why++) {
+        for (int why = 1; why < SB_SIG_COUNT; why++) {
             char labels[96];
             snprintf (labels, sizeof labels, "provider=\"%s\",reason=\"%s\"", providers[p],
                       sb_sig_reason ((sb_sig_result_t) why));

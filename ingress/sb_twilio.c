@@ -13,8 +13,10 @@
       CallSid required.
 
     The channel is WhatsApp when From or To starts with "whatsapp:" (or a
-    status says ChannelPrefix=whatsapp), SMS otherwise, voice for calls;
-    the "whatsapp:" prefix is removed from from/to. Numbers are parsed
+    status says ChannelPrefix=whatsapp), RCS when one starts with "rcs:"
+    (or ChannelPrefix=rcs), SMS otherwise, voice for calls; the "whatsapp:"
+    and "rcs:" prefixes are removed from from/to (the sender puts the
+    channel's prefix back on a reply's From and To). Numbers are parsed
     strictly (whole string, decimal, finite, in range) and a bad one fails
     the request: NumMedia, Latitude/Longitude, Confidence. Media are read
     up to NumMedia and at most SB_TWILIO_MAX_MEDIA (Twilio's own limit).
@@ -38,6 +40,7 @@
 #define SB_TWILIO_MAX_MEDIA 10
 
 #define S_WHATSAPP "whatsapp:"
+#define S_RCS "rcs:"
 
 //  The value of key, or NULL when absent or empty.
 static const char *
@@ -61,11 +64,19 @@ s_is_whatsapp (const char *address)
     return address && strncasecmp (address, S_WHATSAPP, strlen (S_WHATSAPP)) == 0;
 }
 
-//  The address without its "whatsapp:" prefix (borrowed).
+static bool
+s_is_rcs (const char *address)
+{
+    return address && strncasecmp (address, S_RCS, strlen (S_RCS)) == 0;
+}
+
+//  The address without its "whatsapp:" or "rcs:" prefix (borrowed).
 static const char *
 s_strip (const char *address)
 {
-    return s_is_whatsapp (address) ? address + strlen (S_WHATSAPP) : address;
+    return s_is_whatsapp (address) ? address + strlen (S_WHATSAPP)
+           : s_is_rcs (address)    ? address + strlen (S_RCS)
+                                   : address;
 }
 
 //  Copy value into field (NULL: left empty); clears *ok when out of memory.
@@ -129,9 +140,13 @@ s_message_channel (const sb_form_t *form)
 {
     if (s_is_whatsapp (s_get (form, "From")) || s_is_whatsapp (s_get (form, "To")))
         return SB_CHANNEL_WHATSAPP;
+    if (s_is_rcs (s_get (form, "From")) || s_is_rcs (s_get (form, "To")))
+        return SB_CHANNEL_RCS;
     const char *prefix = s_get (form, "ChannelPrefix");
     if (prefix && strcasecmp (prefix, "whatsapp") == 0)
         return SB_CHANNEL_WHATSAPP;
+    if (prefix && strcasecmp (prefix, "rcs") == 0)
+        return SB_CHANNEL_RCS;
     return SB_CHANNEL_SMS;
 }
 

@@ -20,6 +20,10 @@
     this ingress's /twilio/gather under the prefix the call came in on,
     behind SB_PUBLIC_URL when set.
 
+    With X-Twilio-Webhooks-Signature-Settings the request was signed with a
+    shared key of TWILIO_WEBHOOK_SHARED_KEYS and the algorithm it names,
+    without it with TWILIO_AUTH_TOKEN and SHA-1 (sb_sig_twilio_check).
+
     This module knows nothing of civetweb: sb_http hands it the request's
     path, query and headers as strings, and keeps routing, limits, deadlines
     and the hand-off to the journal writer. The normalizer (sb_twilio) maps
@@ -47,6 +51,7 @@
 
 struct sb_twilio_http_t {
     char *token;           //  TWILIO_AUTH_TOKEN, NULL when unset
+    sb_sig_keys_t *keys;   //  TWILIO_WEBHOOK_SHARED_KEYS, NULL when unset
     bool skip_signatures;  //  SB_INSECURE_SKIP_SIGNATURES
     char *public_url;      //  SB_PUBLIC_URL, NULL when unset
     bool trust_proxy;      //  SB_TRUST_PROXY
@@ -85,6 +90,16 @@ sb_twilio_http_new (const sb_config_t *config)
     if (!self)
         return NULL;
     self->token = sb_config_dup (config, SB_CFG_TWILIO_AUTH_TOKEN);
+    if (sb_config_has (config, SB_CFG_TWILIO_WEBHOOK_SHARED_KEYS)) {
+        const char *problem = NULL;
+        self->keys =
+            sb_sig_keys_new (sb_config_str (config, SB_CFG_TWILIO_WEBHOOK_SHARED_KEYS), &problem);
+        if (!self->keys) {
+            sb_error ("http", "bad value variable=TWILIO_WEBHOOK_SHARED_KEYS expected=\"%s\"",
+                      problem);
+            goto fail;
+        }
+    }
     self->skip_signatures = sb_config_bool (config, SB_CFG_SB_INSECURE_SKIP_SIGNATURES);
     self->public_url = sb_config_dup (config, SB_CFG_SB_PUBLIC_URL);
     self->trust_proxy = sb_config_bool (config, SB_CFG_SB_TRUST_PROXY);
@@ -113,6 +128,7 @@ sb_twilio_http_destroy (sb_twilio_http_t **self_p)
     if (self->token)
         OPENSSL_cleanse (self->token, strlen (self->token));
     free (self->token);
+    sb_sig_keys_destroy (&self->keys);
     free (self->public_url);
     free (self->voice_twiml);
     free (self->gather_twiml);
@@ -123,7 +139,7 @@ sb_twilio_http_destroy (sb_twilio_http_t **self_p)
 bool
 sb_twilio_http_configured (const sb_twilio_http_t *self)
 {
-    return self->token || self->skip_signatures;
+    return self->token || self->keys || self->skip_signatures;
 }
 
 // --------------------------------------------------------------------------
@@ -253,12 +269,13 @@ sb_twilio_http_read (const sb_twilio_http_t *self, const sb_twilio_http_request_
         //  A malformed form cannot be signed as Twilio signs: verify over
         //  its pairs when it parses; otherwise the signature cannot match.
         sb_sig_result_t sig;
+        const char *settings = request->signature_settings;
         if (json)
-            sig = sb_sig_twilio_validate (self->token, url, NULL, body, size, request->signature);
-        else if (form)
-            sig = sb_sig_twilio_validate (self->token, url, form, NULL, 0, request->signature);
-        else if (lenient)
-            sig = sb_sig_twilio_validate (self->token, url, lenient, NULL, 0, request->signature);
+            sig = sb_sig_twilio_check (self->token, self->keys, settings, url, NULL, body, size,
+                                       request->signature);
+        else if (form || lenient)
+            sig = sb_sig_twilio_check (self->token, self->keys, settings, url,
+                                       form ? form : lenient, NULL, 0, request->signature);
         else {
             //  Not even leniently a form (too many pairs): tell a missing
             //  signature from a bad body.

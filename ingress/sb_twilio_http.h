@@ -20,27 +20,31 @@
 
 typedef struct sb_twilio_http_t sb_twilio_http_t;
 
-//  Read TWILIO_AUTH_TOKEN, SB_INSECURE_SKIP_SIGNATURES, SB_PUBLIC_URL,
-//  SB_TRUST_PROXY and the TwiML files. NULL when a TwiML file cannot be read
-//  or is not a <Response> of at most 64 KiB (logged, naming the variable),
-//  or when memory runs out. Caller owns the return value.
+//  Read TWILIO_AUTH_TOKEN, TWILIO_WEBHOOK_SHARED_KEYS,
+//  SB_INSECURE_SKIP_SIGNATURES, SB_PUBLIC_URL, SB_TRUST_PROXY and the TwiML
+//  files. NULL when a TwiML file cannot be read or is not a <Response> of
+//  at most 64 KiB, or the shared keys are not KEY_ID=SECRET pairs (logged,
+//  naming the variable), or when memory runs out. Caller owns the return
+//  value.
 sb_twilio_http_t *sb_twilio_http_new (const sb_config_t *config);
 
 //  Free it; the token does not linger in freed memory.
 void sb_twilio_http_destroy (sb_twilio_http_t **self_p);
 
-//  True when webhooks can be accepted: the token is set, or signatures are
-//  not checked. False: the caller answers 503 and names TWILIO_AUTH_TOKEN.
+//  True when webhooks can be accepted: the token or shared keys are set, or
+//  signatures are not checked. False: the caller answers 503 and names
+//  TWILIO_AUTH_TOKEN.
 bool sb_twilio_http_configured (const sb_twilio_http_t *self);
 
 //  The request as received, every string borrowed (NULL: absent).
 typedef struct {
-    const char *path;             //  path as received, raw (prefix included)
-    const char *query;            //  query string as received, raw
-    const char *host;             //  Host
-    const char *forwarded_proto;  //  X-Forwarded-Proto
-    const char *signature;        //  X-Twilio-Signature
-    bool tls;                     //  received over TLS
+    const char *path;                //  path as received, raw (prefix included)
+    const char *query;               //  query string as received, raw
+    const char *host;                //  Host
+    const char *forwarded_proto;     //  X-Forwarded-Proto
+    const char *signature;           //  X-Twilio-Signature
+    const char *signature_settings;  //  X-Twilio-Webhooks-Signature-Settings (shared keys)
+    bool tls;                        //  received over TLS
 } sb_twilio_http_request_t;
 
 typedef enum {

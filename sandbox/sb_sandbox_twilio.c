@@ -6,7 +6,9 @@
     twilio-messages-openapi.json): HTTP Basic auth with the account SID and
     auth token (or an API key and its secret), the AccountSid in the path,
     the form fields (To, From or MessagingServiceSid, Body, MediaUrl or
-    ContentSid, StatusCallback, whatsapp: prefixes on both ends).
+    ContentSid, StatusCallback, whatsapp: or rcs: prefixes on both ends: an
+    RCS send goes To=rcs:<E.164 user> From=rcs:<RCS sender id>; its status
+    callbacks carry To and From as sent, in the SMS callback's shape).
     Violations get Twilio's error shape and codes. An accepted send gets a
     201 message resource with an SM/MM sid and Twilio's segment count, then,
     with --callbacks, its "sent" and "delivered" status callbacks (shaped by
@@ -129,13 +131,43 @@ s_twilio_authorized (const sb_sandbox_t *self, const char *header, char *user, s
     return ok && *self->account_sid;
 }
 
-//  The address without its "whatsapp:" prefix; sets *whatsapp.
+//  The channel an address's prefix names.
+typedef enum {
+    S_PLAIN,     //  no prefix: SMS/MMS
+    S_WHATSAPP,  //  "whatsapp:"
+    S_RCS,       //  "rcs:"
+} s_channel_t;
+
+//  The address without its "whatsapp:" or "rcs:" prefix; sets *channel.
 static const char *
-s_channel_address (const char *address, bool *whatsapp)
+s_channel_address (const char *address, s_channel_t *channel)
 {
     const char *bare = sb_fakeprov_bare (address);
-    *whatsapp = bare != address;
+    *channel = bare == address ? S_PLAIN : *address == 'r' ? S_RCS : S_WHATSAPP;
     return bare;
+}
+
+//  An RCS sender id (the part after "rcs:"): 1 to 100 letters, digits, '_'
+//  or '-', as Twilio's sender ids are written (brand_agent style).
+static bool
+s_is_rcs_sender (const char *text)
+{
+    size_t n = strlen (text);
+    if (n < 1 || n > 100)
+        return false;
+    for (; *text; text++)
+        if (!isalnum ((unsigned char) *text) && *text != '_' && *text != '-')
+            return false;
+    return true;
+}
+
+//  A sender for its prefix's channel: an RCS sender id, or a Twilio number
+//  or id. Sets *channel.
+static bool
+s_is_sender (const char *from, s_channel_t *channel)
+{
+    const char *bare = s_channel_address (from, channel);
+    return *channel == S_RCS ? s_is_rcs_sender (bare) : s_is_twilio_sender (bare);
 }
 
 //  The URL Twilio would call for a message's status, and where the sandbox
@@ -265,11 +297,11 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
     const char *media = sb_form_get (form, "MediaUrl");
     const char *content = sb_form_get (form, "ContentSid");
     const char *callback = sb_form_get (form, "StatusCallback");
-    bool to_whatsapp = false, from_whatsapp = false;
+    s_channel_t to_channel = S_PLAIN, from_channel = S_PLAIN;
     char message[300];
     if (!to || !*to)
         sb_sandbox_twilio_error (answer, 400, 21604, "A 'To' phone number is required.");
-    else if (!s_is_e164 (s_channel_address (to, &to_whatsapp))) {
+    else if (!s_is_e164 (s_channel_address (to, &to_channel))) {
         snprintf (message, sizeof message, "Invalid 'To' Phone Number: %.60s", to);
         sb_sandbox_twilio_error (answer, 400, 21211, message);
     }
@@ -279,11 +311,11 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
         snprintf (message, sizeof message, "The Messaging Service Sid %.40s is invalid.", service);
         sb_sandbox_twilio_error (answer, 400, 21701, message);
     }
-    else if (from && *from && !s_is_twilio_sender (s_channel_address (from, &from_whatsapp))) {
+    else if (from && *from && !s_is_sender (from, &from_channel)) {
         snprintf (message, sizeof message, "Invalid From Number (caller ID): %.60s", from);
         sb_sandbox_twilio_error (answer, 400, 21212, message);
     }
-    else if (from && *from && to_whatsapp != from_whatsapp)
+    else if (from && *from && to_channel != from_channel)
         sb_sandbox_twilio_error (
             answer, 400, 21910,
             "Invalid From and To pair. From and To should be of the same channel");

@@ -58,7 +58,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         SB_FUZZ_CHECK (event->provider == SB_PROVIDER_TWILIO);
         SB_FUZZ_CHECK ((int) event->kind == s_routes[r].kind);
         SB_FUZZ_CHECK (event->channel == SB_CHANNEL_SMS || event->channel == SB_CHANNEL_WHATSAPP
-                       || event->channel == SB_CHANNEL_VOICE);
+                       || event->channel == SB_CHANNEL_VOICE || event->channel == SB_CHANNEL_RCS);
         if (event->kind == SB_KIND_CALL || event->kind == SB_KIND_GATHER)
             SB_FUZZ_CHECK (event->channel == SB_CHANNEL_VOICE);
         SB_FUZZ_CHECK (event->provider_id && *event->provider_id);

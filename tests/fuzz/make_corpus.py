@@ -17,6 +17,7 @@ fuzz_<name>.c):
   fuzz_event                         an encoded switchboard.v1.Event
   fuzz_journal                       5-byte prefix, then segment file bytes
   fuzz_replay                        one replay protocol frame (a ReplayMessage)
+  fuzz_twilio_sharedkey              keys NUL settings header [NUL signature]
 """
 import hashlib
 import json
@@ -508,8 +509,28 @@ def make_replay(events):
         write("fuzz_replay", name, data)
 
 
+def make_sharedkey():
+    doc = json.loads(conformance("twilio-sharedkey-vectors.json", "r"))
+    keys = ",".join("%s=%s" % kv for kv in doc["keys"].items())
+    for v in doc["vectors"]:
+        if v["settings_header"] is None:
+            continue
+        write("fuzz_twilio_sharedkey", "conf-" + v["name"],
+              b"\x00".join([keys.encode(), v["settings_header"].encode(), v["signature"].encode()]))
+    edges = {
+        "edge-keys-duplicate": b"a=1,a=2\x00key=a,algorithm=HMAC_SHA256",
+        "edge-keys-empty-pairs": b",,=,a=\x00key=,algorithm=",
+        "edge-settings-spaces": b" a = x , b=y==\x00 KEY = b , Algorithm = hmac_sha1 , v=2\x00AAAA",
+        "edge-settings-no-equals": b"a=x\x00key;algorithm",
+        "edge-no-keys": b"\x00key=a,algorithm=HMAC_SHA256\x00" + b"A" * 43 + b"=",
+    }
+    for name, data in edges.items():
+        write("fuzz_twilio_sharedkey", name, data)
+
+
 def main():
     make_forms()
+    make_sharedkey()
     make_twilio_normalize()
     make_meta()
     make_sig()

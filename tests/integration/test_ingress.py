@@ -24,6 +24,8 @@ TWILIO_FILES = {
     "twilio-message-status-undelivered.form": ("/twilio/status", "sb.v1.twilio.sms.status"),
     "twilio-whatsapp-status-read.form": ("/twilio/status", "sb.v1.twilio.whatsapp.status"),
     "twilio-whatsapp-status-failed.form": ("/twilio/status", "sb.v1.twilio.whatsapp.status"),
+    "twilio-rcs-inbound.form": ("/twilio/messages", "sb.v1.twilio.rcs.message"),
+    "twilio-rcs-status-delivered.form": ("/twilio/status", "sb.v1.twilio.rcs.status"),
     "twilio-voice-inbound.form": ("/twilio/voice", "sb.v1.twilio.voice.call"),
     "twilio-voice-gather-dtmf.form": ("/twilio/gather", "sb.v1.twilio.voice.gather"),
     "twilio-voice-gather-speech.form": ("/twilio/gather", "sb.v1.twilio.voice.gather"),

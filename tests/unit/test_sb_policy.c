@@ -97,6 +97,17 @@ static const s_case_t s_cases [] = {
     {"forward on voice", {.channel = VOICE, .ask = SB_POLICY_ASK_FORWARD, RECENT},
      SB_POLICY_SEND, "", false},
 
+    //  RCS: a supported channel with no session window (Twilio documents
+    //  none for RCS): a reply goes out however long ago the user wrote.
+    {"rcs reply", {.channel = SB_CHANNEL_RCS, .ask = SB_POLICY_ASK_REPLY, .text = "hi", RECENT},
+     SB_POLICY_SEND, "", false},
+    {"rcs 25 hours", {.channel = SB_CHANNEL_RCS, .ask = SB_POLICY_ASK_REPLY, .text = "hi",
+                      .last_inbound_ms = NOW_MS - 25 * HOUR_MS, .now_ms = NOW_MS},
+     SB_POLICY_SEND, "", false},
+    {"rcs opted out", {.channel = SB_CHANNEL_RCS, .ask = SB_POLICY_ASK_REPLY, .text = "hi",
+                       .opted_out = true, RECENT},
+     SB_POLICY_NOT_SENT, "opted_out", true},
+
     //  outside_window: WhatsApp replies, 24 hours after the last inbound.
     {"whatsapp inside", {.channel = WHATSAPP, .ask = SB_POLICY_ASK_REPLY, .text = "hi", RECENT},
      SB_POLICY_SEND, "", false},

@@ -658,7 +658,7 @@ s_test_load_errors (void)
     s_load_error ("rules:\n  - name: a\n    match:\n      channel:\n        - sms\n        - fax\n"
                   "    none: true\n",
                   "t.yaml:6: channel: unknown value 'fax' (expected one of: any, sms, whatsapp, "
-                  "voice)");
+                  "voice, rcs)");
     s_load_error ("rules:\n  - name: a\n    match: { provider: [] }\n    none: true\n",
                   "t.yaml:3: provider: empty list");
     s_load_error ("rules:\n  - name: a\n    match: { text: { keyword: \" \" } }\n    none: true\n",

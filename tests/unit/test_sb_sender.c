@@ -805,6 +805,24 @@ s_test_twilio_sends (const s_sandbox_t *sandbox, json_t *spec)
     sb_outbox_result_free (&r);
     sb_outbox_item_free (&item);
 
+    //  RCS: a reply goes back from the RCS sender it was addressed to
+    //  (From=rcs:<sender>) to the user's rcs: address, and the sandbox takes it.
+    since = s_last_seq (sandbox);
+    item = s_twilio_item (4, SB_CHANNEL_RCS, "hello over rcs");
+    free (item.from);
+    item.from = strdup ("sb_demo_agent");
+    CHECK (s_send_one (sender, &item, &r) == 0);
+    CHECK (r.outcome == SB_SEND_SENT);
+    records = s_requests (sandbox, since);
+    record = json_array_get (records, 0);
+    s_check_twilio_shape (spec, record);
+    CHECK_INT (json_integer_value (json_object_get (record, "status")), 201);
+    CHECK_STR (s_param (record, "To"), "rcs:+14155550100");
+    CHECK_STR (s_param (record, "From"), "rcs:sb_demo_agent");
+    json_decref (records);
+    sb_outbox_result_free (&r);
+    sb_outbox_item_free (&item);
+
     //  500: retry.
     s_plan (sandbox, "count=1&mode=500");
     item = s_twilio_item (3, SB_CHANNEL_SMS, "x");

@@ -5,6 +5,7 @@
       conformance/twilio-signature-vectors.json   43 SDK vectors
       conformance/twilio-forms-signatures.json    14 example forms, signed
       conformance/meta-signature-vectors.json     14 X-Hub-Signature-256 vectors
+      conformance/twilio-sharedkey-vectors.json   14 shared-key (SHA-256, SHA-1) vectors
 
     Every Twilio vector is asserted as its expect_valid says; no exceptions
     were needed:
@@ -98,6 +99,21 @@ s_expected_refusal (const char *name)
     return SB_SIG_MISMATCH;
 }
 
+//  A vector's "params", a list of [key, value] pairs, as a form.
+static sb_form_t *
+s_vector_params (json_t *vector)
+{
+    sb_form_t *params = sb_form_new ();
+    json_t *pairs = json_object_get (vector, "params");
+    for (size_t p = 0; p < json_array_size (pairs); p++) {
+        json_t *pair = json_array_get (pairs, p);
+        CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
+                            json_string_value (json_array_get (pair, 1)))
+               == 0);
+    }
+    return params;
+}
+
 static void
 s_test_twilio_vectors (void)
 {
@@ -125,14 +141,7 @@ s_test_twilio_vectors (void)
             s_failures++;
             continue;
         }
-        sb_form_t *params = sb_form_new ();
-        json_t *pairs = json_object_get (vector, "params");
-        for (size_t p = 0; p < json_array_size (pairs); p++) {
-            json_t *pair = json_array_get (pairs, p);
-            CHECK (sb_form_add (params, json_string_value (json_array_get (pair, 0)),
-                                json_string_value (json_array_get (pair, 1)))
-                   == 0);
-        }
+        sb_form_t *params = s_vector_params (vector);
         int is_json = json_is_string (body);
         const char *body_text = is_json ? json_string_value (body) : NULL;
         size_t body_size = is_json ? json_string_length (body) : 0;
@@ -742,6 +751,209 @@ s_test_reasons (void)
     CHECK_STR_AS (sb_sig_reason (SB_SIG_MALFORMED), "malformed", "reason");
     CHECK_STR_AS (sb_sig_reason (SB_SIG_MISMATCH), "mismatch", "reason");
     CHECK_STR_AS (sb_sig_reason (SB_SIG_BODY_HASH), "body_hash", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_BAD_SETTINGS), "bad_settings", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_UNKNOWN_KEY), "unknown_key", "reason");
+    CHECK_STR_AS (sb_sig_reason (SB_SIG_UNKNOWN_ALGORITHM), "unknown_algorithm", "reason");
+}
+
+//  ---------------------------------------------------------------------------
+//  Shared keys: twilio-sharedkey-vectors.json, the key list, the settings header
+
+//  The result named reason.
+static sb_sig_result_t
+s_result_named (const char *reason)
+{
+    for (int r = 0; r < SB_SIG_COUNT; r++)
+        if (reason && strcmp (sb_sig_reason ((sb_sig_result_t) r), reason) == 0)
+            return (sb_sig_result_t) r;
+    fprintf (stderr, "%s:%d: unknown reason %s\n", __FILE__, __LINE__, reason);
+    s_failures++;
+    return SB_SIG_OK;
+}
+
+static void
+s_test_sharedkey_vectors (void)
+{
+    json_error_t error;
+    json_t *root = json_load_file ("conformance/twilio-sharedkey-vectors.json", 0, &error);
+    if (!root) {
+        fprintf (stderr, "%s:%d: cannot load twilio-sharedkey-vectors.json: %s (run from tests/)\n",
+                 __FILE__, __LINE__, error.text);
+        s_failures++;
+        return;
+    }
+    //  The keys as TWILIO_WEBHOOK_SHARED_KEYS would hold them
+    char text[512] = "";
+    const char *id;
+    json_t *secret;
+    json_object_foreach (json_object_get (root, "keys"), id, secret)
+    {
+        size_t used = strlen (text);
+        snprintf (text + used, sizeof text - used, "%s%s=%s", used ? "," : "", id,
+                  json_string_value (secret));
+    }
+    const char *problem = NULL;
+    sb_sig_keys_t *keys = sb_sig_keys_new (text, &problem);
+    CHECK (keys && sb_sig_keys_size (keys) == 2 && !problem);
+    const char *token = json_string_value (json_object_get (root, "auth_token"));
+    json_t *vectors = json_object_get (root, "vectors");
+    CHECK (json_array_size (vectors) == 14);
+    for (size_t i = 0; i < json_array_size (vectors); i++) {
+        json_t *vector = json_array_get (vectors, i);
+        const char *name = json_string_value (json_object_get (vector, "name"));
+        const char *url = json_string_value (json_object_get (vector, "url"));
+        const char *settings = json_string_value (json_object_get (vector, "settings_header"));
+        const char *signature = json_string_value (json_object_get (vector, "signature"));
+        const char *signed_string = json_string_value (json_object_get (vector, "signed_string"));
+        json_t *body = json_object_get (vector, "body");
+        sb_form_t *params = s_vector_params (vector);
+        sb_sig_result_t want =
+            s_result_named (json_string_value (json_object_get (vector, "expect")));
+        sb_sig_result_t got =
+            json_is_string (body)
+                ? sb_sig_twilio_check (token, keys, settings, url, NULL, json_string_value (body),
+                                       json_string_length (body), signature)
+                : sb_sig_twilio_check (token, keys, settings, url, params, NULL, 0, signature);
+        CHECK_RESULT (got, want, name);
+        //  What we sign for the valid ones is the vector's signature, and
+        //  the signed string alone (no params) signs to it as well.
+        const char *key = NULL;
+        sb_sig_algorithm_t algorithm = SB_SIG_HMAC_SHA1;
+        if (want == SB_SIG_OK && settings
+            && sb_sig_twilio_settings (settings, keys, &key, &algorithm) == SB_SIG_OK) {
+            char again[SB_SIG_TWILIO256_SIZE];
+            CHECK (sb_sig_twilio_sign_with (key, algorithm, signed_string, NULL, again) == 0);
+            CHECK_STR_AS (again, signature, name);
+        }
+        //  Without the keys a shared-key request is never accepted
+        if (settings)
+            CHECK_RESULT (
+                sb_sig_twilio_check (token, NULL, settings, url, params, NULL, 0, signature)
+                    == SB_SIG_OK,
+                0, name);
+        sb_form_destroy (&params);
+    }
+    sb_sig_keys_destroy (&keys);
+    CHECK (keys == NULL);
+    json_decref (root);
+}
+
+static void
+s_test_sharedkey_list (void)
+{
+    const char *problem = NULL;
+    //  Spaces around pairs dropped, '=' in a secret kept, order kept
+    sb_sig_keys_t *keys = sb_sig_keys_new (" k1=abc== , k2=x", &problem);
+    CHECK (keys && sb_sig_keys_size (keys) == 2);
+    const char *secret = NULL;
+    sb_sig_algorithm_t algorithm;
+    CHECK_RESULT (sb_sig_twilio_settings ("key=k1,algorithm=HMAC_SHA1", keys, &secret, &algorithm),
+                  SB_SIG_OK, "k1");
+    CHECK (secret && strcmp (secret, "abc==") == 0 && algorithm == SB_SIG_HMAC_SHA1);
+    //  "k2 " is not an id: spaces inside a pair are not trimmed, so it is refused
+    sb_sig_keys_destroy (&keys);
+    CHECK (!sb_sig_keys_new ("k2 = x", &problem) && strstr (problem, "space"));
+    sb_sig_keys_destroy (&keys);  //  NULL: nothing
+
+    struct {
+        const char *text;
+        const char *problem;
+    } bad[] = {
+        {"", "empty pair"},          {"k1=a,", "empty pair"},    {"k1=a,,k2=b", "empty pair"},
+        {"k1", "without '='"},       {"k1=a,k2", "without '='"}, {"=secret", "empty key id"},
+        {"k1=", "empty secret"},     {"k1=  ", "empty secret"},  {"k1=a,k1=b", "given twice"},
+        {"k\x01=a", "control byte"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        problem = NULL;
+        sb_sig_keys_t *none = sb_sig_keys_new (bad[i].text, &problem);
+        if (none || !problem || !strstr (problem, bad[i].problem)) {
+            fprintf (stderr, "%s:%d: keys \"%s\": got %s, want %s\n", __FILE__, __LINE__,
+                     bad[i].text, problem ? problem : "(accepted)", bad[i].problem);
+            s_failures++;
+        }
+        sb_sig_keys_destroy (&none);
+    }
+    //  At most SB_SIG_KEYS_MAX
+    char many[2048] = "";
+    for (int i = 0; i <= SB_SIG_KEYS_MAX; i++) {
+        size_t used = strlen (many);
+        snprintf (many + used, sizeof many - used, "%sk%d=s", i ? "," : "", i);
+        keys = sb_sig_keys_new (many, &problem);
+        CHECK (i < SB_SIG_KEYS_MAX ? keys != NULL : keys == NULL);
+        sb_sig_keys_destroy (&keys);
+    }
+    CHECK (strstr (problem, "more than 32"));
+}
+
+static void
+s_test_sharedkey_settings (void)
+{
+    sb_sig_keys_t *keys = sb_sig_keys_new ("old=one,new=two", NULL);
+    const char *secret = NULL;
+    sb_sig_algorithm_t algorithm;
+    struct {
+        const char *header;
+        sb_sig_result_t want;
+        const char *secret;
+    } cases[] = {
+        {"key=new,algorithm=HMAC_SHA256", SB_SIG_OK, "two"},
+        {"algorithm=HMAC_SHA256,key=old", SB_SIG_OK, "one"},
+        {"key=new, algorithm=HMAC_SHA256, version=2", SB_SIG_OK, "two"},  //  unknown part skipped
+        {"key = old , algorithm = hmac_sha1", SB_SIG_OK, "one"},
+        {"key=gone,algorithm=HMAC_SHA256", SB_SIG_UNKNOWN_KEY, NULL},
+        {"key=NEW,algorithm=HMAC_SHA256", SB_SIG_UNKNOWN_KEY, NULL},  //  ids are exact
+        {"key=ne,algorithm=HMAC_SHA256", SB_SIG_UNKNOWN_KEY, NULL},   //  no prefix match
+        {"key=new,algorithm=HMAC_SHA512", SB_SIG_UNKNOWN_ALGORITHM, NULL},
+        {"key=new,algorithm=HMAC_SHA2566", SB_SIG_UNKNOWN_ALGORITHM, NULL},
+        {"key=new,algorithm=", SB_SIG_BAD_SETTINGS, NULL},
+        {"key=new", SB_SIG_BAD_SETTINGS, NULL},
+        {"algorithm=HMAC_SHA256", SB_SIG_BAD_SETTINGS, NULL},
+        {"", SB_SIG_BAD_SETTINGS, NULL},
+        {",", SB_SIG_BAD_SETTINGS, NULL},
+        {"key=new,,algorithm=HMAC_SHA256", SB_SIG_BAD_SETTINGS, NULL},
+        {"key=new;algorithm=HMAC_SHA256", SB_SIG_BAD_SETTINGS, NULL},
+        {"key=new,algorithm=HMAC_SHA256,algorithm=HMAC_SHA1", SB_SIG_BAD_SETTINGS, NULL},
+        {"HMAC_SHA256", SB_SIG_BAD_SETTINGS, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        secret = NULL;
+        CHECK_RESULT (sb_sig_twilio_settings (cases[i].header, keys, &secret, &algorithm),
+                      cases[i].want, cases[i].header);
+        if (cases[i].secret)
+            CHECK (secret && strcmp (secret, cases[i].secret) == 0);
+    }
+    //  A header past 1 KiB is not read
+    char huge[1100];
+    memset (huge, ' ', sizeof huge - 1);
+    huge[sizeof huge - 1] = 0;
+    memcpy (huge, "key=new,algorithm=HMAC_SHA256", 29);
+    CHECK_RESULT (sb_sig_twilio_settings (huge, keys, &secret, &algorithm), SB_SIG_BAD_SETTINGS,
+                  "huge");
+    CHECK_RESULT (sb_sig_twilio_settings (NULL, keys, &secret, &algorithm), SB_SIG_BAD_SETTINGS,
+                  "NULL");
+    //  The settings are read before the signature: an unknown key is
+    //  refused as such whatever the signature says
+    sb_form_t *form = s_example_form ();
+    CHECK_RESULT (sb_sig_twilio_check (TOKEN, keys, "key=gone,algorithm=HMAC_SHA256", URL, form,
+                                       NULL, 0, NULL),
+                  SB_SIG_UNKNOWN_KEY, "unknown key, no signature");
+    //  A SHA-256 signature of the auth token is not a classic signature
+    char sha256[SB_SIG_TWILIO256_SIZE];
+    CHECK (sb_sig_twilio_sign_with (TOKEN, SB_SIG_HMAC_SHA256, URL, form, sha256) == 0);
+    CHECK (strlen (sha256) == 44);
+    CHECK_RESULT (sb_sig_twilio_check (TOKEN, keys, NULL, URL, form, NULL, 0, sha256),
+                  SB_SIG_MALFORMED, "sha256 without settings");
+    //  And a classic signature passes with the header absent, as before
+    char classic[SB_SIG_TWILIO_SIZE];
+    CHECK (sb_sig_twilio_sign (TOKEN, URL, form, classic) == 0);
+    CHECK_RESULT (sb_sig_twilio_check (TOKEN, keys, NULL, URL, form, NULL, 0, classic), SB_SIG_OK,
+                  "classic");
+    CHECK_RESULT (sb_sig_twilio_check (TOKEN, keys, "key=new,algorithm=HMAC_SHA1", URL, form, NULL,
+                                       0, classic),
+                  SB_SIG_MISMATCH, "classic signature under a shared key's settings");
+    sb_form_destroy (&form);
+    sb_sig_keys_destroy (&keys);
 }
 
 //  Meta's header for body under secret, computed apart from sb_sig (one-shot
@@ -842,6 +1054,9 @@ main (void)
     sb_log_init ("test", SB_LOG_OFF);
     s_test_reasons ();
     s_test_twilio_vectors ();
+    s_test_sharedkey_vectors ();
+    s_test_sharedkey_list ();
+    s_test_sharedkey_settings ();
     s_test_twilio_forms ();
     s_test_meta_vectors ();
     s_test_twilio_sorting ();

@@ -35,6 +35,8 @@ static const char *s_covered[] = {
     "twilio-message-status-undelivered.form",
     "twilio-whatsapp-status-read.form",
     "twilio-whatsapp-status-failed.form",
+    "twilio-rcs-inbound.form",
+    "twilio-rcs-status-delivered.form",
 };
 
 //  The parsed form of a conformance file.
@@ -481,6 +483,68 @@ s_test_gather_limits (void)
     CHECK (s_accepts (SB_TWILIO_GATHER, "CallSid=CA1&Confidence=&Digits=1", NULL));
 }
 
+//  RCS: "rcs:" on From or To makes the channel rcs, the prefix removed from
+//  both ends; a reply goes back from the agent (to) to the user (from).
+static void
+s_test_rcs (void)
+{
+    char topic[64];
+    sb_event_t *e = s_normalize_file ("twilio-rcs-inbound.form", SB_TWILIO_MESSAGES);
+    if (e) {
+        s_check_common (e, SB_CHANNEL_RCS, SB_KIND_MESSAGE, SM_SID);
+        CHECK_STR (e->from, "+14017122661");
+        CHECK_STR (e->to, "sb_demo_agent");
+        CHECK_STR (e->text, "Ahoy! Let's build something amazing.");
+        CHECK_STR (e->message_type, "text");
+        CHECK (sb_event_topic (e, topic, sizeof topic) > 0);
+        CHECK_STR (topic, "sb.v1.twilio.rcs.message");
+        sb_event_destroy (&e);
+    }
+    e = s_normalize_file ("twilio-rcs-status-delivered.form", SB_TWILIO_STATUS);
+    if (e) {
+        s_check_common (e, SB_CHANNEL_RCS, SB_KIND_STATUS, SM_SID);
+        CHECK_STR (e->from, "sb_demo_agent");
+        CHECK_STR (e->to, "+14017122661");
+        CHECK (e->status && strcmp (e->status->status, "delivered") == 0
+               && strcmp (e->status->recipient, "+14017122661") == 0);
+        CHECK (sb_event_topic (e, topic, sizeof topic) > 0);
+        CHECK_STR (topic, "sb.v1.twilio.rcs.status");
+        sb_event_destroy (&e);
+    }
+    //  The prefix on one end only, in another case; ChannelPrefix=rcs alone;
+    //  a plain number stays SMS; "rcs" without its colon is not a prefix.
+    const struct {
+        sb_twilio_route_t route;
+        const char *form;
+        Switchboard__V1__Channel channel;
+        const char *from, *to;
+    } cases[] = {
+        {SB_TWILIO_MESSAGES, "MessageSid=SM1&From=%2B1555&To=RCS%3Aagent", SB_CHANNEL_RCS, "+1555",
+         "agent"},
+        {SB_TWILIO_MESSAGES, "MessageSid=SM1&From=rcs%3A%2B1555&To=%2B1666", SB_CHANNEL_RCS,
+         "+1555", "+1666"},
+        {SB_TWILIO_STATUS, "MessageSid=SM1&MessageStatus=read&ChannelPrefix=rcs&To=%2B1",
+         SB_CHANNEL_RCS, "", "+1"},
+        {SB_TWILIO_MESSAGES, "MessageSid=SM1&From=rcs%2B1555&To=agent", SB_CHANNEL_SMS, "rcs+1555",
+         "agent"},
+        {SB_TWILIO_MESSAGES, "MessageSid=SM1&From=rcs%3A&To=rcs%3Aagent", SB_CHANNEL_RCS, "",
+         "agent"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sb_form_t *form = s_form (cases[i].form);
+        char err[128];
+        e = form ? sb_twilio_normalize (cases[i].route, form, err, sizeof err) : NULL;
+        CHECK (e && e->channel == cases[i].channel);
+        if (e) {
+            CHECK_STR (e->from, cases[i].from);
+            CHECK_STR (e->to, cases[i].to);
+        }
+        sb_event_destroy (&e);
+        sb_form_destroy (&form);
+    }
+}
+
+
 static void
 s_test_channels_and_values (void)
 {
@@ -553,6 +617,7 @@ main (void)
     s_test_whatsapp_inbound ();
     s_test_voice ();
     s_test_message_status ();
+    s_test_rcs ();
     s_test_all_files_covered ();
     s_test_required ();
     s_test_media_limits ();

@@ -276,6 +276,72 @@ s_test_answers (void)
     remove (voice_path);
 }
 
+//  TWILIO_WEBHOOK_SHARED_KEYS: read at start (a bad value exits naming the
+//  variable, never printing the secret), also from _FILE; a request with
+//  X-Twilio-Webhooks-Signature-Settings is checked with the key it names.
+static void
+s_test_shared_keys (void)
+{
+    const char *bad[][2] = {
+        {"TWILIO_WEBHOOK_SHARED_KEYS=k1=topsecret,k1=other", "given twice"},
+        {"TWILIO_WEBHOOK_SHARED_KEYS=k1=", "empty secret"},
+        {"TWILIO_WEBHOOK_SHARED_KEYS=k1topsecret", "without '='"},
+        {"TWILIO_WEBHOOK_SHARED_KEYS=k1=topsecret,,k2=x", "empty pair"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *env[] = {(char *) bad[i][0], NULL};
+        char err[256] = "";
+        sb_config_t *config = sb_config_load_from (SB_SVC_INGRESS, env, err, sizeof err);
+        CHECK (config == NULL);
+        CHECK (strncmp (err, "TWILIO_WEBHOOK_SHARED_KEYS", 26) == 0);
+        CHECK (strstr (err, bad[i][1]) != NULL);
+        CHECK (strstr (err, "topsecret") == NULL);
+        sb_config_destroy (&config);
+    }
+    //  From a file, with Docker's trailing newline; no auth token at all.
+    char path[] = "/tmp/test_sb_twilio_http.XXXXXX";
+    int fd = mkstemp (path);
+    CHECK (fd >= 0 && write (fd, "old=first,new=second\n", 21) == 21);
+    close (fd);
+    char file_var[128];
+    snprintf (file_var, sizeof file_var, "TWILIO_WEBHOOK_SHARED_KEYS_FILE=%s", path);
+    const char *env[] = {file_var, "SB_PUBLIC_URL=https://hooks.example.com", NULL};
+    sb_twilio_http_t *self = s_new (env);
+    unlink (path);
+    CHECK (self && sb_twilio_http_configured (self));
+    if (!self)
+        return;
+    const char *body = "From=rcs%3A%2B14155550100&To=rcs%3Aagent&Body=hi&MessageSid=SM1";
+    const char *url = "https://hooks.example.com/twilio/messages";
+    sb_form_t *params = sb_form_parse (body, strlen (body));
+    char signature[SB_SIG_TWILIO256_SIZE];
+    CHECK (sb_sig_twilio_sign_with ("second", SB_SIG_HMAC_SHA256, url, params, signature) == 0);
+    sb_form_destroy (&params);
+    sb_twilio_http_request_t request = {.path = "/twilio/messages",
+                                        .host = "127.0.0.1",
+                                        .signature = signature,
+                                        .signature_settings = "key=new,algorithm=HMAC_SHA256"};
+    sb_form_t *form;
+    sb_sig_result_t sig;
+    CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_OK);
+    CHECK (sig == SB_SIG_OK && form && strcmp (sb_form_get (form, "To"), "rcs:agent") == 0);
+    sb_form_destroy (&form);
+    //  The other key, an unknown one, no settings (the auth token is unset)
+    request.signature_settings = "key=old,algorithm=HMAC_SHA256";
+    CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_BAD_SIGNATURE);
+    CHECK (sig == SB_SIG_MISMATCH && form == NULL);
+    request.signature_settings = "key=older,algorithm=HMAC_SHA256";
+    CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_BAD_SIGNATURE);
+    CHECK (sig == SB_SIG_UNKNOWN_KEY);
+    request.signature_settings = "key=new,algorithm=RSA_SHA256";
+    CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_BAD_SIGNATURE);
+    CHECK (sig == SB_SIG_UNKNOWN_ALGORITHM);
+    request.signature_settings = NULL;
+    CHECK (s_read (self, &request, body, false, &form, &sig) == SB_TWILIO_HTTP_BAD_SIGNATURE);
+    CHECK (sig == SB_SIG_MALFORMED);  //  a 44-character signature is not SHA-1's
+    sb_twilio_http_destroy (&self);
+}
+
 int
 main (void)
 {
@@ -285,6 +351,7 @@ main (void)
     s_test_lenient_form ();
     s_test_json ();
     s_test_answers ();
+    s_test_shared_keys ();
     if (s_failures)
         fprintf (stderr, "test_sb_twilio_http: %d failure(s)\n", s_failures);
     return s_failures ? 1 : 0;

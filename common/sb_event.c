@@ -244,6 +244,17 @@ S_SUBMESSAGE (status, Switchboard__V1__Status, switchboard__v1__status__init)
 S_SUBMESSAGE (reaction, Switchboard__V1__Reaction, switchboard__v1__reaction__init)
 S_SUBMESSAGE (order, Switchboard__V1__Order, switchboard__v1__order__init)
 S_SUBMESSAGE (system, Switchboard__V1__System, switchboard__v1__system__init)
+S_SUBMESSAGE (referral, Switchboard__V1__MetaFieldsReferral,
+              switchboard__v1__meta_fields_referral__init)
+S_SUBMESSAGE (pricing, Switchboard__V1__MetaFieldsPricing,
+              switchboard__v1__meta_fields_pricing__init)
+S_SUBMESSAGE (meta_call, Switchboard__V1__MetaFieldsCall, switchboard__v1__meta_fields_call__init)
+S_SUBMESSAGE (meta_template, Switchboard__V1__MetaFieldsTemplate,
+              switchboard__v1__meta_fields_template__init)
+S_SUBMESSAGE (meta_account, Switchboard__V1__MetaFieldsAccount,
+              switchboard__v1__meta_fields_account__init)
+S_SUBMESSAGE (preference, Switchboard__V1__MetaFieldsPreference,
+              switchboard__v1__meta_fields_preference__init)
 
 //  The pointer array grown to hold count + 1 pointers (realloc: the old
 //  array is gone on success, kept on failure). NULL when out of memory.
@@ -476,6 +487,11 @@ sb_event_kind_name (int kind)
         case SB_KIND_STATUS: return "status";
         case SB_KIND_CALL: return "call";
         case SB_KIND_GATHER: return "gather";
+        case SB_KIND_ECHO: return "echo";
+        case SB_KIND_PREFERENCE: return "preference";
+        case SB_KIND_TEMPLATE: return "template";
+        case SB_KIND_ACCOUNT: return "account";
+        case SB_KIND_OTHER: return "other";
         default: return "unspecified";
     }
 }

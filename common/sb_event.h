@@ -36,6 +36,11 @@ typedef Switchboard__V1__Error sb_event_error_t;
 #define SB_KIND_STATUS SWITCHBOARD__V1__KIND__KIND_STATUS
 #define SB_KIND_CALL SWITCHBOARD__V1__KIND__KIND_CALL
 #define SB_KIND_GATHER SWITCHBOARD__V1__KIND__KIND_GATHER
+#define SB_KIND_ECHO SWITCHBOARD__V1__KIND__KIND_ECHO
+#define SB_KIND_PREFERENCE SWITCHBOARD__V1__KIND__KIND_PREFERENCE
+#define SB_KIND_TEMPLATE SWITCHBOARD__V1__KIND__KIND_TEMPLATE
+#define SB_KIND_ACCOUNT SWITCHBOARD__V1__KIND__KIND_ACCOUNT
+#define SB_KIND_OTHER SWITCHBOARD__V1__KIND__KIND_OTHER
 
 //  A new empty event. Caller owns the return value; NULL when out of memory.
 sb_event_t *sb_event_new (void);
@@ -71,6 +76,13 @@ Switchboard__V1__Status *sb_event_status (sb_event_t *self);
 Switchboard__V1__Reaction *sb_event_reaction (sb_event_t *self);
 Switchboard__V1__Order *sb_event_order (sb_event_t *self);
 Switchboard__V1__System *sb_event_system (sb_event_t *self);
+//  The Meta webhook fields beyond messages (event.proto, fields 56-61).
+Switchboard__V1__MetaFieldsReferral *sb_event_referral (sb_event_t *self);
+Switchboard__V1__MetaFieldsPricing *sb_event_pricing (sb_event_t *self);
+Switchboard__V1__MetaFieldsCall *sb_event_meta_call (sb_event_t *self);
+Switchboard__V1__MetaFieldsTemplate *sb_event_meta_template (sb_event_t *self);
+Switchboard__V1__MetaFieldsAccount *sb_event_meta_account (sb_event_t *self);
+Switchboard__V1__MetaFieldsPreference *sb_event_preference (sb_event_t *self);
 
 //  Append an element to a repeated field (NULL when out of memory).
 sb_event_media_t *sb_event_add_media (sb_event_t *self);
@@ -101,7 +113,8 @@ size_t sb_event_stamp_into (uint8_t *data, size_t size, size_t room, uint64_t se
 size_t sb_event_stamp_room (const char *ingress_id, const char *epoch);
 
 //  Lower-case names: "twilio"/"meta", "sms"/"whatsapp"/"voice"/"rcs",
-//  "message"/"status"/"call"/"gather"; "unspecified" otherwise.
+//  "message"/"status"/"call"/"gather"/"echo"/"preference"/"template"/
+//  "account"/"other"; "unspecified" otherwise.
 const char *sb_event_provider_name (int provider);
 const char *sb_event_channel_name (int channel);
 const char *sb_event_kind_name (int kind);

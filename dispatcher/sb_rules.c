@@ -11,7 +11,8 @@
             match:                           # optional: absent = every message
               provider: any | twilio | meta            (or a list; default any)
               channel: any | sms | whatsapp | voice | rcs    (or a list; default any)
-              kind: any | message | status | call | gather (or a list;
+              kind: any | message | status | call | gather | echo |
+                    preference | template | account | other (or a list;
                                                          default message)
               text: { keyword: menu }    # one of exact, keyword, prefix,
                                          # regex, any; plus ignore_case
@@ -20,7 +21,13 @@
             publish: false                 # optional
 
     The text a rule looks at is the event's text, except for gather events,
-    where it is the digits, or the speech result when there are no digits.
+    where it is the digits, or the speech result when there are no digits,
+    and Meta's other webhook fields: a template's or account's event
+    (REJECTED, ...), a preference's value (stop, resume), a call's stage
+    (connect, COMPLETED, RINGING, ...). Echoes are never asked about (the
+    store does not: they are ours); templates, accounts, preferences,
+    Meta calls and other fields may only forward or publish (nobody to
+    reply to).
     exact (string or list): the whole text, byte for byte. keyword (string or
     list): the text with ASCII white space trimmed at both ends equals the
     keyword ignoring ASCII case; the whole message, not a word inside it, as
@@ -651,11 +658,12 @@ static const s_name_t s_channel_names[] = {{"sms", SB_CHANNEL_SMS},
                                            {"voice", SB_CHANNEL_VOICE},
                                            {"rcs", SB_CHANNEL_RCS},
                                            {NULL, 0}};
-static const s_name_t s_kind_names[] = {{"message", SB_KIND_MESSAGE},
-                                        {"status", SB_KIND_STATUS},
-                                        {"call", SB_KIND_CALL},
-                                        {"gather", SB_KIND_GATHER},
-                                        {NULL, 0}};
+static const s_name_t s_kind_names[] = {
+    {"message", SB_KIND_MESSAGE},   {"status", SB_KIND_STATUS},
+    {"call", SB_KIND_CALL},         {"gather", SB_KIND_GATHER},
+    {"echo", SB_KIND_ECHO},         {"preference", SB_KIND_PREFERENCE},
+    {"template", SB_KIND_TEMPLATE}, {"account", SB_KIND_ACCOUNT},
+    {"other", SB_KIND_OTHER},       {NULL, 0}};
 
 //  Read a name, or a list of names, from table (or "any") into a mask.
 static int
@@ -1340,10 +1348,23 @@ sb_rules_load (const char *path, char *err, size_t err_size)
 //  --------------------------------------------------------------------------
 //  Deciding
 
-//  The text rules look at: the digits (or speech) of a gather, else the text.
+//  The text rules look at: the digits (or speech) of a gather; the event
+//  of a Meta template (REJECTED, ...) or account change, the value of a
+//  preference (stop, resume), the stage of a Meta call; else the text.
 static const char *
 s_event_text (const sb_event_t *event)
 {
+    const char *what = NULL;
+    if (event->kind == SB_KIND_TEMPLATE && event->meta_template)
+        what = event->meta_template->event;
+    else if (event->kind == SB_KIND_ACCOUNT && event->meta_account)
+        what = event->meta_account->event;
+    else if (event->kind == SB_KIND_PREFERENCE && event->preference)
+        what = event->preference->value;
+    else if (event->kind == SB_KIND_CALL && event->meta_call)
+        what = event->call_status;
+    if (what)
+        return what;
     if (event->kind == SB_KIND_GATHER) {
         if (event->digits && event->digits[0])
             return event->digits;

@@ -284,6 +284,57 @@ static const char s_status_sql[] =
     " WHERE m.provider = u.provider AND m.provider_id = u.provider_id"
     " AND m.direction = 'outbound' AND u.rank > m.status_rank";
 
+//  messages: the echoes (Meta message_echoes, smb_message_echoes), outbound
+//  rows with origin 'echo'; an id already held (our own send, answered
+//  before its echo came) inserts nothing (0006_meta_fields.sql).
+enum {
+    EC_PROVIDER,
+    EC_CHANNEL,
+    EC_PROVIDER_ID,
+    EC_CONTACT,
+    EC_OURS,
+    EC_ACCOUNT,
+    EC_TYPE,
+    EC_BODY,
+    EC_EVENT_ID,
+    EC_COLS
+};
+static const uint32_t s_echoes_oids[EC_COLS] = {
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8};
+static const char s_echoes_sql[] =
+    "INSERT INTO messages (direction, provider, channel, provider_id, contact_addr, our_addr,"
+    " account, message_type, body, status, status_rank, event_id, origin)"
+    " SELECT 'outbound', u.provider, u.channel, u.provider_id, u.contact_addr, u.our_addr,"
+    " u.account, u.message_type, u.body, 'sent', sb_status_rank ('sent'), u.event_id, 'echo'"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::text[], $8::text[], $9::int8[])"
+    " AS u (provider, channel, provider_id, contact_addr, our_addr, account, message_type,"
+    " body, event_id)"
+    " ON CONFLICT DO NOTHING";
+
+//  contacts: the marketing preference of user_preferences events, the
+//  newest by Meta's timestamp winning (a contact it creates is otherwise
+//  empty: no inbound time, not opted out).
+enum { PR_PROVIDER, PR_CHANNEL, PR_ADDRESS, PR_VALUE, PR_AT, PR_COLS };
+static const uint32_t s_prefs_oids[PR_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_TIMESTAMPTZ};
+static const char s_prefs_sql[] =
+    "INSERT INTO contacts AS c (provider, channel, address, marketing_preference,"
+    " marketing_preference_at)"
+    " SELECT DISTINCT ON (u.provider, u.channel, u.address) u.provider, u.channel, u.address,"
+    " u.value, u.at"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
+    " WITH ORDINALITY AS u (provider, channel, address, value, at, ord)"
+    " ORDER BY u.provider, u.channel, u.address, u.at DESC, u.ord DESC"
+    " ON CONFLICT (provider, channel, address) DO UPDATE SET"
+    " marketing_preference = EXCLUDED.marketing_preference,"
+    " marketing_preference_at = EXCLUDED.marketing_preference_at, updated_at = now ()"
+    " WHERE c.marketing_preference_at IS NULL"
+    " OR c.marketing_preference_at <= EXCLUDED.marketing_preference_at";
+
 //  consumer_cursors: the highest seq per ingress (reset on a new epoch).
 enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_COLS };
 static const uint32_t s_cursor_oids[CU_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
@@ -302,7 +353,8 @@ const sb_store_statement_t sb_store_write_statements[] = {
     {"sb_contacts", s_contacts_sql},     {"sb_messages", s_messages_sql},
     {"sb_outbox", s_outbox_sql},         {"sb_status", s_status_sql},
     {"sb_cursor", s_cursor_sql},         {"sb_bodies", s_bodies_sql},
-    {"sb_bodies_get", s_bodies_get_sql}, {NULL, NULL},
+    {"sb_bodies_get", s_bodies_get_sql}, {"sb_echoes", s_echoes_sql},
+    {"sb_prefs", s_prefs_sql},           {NULL, NULL},
 };
 
 //  ---------------------------------------------------------------------
@@ -361,6 +413,8 @@ typedef struct {
     sb_pgarray_table_t cursor_t;      //  cursors
     sb_pgarray_table_t bodies_t;      //  request bodies insert
     sb_pgarray_table_t bodies_get_t;  //  request bodies to fetch for forwards
+    sb_pgarray_table_t echoes_t;      //  Meta echoes: outbound messages
+    sb_pgarray_table_t prefs_t;       //  Meta marketing preferences
     bool forwards;                    //  the rules may forward: fetch missing bodies
     s_body_t *fetched;                //  what that fetch found
     size_t nfetched;                  //  how many
@@ -383,6 +437,8 @@ s_batch_free (s_batch_t *b)
     sb_pgarray_table_free (&b->cursor_t);
     sb_pgarray_table_free (&b->bodies_t);
     sb_pgarray_table_free (&b->bodies_get_t);
+    sb_pgarray_table_free (&b->echoes_t);
+    sb_pgarray_table_free (&b->prefs_t);
     for (size_t i = 0; i < b->nfetched; i++) {
         PQfreemem (b->fetched[i].body.data);
         free (b->fetched[i].content_type);
@@ -393,7 +449,8 @@ s_batch_free (s_batch_t *b)
 static bool
 s_inbound (const sb_event_t *e)
 {
-    return (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER || e->kind == SB_KIND_CALL)
+    return (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER
+            || (e->kind == SB_KIND_CALL && e->provider != SB_PROVIDER_META))
            && e->from && *e->from;
 }
 
@@ -916,6 +973,90 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
     return 0;
 }
 
+//  Meta's other webhook fields (0006_meta_fields.sql): the kinds that are
+//  no inbound message of a contact.
+static bool
+s_meta_field (int kind, int provider)
+{
+    return kind == SB_KIND_ECHO || kind == SB_KIND_PREFERENCE || kind == SB_KIND_TEMPLATE
+           || kind == SB_KIND_ACCOUNT || kind == SB_KIND_OTHER
+           || (kind == SB_KIND_CALL && provider == SB_PROVIDER_META);
+}
+
+//  The effect of a new event of Meta's other fields: an echo is an
+//  outbound message (never asked about: it is ours); a preference is
+//  recorded on its contact; then the rules may forward (a notification)
+//  or publish, never reply: these events have no one to answer.
+static int
+s_batch_meta_field (s_batch_t *b, const sb_event_t *e, const s_item_t *item,
+                    const sb_store_policy_t *policy, sb_store_stats_t *stats)
+{
+    const char *provider = sb_event_provider_name (e->provider);
+    const char *channel = sb_event_channel_name (e->channel);
+    if (e->kind == SB_KIND_ECHO) {
+        sb_pgarray_table_t *t = &b->echoes_t;
+        sb_pgarray_text (&t->cols[EC_PROVIDER], provider);
+        sb_pgarray_text (&t->cols[EC_CHANNEL], channel);
+        s_array_key_or_null (&t->cols[EC_PROVIDER_ID], e->provider_id);
+        sb_pgarray_text (&t->cols[EC_CONTACT], e->to);
+        sb_pgarray_text (&t->cols[EC_OURS], e->from);
+        sb_pgarray_text (&t->cols[EC_ACCOUNT], e->account);
+        sb_pgarray_text (&t->cols[EC_TYPE], e->message_type);
+        sb_pgarray_text (&t->cols[EC_BODY], e->text);
+        sb_pgarray_int8 (&t->cols[EC_EVENT_ID], item->id);
+        return 0;
+    }
+    if (e->kind == SB_KIND_PREFERENCE && e->preference && e->from && *e->from) {
+        sb_pgarray_table_t *t = &b->prefs_t;
+        int64_t at = e->provider_timestamp > 0
+                         ? e->provider_timestamp * 1000
+                         : (e->received_at_ms ? e->received_at_ms : sb_time_wall_ms ());
+        sb_pgarray_text (&t->cols[PR_PROVIDER], provider);
+        sb_pgarray_text (&t->cols[PR_CHANNEL], channel);
+        s_array_key (&t->cols[PR_ADDRESS], e->from);
+        sb_pgarray_text (&t->cols[PR_VALUE], e->preference->value);
+        sb_pgarray_time (&t->cols[PR_AT], at);
+    }
+    const sb_rules_t *rules = policy ? policy->rules : NULL;
+    if (!rules)
+        return 0;
+    sb_rule_decision_t d = {.action = SB_RULE_NONE};
+    if (sb_rules_decide (rules, e, &d) != 0)
+        return -1;
+    if (d.publish && policy->publish)
+        policy->publish[item - b->items] = true;
+    if (d.action == SB_RULE_REPLY)
+        sb_debug (S_MODULE, "reply not queued: nobody to answer rule=%s kind=%s", s_str (d.rule),
+                  sb_event_kind_name (e->kind));
+    if (d.action == SB_RULE_FORWARD) {
+        char *json = s_forward_json (b, (size_t) (item - b->items));
+        if (!json) {
+            sb_rule_decision_clear (&d);
+            return -1;
+        }
+        sb_pgarray_table_t *t = &b->outbox_t;
+        sb_pgarray_text (&t->cols[OB_KIND], "forward");
+        sb_pgarray_text (&t->cols[OB_STATE], "pending");
+        sb_pgarray_text (&t->cols[OB_PROVIDER], provider);
+        sb_pgarray_text (&t->cols[OB_CHANNEL], channel);
+        sb_pgarray_text (&t->cols[OB_ACCOUNT], e->account);
+        sb_pgarray_text (&t->cols[OB_FROM], e->to);
+        sb_pgarray_text (&t->cols[OB_TO], "");
+        sb_pgarray_text (&t->cols[OB_BODY], "");
+        sb_pgarray_text (&t->cols[OB_CONTEXT], "");
+        sb_pgarray_text (&t->cols[OB_URL], d.url);
+        sb_pgarray_int4 (&t->cols[OB_TIMEOUT], d.timeout_ms);
+        sb_pgarray_text (&t->cols[OB_JSON], json);
+        sb_pgarray_text (&t->cols[OB_REASON], "");
+        sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
+        sb_pgarray_text (&t->cols[OB_RULE], d.rule);
+        free (json);
+        stats->replies++;
+    }
+    sb_rule_decision_clear (&d);
+    return 0;
+}
+
 //  The effects of the batch's new events, in batch order.
 static int
 s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, int64_t window_ms,
@@ -935,6 +1076,11 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
                 s_array_key (&t->cols[ST_STATUS], e->status->status);
                 sb_pgarray_text (&t->cols[ST_ERROR_CODE], e->status->error_code);
             }
+            continue;
+        }
+        if (s_meta_field (e->kind, e->provider)) {
+            if (s_batch_meta_field (b, e, item, policy, stats) != 0)
+                return -1;
             continue;
         }
         if (item->contact == SIZE_MAX)
@@ -1042,13 +1188,19 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
 static int
 s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *synced)
 {
-    sb_pgarray_table_t *tables[] = {&b->contacts_t, &b->messages_t, &b->outbox_t, &b->status_t,
-                                    &b->cursor_t};
-    static const char *const names[] = {"sb_contacts", "sb_messages", "sb_outbox", "sb_status",
-                                        "sb_cursor"};
-    static const char *const what[] = {"upsert contacts", "insert messages", "insert outbox",
-                                       "apply statuses", "upsert cursor"};
-    enum { N = sizeof tables / sizeof tables[0], STATUS = 3 };
+    //  Echoes before statuses, so a status of the batch reaches its echo.
+    sb_pgarray_table_t *tables[] = {&b->contacts_t, &b->messages_t, &b->echoes_t, &b->outbox_t,
+                                    &b->status_t,   &b->cursor_t,   &b->prefs_t};
+    static const char *const names[] = {"sb_contacts", "sb_messages", "sb_echoes", "sb_outbox",
+                                        "sb_status",   "sb_cursor",   "sb_prefs"};
+    static const char *const what[] = {"upsert contacts",
+                                       "insert messages",
+                                       "insert echoes",
+                                       "insert outbox",
+                                       "apply statuses",
+                                       "upsert cursor",
+                                       "record marketing preferences"};
+    enum { N = sizeof tables / sizeof tables[0], STATUS = 4 };
     bool sent[N];
     for (size_t i = 0; i < N; i++) {
         sent[i] = sb_pgarray_table_rows (tables[i]) > 0;
@@ -1106,6 +1258,8 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     sb_pgarray_table_init (&b.cursor_t, s_cursor_oids, CU_COLS);
     sb_pgarray_table_init (&b.bodies_t, s_bodies_oids, BO_COLS);
     sb_pgarray_table_init (&b.bodies_get_t, s_bodies_get_oids, BG_COLS);
+    sb_pgarray_table_init (&b.echoes_t, s_echoes_oids, EC_COLS);
+    sb_pgarray_table_init (&b.prefs_t, s_prefs_oids, PR_COLS);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
         sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);

@@ -26,6 +26,23 @@
     Addresses: for a message, from is the user (message.from) and to our
     number (display_phone_number); for a status, from is our number and to
     the recipient (recipient_id), as in Twilio's status callbacks.
+
+    The other webhook fields (changes[].field other than "messages") each
+    become events of their own kind (s_field): message_echoes and
+    smb_message_echoes one KIND_ECHO per echoed message (from our number,
+    to the user, as Meta writes them); calls one KIND_CALL per calls[]
+    item (connect, terminate) and per call status (statuses[] of the calls
+    field: RINGING, ACCEPTED, REJECTED), call_status naming the stage so
+    that each is an event of its own; user_preferences one
+    KIND_PREFERENCE per item; the template fields one KIND_TEMPLATE;
+    account_alerts and account_update one KIND_ACCOUNT; any other field
+    one KIND_OTHER with the value kept whole in detail_json. These walks
+    are lenient all the way down: Meta adds fields without notice, so a
+    value, array or item of a shape we do not expect becomes a KIND_OTHER
+    event kept whole, never a 400. An SDP offer is kept up to
+    SB_META_SDP_MAX bytes (cut on a UTF-8 boundary, sdp_truncated set);
+    whole, it is still in detail_json, bounded by SB_MAX_BODY like the
+    rest of the body.
 */
 #include "sb_meta.h"
 
@@ -367,6 +384,47 @@ s_put_system (bool *ok, sb_event_t *event, const json_t *system)
     s_put_text (ok, &item->new_wa_id, new_wa_id ? new_wa_id : s_str (system, "wa_id"));
 }
 
+//  messages[].referral: the click-to-WhatsApp ad the user came from.
+static void
+s_put_referral (bool *ok, sb_event_t *event, const json_t *referral)
+{
+    if (!json_is_object (referral))
+        return;
+    Switchboard__V1__MetaFieldsReferral *item = sb_event_referral (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->source_url, referral, "source_url");
+    s_put (ok, &item->source_id, referral, "source_id");
+    s_put (ok, &item->source_type, referral, "source_type");
+    s_put (ok, &item->headline, referral, "headline");
+    s_put (ok, &item->body, referral, "body");
+    s_put (ok, &item->media_type, referral, "media_type");
+    s_put (ok, &item->image_url, referral, "image_url");
+    s_put (ok, &item->video_url, referral, "video_url");
+    s_put (ok, &item->thumbnail_url, referral, "thumbnail_url");
+    s_put (ok, &item->ctwa_clid, referral, "ctwa_clid");
+    s_put (ok, &item->welcome_text, json_object_get (referral, "welcome_message"), "text");
+}
+
+//  statuses[].pricing: pricing_model, type, category (PMP since July 2025).
+static void
+s_put_pricing (bool *ok, sb_event_t *event, const json_t *pricing)
+{
+    if (!json_is_object (pricing))
+        return;
+    Switchboard__V1__MetaFieldsPricing *item = sb_event_pricing (event);
+    if (!item) {
+        *ok = false;
+        return;
+    }
+    s_put (ok, &item->pricing_model, pricing, "pricing_model");
+    s_put (ok, &item->type, pricing, "type");
+    s_put (ok, &item->category, pricing, "category");
+    item->billable = json_is_true (json_object_get (pricing, "billable"));
+}
+
 //  The message types we map; anything else is "unknown".
 static const char *s_known_types[] = {
     "text",        "image",  "audio",    "video", "document", "sticker",     "location", "contacts",
@@ -448,6 +506,7 @@ s_message (const s_change_t *change, const json_t *message)
 
     s_put_body (&ok, event, type, json_object_get (message, type ? type : ""));
     s_put_errors (&ok, event, json_object_get (message, "errors"));
+    s_put_referral (&ok, event, json_object_get (message, "referral"));
     s_put_detail (&ok, event, message);
     if (!ok)
         sb_event_destroy (&event);
@@ -477,6 +536,7 @@ s_status (const s_change_t *change, const json_t *status)
     const json_t *pricing = json_object_get (status, "pricing");
     s_put (&ok, &item->pricing_category, pricing, "category");
     item->billable = json_is_true (json_object_get (pricing, "billable"));
+    s_put_pricing (&ok, event, pricing);
 
     const json_t *errors = json_object_get (status, "errors");
     const json_t *first = json_array_get (errors, 0);
@@ -502,7 +562,7 @@ static sb_event_t *
 s_other (const s_change_t *change)
 {
     bool ok = true;
-    sb_event_t *event = s_event_new (change, SB_KIND_MESSAGE, &ok);
+    sb_event_t *event = s_event_new (change, SB_KIND_OTHER, &ok);
     if (!event)
         return NULL;
     s_put_text (&ok, &event->message_type, "unknown");
@@ -544,6 +604,309 @@ s_list_push (s_list_t *list, sb_event_t *event, char *err, size_t err_size)
     return 0;
 }
 
+//  ---------------------------------------------------------------------
+//  The other webhook fields: each its kind (see the note at the top).
+
+//  Longest SDP kept in meta_call.sdp (real offers are a few KiB).
+#define SB_META_SDP_MAX (64 * 1024)
+
+//  An event of kind for one item of a field other than messages: what
+//  every event of the change carries, and the item kept whole.
+static sb_event_t *
+s_item_event (const s_change_t *change, Switchboard__V1__Kind kind, const json_t *item, bool *ok)
+{
+    sb_event_t *event = s_event_new (change, kind, ok);
+    if (event)
+        s_put_detail (ok, event, item);
+    return event;
+}
+
+//  A field's item or value of a shape we do not expect: KIND_OTHER, kept
+//  whole. NULL when out of memory.
+static sb_event_t *
+s_field_other (const s_change_t *change, const json_t *whole)
+{
+    bool ok = true;
+    sb_event_t *event = s_item_event (change, SB_KIND_OTHER, whole, &ok);
+    if (event)
+        s_put_text (&ok, &event->to, change->display_phone);
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  An id Meta writes as a number or a string (message_template_id).
+static void
+s_put_id (bool *ok, char **field, const json_t *id)
+{
+    char text[32];
+    if (json_is_integer (id)) {
+        snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (id));
+        s_put_text (ok, field, text);
+    }
+    else
+        s_put_text (ok, field, json_string_value (id));
+}
+
+//  message_echoes[] item: a message our number sent (the WhatsApp
+//  Business app, a linked device, or the API), from us to the user.
+static sb_event_t *
+s_echo (const s_change_t *change, const json_t *echo)
+{
+    bool ok = true;
+    sb_event_t *event = s_item_event (change, SB_KIND_ECHO, echo, &ok);
+    if (!event)
+        return NULL;
+    const char *type = s_str (echo, "type");
+    const char *from = s_str (echo, "from");
+    s_put_text (&ok, &event->from, from ? from : change->display_phone);
+    s_put (&ok, &event->to, echo, "to");
+    s_put (&ok, &event->provider_id, echo, "id");
+    event->provider_timestamp = s_int (json_object_get (echo, "timestamp"));
+    s_put (&ok, &event->context_id, json_object_get (echo, "context"), "id");
+    s_put_text (&ok, &event->message_type, s_known (type) ? type : "unknown");
+    s_put_body (&ok, event, type, json_object_get (echo, type ? type : ""));
+    s_put_errors (&ok, event, json_object_get (echo, "errors"));
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  The SDP of a call's session, at most SB_META_SDP_MAX bytes, cut before
+//  a UTF-8 continuation byte.
+static void
+s_put_sdp (bool *ok, Switchboard__V1__MetaFieldsCall *call, const json_t *session)
+{
+    const char *sdp = s_str (session, "sdp");
+    s_put (ok, &call->sdp_type, session, "sdp_type");
+    if (!sdp)
+        return;
+    size_t size = strlen (sdp);
+    if (size <= SB_META_SDP_MAX) {
+        s_put_text (ok, &call->sdp, sdp);
+        return;
+    }
+    size = SB_META_SDP_MAX;
+    while (size > 0 && ((unsigned char) sdp[size] & 0xC0) == 0x80)
+        size--;
+    char *cut = sb_scratch_alloc (size + 1);
+    if (!cut) {
+        *ok = false;
+        return;
+    }
+    memcpy (cut, sdp, size);
+    cut[size] = '\0';
+    s_put_text (ok, &call->sdp, cut);
+    sb_scratch_free (cut);
+    call->sdp_truncated = true;
+}
+
+//  calls[] item (connect, terminate), or with status set one statuses[]
+//  item of the calls field (RINGING, ACCEPTED, REJECTED).
+static sb_event_t *
+s_call (const s_change_t *change, const json_t *item, bool status)
+{
+    bool ok = true;
+    sb_event_t *event = s_item_event (change, SB_KIND_CALL, item, &ok);
+    Switchboard__V1__MetaFieldsCall *call = event ? sb_event_meta_call (event) : NULL;
+    if (!call) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    s_put (&ok, &event->provider_id, item, "id");
+    event->provider_timestamp = s_int (json_object_get (item, "timestamp"));
+    s_put (&ok, &call->biz_opaque_callback_data, item, "biz_opaque_callback_data");
+    if (status) {
+        //  The business called the user: from us, to the recipient.
+        s_put_text (&ok, &call->event, "status");
+        s_put (&ok, &event->call_status, item, "status");
+        s_put_text (&ok, &event->from, change->display_phone);
+        s_put (&ok, &event->to, item, "recipient_id");
+    }
+    else {
+        const char *what = s_str (item, "event");
+        const char *outcome = s_str (item, "status");
+        s_put_text (&ok, &call->event, what);
+        s_put_text (&ok, &event->call_status, outcome ? outcome : what);
+        s_put (&ok, &event->from, item, "from");
+        s_put (&ok, &event->to, item, "to");
+        s_put (&ok, &call->direction, item, "direction");
+        s_put_sdp (&ok, call, json_object_get (item, "session"));
+        call->start_time = s_int (json_object_get (item, "start_time"));
+        call->end_time = s_int (json_object_get (item, "end_time"));
+        call->duration = s_int (json_object_get (item, "duration"));
+        const json_t *contact =
+            s_contact_for (json_object_get (change->value, "contacts"), event->from);
+        s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+        s_put (&ok, &event->wa_id, contact, "wa_id");
+    }
+    s_put_errors (&ok, event, json_object_get (item, "errors"));
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  user_preferences[] item: the user (wa_id) stops or resumes marketing.
+static sb_event_t *
+s_preference (const s_change_t *change, const json_t *item)
+{
+    bool ok = true;
+    sb_event_t *event = s_item_event (change, SB_KIND_PREFERENCE, item, &ok);
+    Switchboard__V1__MetaFieldsPreference *pref = event ? sb_event_preference (event) : NULL;
+    if (!pref) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    const char *user = s_str (item, "wa_id");
+    s_put_text (&ok, &event->from, user);
+    s_put_text (&ok, &event->wa_id, user);
+    s_put_text (&ok, &event->to, change->display_phone);
+    event->provider_timestamp = s_int (json_object_get (item, "timestamp"));
+    s_put (&ok, &pref->category, item, "category");
+    s_put (&ok, &pref->value, item, "value");
+    s_put (&ok, &pref->detail, item, "detail");
+    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), user);
+    s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  A template field's value: status, quality, category or components.
+//  The template id is not the provider id: a template approved, rejected
+//  and approved again is three events (unique by content, 0003).
+static sb_event_t *
+s_template (const s_change_t *change)
+{
+    bool ok = true;
+    const json_t *value = change->value;
+    sb_event_t *event = s_item_event (change, SB_KIND_TEMPLATE, value, &ok);
+    Switchboard__V1__MetaFieldsTemplate *item = event ? sb_event_meta_template (event) : NULL;
+    if (!item) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    const char *what = s_str (value, "event");
+    const char *category = s_str (value, "message_template_category");
+    s_put_text (&ok, &item->event, what ? what : s_str (value, "new_quality_score"));
+    s_put_id (&ok, &item->id, json_object_get (value, "message_template_id"));
+    s_put (&ok, &item->name, value, "message_template_name");
+    s_put (&ok, &item->language, value, "message_template_language");
+    s_put (&ok, &item->reason, value, "reason");
+    s_put_text (&ok, &item->category, category ? category : s_str (value, "new_category"));
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  account_alerts (alert_info) or account_update (event).
+static sb_event_t *
+s_account (const s_change_t *change)
+{
+    bool ok = true;
+    const json_t *value = change->value;
+    sb_event_t *event = s_item_event (change, SB_KIND_ACCOUNT, value, &ok);
+    Switchboard__V1__MetaFieldsAccount *item = event ? sb_event_meta_account (event) : NULL;
+    if (!item) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    const json_t *alert = json_object_get (value, "alert_info");
+    const char *what = s_str (value, "event");
+    s_put_text (&ok, &item->event, what ? what : s_str (alert, "alert_type"));
+    s_put (&ok, &item->entity_type, value, "entity_type");
+    s_put (&ok, &item->entity_id, value, "entity_id");
+    s_put (&ok, &item->severity, alert, "alert_severity");
+    s_put (&ok, &item->status, alert, "alert_status");
+    s_put (&ok, &item->description, alert, "alert_description");
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+typedef sb_event_t *(s_item_fn) (const s_change_t *change, const json_t *item);
+
+static sb_event_t *
+s_call_item (const s_change_t *change, const json_t *item)
+{
+    return s_call (change, item, false);
+}
+
+static sb_event_t *
+s_call_status (const s_change_t *change, const json_t *item)
+{
+    return s_call (change, item, true);
+}
+
+//  One event per object of value[key] (fn); a non-object item, or key not
+//  an array, is a KIND_OTHER event kept whole. 0, or -1 with err.
+static int
+s_field_items (s_list_t *list, const s_change_t *change, const char *key, s_item_fn *fn, char *err,
+               size_t err_size)
+{
+    const json_t *items = json_object_get (change->value, key);
+    if (!items)
+        return 0;
+    if (!json_is_array (items))
+        return s_list_push (list, s_field_other (change, change->value), err, err_size);
+    size_t i;
+    json_t *item;
+    json_array_foreach (items, i, item)
+    {
+        sb_event_t *event =
+            json_is_object (item) ? fn (change, item) : s_field_other (change, item);
+        if (s_list_push (list, event, err, err_size))
+            return -1;
+    }
+    return 0;
+}
+
+static bool
+s_is (const char *field, const char *name)
+{
+    return field && strcmp (field, name) == 0;
+}
+
+//  One change of a field other than "messages" into events. 0, or -1 with
+//  err (out of memory or too many events only: never the shape).
+static int
+s_field (s_list_t *list, const char *entry_id, const json_t *change, const char *field, char *err,
+         size_t err_size)
+{
+    json_t *value = json_object_get (change, "value");
+    const json_t *metadata = json_object_get (value, "metadata");
+    s_change_t where = {
+        .entry_id = entry_id,
+        .field = field,
+        .value = value,
+        .account = s_str (metadata, "phone_number_id"),
+        .display_phone = s_str (metadata, "display_phone_number"),
+    };
+    if (!json_is_object (value))
+        return s_list_push (list, s_field_other (&where, change), err, err_size);
+    size_t before = list->count;
+    int rc = 0;
+    if (s_is (field, "message_echoes") || s_is (field, "smb_message_echoes"))
+        rc = s_field_items (list, &where, "message_echoes", s_echo, err, err_size);
+    else if (s_is (field, "calls")) {
+        rc = s_field_items (list, &where, "calls", s_call_item, err, err_size);
+        if (!rc)
+            rc = s_field_items (list, &where, "statuses", s_call_status, err, err_size);
+    }
+    else if (s_is (field, "user_preferences"))
+        rc = s_field_items (list, &where, "user_preferences", s_preference, err, err_size);
+    else if (s_is (field, "message_template_status_update")
+             || s_is (field, "message_template_quality_update")
+             || s_is (field, "message_template_components_update")
+             || s_is (field, "template_category_update"))
+        return s_list_push (list, s_template (&where), err, err_size);
+    else if (s_is (field, "account_alerts") || s_is (field, "account_update"))
+        return s_list_push (list, s_account (&where), err, err_size);
+    if (rc == 0 && list->count == before)
+        rc = s_list_push (list, s_field_other (&where, value), err, err_size);
+    return rc;
+}
+
 //  One changes[] element into events. 0, or -1 with err.
 static int
 s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, size_t c, char *err,
@@ -553,6 +916,9 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
         sb_text_error (err, err_size, "entry[%zu].changes[%zu] is not an object", e, c);
         return -1;
     }
+    const char *field = s_str (change, "field");
+    if (field && strcmp (field, "messages") != 0)
+        return s_field (list, entry_id, change, field, err, err_size);
     json_t *value = json_object_get (change, "value");
     if (!json_is_object (value)) {
         sb_text_error (err, err_size, "entry[%zu].changes[%zu].value is not an object", e, c);

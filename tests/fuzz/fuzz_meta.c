@@ -38,9 +38,15 @@ s_check_event (sb_event_t *event, const uint8_t *data, size_t size)
     SB_FUZZ_CHECK (event);
     SB_FUZZ_CHECK (event->provider == SB_PROVIDER_META);
     SB_FUZZ_CHECK (event->channel == SB_CHANNEL_WHATSAPP);
-    SB_FUZZ_CHECK (event->kind == SB_KIND_MESSAGE || event->kind == SB_KIND_STATUS);
-    if (event->kind == SB_KIND_MESSAGE)
+    //  messages and statuses; the other fields' kinds (a call, an echo, ...)
+    SB_FUZZ_CHECK (event->kind == SB_KIND_MESSAGE || event->kind == SB_KIND_STATUS
+                   || event->kind == SB_KIND_CALL || event->kind == SB_KIND_ECHO
+                   || event->kind == SB_KIND_PREFERENCE || event->kind == SB_KIND_TEMPLATE
+                   || event->kind == SB_KIND_ACCOUNT || event->kind == SB_KIND_OTHER);
+    if (event->kind == SB_KIND_MESSAGE || event->kind == SB_KIND_ECHO)
         SB_FUZZ_CHECK (event->message_type && *event->message_type);
+    if (event->meta_call && event->meta_call->sdp)
+        SB_FUZZ_CHECK (strlen (event->meta_call->sdp) <= 64 * 1024);
     sb_fuzz_event_check (event);
 
     //  As the ingress sends it: with the request attached

@@ -47,15 +47,33 @@ def meta_expected_topics(name):
     import json
     doc = json.loads(sbtest.conformance(name))
     topics = []
+    kinds = {"message_echoes": ("message_echoes", "echo"),
+             "smb_message_echoes": ("message_echoes", "echo"),
+             "user_preferences": ("user_preferences", "preference")}
     for entry in doc["entry"]:
         for change in entry["changes"]:
             value = change["value"]
+            field = change.get("field", "messages")
+            if field in kinds:
+                key, kind = kinds[field]
+                topics += ["sb.v1.meta.whatsapp." + kind] * len(value[key])
+                continue
+            if field == "calls":
+                topics += ["sb.v1.meta.whatsapp.call"] * (
+                    len(value.get("calls", [])) + len(value.get("statuses", [])))
+                continue
+            if field.startswith("message_template") or field == "template_category_update":
+                topics.append("sb.v1.meta.whatsapp.template")
+                continue
+            if field in ("account_alerts", "account_update"):
+                topics.append("sb.v1.meta.whatsapp.account")
+                continue
             msgs = value.get("messages", [])
             sts = value.get("statuses", [])
             topics += ["sb.v1.meta.whatsapp.message"] * len(msgs)
             topics += ["sb.v1.meta.whatsapp.status"] * len(sts)
             if not msgs and not sts:
-                topics.append("sb.v1.meta.whatsapp.message")
+                topics.append("sb.v1.meta.whatsapp.other")
     return topics
 
 

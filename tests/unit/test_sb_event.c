@@ -120,6 +120,49 @@ s_full_event (void)
         CHECK (sb_event_set (&err->details, "details") == 0);
         CHECK (sb_event_set (&err->href, "https://developers.facebook.com/") == 0);
     }
+    //  The Meta webhook fields beyond messages (fields 56-61).
+    Switchboard__V1__MetaFieldsReferral *ref = sb_event_referral (e);
+    CHECK (ref);
+    char **ref_fields[] = {&ref->source_url, &ref->source_id,   &ref->source_type,
+                           &ref->headline,   &ref->body,        &ref->media_type,
+                           &ref->image_url,  &ref->video_url,   &ref->thumbnail_url,
+                           &ref->ctwa_clid,  &ref->welcome_text};
+    for (size_t i = 0; i < sizeof ref_fields / sizeof ref_fields[0]; i++)
+        CHECK (sb_event_set (ref_fields[i], "ad") == 0);
+    Switchboard__V1__MetaFieldsPricing *price = sb_event_pricing (e);
+    CHECK (price);
+    CHECK (sb_event_set (&price->pricing_model, "PMP") == 0);
+    CHECK (sb_event_set (&price->type, "regular") == 0);
+    CHECK (sb_event_set (&price->category, "marketing") == 0);
+    price->billable = true;
+    Switchboard__V1__MetaFieldsCall *call = sb_event_meta_call (e);
+    CHECK (call);
+    CHECK (sb_event_set (&call->event, "terminate") == 0);
+    CHECK (sb_event_set (&call->direction, "USER_INITIATED") == 0);
+    CHECK (sb_event_set (&call->sdp_type, "offer") == 0);
+    CHECK (sb_event_set (&call->sdp, "v=0") == 0);
+    CHECK (sb_event_set (&call->biz_opaque_callback_data, "TRx334DUDFTI4Mj") == 0);
+    call->sdp_truncated = true;
+    call->start_time = 1671644824;
+    call->end_time = 1671644944;
+    call->duration = 120;
+    Switchboard__V1__MetaFieldsTemplate *tpl = sb_event_meta_template (e);
+    CHECK (tpl);
+    char **tpl_fields[] = {&tpl->event,    &tpl->id,     &tpl->name,
+                           &tpl->language, &tpl->reason, &tpl->category};
+    for (size_t i = 0; i < sizeof tpl_fields / sizeof tpl_fields[0]; i++)
+        CHECK (sb_event_set (tpl_fields[i], "REJECTED") == 0);
+    Switchboard__V1__MetaFieldsAccount *acct = sb_event_meta_account (e);
+    CHECK (acct);
+    char **acct_fields[] = {&acct->event,    &acct->entity_type, &acct->entity_id,
+                            &acct->severity, &acct->status,      &acct->description};
+    for (size_t i = 0; i < sizeof acct_fields / sizeof acct_fields[0]; i++)
+        CHECK (sb_event_set (acct_fields[i], "WARNING") == 0);
+    Switchboard__V1__MetaFieldsPreference *pref = sb_event_preference (e);
+    CHECK (pref);
+    CHECK (sb_event_set (&pref->category, "marketing_messages") == 0);
+    CHECK (sb_event_set (&pref->value, "stop") == 0);
+    CHECK (sb_event_set (&pref->detail, "User requested to stop marketing messages") == 0);
     e->provider_timestamp = 1751142888;
     CHECK (sb_event_set (&e->call_status, "in-progress") == 0);
     CHECK (sb_event_set (&e->display_phone_number, "15550783881") == 0);
@@ -501,6 +544,11 @@ s_test_topic (void)
     CHECK_STR (sb_event_kind_name (SB_KIND_STATUS), "status");
     CHECK_STR (sb_event_kind_name (SB_KIND_CALL), "call");
     CHECK_STR (sb_event_kind_name (SB_KIND_GATHER), "gather");
+    CHECK_STR (sb_event_kind_name (SB_KIND_ECHO), "echo");
+    CHECK_STR (sb_event_kind_name (SB_KIND_PREFERENCE), "preference");
+    CHECK_STR (sb_event_kind_name (SB_KIND_TEMPLATE), "template");
+    CHECK_STR (sb_event_kind_name (SB_KIND_ACCOUNT), "account");
+    CHECK_STR (sb_event_kind_name (SB_KIND_OTHER), "other");
     CHECK_STR (sb_event_kind_name (0), "unspecified");
 
     sb_event_t *e = sb_event_new ();

@@ -51,6 +51,17 @@ static const char *s_covered[] = {
     "meta-unknown.json",
     "meta-unsupported.json",
     "meta-video.json",
+    //  The other webhook fields (issue 12).
+    "meta-account-alerts.json",
+    "meta-calls-connect-business.json",
+    "meta-calls-connect.json",
+    "meta-calls-status-ringing.json",
+    "meta-calls-terminate.json",
+    "meta-echo-smb-text.json",
+    "meta-preference-resume.json",
+    "meta-preference-stop.json",
+    "meta-referral-text.json",
+    "meta-template-rejected.json",
 };
 //  Not webhook bodies: API spec, signature vectors, the GET handshake.
 static const char *s_not_bodies[] = {
@@ -790,7 +801,7 @@ s_test_shapes (void)
             "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[]}]}")
         == 0);
 
-    //  A change with neither messages nor statuses is still one event.
+    //  A field of its own (account_update) is one event of its kind.
     const char *other =
         "{\"entry\":[{\"id\":\"102290129340398\",\"changes\":[{\"field\":\"account_update\","
         "\"value\":{\"phone_number\":\"15550783881\",\"event\":\"VERIFIED_ACCOUNT\"}}]}]}";
@@ -798,8 +809,10 @@ s_test_shapes (void)
     char err[128];
     CHECK (sb_meta_normalize (other, strlen (other), &ev, &n, err, sizeof err) == 0 && n == 1);
     if (n == 1) {
-        CHECK (ev[0]->kind == SB_KIND_MESSAGE && ev[0]->provider == SB_PROVIDER_META);
-        CHECK_STR (ev[0]->message_type, "unknown");
+        CHECK (ev[0]->kind == SB_KIND_ACCOUNT && ev[0]->provider == SB_PROVIDER_META);
+        CHECK (ev[0]->meta_account);
+        if (ev[0]->meta_account)
+            CHECK_STR (ev[0]->meta_account->event, "VERIFIED_ACCOUNT");
         CHECK_STR (ev[0]->webhook_field, "account_update");
         CHECK_STR (ev[0]->business_account_id, "102290129340398");
         CHECK_STR (ev[0]->detail_json,
@@ -807,12 +820,13 @@ s_test_shapes (void)
         CHECK (*ev[0]->account == '\0' && *ev[0]->provider_id == '\0');
     }
     sb_meta_events_free (&ev, n);
-    //  Empty messages and statuses arrays: the same.
+    //  Empty messages and statuses arrays: one event of kind other.
     const char *empty =
         "{\"entry\":[{\"changes\":[{\"value\":{\"metadata\":{\"phone_number_id\":\"9\"},"
         "\"messages\":[],\"statuses\":[]}}]}]}";
     CHECK (sb_meta_normalize (empty, strlen (empty), &ev, &n, err, sizeof err) == 0 && n == 1);
     if (n == 1) {
+        CHECK_INT (ev[0]->kind, SB_KIND_OTHER);
         CHECK_STR (ev[0]->message_type, "unknown");
         CHECK_STR (ev[0]->account, "9");
     }
@@ -1004,6 +1018,316 @@ s_test_hostile (void)
     }
 }
 
+//  ---- The other webhook fields (issue 12)
+
+//  A body from a string; 0 with its events, or -1.
+static int
+s_norm (const char *body, sb_event_t ***ev, size_t *n)
+{
+    char err[128];
+    int rc = sb_meta_normalize (body, strlen (body), ev, n, err, sizeof err);
+    if (rc)
+        fprintf (stderr, "%s:%d: refused: %s\n", __FILE__, __LINE__, err);
+    return rc;
+}
+
+static void
+s_test_echo (void)
+{
+    size_t n = 0;
+    sb_event_t **ev = s_normalize_file ("meta-echo-smb-text.json", 1, &n);
+    if (n == 1) {
+        sb_event_t *e = ev[0];
+        CHECK_INT (e->kind, SB_KIND_ECHO);
+        CHECK_STR (e->webhook_field, "smb_message_echoes");
+        CHECK_STR (e->provider_id, WAMID_B);
+        CHECK_STR (e->from, "15550783881");
+        CHECK_STR (e->to, "+16505551234");
+        CHECK_STR (e->message_type, "text");
+        CHECK_STR (e->text, "Here's the info you requested! https://www.meta.com/quest/quest-3/");
+        CHECK_INT (e->provider_timestamp, 1739321024);
+        CHECK_STR (e->account, "106540352242922");
+        char topic[64];
+        CHECK (sb_event_topic (e, topic, sizeof topic) > 0);
+        CHECK_STR (topic, "sb.v1.meta.whatsapp.echo");
+    }
+    sb_meta_events_free (&ev, n);
+    //  The field message_echoes (API echoes) is the same shape; an item that
+    //  is not an object is kept as kind other, the others still echo.
+    const char *api = "{\"entry\":[{\"changes\":[{\"field\":\"message_echoes\",\"value\":{"
+                      "\"message_echoes\":[{\"from\":\"1\",\"to\":\"2\",\"id\":\"wamid.E\","
+                      "\"type\":\"image\",\"image\":{\"id\":\"m1\",\"caption\":\"c\"}},7]}}]}]}";
+    if (s_norm (api, &ev, &n) == 0 && n == 2) {
+        CHECK_INT (ev[0]->kind, SB_KIND_ECHO);
+        CHECK (ev[0]->n_media == 1);
+        CHECK_STR (ev[0]->text, "c");
+        CHECK_INT (ev[1]->kind, SB_KIND_OTHER);
+        CHECK_STR (ev[1]->detail_json, "7");
+    }
+    else
+        CHECK (!"message_echoes gave two events");
+    sb_meta_events_free (&ev, n);
+}
+
+static void
+s_test_calls (void)
+{
+    size_t n = 0;
+    sb_event_t **ev = s_normalize_file ("meta-calls-connect.json", 1, &n);
+    if (n == 1) {
+        sb_event_t *e = ev[0];
+        CHECK_INT (e->kind, SB_KIND_CALL);
+        CHECK_STR (e->provider_id, "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh");
+        CHECK_STR (e->call_status, "connect");
+        CHECK_STR (e->from, "13175551399");
+        CHECK_STR (e->to, "16315553601");
+        CHECK (e->meta_call);
+        if (e->meta_call) {
+            CHECK_STR (e->meta_call->event, "connect");
+            CHECK_STR (e->meta_call->sdp_type, "offer");
+            CHECK_STR (e->meta_call->sdp, "<<RFC 8866 SDP>>");
+            CHECK (!e->meta_call->sdp_truncated);
+        }
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-calls-terminate.json", 1, &n);
+    if (n == 1 && ev[0]->meta_call) {
+        CHECK_STR (ev[0]->call_status, "COMPLETED");
+        CHECK_STR (ev[0]->meta_call->event, "terminate");
+        CHECK_STR (ev[0]->meta_call->direction, "USER_INITIATED");
+        CHECK_INT (ev[0]->meta_call->start_time, 1671644824);
+        CHECK_INT (ev[0]->meta_call->end_time, 1671644944);
+        CHECK_INT (ev[0]->meta_call->duration, 120);
+    }
+    else
+        CHECK (!"terminate");
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-calls-connect-business.json", 1, &n);
+    if (n == 1 && ev[0]->meta_call) {
+        CHECK_STR (ev[0]->meta_call->direction, "BUSINESS_INITIATED");
+        CHECK_STR (ev[0]->meta_call->sdp_type, "answer");
+        CHECK_STR (ev[0]->meta_call->biz_opaque_callback_data, "TRx334DUDFTI4Mj");
+    }
+    else
+        CHECK (!"business connect");
+    sb_meta_events_free (&ev, n);
+    //  A call status is a call event, not a message status.
+    ev = s_normalize_file ("meta-calls-status-ringing.json", 1, &n);
+    if (n == 1) {
+        CHECK_INT (ev[0]->kind, SB_KIND_CALL);
+        CHECK (ev[0]->status == NULL);
+        CHECK_STR (ev[0]->call_status, "RINGING");
+        CHECK_STR (ev[0]->to, "12185552828");
+        CHECK_STR (ev[0]->from, "13175551399");
+    }
+    sb_meta_events_free (&ev, n);
+    //  An SDP over the cap is cut, on a UTF-8 boundary, and said to be.
+    size_t big = 70 * 1024;
+    char *body = malloc (big + 256);
+    CHECK (body);
+    if (!body)
+        return;
+    int head = snprintf (body, 256,
+                         "{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"calls\":[{"
+                         "\"id\":\"wacid.X\",\"event\":\"connect\",\"session\":{\"sdp\":\"");
+    size_t at = (size_t) head;
+    for (size_t i = 0; i < big / 2; i++) {
+        body[at++] = '\xC3';  //  é, two bytes
+        body[at++] = '\xA9';
+    }
+    memcpy (body + at, "\"}}]}}]}]}", 11);
+    if (s_norm (body, &ev, &n) == 0 && n == 1 && ev[0]->meta_call) {
+        CHECK (ev[0]->meta_call->sdp_truncated);
+        CHECK_INT (strlen (ev[0]->meta_call->sdp), 64 * 1024);
+        CHECK (strstr (ev[0]->meta_call->sdp, "\xEF\xBF\xBD") == NULL);  //  no U+FFFD
+    }
+    else
+        CHECK (!"big sdp");
+    sb_meta_events_free (&ev, n);
+    free (body);
+}
+
+static void
+s_test_preference (void)
+{
+    size_t n = 0;
+    sb_event_t **ev = s_normalize_file ("meta-preference-stop.json", 1, &n);
+    if (n == 1 && ev[0]->preference) {
+        CHECK_INT (ev[0]->kind, SB_KIND_PREFERENCE);
+        CHECK_STR (ev[0]->from, "16505551234");
+        CHECK_STR (ev[0]->profile_name, "Sheena Nelson");
+        CHECK_STR (ev[0]->preference->value, "stop");
+        CHECK_STR (ev[0]->preference->category, "marketing_messages");
+        CHECK_STR (ev[0]->preference->detail, "User requested to stop marketing messages");
+        CHECK_INT (ev[0]->provider_timestamp, 1739321024);
+    }
+    else
+        CHECK (!"preference stop");
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-preference-resume.json", 1, &n);
+    if (n == 1 && ev[0]->preference)
+        CHECK_STR (ev[0]->preference->value, "resume");
+    sb_meta_events_free (&ev, n);
+}
+
+static void
+s_test_template_account (void)
+{
+    size_t n = 0;
+    sb_event_t **ev = s_normalize_file ("meta-template-rejected.json", 1, &n);
+    if (n == 1 && ev[0]->meta_template) {
+        CHECK_INT (ev[0]->kind, SB_KIND_TEMPLATE);
+        CHECK_STR (ev[0]->meta_template->event, "REJECTED");
+        CHECK_STR (ev[0]->meta_template->id, "1689556908129832");  //  a JSON number
+        CHECK_STR (ev[0]->meta_template->name, "order_confirmation");
+        CHECK_STR (ev[0]->meta_template->language, "en-US");
+        CHECK_STR (ev[0]->meta_template->reason, "INVALID_FORMAT");
+        CHECK_STR (ev[0]->meta_template->category, "MARKETING");
+        CHECK (*ev[0]->provider_id == '\0');  //  unique by content (0003)
+    }
+    else
+        CHECK (!"template");
+    sb_meta_events_free (&ev, n);
+    //  The quality update: event from new_quality_score.
+    const char *quality =
+        "{\"entry\":[{\"changes\":[{\"field\":\"message_template_quality_update\","
+        "\"value\":{\"previous_quality_score\":\"GREEN\",\"new_quality_score\":"
+        "\"YELLOW\",\"message_template_id\":\"806312974732579\"}}]}]}";
+    if (s_norm (quality, &ev, &n) == 0 && n == 1 && ev[0]->meta_template) {
+        CHECK_STR (ev[0]->meta_template->event, "YELLOW");
+        CHECK_STR (ev[0]->meta_template->id, "806312974732579");
+    }
+    else
+        CHECK (!"quality");
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-account-alerts.json", 1, &n);
+    if (n == 1 && ev[0]->meta_account) {
+        CHECK_INT (ev[0]->kind, SB_KIND_ACCOUNT);
+        CHECK_STR (ev[0]->meta_account->event, "INCREASED_CAPABILITIES_ELIGIBILITY_DEFERRED");
+        CHECK_STR (ev[0]->meta_account->severity, "WARNING");
+        CHECK_STR (ev[0]->meta_account->status, "ACTIVE");
+        CHECK_STR (ev[0]->meta_account->entity_type, "BUSINESS");
+    }
+    else
+        CHECK (!"account alerts");
+    sb_meta_events_free (&ev, n);
+}
+
+static void
+s_test_referral_pricing (void)
+{
+    size_t n = 0;
+    sb_event_t **ev = s_normalize_file ("meta-referral-text.json", 1, &n);
+    if (n == 1 && ev[0]->referral) {
+        CHECK_INT (ev[0]->kind, SB_KIND_MESSAGE);
+        CHECK_STR (ev[0]->text, "Does it come in another color?");
+        CHECK_STR (ev[0]->referral->source_type, "ad");
+        CHECK_STR (ev[0]->referral->source_id, "120226305854810726");
+        CHECK_STR (ev[0]->referral->source_url, "https://fb.me/3cr4Wqqkv");
+        CHECK_STR (ev[0]->referral->headline, "Chat with us");
+        CHECK_STR (ev[0]->referral->body, "Summer sale: 20% off");
+        CHECK_STR (ev[0]->referral->media_type, "image");
+        CHECK (strncmp (ev[0]->referral->image_url, "https://scontent", 16) == 0);
+        CHECK (strncmp (ev[0]->referral->ctwa_clid, "ARAkLkA8", 8) == 0);
+        CHECK_STR (ev[0]->referral->welcome_text, "Hi! How can we help?");
+    }
+    else
+        CHECK (!"referral");
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-status-sent.json", 1, &n);
+    if (n == 1 && ev[0]->pricing) {
+        CHECK_STR (ev[0]->pricing->pricing_model, "PMP");
+        CHECK_STR (ev[0]->pricing->type, "regular");
+        CHECK_STR (ev[0]->pricing->category, "marketing");
+        CHECK (ev[0]->pricing->billable);
+    }
+    else
+        CHECK (!"pricing");
+    sb_meta_events_free (&ev, n);
+    //  Every entry of errors[] is kept, not only the first.
+    const char *errs =
+        "{\"entry\":[{\"changes\":[{\"field\":\"messages\",\"value\":{\"statuses\":[{"
+        "\"id\":\"wamid.F\",\"status\":\"failed\",\"recipient_id\":\"1\",\"errors\":["
+        "{\"code\":131049,\"title\":\"a\"},{\"code\":131026,\"title\":\"b\","
+        "\"error_data\":{\"details\":\"d\"}}]}]}}]}]}";
+    if (s_norm (errs, &ev, &n) == 0 && n == 1 && ev[0]->n_errors == 2) {
+        CHECK_INT (ev[0]->errors[0]->code, 131049);
+        CHECK_INT (ev[0]->errors[1]->code, 131026);
+        CHECK_STR (ev[0]->errors[1]->details, "d");
+        CHECK_STR (ev[0]->status->error_code, "131049");
+    }
+    else
+        CHECK (!"two errors");
+    sb_meta_events_free (&ev, n);
+}
+
+//  Valid JSON of shapes we do not expect in the other fields: events of
+//  kind other (or the field's kind with empty fields), never a refusal.
+static void
+s_test_fields_hostile (void)
+{
+    static const struct {
+        const char *body;
+        size_t count;
+        int kind;
+    } cases[] = {
+        //  an unknown field, kept whole
+        {"{\"entry\":[{\"changes\":[{\"field\":\"history\",\"value\":{\"history\":[{\"a\":1}]}}]}]"
+         "}",
+         1, SB_KIND_OTHER},
+        //  value not an object
+        {"{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":[1,2]}]}]}", 1, SB_KIND_OTHER},
+        {"{\"entry\":[{\"changes\":[{\"field\":\"account_update\",\"value\":\"x\"}]}]}", 1,
+         SB_KIND_OTHER},
+        //  the list not an array
+        {"{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"calls\":{\"id\":1}}}]}]}", 1,
+         SB_KIND_OTHER},
+        {"{\"entry\":[{\"changes\":[{\"field\":\"smb_message_echoes\",\"value\":"
+         "{\"message_echoes\":\"no\"}}]}]}",
+         1, SB_KIND_OTHER},
+        //  no list at all
+        {"{\"entry\":[{\"changes\":[{\"field\":\"user_preferences\",\"value\":{}}]}]}", 1,
+         SB_KIND_OTHER},
+        //  missing ids and wrong types inside an item: the kind, fields empty
+        {"{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"calls\":[{\"event\":5,"
+         "\"session\":[],\"duration\":\"x\"}],\"statuses\":[{}]}}]}]}",
+         2, SB_KIND_CALL},
+        {"{\"entry\":[{\"changes\":[{\"field\":\"message_template_status_update\",\"value\":"
+         "{\"event\":[],\"message_template_id\":{}}}]}]}",
+         1, SB_KIND_TEMPLATE},
+        {"{\"entry\":[{\"changes\":[{\"field\":\"user_preferences\",\"value\":"
+         "{\"user_preferences\":[{\"wa_id\":1,\"value\":null}]}}]}]}",
+         1, SB_KIND_PREFERENCE},
+        //  a field name that is not a string: as before (a messages change)
+        {"{\"entry\":[{\"changes\":[{\"field\":3,\"value\":{}}]}]}", 1, SB_KIND_OTHER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sb_event_t **ev = NULL;
+        size_t n = 0;
+        if (s_norm (cases[i].body, &ev, &n) != 0 || n != cases[i].count) {
+            fprintf (stderr, "%s:%d: case %zu gave %zu events\n", __FILE__, __LINE__, i, n);
+            s_failures++;
+        }
+        else {
+            CHECK_INT (ev[0]->kind, cases[i].kind);
+            CHECK (*ev[0]->detail_json != '\0');
+            CHECK (*ev[0]->provider_id == '\0');
+        }
+        sb_meta_events_free (&ev, n);
+    }
+}
+
+static void
+s_test_fields (void)
+{
+    s_test_echo ();
+    s_test_calls ();
+    s_test_preference ();
+    s_test_template_account ();
+    s_test_referral_pricing ();
+    s_test_fields_hostile ();
+}
+
 static void
 s_test_all (void)
 {
@@ -1023,6 +1347,7 @@ s_test_all (void)
     s_test_malformed ();
     s_test_shapes ();
     s_test_hostile ();
+    s_test_fields ();
 }
 
 //  Every covered file gives the same encoded events inside a scratch as

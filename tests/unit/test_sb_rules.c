@@ -654,7 +654,7 @@ s_test_load_errors (void)
                   "t.yaml:3: forward: expected a mapping, got a scalar");
     s_load_error ("rules:\n  - name: a\n    match:\n      kind: gathr\n    none: true\n",
                   "t.yaml:4: kind: unknown value 'gathr' (expected one of: any, message, status, "
-                  "call, gather)");
+                  "call, gather, echo, preference, template, account, other)");
     s_load_error ("rules:\n  - name: a\n    match:\n      channel:\n        - sms\n        - fax\n"
                   "    none: true\n",
                   "t.yaml:6: channel: unknown value 'fax' (expected one of: any, sms, whatsapp, "
@@ -932,6 +932,49 @@ s_test_files (void)
 }
 
 //  The shipped example decides as its comments say.
+//  Meta's other webhook fields: each kind by name, and the text a rule
+//  reads for it (the template's or account's event, the preference's
+//  value, the call's stage).
+static void
+s_test_meta_kinds (void)
+{
+    char err[256] = "";
+    sb_rules_t *rules = sb_rules_load_string (
+        "rules:\n"
+        "  - { name: tpl, match: { kind: template, text: { exact: REJECTED } }, none: true }\n"
+        "  - { name: acct, match: { kind: account, text: { prefix: INCREASED_ } }, none: true }\n"
+        "  - { name: stop, match: { kind: preference, text: { keyword: stop } }, none: true }\n"
+        "  - { name: ring, match: { kind: call, text: { exact: RINGING } }, none: true }\n"
+        "  - { name: any-echo, match: { kind: [echo, other] }, none: true }\n",
+        "k.yaml", err, sizeof err);
+    CHECK (rules);
+    if (!rules) {
+        fprintf (stderr, "%s\n", err);
+        return;
+    }
+    sb_event_t *e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_TEMPLATE, NULL);
+    sb_event_set (&sb_event_meta_template (e)->event, "REJECTED");
+    s_expect (rules, e, SB_RULE_NONE, "tpl", NULL);
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_ACCOUNT, NULL);
+    sb_event_set (&sb_event_meta_account (e)->event, "INCREASED_CAPABILITIES_ELIGIBILITY_DEFERRED");
+    s_expect (rules, e, SB_RULE_NONE, "acct", NULL);
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_PREFERENCE, NULL);
+    sb_event_set (&sb_event_preference (e)->value, "Stop");
+    s_expect (rules, e, SB_RULE_NONE, "stop", NULL);
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_CALL, NULL);
+    sb_event_meta_call (e);
+    sb_event_set (&e->call_status, "RINGING");
+    s_expect (rules, e, SB_RULE_NONE, "ring", NULL);
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_ECHO, "hi");
+    s_expect (rules, e, SB_RULE_NONE, "any-echo", NULL);
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_OTHER, NULL);
+    s_expect (rules, e, SB_RULE_NONE, "any-echo", NULL);
+    //  A message is none of these.
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_MESSAGE, "REJECTED");
+    s_expect (rules, e, SB_RULE_NONE, NULL, NULL);
+    sb_rules_destroy (&rules);
+}
+
 static void
 s_test_example (void)
 {
@@ -942,7 +985,7 @@ s_test_example (void)
         s_failures++;
         return;
     }
-    CHECK (sb_rules_count (rules) == 5);
+    CHECK (sb_rules_count (rules) == 6);
 
     //  The keyword menu, on SMS and WhatsApp, any case and spacing
     const char *menu = "Reply HOURS for our opening hours, or ADDRESS for where to find us.";
@@ -988,6 +1031,25 @@ s_test_example (void)
     s_expect_sms (rules, "482913", SB_RULE_REPLY, "echo",
                   "Thanks for your message! We received: 482913");
 
+    //  A template Meta rejected: published, no reply; approved: nothing.
+    for (int i = 0; i < 2; i++) {
+        event = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_TEMPLATE, NULL);
+        sb_event_set (&sb_event_meta_template (event)->event, i ? "APPROVED" : "REJECTED");
+        CHECK (sb_rules_decide (rules, event, &decision) == 0);
+        CHECK (decision.action == SB_RULE_NONE);
+        if (i)
+            CHECK (decision.rule == NULL && !decision.publish);
+        else {
+            CHECK_STR (decision.rule, "template-rejected");
+            CHECK (decision.publish);
+        }
+        sb_rule_decision_clear (&decision);
+        sb_event_destroy (&event);
+    }
+    //  An echo, with a text that every message rule would answer: no rule.
+    event = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_ECHO, "menu");
+    s_expect (rules, event, SB_RULE_NONE, NULL, NULL);
+
     //  Statuses and calls: nothing
     s_expect (rules, s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_SMS, SB_KIND_STATUS, NULL),
               SB_RULE_NONE, NULL, NULL);
@@ -1016,6 +1078,7 @@ main (void)
     s_test_hostile ();
     s_test_files ();
     s_test_example ();
+    s_test_meta_kinds ();
     if (s_failures) {
         fprintf (stderr, "test_sb_rules: %d failure(s)\n", s_failures);
         return 1;

@@ -1069,6 +1069,16 @@ static const char *s_rules_yaml =
     "opt_out: [STOP, UNSUBSCRIBE]\n"
     "opt_in: [START]\n"
     "rules:\n"
+    "  - name: template-rejected\n"
+    "    match:\n"
+    "      kind: template\n"
+    "      text: { keyword: rejected }\n"
+    "    forward: { url: \"http://127.0.0.1:9/notify\" }\n"
+    "  - name: template-reply\n"
+    "    match:\n"
+    "      kind: template\n"
+    "      text: { keyword: approved }\n"
+    "    reply: \"never sent\"\n"
     "  - name: bot\n"
     "    match:\n"
     "      text: { prefix: \"bot \" }\n"
@@ -1082,6 +1092,169 @@ static const char *s_rules_yaml =
     "      kind: message\n"
     "      text: { any: true }\n"
     "    reply: \"Echo: {text}\"\n";
+
+//  ---- Meta's other webhook fields (0006_meta_fields.sql)
+
+//  A Meta reply to `to`, queued, claimed: its outbox id.
+static int64_t
+s_meta_reply_claimed (sb_store_t *store, const char *to)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t id = s_int ("INSERT INTO outbox (kind, provider, channel, account, from_addr, to_addr,"
+                        " body) VALUES ('reply', 'meta', 'whatsapp', '106540352242922',"
+                        " '15550783881', $1, 'hi') RETURNING id",
+                        to, NULL);
+    char sid[24];
+    snprintf (sid, sizeof sid, "%" PRId64, id);
+    s_exec ("INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, body,"
+            " status, status_rank, outbox_id, event_id)"
+            " VALUES ('outbound', 'meta', 'whatsapp', $1, '15550783881', 'hi', 'queued', 1, $2,"
+            " 4242)",
+            to, sid, NULL);
+    CHECK_INT (s_claim_count (store), 1);
+    return id;
+}
+
+static sb_event_t *
+s_echo (const char *wamid, const char *to, const char *text)
+{
+    sb_event_t *e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_ECHO, wamid,
+                             "15550783881", to, text);
+    sb_event_set (&e->message_type, "text");
+    return e;
+}
+
+static int64_t
+s_outbound_rows (const char *to)
+{
+    return s_int ("SELECT count(*) FROM messages WHERE contact_addr = $1"
+                  " AND direction = 'outbound'",
+                  to, NULL);
+}
+
+static void
+test_meta_fields (sb_store_t *store, const sb_rules_t *rules)
+{
+    sb_store_policy_t policy = {.rules = rules};
+    //  An echo of a message sent from the app: one outbound message,
+    //  never inbound, never answered (the rules reply to every message),
+    //  and the contact's window stays shut.
+    sb_event_t *e = s_echo ("wamid.ECHOAPP", "16505550001", "from the app");
+    sb_store_stats_t st = s_write (store, &e, 1, &policy);
+    CHECK_INT (st.replies, 0);
+    CHECK_INT (s_outbound_rows ("16505550001"), 1);
+    CHECK_STR (s_text ("SELECT origin || '/' || status || '/' || body FROM messages"
+                       " WHERE provider_id = 'wamid.ECHOAPP'",
+                       NULL),
+               "echo/sent/from the app");
+    CHECK_INT (s_int ("SELECT count(*) FROM messages WHERE contact_addr = '16505550001'"
+                      " AND direction = 'inbound'",
+                      NULL),
+               0);
+    CHECK_INT (s_int ("SELECT count(*) FROM outbox WHERE to_addr = '16505550001'", NULL), 0);
+    CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address = '16505550001'", NULL), 0);
+    //  The same echo again (Meta's retry, or a replay): still one.
+    sb_event_t *again = s_copy (e, ++s_seq);
+    sb_event_set (&again->provider_id, "wamid.ECHOAPP");
+    s_write (store, &again, 1, &policy);
+    CHECK_INT (s_outbound_rows ("16505550001"), 1);
+    sb_event_destroy (&again);
+    sb_event_destroy (&e);
+
+    //  Our own send, its answer first, then its echo: one outbound message.
+    int64_t a = s_meta_reply_claimed (store, "16505550002");
+    sb_send_result_t r = s_result (a, SB_OUTBOX_REPLY, SB_SEND_SENT, "wamid.SENT1", NULL, NULL);
+    s_record (store, &r, 5);
+    e = s_echo ("wamid.SENT1", "16505550002", "hi");
+    s_write (store, &e, 1, &policy);
+    sb_event_destroy (&e);
+    CHECK_INT (s_outbound_rows ("16505550002"), 1);
+    char sid[24];
+    snprintf (sid, sizeof sid, "%" PRId64, a);
+    CHECK_STR (s_text ("SELECT provider_id || '/' || origin FROM messages WHERE outbox_id = $1",
+                       sid, NULL),
+               "wamid.SENT1/");
+
+    //  Its echo first, then the answer: still one, the echo's row now ours
+    //  (its outbox row and the event it answered), with its status.
+    int64_t b = s_meta_reply_claimed (store, "16505550003");
+    e = s_echo ("wamid.SENT2", "16505550003", "hi");
+    s_write (store, &e, 1, &policy);
+    sb_event_destroy (&e);
+    CHECK_INT (s_outbound_rows ("16505550003"), 2);  //  the echo, our queued one
+    sb_event_t *delivered = s_status (SB_PROVIDER_META, "wamid.SENT2", "delivered", "");
+    s_write (store, &delivered, 1, NULL);
+    sb_event_destroy (&delivered);
+    r = s_result (b, SB_OUTBOX_REPLY, SB_SEND_SENT, "wamid.SENT2", NULL, NULL);
+    s_record (store, &r, 5);
+    CHECK_INT (s_outbound_rows ("16505550003"), 1);
+    snprintf (sid, sizeof sid, "%" PRId64, b);
+    CHECK_STR (s_text ("SELECT provider_id || '/' || origin || '/' || status || '/' || event_id"
+                       " FROM messages WHERE outbox_id = $1",
+                       sid, NULL),
+               "wamid.SENT2/echo/delivered/4242");
+    CHECK_STR (s_outbox (b, "state"), "sent");
+
+    //  Marketing preferences: recorded on the contact, the newest by Meta's
+    //  time winning whatever the order they arrive in.
+    sb_event_t *p[2];
+    for (int i = 0; i < 2; i++) {
+        p[i] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_PREFERENCE, "",
+                        "16505550004", "15550783881", NULL);
+        sb_event_set (&sb_event_preference (p[i])->value, i ? "resume" : "stop");
+        p[i]->provider_timestamp = i ? 1731705721 : 1739321024;  //  the resume is older
+        //  As the ingress writes it: the item whole (an event without a
+        //  provider id is unique by it, 0003_content_key.sql).
+        sb_event_set (&p[i]->detail_json, i ? "{\"value\":\"resume\",\"timestamp\":1731705721}"
+                                            : "{\"value\":\"stop\",\"timestamp\":1739321024}");
+    }
+    s_write (store, &p[0], 1, &policy);
+    s_write (store, &p[1], 1, &policy);
+    CHECK_STR (s_text ("SELECT marketing_preference || '/' || extract (epoch FROM"
+                       " marketing_preference_at)::bigint || '/' || opted_out || '/' ||"
+                       " (last_inbound_at IS NULL) FROM contacts WHERE address = '16505550004'",
+                       NULL),
+               "stop/1739321024/false/true");
+    p[1]->provider_timestamp = 1739321999;  //  now newer: it wins
+    sb_event_set (&p[1]->detail_json, "{\"value\":\"resume\",\"timestamp\":1739321999}");
+    sb_event_t *newer = s_copy (p[1], ++s_seq);
+    s_write (store, &newer, 1, &policy);
+    CHECK_STR (
+        s_text ("SELECT marketing_preference FROM contacts WHERE address = '16505550004'", NULL),
+        "resume");
+    sb_event_destroy (&newer);
+    s_free_all (p, 2);
+
+    //  A template rejection: the rule forwards it (a notification); an
+    //  approval matches no rule; a reply rule for a template queues
+    //  nothing (nobody to answer).
+    const char *names[] = {"REJECTED", "APPROVED"};
+    for (int i = 0; i < 2; i++) {
+        e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_TEMPLATE, "", "", "", NULL);
+        sb_event_set (&sb_event_meta_template (e)->event, names[i]);
+        sb_event_set (&sb_event_meta_template (e)->name, "order_confirmation");
+        sb_event_set (&e->detail_json, i ? "{\"event\":\"APPROVED\"}" : "{\"event\":\"REJECTED\"}");
+        st = s_write (store, &e, 1, &policy);
+        CHECK_INT (st.replies, i ? 0 : 1);
+        sb_event_destroy (&e);
+    }
+    CHECK_INT (s_int ("SELECT count(*) FROM outbox WHERE rule = 'template-rejected'"
+                      " AND kind = 'forward' AND state = 'pending' AND to_addr = ''"
+                      " AND event_json LIKE '%REJECTED%'",
+                      NULL),
+               1);
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE kind = 'template'", NULL), 2);
+    //  A Meta call is no inbound message: no contact, no reply.
+    e = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_CALL, "wacid.X1", "16505550005",
+                 "15550783881", NULL);
+    sb_event_set (&e->call_status, "connect");
+    st = s_write (store, &e, 1, &policy);
+    CHECK_INT (st.replies, 0);
+    CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address = '16505550005'", NULL), 0);
+    CHECK_STR (s_text ("SELECT status FROM events WHERE provider_id = 'wacid.X1'", NULL),
+               "connect");
+    sb_event_destroy (&e);
+}
 
 static int64_t
 s_outbox_count (const char *to, const char *state)
@@ -1675,6 +1848,7 @@ main (void)
         CHECK (rules != NULL);
         if (rules) {
             test_rules (store, rules);
+            test_meta_fields (store, rules);
             test_request_bodies (store, rules);
             test_failures (store, rules);
             test_large_batch (store, rules, "SMbigrules");

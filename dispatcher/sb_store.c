@@ -67,6 +67,22 @@
     message we do not know yet is kept in events only; sb_store_record
     applies it when the send that produced that provider id is recorded.
 
+    Identities (0005_contact_identities.sql). A contact is found by any
+    identifier it was seen with: its phone number, its business-scoped
+    user id (BSUID), its parent BSUID (contact_identities). Round trip 1
+    locks the contacts the batch's senders and their user ids name
+    (s_contacts_lock_sql by identity); s_identity_link then makes the
+    ids of one event one contact: a sender's phone and BSUID already two
+    contacts merge into the phone's, a known BSUID seen first with a phone
+    moves to the phone (Meta asks businesses to send to phone numbers when
+    they have them). A change-of-number or change-of-id system message
+    moves the contact, with its messages, opt-out and window, to the new
+    identifier and forgets the old one. Round trip 2 runs the moves first
+    (sb_contact_moves, in batch order), then the upserts, then the
+    identity rows (s_identities_sql, at most SB_STORE_IDENTITIES_MAX per
+    contact). A reply goes to the contact's address: a phone number or a
+    BSUID, which the sender puts in "recipient" (sb_sender).
+
     Limits. seq is stored as bigint.
 */
 #include "sb_store_internal.h"
@@ -80,6 +96,7 @@
 
 #include <openssl/evp.h>
 
+#include "sb_bsuid.h"
 #include "sb_text.h"
 #include "sb_time.h"
 
@@ -169,14 +186,47 @@ static const char s_bodies_get_sql[] =
 enum { CK_PROVIDER, CK_CHANNEL, CK_ADDRESS, CK_COLS };
 static const uint32_t s_contact_key_oids[CK_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
                                                      SB_PGARRAY_OID_TEXT};
+//  Keys are identities (a sender's address, its user ids); a contact
+//  without an identity row (written by older code) is found by address.
+//  Returns the identity asked for and the contact's address and state.
 static const char s_contacts_lock_sql[] =
-    "SELECT c.provider, c.channel, c.address, c.opted_out,"
-    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0)"
-    " FROM contacts c"
-    " JOIN unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
-    " ON c.provider = k.provider AND c.channel = k.channel AND c.address = k.address"
+    "SELECT k.provider, k.channel, k.address, c.opted_out,"
+    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0), c.address"
+    " FROM unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
+    " LEFT JOIN contact_identities i"
+    " ON i.provider = k.provider AND i.channel = k.channel AND i.identity = k.address"
+    " JOIN contacts c ON c.provider = k.provider AND c.channel = k.channel"
+    " AND c.address = COALESCE (i.address, k.address)"
     " ORDER BY c.provider, c.channel, c.address"
     " FOR UPDATE OF c";
+
+//  Contact moves and merges (sb_contact_moves, 0005), in batch order.
+enum { MV_PROVIDER, MV_CHANNEL, MV_OLD, MV_NEW, MV_FORGET, MV_COLS };
+static const uint32_t s_moves_oids[MV_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_BOOL};
+static const char s_moves_sql[] = "SELECT sb_contact_moves ($1::text[], $2::text[], $3::text[],"
+                                  " $4::text[], $5::bool[])";
+
+//  contact_identities: each identifier of the batch's contacts, the last
+//  of the batch winning, at most SB_STORE_IDENTITIES_MAX per contact.
+#define SB_STORE_IDENTITIES_MAX 16
+enum { ID_PROVIDER, ID_CHANNEL, ID_IDENTITY, ID_ADDRESS, ID_COLS };
+static const uint32_t s_identities_oids[ID_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                                    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
+#define S_STR2(x) #x
+#define S_STR(x) S_STR2 (x)
+static const char s_identities_sql[] =
+    "INSERT INTO contact_identities AS t (provider, channel, identity, address)"
+    " SELECT DISTINCT ON (u.provider, u.channel, u.identity)"
+    " u.provider, u.channel, u.identity, u.address"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+    " AS u (provider, channel, identity, address, ord)"
+    " WHERE (SELECT count (*) FROM contact_identities x WHERE x.provider = u.provider"
+    " AND x.channel = u.channel AND x.address = u.address) < " S_STR (
+        SB_STORE_IDENTITIES_MAX) " ORDER BY u.provider, u.channel, u.identity, u.ord DESC"
+                                 " ON CONFLICT (provider, channel, identity) DO UPDATE SET address "
+                                 "= EXCLUDED.address";
 
 //  contacts: their state after the batch (computed in C from the state
 //  above and the batch's new events).
@@ -302,7 +352,8 @@ const sb_store_statement_t sb_store_write_statements[] = {
     {"sb_contacts", s_contacts_sql},     {"sb_messages", s_messages_sql},
     {"sb_outbox", s_outbox_sql},         {"sb_status", s_status_sql},
     {"sb_cursor", s_cursor_sql},         {"sb_bodies", s_bodies_sql},
-    {"sb_bodies_get", s_bodies_get_sql}, {NULL, NULL},
+    {"sb_bodies_get", s_bodies_get_sql}, {"sb_moves", s_moves_sql},
+    {"sb_identities", s_identities_sql}, {NULL, NULL},
 };
 
 //  ---------------------------------------------------------------------
@@ -317,6 +368,8 @@ typedef struct {
     int64_t last_inbound_ms;   //  before the batch, then with the batch's events (0 = never)
     bool opted_out;            //  before the batch, then with the batch's events
     bool touched;              //  a new event of the batch changed it
+    size_t rep;                //  the entry that stands for its contact (itself, or merged away)
+    char *stored;              //  the contact's address in contacts, when it is one (owned)
 } s_contact_t;
 
 //  One event of the batch.
@@ -325,6 +378,8 @@ typedef struct {
     int64_t id;        //  events.id when fresh
     size_t contact;    //  index in contacts, or SIZE_MAX
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most SB_STORE_KEY_MAX)
+    char *user_id;     //  inbound: its BSUID when not its address, as stored (or NULL)
+    size_t user;       //  index in contacts of user_id, or SIZE_MAX
     bool has_body;     //  its request had a raw body: body_sha256 is its hash
     bool inline_body;  //  a request of one event: its body stays in the payload
     uint8_t body_sha256[SB_EVENT_SHA256_SIZE];  //  request_bodies key
@@ -361,6 +416,10 @@ typedef struct {
     sb_pgarray_table_t cursor_t;      //  cursors
     sb_pgarray_table_t bodies_t;      //  request bodies insert
     sb_pgarray_table_t bodies_get_t;  //  request bodies to fetch for forwards
+    sb_pgarray_table_t moves_t;       //  contact moves and merges
+    sb_pgarray_table_t identities_t;  //  contact identities
+    char **owned;                     //  addresses the batch made (moves), freed with it
+    size_t nowned;                    //  how many
     bool forwards;                    //  the rules may forward: fetch missing bodies
     s_body_t *fetched;                //  what that fetch found
     size_t nfetched;                  //  how many
@@ -369,8 +428,15 @@ typedef struct {
 static void
 s_batch_free (s_batch_t *b)
 {
-    for (size_t i = 0; b->items && i < b->count; i++)
+    for (size_t i = 0; b->items && i < b->count; i++) {
         free (b->items[i].address);
+        free (b->items[i].user_id);
+    }
+    for (size_t k = 0; b->contacts && k < b->ncontacts; k++)
+        free (b->contacts[k].stored);
+    for (size_t k = 0; k < b->nowned; k++)
+        free (b->owned[k]);
+    free (b->owned);
     free (b->items);
     free (b->contacts);
     free (b->cursors);
@@ -383,6 +449,8 @@ s_batch_free (s_batch_t *b)
     sb_pgarray_table_free (&b->cursor_t);
     sb_pgarray_table_free (&b->bodies_t);
     sb_pgarray_table_free (&b->bodies_get_t);
+    sb_pgarray_table_free (&b->moves_t);
+    sb_pgarray_table_free (&b->identities_t);
     for (size_t i = 0; i < b->nfetched; i++) {
         PQfreemem (b->fetched[i].body.data);
         free (b->fetched[i].content_type);
@@ -575,12 +643,206 @@ s_content_key (const sb_event_t *e, const uint8_t body_sha256[SB_EVENT_SHA256_SI
     EVP_MD_CTX_free (ctx);
 }
 
+//  ---------------------------------------------------------------------
+//  Identities: a contact's phone number and business-scoped user ids
+//  (see the head of this file and 0005_contact_identities.sql).
+
+//  An owned string the batch keeps until it is freed; NULL when out of
+//  memory (the string is then freed).
+static char *
+s_batch_own (s_batch_t *b, char *text)
+{
+    if (!text)
+        return NULL;
+    char **owned = realloc (b->owned, (b->nowned + 1) * sizeof *owned);
+    if (!owned) {
+        free (text);
+        return NULL;
+    }
+    b->owned = owned;
+    return b->owned[b->nowned++] = text;
+}
+
+//  An inbound event's user id (else parent user id), when it is not its
+//  address, as a contact entry of its own. 0, or -1 out of memory.
+static int
+s_prepare_user_id (s_batch_t *b, const sb_event_t *e, s_item_t *item)
+{
+    const char *id = e->user_id && *e->user_id ? e->user_id : e->parent_user_id;
+    if (!id || !*id || strcmp (id, e->from) == 0)
+        return 0;
+    if (!(item->user_id = sb_store_utf8_dup (id, SB_STORE_KEY_MAX)))
+        return -1;
+    if (strcmp (item->user_id, item->address) == 0) {
+        free (item->user_id);
+        item->user_id = NULL;
+        return 0;
+    }
+    s_contact_t *c = &b->contacts[b->ncontacts++];
+    c->provider = sb_event_provider_name (e->provider);
+    c->channel = sb_event_channel_name (e->channel);
+    c->address = item->user_id;
+    return 0;
+}
+
+static size_t
+s_identity_find (const s_batch_t *b, size_t k)
+{
+    while (b->contacts[k].rep != k)
+        k = b->contacts[k].rep;
+    return k;
+}
+
+//  After the lock query: entries naming one stored contact are one, and
+//  stand for it by its stored address. 0 (never fails).
+static int
+s_identity_group (s_batch_t *b)
+{
+    for (size_t k = 0; k < b->ncontacts; k++) {
+        s_contact_t *c = &b->contacts[k];
+        if (!c->stored)
+            continue;
+        for (size_t j = 0; j < k; j++) {
+            const s_contact_t *o = &b->contacts[j];
+            if (o->stored && strcmp (o->provider, c->provider) == 0
+                && strcmp (o->channel, c->channel) == 0 && strcmp (o->stored, c->stored) == 0) {
+                c->rep = s_identity_find (b, j);
+                break;
+            }
+        }
+    }
+    //  Addresses change only now that every lookup by address is done.
+    return 0;
+}
+
+//  Queue a move (or merge) of the stored contact old to new.
+static void
+s_identity_queue_move (s_batch_t *b, const s_contact_t *c, const char *old, const char *new,
+                       bool forget)
+{
+    sb_pgarray_table_t *t = &b->moves_t;
+    sb_pgarray_text (&t->cols[MV_PROVIDER], c->provider);
+    sb_pgarray_text (&t->cols[MV_CHANNEL], c->channel);
+    s_array_key (&t->cols[MV_OLD], old);
+    s_array_key (&t->cols[MV_NEW], new);
+    sb_pgarray_bool (&t->cols[MV_FORGET], forget);
+    sb_info (S_MODULE, "contact moved provider=%s channel=%s reason=%s", c->provider, c->channel,
+             forget ? "identifier_changed" : "identities_merged");
+}
+
+//  The contact a new inbound event stands for, its sender and user id
+//  made one: a phone number and a BSUID of the same person are one
+//  contact, kept under the phone number. NULL when out of memory.
+static s_contact_t *
+s_identity_link (s_batch_t *b, const s_item_t *item)
+{
+    size_t f = s_identity_find (b, item->contact);
+    s_contact_t *cf = &b->contacts[f];
+    if (cf->stored && cf->address != cf->stored)
+        cf->address = cf->stored;
+    if (item->user == SIZE_MAX)
+        return cf;
+    size_t u = s_identity_find (b, item->user);
+    if (u == f)
+        return cf;
+    s_contact_t *cu = &b->contacts[u];
+    if (cu->stored && cu->address != cu->stored)
+        cu->address = cu->stored;
+    if (cu->stored && !cf->stored && sb_bsuid_like (cf->address)) {
+        cf->rep = u;  //  a BSUID sender of a known user id: that contact
+        return cu;
+    }
+    if (cu->stored) {
+        //  The user id's contact moves to the sender (a merge when the
+        //  sender is a contact too), with its opt-out and window.
+        if (!cf->stored && !(cf->stored = strdup (cf->address)))
+            return NULL;
+        cf->address = cf->stored;
+        s_identity_queue_move (b, cf, cu->address, cf->address, false);
+        cf->opted_out = cf->opted_out || cu->opted_out;
+        if (cu->last_inbound_ms > cf->last_inbound_ms)
+            cf->last_inbound_ms = cu->last_inbound_ms;
+        if (!cf->profile_name)
+            cf->profile_name = cu->profile_name;
+        cf->touched = cf->touched || cu->touched;
+    }
+    cu->rep = f;
+    return cf;
+}
+
+//  A system message of WhatsApp's (a changed number or user id, a changed
+//  identity): a notice about the user, not a message from them.
+static bool
+s_identity_change (const sb_event_t *e)
+{
+    return e->provider == SB_PROVIDER_META && e->kind == SB_KIND_MESSAGE && e->message_type
+           && strcmp (e->message_type, "system") == 0;
+}
+
+//  A changed number or user id moves contact c to the new identifier:
+//  the new phone number when given, else the new BSUID. 0, or -1 out of
+//  memory.
+static int
+s_identity_move (s_batch_t *b, const sb_event_t *e, s_contact_t *c)
+{
+    const char *to = e->system && e->system->new_wa_id && *e->system->new_wa_id
+                         ? e->system->new_wa_id
+                         : e->new_user_id;
+    if (!to || !*to)
+        return 0;  //  customer_identity_changed, or nothing to move to
+    char *address = s_batch_own (b, sb_store_utf8_dup (to, SB_STORE_KEY_MAX));
+    if (!address)
+        return -1;
+    if (strcmp (address, c->address) == 0)
+        return 0;
+    s_identity_queue_move (b, c, c->address, address, true);
+    c->address = address;
+    return 0;
+}
+
+static void
+s_identity_row (s_batch_t *b, const s_contact_t *c, const char *identity)
+{
+    if (!identity || !*identity)
+        return;
+    sb_pgarray_table_t *t = &b->identities_t;
+    sb_pgarray_text (&t->cols[ID_PROVIDER], c->provider);
+    sb_pgarray_text (&t->cols[ID_CHANNEL], c->channel);
+    s_array_key (&t->cols[ID_IDENTITY], identity);
+    s_array_key (&t->cols[ID_ADDRESS], c->address);
+}
+
+//  The identity rows of the batch's new inbound events, naming each
+//  contact by its address as the batch leaves it. A changed identifier
+//  is not written again (the move forgot it); the new ones are.
+static void
+s_identity_rows (s_batch_t *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        const s_item_t *item = &b->items[i];
+        const sb_event_t *e = b->events[i];
+        if (!item->fresh || item->contact == SIZE_MAX)
+            continue;
+        const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
+        if (s_identity_change (e)) {
+            if (e->new_user_id && strcmp (e->new_user_id, c->address) != 0)
+                s_identity_row (b, c, e->new_user_id);
+            continue;
+        }
+        s_identity_row (b, c, c->address);
+        if (strcmp (item->address, c->address) != 0)
+            s_identity_row (b, c, item->address);
+        if (item->user_id && strcmp (item->user_id, c->address) != 0)
+            s_identity_row (b, c, item->user_id);
+    }
+}
+
 //  Build the events rows, the contact keys and the cursors.
 static int
 s_batch_prepare (s_batch_t *b)
 {
     b->items = calloc (b->count, sizeof (*b->items));
-    b->contacts = calloc (b->count, sizeof (*b->contacts));
+    b->contacts = calloc (2 * b->count, sizeof (*b->contacts));  //  a sender and its user id
     b->cursors = calloc (b->count, sizeof (*b->cursors));
     if (!b->items || !b->contacts || !b->cursors)
         return -1;
@@ -589,6 +851,7 @@ s_batch_prepare (s_batch_t *b)
     for (size_t i = 0; i < b->count; i++) {
         const sb_event_t *e = b->events[i];
         b->items[i].contact = SIZE_MAX;
+        b->items[i].user = SIZE_MAX;
         char dedup[512] = "";
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
@@ -647,6 +910,8 @@ s_batch_prepare (s_batch_t *b)
             c->provider = sb_event_provider_name (e->provider);
             c->channel = sb_event_channel_name (e->channel);
             c->address = b->items[i].address;
+            if (s_prepare_user_id (b, e, &b->items[i]) != 0)
+                return -1;
         }
         //  The cursor follows the latest epoch seen for each ingress.
         const char *ingress = s_str (e->ingress_id);
@@ -689,7 +954,13 @@ s_batch_prepare (s_batch_t *b)
             b->items[i].contact =
                 s_contact_find (b, sb_event_provider_name (e->provider),
                                 sb_event_channel_name (e->channel), b->items[i].address);
+        if (b->items[i].user_id)
+            b->items[i].user =
+                s_contact_find (b, sb_event_provider_name (e->provider),
+                                sb_event_channel_name (e->channel), b->items[i].user_id);
     }
+    for (size_t k = 0; k < b->ncontacts; k++)
+        b->contacts[k].rep = k;
     for (size_t k = 0; k < b->ncursors; k++) {
         s_array_key (&b->cursor_t.cols[CU_INGRESS], b->cursors[k].ingress_id);
         s_array_key (&b->cursor_t.cols[CU_EPOCH], b->cursors[k].epoch);
@@ -767,8 +1038,11 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
             return -1;
         b->contacts[k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
         b->contacts[k].last_inbound_ms = last;
+        free (b->contacts[k].stored);
+        if (!(b->contacts[k].stored = strdup (PQgetvalue (r, row, 5))))
+            return -1;
     }
-    return 0;
+    return s_identity_group (b);
 }
 
 //  The event as a forward's JSON, with its request's raw body as each
@@ -939,7 +1213,14 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         }
         if (item->contact == SIZE_MAX)
             continue;
-        s_contact_t *c = &b->contacts[item->contact];
+        s_contact_t *c = s_identity_link (b, item);
+        if (!c)
+            return -1;
+        if (s_identity_change (e)) {
+            if (s_identity_move (b, e, c) != 0)
+                return -1;
+            continue;  //  a notice from WhatsApp, not from the user: no window, no reply
+        }
         c->touched = true;
         int64_t received = e->received_at_ms ? e->received_at_ms : now_ms;
         if (received > c->last_inbound_ms)
@@ -956,7 +1237,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
             //  Gathers share their call's CallSid: it stays on the event.
             s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
                                  e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
-            sb_pgarray_text (&t->cols[MI_CONTACT], e->from);
+            sb_pgarray_text (&t->cols[MI_CONTACT], c->address);
             sb_pgarray_text (&t->cols[MI_OURS], e->to);
             sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
             sb_pgarray_text (&t->cols[MI_TYPE],
@@ -969,7 +1250,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
     }
     for (size_t k = 0; k < b->ncontacts; k++) {
         const s_contact_t *c = &b->contacts[k];
-        if (!c->touched)
+        if (!c->touched || c->rep != k)
             continue;
         sb_pgarray_table_t *t = &b->contacts_t;
         sb_pgarray_text (&t->cols[CO_PROVIDER], c->provider);
@@ -979,6 +1260,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         sb_pgarray_time (&t->cols[CO_LAST_INBOUND], c->last_inbound_ms);
         sb_pgarray_bool (&t->cols[CO_OPTED_OUT], c->opted_out);
     }
+    s_identity_rows (b);
     return 0;
 }
 
@@ -1042,13 +1324,14 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
 static int
 s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *synced)
 {
-    sb_pgarray_table_t *tables[] = {&b->contacts_t, &b->messages_t, &b->outbox_t, &b->status_t,
-                                    &b->cursor_t};
-    static const char *const names[] = {"sb_contacts", "sb_messages", "sb_outbox", "sb_status",
-                                        "sb_cursor"};
-    static const char *const what[] = {"upsert contacts", "insert messages", "insert outbox",
-                                       "apply statuses", "upsert cursor"};
-    enum { N = sizeof tables / sizeof tables[0], STATUS = 3 };
+    sb_pgarray_table_t *tables[] = {&b->moves_t,  &b->contacts_t, &b->identities_t, &b->messages_t,
+                                    &b->outbox_t, &b->status_t,   &b->cursor_t};
+    static const char *const names[] = {"sb_moves",  "sb_contacts", "sb_identities", "sb_messages",
+                                        "sb_outbox", "sb_status",   "sb_cursor"};
+    static const char *const what[] = {"move contacts",   "upsert contacts", "upsert identities",
+                                       "insert messages", "insert outbox",   "apply statuses",
+                                       "upsert cursor"};
+    enum { N = sizeof tables / sizeof tables[0], MOVES = 0, STATUS = 5 };
     bool sent[N];
     for (size_t i = 0; i < N; i++) {
         sent[i] = sb_pgarray_table_rows (tables[i]) > 0;
@@ -1062,6 +1345,13 @@ s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *s
         return -1;
     for (size_t i = 0; i < N; i++) {
         int64_t rows = 0;
+        if (sent[i] && i == MOVES) {
+            PGresult *r = sb_store_take (self, PGRES_TUPLES_OK, what[i]);
+            if (!r)
+                return -1;
+            PQclear (r);
+            continue;
+        }
         if (sent[i] && s_take_ok (self, what[i], &rows))
             return -1;
         if (i == STATUS)
@@ -1106,6 +1396,8 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     sb_pgarray_table_init (&b.cursor_t, s_cursor_oids, CU_COLS);
     sb_pgarray_table_init (&b.bodies_t, s_bodies_oids, BO_COLS);
     sb_pgarray_table_init (&b.bodies_get_t, s_bodies_get_oids, BG_COLS);
+    sb_pgarray_table_init (&b.moves_t, s_moves_oids, MV_COLS);
+    sb_pgarray_table_init (&b.identities_t, s_identities_oids, ID_COLS);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
         sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);

@@ -711,7 +711,6 @@ s_identity_group (s_batch_t *b)
             }
         }
     }
-    //  Addresses change only now that every lookup by address is done.
     return 0;
 }
 

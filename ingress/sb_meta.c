@@ -34,9 +34,8 @@
     from_parent_user_id, the contact's user_id: never lost. The ids, the
     parent id and the username go to Event fields 48-55 (s_put_bsuid_*).
     An id not of the BSUID shape (sb_bsuid_valid) is kept as given and
-    flags the event (user_id_malformed); the line saying so is at debug,
-    so a flood of them cannot flood the log (the dispatcher warns, rate
-    limited, when it stores one).
+    flags the event (user_id_malformed) for consumers to see; the line
+    saying so is at debug, so a flood of them cannot flood the log.
 */
 #include "sb_meta.h"
 

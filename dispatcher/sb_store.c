@@ -216,17 +216,24 @@ static const uint32_t s_identities_oids[ID_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGAR
                                                     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
 #define S_STR2(x) #x
 #define S_STR(x) S_STR2 (x)
+//  An identity already naming its contact is no new one; the new ones
+//  of a contact are counted in batch order against the rows it has.
 static const char s_identities_sql[] =
-    "INSERT INTO contact_identities AS t (provider, channel, identity, address)"
-    " SELECT DISTINCT ON (u.provider, u.channel, u.identity)"
-    " u.provider, u.channel, u.identity, u.address"
+    "WITH d AS (SELECT DISTINCT ON (u.provider, u.channel, u.identity) u.*"
     " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
     " AS u (provider, channel, identity, address, ord)"
-    " WHERE (SELECT count (*) FROM contact_identities x WHERE x.provider = u.provider"
-    " AND x.channel = u.channel AND x.address = u.address) < " S_STR (
-        SB_STORE_IDENTITIES_MAX) " ORDER BY u.provider, u.channel, u.identity, u.ord DESC"
-                                 " ON CONFLICT (provider, channel, identity) DO UPDATE SET address "
-                                 "= EXCLUDED.address";
+    " ORDER BY u.provider, u.channel, u.identity, u.ord DESC),"
+    " n AS (SELECT d.*, EXISTS (SELECT 1 FROM contact_identities x WHERE x.provider = d.provider"
+    " AND x.channel = d.channel AND x.identity = d.identity AND x.address = d.address) AS known"
+    " FROM d),"
+    " r AS (SELECT n.*, row_number () OVER (PARTITION BY n.provider, n.channel, n.address,"
+    " n.known ORDER BY n.ord) AS rank FROM n)"
+    " INSERT INTO contact_identities AS t (provider, channel, identity, address)"
+    " SELECT r.provider, r.channel, r.identity, r.address FROM r"
+    " WHERE r.known OR r.rank + (SELECT count (*) FROM contact_identities x"
+    " WHERE x.provider = r.provider AND x.channel = r.channel AND x.address = r.address) "
+    "<= " S_STR (SB_STORE_IDENTITIES_MAX) " ON CONFLICT (provider, channel, identity) DO UPDATE "
+                                          "SET address = EXCLUDED.address";
 
 //  contacts: their state after the batch (computed in C from the state
 //  above and the batch's new events).
@@ -363,7 +370,8 @@ const sb_store_statement_t sb_store_write_statements[] = {
 typedef struct {
     const char *provider;      //  provider name (static)
     const char *channel;       //  channel name (static)
-    const char *address;       //  as stored (see SB_STORE_KEY_MAX), borrowed from its item
+    const char *key;           //  the identity it was looked up by (borrowed from its item)
+    const char *address;       //  the contact's address, as the batch leaves it (borrowed)
     const char *profile_name;  //  last non-empty profile name of the batch (borrowed)
     int64_t last_inbound_ms;   //  before the batch, then with the batch's events (0 = never)
     bool opted_out;            //  before the batch, then with the batch's events
@@ -371,6 +379,17 @@ typedef struct {
     size_t rep;                //  the entry that stands for its contact (itself, or merged away)
     char *stored;              //  the contact's address in contacts, when it is one (owned)
 } s_contact_t;
+
+//  An identifier a change of number or id took from a contact: later
+//  events of the batch that name it are from a new contact (reborn), as
+//  they would be in a later batch.
+typedef struct {
+    const char *provider;  //  provider name (static)
+    const char *channel;   //  channel name (static)
+    const char *key;       //  the identifier (borrowed)
+    size_t at;             //  the index of the event that changed it
+    size_t reborn;         //  the contact entry of its later events, or SIZE_MAX
+} s_forgot_t;
 
 //  One event of the batch.
 typedef struct {
@@ -380,6 +399,7 @@ typedef struct {
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most SB_STORE_KEY_MAX)
     char *user_id;     //  inbound: its BSUID when not its address, as stored (or NULL)
     size_t user;       //  index in contacts of user_id, or SIZE_MAX
+    bool unknown;      //  a change of number or id for no contact: changed nothing
     bool has_body;     //  its request had a raw body: body_sha256 is its hash
     bool inline_body;  //  a request of one event: its body stays in the payload
     uint8_t body_sha256[SB_EVENT_SHA256_SIZE];  //  request_bodies key
@@ -403,8 +423,11 @@ typedef struct {
     sb_event_t *const *events;        //  the caller's events
     size_t count;                     //  how many
     s_item_t *items;                  //  one per event
-    s_contact_t *contacts;            //  sorted by key, unique
+    s_contact_t *contacts;            //  sorted by key, unique; then the reborn ones
     size_t ncontacts;                 //  how many
+    size_t nsorted;                   //  how many of them are sorted (s_contact_find)
+    s_forgot_t *forgot;               //  identifiers changes took, in batch order
+    size_t nforgot;                   //  how many
     s_cursor_t *cursors;              //  one per ingress
     size_t ncursors;                  //  how many
     sb_pgarray_table_t events_t;      //  events insert
@@ -439,6 +462,7 @@ s_batch_free (s_batch_t *b)
     free (b->owned);
     free (b->items);
     free (b->contacts);
+    free (b->forgot);
     free (b->cursors);
     sb_pgarray_table_free (&b->events_t);
     sb_pgarray_table_free (&b->keys_t);
@@ -472,7 +496,7 @@ s_contact_cmp3 (const char *p, const char *c, const char *a, const s_contact_t *
     if (!d)
         d = strcmp (c, y->channel);
     if (!d)
-        d = strcmp (a, y->address);
+        d = strcmp (a, y->key);
     return d;
 }
 
@@ -480,13 +504,13 @@ static int
 s_contact_cmp (const void *a, const void *b)
 {
     const s_contact_t *x = a;
-    return s_contact_cmp3 (x->provider, x->channel, x->address, b);
+    return s_contact_cmp3 (x->provider, x->channel, x->key, b);
 }
 
 static size_t
 s_contact_find (const s_batch_t *b, const char *p, const char *c, const char *a)
 {
-    size_t lo = 0, hi = b->ncontacts;
+    size_t lo = 0, hi = b->nsorted;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int d = s_contact_cmp3 (p, c, a, &b->contacts[mid]);
@@ -681,7 +705,7 @@ s_prepare_user_id (s_batch_t *b, const sb_event_t *e, s_item_t *item)
     s_contact_t *c = &b->contacts[b->ncontacts++];
     c->provider = sb_event_provider_name (e->provider);
     c->channel = sb_event_channel_name (e->channel);
-    c->address = item->user_id;
+    c->key = c->address = item->user_id;
     return 0;
 }
 
@@ -693,8 +717,9 @@ s_identity_find (const s_batch_t *b, size_t k)
     return k;
 }
 
-//  After the lock query: entries naming one stored contact are one, and
-//  stand for it by its stored address. 0 (never fails).
+//  After the lock query: an entry of a stored contact stands for it by
+//  its stored address, and entries naming one stored contact are one.
+//  0 (never fails).
 static int
 s_identity_group (s_batch_t *b)
 {
@@ -702,6 +727,7 @@ s_identity_group (s_batch_t *b)
         s_contact_t *c = &b->contacts[k];
         if (!c->stored)
             continue;
+        c->address = c->stored;
         for (size_t j = 0; j < k; j++) {
             const s_contact_t *o = &b->contacts[j];
             if (o->stored && strcmp (o->provider, c->provider) == 0
@@ -729,6 +755,59 @@ s_identity_queue_move (s_batch_t *b, const s_contact_t *c, const char *old, cons
              forget ? "identifier_changed" : "identities_merged");
 }
 
+//  Entry u's contact becomes part of entry f's: opted out if either was,
+//  the later window, a profile name.
+static void
+s_identity_absorb (s_batch_t *b, size_t f, size_t u)
+{
+    s_contact_t *cf = &b->contacts[f];
+    const s_contact_t *cu = &b->contacts[u];
+    cf->opted_out = cf->opted_out || cu->opted_out;
+    if (cu->last_inbound_ms > cf->last_inbound_ms)
+        cf->last_inbound_ms = cu->last_inbound_ms;
+    if (!cf->profile_name)
+        cf->profile_name = cu->profile_name;
+    cf->touched = cf->touched || cu->touched;
+    b->contacts[u].rep = f;
+}
+
+//  The latest change at or before event `at` that took key, or NULL.
+static s_forgot_t *
+s_identity_forgot (s_batch_t *b, const char *provider, const char *channel, const char *key,
+                   size_t at)
+{
+    for (size_t n = b->nforgot; n-- > 0;) {
+        s_forgot_t *f = &b->forgot[n];
+        if (f->at <= at && strcmp (f->key, key) == 0 && strcmp (f->provider, provider) == 0
+            && strcmp (f->channel, channel) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+//  The entry key names for event i: its own (sorted) entry k, unless a
+//  change earlier in the batch took key from its contact: then a new
+//  contact's (made at first need).
+static size_t
+s_identity_current (s_batch_t *b, size_t k, size_t i)
+{
+    if (k == SIZE_MAX)
+        return k;
+    const s_contact_t *c = &b->contacts[k];
+    s_forgot_t *f = s_identity_forgot (b, c->provider, c->channel, c->key, i);
+    if (!f || f->at == i)
+        return k;
+    if (f->reborn == SIZE_MAX) {
+        f->reborn = b->ncontacts++;
+        b->contacts[f->reborn] = (s_contact_t){.provider = c->provider,
+                                               .channel = c->channel,
+                                               .key = f->key,
+                                               .address = f->key,
+                                               .rep = f->reborn};
+    }
+    return f->reborn;
+}
+
 //  The contact a new inbound event stands for, its sender and user id
 //  made one: a phone number and a BSUID of the same person are one
 //  contact, kept under the phone number. NULL when out of memory.
@@ -737,16 +816,12 @@ s_identity_link (s_batch_t *b, const s_item_t *item)
 {
     size_t f = s_identity_find (b, item->contact);
     s_contact_t *cf = &b->contacts[f];
-    if (cf->stored && cf->address != cf->stored)
-        cf->address = cf->stored;
     if (item->user == SIZE_MAX)
         return cf;
     size_t u = s_identity_find (b, item->user);
     if (u == f)
         return cf;
     s_contact_t *cu = &b->contacts[u];
-    if (cu->stored && cu->address != cu->stored)
-        cu->address = cu->stored;
     if (cu->stored && !cf->stored && sb_bsuid_like (cf->address)) {
         cf->rep = u;  //  a BSUID sender of a known user id: that contact
         return cu;
@@ -756,16 +831,9 @@ s_identity_link (s_batch_t *b, const s_item_t *item)
         //  sender is a contact too), with its opt-out and window.
         if (!cf->stored && !(cf->stored = strdup (cf->address)))
             return NULL;
-        cf->address = cf->stored;
         s_identity_queue_move (b, cf, cu->address, cf->address, false);
-        cf->opted_out = cf->opted_out || cu->opted_out;
-        if (cu->last_inbound_ms > cf->last_inbound_ms)
-            cf->last_inbound_ms = cu->last_inbound_ms;
-        if (!cf->profile_name)
-            cf->profile_name = cu->profile_name;
-        cf->touched = cf->touched || cu->touched;
     }
-    cu->rep = f;
+    s_identity_absorb (b, f, u);
     return cf;
 }
 
@@ -778,32 +846,71 @@ s_identity_change (const sb_event_t *e)
            && strcmp (e->message_type, "system") == 0;
 }
 
-//  A changed number or user id moves contact c to the new identifier:
-//  the new phone number when given, else the new BSUID. 0, or -1 out of
-//  memory.
-static int
-s_identity_move (s_batch_t *b, const sb_event_t *e, s_contact_t *c)
+//  Contact c no longer has identifier key after event i.
+static void
+s_identity_take (s_batch_t *b, const s_contact_t *c, const char *key, size_t i)
 {
-    const char *to = e->system && e->system->new_wa_id && *e->system->new_wa_id
-                         ? e->system->new_wa_id
-                         : e->new_user_id;
-    if (!to || !*to)
-        return 0;  //  customer_identity_changed, or nothing to move to
-    char *address = s_batch_own (b, sb_store_utf8_dup (to, SB_STORE_KEY_MAX));
-    if (!address)
-        return -1;
-    if (strcmp (address, c->address) == 0)
+    b->forgot[b->nforgot++] = (s_forgot_t){
+        .provider = c->provider, .channel = c->channel, .key = key, .at = i, .reborn = SIZE_MAX};
+}
+
+//  Event i, a changed number or user id, moves contact c (entry k) to the
+//  new identifier: the new phone number when given, else the new BSUID
+//  when c is known by a BSUID (a contact known by its phone number keeps
+//  it). The previous BSUID, when the event came by it, stops naming c.
+//  Nothing when c is no contact yet. 0, or -1 out of memory.
+static int
+s_identity_move (s_batch_t *b, s_item_t *item, size_t i, size_t k)
+{
+    const sb_event_t *e = b->events[i];
+    s_contact_t *c = &b->contacts[k];
+    if (!c->stored && !c->touched) {
+        item->unknown = true;
         return 0;
-    s_identity_queue_move (b, c, c->address, address, true);
-    c->address = address;
+    }
+    const char *wa_id = e->system ? e->system->new_wa_id : NULL;
+    const char *to = wa_id && *wa_id ? wa_id : sb_bsuid_like (c->address) ? e->new_user_id : NULL;
+    const char *old = c->address;
+    if (to && *to) {
+        char *address = s_batch_own (b, sb_store_utf8_dup (to, SB_STORE_KEY_MAX));
+        if (!address)
+            return -1;
+        if (strcmp (address, old) != 0) {
+            s_identity_queue_move (b, c, old, address, true);
+            s_identity_take (b, c, old, i);
+            c->address = address;
+            //  An entry of the batch for the new identifier is this
+            //  contact from now on (merged in SQL when it is stored).
+            size_t x = s_contact_find (b, c->provider, c->channel, address);
+            x = x == SIZE_MAX ? x : s_identity_find (b, s_identity_current (b, x, i + 1));
+            if (x != SIZE_MAX && x != k)
+                s_identity_absorb (b, k, x);
+        }
+    }
+    const char *prev = e->previous_user_id;
+    bool came_by = prev
+                   && ((item->address && strcmp (prev, item->address) == 0)
+                       || (item->user_id && strcmp (prev, item->user_id) == 0));
+    if (came_by && strcmp (prev, old) != 0 && strcmp (prev, c->address) != 0) {
+        s_identity_queue_move (b, c, prev, c->address, true);
+        s_identity_take (b, c, prev, i);
+    }
     return 0;
 }
 
 static void
-s_identity_row (s_batch_t *b, const s_contact_t *c, const char *identity)
+s_identity_row (s_batch_t *b, const s_contact_t *c, const char *identity, size_t i)
 {
-    if (!identity || !*identity)
+    if (!identity || !*identity || strcmp (identity, c->address) == 0)
         return;
+    const s_forgot_t *f = NULL;
+    for (size_t n = 0; n < b->nforgot && !f; n++)
+        if (b->forgot[n].at >= i && strcmp (b->forgot[n].key, identity) == 0
+            && strcmp (b->forgot[n].provider, c->provider) == 0
+            && strcmp (b->forgot[n].channel, c->channel) == 0)
+            f = &b->forgot[n];
+    if (f)
+        return;  //  a later event of the batch took it
     sb_pgarray_table_t *t = &b->identities_t;
     sb_pgarray_text (&t->cols[ID_PROVIDER], c->provider);
     sb_pgarray_text (&t->cols[ID_CHANNEL], c->channel);
@@ -812,27 +919,29 @@ s_identity_row (s_batch_t *b, const s_contact_t *c, const char *identity)
 }
 
 //  The identity rows of the batch's new inbound events, naming each
-//  contact by its address as the batch leaves it. A changed identifier
-//  is not written again (the move forgot it); the new ones are.
+//  contact by its address as the batch leaves it; an identifier a later
+//  change of the batch took is not written (the move forgot it).
 static void
 s_identity_rows (s_batch_t *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         const s_item_t *item = &b->items[i];
         const sb_event_t *e = b->events[i];
-        if (!item->fresh || item->contact == SIZE_MAX)
+        if (!item->fresh || item->contact == SIZE_MAX || item->unknown)
             continue;
         const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
-        if (s_identity_change (e)) {
-            if (e->new_user_id && strcmp (e->new_user_id, c->address) != 0)
-                s_identity_row (b, c, e->new_user_id);
-            continue;
+        if (!s_identity_change (e)) {
+            //  The contact's own address: a row when it is new.
+            sb_pgarray_table_t *t = &b->identities_t;
+            sb_pgarray_text (&t->cols[ID_PROVIDER], c->provider);
+            sb_pgarray_text (&t->cols[ID_CHANNEL], c->channel);
+            s_array_key (&t->cols[ID_IDENTITY], c->address);
+            s_array_key (&t->cols[ID_ADDRESS], c->address);
+            s_identity_row (b, c, item->address, i);
+            s_identity_row (b, c, item->user_id, i);
         }
-        s_identity_row (b, c, c->address);
-        if (strcmp (item->address, c->address) != 0)
-            s_identity_row (b, c, item->address);
-        if (item->user_id && strcmp (item->user_id, c->address) != 0)
-            s_identity_row (b, c, item->user_id);
+        else
+            s_identity_row (b, c, e->new_user_id, i);
     }
 }
 
@@ -841,9 +950,12 @@ static int
 s_batch_prepare (s_batch_t *b)
 {
     b->items = calloc (b->count, sizeof (*b->items));
-    b->contacts = calloc (2 * b->count, sizeof (*b->contacts));  //  a sender and its user id
+    //  Per event: a sender and its user id, and a contact reborn for each
+    //  of the (at most two) identifiers a change takes.
+    b->contacts = calloc (4 * b->count, sizeof (*b->contacts));
+    b->forgot = calloc (2 * b->count, sizeof (*b->forgot));
     b->cursors = calloc (b->count, sizeof (*b->cursors));
-    if (!b->items || !b->contacts || !b->cursors)
+    if (!b->items || !b->contacts || !b->forgot || !b->cursors)
         return -1;
     sb_pgarray_table_t *t = &b->events_t;
     size_t last_body = SIZE_MAX;
@@ -908,7 +1020,7 @@ s_batch_prepare (s_batch_t *b)
             s_contact_t *c = &b->contacts[b->ncontacts++];
             c->provider = sb_event_provider_name (e->provider);
             c->channel = sb_event_channel_name (e->channel);
-            c->address = b->items[i].address;
+            c->key = c->address = b->items[i].address;
             if (s_prepare_user_id (b, e, &b->items[i]) != 0)
                 return -1;
         }
@@ -942,6 +1054,7 @@ s_batch_prepare (s_batch_t *b)
                 b->contacts[n++] = b->contacts[i];
         b->ncontacts = n;
     }
+    b->nsorted = b->ncontacts;
     for (size_t i = 0; i < b->ncontacts; i++) {
         sb_pgarray_text (&b->keys_t.cols[CK_PROVIDER], b->contacts[i].provider);
         sb_pgarray_text (&b->keys_t.cols[CK_CHANNEL], b->contacts[i].channel);
@@ -1196,7 +1309,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
 {
     for (size_t i = 0; i < b->count; i++) {
         const sb_event_t *e = b->events[i];
-        const s_item_t *item = &b->items[i];
+        s_item_t *item = &b->items[i];
         if (!item->fresh)
             continue;
         if (e->kind == SB_KIND_STATUS) {
@@ -1212,11 +1325,13 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         }
         if (item->contact == SIZE_MAX)
             continue;
+        item->contact = s_identity_current (b, item->contact, i);
+        item->user = s_identity_current (b, item->user, i);
         s_contact_t *c = s_identity_link (b, item);
         if (!c)
             return -1;
         if (s_identity_change (e)) {
-            if (s_identity_move (b, e, c) != 0)
+            if (s_identity_move (b, item, i, (size_t) (c - b->contacts)) != 0)
                 return -1;
             continue;  //  a notice from WhatsApp, not from the user: no window, no reply
         }
@@ -1226,26 +1341,33 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
             c->last_inbound_ms = received;
         if (e->profile_name && *e->profile_name)
             c->profile_name = e->profile_name;
-        if (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER) {
-            const char *body = e->text;
-            if (e->kind == SB_KIND_GATHER)
-                body = e->digits && *e->digits ? e->digits : e->speech_result;
-            sb_pgarray_table_t *t = &b->messages_t;
-            sb_pgarray_text (&t->cols[MI_PROVIDER], c->provider);
-            sb_pgarray_text (&t->cols[MI_CHANNEL], c->channel);
-            //  Gathers share their call's CallSid: it stays on the event.
-            s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
-                                 e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
-            sb_pgarray_text (&t->cols[MI_CONTACT], c->address);
-            sb_pgarray_text (&t->cols[MI_OURS], e->to);
-            sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
-            sb_pgarray_text (&t->cols[MI_TYPE],
-                             e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
-            sb_pgarray_text (&t->cols[MI_BODY], body);
-            sb_pgarray_int8 (&t->cols[MI_EVENT_ID], item->id);
-        }
         if (s_batch_decide (b, e, item, c, policy, now_ms, window_ms, stats) != 0)
             return -1;
+    }
+    //  Inbound messages, under their contact's address as the batch leaves
+    //  it (a change later in the batch moves them too).
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events[i];
+        const s_item_t *item = &b->items[i];
+        if (!item->fresh || item->contact == SIZE_MAX || s_identity_change (e)
+            || (e->kind != SB_KIND_MESSAGE && e->kind != SB_KIND_GATHER))
+            continue;
+        const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
+        const char *body = e->text;
+        if (e->kind == SB_KIND_GATHER)
+            body = e->digits && *e->digits ? e->digits : e->speech_result;
+        sb_pgarray_table_t *t = &b->messages_t;
+        sb_pgarray_text (&t->cols[MI_PROVIDER], c->provider);
+        sb_pgarray_text (&t->cols[MI_CHANNEL], c->channel);
+        //  Gathers share their call's CallSid: it stays on the event.
+        s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
+                             e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
+        sb_pgarray_text (&t->cols[MI_CONTACT], c->address);
+        sb_pgarray_text (&t->cols[MI_OURS], e->to);
+        sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
+        sb_pgarray_text (&t->cols[MI_TYPE], e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
+        sb_pgarray_text (&t->cols[MI_BODY], body);
+        sb_pgarray_int8 (&t->cols[MI_EVENT_ID], item->id);
     }
     for (size_t k = 0; k < b->ncontacts; k++) {
         const s_contact_t *c = &b->contacts[k];

@@ -77,10 +77,15 @@
     moves to the phone (Meta asks businesses to send to phone numbers when
     they have them). A change-of-number or change-of-id system message
     moves the contact, with its messages, opt-out and window, to the new
-    identifier and forgets the old one. Round trip 2 runs the moves first
+    number (to a new BSUID only when it had no number) and forgets the old
+    identifier and the previous BSUID it came by; one about no contact
+    changes nothing. A batch gives what its events one by one would: a
+    later event from a forgotten identifier is a new contact
+    (s_identity_current), and messages go under the address the batch
+    leaves their contact at. Round trip 2 runs the moves first
     (sb_contact_moves, in batch order), then the upserts, then the
     identity rows (s_identities_sql, at most SB_STORE_IDENTITIES_MAX per
-    contact). A reply goes to the contact's address: a phone number or a
+    contact, counted within the batch too; the rest are dropped). A reply goes to the contact's address: a phone number or a
     BSUID, which the sender puts in "recipient" (sb_sender).
 
     Limits. seq is stored as bigint.

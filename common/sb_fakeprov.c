@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb_bsuid.h"
 #include "sb_fakeprov.h"
 #include "sb_text.h"
 #include "sb_time.h"
@@ -277,9 +278,12 @@ sb_fakeprov_meta_status (const sb_fakeprov_meta_status_t *status)
         snprintf (conversation, sizeof conversation, "%s", status->conversation);
     else
         sb_fakeprov_hex_id (conversation, sizeof conversation, "", 32, false);
-    json_t *entry =
-        json_pack ("{s:s, s:s, s:s, s:s}", "id", status->wamid, "status", status->status,
-                   "timestamp", stamp, "recipient_id", status->recipient);
+    //  A send to a business-scoped user id has recipient_user_id and no
+    //  recipient_id (whatsapp-api-js src/types.ts, ServerStatusPayload).
+    json_t *entry = json_pack (
+        "{s:s, s:s, s:s, s:s}", "id", status->wamid, "status", status->status, "timestamp", stamp,
+        sb_bsuid_like (status->recipient) ? "recipient_user_id" : "recipient_id",
+        status->recipient);
     if (!entry)
         return NULL;
     const char *state = status->status;

@@ -92,7 +92,7 @@ typedef struct {
     const char *display_number;   //  metadata.display_phone_number
     const char *phone_number_id;  //  metadata.phone_number_id
     const char *wamid;            //  the message's id
-    const char *recipient;        //  the user's number, digits only
+    const char *recipient;        //  the user's number, digits only, or their BSUID
     const char *status;           //  sent, delivered, read, failed
     const char *conversation;     //  conversation id; NULL for a fresh one
     int64_t error_code;           //  0: none (131049 when failed)

@@ -56,6 +56,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "sb_bsuid.h"
 #include "sb_event.h"
 #include "sb_form.h"
 #include "sb_log.h"
@@ -873,9 +874,13 @@ s_prepare_meta (sb_sender_t *self, s_transfer_t *transfer, const sb_outbox_item_
         return *why = "reply has no phone_number_id (account)", 1;
     if (!item->to || !*item->to)
         return *why = "reply has no to address", 1;
-    json_t *message = json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product", "whatsapp",
-                                 "recipient_type", "individual", "to", item->to, "type", "text",
-                                 "text", "body", item->body ? item->body : "");
+    //  A user known only by a business-scoped user id is addressed by
+    //  "recipient" (Meta's Business-scoped user IDs page; "to" takes
+    //  phone numbers and wins when both are given).
+    json_t *message =
+        json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product", "whatsapp",
+                   "recipient_type", "individual", sb_bsuid_like (item->to) ? "recipient" : "to",
+                   item->to, "type", "text", "text", "body", item->body ? item->body : "");
     if (!message)
         return *why = "reply text is not UTF-8", 1;
     if (item->context_id && *item->context_id

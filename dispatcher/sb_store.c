@@ -67,6 +67,27 @@
     message we do not know yet is kept in events only; sb_store_record
     applies it when the send that produced that provider id is recorded.
 
+    Identities (0005_contact_identities.sql). A contact is found by any
+    identifier it was seen with: its phone number, its business-scoped
+    user id (BSUID), its parent BSUID (contact_identities). Round trip 1
+    locks the contacts the batch's senders and their user ids name
+    (s_contacts_lock_sql by identity); s_identity_link then makes the
+    ids of one event one contact: a sender's phone and BSUID already two
+    contacts merge into the phone's, a known BSUID seen first with a phone
+    moves to the phone (Meta asks businesses to send to phone numbers when
+    they have them). A change-of-number or change-of-id system message
+    moves the contact, with its messages, opt-out and window, to the new
+    number (to a new BSUID only when it had no number) and forgets the old
+    identifier and the previous BSUID it came by; one about no contact
+    changes nothing. A batch gives what its events one by one would: a
+    later event from a forgotten identifier is a new contact
+    (s_identity_current), and messages go under the address the batch
+    leaves their contact at. Round trip 2 runs the moves first
+    (sb_contact_moves, in batch order), then the upserts, then the
+    identity rows (s_identities_sql, at most SB_STORE_IDENTITIES_MAX per
+    contact, counted within the batch too; the rest are dropped). A reply goes to the contact's address: a phone number or a
+    BSUID, which the sender puts in "recipient" (sb_sender).
+
     Limits. seq is stored as bigint.
 */
 #include "sb_store_internal.h"
@@ -80,6 +101,7 @@
 
 #include <openssl/evp.h>
 
+#include "sb_bsuid.h"
 #include "sb_text.h"
 #include "sb_time.h"
 
@@ -169,14 +191,54 @@ static const char s_bodies_get_sql[] =
 enum { CK_PROVIDER, CK_CHANNEL, CK_ADDRESS, CK_COLS };
 static const uint32_t s_contact_key_oids[CK_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
                                                      SB_PGARRAY_OID_TEXT};
+//  Keys are identities (a sender's address, its user ids); a contact
+//  without an identity row (written by older code) is found by address.
+//  Returns the identity asked for and the contact's address and state.
 static const char s_contacts_lock_sql[] =
-    "SELECT c.provider, c.channel, c.address, c.opted_out,"
-    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0)"
-    " FROM contacts c"
-    " JOIN unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
-    " ON c.provider = k.provider AND c.channel = k.channel AND c.address = k.address"
+    "SELECT k.provider, k.channel, k.address, c.opted_out,"
+    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0), c.address"
+    " FROM unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
+    " LEFT JOIN contact_identities i"
+    " ON i.provider = k.provider AND i.channel = k.channel AND i.identity = k.address"
+    " JOIN contacts c ON c.provider = k.provider AND c.channel = k.channel"
+    " AND c.address = COALESCE (i.address, k.address)"
     " ORDER BY c.provider, c.channel, c.address"
     " FOR UPDATE OF c";
+
+//  Contact moves and merges (sb_contact_moves, 0005), in batch order.
+enum { MV_PROVIDER, MV_CHANNEL, MV_OLD, MV_NEW, MV_FORGET, MV_COLS };
+static const uint32_t s_moves_oids[MV_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                               SB_PGARRAY_OID_BOOL};
+static const char s_moves_sql[] = "SELECT sb_contact_moves ($1::text[], $2::text[], $3::text[],"
+                                  " $4::text[], $5::bool[])";
+
+//  contact_identities: each identifier of the batch's contacts, the last
+//  of the batch winning, at most SB_STORE_IDENTITIES_MAX per contact.
+#define SB_STORE_IDENTITIES_MAX 16
+enum { ID_PROVIDER, ID_CHANNEL, ID_IDENTITY, ID_ADDRESS, ID_COLS };
+static const uint32_t s_identities_oids[ID_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+                                                    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
+#define S_STR2(x) #x
+#define S_STR(x) S_STR2 (x)
+//  An identity already naming its contact is no new one; the new ones
+//  of a contact are counted in batch order against the rows it has.
+static const char s_identities_sql[] =
+    "WITH d AS (SELECT DISTINCT ON (u.provider, u.channel, u.identity) u.*"
+    " FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+    " AS u (provider, channel, identity, address, ord)"
+    " ORDER BY u.provider, u.channel, u.identity, u.ord DESC),"
+    " n AS (SELECT d.*, EXISTS (SELECT 1 FROM contact_identities x WHERE x.provider = d.provider"
+    " AND x.channel = d.channel AND x.identity = d.identity AND x.address = d.address) AS known"
+    " FROM d),"
+    " r AS (SELECT n.*, row_number () OVER (PARTITION BY n.provider, n.channel, n.address,"
+    " n.known ORDER BY n.ord) AS rank FROM n)"
+    " INSERT INTO contact_identities AS t (provider, channel, identity, address)"
+    " SELECT r.provider, r.channel, r.identity, r.address FROM r"
+    " WHERE r.known OR r.rank + (SELECT count (*) FROM contact_identities x"
+    " WHERE x.provider = r.provider AND x.channel = r.channel AND x.address = r.address) "
+    "<= " S_STR (SB_STORE_IDENTITIES_MAX) " ON CONFLICT (provider, channel, identity) DO UPDATE "
+                                          "SET address = EXCLUDED.address";
 
 //  contacts: their state after the batch (computed in C from the state
 //  above and the batch's new events).
@@ -354,7 +416,8 @@ const sb_store_statement_t sb_store_write_statements[] = {
     {"sb_outbox", s_outbox_sql},         {"sb_status", s_status_sql},
     {"sb_cursor", s_cursor_sql},         {"sb_bodies", s_bodies_sql},
     {"sb_bodies_get", s_bodies_get_sql}, {"sb_echoes", s_echoes_sql},
-    {"sb_prefs", s_prefs_sql},           {NULL, NULL},
+    {"sb_prefs", s_prefs_sql},           {"sb_moves", s_moves_sql},
+    {"sb_identities", s_identities_sql}, {NULL, NULL},
 };
 
 //  ---------------------------------------------------------------------
@@ -364,12 +427,26 @@ const sb_store_statement_t sb_store_write_statements[] = {
 typedef struct {
     const char *provider;      //  provider name (static)
     const char *channel;       //  channel name (static)
-    const char *address;       //  as stored (see SB_STORE_KEY_MAX), borrowed from its item
+    const char *key;           //  the identity it was looked up by (borrowed from its item)
+    const char *address;       //  the contact's address, as the batch leaves it (borrowed)
     const char *profile_name;  //  last non-empty profile name of the batch (borrowed)
     int64_t last_inbound_ms;   //  before the batch, then with the batch's events (0 = never)
     bool opted_out;            //  before the batch, then with the batch's events
     bool touched;              //  a new event of the batch changed it
+    size_t rep;                //  the entry that stands for its contact (itself, or merged away)
+    char *stored;              //  the contact's address in contacts, when it is one (owned)
 } s_contact_t;
+
+//  An identifier a change of number or id took from a contact: later
+//  events of the batch that name it are from a new contact (reborn), as
+//  they would be in a later batch.
+typedef struct {
+    const char *provider;  //  provider name (static)
+    const char *channel;   //  channel name (static)
+    const char *key;       //  the identifier (borrowed)
+    size_t at;             //  the index of the event that changed it
+    size_t reborn;         //  the contact entry of its later events, or SIZE_MAX
+} s_forgot_t;
 
 //  One event of the batch.
 typedef struct {
@@ -377,6 +454,9 @@ typedef struct {
     int64_t id;        //  events.id when fresh
     size_t contact;    //  index in contacts, or SIZE_MAX
     char *address;     //  inbound: the sender as stored (valid UTF-8, at most SB_STORE_KEY_MAX)
+    char *user_id;     //  inbound: its BSUID when not its address, as stored (or NULL)
+    size_t user;       //  index in contacts of user_id, or SIZE_MAX
+    bool unknown;      //  a change of number or id for no contact: changed nothing
     bool has_body;     //  its request had a raw body: body_sha256 is its hash
     bool inline_body;  //  a request of one event: its body stays in the payload
     uint8_t body_sha256[SB_EVENT_SHA256_SIZE];  //  request_bodies key
@@ -400,8 +480,11 @@ typedef struct {
     sb_event_t *const *events;        //  the caller's events
     size_t count;                     //  how many
     s_item_t *items;                  //  one per event
-    s_contact_t *contacts;            //  sorted by key, unique
+    s_contact_t *contacts;            //  sorted by key, unique; then the reborn ones
     size_t ncontacts;                 //  how many
+    size_t nsorted;                   //  how many of them are sorted (s_contact_find)
+    s_forgot_t *forgot;               //  identifiers changes took, in batch order
+    size_t nforgot;                   //  how many
     s_cursor_t *cursors;              //  one per ingress
     size_t ncursors;                  //  how many
     sb_pgarray_table_t events_t;      //  events insert
@@ -415,6 +498,10 @@ typedef struct {
     sb_pgarray_table_t bodies_get_t;  //  request bodies to fetch for forwards
     sb_pgarray_table_t echoes_t;      //  Meta echoes: outbound messages
     sb_pgarray_table_t prefs_t;       //  Meta marketing preferences
+    sb_pgarray_table_t moves_t;       //  contact moves and merges
+    sb_pgarray_table_t identities_t;  //  contact identities
+    char **owned;                     //  addresses the batch made (moves), freed with it
+    size_t nowned;                    //  how many
     bool forwards;                    //  the rules may forward: fetch missing bodies
     s_body_t *fetched;                //  what that fetch found
     size_t nfetched;                  //  how many
@@ -423,10 +510,18 @@ typedef struct {
 static void
 s_batch_free (s_batch_t *b)
 {
-    for (size_t i = 0; b->items && i < b->count; i++)
+    for (size_t i = 0; b->items && i < b->count; i++) {
         free (b->items[i].address);
+        free (b->items[i].user_id);
+    }
+    for (size_t k = 0; b->contacts && k < b->ncontacts; k++)
+        free (b->contacts[k].stored);
+    for (size_t k = 0; k < b->nowned; k++)
+        free (b->owned[k]);
+    free (b->owned);
     free (b->items);
     free (b->contacts);
+    free (b->forgot);
     free (b->cursors);
     sb_pgarray_table_free (&b->events_t);
     sb_pgarray_table_free (&b->keys_t);
@@ -439,6 +534,8 @@ s_batch_free (s_batch_t *b)
     sb_pgarray_table_free (&b->bodies_get_t);
     sb_pgarray_table_free (&b->echoes_t);
     sb_pgarray_table_free (&b->prefs_t);
+    sb_pgarray_table_free (&b->moves_t);
+    sb_pgarray_table_free (&b->identities_t);
     for (size_t i = 0; i < b->nfetched; i++) {
         PQfreemem (b->fetched[i].body.data);
         free (b->fetched[i].content_type);
@@ -461,7 +558,7 @@ s_contact_cmp3 (const char *p, const char *c, const char *a, const s_contact_t *
     if (!d)
         d = strcmp (c, y->channel);
     if (!d)
-        d = strcmp (a, y->address);
+        d = strcmp (a, y->key);
     return d;
 }
 
@@ -469,13 +566,13 @@ static int
 s_contact_cmp (const void *a, const void *b)
 {
     const s_contact_t *x = a;
-    return s_contact_cmp3 (x->provider, x->channel, x->address, b);
+    return s_contact_cmp3 (x->provider, x->channel, x->key, b);
 }
 
 static size_t
 s_contact_find (const s_batch_t *b, const char *p, const char *c, const char *a)
 {
-    size_t lo = 0, hi = b->ncontacts;
+    size_t lo = 0, hi = b->nsorted;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int d = s_contact_cmp3 (p, c, a, &b->contacts[mid]);
@@ -632,20 +729,302 @@ s_content_key (const sb_event_t *e, const uint8_t body_sha256[SB_EVENT_SHA256_SI
     EVP_MD_CTX_free (ctx);
 }
 
+//  ---------------------------------------------------------------------
+//  Identities: a contact's phone number and business-scoped user ids
+//  (see the head of this file and 0005_contact_identities.sql).
+
+//  An owned string the batch keeps until it is freed; NULL when out of
+//  memory (the string is then freed).
+static char *
+s_batch_own (s_batch_t *b, char *text)
+{
+    if (!text)
+        return NULL;
+    char **owned = realloc (b->owned, (b->nowned + 1) * sizeof *owned);
+    if (!owned) {
+        free (text);
+        return NULL;
+    }
+    b->owned = owned;
+    return b->owned[b->nowned++] = text;
+}
+
+//  An inbound event's user id (else parent user id), when it is not its
+//  address, as a contact entry of its own. 0, or -1 out of memory.
+static int
+s_prepare_user_id (s_batch_t *b, const sb_event_t *e, s_item_t *item)
+{
+    const char *id = e->user_id && *e->user_id ? e->user_id : e->parent_user_id;
+    if (!id || !*id || strcmp (id, e->from) == 0)
+        return 0;
+    if (!(item->user_id = sb_store_utf8_dup (id, SB_STORE_KEY_MAX)))
+        return -1;
+    if (strcmp (item->user_id, item->address) == 0) {
+        free (item->user_id);
+        item->user_id = NULL;
+        return 0;
+    }
+    s_contact_t *c = &b->contacts[b->ncontacts++];
+    c->provider = sb_event_provider_name (e->provider);
+    c->channel = sb_event_channel_name (e->channel);
+    c->key = c->address = item->user_id;
+    return 0;
+}
+
+static size_t
+s_identity_find (const s_batch_t *b, size_t k)
+{
+    while (b->contacts[k].rep != k)
+        k = b->contacts[k].rep;
+    return k;
+}
+
+//  After the lock query: an entry of a stored contact stands for it by
+//  its stored address, and entries naming one stored contact are one.
+//  0 (never fails).
+static int
+s_identity_group (s_batch_t *b)
+{
+    for (size_t k = 0; k < b->ncontacts; k++) {
+        s_contact_t *c = &b->contacts[k];
+        if (!c->stored)
+            continue;
+        c->address = c->stored;
+        for (size_t j = 0; j < k; j++) {
+            const s_contact_t *o = &b->contacts[j];
+            if (o->stored && strcmp (o->provider, c->provider) == 0
+                && strcmp (o->channel, c->channel) == 0 && strcmp (o->stored, c->stored) == 0) {
+                c->rep = s_identity_find (b, j);
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+//  Queue a move (or merge) of the stored contact old to new.
+static void
+s_identity_queue_move (s_batch_t *b, const s_contact_t *c, const char *old, const char *new,
+                       bool forget)
+{
+    sb_pgarray_table_t *t = &b->moves_t;
+    sb_pgarray_text (&t->cols[MV_PROVIDER], c->provider);
+    sb_pgarray_text (&t->cols[MV_CHANNEL], c->channel);
+    s_array_key (&t->cols[MV_OLD], old);
+    s_array_key (&t->cols[MV_NEW], new);
+    sb_pgarray_bool (&t->cols[MV_FORGET], forget);
+    sb_info (S_MODULE, "contact moved provider=%s channel=%s reason=%s", c->provider, c->channel,
+             forget ? "identifier_changed" : "identities_merged");
+}
+
+//  Entry u's contact becomes part of entry f's: opted out if either was,
+//  the later window, a profile name.
+static void
+s_identity_absorb (s_batch_t *b, size_t f, size_t u)
+{
+    s_contact_t *cf = &b->contacts[f];
+    const s_contact_t *cu = &b->contacts[u];
+    cf->opted_out = cf->opted_out || cu->opted_out;
+    if (cu->last_inbound_ms > cf->last_inbound_ms)
+        cf->last_inbound_ms = cu->last_inbound_ms;
+    if (!cf->profile_name)
+        cf->profile_name = cu->profile_name;
+    cf->touched = cf->touched || cu->touched;
+    b->contacts[u].rep = f;
+}
+
+//  The latest change at or before event `at` that took key, or NULL.
+static s_forgot_t *
+s_identity_forgot (s_batch_t *b, const char *provider, const char *channel, const char *key,
+                   size_t at)
+{
+    for (size_t n = b->nforgot; n-- > 0;) {
+        s_forgot_t *f = &b->forgot[n];
+        if (f->at <= at && strcmp (f->key, key) == 0 && strcmp (f->provider, provider) == 0
+            && strcmp (f->channel, channel) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+//  The entry key names for event i: its own (sorted) entry k, unless a
+//  change earlier in the batch took key from its contact: then a new
+//  contact's (made at first need).
+static size_t
+s_identity_current (s_batch_t *b, size_t k, size_t i)
+{
+    if (k == SIZE_MAX)
+        return k;
+    const s_contact_t *c = &b->contacts[k];
+    s_forgot_t *f = s_identity_forgot (b, c->provider, c->channel, c->key, i);
+    if (!f || f->at == i)
+        return k;
+    if (f->reborn == SIZE_MAX) {
+        f->reborn = b->ncontacts++;
+        b->contacts[f->reborn] = (s_contact_t){.provider = c->provider,
+                                               .channel = c->channel,
+                                               .key = f->key,
+                                               .address = f->key,
+                                               .rep = f->reborn};
+    }
+    return f->reborn;
+}
+
+//  The contact a new inbound event stands for, its sender and user id
+//  made one: a phone number and a BSUID of the same person are one
+//  contact, kept under the phone number. NULL when out of memory.
+static s_contact_t *
+s_identity_link (s_batch_t *b, const s_item_t *item)
+{
+    size_t f = s_identity_find (b, item->contact);
+    s_contact_t *cf = &b->contacts[f];
+    if (item->user == SIZE_MAX)
+        return cf;
+    size_t u = s_identity_find (b, item->user);
+    if (u == f)
+        return cf;
+    s_contact_t *cu = &b->contacts[u];
+    if (cu->stored && !cf->stored && sb_bsuid_like (cf->address)) {
+        cf->rep = u;  //  a BSUID sender of a known user id: that contact
+        return cu;
+    }
+    if (cu->stored) {
+        //  The user id's contact moves to the sender (a merge when the
+        //  sender is a contact too), with its opt-out and window.
+        if (!cf->stored && !(cf->stored = strdup (cf->address)))
+            return NULL;
+        s_identity_queue_move (b, cf, cu->address, cf->address, false);
+    }
+    s_identity_absorb (b, f, u);
+    return cf;
+}
+
+//  A system message of WhatsApp's (a changed number or user id, a changed
+//  identity): a notice about the user, not a message from them.
+static bool
+s_identity_change (const sb_event_t *e)
+{
+    return e->provider == SB_PROVIDER_META && e->kind == SB_KIND_MESSAGE && e->message_type
+           && strcmp (e->message_type, "system") == 0;
+}
+
+//  Contact c no longer has identifier key after event i.
+static void
+s_identity_take (s_batch_t *b, const s_contact_t *c, const char *key, size_t i)
+{
+    b->forgot[b->nforgot++] = (s_forgot_t){
+        .provider = c->provider, .channel = c->channel, .key = key, .at = i, .reborn = SIZE_MAX};
+}
+
+//  Event i, a changed number or user id, moves contact c (entry k) to the
+//  new identifier: the new phone number when given, else the new BSUID
+//  when c is known by a BSUID (a contact known by its phone number keeps
+//  it). The previous BSUID, when the event came by it, stops naming c.
+//  Nothing when c is no contact yet. 0, or -1 out of memory.
+static int
+s_identity_move (s_batch_t *b, s_item_t *item, size_t i, size_t k)
+{
+    const sb_event_t *e = b->events[i];
+    s_contact_t *c = &b->contacts[k];
+    if (!c->stored && !c->touched) {
+        item->unknown = true;
+        return 0;
+    }
+    const char *wa_id = e->system ? e->system->new_wa_id : NULL;
+    const char *to = wa_id && *wa_id ? wa_id : sb_bsuid_like (c->address) ? e->new_user_id : NULL;
+    const char *old = c->address;
+    if (to && *to) {
+        char *address = s_batch_own (b, sb_store_utf8_dup (to, SB_STORE_KEY_MAX));
+        if (!address)
+            return -1;
+        if (strcmp (address, old) != 0) {
+            s_identity_queue_move (b, c, old, address, true);
+            s_identity_take (b, c, old, i);
+            c->address = address;
+            //  An entry of the batch for the new identifier is this
+            //  contact from now on (merged in SQL when it is stored).
+            size_t x = s_contact_find (b, c->provider, c->channel, address);
+            x = x == SIZE_MAX ? x : s_identity_find (b, s_identity_current (b, x, i + 1));
+            if (x != SIZE_MAX && x != k)
+                s_identity_absorb (b, k, x);
+        }
+    }
+    const char *prev = e->previous_user_id;
+    bool came_by = prev
+                   && ((item->address && strcmp (prev, item->address) == 0)
+                       || (item->user_id && strcmp (prev, item->user_id) == 0));
+    if (came_by && strcmp (prev, old) != 0 && strcmp (prev, c->address) != 0) {
+        s_identity_queue_move (b, c, prev, c->address, true);
+        s_identity_take (b, c, prev, i);
+    }
+    return 0;
+}
+
+static void
+s_identity_row (s_batch_t *b, const s_contact_t *c, const char *identity, size_t i)
+{
+    if (!identity || !*identity || strcmp (identity, c->address) == 0)
+        return;
+    const s_forgot_t *f = NULL;
+    for (size_t n = 0; n < b->nforgot && !f; n++)
+        if (b->forgot[n].at >= i && strcmp (b->forgot[n].key, identity) == 0
+            && strcmp (b->forgot[n].provider, c->provider) == 0
+            && strcmp (b->forgot[n].channel, c->channel) == 0)
+            f = &b->forgot[n];
+    if (f)
+        return;  //  a later event of the batch took it
+    sb_pgarray_table_t *t = &b->identities_t;
+    sb_pgarray_text (&t->cols[ID_PROVIDER], c->provider);
+    sb_pgarray_text (&t->cols[ID_CHANNEL], c->channel);
+    s_array_key (&t->cols[ID_IDENTITY], identity);
+    s_array_key (&t->cols[ID_ADDRESS], c->address);
+}
+
+//  The identity rows of the batch's new inbound events, naming each
+//  contact by its address as the batch leaves it; an identifier a later
+//  change of the batch took is not written (the move forgot it).
+static void
+s_identity_rows (s_batch_t *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        const s_item_t *item = &b->items[i];
+        const sb_event_t *e = b->events[i];
+        if (!item->fresh || item->contact == SIZE_MAX || item->unknown)
+            continue;
+        const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
+        if (!s_identity_change (e)) {
+            //  The contact's own address: a row when it is new.
+            sb_pgarray_table_t *t = &b->identities_t;
+            sb_pgarray_text (&t->cols[ID_PROVIDER], c->provider);
+            sb_pgarray_text (&t->cols[ID_CHANNEL], c->channel);
+            s_array_key (&t->cols[ID_IDENTITY], c->address);
+            s_array_key (&t->cols[ID_ADDRESS], c->address);
+            s_identity_row (b, c, item->address, i);
+            s_identity_row (b, c, item->user_id, i);
+        }
+        else
+            s_identity_row (b, c, e->new_user_id, i);
+    }
+}
+
 //  Build the events rows, the contact keys and the cursors.
 static int
 s_batch_prepare (s_batch_t *b)
 {
     b->items = calloc (b->count, sizeof (*b->items));
-    b->contacts = calloc (b->count, sizeof (*b->contacts));
+    //  Per event: a sender and its user id, and a contact reborn for each
+    //  of the (at most two) identifiers a change takes.
+    b->contacts = calloc (4 * b->count, sizeof (*b->contacts));
+    b->forgot = calloc (2 * b->count, sizeof (*b->forgot));
     b->cursors = calloc (b->count, sizeof (*b->cursors));
-    if (!b->items || !b->contacts || !b->cursors)
+    if (!b->items || !b->contacts || !b->forgot || !b->cursors)
         return -1;
     sb_pgarray_table_t *t = &b->events_t;
     size_t last_body = SIZE_MAX;
     for (size_t i = 0; i < b->count; i++) {
         const sb_event_t *e = b->events[i];
         b->items[i].contact = SIZE_MAX;
+        b->items[i].user = SIZE_MAX;
         char dedup[512] = "";
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
@@ -703,7 +1082,9 @@ s_batch_prepare (s_batch_t *b)
             s_contact_t *c = &b->contacts[b->ncontacts++];
             c->provider = sb_event_provider_name (e->provider);
             c->channel = sb_event_channel_name (e->channel);
-            c->address = b->items[i].address;
+            c->key = c->address = b->items[i].address;
+            if (s_prepare_user_id (b, e, &b->items[i]) != 0)
+                return -1;
         }
         //  The cursor follows the latest epoch seen for each ingress.
         const char *ingress = s_str (e->ingress_id);
@@ -735,6 +1116,7 @@ s_batch_prepare (s_batch_t *b)
                 b->contacts[n++] = b->contacts[i];
         b->ncontacts = n;
     }
+    b->nsorted = b->ncontacts;
     for (size_t i = 0; i < b->ncontacts; i++) {
         sb_pgarray_text (&b->keys_t.cols[CK_PROVIDER], b->contacts[i].provider);
         sb_pgarray_text (&b->keys_t.cols[CK_CHANNEL], b->contacts[i].channel);
@@ -746,7 +1128,13 @@ s_batch_prepare (s_batch_t *b)
             b->items[i].contact =
                 s_contact_find (b, sb_event_provider_name (e->provider),
                                 sb_event_channel_name (e->channel), b->items[i].address);
+        if (b->items[i].user_id)
+            b->items[i].user =
+                s_contact_find (b, sb_event_provider_name (e->provider),
+                                sb_event_channel_name (e->channel), b->items[i].user_id);
     }
+    for (size_t k = 0; k < b->ncontacts; k++)
+        b->contacts[k].rep = k;
     for (size_t k = 0; k < b->ncursors; k++) {
         s_array_key (&b->cursor_t.cols[CU_INGRESS], b->cursors[k].ingress_id);
         s_array_key (&b->cursor_t.cols[CU_EPOCH], b->cursors[k].epoch);
@@ -824,8 +1212,11 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
             return -1;
         b->contacts[k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
         b->contacts[k].last_inbound_ms = last;
+        free (b->contacts[k].stored);
+        if (!(b->contacts[k].stored = strdup (PQgetvalue (r, row, 5))))
+            return -1;
     }
-    return 0;
+    return s_identity_group (b);
 }
 
 //  The event as a forward's JSON, with its request's raw body as each
@@ -1064,7 +1455,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
 {
     for (size_t i = 0; i < b->count; i++) {
         const sb_event_t *e = b->events[i];
-        const s_item_t *item = &b->items[i];
+        s_item_t *item = &b->items[i];
         if (!item->fresh)
             continue;
         if (e->kind == SB_KIND_STATUS) {
@@ -1085,37 +1476,53 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         }
         if (item->contact == SIZE_MAX)
             continue;
-        s_contact_t *c = &b->contacts[item->contact];
+        item->contact = s_identity_current (b, item->contact, i);
+        item->user = s_identity_current (b, item->user, i);
+        s_contact_t *c = s_identity_link (b, item);
+        if (!c)
+            return -1;
+        if (s_identity_change (e)) {
+            if (s_identity_move (b, item, i, (size_t) (c - b->contacts)) != 0)
+                return -1;
+            continue;  //  a notice from WhatsApp, not from the user: no window, no reply
+        }
         c->touched = true;
         int64_t received = e->received_at_ms ? e->received_at_ms : now_ms;
         if (received > c->last_inbound_ms)
             c->last_inbound_ms = received;
         if (e->profile_name && *e->profile_name)
             c->profile_name = e->profile_name;
-        if (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER) {
-            const char *body = e->text;
-            if (e->kind == SB_KIND_GATHER)
-                body = e->digits && *e->digits ? e->digits : e->speech_result;
-            sb_pgarray_table_t *t = &b->messages_t;
-            sb_pgarray_text (&t->cols[MI_PROVIDER], c->provider);
-            sb_pgarray_text (&t->cols[MI_CHANNEL], c->channel);
-            //  Gathers share their call's CallSid: it stays on the event.
-            s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
-                                 e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
-            sb_pgarray_text (&t->cols[MI_CONTACT], e->from);
-            sb_pgarray_text (&t->cols[MI_OURS], e->to);
-            sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
-            sb_pgarray_text (&t->cols[MI_TYPE],
-                             e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
-            sb_pgarray_text (&t->cols[MI_BODY], body);
-            sb_pgarray_int8 (&t->cols[MI_EVENT_ID], item->id);
-        }
         if (s_batch_decide (b, e, item, c, policy, now_ms, window_ms, stats) != 0)
             return -1;
     }
+    //  Inbound messages, under their contact's address as the batch leaves
+    //  it (a change later in the batch moves them too).
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events[i];
+        const s_item_t *item = &b->items[i];
+        if (!item->fresh || item->contact == SIZE_MAX || s_identity_change (e)
+            || (e->kind != SB_KIND_MESSAGE && e->kind != SB_KIND_GATHER))
+            continue;
+        const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
+        const char *body = e->text;
+        if (e->kind == SB_KIND_GATHER)
+            body = e->digits && *e->digits ? e->digits : e->speech_result;
+        sb_pgarray_table_t *t = &b->messages_t;
+        sb_pgarray_text (&t->cols[MI_PROVIDER], c->provider);
+        sb_pgarray_text (&t->cols[MI_CHANNEL], c->channel);
+        //  Gathers share their call's CallSid: it stays on the event.
+        s_array_key_or_null (&t->cols[MI_PROVIDER_ID],
+                             e->kind == SB_KIND_MESSAGE ? e->provider_id : NULL);
+        sb_pgarray_text (&t->cols[MI_CONTACT], c->address);
+        sb_pgarray_text (&t->cols[MI_OURS], e->to);
+        sb_pgarray_text (&t->cols[MI_ACCOUNT], e->account);
+        sb_pgarray_text (&t->cols[MI_TYPE], e->kind == SB_KIND_GATHER ? "gather" : e->message_type);
+        sb_pgarray_text (&t->cols[MI_BODY], body);
+        sb_pgarray_int8 (&t->cols[MI_EVENT_ID], item->id);
+    }
     for (size_t k = 0; k < b->ncontacts; k++) {
         const s_contact_t *c = &b->contacts[k];
-        if (!c->touched)
+        if (!c->touched || c->rep != k)
             continue;
         sb_pgarray_table_t *t = &b->contacts_t;
         sb_pgarray_text (&t->cols[CO_PROVIDER], c->provider);
@@ -1125,6 +1532,7 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         sb_pgarray_time (&t->cols[CO_LAST_INBOUND], c->last_inbound_ms);
         sb_pgarray_bool (&t->cols[CO_OPTED_OUT], c->opted_out);
     }
+    s_identity_rows (b);
     return 0;
 }
 
@@ -1188,19 +1596,19 @@ s_write_round1 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats)
 static int
 s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *synced)
 {
-    //  Echoes before statuses, so a status of the batch reaches its echo.
-    sb_pgarray_table_t *tables[] = {&b->contacts_t, &b->messages_t, &b->echoes_t, &b->outbox_t,
+    //  Moves first (the contacts' rows as the batch left them), echoes
+    //  before statuses, so a status of the batch reaches its echo.
+    sb_pgarray_table_t *tables[] = {&b->moves_t,    &b->contacts_t, &b->identities_t,
+                                    &b->messages_t, &b->echoes_t,   &b->outbox_t,
                                     &b->status_t,   &b->cursor_t,   &b->prefs_t};
-    static const char *const names[] = {"sb_contacts", "sb_messages", "sb_echoes", "sb_outbox",
+    static const char *const names[] = {"sb_moves",    "sb_contacts", "sb_identities",
+                                        "sb_messages", "sb_echoes",   "sb_outbox",
                                         "sb_status",   "sb_cursor",   "sb_prefs"};
-    static const char *const what[] = {"upsert contacts",
-                                       "insert messages",
-                                       "insert echoes",
-                                       "insert outbox",
-                                       "apply statuses",
-                                       "upsert cursor",
-                                       "record marketing preferences"};
-    enum { N = sizeof tables / sizeof tables[0], STATUS = 4 };
+    static const char *const what[] = {
+        "move contacts",   "upsert contacts", "upsert identities",
+        "insert messages", "insert echoes",   "insert outbox",
+        "apply statuses",  "upsert cursor",   "record marketing preferences"};
+    enum { N = sizeof tables / sizeof tables[0], MOVES = 0, STATUS = 6 };
     bool sent[N];
     for (size_t i = 0; i < N; i++) {
         sent[i] = sb_pgarray_table_rows (tables[i]) > 0;
@@ -1214,6 +1622,13 @@ s_write_round2 (sb_store_t *self, s_batch_t *b, sb_store_stats_t *stats, bool *s
         return -1;
     for (size_t i = 0; i < N; i++) {
         int64_t rows = 0;
+        if (sent[i] && i == MOVES) {
+            PGresult *r = sb_store_take (self, PGRES_TUPLES_OK, what[i]);
+            if (!r)
+                return -1;
+            PQclear (r);
+            continue;
+        }
         if (sent[i] && s_take_ok (self, what[i], &rows))
             return -1;
         if (i == STATUS)
@@ -1260,6 +1675,8 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     sb_pgarray_table_init (&b.bodies_get_t, s_bodies_get_oids, BG_COLS);
     sb_pgarray_table_init (&b.echoes_t, s_echoes_oids, EC_COLS);
     sb_pgarray_table_init (&b.prefs_t, s_prefs_oids, PR_COLS);
+    sb_pgarray_table_init (&b.moves_t, s_moves_oids, MV_COLS);
+    sb_pgarray_table_init (&b.identities_t, s_identities_oids, ID_COLS);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
         sb_error (S_MODULE, "out of memory preparing a batch count=%zu", count);

@@ -43,6 +43,16 @@
     SB_META_SDP_MAX bytes (cut on a UTF-8 boundary, sdp_truncated set);
     whole, it is still in detail_json, bounded by SB_MAX_BODY like the
     rest of the body.
+
+    Business-scoped user ids (BSUIDs, since April 2026): a user who hides
+    their number has no "from" (no recipient_id on a status) but a
+    from_user_id (recipient_user_id). The sender is then, in this order,
+    message.from, the matching contact's wa_id, from_user_id,
+    from_parent_user_id, the contact's user_id: never lost. The ids, the
+    parent id and the username go to Event fields 48-55 (s_put_bsuid_*).
+    An id not of the BSUID shape (sb_bsuid_valid) is kept as given and
+    flags the event (user_id_malformed) for consumers to see; the line
+    saying so is at debug, so a flood of them cannot flood the log.
 */
 #include "sb_meta.h"
 
@@ -56,6 +66,7 @@
 
 #include <jansson.h>
 
+#include "sb_bsuid.h"
 #include "sb_json.h"
 #include "sb_log.h"
 #include "sb_text.h"
@@ -470,17 +481,97 @@ s_put_body (bool *ok, sb_event_t *event, const char *type, const json_t *body)
     //  unsupported, unknown: their errors[] are read by the caller
 }
 
-//  The contact whose wa_id is from, else the first one.
+//  The contact whose wa_id is from, else the one whose user_id is
+//  user_id (a BSUID-only sender), else the first one.
 static const json_t *
-s_contact_for (const json_t *contacts, const char *from)
+s_contact_for (const json_t *contacts, const char *from, const char *user_id)
 {
     size_t i;
     json_t *contact;
     json_array_foreach (
         contacts, i, contact) if (from && json_is_object (contact) && s_str (contact, "wa_id")
                                   && strcmp (s_str (contact, "wa_id"), from) == 0) return contact;
+    json_array_foreach (contacts, i, contact) if (user_id && json_is_object (contact)
+                                                  && s_str (contact, "user_id")
+                                                  && strcmp (s_str (contact, "user_id"), user_id)
+                                                         == 0) return contact;
     contact = json_array_get (contacts, 0);
     return json_is_object (contact) ? contact : NULL;
+}
+
+//  A BSUID field: set as given; a malformed one flags the event.
+static void
+s_put_bsuid (bool *ok, sb_event_t *event, char **field, const char *value)
+{
+    if (!value || !*value)
+        return;
+    s_put_text (ok, field, value);
+    if (!sb_bsuid_valid (value)) {
+        event->user_id_malformed = true;
+        sb_debug ("meta", "malformed business-scoped user id kept as given length=%zu",
+                  strlen (value));
+    }
+}
+
+//  The sender of a message: from, else the contact's phone, else a BSUID
+//  (borrowed; NULL only when the message names nobody at all).
+static const char *
+s_bsuid_sender (const json_t *message, const json_t *contact)
+{
+    const char *candidates[] = {
+        s_str (message, "from"),         s_str (contact, "wa_id"),
+        s_str (message, "from_user_id"), s_str (message, "from_parent_user_id"),
+        s_str (contact, "user_id"),      s_str (contact, "parent_user_id"),
+    };
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (candidates[i] && *candidates[i])
+            return candidates[i];
+    return NULL;
+}
+
+//  A message's BSUID fields: its own, else its contact's; the username.
+static void
+s_put_bsuid_message (bool *ok, sb_event_t *event, const json_t *message, const json_t *contact)
+{
+    const char *user_id = s_str (message, "from_user_id");
+    const char *parent = s_str (message, "from_parent_user_id");
+    s_put_bsuid (ok, event, &event->user_id, user_id ? user_id : s_str (contact, "user_id"));
+    s_put_bsuid (ok, event, &event->parent_user_id,
+                 parent ? parent : s_str (contact, "parent_user_id"));
+    s_put (ok, &event->username, json_object_get (contact, "profile"), "username");
+}
+
+//  A system message's new and previous BSUIDs (customer_changed_number,
+//  user_changed_number, user_changed_user_id, customer_identity_changed).
+static void
+s_put_bsuid_system (bool *ok, sb_event_t *event, const json_t *system)
+{
+    if (!json_is_object (system))
+        return;
+    s_put_bsuid (ok, event, &event->new_user_id, s_str (system, "user_id"));
+    s_put_bsuid (ok, event, &event->new_parent_user_id, s_str (system, "parent_user_id"));
+    s_put_bsuid (ok, event, &event->previous_user_id, s_str (system, "previous_user_id"));
+}
+
+//  A status's recipient BSUIDs, and its contact's username when the
+//  status came with contacts[].
+static void
+s_put_bsuid_status (bool *ok, sb_event_t *event, const s_change_t *change, const json_t *status)
+{
+    const char *user_id = s_str (status, "recipient_user_id");
+    const char *parent = s_str (status, "parent_recipient_user_id");
+    s_put_bsuid (ok, event, &event->user_id, user_id);
+    s_put_bsuid (ok, event, &event->parent_user_id,
+                 parent ? parent : s_str (status, "recipient_parent_user_id"));
+    const json_t *contacts = json_object_get (change->value, "contacts");
+    const json_t *contact = json_array_size (contacts)
+                                ? s_contact_for (contacts, s_str (status, "recipient_id"), user_id)
+                                : NULL;
+    s_put (ok, &event->username, json_object_get (contact, "profile"), "username");
+    if (!event->to || !*event->to)
+        s_put_text (ok, &event->to, user_id ? user_id : parent);
+    if (event->status && (!event->status->recipient || !*event->status->recipient))
+        s_put_text (ok, &event->status->recipient, event->to);
 }
 
 //  One value.messages[] element. NULL when out of memory.
@@ -491,7 +582,10 @@ s_message (const s_change_t *change, const json_t *message)
     sb_event_t *event = s_event_new (change, SB_KIND_MESSAGE, &ok);
     if (!event)
         return NULL;
-    const char *from = s_str (message, "from");
+    const json_t *contact =
+        s_contact_for (json_object_get (change->value, "contacts"), s_str (message, "from"),
+                       s_str (message, "from_user_id"));
+    const char *from = s_bsuid_sender (message, contact);
     const char *type = s_str (message, "type");
     s_put_text (&ok, &event->from, from);
     s_put_text (&ok, &event->to, change->display_phone);
@@ -500,9 +594,11 @@ s_message (const s_change_t *change, const json_t *message)
     s_put (&ok, &event->context_id, json_object_get (message, "context"), "id");
     s_put_text (&ok, &event->message_type, s_known (type) ? type : "unknown");
 
-    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), from);
     s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
     s_put (&ok, &event->wa_id, contact, "wa_id");
+    s_put_bsuid_message (&ok, event, message, contact);
+    if (type && strcmp (type, "system") == 0)
+        s_put_bsuid_system (&ok, event, json_object_get (message, "system"));
 
     s_put_body (&ok, event, type, json_object_get (message, type ? type : ""));
     s_put_errors (&ok, event, json_object_get (message, "errors"));
@@ -551,6 +647,7 @@ s_status (const s_change_t *change, const json_t *status)
         s_put_text (&ok, &item->error_message, title ? title : s_str (first, "message"));
     }
     s_put_errors (&ok, event, errors);
+    s_put_bsuid_status (&ok, event, change, status);
     s_put_detail (&ok, event, status);
     if (!ok)
         sb_event_destroy (&event);

@@ -22,6 +22,13 @@
     up to NumMedia and at most SB_TWILIO_MAX_MEDIA (Twilio's own limit).
     Parameters without a field of their own stay in raw_body, which the
     caller sets to the form as received.
+
+    WhatsApp users known only by a business-scoped user id (BSUID) come as
+    From=whatsapp:US.... with the id in ExternalUserId (the name issue 12
+    gives; Twilio's changelog of 2026-07-20 calls the field
+    ExternalUserIdentifier: both are read). The event's user_id is that
+    parameter, else a BSUID-shaped From; a malformed one is kept and flags
+    the event (user_id_malformed), never refused.
 */
 #include "sb_twilio.h"
 
@@ -33,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sb_bsuid.h"
 #include "sb_log.h"
 #include "sb_text.h"
 
@@ -210,6 +218,27 @@ s_messages_location (sb_event_t *event, const sb_form_t *form, bool *ok, char *e
     return 0;
 }
 
+//  A WhatsApp sender's business-scoped user id: ExternalUserId (or
+//  ExternalUserIdentifier), else a From that is one.
+static void
+s_put_bsuid (bool *ok, sb_event_t *event, const sb_form_t *form)
+{
+    const char *from = s_get (form, "From");
+    const char *user_id = s_get2 (form, "ExternalUserId", "ExternalUserIdentifier");
+    if (user_id && s_is_whatsapp (user_id))
+        user_id = s_strip (user_id);
+    if (!user_id && s_is_whatsapp (from) && sb_bsuid_like (s_strip (from)))
+        user_id = s_strip (from);
+    if (!user_id || !*user_id)
+        return;
+    s_put (ok, &event->user_id, user_id);
+    if (!sb_bsuid_valid (user_id)) {
+        event->user_id_malformed = true;
+        sb_debug ("twilio", "malformed business-scoped user id kept as given length=%zu",
+                  strlen (user_id));
+    }
+}
+
 //  POST /twilio/messages
 static sb_event_t *
 s_messages (const sb_form_t *form, char *err, size_t err_size)
@@ -232,6 +261,7 @@ s_messages (const sb_form_t *form, char *err, size_t err_size)
     s_put (&ok, &event->text, s_get (form, "Body"));
     s_put (&ok, &event->profile_name, s_get (form, "ProfileName"));
     s_put (&ok, &event->wa_id, s_get (form, "WaId"));
+    s_put_bsuid (&ok, event, form);
     s_put (&ok, &event->context_id, s_get (form, "OriginalRepliedMessageSid"));
     if (s_messages_media (event, form, &ok, err, err_size)
         || s_messages_location (event, form, &ok, err, err_size)) {

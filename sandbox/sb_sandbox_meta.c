@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sb_bsuid.h"
 #include "sb_fakeprov.h"
 #include "sb_log.h"
 #include "sb_sandbox.h"
@@ -168,14 +169,17 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     static const char *types[] = {"text",        "audio",    "document", "image",
                                   "location",    "video",    "sticker",  "reaction",
                                   "interactive", "template", "contacts", NULL};
-    static const char *base_keys[] = {"messaging_product", "recipient_type", "to", "type",
-                                      "context",           "text",           NULL};
+    static const char *base_keys[] = {
+        "messaging_product", "recipient_type", "to", "recipient", "type", "context", "text", NULL};
     static const char *text_keys[] = {"body", "preview_url", NULL};
     static const char *context_keys[] = {"message_id", NULL};
     const char *bad = NULL;
     const char *product = json_string_value (json_object_get (root, "messaging_product"));
     const char *recipient_type = json_string_value (json_object_get (root, "recipient_type"));
     const char *to = json_string_value (json_object_get (root, "to"));
+    //  A business-scoped user id goes in "recipient"; "to" wins when both
+    //  are given (Meta's Business-scoped user IDs page).
+    const char *bsuid = to ? NULL : json_string_value (json_object_get (root, "recipient"));
     const char *type = json_string_value (json_object_get (root, "type"));
     json_t *context = json_object_get (root, "context");
     bool type_known = false;
@@ -197,9 +201,12 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
         snprintf (details, sizeof details,
                   "Param recipient_type must be one of {individual, group} - got \"%.40s\".",
                   recipient_type);
-    else if (!to)
+    else if (!to && !bsuid)
         snprintf (details, sizeof details, "The parameter to is required.");
-    else if (!s_is_wa_number (to, digits, sizeof digits))
+    else if (bsuid && !sb_bsuid_valid (bsuid))
+        snprintf (details, sizeof details,
+                  "Param recipient must be a business-scoped user id - got \"%.40s\".", bsuid);
+    else if (to && !s_is_wa_number (to, digits, sizeof digits))
         snprintf (details, sizeof details, "Param to must be a phone number - got \"%.40s\".", to);
     else if (!type)
         snprintf (details, sizeof details, "The parameter type is required.");
@@ -243,14 +250,16 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     }
     else {
         char wamid[sizeof answer->id];
-        sb_fakeprov_wamid (wamid, sizeof wamid, digits, SB_FAKEPROV_OUTBOUND);
+        //  A BSUID send: contacts[] has user_id and no wa_id.
+        sb_fakeprov_wamid (wamid, sizeof wamid, bsuid ? "0" : digits, SB_FAKEPROV_OUTBOUND);
         json_t *reply =
             json_pack ("{s:s, s:[{s:s, s:s}], s:[{s:s}]}", "messaging_product", "whatsapp",
-                       "contacts", "input", to, "wa_id", digits, "messages", "id", wamid);
+                       "contacts", "input", bsuid ? bsuid : to, bsuid ? "user_id" : "wa_id",
+                       bsuid ? bsuid : digits, "messages", "id", wamid);
         snprintf (answer->id, sizeof answer->id, "%s", wamid);
         sb_sandbox_answer_json (answer, 200, reply);
         if (*self->callbacks)
-            s_meta_callbacks (self, phone_number_id, wamid, digits);
+            s_meta_callbacks (self, phone_number_id, wamid, bsuid ? bsuid : digits);
     }
     json_decref (root);
 }

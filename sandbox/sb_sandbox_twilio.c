@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sb_bsuid.h"
 #include "sb_fakeprov.h"
 #include "sb_form.h"
 #include "sb_log.h"
@@ -301,7 +302,12 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
     char message[300];
     if (!to || !*to)
         sb_sandbox_twilio_error (answer, 400, 21604, "A 'To' phone number is required.");
-    else if (!s_is_e164 (s_channel_address (to, &to_channel))) {
+    else if (!s_is_e164 (s_channel_address (to, &to_channel))
+             && !(to_channel == S_WHATSAPP
+                  && sb_bsuid_valid (s_channel_address (to, &to_channel)))) {
+        //  WhatsApp also takes a business-scoped user id: To=whatsapp:US....
+        //  (Twilio's changelog, 2026-07-20); a malformed one is refused as
+        //  any other bad To.
         snprintf (message, sizeof message, "Invalid 'To' Phone Number: %.60s", to);
         sb_sandbox_twilio_error (answer, 400, 21211, message);
     }

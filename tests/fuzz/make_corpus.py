@@ -116,6 +116,19 @@ def make_twilio_normalize():
                                        ("Confidence", "1.5")],
         "edge-gather-digits": [("CallSid", call), ("Digits", "1234#")],
         "edge-utf8-invalid": None,
+        # Business-scoped user ids (issue 12): the other name of the
+        # parameter, a malformed id, a prefixed one, a BSUID From alone, an
+        # empty id.
+        "edge-bsuid-identifier": [("MessageSid", sid), ("From", "whatsapp:US.1349"),
+                                  ("ExternalUserIdentifier", "US.1349")],
+        "edge-bsuid-malformed": [("MessageSid", sid), ("From", "whatsapp:US.1349"),
+                                 ("ExternalUserId", "US.13-49!")],
+        "edge-bsuid-prefixed": [("MessageSid", sid), ("From", "whatsapp:+1"),
+                                ("ExternalUserId", "whatsapp:US.ENT.1349")],
+        "edge-bsuid-from-only": [("MessageSid", sid), ("From", "whatsapp:us.")],
+        "edge-bsuid-empty": [("MessageSid", sid), ("From", "whatsapp:+1"), ("ExternalUserId", "")],
+        "edge-bsuid-long": [("MessageSid", sid), ("From", "whatsapp:+1"),
+                            ("ExternalUserId", "US." + "7" * 300)],
     }
     for name, pairs in edges.items():
         if pairs is None:
@@ -149,6 +162,26 @@ META_EDGES = {
     "edge-big-numbers": '{"entry":[{"changes":[{"value":{"messages":[{"type":"location",'
                         '"location":{"latitude":1e999,"longitude":-0.0},"timestamp":'
                         '"99999999999999999999"}]}}]}]}',
+    # Business-scoped user ids (issue 12): a message naming nobody, ids of
+    # the wrong type, malformed and over-long ids, a contact-only id, a
+    # status with only a parent id, a system message that is no object.
+    "edge-bsuid-no-ids": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1","type":"text",'
+                         '"text":{"body":"x"}}]}}]}]}',
+    "edge-bsuid-wrong-types": '{"entry":[{"changes":[{"value":{"contacts":[{"user_id":5,'
+                              '"profile":{"username":[]}}],"messages":[{"id":"w1",'
+                              '"from_user_id":7,"from_parent_user_id":{},"type":"text",'
+                              '"text":{"body":"x"}}]}}]}]}',
+    "edge-bsuid-malformed": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1",'
+                            '"from_user_id":"US.13-49!","type":"text","text":{"body":"x"}}]}}]}]}',
+    "edge-bsuid-long": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1","from_user_id":"US.'
+                       + "7" * 300 + '","type":"text","text":{"body":"x"}}]}}]}]}',
+    "edge-bsuid-contact-only": '{"entry":[{"changes":[{"value":{"contacts":[{"user_id":'
+                               '"US.1349","profile":{"name":"A","username":"a"}}],"messages":'
+                               '[{"id":"w1","type":"text","text":{"body":"x"}}]}}]}]}',
+    "edge-bsuid-status-parent-only": '{"entry":[{"changes":[{"value":{"statuses":[{"id":"w1",'
+                                     '"status":"sent","parent_recipient_user_id":"US.ENT.1"}]}}]}]}',
+    "edge-bsuid-system-not-object": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1",'
+                                    '"from_user_id":"US.1","type":"system","system":"x"}]}}]}]}',
 }
 
 
@@ -243,7 +276,8 @@ def twilio_event(name, body):
                    11: form.get("AccountSid", ""), 12: strip(form.get("From", "")),
                    13: strip(form.get("To", "")), 14: form.get("ProfileName", ""),
                    16: form.get("Body", ""), 21: form.get("Digits", ""),
-                   22: form.get("SpeechResult", ""), 31: form.get("CallStatus", "")})
+                   22: form.get("SpeechResult", ""), 31: form.get("CallStatus", ""),
+                   48: form.get("ExternalUserId", "")})
     if "Confidence" in form:
         ev += f_double(23, float(form["Confidence"]))
     if "Latitude" in form:
@@ -268,7 +302,10 @@ def meta_event(doc, raw):
                    33: doc["entry"][0]["id"], 34: doc["entry"][0]["changes"][0]["field"]})
     if "statuses" in value:
         st = value["statuses"][0]
-        ev += f_varint(8, 2) + strings({10: st["id"], 13: st.get("recipient_id", "")})
+        ev += f_varint(8, 2) + strings({10: st["id"],
+                                        13: st.get("recipient_id") or st.get("recipient_user_id", ""),
+                                        48: st.get("recipient_user_id", ""),
+                                        49: st.get("parent_recipient_user_id", "")})
         status = strings({1: st["status"], 4: st.get("recipient_id", "")})
         if "pricing" in st:
             status += f_varint(8, 1) + strings({7: st["pricing"].get("category", "")})
@@ -280,7 +317,12 @@ def meta_event(doc, raw):
     else:
         msg = value["messages"][0]
         kind_type = msg["type"]
-        ev += f_varint(8, 1) + strings({9: kind_type, 10: msg["id"], 12: msg.get("from", "")})
+        contact = (value.get("contacts") or [{}])[0]
+        ev += f_varint(8, 1) + strings({9: kind_type, 10: msg["id"],
+                                        12: msg.get("from") or msg.get("from_user_id", ""),
+                                        48: msg.get("from_user_id", ""),
+                                        49: msg.get("from_parent_user_id", ""),
+                                        50: contact.get("profile", {}).get("username", "")})
         ev += f_varint(30, int(msg.get("timestamp", "0")))
         body = msg.get(kind_type, {})
         if kind_type == "text":
@@ -309,6 +351,8 @@ def meta_event(doc, raw):
         elif kind_type == "system":
             ev += f_bytes(28, strings({1: body.get("type", ""), 2: body.get("body", ""),
                                        3: body.get("wa_id", "")}))
+            ev += strings({51: body.get("user_id", ""), 52: body.get("parent_user_id", ""),
+                           53: body.get("previous_user_id", "")})
         elif kind_type == "interactive":
             reply = body.get(body["type"], {})
             ev += f_bytes(19, strings({1: body["type"], 2: reply.get("id", ""),
@@ -326,12 +370,15 @@ def stamp(ev, seq, ingress="ingress-1", epoch="00112233445566778899aabbccddeeff"
 
 def make_events():
     events = {}
-    for name in conformance_files("twilio-", ".form")[:8]:
+    for name in [n for n in conformance_files("twilio-", ".form") if "bsuid" not in n][:8]:
         events["event-" + name[:-5]] = twilio_event(name, conformance(name))
     for name in ("meta-text.json", "meta-image.json", "meta-audio.json", "meta-location.json",
                  "meta-contacts.json", "meta-order.json", "meta-reaction.json",
                  "meta-system.json", "meta-interactive-list_reply.json",
-                 "meta-status-failed.json", "meta-status-sent.json"):
+                 "meta-status-failed.json", "meta-status-sent.json",
+                 "meta-bsuid-text-username.json", "meta-bsuid-text-phone.json",
+                 "meta-bsuid-status-delivered.json", "meta-bsuid-system-changed-number.json",
+                 "meta-bsuid-system-changed-user-id.json"):
         raw = conformance(name)
         events["event-" + name[:-5]] = meta_event(json.loads(raw), raw)
     events["event-empty"] = b""
@@ -362,6 +409,11 @@ def make_events():
                                           + f_bytes(20, f_varint(8, 1)))
     events["event-detail-json-odd"] = strings({44: '{"a":[1,2,{"b":null}],"c":"\\u00e9"}'}) \
         + strings({44: "not json ["})
+    events["event-twilio-bsuid-whatsapp-inbound"] = twilio_event(
+        "twilio-bsuid-whatsapp-inbound.form", conformance("twilio-bsuid-whatsapp-inbound.form"))
+    events["event-bsuid-malformed"] = (f_varint(6, 2) + strings({12: "US.13-49!", 48: "US.13-49!",
+                                                                 50: "a" * 40})
+                                       + f_varint(54, 1))
     events["event-truncated"] = events["event-meta-text"][:-7]
     events["event-wrong-wire-type"] = varint(1 << 3 | 0) + varint(5)
     for name, data in events.items():

@@ -472,6 +472,42 @@ def test_meta_auth_and_shape():
         sb.stop()
 
 
+BSUID = "US.13491208655302741918"
+
+
+def test_bsuid_recipients():
+    """A business-scoped user id as recipient: Meta takes it in "recipient"
+    ("to" wins when both are given), Twilio as To=whatsapp:<BSUID>; a
+    malformed one is refused as a bad recipient ((#100), 21211)."""
+    sb = Sandbox()
+    try:
+        by_id = dict(TEXT, recipient=BSUID)
+        del by_id["to"]
+        status, _, body = sb.meta(by_id)
+        assert status == 200, body
+        assert body["contacts"] == [{"input": BSUID, "user_id": BSUID}], body
+        parent = dict(by_id, recipient="US.ENT.11815799212886844830")
+        assert sb.meta(parent)[0] == 200
+        assert sb.meta(dict(by_id, recipient="US." + "a" * 128))[0] == 200
+        status, _, body = sb.meta(dict(TEXT, recipient=BSUID))
+        assert status == 200 and body["contacts"][0]["input"] == "16505551234", body
+        for bad in ["US13491208655302741918", "us.13491208655302741918", "US.", "U.1349",
+                    "US.1349-1208", "US." + "a" * 129, "US.ENT.", 13491208655302741918]:
+            status, _, body = sb.meta(dict(by_id, recipient=bad))
+            check_meta_error(status, body, 400, 100)
+            assert body["error"]["message"].startswith("(#100) "), body
+        wa = dict(To="whatsapp:" + BSUID, From="whatsapp:+14155238886", Body="hi")
+        status, _, body = sb.twilio(wa)
+        assert status == 201, body
+        check_twilio_message(body, wa)
+        for bad in ["whatsapp:US.1349-1208", "whatsapp:US.", "whatsapp:us.1349",
+                    "whatsapp:US." + "7" * 129, BSUID]:
+            status, _, body = sb.twilio(dict(wa, To=bad))
+            check_twilio_error(status, body, 400, 21211)
+    finally:
+        sb.stop()
+
+
 def test_request_log():
     sb = Sandbox()
     try:
@@ -806,6 +842,7 @@ if __name__ == "__main__":
         test_twilio_auth,
         test_twilio_shape,
         test_meta_auth_and_shape,
+        test_bsuid_recipients,
         test_request_log,
         test_failure_injection,
         test_status_callbacks,

@@ -181,6 +181,14 @@ s_full_event (void)
     e->raw_body_sha256.data = sb_scratch_memdup (sha, sizeof sha);
     CHECK (e->raw_body_sha256.data);
     e->raw_body_sha256.len = sizeof sha;
+    //  Business-scoped user ids (fields 48-54).
+    CHECK (sb_event_set (&e->user_id, "US.13491208655302741918") == 0);
+    CHECK (sb_event_set (&e->parent_user_id, "US.ENT.11815799212886844830") == 0);
+    CHECK (sb_event_set (&e->username, "@sheena") == 0);
+    CHECK (sb_event_set (&e->new_user_id, "US.13491208655302741919") == 0);
+    CHECK (sb_event_set (&e->new_parent_user_id, "US.ENT.11815799212886844831") == 0);
+    CHECK (sb_event_set (&e->previous_user_id, "US.13491208655302741917") == 0);
+    e->user_id_malformed = true;
     return e;
 }
 

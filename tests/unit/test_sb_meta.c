@@ -47,6 +47,11 @@ static const char *s_covered[] = {
     "meta-status-sent.json",
     "meta-sticker.json",
     "meta-system.json",
+    "meta-bsuid-text-username.json",
+    "meta-bsuid-text-phone.json",
+    "meta-bsuid-status-delivered.json",
+    "meta-bsuid-system-changed-number.json",
+    "meta-bsuid-system-changed-user-id.json",
     "meta-text.json",
     "meta-unknown.json",
     "meta-unsupported.json",
@@ -1328,6 +1333,13 @@ s_test_fields (void)
     s_test_fields_hostile ();
 }
 
+static void s_test_bsuid (void);
+static void
+s_test_bsuid_all (void)
+{
+    s_test_bsuid ();
+}
+
 static void
 s_test_all (void)
 {
@@ -1348,6 +1360,84 @@ s_test_all (void)
     s_test_shapes ();
     s_test_hostile ();
     s_test_fields ();
+    s_test_bsuid_all ();
+}
+
+//  Business-scoped user ids (issue 12): every new shape keeps its sender.
+static void
+s_test_bsuid (void)
+{
+    size_t n;
+    sb_event_t **ev = s_normalize_file ("meta-bsuid-text-username.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->from, "US.13491208655302741918");  //  no "from": the BSUID
+        CHECK_STR (ev[0]->user_id, "US.13491208655302741918");
+        CHECK_STR (ev[0]->parent_user_id, "US.ENT.11815799212886844830");
+        CHECK_STR (ev[0]->username, "@sheena");
+        CHECK_STR (ev[0]->profile_name, "Sheena Nelson");
+        CHECK (*ev[0]->wa_id == '\0' && !ev[0]->user_id_malformed);
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-bsuid-text-phone.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->from, "16505551234");  //  both: the phone
+        CHECK_STR (ev[0]->user_id, "US.13491208655302741918");
+        CHECK_STR (ev[0]->wa_id, "16505551234");
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-bsuid-status-delivered.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->to, "US.13491208655302741918");  //  no recipient_id
+        CHECK_STR (ev[0]->status->recipient, "US.13491208655302741918");
+        CHECK_STR (ev[0]->parent_user_id, "US.ENT.11815799212886844830");
+        CHECK_STR (ev[0]->username, "@sheena");
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-bsuid-system-changed-number.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->system->type, "user_changed_number");
+        CHECK_STR (ev[0]->system->new_wa_id, "12195555358");
+        CHECK_STR (ev[0]->new_user_id, "US.13491208655302741919");
+        CHECK_STR (ev[0]->previous_user_id, "US.13491208655302741918");
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-bsuid-system-changed-user-id.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->from, "US.13491208655302741918");
+        CHECK_STR (ev[0]->system->type, "user_changed_user_id");
+        CHECK_STR (ev[0]->new_user_id, "US.13491208655302741920");
+    }
+    sb_meta_events_free (&ev, n);
+    //  Hostile: a malformed BSUID is kept and flagged; no ids at all keeps
+    //  the message (empty sender); a contact's user_id alone names it.
+    static const char *const bodies[] = {
+        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"id\":\"w1\",\"type\":\"text\","
+        "\"from_user_id\":\"us.not a bsuid\",\"text\":{\"body\":\"x\"}}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"id\":\"w2\",\"type\":\"text\","
+        "\"text\":{\"body\":\"x\"}}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"value\":{\"contacts\":[{\"user_id\":\"BR.1502576394655843\"}]"
+        ","
+        "\"messages\":[{\"id\":\"w3\",\"type\":\"text\",\"text\":{\"body\":\"x\"}}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"value\":{\"statuses\":[{\"id\":\"w4\",\"status\":\"sent\","
+        "\"recipient_id\":\"16505551234\",\"recipient_user_id\":7}]}}]}]}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char err[128];
+        CHECK (sb_meta_normalize (bodies[i], strlen (bodies[i]), &ev, &n, err, sizeof err) == 0);
+        if (n != 1)
+            continue;
+        if (i == 0) {
+            CHECK_STR (ev[0]->from, "us.not a bsuid");
+            CHECK (ev[0]->user_id_malformed);
+        }
+        if (i == 1)
+            CHECK (*ev[0]->from == '\0' && !ev[0]->user_id_malformed);
+        if (i == 2)
+            CHECK_STR (ev[0]->from, "BR.1502576394655843");
+        if (i == 3)
+            CHECK_STR (ev[0]->to, "16505551234");
+        sb_meta_events_free (&ev, n);
+    }
 }
 
 //  Every covered file gives the same encoded events inside a scratch as

@@ -1784,6 +1784,246 @@ test_large_batch (sb_store_t *store, const sb_rules_t *rules, const char *prefix
 }
 
 //  ---------------------------------------------------------------------
+//  Identities: phone numbers and business-scoped user ids (0005)
+
+//  A Meta message from `from` carrying the BSUID user_id (NULL: none).
+static sb_event_t *
+s_meta_user (const char *wamid, const char *from, const char *user_id, const char *text)
+{
+    sb_event_t *e = s_meta (wamid, from, text);
+    sb_event_set (&e->user_id, user_id);
+    return e;
+}
+
+//  A system message about `from` (a phone number or a BSUID): its new
+//  number (wa_id), new BSUID and previous BSUID, each NULL when absent.
+static sb_event_t *
+s_meta_system (const char *wamid, const char *from, const char *user_id, const char *wa_id,
+               const char *new_user_id, const char *previous_user_id)
+{
+    sb_event_t *e = s_meta_user (wamid, from, user_id, NULL);
+    sb_event_set (&e->message_type, "system");
+    Switchboard__V1__System *system = sb_event_system (e);
+    sb_event_set (&system->type, wa_id ? "user_changed_number" : "user_changed_user_id");
+    sb_event_set (&system->new_wa_id, wa_id);
+    sb_event_set (&e->new_user_id, new_user_id);
+    sb_event_set (&e->previous_user_id, previous_user_id);
+    return e;
+}
+
+//  Write one event, free it.
+static void
+s_write_one (sb_store_t *store, sb_event_t *e)
+{
+    s_write (store, &e, 1, NULL);
+    sb_event_destroy (&e);
+}
+
+static int64_t
+s_contacts_at (const char *address)
+{
+    return s_int ("SELECT count(*) FROM contacts WHERE address = $1", address, NULL);
+}
+
+static int64_t
+s_messages_of (const char *address)
+{
+    return s_int ("SELECT count(*) FROM messages WHERE contact_addr = $1", address, NULL);
+}
+
+//  The contact at old is gone; the one at moved exists and is opted out
+//  (the tests opt the moving contact out first).
+static void
+s_check_moved (const char *old, const char *moved)
+{
+    CHECK_INT (s_contacts_at (old), 0);
+    CHECK_INT (s_contacts_at (moved), 1);
+    CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE address = $1", moved, NULL),
+               "true");
+}
+
+static const char *
+s_identity_of (const char *identity)
+{
+    return s_text ("SELECT address FROM contact_identities WHERE identity = $1", identity, NULL);
+}
+
+//  A phone number and a BSUID of one person, first two contacts, become
+//  one under the phone number: history, opt-out and window with it.
+static void
+test_identity_merge (sb_store_t *store)
+{
+    s_write_one (store, s_meta_user ("wamid.idm1", "US.50000000000000000001",
+                                     "US.50000000000000000001", "bsuid only"));
+    s_write_one (store, s_meta_user ("wamid.idm2", "16505550101", NULL, "phone only"));
+    s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (),"
+            " last_inbound_at = now () + interval '1 hour'"
+            " WHERE address = 'US.50000000000000000001'",
+            NULL);
+    CHECK_INT (s_contacts_at ("US.50000000000000000001"), 1);
+    CHECK_INT (s_contacts_at ("16505550101"), 1);
+
+    s_write_one (store,
+                 s_meta_user ("wamid.idm3", "16505550101", "US.50000000000000000001", "both"));
+    s_check_moved ("US.50000000000000000001", "16505550101");
+    CHECK_INT (s_int ("SELECT count(*) FROM contacts WHERE address = '16505550101'"
+                      " AND last_inbound_at > now () + interval '30 minutes'",
+                      NULL),
+               1);
+    CHECK_INT (s_messages_of ("16505550101"), 3);
+    CHECK_INT (s_messages_of ("US.50000000000000000001"), 0);
+    CHECK_STR (s_identity_of ("US.50000000000000000001"), "16505550101");
+
+    //  The BSUID alone is that contact now.
+    s_write_one (store, s_meta_user ("wamid.idm4", "US.50000000000000000001",
+                                     "US.50000000000000000001", "bsuid again"));
+    CHECK_INT (s_contacts_at ("US.50000000000000000001"), 0);
+    CHECK_INT (s_messages_of ("16505550101"), 4);
+
+    //  Phone and BSUID new together, in one batch with the BSUID alone:
+    //  one contact, under the phone number.
+    sb_event_t *events[2] = {
+        s_meta_user ("wamid.idm5", "16505550102", "US.50000000000000000002", "both"),
+        s_meta_user ("wamid.idm6", "US.50000000000000000002", "US.50000000000000000002", "id"),
+    };
+    s_write (store, events, 2, NULL);
+    s_free_all (events, 2);
+    CHECK_INT (s_contacts_at ("16505550102"), 1);
+    CHECK_INT (s_contacts_at ("US.50000000000000000002"), 0);
+    CHECK_INT (s_messages_of ("16505550102"), 2);
+    CHECK_STR (s_identity_of ("US.50000000000000000002"), "16505550102");
+}
+
+//  A change of number moves the contact with its opt-out, window and
+//  history; the old number and the old BSUID stop naming it.
+static void
+test_identity_change_of_number (sb_store_t *store)
+{
+    s_write_one (store,
+                 s_meta_user ("wamid.idc1", "16505550201", "US.50000000000000000011", "one"));
+    s_write_one (store,
+                 s_meta_user ("wamid.idc2", "16505550201", "US.50000000000000000011", "two"));
+    s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (),"
+            " last_inbound_at = now () - interval '1 hour' WHERE address = '16505550201'",
+            NULL);
+    int64_t window = s_int ("SELECT (extract (epoch FROM last_inbound_at) * 1000)::int8"
+                            " FROM contacts WHERE address = '16505550201'",
+                            NULL);
+
+    s_write_one (store, s_meta_system ("wamid.idc3", "16505550201", "US.50000000000000000011",
+                                       "16505550202", "US.50000000000000000012",
+                                       "US.50000000000000000011"));
+    s_check_moved ("16505550201", "16505550202");
+    //  The system message is WhatsApp's notice: the window stays the user's.
+    CHECK_INT (s_int ("SELECT (extract (epoch FROM last_inbound_at) * 1000)::int8"
+                      " FROM contacts WHERE address = '16505550202'",
+                      NULL),
+               window);
+    CHECK_INT (s_messages_of ("16505550202"), 2);
+    CHECK_INT (s_messages_of ("16505550201"), 0);
+    CHECK_STR (s_identity_of ("16505550201"), "(none)");
+    CHECK_STR (s_identity_of ("US.50000000000000000011"), "(none)");
+    CHECK_STR (s_identity_of ("US.50000000000000000012"), "16505550202");
+
+    //  The old number, later, is someone new.
+    s_write_one (store, s_meta_user ("wamid.idc4", "16505550201", NULL, "new owner"));
+    CHECK_STR (s_text ("SELECT opted_out::text FROM contacts WHERE address = '16505550201'", NULL),
+               "false");
+    CHECK_INT (s_messages_of ("16505550202"), 2);
+
+    //  A changed BSUID of a contact known by its number keeps the number.
+    s_write_one (store,
+                 s_meta_system ("wamid.idc5", "US.50000000000000000012", "US.50000000000000000012",
+                                NULL, "US.50000000000000000013", "US.50000000000000000012"));
+    CHECK_INT (s_contacts_at ("16505550202"), 1);
+    CHECK_INT (s_contacts_at ("US.50000000000000000013"), 0);
+    CHECK_STR (s_identity_of ("US.50000000000000000012"), "(none)");
+    CHECK_STR (s_identity_of ("US.50000000000000000013"), "16505550202");
+    //  A contact known only by a BSUID moves to the new one.
+    s_write_one (store, s_meta_user ("wamid.idc6", "US.50000000000000000021",
+                                     "US.50000000000000000021", "hidden number"));
+    s_write_one (store,
+                 s_meta_system ("wamid.idc7", "US.50000000000000000021", "US.50000000000000000021",
+                                NULL, "US.50000000000000000022", "US.50000000000000000021"));
+    CHECK_INT (s_contacts_at ("US.50000000000000000021"), 0);
+    CHECK_INT (s_contacts_at ("US.50000000000000000022"), 1);
+    CHECK_INT (s_messages_of ("US.50000000000000000022"), 1);
+}
+
+//  One batch: a message, the change of number, a message from the old
+//  number and one from the new: as if written one by one.
+static void
+test_identity_change_in_batch (sb_store_t *store)
+{
+    sb_event_t *events[4] = {
+        s_meta_user ("wamid.idb1", "16505550301", "US.50000000000000000031", "before"),
+        s_meta_system ("wamid.idb2", "16505550301", "US.50000000000000000031", "16505550302",
+                       "US.50000000000000000032", "US.50000000000000000031"),
+        s_meta_user ("wamid.idb3", "16505550301", NULL, "old number, after"),
+        s_meta_user ("wamid.idb4", "16505550302", "US.50000000000000000032", "new number"),
+    };
+    s_write (store, events, 4, NULL);
+    s_free_all (events, 4);
+    CHECK_INT (s_contacts_at ("16505550301"), 1);
+    CHECK_INT (s_contacts_at ("16505550302"), 1);
+    CHECK_INT (s_messages_of ("16505550302"), 2);
+    CHECK_INT (s_messages_of ("16505550301"), 1);
+    CHECK_STR (s_text ("SELECT body FROM messages WHERE contact_addr = '16505550301'", NULL),
+               "old number, after");
+    CHECK_STR (s_identity_of ("16505550301"), "16505550301");
+    CHECK_STR (s_identity_of ("US.50000000000000000031"), "(none)");
+    CHECK_STR (s_identity_of ("US.50000000000000000032"), "16505550302");
+}
+
+//  A change of number or id for a contact nobody knows creates nothing.
+static void
+test_identity_unknown (sb_store_t *store)
+{
+    int64_t contacts = s_int ("SELECT count(*) FROM contacts", NULL);
+    int64_t identities = s_int ("SELECT count(*) FROM contact_identities", NULL);
+    int64_t messages = s_int ("SELECT count(*) FROM messages", NULL);
+    s_write_one (store,
+                 s_meta_system ("wamid.idu1", "US.50000000000000000041", "US.50000000000000000041",
+                                NULL, "US.50000000000000000042", "US.50000000000000000041"));
+    s_write_one (store, s_meta_system ("wamid.idu2", "16505550401", NULL, "16505550402",
+                                       "US.50000000000000000043", NULL));
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id LIKE 'wamid.idu%'", NULL), 2);
+    CHECK_INT (s_int ("SELECT count(*) FROM contacts", NULL), contacts);
+    CHECK_INT (s_int ("SELECT count(*) FROM contact_identities", NULL), identities);
+    CHECK_INT (s_int ("SELECT count(*) FROM messages", NULL), messages);
+}
+
+//  At most SB_STORE_IDENTITIES_MAX (16) identities per contact, whether
+//  they come one batch at a time or in one batch.
+static void
+test_identity_cap (sb_store_t *store)
+{
+    enum { N = 20 };
+    char wamid[32], user_id[40];
+    for (int i = 0; i < N; i++) {
+        snprintf (wamid, sizeof wamid, "wamid.idk%02d", i);
+        snprintf (user_id, sizeof user_id, "US.600000000000000000%02d", i);
+        s_write_one (store, s_meta_user (wamid, "16505550501", user_id, "again"));
+    }
+    CHECK_INT (
+        s_int ("SELECT count(*) FROM contact_identities WHERE address = '16505550501'", NULL), 16);
+    CHECK_INT (s_contacts_at ("16505550501"), 1);
+    //  Known identities still are: the first BSUID names the contact.
+    CHECK_STR (s_identity_of ("US.60000000000000000000"), "16505550501");
+    sb_event_t *events[N];
+    for (int i = 0; i < N; i++) {
+        snprintf (wamid, sizeof wamid, "wamid.idl%02d", i);
+        snprintf (user_id, sizeof user_id, "US.700000000000000000%02d", i);
+        events[i] = s_meta_user (wamid, "16505550502", user_id, "one batch");
+    }
+    s_write (store, events, N, NULL);
+    s_free_all (events, N);
+    CHECK_INT (
+        s_int ("SELECT count(*) FROM contact_identities WHERE address = '16505550502'", NULL), 16);
+    CHECK_INT (s_messages_of ("16505550502"), N);
+}
+
+//  ---------------------------------------------------------------------
 
 int
 main (void)
@@ -1840,6 +2080,11 @@ main (void)
         test_poison (store);
         test_settle_transient (conninfo[0]);
         test_claim_aba (conninfo[0]);
+        test_identity_merge (store);
+        test_identity_change_of_number (store);
+        test_identity_change_in_batch (store);
+        test_identity_unknown (store);
+        test_identity_cap (store);
         test_large_batch (store, NULL, "SMbig");
         char err[256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);

@@ -23,6 +23,7 @@
 static const char *s_covered[] = {
     "twilio-sms-inbound.form",
     "twilio-whatsapp-inbound-text.form",
+    "twilio-bsuid-whatsapp-inbound.form",
     "twilio-whatsapp-inbound-media.form",
     "twilio-whatsapp-inbound-button.form",
     "twilio-whatsapp-inbound-location.form",
@@ -108,6 +109,20 @@ s_test_sms_inbound (void)
     CHECK (sb_event_topic (e, topic, sizeof topic) > 0);
     CHECK_STR (topic, "sb.v1.twilio.sms.message");
     sb_event_destroy (&e);
+}
+
+//  A WhatsApp user known only by a business-scoped user id (issue 12).
+static void
+s_test_whatsapp_bsuid (void)
+{
+    sb_event_t *e = s_normalize_file ("twilio-bsuid-whatsapp-inbound.form", SB_TWILIO_MESSAGES);
+    if (e) {
+        CHECK (e->channel == SB_CHANNEL_WHATSAPP);
+        CHECK_STR (e->from, "US.13491208655302741918");
+        CHECK_STR (e->user_id, "US.13491208655302741918");
+        CHECK (*e->wa_id == '\0' && !e->user_id_malformed);
+        sb_event_destroy (&e);
+    }
 }
 
 static void
@@ -615,6 +630,7 @@ main (void)
 {
     s_test_sms_inbound ();
     s_test_whatsapp_inbound ();
+    s_test_whatsapp_bsuid ();
     s_test_voice ();
     s_test_message_status ();
     s_test_rcs ();

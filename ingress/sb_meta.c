@@ -188,8 +188,7 @@ s_put_errors (bool *ok, sb_event_t *event, const json_t *errors)
 {
     size_t i;
     json_t *error;
-    json_array_foreach (errors, i, error)
-    {
+    json_array_foreach (errors, i, error) {
         if (!json_is_object (error))
             continue;
         sb_event_error_t *item = sb_event_add_error (event);
@@ -250,8 +249,7 @@ s_put_contacts (bool *ok, sb_event_t *event, const json_t *contacts)
 {
     size_t i;
     json_t *contact;
-    json_array_foreach (contacts, i, contact)
-    {
+    json_array_foreach (contacts, i, contact) {
         if (!json_is_object (contact))
             continue;
         sb_event_contact_t *card = sb_event_add_contact (event);
@@ -263,8 +261,7 @@ s_put_contacts (bool *ok, sb_event_t *event, const json_t *contacts)
         s_put (ok, &card->organization, json_object_get (contact, "org"), "company");
         size_t k;
         json_t *phone;
-        json_array_foreach (json_object_get (contact, "phones"), k, phone)
-        {
+        json_array_foreach (json_object_get (contact, "phones"), k, phone) {
             const char *number = s_str (phone, "phone");
             const char *wa_id = s_str (phone, "wa_id");
             if (number && sb_event_add_string (&card->phones, &card->n_phones, number))
@@ -363,8 +360,7 @@ s_put_order (bool *ok, sb_event_t *event, const json_t *order)
     s_put (ok, &item->text, order, "text");
     size_t i;
     json_t *product;
-    json_array_foreach (json_object_get (order, "product_items"), i, product)
-    {
+    json_array_foreach (json_object_get (order, "product_items"), i, product) {
         if (!json_is_object (product))
             continue;
         sb_event_order_item_t *line = sb_event_add_order_item (event);
@@ -488,13 +484,14 @@ s_contact_for (const json_t *contacts, const char *from, const char *user_id)
 {
     size_t i;
     json_t *contact;
-    json_array_foreach (
-        contacts, i, contact) if (from && json_is_object (contact) && s_str (contact, "wa_id")
-                                  && strcmp (s_str (contact, "wa_id"), from) == 0) return contact;
-    json_array_foreach (contacts, i, contact) if (user_id && json_is_object (contact)
-                                                  && s_str (contact, "user_id")
-                                                  && strcmp (s_str (contact, "user_id"), user_id)
-                                                         == 0) return contact;
+    json_array_foreach (contacts, i, contact)
+        if (from && json_is_object (contact) && s_str (contact, "wa_id")
+            && strcmp (s_str (contact, "wa_id"), from) == 0)
+            return contact;
+    json_array_foreach (contacts, i, contact)
+        if (user_id && json_is_object (contact) && s_str (contact, "user_id")
+            && strcmp (s_str (contact, "user_id"), user_id) == 0)
+            return contact;
     contact = json_array_get (contacts, 0);
     return json_is_object (contact) ? contact : NULL;
 }
@@ -833,7 +830,7 @@ s_call (const s_change_t *change, const json_t *item, bool status)
         call->end_time = s_int (json_object_get (item, "end_time"));
         call->duration = s_int (json_object_get (item, "duration"));
         const json_t *contact =
-            s_contact_for (json_object_get (change->value, "contacts"), event->from);
+            s_contact_for (json_object_get (change->value, "contacts"), event->from, NULL);
         s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
         s_put (&ok, &event->wa_id, contact, "wa_id");
     }
@@ -862,7 +859,7 @@ s_preference (const s_change_t *change, const json_t *item)
     s_put (&ok, &pref->category, item, "category");
     s_put (&ok, &pref->value, item, "value");
     s_put (&ok, &pref->detail, item, "detail");
-    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), user);
+    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), user, NULL);
     s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
     if (!ok)
         sb_event_destroy (&event);
@@ -948,8 +945,7 @@ s_field_items (s_list_t *list, const s_change_t *change, const char *key, s_item
         return s_list_push (list, s_field_other (change, change->value), err, err_size);
     size_t i;
     json_t *item;
-    json_array_foreach (items, i, item)
-    {
+    json_array_foreach (items, i, item) {
         sb_event_t *event =
             json_is_object (item) ? fn (change, item) : s_field_other (change, item);
         if (s_list_push (list, event, err, err_size))
@@ -1043,8 +1039,7 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
     };
     size_t i;
     json_t *item;
-    json_array_foreach (messages, i, item)
-    {
+    json_array_foreach (messages, i, item) {
         if (!json_is_object (item)) {
             sb_text_error (err, err_size,
                            "entry[%zu].changes[%zu].value.messages[%zu] is not an object", e, c, i);
@@ -1053,8 +1048,7 @@ s_change (s_list_t *list, const char *entry_id, const json_t *change, size_t e, 
         if (s_list_push (list, s_message (&where, item), err, err_size))
             return -1;
     }
-    json_array_foreach (statuses, i, item)
-    {
+    json_array_foreach (statuses, i, item) {
         if (!json_is_object (item)) {
             sb_text_error (err, err_size,
                            "entry[%zu].changes[%zu].value.statuses[%zu] is not an object", e, c, i);
@@ -1100,8 +1094,7 @@ sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *
     }
     size_t e;
     json_t *entry;
-    json_array_foreach (entries, e, entry)
-    {
+    json_array_foreach (entries, e, entry) {
         if (!json_is_object (entry)) {
             sb_text_error (err, err_size, "entry[%zu] is not an object", e);
             goto cleanup;
@@ -1114,8 +1107,9 @@ sb_meta_normalize (const char *body, size_t size, sb_event_t ***events, size_t *
         const char *entry_id = s_str (entry, "id");
         size_t c;
         json_t *change;
-        json_array_foreach (changes, c, change) if (s_change (&list, entry_id, change, e, c, err,
-                                                              err_size)) goto cleanup;
+        json_array_foreach (changes, c, change)
+            if (s_change (&list, entry_id, change, e, c, err, err_size))
+                goto cleanup;
     }
     rc = 0;
 cleanup:

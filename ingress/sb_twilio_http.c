@@ -196,8 +196,7 @@ s_json_as_form (const char *body, size_t size)
     sb_form_t *form = sb_form_new ();
     const char *key;
     json_t *value;
-    json_object_foreach (root, key, value)
-    {
+    json_object_foreach (root, key, value) {
         char number[64];
         const char *text = NULL;
         if (json_is_string (value))

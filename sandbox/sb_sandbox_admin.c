@@ -236,9 +236,9 @@ sb_sandbox_admin (sb_sandbox_t *self, const char *method, const char *path, cons
             selected = json_array ();
             size_t i;
             json_t *record;
-            json_array_foreach (self->log, i,
-                                record) if (json_integer_value (json_object_get (record, "seq"))
-                                            > since) json_array_append (selected, record);
+            json_array_foreach (self->log, i, record)
+                if (json_integer_value (json_object_get (record, "seq")) > since)
+                    json_array_append (selected, record);
         }
         answer->status = 200;
         answer->body = json_dumps (selected, JSON_COMPACT);

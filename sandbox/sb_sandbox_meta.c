@@ -34,8 +34,7 @@ s_only_keys (json_t *object, const char *const *allowed, const char **bad)
 {
     const char *key;
     json_t *value;
-    json_object_foreach (object, key, value)
-    {
+    json_object_foreach (object, key, value) {
         bool known = false;
         for (const char *const *a = allowed; *a; a++)
             if (strcmp (key, *a) == 0)

@@ -512,8 +512,8 @@ s_last_seq (const s_sandbox_t *sandbox)
     long long seq = 0;
     size_t i;
     json_t *record;
-    json_array_foreach (records, i, record) seq =
-        json_integer_value (json_object_get (record, "seq"));
+    json_array_foreach (records, i, record)
+        seq = json_integer_value (json_object_get (record, "seq"));
     json_decref (records);
     return seq;
 }
@@ -642,9 +642,9 @@ s_in_array (json_t *array, const char *text)
 {
     size_t i;
     json_t *item;
-    json_array_foreach (array, i,
-                        item) if (json_is_string (item)
-                                  && strcmp (json_string_value (item), text) == 0) return true;
+    json_array_foreach (array, i, item)
+        if (json_is_string (item) && strcmp (json_string_value (item), text) == 0)
+            return true;
     return false;
 }
 
@@ -681,15 +681,15 @@ s_check_twilio_shape (json_t *spec, json_t *record)
     json_t *seen = json_array ();
     size_t i;
     json_t *pair;
-    json_array_foreach (params, i, pair)
-    {
+    json_array_foreach (params, i, pair) {
         const char *key = json_string_value (json_array_get (pair, 0));
         CHECK (key && json_object_get (properties, key));  //  a documented field
         if (key && !s_in_array (seen, key))
             json_array_append_new (seen, json_string (key));
     }
     json_t *name;
-    json_array_foreach (required, i, name) CHECK (s_in_array (seen, json_string_value (name)));
+    json_array_foreach (required, i, name)
+        CHECK (s_in_array (seen, json_string_value (name)));
     //  x-twilio conditionals: From or MessagingServiceSid; Body, MediaUrl or ContentSid.
     CHECK (s_in_array (seen, "From") || s_in_array (seen, "MessagingServiceSid"));
     CHECK (s_in_array (seen, "Body") || s_in_array (seen, "MediaUrl")
@@ -703,9 +703,9 @@ s_param (json_t *record, const char *key)
 {
     size_t i;
     json_t *pair;
-    json_array_foreach (json_object_get (record, "params"), i,
-                        pair) if (strcmp (json_string_value (json_array_get (pair, 0)), key)
-                                  == 0) return json_string_value (json_array_get (pair, 1));
+    json_array_foreach (json_object_get (record, "params"), i, pair)
+        if (strcmp (json_string_value (json_array_get (pair, 0)), key) == 0)
+            return json_string_value (json_array_get (pair, 1));
     return NULL;
 }
 
@@ -1097,8 +1097,7 @@ s_test_concurrency (const s_sandbox_t *sandbox)
     long long most = 0;
     size_t i;
     json_t *record;
-    json_array_foreach (records, i, record)
-    {
+    json_array_foreach (records, i, record) {
         long long c = json_integer_value (json_object_get (record, "concurrent"));
         if (c > most)
             most = c;

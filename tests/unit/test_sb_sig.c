@@ -786,8 +786,7 @@ s_test_sharedkey_vectors (void)
     char text[512] = "";
     const char *id;
     json_t *secret;
-    json_object_foreach (json_object_get (root, "keys"), id, secret)
-    {
+    json_object_foreach (json_object_get (root, "keys"), id, secret) {
         size_t used = strlen (text);
         snprintf (text + used, sizeof text - used, "%s%s=%s", used ? "," : "", id,
                   json_string_value (secret));

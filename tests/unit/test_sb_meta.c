@@ -756,8 +756,7 @@ s_test_malformed (void)
         //  invalid UTF-8
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"id\":\"\xff\"}]}}]}]}",
         //  numbers beyond int64 / double
-        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":"
-        "123456789012345678901234567890}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":123456789012345678901234567890}]}}]}]}",
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":1e999}]}}]}]}",
         "{\"entry\":[{\"changes\":[{\"value\":{\"messages\":[{\"timestamp\":-1e999}]}}]}]}",
         //  trailing garbage

@@ -185,6 +185,11 @@ s_handle (zmsg_t *msg, const s_opts_t *opts)
                      s_plain (topic) ? topic : "(unprintable)");
         else {
             if (opts->json) {
+                //  "topic" is the outcome's; the event's own topic, when
+                //  the outcome names one, moves to "event_topic".
+                json_t *own = json_object_get (outcome, "topic");
+                if (own)
+                    json_object_set (outcome, "event_topic", own);
                 json_object_set_new (outcome, "topic", json_string (topic));
                 char *line = json_dumps (outcome, JSON_COMPACT | JSON_PRESERVE_ORDER);
                 if (line)

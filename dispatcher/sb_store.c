@@ -1397,7 +1397,10 @@ s_batch_meta_field (s_batch_t *b, const sb_event_t *e, const s_item_t *item,
         sb_pgarray_int8 (&t->cols[EC_EVENT_ID], item->id);
         return 0;
     }
-    if (e->kind == SB_KIND_PREFERENCE && e->preference && e->from && *e->from) {
+    //  A preference without a value (absent, or not a string) is kept as
+    //  an event only: it must not erase the one recorded.
+    if (e->kind == SB_KIND_PREFERENCE && e->preference && e->from && *e->from
+        && e->preference->value && *e->preference->value) {
         sb_pgarray_table_t *t = &b->prefs_t;
         int64_t at = e->provider_timestamp > 0
                          ? e->provider_timestamp * 1000

@@ -87,20 +87,24 @@ static const char s_claim_sql[] =
 //  $3 is the result's note for last_error. An id another message already
 //  holds (a provider, or a mock, that repeats ids) stays on the outbox row
 //  only, noted in last_error: the message is sent all the same, and that
-//  id's statuses keep going to the message that had it first.
+//  id's statuses keep going to the message that had it first. The echo of
+//  this very send, stored before its answer, is no such duplicate: the
+//  0006 trigger makes that row ours (nothing noted, nothing returned).
 static const char s_record_sent_sql[] =
     "WITH dup AS ("
-    " SELECT m.id FROM messages m JOIN outbox x ON m.provider = x.provider"
+    " SELECT m.id, m.origin = 'echo' AND m.outbox_id IS NULL AS echo"
+    " FROM messages m JOIN outbox x ON m.provider = x.provider"
     " WHERE x.id = $1 AND m.provider_id = $2 AND m.outbox_id IS DISTINCT FROM x.id LIMIT 1),"
     " o AS ("
     " UPDATE outbox SET state = 'sent', provider_id = NULLIF ($2, ''), attempts = attempts + 1,"
-    " last_error = CASE WHEN dup.id IS NULL THEN $3 ELSE ltrim ($3 || ' duplicate provider id:"
+    " last_error = CASE WHEN dup.id IS NULL OR dup.echo THEN $3 ELSE ltrim ($3 || ' duplicate "
+    "provider id:"
     " message ' || dup.id || ' has it') END,"
     " updated_at = now ()"
     " FROM (SELECT 1) one LEFT JOIN dup ON true"
     " WHERE outbox.id = $1 AND outbox.state = 'sending'"
     " AND outbox.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')"
-    " RETURNING outbox.id, outbox.provider, dup.id AS dup_id),"
+    " RETURNING outbox.id, outbox.provider, dup.id AS dup_id, dup.echo),"
     " best AS ("
     " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
     " FROM events e JOIN o ON e.provider = o.provider"
@@ -115,7 +119,7 @@ static const char s_record_sent_sql[] =
     " THEN best.error_code ELSE m.error_code END,"
     " updated_at = now ()"
     " FROM o LEFT JOIN best ON true WHERE m.outbox_id = o.id RETURNING m.id)"
-    " SELECT id, dup_id FROM o";
+    " SELECT id, CASE WHEN echo THEN NULL ELSE dup_id END FROM o";
 
 //  SENT for a forward: the bot's text becomes a reply due now, or is
 //  recorded not_sent with the policy's reason ($3: sb_policy, decided in C

@@ -2088,6 +2088,39 @@ s_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules, const char *
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
 }
 
+//  The change alone after the user's message, n2 no sender of the batch:
+//  n2's opt-out and window stay (the message before the change, from n1,
+//  is answered, as one by one).
+static void
+s_written_then_moved (sb_store_t *store, const sb_rules_t *rules, const char *n1, const char *n2,
+                      bool one_by_one)
+{
+    sb_store_policy_t policy = {.rules = rules, .window_ms = 24LL * 3600 * 1000};
+    char wamid[48];
+    snprintf (wamid, sizeof wamid, "wamid.ow%s0", n1);
+    s_write_one (store, s_meta_user (wamid, n2, NULL, "n2 known"));
+    s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (),"
+            " last_inbound_at = now () + interval '1 hour' WHERE address = $1",
+            n2, NULL);
+    sb_event_t *events[2];
+    snprintf (wamid, sizeof wamid, "wamid.ow%s1", n1);
+    events[0] = s_meta_user (wamid, n1, NULL, "before the change");
+    snprintf (wamid, sizeof wamid, "wamid.ow%s2", n1);
+    events[1] = s_meta_system (wamid, n1, NULL, n2, NULL, NULL);
+    for (size_t i = 0; i < (one_by_one ? 2 : 1); i++)
+        s_write (store, events + i, one_by_one ? 1 : 2, &policy);
+    s_free_all (events, 2);
+    CHECK_INT (s_contacts_at (n1), 0);
+    CHECK_STR (s_text ("SELECT opted_out || '/' || (opted_out_at IS NOT NULL) || '/'"
+                       " || (last_inbound_at > now () + interval '30 minutes')"
+                       " FROM contacts WHERE address = $1",
+                       n2, NULL),
+               "true/true/true");
+    CHECK_INT (s_outbox_count (n1, "pending"), 1);
+    CHECK_INT (s_messages_of (n2), 3);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+}
+
 //  A change of number onto an opted-out contact never clears its opt-out,
 //  window or preference, nor lets a reply through, batched or not.
 static void
@@ -2097,6 +2130,8 @@ test_identity_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules)
                             "US.50000000000000000062", false);
     s_moved_onto_opted_out (store, rules, "16505550611", "16505550612", "US.50000000000000000071",
                             "US.50000000000000000072", true);
+    s_written_then_moved (store, rules, "16505550621", "16505550622", false);
+    s_written_then_moved (store, rules, "16505550631", "16505550632", true);
 }
 
 //  ---------------------------------------------------------------------

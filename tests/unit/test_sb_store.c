@@ -2088,9 +2088,10 @@ s_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules, const char *
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
 }
 
-//  The change alone after the user's message, n2 no sender of the batch:
-//  n2's opt-out and window stay (the message before the change, from n1,
-//  is answered, as one by one).
+//  The change alone after the user's marketing preference and message, n2
+//  no sender of the batch: n2's opt-out and window stay, the preference
+//  moves with the contact (the message before the change, from n1, is
+//  answered, as one by one).
 static void
 s_written_then_moved (sb_store_t *store, const sb_rules_t *rules, const char *n1, const char *n2,
                       bool one_by_one)
@@ -2102,15 +2103,25 @@ s_written_then_moved (sb_store_t *store, const sb_rules_t *rules, const char *n1
     s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (),"
             " last_inbound_at = now () + interval '1 hour' WHERE address = $1",
             n2, NULL);
-    sb_event_t *events[2];
+    enum { N = 3 };
+    sb_event_t *events[N];
+    events[0] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_PREFERENCE, "", n1,
+                         "15550783881", NULL);
+    sb_event_set (&sb_event_preference (events[0])->value, "stop");
+    events[0]->provider_timestamp = 1769904000;
+    char detail[96];
+    snprintf (detail, sizeof detail, "{\"wa_id\":\"%s\",\"value\":\"stop\"}", n1);
+    sb_event_set (&events[0]->detail_json, detail);
     snprintf (wamid, sizeof wamid, "wamid.ow%s1", n1);
-    events[0] = s_meta_user (wamid, n1, NULL, "before the change");
+    events[1] = s_meta_user (wamid, n1, NULL, "before the change");
     snprintf (wamid, sizeof wamid, "wamid.ow%s2", n1);
-    events[1] = s_meta_system (wamid, n1, NULL, n2, NULL, NULL);
-    for (size_t i = 0; i < (one_by_one ? 2 : 1); i++)
-        s_write (store, events + i, one_by_one ? 1 : 2, &policy);
-    s_free_all (events, 2);
+    events[2] = s_meta_system (wamid, n1, NULL, n2, NULL, NULL);
+    for (size_t i = 0; i < (one_by_one ? N : 1); i++)
+        s_write (store, events + i, one_by_one ? 1 : N, &policy);
+    s_free_all (events, N);
     CHECK_INT (s_contacts_at (n1), 0);
+    CHECK_STR (s_text ("SELECT marketing_preference FROM contacts WHERE address = $1", n2, NULL),
+               "stop");
     CHECK_STR (s_text ("SELECT opted_out || '/' || (opted_out_at IS NOT NULL) || '/'"
                        " || (last_inbound_at > now () + interval '30 minutes')"
                        " FROM contacts WHERE address = $1",

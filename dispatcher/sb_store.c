@@ -18,7 +18,8 @@
     trips, whatever its size, using libpq's pipeline mode:
       1. BEGIN; INSERT INTO events ... SELECT FROM unnest(...) ON CONFLICT
          DO NOTHING RETURNING (which events are new); SELECT ... FOR UPDATE
-         the contacts the batch's inbound events come from.
+         the contacts the batch's inbound events come from (and those
+         a change of number or id moves to).
       2. In C, in batch order, for each NEW event only: the contact's
          profile name, last inbound time and opt-out state; the inbound
          messages row; the rules' decision (the reply policy applied,
@@ -81,12 +82,27 @@
     identifier and the previous BSUID it came by; one about no contact
     changes nothing. A batch gives what its events one by one would: a
     later event from a forgotten identifier is a new contact
-    (s_identity_current), and messages go under the address the batch
-    leaves their contact at. Round trip 2 runs the moves first
-    (sb_contact_moves, in batch order), then the upserts, then the
-    identity rows (s_identities_sql, at most SB_STORE_IDENTITIES_MAX per
-    contact, counted within the batch too; the rest are dropped). A reply goes to the contact's address: a phone number or a
-    BSUID, which the sender puts in "recipient" (sb_sender).
+    (s_identity_current), and messages (a reply's outbound row too) and
+    marketing preferences go under the address the batch leaves their
+    contact at. Round trip 2 runs the moves first (sb_contact_moves, in
+    batch order), then the upserts, then the identity rows
+    (s_identities_sql, at most SB_STORE_IDENTITIES_MAX per contact, counted
+    within the batch too; the rest are dropped). A reply goes to the
+    contact's address: a phone number or a BSUID, which the sender puts in
+    "recipient" (sb_sender).
+    Moves never lose an opt-out. The contacts upsert writes the opt-out
+    the C side computed (it must: an opt-in keyword clears it), so the C
+    side must know the state of every contact a move merges: round trip 1
+    also locks and loads the contacts a change's new number and new BSUID
+    name (s_batch_prepare), and the change merges them into the moving
+    contact in C (s_identity_adopt: opted out if either was, the later
+    window) as sb_contact_moves merges their rows; a contact its new BSUID
+    named under another address is moved onto it. Later events of the
+    batch by those identifiers are that contact, opted out or not as it is
+    after the merge. Making the upsert OR the opt-outs instead would keep
+    the flag but still decide the batch's replies on a state that lacks
+    it. The marketing preference, which C does not track, is merged in
+    SQL (0007_contact_moves_merge.sql: the newer by Meta's time).
 
     Limits. seq is stored as bigint.
 */
@@ -196,7 +212,8 @@ static const uint32_t s_contact_key_oids[CK_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGA
 //  Returns the identity asked for and the contact's address and state.
 static const char s_contacts_lock_sql[] =
     "SELECT k.provider, k.channel, k.address, c.opted_out,"
-    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0), c.address"
+    " COALESCE ((extract (epoch FROM c.last_inbound_at) * 1000)::int8, 0), c.address,"
+    " c.profile_name"
     " FROM unnest ($1::text[], $2::text[], $3::text[]) AS k (provider, channel, address)"
     " LEFT JOIN contact_identities i"
     " ON i.provider = k.provider AND i.channel = k.channel AND i.identity = k.address"
@@ -308,26 +325,33 @@ enum {
     OB_REASON,
     OB_EVENT_ID,
     OB_RULE,
+    OB_CONTACT,
     OB_COLS
 };
 static const uint32_t s_outbox_oids[OB_COLS] = {
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT4, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT};
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
+//  A reply's messages row has its contact's address as the batch leaves it
+//  (contact_addr); rows are one per event, matched by event_id.
 static const char s_outbox_sql[] =
-    "WITH o AS ("
+    "WITH u AS (SELECT * FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[],"
+    " $12::text[], $13::text[], $14::int8[], $15::text[], $16::text[]) WITH ORDINALITY"
+    " AS u (kind, state, provider, channel, account, from_addr, to_addr, body, context_id,"
+    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule, contact_addr, ord)),"
+    " o AS ("
     " INSERT INTO outbox (kind, state, provider, channel, account, from_addr, to_addr, body,"
     " context_id, forward_url, forward_timeout_ms, event_json, reason, event_id, rule)"
-    " SELECT * FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[],"
-    " $13::text[], $14::int8[], $15::text[])"
-    " RETURNING id, kind, state, provider, channel, account, from_addr, to_addr, body, event_id)"
+    " SELECT kind, state, provider, channel, account, from_addr, to_addr, body, context_id,"
+    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule FROM u ORDER BY ord"
+    " RETURNING id, kind, state, provider, channel, account, from_addr, body, event_id)"
     " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
     " message_type, body, status, status_rank, event_id, outbox_id)"
-    " SELECT 'outbound', provider, channel, to_addr, from_addr, account, 'text', body,"
-    " 'queued', sb_status_rank ('queued'), event_id, id"
-    " FROM o WHERE kind = 'reply' AND state = 'pending'";
+    " SELECT 'outbound', o.provider, o.channel, u.contact_addr, o.from_addr, o.account, 'text',"
+    " o.body, 'queued', sb_status_rank ('queued'), o.event_id, o.id"
+    " FROM o JOIN u ON u.event_id = o.event_id WHERE o.kind = 'reply' AND o.state = 'pending'";
 
 //  statuses: the highest-ranked status per message of the batch, applied
 //  where it ranks higher than the message's.
@@ -433,8 +457,10 @@ typedef struct {
     int64_t last_inbound_ms;   //  before the batch, then with the batch's events (0 = never)
     bool opted_out;            //  before the batch, then with the batch's events
     bool touched;              //  a new event of the batch changed it
+    bool recorded;             //  a marketing preference of the batch makes it a contact
     size_t rep;                //  the entry that stands for its contact (itself, or merged away)
     char *stored;              //  the contact's address in contacts, when it is one (owned)
+    char *stored_name;         //  its profile name there, when it is one (owned)
 } s_contact_t;
 
 //  An identifier a change of number or id took from a contact: later
@@ -492,6 +518,8 @@ typedef struct {
     sb_pgarray_table_t contacts_t;    //  contacts upsert
     sb_pgarray_table_t messages_t;    //  inbound messages
     sb_pgarray_table_t outbox_t;      //  outbox rows
+    size_t *outbox_contact;           //  per outbox row: its contact's entry, or SIZE_MAX
+    size_t noutbox;                   //  how many rows
     sb_pgarray_table_t status_t;      //  statuses
     sb_pgarray_table_t cursor_t;      //  cursors
     sb_pgarray_table_t bodies_t;      //  request bodies insert
@@ -514,8 +542,10 @@ s_batch_free (s_batch_t *b)
         free (b->items[i].address);
         free (b->items[i].user_id);
     }
-    for (size_t k = 0; b->contacts && k < b->ncontacts; k++)
+    for (size_t k = 0; b->contacts && k < b->ncontacts; k++) {
         free (b->contacts[k].stored);
+        free (b->contacts[k].stored_name);
+    }
     for (size_t k = 0; k < b->nowned; k++)
         free (b->owned[k]);
     free (b->owned);
@@ -523,6 +553,7 @@ s_batch_free (s_batch_t *b)
     free (b->contacts);
     free (b->forgot);
     free (b->cursors);
+    free (b->outbox_contact);
     sb_pgarray_table_free (&b->events_t);
     sb_pgarray_table_free (&b->keys_t);
     sb_pgarray_table_free (&b->contacts_t);
@@ -549,6 +580,16 @@ s_inbound (const sb_event_t *e)
     return (e->kind == SB_KIND_MESSAGE || e->kind == SB_KIND_GATHER
             || (e->kind == SB_KIND_CALL && e->provider != SB_PROVIDER_META))
            && e->from && *e->from;
+}
+
+//  A marketing preference (user_preferences) of a contact.
+static bool
+s_preference (const sb_event_t *e)
+{
+    //  A preference without a value (absent, or not a string) is kept as
+    //  an event only: it must not erase the one recorded.
+    return e->kind == SB_KIND_PREFERENCE && e->preference && e->from && *e->from
+           && e->preference->value && *e->preference->value;
 }
 
 static int
@@ -749,6 +790,17 @@ s_batch_own (s_batch_t *b, char *text)
     return b->owned[b->nowned++] = text;
 }
 
+//  A contact entry of event e's provider and channel for identifier key
+//  (borrowed: the batch keeps it).
+static void
+s_prepare_entry (s_batch_t *b, const sb_event_t *e, const char *key)
+{
+    s_contact_t *c = &b->contacts[b->ncontacts++];
+    c->provider = sb_event_provider_name (e->provider);
+    c->channel = sb_event_channel_name (e->channel);
+    c->key = c->address = key;
+}
+
 //  An inbound event's user id (else parent user id), when it is not its
 //  address, as a contact entry of its own. 0, or -1 out of memory.
 static int
@@ -764,10 +816,19 @@ s_prepare_user_id (s_batch_t *b, const sb_event_t *e, s_item_t *item)
         item->user_id = NULL;
         return 0;
     }
-    s_contact_t *c = &b->contacts[b->ncontacts++];
-    c->provider = sb_event_provider_name (e->provider);
-    c->channel = sb_event_channel_name (e->channel);
-    c->key = c->address = item->user_id;
+    s_prepare_entry (b, e, item->user_id);
+    return 0;
+}
+
+//  Identifier id (not NULL, not empty) of event e as a contact entry of
+//  its own, to lock and load in round trip 1. 0, or -1 out of memory.
+static int
+s_prepare_key (s_batch_t *b, const sb_event_t *e, const char *id)
+{
+    char *key = s_batch_own (b, sb_store_utf8_dup (id, SB_STORE_KEY_MAX));
+    if (!key)
+        return -1;
+    s_prepare_entry (b, e, key);
     return 0;
 }
 
@@ -817,8 +878,19 @@ s_identity_queue_move (s_batch_t *b, const s_contact_t *c, const char *old, cons
              forget ? "identifier_changed" : "identities_merged");
 }
 
+//  The profile name contact c has at this point of the batch: the batch's,
+//  else the stored one; NULL when it has none.
+static const char *
+s_identity_name (const s_contact_t *c)
+{
+    if (c->profile_name)
+        return c->profile_name;
+    return c->stored_name && *c->stored_name ? c->stored_name : NULL;
+}
+
 //  Entry u's contact becomes part of entry f's: opted out if either was,
-//  the later window, a profile name.
+//  the later window, f's profile name, else u's (as sb_contact_moves
+//  merges them).
 static void
 s_identity_absorb (s_batch_t *b, size_t f, size_t u)
 {
@@ -827,9 +899,9 @@ s_identity_absorb (s_batch_t *b, size_t f, size_t u)
     cf->opted_out = cf->opted_out || cu->opted_out;
     if (cu->last_inbound_ms > cf->last_inbound_ms)
         cf->last_inbound_ms = cu->last_inbound_ms;
-    if (!cf->profile_name)
-        cf->profile_name = cu->profile_name;
+    cf->profile_name = s_identity_name (cf) ? s_identity_name (cf) : s_identity_name (cu);
     cf->touched = cf->touched || cu->touched;
+    cf->recorded = cf->recorded || cu->recorded;
     b->contacts[u].rep = f;
 }
 
@@ -916,6 +988,39 @@ s_identity_take (s_batch_t *b, const s_contact_t *c, const char *key, size_t i)
         .provider = c->provider, .channel = c->channel, .key = key, .at = i, .reborn = SIZE_MAX};
 }
 
+//  After event i, a change that moved contact k (or gave it a new BSUID):
+//  the contact identifier id named, locked in round trip 1 with its state,
+//  is contact k from now on (as the identity row the change writes makes
+//  it): merged, in C and in SQL. Merged into k's new row by the move
+//  itself when it is that row (its profile name then wins, as
+//  sb_contact_moves keeps it), else moved onto it. 0, or -1 out of memory.
+static int
+s_identity_adopt (s_batch_t *b, size_t k, const char *id, size_t i)
+{
+    if (!id || !*id)
+        return 0;
+    s_contact_t *c = &b->contacts[k];
+    char *key = sb_store_utf8_dup (id, SB_STORE_KEY_MAX);
+    if (!key)
+        return -1;
+    size_t x = s_contact_find (b, c->provider, c->channel, key);
+    free (key);
+    x = x == SIZE_MAX ? x : s_identity_find (b, s_identity_current (b, x, i + 1));
+    if (x == SIZE_MAX || x == k)
+        return 0;
+    const s_contact_t *o = &b->contacts[x];
+    if (o->stored && strcmp (o->address, c->address) == 0) {
+        const char *name = s_identity_name (o) ? s_identity_name (o) : s_identity_name (c);
+        s_identity_absorb (b, k, x);
+        c->profile_name = name;
+        return 0;
+    }
+    if (o->stored)
+        s_identity_queue_move (b, o, o->address, c->address, false);
+    s_identity_absorb (b, k, x);
+    return 0;
+}
+
 //  Event i, a changed number or user id, moves contact c (entry k) to the
 //  new identifier: the new phone number when given, else the new BSUID
 //  when c is known by a BSUID (a contact known by its phone number keeps
@@ -926,7 +1031,7 @@ s_identity_move (s_batch_t *b, s_item_t *item, size_t i, size_t k)
 {
     const sb_event_t *e = b->events[i];
     s_contact_t *c = &b->contacts[k];
-    if (!c->stored && !c->touched) {
+    if (!c->stored && !c->touched && !c->recorded) {
         item->unknown = true;
         return 0;
     }
@@ -941,14 +1046,10 @@ s_identity_move (s_batch_t *b, s_item_t *item, size_t i, size_t k)
             s_identity_queue_move (b, c, old, address, true);
             s_identity_take (b, c, old, i);
             c->address = address;
-            //  An entry of the batch for the new identifier is this
-            //  contact from now on (merged in SQL when it is stored).
-            size_t x = s_contact_find (b, c->provider, c->channel, address);
-            x = x == SIZE_MAX ? x : s_identity_find (b, s_identity_current (b, x, i + 1));
-            if (x != SIZE_MAX && x != k)
-                s_identity_absorb (b, k, x);
         }
     }
+    if (s_identity_adopt (b, k, to, i) != 0 || s_identity_adopt (b, k, e->new_user_id, i) != 0)
+        return -1;
     const char *prev = e->previous_user_id;
     bool came_by = prev
                    && ((item->address && strcmp (prev, item->address) == 0)
@@ -989,7 +1090,7 @@ s_identity_rows (s_batch_t *b)
     for (size_t i = 0; i < b->count; i++) {
         const s_item_t *item = &b->items[i];
         const sb_event_t *e = b->events[i];
-        if (!item->fresh || item->contact == SIZE_MAX || item->unknown)
+        if (!item->fresh || item->contact == SIZE_MAX || item->unknown || !s_inbound (e))
             continue;
         const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
         if (!s_identity_change (e)) {
@@ -1012,12 +1113,14 @@ static int
 s_batch_prepare (s_batch_t *b)
 {
     b->items = calloc (b->count, sizeof (*b->items));
-    //  Per event: a sender and its user id, and a contact reborn for each
-    //  of the (at most two) identifiers a change takes.
-    b->contacts = calloc (4 * b->count, sizeof (*b->contacts));
+    //  Per event: a sender and its user id, a change's new number and new
+    //  BSUID, and a contact reborn for each of the (at most two)
+    //  identifiers a change takes.
+    b->contacts = calloc (6 * b->count, sizeof (*b->contacts));
+    b->outbox_contact = calloc (b->count, sizeof (*b->outbox_contact));
     b->forgot = calloc (2 * b->count, sizeof (*b->forgot));
     b->cursors = calloc (b->count, sizeof (*b->cursors));
-    if (!b->items || !b->contacts || !b->forgot || !b->cursors)
+    if (!b->items || !b->contacts || !b->forgot || !b->cursors || !b->outbox_contact)
         return -1;
     sb_pgarray_table_t *t = &b->events_t;
     size_t last_body = SIZE_MAX;
@@ -1075,16 +1178,24 @@ s_batch_prepare (s_batch_t *b)
             sb_pgarray_null (&t->cols[EV_BODY_SHA256]);
 
         //  Contacts are keyed by the address as stored: two addresses that
-        //  PostgreSQL would see as one must be one contact here too.
-        if (s_inbound (e)) {
+        //  PostgreSQL would see as one must be one contact here too. A
+        //  marketing preference's contact is followed through the batch's
+        //  moves like a sender's.
+        if (s_inbound (e) || s_preference (e)) {
             if (!(b->items[i].address = sb_store_utf8_dup (e->from, SB_STORE_KEY_MAX)))
                 return -1;
-            s_contact_t *c = &b->contacts[b->ncontacts++];
-            c->provider = sb_event_provider_name (e->provider);
-            c->channel = sb_event_channel_name (e->channel);
-            c->key = c->address = b->items[i].address;
-            if (s_prepare_user_id (b, e, &b->items[i]) != 0)
-                return -1;
+            s_prepare_entry (b, e, b->items[i].address);
+        }
+        if (s_inbound (e) && s_prepare_user_id (b, e, &b->items[i]) != 0)
+            return -1;
+        //  The contacts a change moves to: the C side must know their state
+        //  (opt-out, window) before it merges them.
+        if (s_inbound (e) && s_identity_change (e)) {
+            const char *to[2] = {e->system ? e->system->new_wa_id : NULL, e->new_user_id};
+            for (size_t n = 0; n < 2; n++)
+                if (to[n] && *to[n] && strcmp (to[n], e->from) != 0
+                    && s_prepare_key (b, e, to[n]) != 0)
+                    return -1;
         }
         //  The cursor follows the latest epoch seen for each ingress.
         const char *ingress = s_str (e->ingress_id);
@@ -1213,7 +1324,10 @@ s_batch_load_contacts (s_batch_t *b, const PGresult *r)
         b->contacts[k].opted_out = strcmp (PQgetvalue (r, row, 3), "t") == 0;
         b->contacts[k].last_inbound_ms = last;
         free (b->contacts[k].stored);
-        if (!(b->contacts[k].stored = strdup (PQgetvalue (r, row, 5))))
+        free (b->contacts[k].stored_name);
+        b->contacts[k].stored_name = NULL;
+        if (!(b->contacts[k].stored = strdup (PQgetvalue (r, row, 5)))
+            || !(b->contacts[k].stored_name = strdup (PQgetvalue (r, row, 6))))
             return -1;
     }
     return s_identity_group (b);
@@ -1353,6 +1467,7 @@ s_batch_decide (s_batch_t *b, const sb_event_t *e, const s_item_t *item, s_conta
     sb_pgarray_text (&t->cols[OB_REASON], reason);
     sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
     sb_pgarray_text (&t->cols[OB_RULE], d.rule);
+    b->outbox_contact[b->noutbox++] = (size_t) (c - b->contacts);
     free (json);
     if (not_sent) {
         stats->not_sent++;
@@ -1379,7 +1494,7 @@ s_meta_field (int kind, int provider)
 //  recorded on its contact; then the rules may forward (a notification)
 //  or publish, never reply: these events have no one to answer.
 static int
-s_batch_meta_field (s_batch_t *b, const sb_event_t *e, const s_item_t *item,
+s_batch_meta_field (s_batch_t *b, const sb_event_t *e, s_item_t *item,
                     const sb_store_policy_t *policy, sb_store_stats_t *stats)
 {
     const char *provider = sb_event_provider_name (e->provider);
@@ -1397,19 +1512,11 @@ s_batch_meta_field (s_batch_t *b, const sb_event_t *e, const s_item_t *item,
         sb_pgarray_int8 (&t->cols[EC_EVENT_ID], item->id);
         return 0;
     }
-    //  A preference without a value (absent, or not a string) is kept as
-    //  an event only: it must not erase the one recorded.
-    if (e->kind == SB_KIND_PREFERENCE && e->preference && e->from && *e->from
-        && e->preference->value && *e->preference->value) {
-        sb_pgarray_table_t *t = &b->prefs_t;
-        int64_t at = e->provider_timestamp > 0
-                         ? e->provider_timestamp * 1000
-                         : (e->received_at_ms ? e->received_at_ms : sb_time_wall_ms ());
-        sb_pgarray_text (&t->cols[PR_PROVIDER], provider);
-        sb_pgarray_text (&t->cols[PR_CHANNEL], channel);
-        s_array_key (&t->cols[PR_ADDRESS], e->from);
-        sb_pgarray_text (&t->cols[PR_VALUE], e->preference->value);
-        sb_pgarray_time (&t->cols[PR_AT], at);
+    if (s_preference (e) && item->contact != SIZE_MAX) {
+        //  Its row is written with the batch's end (s_batch_prefs); its
+        //  contact exists from now on, for a change later in the batch.
+        item->contact = s_identity_current (b, item->contact, (size_t) (item - b->items));
+        b->contacts[s_identity_find (b, item->contact)].recorded = true;
     }
     const sb_rules_t *rules = policy ? policy->rules : NULL;
     if (!rules)
@@ -1444,11 +1551,36 @@ s_batch_meta_field (s_batch_t *b, const sb_event_t *e, const s_item_t *item,
         sb_pgarray_text (&t->cols[OB_REASON], "");
         sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
         sb_pgarray_text (&t->cols[OB_RULE], d.rule);
+        b->outbox_contact[b->noutbox++] = SIZE_MAX;
         free (json);
         stats->replies++;
     }
     sb_rule_decision_clear (&d);
     return 0;
+}
+
+//  The marketing preferences of the batch, each under its contact's
+//  address as the batch leaves it (a change later in the batch takes the
+//  preference with it, as it would written one by one).
+static void
+s_batch_prefs (s_batch_t *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        const sb_event_t *e = b->events[i];
+        const s_item_t *item = &b->items[i];
+        if (!item->fresh || !s_preference (e) || item->contact == SIZE_MAX)
+            continue;
+        const s_contact_t *c = &b->contacts[s_identity_find (b, item->contact)];
+        sb_pgarray_table_t *t = &b->prefs_t;
+        int64_t at = e->provider_timestamp > 0
+                         ? e->provider_timestamp * 1000
+                         : (e->received_at_ms ? e->received_at_ms : sb_time_wall_ms ());
+        sb_pgarray_text (&t->cols[PR_PROVIDER], c->provider);
+        sb_pgarray_text (&t->cols[PR_CHANNEL], c->channel);
+        s_array_key (&t->cols[PR_ADDRESS], c->address);
+        sb_pgarray_text (&t->cols[PR_VALUE], e->preference->value);
+        sb_pgarray_time (&t->cols[PR_AT], at);
+    }
 }
 
 //  The effects of the batch's new events, in batch order.
@@ -1535,7 +1667,15 @@ s_batch_effects (s_batch_t *b, const sb_store_policy_t *policy, int64_t now_ms, 
         sb_pgarray_time (&t->cols[CO_LAST_INBOUND], c->last_inbound_ms);
         sb_pgarray_bool (&t->cols[CO_OPTED_OUT], c->opted_out);
     }
+    //  A reply's outbound messages row goes under its contact's address as
+    //  the batch leaves it, as its inbound message does.
+    for (size_t n = 0; n < b->noutbox; n++) {
+        size_t k = b->outbox_contact[n];
+        s_array_key (&b->outbox_t.cols[OB_CONTACT],
+                     k == SIZE_MAX ? "" : b->contacts[s_identity_find (b, k)].address);
+    }
     s_identity_rows (b);
+    s_batch_prefs (b);
     return 0;
 }
 

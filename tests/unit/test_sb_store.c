@@ -2023,6 +2023,128 @@ test_identity_cap (sb_store_t *store)
     CHECK_INT (s_messages_of ("16505550502"), N);
 }
 
+//  A contact (n1, BSUID u1, marketing "stop") changes its number to n2,
+//  already a contact outside the batch: opted out, a later window. The
+//  user writes before the change (from n1) and after it (by its new BSUID
+//  u2 alone, then from n2 with u2). One batch, or one event per batch
+//  (one_by_one), leave the same: n2 still opted out with its window and
+//  the preference, no reply to what came after the change (not_sent),
+//  the reply to what came before it as one by one queues it, n2's
+//  profile name kept (the messages after the change carry none).
+static void
+s_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules, const char *n1, const char *n2,
+                        const char *u1, const char *u2, bool one_by_one)
+{
+    sb_store_policy_t policy = {.rules = rules, .window_ms = 24LL * 3600 * 1000};
+    char wamid[48];
+    snprintf (wamid, sizeof wamid, "wamid.oo%s0", n1);
+    s_write_one (store, s_meta_user (wamid, n1, u1, "n1 known"));
+    snprintf (wamid, sizeof wamid, "wamid.oo%s1", n1);
+    s_write_one (store, s_meta_user (wamid, n2, NULL, "n2 known"));
+    s_exec ("UPDATE contacts SET marketing_preference = 'stop',"
+            " marketing_preference_at = '2026-02-01T00:00:00Z' WHERE address = $1",
+            n1, NULL);
+    s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (), profile_name = 'N2',"
+            " last_inbound_at = now () + interval '1 hour' WHERE address = $1",
+            n2, NULL);
+
+    enum { N = 4 };
+    sb_event_t *events[N];
+    snprintf (wamid, sizeof wamid, "wamid.oo%s2", n1);
+    events[0] = s_meta_user (wamid, n1, u1, "before the change");
+    snprintf (wamid, sizeof wamid, "wamid.oo%s3", n1);
+    events[1] = s_meta_system (wamid, n1, u1, n2, u2, u1);
+    snprintf (wamid, sizeof wamid, "wamid.oo%s4", n1);
+    events[2] = s_meta_user (wamid, u2, u2, "after, by the new BSUID");
+    snprintf (wamid, sizeof wamid, "wamid.oo%s5", n1);
+    events[3] = s_meta_user (wamid, n2, u2, "after, from the new number");
+    for (size_t i = 2; i < N; i++)
+        sb_event_set (&events[i]->profile_name, NULL);
+    for (size_t i = 0; i < (one_by_one ? N : 1); i++)
+        s_write (store, events + i, one_by_one ? 1 : N, &policy);
+    s_free_all (events, N);
+
+    CHECK_INT (s_contacts_at (n1), 0);
+    CHECK_INT (s_contacts_at (u2), 0);
+    CHECK_STR (s_text ("SELECT opted_out || '/' || (opted_out_at IS NOT NULL) || '/'"
+                       " || (last_inbound_at > now () + interval '30 minutes') || '/'"
+                       " || profile_name FROM contacts WHERE address = $1",
+                       n2, NULL),
+               "true/true/true/N2");
+    CHECK_STR (s_text ("SELECT marketing_preference || '/' || COALESCE (extract (epoch FROM"
+                       " marketing_preference_at)::bigint::text, 'none')"
+                       " FROM contacts WHERE address = $1",
+                       n2, NULL),
+               "stop/1769904000");
+    //  Its own, n1's two, the two after, and the reply to n1's second,
+    //  queued before the change moved the conversation.
+    CHECK_INT (s_messages_of (n2), 6);
+    CHECK_INT (s_outbox_count (n1, "pending"), 1);
+    CHECK_INT (s_outbox_count (n2, "pending"), 0);
+    CHECK_INT (s_outbox_count (u2, "pending"), 0);
+    CHECK_INT (s_outbox_count (n2, "not_sent"), 2);
+    CHECK_STR (s_identity_of (u2), n2);
+    CHECK_STR (s_identity_of (u1), "(none)");
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+}
+
+//  The change alone after the user's marketing preference and message, n2
+//  no sender of the batch: n2's opt-out and window stay, the preference
+//  moves with the contact (the message before the change, from n1, is
+//  answered, as one by one).
+static void
+s_written_then_moved (sb_store_t *store, const sb_rules_t *rules, const char *n1, const char *n2,
+                      bool one_by_one)
+{
+    sb_store_policy_t policy = {.rules = rules, .window_ms = 24LL * 3600 * 1000};
+    char wamid[48];
+    snprintf (wamid, sizeof wamid, "wamid.ow%s0", n1);
+    s_write_one (store, s_meta_user (wamid, n2, NULL, "n2 known"));
+    s_exec ("UPDATE contacts SET opted_out = true, opted_out_at = now (),"
+            " last_inbound_at = now () + interval '1 hour' WHERE address = $1",
+            n2, NULL);
+    enum { N = 3 };
+    sb_event_t *events[N];
+    events[0] = s_event (SB_PROVIDER_META, SB_CHANNEL_WHATSAPP, SB_KIND_PREFERENCE, "", n1,
+                         "15550783881", NULL);
+    sb_event_set (&sb_event_preference (events[0])->value, "stop");
+    events[0]->provider_timestamp = 1769904000;
+    char detail[96];
+    snprintf (detail, sizeof detail, "{\"wa_id\":\"%s\",\"value\":\"stop\"}", n1);
+    sb_event_set (&events[0]->detail_json, detail);
+    snprintf (wamid, sizeof wamid, "wamid.ow%s1", n1);
+    events[1] = s_meta_user (wamid, n1, NULL, "before the change");
+    snprintf (wamid, sizeof wamid, "wamid.ow%s2", n1);
+    events[2] = s_meta_system (wamid, n1, NULL, n2, NULL, NULL);
+    for (size_t i = 0; i < (one_by_one ? N : 1); i++)
+        s_write (store, events + i, one_by_one ? 1 : N, &policy);
+    s_free_all (events, N);
+    CHECK_INT (s_contacts_at (n1), 0);
+    CHECK_STR (s_text ("SELECT marketing_preference FROM contacts WHERE address = $1", n2, NULL),
+               "stop");
+    CHECK_STR (s_text ("SELECT opted_out || '/' || (opted_out_at IS NOT NULL) || '/'"
+                       " || (last_inbound_at > now () + interval '30 minutes')"
+                       " FROM contacts WHERE address = $1",
+                       n2, NULL),
+               "true/true/true");
+    CHECK_INT (s_outbox_count (n1, "pending"), 1);
+    CHECK_INT (s_messages_of (n2), 3);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+}
+
+//  A change of number onto an opted-out contact never clears its opt-out,
+//  window or preference, nor lets a reply through, batched or not.
+static void
+test_identity_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules)
+{
+    s_moved_onto_opted_out (store, rules, "16505550601", "16505550602", "US.50000000000000000061",
+                            "US.50000000000000000062", false);
+    s_moved_onto_opted_out (store, rules, "16505550611", "16505550612", "US.50000000000000000071",
+                            "US.50000000000000000072", true);
+    s_written_then_moved (store, rules, "16505550621", "16505550622", false);
+    s_written_then_moved (store, rules, "16505550631", "16505550632", true);
+}
+
 //  ---------------------------------------------------------------------
 
 int
@@ -2094,6 +2216,7 @@ main (void)
         if (rules) {
             test_rules (store, rules);
             test_meta_fields (store, rules);
+            test_identity_moved_onto_opted_out (store, rules);
             test_request_bodies (store, rules);
             test_failures (store, rules);
             test_large_batch (store, rules, "SMbigrules");

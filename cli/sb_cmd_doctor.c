@@ -240,13 +240,13 @@ s_placeholder (const char *value)
             return "a placeholder word";
     if (strncasecmp (value, "your_", 5) == 0 || strncasecmp (value, "your-", 5) == 0
         || strchr (value, '<') || strchr (value, '>'))
-        return "a placeholder (\"your_...\" or <...>)";
+        return "a placeholder (your_... or <...>)";
     size_t xs = strspn (value, "xX*.");
     if (xs >= 3 && (value[xs] == 0 || strncasecmp (value, "ACxxx", 5) == 0))
-        return "a placeholder (\"xxx\")";
+        return "a placeholder (x's only)";
     //  AC/SK followed by x's only: a SID with its digits blanked out.
     if (strlen (value) > 4 && strspn (value + 2, "xX") == strlen (value + 2))
-        return "a placeholder (\"ACxxxx...\")";
+        return "a placeholder (a prefix and x's)";
     return NULL;
 }
 

@@ -242,7 +242,7 @@ s_placeholder (const char *value)
         || strchr (value, '<') || strchr (value, '>'))
         return "a placeholder (your_... or <...>)";
     size_t xs = strspn (value, "xX*.");
-    if (xs >= 3 && (value[xs] == 0 || strncasecmp (value, "ACxxx", 5) == 0))
+    if (xs >= 3 && value[xs] == 0)
         return "a placeholder (x's only)";
     //  AC/SK followed by x's only: a SID with its digits blanked out.
     if (strlen (value) > 4 && strspn (value + 2, "xX") == strlen (value + 2))

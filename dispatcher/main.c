@@ -30,30 +30,6 @@
 #define S_OUTCOMES "inproc://sb-outcomes"
 #define S_WAKE "inproc://sb-delivery-wake"
 
-//  Where the migrations are when SB_MIGRATIONS_DIR is unset (README,
-//  "Configuration"): a binary run from its build tree reads the source
-//  tree's; an installed one those installed beside it (bin/../share/
-//  switchboard/migrations, found from its own path, so that any install
-//  prefix works); without /proc, those under the configured prefix.
-static void
-s_migrations_default (char *dir, size_t size)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
-    char *slash = n > 0 ? memchr (exe, '/', (size_t) n) : NULL;
-    if (!slash) {
-        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
-        return;
-    }
-    exe[n] = '\0';
-    *strrchr (exe, '/') = '\0';  //  the binary's folder
-    char build[PATH_MAX];
-    if (realpath (SB_BUILD_BIN_DIR, build) && strcmp (exe, build) == 0)
-        snprintf (dir, size, "%s", SB_MIGRATIONS_DIR);
-    else if (snprintf (dir, size, "%s/%s", exe, SB_MIGRATIONS_BESIDE) >= (int) size)
-        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
-}
-
 static void
 s_usage (FILE *out)
 {
@@ -66,7 +42,7 @@ s_usage (FILE *out)
         "  --check-rules   load SB_RULES, report problems, and exit\n\n");
     sb_config_print_help (SB_SVC_DISPATCHER, out);
     char dir[PATH_MAX];
-    s_migrations_default (dir, sizeof dir);
+    sb_store_migrations_default (dir, sizeof dir, SB_BUILD_BIN_DIR);
     fprintf (out, "  (SB_MIGRATIONS_DIR unset: %s)\n", dir);
 }
 
@@ -147,7 +123,7 @@ main (int argc, char **argv)
     }
     sb_log_init ("dispatcher", (sb_log_level_t) sb_config_int (config, SB_CFG_SB_LOG_LEVEL));
     char migrations_default[PATH_MAX];
-    s_migrations_default (migrations_default, sizeof migrations_default);
+    sb_store_migrations_default (migrations_default, sizeof migrations_default, SB_BUILD_BIN_DIR);
     const char *migrations = sb_config_has (config, SB_CFG_SB_MIGRATIONS_DIR)
                                  ? sb_config_str (config, SB_CFG_SB_MIGRATIONS_DIR)
                                  : migrations_default;

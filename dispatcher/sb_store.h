@@ -63,6 +63,19 @@ bool sb_store_alive (int64_t last_ok_us, int timeout_ms);
 //  starting together do not race. 0, or -1 (logged with file and error).
 int sb_store_migrate (sb_store_t *self, const char *dir);
 
+//  Where the migrations are when SB_MIGRATIONS_DIR is unset (README,
+//  "Configuration"), for a binary built in build_bin_dir: run from there,
+//  the source tree's; installed, those beside it (bin/../share/switchboard/
+//  migrations, found from its own path, so any install prefix works);
+//  without /proc, those under the configured prefix. Writes dir.
+void sb_store_migrations_default (char *dir, size_t size, const char *build_bin_dir);
+
+//  The migrations dir holds: the names of its *.sql files without ".sql"
+//  (the versions schema_migrations records), sorted. NULL on error
+//  (logged). Free with sb_store_migrations_free.
+char **sb_store_migrations_list (const char *dir, size_t *count);
+void sb_store_migrations_free (char ***names_p, size_t count);
+
 //  What sb_store_write decides with (the reply policy itself: sb_policy).
 typedef struct {
     const sb_rules_t *rules;  //  may be NULL: no replies

@@ -14,9 +14,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_MODULE "store"
 
@@ -232,4 +234,43 @@ done:
         free (names[i]);
     free (names);
     return rc;
+}
+
+void
+sb_store_migrations_default (char *dir, size_t size, const char *build_bin_dir)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? memchr (exe, '/', (size_t) n) : NULL;
+    if (!slash) {
+        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
+        return;
+    }
+    exe[n] = '\0';
+    *strrchr (exe, '/') = '\0';  //  the binary's folder
+    char build[PATH_MAX];
+    if (realpath (build_bin_dir, build) && strcmp (exe, build) == 0)
+        snprintf (dir, size, "%s", SB_MIGRATIONS_DIR);
+    else if (snprintf (dir, size, "%s/%s", exe, SB_MIGRATIONS_BESIDE) >= (int) size)
+        snprintf (dir, size, "%s", SB_MIGRATIONS_INSTALLED);
+}
+
+char **
+sb_store_migrations_list (const char *dir, size_t *count)
+{
+    char **names = s_migration_names (dir, count);
+    for (size_t i = 0; names && i < *count; i++)
+        names[i][strlen (names[i]) - 4] = 0;  //  "0001_init.sql": the version 0001_init
+    return names;
+}
+
+void
+sb_store_migrations_free (char ***names_p, size_t count)
+{
+    if (!*names_p)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free ((*names_p)[i]);
+    free (*names_p);
+    *names_p = NULL;
 }

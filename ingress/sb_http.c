@@ -123,11 +123,10 @@
 #define S_FD_SLACK 512  //  descriptors s_find_socket looks at past a pool and a queue
 
 typedef enum {
-    R_TWILIO_MESSAGES,
-    R_TWILIO_STATUS,
-    R_TWILIO_VOICE,
-    R_TWILIO_GATHER,
-    R_META_WHATSAPP,
+//  The provider routes (common/sb_routes.h, which doctor reads too).
+#define SB_ROUTE(id, path, name, allow, use) id,
+#include "sb_routes.h"
+#undef SB_ROUTE
     R_HEALTHZ,
     R_READYZ,
     R_METRICS,
@@ -140,11 +139,9 @@ static const struct {
     const char *name;   //  label in metrics
     const char *allow;  //  methods, for 405
 } s_routes[R_COUNT] = {
-    [R_TWILIO_MESSAGES] = {"/twilio/messages", "twilio_messages", "POST"},
-    [R_TWILIO_STATUS] = {"/twilio/status", "twilio_status", "POST"},
-    [R_TWILIO_VOICE] = {"/twilio/voice", "twilio_voice", "POST"},
-    [R_TWILIO_GATHER] = {"/twilio/gather", "twilio_gather", "POST"},
-    [R_META_WHATSAPP] = {"/meta/whatsapp", "meta_whatsapp", "GET, POST"},
+#define SB_ROUTE(id, path, name, allow, use) [id] = {path, name, allow},
+#include "sb_routes.h"
+#undef SB_ROUTE
     [R_HEALTHZ] = {"/healthz", "healthz", "GET, HEAD"},
     [R_READYZ] = {"/readyz", "readyz", "GET, HEAD"},
     [R_METRICS] = {"/metrics", "metrics", "GET, HEAD"},

@@ -463,8 +463,16 @@ class Stack:
     """PostgreSQL database, sandbox, ingress and dispatcher wired together,
     with matching development secrets."""
 
-    def __init__(self, pg, rules=None, dispatcher_env=None, ingress_env=None, callbacks=True):
+    def __init__(self, pg, rules=None, dispatcher_env=None, ingress_env=None, callbacks=True,
+                 secrets=None):
+        """secrets: provider secrets replacing the tests' defaults in every
+        process (TWILIO_AUTH_TOKEN, META_APP_SECRET, ...)."""
         self.pg = pg
+        self.secrets = dict(secrets or {})
+        ingress_env = dict(ingress_env or {})
+        for k in ("TWILIO_AUTH_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN"):
+            if k in self.secrets:
+                ingress_env.setdefault(k, self.secrets[k])
         self.tmp = tempfile.mkdtemp(prefix="sb-stack-")
         self.db = pg.create()
         self.sandbox_port = free_port()
@@ -485,6 +493,7 @@ class Stack:
             "SB_PUBLIC_URL": self.public_url,
             "SB_LOG_LEVEL": "info",
         }
+        secrets.update({k: v for k, v in self.secrets.items() if k != "META_VERIFY_TOKEN"})
         sandbox_argv = [SANDBOX, "--listen", "127.0.0.1:%d" % self.sandbox_port]
         if callbacks:
             sandbox_argv += ["--callbacks", self.public_url]
@@ -532,7 +541,8 @@ class Stack:
         raise AssertionError("dispatcher never stored a probe:\n" + self.dispatcher.log_text()[-3000:])
 
     def post_twilio(self, path, body):
-        return self.ingress.post_twilio(path, body, url_base=self.public_url)
+        return self.ingress.post_twilio(path, body, url_base=self.public_url,
+                                        token=self.secrets.get("TWILIO_AUTH_TOKEN", TWILIO_TOKEN))
 
     def post_meta(self, body):
         return self.ingress.post_meta(body)

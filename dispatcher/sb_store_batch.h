@@ -165,6 +165,8 @@ typedef struct {
     uint64_t seq;            //  highest seq of that epoch in the batch
 } sb_store_batch_cursor_t;
 
+//  One sb_store_write: its events, what the batch learns of them, and the
+//  parameter tables of its statements.
 typedef struct {
     sb_event_t *const *events;         //  the caller's events
     size_t count;                      //  how many
@@ -296,7 +298,7 @@ void sb_store_identity_rows (sb_store_batch_t *b);
 bool sb_store_meta_field (int kind, int provider);
 
 //  Queue the effect of such a new event (its echo row, its preference's
-//  contact, a forward the rules ask for). 0, or -1 out of memory.
+//  contact, a forward the rules ask for). 0, or -1.
 int sb_store_meta_effect (sb_store_batch_t *b, const sb_event_t *e, sb_store_item_t *item,
                           const sb_store_policy_t *policy, sb_store_stats_t *stats);
 

@@ -1,13 +1,17 @@
 /*  sb_store_internal: what the files of the store share, and nothing else
-    may use. The store (sb_store.h) is one module in four files:
-      sb_store.c          the batch write of events and the cursor
-      sb_store_conn.c     the connection, round trips with deadlines, pipeline
-                          plumbing, and the small helpers below
-      sb_store_migrate.c  migrations
-      sb_store_outbox.c   claims, send results (settle), recover and reclaim
-    They share the store's struct and the helpers declared here. The reply
-    policy is a module of its own (sb_policy), as is the binary array
-    encoder of the write path (sb_pgarray).
+    may use. The store (sb_store.h) is one module in these files:
+      sb_store.c            the batch write of events and the cursor
+      sb_store_write_sql.c  the batch write's statements
+      sb_store_identity.c   the batch write's contact identities
+      sb_store_meta.c       the batch write's Meta fields (echoes, preferences)
+      sb_store_conn.c       the connection, round trips with deadlines,
+                            pipeline plumbing, and the small helpers below
+      sb_store_migrate.c    migrations
+      sb_store_outbox.c     claims, send results (settle), recover and reclaim
+    They share the store's struct and the helpers declared here; the files
+    of the batch write also share sb_store_batch.h. The reply policy is a
+    module of its own (sb_policy), as is the binary array encoder of the
+    write path (sb_pgarray).
 */
 #ifndef SB_STORE_INTERNAL_H_INCLUDED
 #define SB_STORE_INTERNAL_H_INCLUDED
@@ -66,8 +70,9 @@ typedef struct {
     const char *sql;   //  its text
 } sb_store_statement_t;
 
-//  The statements sb_store_ready prepares: the write path's (sb_store.c)
-//  and the outbox's (sb_store_outbox.c), each list ending with {NULL}.
+//  The statements sb_store_ready prepares: the write path's
+//  (sb_store_write_sql.c) and the outbox's (sb_store_outbox.c), each list
+//  ending with {NULL}.
 extern const sb_store_statement_t sb_store_write_statements[];
 extern const sb_store_statement_t sb_store_outbox_statements[];
 

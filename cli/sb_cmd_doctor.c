@@ -112,6 +112,8 @@ typedef void (s_check_fn) (s_doctor_t *self);
 //  ---------------------------------------------------------------------
 //  Results
 
+static char *s_vformat (const char *fmt, va_list args) __attribute__ ((format (printf, 1, 0)));
+
 static char *
 s_vformat (const char *fmt, va_list args)
 {

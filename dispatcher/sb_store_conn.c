@@ -154,8 +154,14 @@ s_conninfo_value (const char *conninfo, const char *keyword)
     return value;
 }
 
-//  The "options" to connect with: the user's, plus our statement_timeout
-//  and lock_timeout where they do not set them. NULL when out of memory.
+//  The "options" to connect with: the user's, plus our statement_timeout,
+//  lock_timeout and plan_cache_mode where they do not set them. NULL when
+//  out of memory. Every batch statement takes arrays whose length the
+//  planner cannot see in a generic plan (it guesses 10 rows per unnest):
+//  after five executions PostgreSQL may switch to that plan, which joined
+//  500 keys against every contact (test_many_identities), so each
+//  execution is planned for its own arrays (force_custom_plan); the
+//  planning costs far less than the round trip.
 static char *
 s_options (const char *conninfo, int timeout_ms)
 {
@@ -167,6 +173,10 @@ s_options (const char *conninfo, int timeout_ms)
     if (!strstr (base, "lock_timeout")) {
         size_t used = strlen (ours);
         snprintf (ours + used, sizeof ours - used, " -c lock_timeout=%d", timeout_ms / 2);
+    }
+    if (!strstr (base, "plan_cache_mode")) {
+        size_t used = strlen (ours);
+        snprintf (ours + used, sizeof ours - used, " -c plan_cache_mode=force_custom_plan");
     }
     size_t size = strlen (base) + strlen (ours) + 1;
     char *options = malloc (size);

@@ -12,8 +12,10 @@ Python 3 standard library only.
 """
 
 import base64
+import http.server
 import json
 import os
+import threading
 import time
 import urllib.parse
 
@@ -240,6 +242,20 @@ def subscribe(sb, callback_url, verify_token, fields="messages", app=APP_ID, tok
     return call(sb, "POST", path, params, auth=None)
 
 
+class _NotTheChallenge(http.server.BaseHTTPRequestHandler):
+    """Answers the verification GET with 200 and the wrong body."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = b"12345"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 def test_meta_subscriptions():
     ingress = sbtest.Ingress(env={"SB_PATH_PREFIX": "/hooks"}).start()
     # The callback URL as connect would give it (public), reached through --callbacks.
@@ -271,6 +287,17 @@ def test_meta_subscriptions():
         assert "403" in body["error"]["message"], body
         status, body = call(sb, "GET", path, auth=None, query={"access_token": app_token()})
         assert body == {"data": []}, body
+        # A callback that answers 200 but not the challenge: 2200.
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTheChallenge)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            status, body = subscribe(sb, "http://127.0.0.1:%d/cb" % server.server_address[1],
+                                     "t")
+            meta_error(status, body, 400, 2200)
+            assert "does not match" in body["error"]["message"], body
+        finally:
+            server.shutdown()
+            server.server_close()
         # Nothing listening: 2200 too, within the deadline.
         status, body = subscribe(sb, "http://127.0.0.1:%d/x" % sbtest.free_port(), "t")
         meta_error(status, body, 400, 2200)

@@ -21,6 +21,7 @@
 #include "sb_sandbox.h"
 
 #define S_CMD "sandbox"
+#define S_NUMBERS_MAX 100  //  --twilio-number flags
 
 static int
 s_civetweb_log (const struct mg_connection *conn, const char *message)
@@ -37,6 +38,7 @@ s_usage (FILE *out)
         out,
         "Usage: switchboard sandbox [--listen [HOST:]PORT] [--callbacks URL]\n"
         "                           [--callback-delay-ms MS] [--threads N]\n"
+        "                           [--twilio-number +E164]... [--meta-app-id ID]\n"
         "\n"
         "Fake Twilio Messages API and Meta WhatsApp Cloud API on loopback, for local runs\n"
         "and tests. Checks auth and request shape as the real APIs do and answers with\n"
@@ -49,6 +51,11 @@ s_usage (FILE *out)
         "                           signed status callbacks \"sent\" then \"delivered\" there\n"
         "  --callback-delay-ms MS   pause before each callback (default 100)\n"
         "  --threads N              HTTP worker threads (default 64)\n"
+        "  --twilio-number +E164    a phone number the account holds at start, with empty\n"
+        "                           URLs (repeatable; also TWILIO_PHONE_NUMBER)\n"
+        "  --meta-app-id ID         the app a WABA subscription by META_ACCESS_TOKEN is for\n"
+        "                           (default 0: the app last subscribed through\n"
+        "                           /{app-id}/subscriptions, else 1)\n"
         "  -h, --help               this help\n"
         "\n"
         "Endpoints:\n"
@@ -60,6 +67,22 @@ s_usage (FILE *out)
         "       [&delay_ms=MS][&provider=twilio|meta]   fail the next N requests\n"
         "  POST /_sandbox/fail?rate=R&mode=500|429|mixed   fail a random share R (0..1)\n"
         "  GET|DELETE /_sandbox/fail             show or clear the plan\n"
+        "Management APIs (paths, auth and answers as the providers'):\n"
+        "  GET  /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json[?PhoneNumber=+E164]\n"
+        "  GET|POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/{PN...}.json\n"
+        "       (POST: SmsUrl, SmsMethod, VoiceUrl, VoiceMethod, StatusCallback,\n"
+        "       StatusCallbackMethod, SmsFallbackUrl, VoiceFallbackUrl, ...)\n"
+        "  GET  /v1/Services, /v1/Services/{MG...}, /v1/Services/{MG...}/PhoneNumbers\n"
+        "  GET|POST /{version}/{app-id}/subscriptions   app token {app-id}|META_APP_SECRET;\n"
+        "       POST verifies callback_url with Meta's GET handshake (5 s) first\n"
+        "  GET|POST|DELETE /{version}/{waba-id}/subscribed_apps   Bearer META_ACCESS_TOKEN\n"
+        "  POST /_sandbox/twilio/numbers   form PhoneNumber=+E164 [SmsUrl VoiceUrl\n"
+        "       StatusCallback SmsMethod VoiceMethod StatusCallbackMethod\n"
+        "       SmsApplicationSid VoiceApplicationSid TrunkSid]: create or change a number\n"
+        "  POST /_sandbox/twilio/services  form FriendlyName InboundRequestUrl\n"
+        "       UseInboundWebhookOnNumber=true|false PhoneNumber=+E164...: add a service\n"
+        "  GET|DELETE /_sandbox/state      everything those APIs hold, as JSON; clear it\n"
+        "  (at most 1000 numbers, 100 services, 100 apps, 100 WABAs)\n"
         "  GET  /healthz\n"
         "\n"
         "On start it prints \"switchboard sandbox listening on http://HOST:PORT\" on stdout.\n"
@@ -92,11 +115,16 @@ main (int argc, char **argv)
         {"callbacks", required_argument, NULL, 'c'},
         {"callback-delay-ms", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
+        {"twilio-number", required_argument, NULL, 'n'},
+        {"meta-app-id", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *callbacks = NULL;
     long delay_ms = 100, threads = 64;
+    const char *meta_app_id = "0";
+    const char *numbers[S_NUMBERS_MAX + 1];
+    size_t num_numbers = 0;
     int c;
     optind = 0;  //  full re-initialisation of GNU getopt
     while ((c = getopt_long (argc, argv, ":h", longopts, NULL)) != -1) {
@@ -112,12 +140,34 @@ main (int argc, char **argv)
                 if (sb_sandbox_parse_long (optarg, 2, 1024, &threads))
                     return sb_cli_usage_error (S_CMD, "--threads %s: expected 2 to 1024", optarg);
                 break;
+            case 'n':
+                if (!sb_sandbox_is_e164 (optarg))
+                    return sb_cli_usage_error (S_CMD, "--twilio-number %s: expected +E.164",
+                                               optarg);
+                if (num_numbers == S_NUMBERS_MAX)
+                    return sb_cli_usage_error (S_CMD, "--twilio-number: at most %d", S_NUMBERS_MAX);
+                numbers[num_numbers++] = optarg;
+                break;
+            case 'a':
+                if (!sb_sandbox_is_graph_id (optarg))
+                    return sb_cli_usage_error (S_CMD, "--meta-app-id %s: expected digits", optarg);
+                meta_app_id = optarg;
+                break;
             case 'h': s_usage (stdout); return SB_CLI_OK;
             default: return sb_cli_bad_flag (S_CMD, c, argv);
         }
     }
     if (optind < argc)
         return sb_cli_usage_error (S_CMD, "unexpected argument '%s'", argv[optind]);
+    //  TWILIO_PHONE_NUMBER belongs to the CLI's settings, not the sandbox's:
+    //  read directly, once, at start.
+    const char *env_number = getenv ("TWILIO_PHONE_NUMBER");
+    if (env_number && *env_number) {
+        if (!sb_sandbox_is_e164 (env_number))
+            return sb_cli_usage_error (S_CMD, "TWILIO_PHONE_NUMBER %s: expected +E.164",
+                                       env_number);
+        numbers[num_numbers++] = env_number;
+    }
 
     char err[512];
     sb_config_t *config = sb_config_load (SB_SVC_SANDBOX, err, sizeof err);
@@ -179,6 +229,22 @@ main (int argc, char **argv)
         rc = sb_cli_usage_error (S_CMD, "TWILIO_ACCOUNT_SID: expected AC and 32 hex digits");
         goto done;
     }
+    self->state = sb_sandbox_state_new (self->account_sid, meta_app_id);
+    for (size_t i = 0; self->state && i < num_numbers; i++) {
+        sb_form_t *form = sb_form_new ();
+        sb_sandbox_state_err_t refusal = {0};
+        json_t *number = form && sb_form_add (form, "PhoneNumber", numbers[i]) == 0
+                             ? sb_sandbox_state_number_seed (self->state, form, &refusal)
+                             : NULL;
+        sb_form_destroy (&form);
+        if (!number) {
+            sb_error (SB_SANDBOX_MODULE, "cannot create number=%s", numbers[i]);
+            goto done;
+        }
+        json_decref (number);
+    }
+    if (!self->state)
+        goto done;
     if (!*self->account_sid || (!*self->auth_token && !*self->api_secret))
         sb_warn (SB_SANDBOX_MODULE,
                  "Twilio API answers 401 to everything: set TWILIO_ACCOUNT_SID and "
@@ -257,6 +323,7 @@ done:
         curl_global_cleanup ();
     }
     json_decref (self->log);
+    sb_sandbox_state_destroy (&self->state);
     pthread_mutex_destroy (&self->lock);
     free (callbacks_url);
     free (self);

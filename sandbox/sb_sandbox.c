@@ -55,30 +55,17 @@ sb_sandbox_secret_equal (const char *given, size_t given_size, const char *expec
     return *expected && given_size == size && CRYPTO_memcmp (given, expected, size) == 0;
 }
 
-bool
-sb_sandbox_is_sid (const char *text, const char *prefix)
+char *
+sb_sandbox_reach_url (const sb_sandbox_t *self, const char *url)
 {
-    if (!text || strlen (text) != 34 || strncmp (text, prefix, 2) != 0)
-        return false;
-    for (const char *p = text + 2; *p; p++)
-        if (!isxdigit ((unsigned char) *p))
-            return false;
-    return true;
-}
-
-bool
-sb_sandbox_is_url (const char *text)
-{
-    const char *host = sb_text_url_host (text);
-    if (!host || !*host || *host == '/' || *host == ':' || *host == '?')
-        return false;
-    for (const char *p = text; *p; p++)
-        if ((unsigned char) *p <= ' ' || *p == 0x7f)
-            return false;
-    for (const char *p = host; *p && *p != '/' && *p != '?' && *p != '#'; p++)
-        if (*p == '_')
-            return false;  //  "underscores are not allowed" in StatusCallback hosts
-    return true;
+    char *front = *self->public_url && *self->callbacks
+                      ? sb_text_join (self->public_url, self->prefix, NULL)
+                      : NULL;
+    char *reach = front && strncmp (url, front, strlen (front)) == 0
+                      ? sb_text_join (self->callbacks, url + strlen (front), NULL)
+                      : strdup (url);
+    free (front);
+    return reach;
 }
 
 size_t
@@ -332,7 +319,8 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
         s_send_text (conn, get ? 200 : 405, get ? "ok\n" : "method not allowed\n");
         return get ? 200 : 405;
     }
-    if (strncmp (path, "/_sandbox/", 10) == 0) {
+    bool manage = sb_sandbox_manage_match (path);
+    if (!manage && strncmp (path, "/_sandbox/", 10) == 0) {
         sb_sandbox_admin (self, method, path, info->query_string, &answer);
         s_send (conn, &answer);
         free (answer.body);
@@ -375,6 +363,8 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
             mg_disable_connection_keep_alive (conn);
         }
     }
+    else if (manage)
+        sb_sandbox_manage_handle (self, conn, method, path, body, size, record, &answer);
     else if (provider == 0) {
         char message[300];
         if (strncmp (path, "/2010-04-01/", 12) == 0) {

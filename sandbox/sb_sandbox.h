@@ -27,6 +27,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sb_form.h"
+#include "sb_sandbox_state.h"
+
 #define SB_SANDBOX_MODULE "sandbox"  //  sb_log module of every part
 
 //  Which API a request is for (bits: a failure plan may name both).
@@ -58,17 +61,18 @@ typedef struct sb_sandbox_callback_t sb_sandbox_callback_t;
 
 typedef struct {
     //  Settings, immutable after start.
-    const char *account_sid;  //  TWILIO_ACCOUNT_SID
-    const char *auth_token;   //  TWILIO_AUTH_TOKEN (secret)
-    const char *api_key;      //  TWILIO_API_KEY
-    const char *api_secret;   //  TWILIO_API_SECRET (secret)
-    const char *meta_token;   //  META_ACCESS_TOKEN (secret)
-    const char *app_secret;   //  META_APP_SECRET (secret)
-    const char *public_url;   //  SB_PUBLIC_URL ("" when unset)
-    const char *prefix;       //  SB_PATH_PREFIX
-    const char *callbacks;    //  ingress base URL for callbacks ("" = none)
-    long callback_delay_ms;   //  pause before each callback
-    atomic_int stopping;      //  set when shutting down: slow answers end
+    const char *account_sid;    //  TWILIO_ACCOUNT_SID
+    const char *auth_token;     //  TWILIO_AUTH_TOKEN (secret)
+    const char *api_key;        //  TWILIO_API_KEY
+    const char *api_secret;     //  TWILIO_API_SECRET (secret)
+    const char *meta_token;     //  META_ACCESS_TOKEN (secret)
+    const char *app_secret;     //  META_APP_SECRET (secret)
+    const char *public_url;     //  SB_PUBLIC_URL ("" when unset)
+    const char *prefix;         //  SB_PATH_PREFIX
+    const char *callbacks;      //  ingress base URL for callbacks ("" = none)
+    long callback_delay_ms;     //  pause before each callback
+    sb_sandbox_state_t *state;  //  numbers, services, subscriptions (own lock)
+    atomic_int stopping;        //  set when shutting down: slow answers end
     //  Shared state, under lock.
     pthread_mutex_t lock;    //  guards everything below
     json_t *log;             //  array of request records
@@ -118,12 +122,10 @@ void sb_sandbox_meta_error (sb_sandbox_answer_t *answer, int status, int code, c
 //  constant time.
 bool sb_sandbox_secret_equal (const char *given, size_t given_size, const char *expected);
 
-//  A Twilio SID: the two-letter prefix and 32 hex digits.
-bool sb_sandbox_is_sid (const char *text, const char *prefix);
-
-//  An absolute http(s) URL with a host, no spaces or control bytes, no '_'
-//  in the host (Twilio refuses them in StatusCallback).
-bool sb_sandbox_is_url (const char *text);
+//  Where the sandbox reaches url: under SB_PUBLIC_URL + SB_PATH_PREFIX
+//  (and with --callbacks) the same path at --callbacks, else url itself.
+//  Caller owns the return value; NULL when out of memory.
+char *sb_sandbox_reach_url (const sb_sandbox_t *self, const char *url);
 
 //  Characters (code points) in UTF-8 text.
 size_t sb_sandbox_utf8_length (const char *text);
@@ -141,10 +143,41 @@ void sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, c
                                const char *body, size_t size, json_t *record,
                                sb_sandbox_answer_t *answer);
 
+//  Check a Twilio request's HTTP Basic auth (account SID and auth token, or
+//  API key and secret) and, when account is not NULL, the AccountSid of its
+//  path; records auth_user. False with the answer set (401 20003, or 404
+//  20404 for a malformed AccountSid) when refused.
+bool sb_sandbox_twilio_auth (const sb_sandbox_t *self, struct mg_connection *conn,
+                             const char *account, json_t *record, sb_sandbox_answer_t *answer);
+
+//  A Twilio request's form parameters (none unless the Content-Type is a
+//  form), recorded into record's params. NULL with a 400 answer when the
+//  body is malformed. Caller owns the return value.
+sb_form_t *sb_sandbox_twilio_form (struct mg_connection *conn, const char *body, size_t size,
+                                   json_t *record, sb_sandbox_answer_t *answer);
+
+//  Check a Graph API request's Bearer token against META_ACCESS_TOKEN;
+//  records auth_user. False with the answer set (401, 190) when refused.
+bool sb_sandbox_meta_bearer (const sb_sandbox_t *self, struct mg_connection *conn, json_t *record,
+                             sb_sandbox_answer_t *answer);
+
 //  POST /{version}/{phone_number_id}/messages: the same for Meta.
 void sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
                              const char *phone_number_id, const char *body, size_t size,
                              json_t *record, sb_sandbox_answer_t *answer);
+
+//  --------------------------------------------------------------------------
+//  sb_sandbox_manage.c: the management APIs
+
+//  True when path is one of the management APIs' (or their /_sandbox/
+//  seeding and state endpoints).
+bool sb_sandbox_manage_match (const char *path);
+
+//  Answer a request to a path sb_sandbox_manage_match took; records into
+//  record (provider, auth_user, params).
+void sb_sandbox_manage_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *method,
+                               const char *path, const char *body, size_t size, json_t *record,
+                               sb_sandbox_answer_t *answer);
 
 //  --------------------------------------------------------------------------
 //  sb_sandbox_callbacks.c: the status callbacks

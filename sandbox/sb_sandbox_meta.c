@@ -107,9 +107,8 @@ s_meta_callbacks (sb_sandbox_t *self, const char *phone_number_id, const char *w
     sb_sandbox_callback_queue (self, first);
 }
 
-void
-sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
-                        const char *phone_number_id, const char *body, size_t size, json_t *record,
+bool
+sb_sandbox_meta_bearer (const sb_sandbox_t *self, struct mg_connection *conn, json_t *record,
                         sb_sandbox_answer_t *answer)
 {
     const char *auth = mg_get_header (conn, "Authorization");
@@ -120,7 +119,7 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
                                "An active access token must be used to query information about the "
                                "current user.",
                                NULL);
-        return;
+        return false;
     }
     const char *token = auth + 7;
     while (*token == ' ')
@@ -128,26 +127,27 @@ sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const ch
     if (!*self->meta_token || !sb_sandbox_secret_equal (token, strlen (token), self->meta_token)) {
         sb_sandbox_meta_error (answer, 401, 190,
                                "Invalid OAuth access token - Cannot parse access token", NULL);
-        return;
+        return false;
     }
+    return true;
+}
+
+void
+sb_sandbox_meta_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *version,
+                        const char *phone_number_id, const char *body, size_t size, json_t *record,
+                        sb_sandbox_answer_t *answer)
+{
+    if (!sb_sandbox_meta_bearer (self, conn, record, answer))
+        return;
     char message[400];
-    bool version_ok = version[0] == 'v' && isdigit ((unsigned char) version[1]);
-    const char *dot = strchr (version, '.');
-    for (const char *p = version + 1; version_ok && *p; p++)
-        if (!isdigit ((unsigned char) *p) && p != dot)
-            version_ok = false;
-    if (!version_ok || !dot || !dot[1]) {
+    if (!sb_sandbox_is_graph_version (version)) {
         snprintf (message, sizeof message, "Unknown path components: /%.40s/%.40s/messages",
                   version, phone_number_id);
         sb_sandbox_meta_error (answer, 400, 2500, message, NULL);
         return;
     }
     char digits[32];
-    bool id_ok = *phone_number_id && strlen (phone_number_id) < 30;
-    for (const char *p = phone_number_id; *p; p++)
-        if (!isdigit ((unsigned char) *p))
-            id_ok = false;
-    if (!id_ok) {
+    if (!sb_sandbox_is_graph_id (phone_number_id)) {
         snprintf (message, sizeof message,
                   "Unsupported post request. Object with ID '%.40s' does not exist, cannot be "
                   "loaded due to missing permissions, or does not support this operation.",

@@ -37,28 +37,12 @@
 
 #define S_MAX_BODY 1600  //  characters in a Twilio Body
 
-//  E.164: + and 7 to 15 digits (the shortest numbers in use), the first
-//  not 0.
-static bool
-s_is_e164 (const char *text)
-{
-    if (*text++ != '+' || *text < '1' || *text > '9')
-        return false;
-    size_t n = strlen (text);
-    if (n < 7 || n > 15)
-        return false;
-    for (; *text; text++)
-        if (!isdigit ((unsigned char) *text))
-            return false;
-    return true;
-}
-
 //  A Twilio sender: E.164, a short code (5-6 digits), or an alphanumeric
 //  sender id (1-11 letters, digits and spaces, at least one letter).
 static bool
 s_is_twilio_sender (const char *text)
 {
-    if (s_is_e164 (text))
+    if (sb_sandbox_is_e164 (text))
         return true;
     size_t n = strlen (text);
     bool all_digits = n > 0, letter = false, ok = n > 0 && n <= 11;
@@ -181,13 +165,7 @@ s_twilio_callback_urls (const sb_sandbox_t *self, const char *status_callback, c
     if (status_callback && *status_callback) {
         *signed_url = strdup (status_callback);
         //  Behind SB_PUBLIC_URL the ingress is reached at the callbacks URL.
-        char *front =
-            *self->public_url ? sb_text_join (self->public_url, self->prefix, NULL) : NULL;
-        if (front && strncmp (status_callback, front, strlen (front)) == 0)
-            *post_url = sb_text_join (self->callbacks, status_callback + strlen (front), NULL);
-        else
-            *post_url = strdup (status_callback);
-        free (front);
+        *post_url = sb_sandbox_reach_url (self, status_callback);
     }
     else {
         *post_url = sb_text_join (self->callbacks, "/twilio/status", NULL);
@@ -250,10 +228,9 @@ s_twilio_callbacks (sb_sandbox_t *self, const char *sid, const sb_form_t *reques
     sb_sandbox_callback_queue (self, first);
 }
 
-void
-sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *account,
-                          const char *body, size_t size, json_t *record,
-                          sb_sandbox_answer_t *answer)
+bool
+sb_sandbox_twilio_auth (const sb_sandbox_t *self, struct mg_connection *conn, const char *account,
+                        json_t *record, sb_sandbox_answer_t *answer)
 {
     char user[256];
     bool authorized =
@@ -262,34 +239,54 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
     if (!authorized) {
         answer->www_authenticate = true;
         sb_sandbox_twilio_error (answer, 401, 20003, "Authenticate");
-        return;
+        return false;
     }
-    if (!sb_sandbox_is_sid (account, "AC")) {
-        char message[200];
-        snprintf (message, sizeof message,
-                  "The requested resource /2010-04-01/Accounts/%.40s/Messages.json was not found",
-                  account);
+    if (account && !sb_sandbox_is_sid (account, "AC")) {
+        const struct mg_request_info *info = mg_get_request_info (conn);
+        char message[300];
+        snprintf (message, sizeof message, "The requested resource %.200s was not found",
+                  info->local_uri ? info->local_uri : info->request_uri);
         sb_sandbox_twilio_error (answer, 404, 20404, message);
-        return;
+        return false;
     }
-    if (strcmp (account, self->account_sid) != 0) {
+    if (account && strcmp (account, self->account_sid) != 0) {
         answer->www_authenticate = true;
         sb_sandbox_twilio_error (answer, 401, 20003, "Authenticate");
-        return;
+        return false;
     }
+    return true;
+}
+
+sb_form_t *
+sb_sandbox_twilio_form (struct mg_connection *conn, const char *body, size_t size, json_t *record,
+                        sb_sandbox_answer_t *answer)
+{
     //  Twilio reads only form bodies: anything else carries no parameters.
     const char *type = mg_get_header (conn, "Content-Type");
     bool is_form = type && strncasecmp (type, "application/x-www-form-urlencoded", 33) == 0;
     sb_form_t *form = is_form ? sb_form_parse (body, size) : sb_form_new ();
     if (!form) {
         sb_sandbox_twilio_error (answer, 400, 20001, "Invalid form body");
-        return;
+        return NULL;
     }
     json_t *params = json_array ();
     for (size_t i = 0; i < sb_form_size (form); i++)
         json_array_append_new (params,
                                json_pack ("[s,s]", sb_form_key (form, i), sb_form_value (form, i)));
     json_object_set_new (record, "params", params);
+    return form;
+}
+
+void
+sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const char *account,
+                          const char *body, size_t size, json_t *record,
+                          sb_sandbox_answer_t *answer)
+{
+    if (!sb_sandbox_twilio_auth (self, conn, account, record, answer))
+        return;
+    sb_form_t *form = sb_sandbox_twilio_form (conn, body, size, record, answer);
+    if (!form)
+        return;
 
     const char *to = sb_form_get (form, "To");
     const char *from = sb_form_get (form, "From");
@@ -302,7 +299,7 @@ sb_sandbox_twilio_handle (sb_sandbox_t *self, struct mg_connection *conn, const 
     char message[300];
     if (!to || !*to)
         sb_sandbox_twilio_error (answer, 400, 21604, "A 'To' phone number is required.");
-    else if (!s_is_e164 (s_channel_address (to, &to_channel))
+    else if (!sb_sandbox_is_e164 (s_channel_address (to, &to_channel))
              && !(to_channel == S_WHATSAPP
                   && sb_bsuid_valid (s_channel_address (to, &to_channel)))) {
         //  WhatsApp also takes a business-scoped user id: To=whatsapp:US....

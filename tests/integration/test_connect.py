@@ -193,8 +193,7 @@ def test_meta(stack):
     waba = [w for w in state["meta"]["wabas"] if str(w["id"]) == WABA_ID][0]
     assert [a for a in waba["subscribed_apps"] if str(a["id"]) == APP_ID], waba
     assert_valid(provider_requests(stack, since))
-    # the handshake reached the real ingress
-    assert "hub.mode" in stack.ingress.log_text() or "/meta/whatsapp" in stack.ingress.log_text()
+    # (the handshake is the real ingress's: test_meta_wrong_verify_token fails it)
     out = doctor(stack, META_APP_ID=APP_ID, META_WABA_ID=WABA_ID)
     assert lines(out, "✅", "Meta app %s webhook" % APP_ID), out.stdout
     assert lines(out, "✅", "Meta WABA %s subscribed apps" % WABA_ID), out.stdout

@@ -7,6 +7,7 @@
         switchboard keygen    write a CURVE key pair for ZeroMQ between hosts
         switchboard sandbox   fake Twilio and Meta APIs (runs switchboard-sandbox)
         switchboard doctor    check the settings and what they reach, before going live
+        switchboard connect   give a Twilio number or a Meta app the ingress's webhook URLs
 
     main only picks the subcommand; each parses its own flags, loads the
     settings it needs and returns the exit status (0 ok, 1 failed, 2 usage).
@@ -59,6 +60,8 @@ main (int argc, char **argv)
         {"keygen", sb_cmd_keygen, "write a CURVE key pair for ZeroMQ between hosts"},
         {"sandbox", sb_cmd_sandbox, "fake Twilio and Meta APIs for local tests"},
         {"doctor", sb_cmd_doctor, "check settings, secrets, URLs, PostgreSQL and services"},
+        {"connect", sb_cmd_connect,
+         "give a Twilio number or a Meta app the ingress's webhook URLs"},
     };
     const size_t count = sizeof cmds / sizeof cmds[0];
 

@@ -31,4 +31,8 @@ int sb_cmd_sandbox (int argc, char **argv);
 //  per check (cli/sb_cmd_doctor.c).
 int sb_cmd_doctor (int argc, char **argv);
 
+//  switchboard connect: give a Twilio number or a Meta app this install's
+//  webhook URLs through the provider's API (cli/sb_cmd_connect.c).
+int sb_cmd_connect (int argc, char **argv);
+
 #endif

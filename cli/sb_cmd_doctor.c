@@ -64,6 +64,7 @@
 #include "sb_cmd.h"
 #include "sb_fakeprov.h"
 #include "sb_log.h"
+#include "sb_provider_api.h"
 #include "sb_rules.h"
 #include "sb_store.h"
 #include "sb_text.h"
@@ -85,6 +86,7 @@ extern char **environ;
 typedef struct {
     char *name;    //  the variable or component
     bool ok;       //  passed
+    bool skipped;  //  not run, for want of the settings it needs (counts as passed)
     char *detail;  //  what was found
     char *fix;     //  what to do, NULL when ok
 } s_result_t;
@@ -101,6 +103,7 @@ typedef struct {
     size_t count;                        //  used in results
     size_t cap;                          //  allocated in results
     bool public_host;                    //  SB_PUBLIC_URL names a host beyond this network
+    bool urls_known;                     //  SB_PUBLIC_URL passed: the webhook URLs are known
     PGconn *pg;                          //  connected and migrated, else NULL
     bool ingress_up;                     //  the ingress's /healthz answered 200
     bool dispatcher_ready;               //  the dispatcher's /readyz answered 200
@@ -126,7 +129,7 @@ s_vformat (const char *fmt, va_list args)
 static void
 s_print_result (const s_result_t *r)
 {
-    printf ("%s %s: %s", r->ok ? "✅" : "❌", r->name, r->detail ? r->detail : "");
+    printf ("%s %s: %s", r->skipped ? "➖" : r->ok ? "✅" : "❌", r->name, r->detail ? r->detail : "");
     if (!r->ok && r->fix)
         printf (" → %s", r->fix);
     printf ("\n");
@@ -154,7 +157,8 @@ s_add (s_doctor_t *self, bool ok, const char *name, const char *fix, const char 
     va_list args;
     va_start (args, fmt);
     s_result_t *r = &self->results[self->count++];
-    *r = (s_result_t){strdup (name), ok, s_vformat (fmt, args), ok || !fix ? NULL : strdup (fix)};
+    *r = (s_result_t){strdup (name), ok, false, s_vformat (fmt, args),
+                      ok || !fix ? NULL : strdup (fix)};
     va_end (args);
     if (!self->json)
         s_print_result (r);
@@ -172,6 +176,27 @@ s_fail (s_doctor_t *self, const char *name, const char *fix, const char *fmt, ..
     va_end (args);
     s_add (self, false, name, fix, "%s", detail ? detail : "");
     free (detail);
+}
+
+//  A check not run for want of settings: one ➖ line saying which.
+static void s_skip (s_doctor_t *self, const char *name, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_skip (s_doctor_t *self, const char *name, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    char *detail = s_vformat (fmt, args);
+    va_end (args);
+    bool json = self->json;
+    self->json = true;  //  recorded, printed below with its mark
+    s_add (self, true, name, NULL, "%s", detail ? detail : "");
+    self->json = json;
+    free (detail);
+    self->results[self->count - 1].skipped = true;
+    if (!self->json)
+        s_print_result (&self->results[self->count - 1]);
 }
 
 //  ---------------------------------------------------------------------
@@ -345,57 +370,6 @@ s_check_secrets (s_doctor_t *self)
 //  ---------------------------------------------------------------------
 //  SB_PUBLIC_URL and the webhook URLs
 
-//  The host of url (without port or brackets) into out.
-static void
-s_url_host (const char *url, char *out, size_t size)
-{
-    const char *host = sb_text_url_host (url);
-    *out = 0;
-    if (!host)
-        return;
-    size_t len;
-    if (*host == '[') {
-        host++;
-        len = strcspn (host, "]");
-    }
-    else
-        len = strcspn (host, ":/");
-    snprintf (out, size, "%.*s", (int) len, host);
-}
-
-//  0 loopback, 1 private network, 2 public.
-static int
-s_host_scope (const char *host)
-{
-    size_t len = strlen (host);
-    if (strcasecmp (host, "localhost") == 0
-        || (len > 10 && strcasecmp (host + len - 10, ".localhost") == 0))
-        return 0;
-    struct in_addr v4;
-    struct in6_addr v6;
-    if (inet_pton (AF_INET, host, &v4) == 1) {
-        uint32_t a = ntohl (v4.s_addr);
-        if ((a >> 24) == 127)
-            return 0;
-        if ((a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 || (a >> 16) == 0xa9fe
-            || (a >> 22) == (100u << 2 | 1))  //  10/8, 172.16/12, 192.168/16, 169.254/16, 100.64/10
-            return 1;
-        return 2;
-    }
-    if (inet_pton (AF_INET6, host, &v6) == 1) {
-        if (IN6_IS_ADDR_LOOPBACK (&v6))
-            return 0;
-        if ((v6.s6_addr[0] & 0xfe) == 0xfc || IN6_IS_ADDR_LINKLOCAL (&v6))
-            return 1;
-        return 2;
-    }
-    if (!strchr (host, '.') || (len > 6 && strcasecmp (host + len - 6, ".local") == 0)
-        || (len > 9 && strcasecmp (host + len - 9, ".internal") == 0)
-        || (len > 4 && strcasecmp (host + len - 4, ".lan") == 0))
-        return 1;
-    return 2;
-}
-
 static void
 s_check_public_url (s_doctor_t *self)
 {
@@ -409,18 +383,14 @@ s_check_public_url (s_doctor_t *self)
         return;
     }
     const char *url = sb_config_str (self->config, SB_CFG_SB_PUBLIC_URL);
-    char host[256];
-    s_url_host (url, host, sizeof host);
-    int scope = s_host_scope (host);
-    self->public_host = scope == 2;
-    bool https = strncmp (url, "https://", 8) == 0;
-    if (scope > 0 && !https) {
-        s_fail (self, name,
-                "use https:// (a TLS proxy in front of the ingress, a tunnel's https URL, or "
-                "SB_TLS_CERT)",
-                "%s is http:// on a %s host: Meta calls https URLs only, and Twilio's requests "
-                "would cross the network in clear",
-                url, scope == 2 ? "public" : "non-loopback");
+    sb_url_scope_t scope = sb_provider_api_url_scope (url);
+    self->public_host = scope == SB_URL_PUBLIC;
+    char why[1024];
+    if (sb_provider_api_public_url_check (self->config, why, sizeof why)) {
+        char *fix = strstr (why, "; use https://");
+        if (fix)
+            *fix = 0;
+        s_fail (self, name, fix ? fix + 2 : NULL, "%s", why);
         return;
     }
     //  sb_config drops a trailing '/': say so, the providers get the URLs below.
@@ -428,18 +398,19 @@ s_check_public_url (s_doctor_t *self)
     bool slash = raw && *raw && raw[strlen (raw) - 1] == '/';
     const char *host_end = sb_text_url_host (url) + strcspn (sb_text_url_host (url), "/");
     s_add (self, true, name, NULL, "%s (%s host)%s%s%s", url,
-           scope == 2   ? "public"
-           : scope == 1 ? "private"
-                        : "loopback",
+           scope == SB_URL_PUBLIC    ? "public"
+           : scope == SB_URL_PRIVATE ? "private"
+                                     : "loopback",
            slash ? "; its trailing '/' is dropped: give the providers exactly the URLs below" : "",
            *host_end ? "; its path " : "",
            *host_end ? "must be removed by the proxy before the ingress" : "");
-    const char *prefix = sb_config_str (self->config, SB_CFG_SB_PATH_PREFIX);
+    self->urls_known = true;
 #define SB_ROUTE(id, path, metric, allow, use)                                                     \
     {                                                                                              \
-        char route_name[64];                                                                       \
+        char route_name[64], route_url[SB_PROVIDER_API_URL_SIZE];                                  \
         snprintf (route_name, sizeof route_name, "webhook URL %s", path);                          \
-        s_add (self, true, route_name, NULL, "%s%s%s for %s", url, prefix, path, use);             \
+        sb_provider_api_webhook_url (self->config, SB_PROVIDER_##id, route_url, sizeof route_url); \
+        s_add (self, true, route_name, NULL, "%s for %s", route_url, use);                         \
     }
 #include "sb_routes.h"
 #undef SB_ROUTE
@@ -447,9 +418,8 @@ s_check_public_url (s_doctor_t *self)
     if (self->public_host) {
         const sb_setting_t bases[] = {SB_CFG_TWILIO_API_BASE, SB_CFG_META_API_BASE};
         for (size_t i = 0; i < 2; i++) {
-            char api_host[256];
-            s_url_host (sb_config_str (self->config, bases[i]), api_host, sizeof api_host);
-            if (s_host_scope (api_host) < 2) {
+            if (sb_provider_api_url_scope (sb_config_str (self->config, bases[i]))
+                != SB_URL_PUBLIC) {
                 char fix[128];
                 snprintf (fix, sizeof fix, "unset %s (its default is the provider's API)",
                           sb_config_name (bases[i]));
@@ -952,13 +922,289 @@ s_check_stored (s_doctor_t *self)
 }
 
 //  ---------------------------------------------------------------------
+//  The providers' side: a Twilio number's URLs, Meta's subscriptions
+
+//  One URL of the number against the ingress's: name the check, compare
+//  URL and method, say when an application or trunk overrides it.
+static void
+s_check_number_url (s_doctor_t *self, const json_t *number, const char *field,
+                    const char *method_field, const char *want, const char *const *overrides)
+{
+    const char *phone = sb_provider_api_str (number, "phone_number");
+    char name[128], fix[256];
+    snprintf (name, sizeof name, "Twilio number %s %s", phone, field);
+    snprintf (fix, sizeof fix, "switchboard connect twilio --number %s", phone);
+    const char *url = sb_provider_api_str (number, field);
+    const char *method = sb_provider_api_str (number, method_field);
+    for (size_t i = 0; overrides[i]; i++) {
+        const char *sid = sb_provider_api_str (number, overrides[i]);
+        if (*sid) {
+            char remove[384];
+            snprintf (remove, sizeof remove,
+                      "remove %s from the number in the Twilio Console (Phone Numbers > Active "
+                      "numbers > %s), then %s",
+                      overrides[i], phone, fix);
+            s_fail (self, name, remove,
+                    "overridden: %s is %s, so Twilio uses its URLs, not %s (%s); the ingress "
+                    "verifies %s",
+                    overrides[i], sid, *url ? url : "(empty)", method, want);
+            return;
+        }
+    }
+    if (strcmp (url, want) == 0 && strcmp (method, "POST") == 0)
+        s_add (self, true, name, NULL, "%s (POST)", url);
+    else
+        s_fail (self, name, fix, "%s (%s), but the ingress verifies %s (POST)",
+                *url ? url : "(empty)", *method ? method : "no method", want);
+}
+
+static void
+s_check_twilio_number (s_doctor_t *self, sb_provider_api_t *api)
+{
+    const sb_config_t *c = self->config;
+    const char *name = "Twilio number webhooks";
+    const char *missing = NULL;
+    if (!sb_config_has (c, SB_CFG_TWILIO_PHONE_NUMBER)) {
+        s_skip (self, name,
+                "not checked: TWILIO_PHONE_NUMBER is not set (set it, with the Twilio "
+                "credentials, to compare the number's webhook URLs with the ingress's)");
+        return;
+    }
+    const char *phone = sb_config_str (c, SB_CFG_TWILIO_PHONE_NUMBER);
+    if (!sb_provider_api_twilio_ready (c, &missing)) {
+        s_skip (self, name, "not checked: %s is not set", missing);
+        return;
+    }
+    if (!self->urls_known) {
+        s_skip (self, name, "not checked: SB_PUBLIC_URL (above) first");
+        return;
+    }
+    char err[1024], check[128], want[3][SB_PROVIDER_API_URL_SIZE];
+    snprintf (check, sizeof check, "Twilio number %s", phone);
+    json_t *number = NULL;
+    if (sb_provider_api_twilio_number (api, phone, &number, err, sizeof err)) {
+        s_fail (self, check,
+                "check TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
+                "TWILIO_API_SECRET) and TWILIO_API_BASE",
+                "%s", err);
+        return;
+    }
+    if (!number) {
+        s_fail (self, check,
+                "buy or port the number in that account, or correct TWILIO_PHONE_NUMBER",
+                "not found in account %s (IncomingPhoneNumbers)",
+                sb_config_str (c, SB_CFG_TWILIO_ACCOUNT_SID));
+        return;
+    }
+    sb_provider_api_webhook_url (c, SB_PROVIDER_R_TWILIO_MESSAGES, want[0], sizeof want[0]);
+    sb_provider_api_webhook_url (c, SB_PROVIDER_R_TWILIO_VOICE, want[1], sizeof want[1]);
+    sb_provider_api_webhook_url (c, SB_PROVIDER_R_TWILIO_STATUS, want[2], sizeof want[2]);
+    const char *sms_over[] = {"sms_application_sid", NULL};
+    const char *voice_over[] = {"voice_application_sid", "trunk_sid", NULL};
+    s_check_number_url (self, number, "sms_url", "sms_method", want[0], sms_over);
+    s_check_number_url (self, number, "voice_url", "voice_method", want[1], voice_over);
+    s_check_number_url (self, number, "status_callback", "status_callback_method", want[2],
+                        voice_over);
+    json_decref (number);
+
+    //  A Messaging Service's inbound URL wins over the number's sms_url
+    //  unless it defers to the number (use_inbound_webhook_on_number).
+    snprintf (check, sizeof check, "Twilio number %s Messaging Service", phone);
+    json_t *service = NULL;
+    if (sb_provider_api_twilio_service_of (api, phone, &service, err, sizeof err)) {
+        s_fail (self, check, "check TWILIO_MESSAGING_API_BASE and the Twilio credentials", "%s",
+                err);
+        return;
+    }
+    if (!service) {
+        s_add (self, true, check, NULL, "in none: the number's own URLs apply");
+        return;
+    }
+    const char *sid = sb_provider_api_str (service, "sid");
+    const char *friendly = sb_provider_api_str (service, "friendly_name");
+    const char *inbound = sb_provider_api_str (service, "inbound_request_url");
+    const char *method = sb_provider_api_str (service, "inbound_method");
+    if (json_is_true (json_object_get (service, "use_inbound_webhook_on_number")))
+        s_add (self, true, check, NULL,
+               "%s (%s) defers to the number's URLs (use_inbound_webhook_on_number)", sid,
+               friendly);
+    else if (strcmp (inbound, want[0]) == 0 && strcmp (method, "POST") == 0)
+        s_add (self, true, check, NULL, "%s (%s) inbound_request_url %s (POST)", sid, friendly,
+               inbound);
+    else {
+        char fix[3 * SB_PROVIDER_API_URL_SIZE];
+        snprintf (fix, sizeof fix,
+                  "in the Twilio Console, Messaging > Services > %s > Integration: choose "
+                  "\"Defer to sender's webhook\", or send a webhook to %s with HTTP POST "
+                  "(switchboard connect does not change a service)",
+                  friendly, want[0]);
+        s_fail (self, check, fix,
+                "%s (%s) has inbound_request_url %s (%s) and does not defer to the number "
+                "(use_inbound_webhook_on_number false), but the ingress verifies %s (POST)",
+                sid, friendly, *inbound ? inbound : "(none: inbound messages are dropped)",
+                *method ? method : "no method", want[0]);
+    }
+    json_decref (service);
+}
+
+//  Whether the comma-separated list has name.
+static bool
+s_in_list (const char *list, const char *name)
+{
+    size_t len = strlen (name);
+    for (const char *p = list; *p;) {
+        size_t n = strcspn (p, ",");
+        if (n == len && strncmp (p, name, n) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+static void
+s_check_meta_app (s_doctor_t *self, sb_provider_api_t *api, const char *callback)
+{
+    const sb_config_t *c = self->config;
+    const char *name = "Meta app webhook";
+    if (!sb_config_has (c, SB_CFG_META_APP_ID) || !sb_config_has (c, SB_CFG_META_APP_SECRET)) {
+        s_skip (self, name,
+                "not checked: %s is not set (set META_APP_ID and META_APP_SECRET to compare the "
+                "app's webhook subscription with the ingress)",
+                sb_config_has (c, SB_CFG_META_APP_ID) ? "META_APP_SECRET" : "META_APP_ID");
+        return;
+    }
+    const char *app_id = sb_config_str (c, SB_CFG_META_APP_ID);
+    char check[128], fix[256], err[1024];
+    snprintf (check, sizeof check, "Meta app %s webhook", app_id);
+    snprintf (fix, sizeof fix, "switchboard connect meta --app-id %s", app_id);
+    json_t *sub = NULL;
+    if (sb_provider_api_meta_app_subscription (api, app_id, &sub, err, sizeof err)) {
+        s_fail (self, check, "check META_APP_ID, META_APP_SECRET and META_API_BASE", "%s", err);
+        return;
+    }
+    if (!sub) {
+        s_fail (self, check, fix,
+                "no whatsapp_business_account subscription; the ingress "
+                "expects %s",
+                callback);
+        return;
+    }
+    const char *url = sb_provider_api_str (sub, "callback_url");
+    bool active = json_is_true (json_object_get (sub, "active"));
+    char have[1024] = "", lacking[1024] = "";
+    size_t i, used = 0;
+    json_t *field;
+    json_array_foreach (json_object_get (sub, "fields"), i, field) {
+        int n = snprintf (have + used, sizeof have - used, "%s%s", used ? "," : "",
+                          sb_provider_api_str (field, "name"));
+        if (n > 0 && (size_t) n < sizeof have - used)
+            used += (size_t) n;
+    }
+    const char *wanted = sb_provider_api_meta_fields ();
+    used = 0;
+    for (const char *p = wanted; *p;) {
+        size_t n = strcspn (p, ",");
+        char one[64];
+        snprintf (one, sizeof one, "%.*s", (int) (n < 63 ? n : 63), p);
+        if (!s_in_list (have, one)) {
+            int w = snprintf (lacking + used, sizeof lacking - used, "%s%s", used ? "," : "", one);
+            if (w > 0 && (size_t) w < sizeof lacking - used)
+                used += (size_t) w;
+        }
+        p += n + (p[n] == ',');
+    }
+    if (strcmp (url, callback) != 0 || !active || !s_in_list (have, "messages"))
+        s_fail (self, check, fix,
+                "callback_url %s%s, fields %s, but the ingress expects %s with "
+                "messages",
+                *url ? url : "(none)", active ? "" : " (not active)", *have ? have : "(none)",
+                callback);
+    else
+        s_add (self, true, check, NULL, "callback_url %s, fields %s%s%s", url, have,
+               *lacking ? "; not subscribed (the ingress reads them too): " : "", lacking);
+    json_decref (sub);
+}
+
+static void
+s_check_meta_waba (s_doctor_t *self, sb_provider_api_t *api, const char *callback)
+{
+    const sb_config_t *c = self->config;
+    const char *name = "Meta WABA subscribed apps";
+    if (!sb_config_has (c, SB_CFG_META_WABA_ID) || !sb_config_has (c, SB_CFG_META_ACCESS_TOKEN)) {
+        s_skip (self, name,
+                "not checked: %s is not set (set META_WABA_ID and META_ACCESS_TOKEN to check "
+                "the app is subscribed to the WhatsApp Business Account)",
+                sb_config_has (c, SB_CFG_META_WABA_ID) ? "META_ACCESS_TOKEN" : "META_WABA_ID");
+        return;
+    }
+    const char *waba_id = sb_config_str (c, SB_CFG_META_WABA_ID);
+    const char *app_id =
+        sb_config_has (c, SB_CFG_META_APP_ID) ? sb_config_str (c, SB_CFG_META_APP_ID) : NULL;
+    char check[128], fix[256], err[1024];
+    snprintf (check, sizeof check, "Meta WABA %s subscribed apps", waba_id);
+    snprintf (fix, sizeof fix, "switchboard connect meta --waba-id %s", waba_id);
+    json_t *apps = NULL;
+    if (sb_provider_api_meta_waba_apps (api, waba_id, &apps, err, sizeof err)) {
+        s_fail (self, check, "check META_WABA_ID, META_ACCESS_TOKEN and META_API_BASE", "%s", err);
+        return;
+    }
+    const json_t *mine = NULL;
+    char names[512] = "";
+    size_t i, used = 0;
+    json_t *app;
+    json_array_foreach (apps, i, app) {
+        const json_t *data = json_object_get (app, "whatsapp_business_api_data");
+        const char *id = sb_provider_api_str (data, "id");
+        int n = snprintf (names + used, sizeof names - used, "%s%s (%s)", used ? ", " : "", id,
+                          sb_provider_api_str (data, "name"));
+        if (n > 0 && (size_t) n < sizeof names - used)
+            used += (size_t) n;
+        if (!mine && (!app_id || strcmp (id, app_id) == 0))
+            mine = app;
+    }
+    const char *override = mine ? sb_provider_api_str (mine, "override_callback_uri") : "";
+    if (!mine)
+        s_fail (self, check, fix, "%s%s%s", app_id ? "app " : "no app subscribed",
+                app_id ? app_id : "", app_id ? " is not subscribed" : "");
+    else if (*override && strcmp (override, callback) != 0)
+        s_fail (self, check, fix,
+                "the app's override_callback_uri %s replaces the app's callback URL, but the "
+                "ingress expects %s",
+                override, callback);
+    else
+        s_add (self, true, check, NULL, "subscribed: %s", names);
+    json_decref (apps);
+}
+
+static void
+s_check_providers (s_doctor_t *self)
+{
+    sb_provider_api_t *api = sb_provider_api_new (self->config, self->timeout, NULL);
+    if (!api) {
+        s_fail (self, "provider APIs", NULL, "out of memory");
+        return;
+    }
+    s_check_twilio_number (self, api);
+    char callback[SB_PROVIDER_API_URL_SIZE];
+    sb_provider_api_webhook_url (self->config, SB_PROVIDER_R_META_WHATSAPP, callback,
+                                 sizeof callback);
+    if (!self->urls_known)
+        s_skip (self, "Meta webhooks", "not checked: SB_PUBLIC_URL (above) first");
+    else {
+        s_check_meta_app (self, api, callback);
+        s_check_meta_waba (self, api, callback);
+    }
+    sb_provider_api_destroy (&api);
+}
+
+//  ---------------------------------------------------------------------
 //  Entry point
 
 //  The checks, in order. Provider API checks go after the self-test.
 static s_check_fn *const s_checks[] = {
     s_check_public_url,  //  first: the secrets' checks need public_host
-    s_check_secrets,    s_check_postgres, s_check_journal,
-    s_check_services,   s_check_selftest, s_check_stored,
+    s_check_secrets,    s_check_postgres, s_check_journal,   s_check_services,
+    s_check_selftest,   s_check_stored,   s_check_providers,
 };
 
 //  Read var/dev.env (NAME=value lines, as scripts/run.sh writes it) into
@@ -1019,9 +1265,11 @@ s_print_json (const s_doctor_t *self)
     json_t *array = json_array ();
     for (size_t i = 0; array && i < self->count; i++) {
         const s_result_t *r = &self->results[i];
-        json_array_append_new (array, json_pack ("{s:s, s:b, s:s, s:s?}", "name",
-                                                 r->name ? r->name : "", "ok", r->ok, "detail",
-                                                 r->detail ? r->detail : "", "fix", r->fix));
+        json_t *item = json_pack ("{s:s, s:b, s:s, s:s?}", "name", r->name ? r->name : "", "ok",
+                                  r->ok, "detail", r->detail ? r->detail : "", "fix", r->fix);
+        if (item && r->skipped)
+            json_object_set_new (item, "skipped", json_true ());
+        json_array_append_new (array, item);
     }
     if (array) {
         json_dumpf (array, stdout, JSON_INDENT (2));

@@ -36,6 +36,8 @@ typedef enum {
     S_ENDPOINT,  //  ZeroMQ endpoint(s), comma-separated
     S_DURATION,  //  seconds within [min, max], optional s/m/h/d suffix
     S_SIG_KEYS,  //  KEY_ID=SECRET pairs, comma-separated (sb_sig_keys_new)
+    S_E164,      //  a phone number: '+' and 2 to 15 digits, the first not 0
+    S_DIGITS,    //  an id of 1 to 32 decimal digits (Meta's ids)
 } s_kind_t;
 
 typedef struct {
@@ -266,6 +268,19 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
             if (s_parse_duration (value, number) || *number < s->min || *number > s->max)
                 return -1;
             return 0;
+        case S_E164: {
+            *expected = "a phone number in E.164 form, like +14155550100";
+            size_t digits = strspn (value + (*value == '+'), "0123456789");
+            return value[0] == '+' && value[1] != '0' && digits >= 2 && digits <= 15
+                           && value[1 + digits] == 0
+                       ? 0
+                       : -1;
+        }
+        case S_DIGITS: {
+            *expected = "decimal digits only (1 to 32)";
+            size_t digits = strspn (value, "0123456789");
+            return digits >= 1 && digits <= 32 && value[digits] == 0 ? 0 : -1;
+        }
         case S_SIG_KEYS: {
             sb_sig_keys_t *keys = sb_sig_keys_new (value, expected);
             int rc = keys ? 0 : -1;

@@ -125,18 +125,27 @@ SB_SETTING (META_VERIFY_TOKEN, ING | CLI, NULL, S_STRING, 0, 0, true,
 // ---- sending replies (dispatcher; the sandbox checks the same credentials)
 SB_SETTING (TWILIO_ACCOUNT_SID, DIS | CLI | SBX, NULL, S_STRING, 0, 0, false,
             "Twilio account SID (AC + 32 hex digits) that replies are sent from")
-SB_SETTING (TWILIO_API_KEY, DIS | SBX, NULL, S_STRING, 0, 0, false,
+SB_SETTING (TWILIO_API_KEY, DIS | CLI | SBX, NULL, S_STRING, 0, 0, false,
             "Twilio API key SID (SK...): with TWILIO_API_SECRET, authenticates sends instead of the auth token")
-SB_SETTING (TWILIO_API_SECRET, DIS | SBX, NULL, S_STRING, 0, 0, true,
+SB_SETTING (TWILIO_API_SECRET, DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
             "secret of TWILIO_API_KEY")
-SB_SETTING (TWILIO_API_BASE, DIS, "https://api.twilio.com", S_URL, 0, 0, false,
+SB_SETTING (TWILIO_API_BASE, DIS | CLI, "https://api.twilio.com", S_URL, 0, 0, false,
             "base URL of the Twilio REST API (the sandbox: http://127.0.0.1:8090)")
-SB_SETTING (META_ACCESS_TOKEN, DIS | SBX, NULL, S_STRING, 0, 0, true,
+SB_SETTING (META_ACCESS_TOKEN, DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
             "Meta access token (system user) that sends WhatsApp Cloud API messages")
-SB_SETTING (META_API_BASE, DIS, "https://graph.facebook.com", S_URL, 0, 0, false,
+SB_SETTING (META_API_BASE, DIS | CLI, "https://graph.facebook.com", S_URL, 0, 0, false,
             "base URL of the Meta Graph API (the sandbox: http://127.0.0.1:8090)")
-SB_SETTING (META_API_VERSION, DIS, "v23.0", S_STRING, 0, 0, false,
+SB_SETTING (META_API_VERSION, DIS | CLI, "v23.0", S_STRING, 0, 0, false,
             "Graph API version in send URLs, like v23.0")
+// ---- going live: switchboard connect and doctor's provider checks --------
+SB_SETTING (TWILIO_MESSAGING_API_BASE, CLI, "https://messaging.twilio.com", S_URL, 0, 0, false,
+            "base URL of Twilio's Messaging API (Messaging Services), read by switchboard doctor (the sandbox: http://127.0.0.1:8090)")
+SB_SETTING (TWILIO_PHONE_NUMBER, CLI, NULL, S_E164, 0, 0, false,
+            "the Twilio number (+E.164) whose webhook URLs switchboard doctor checks and switchboard connect twilio sets by default")
+SB_SETTING (META_APP_ID, CLI, NULL, S_DIGITS, 0, 0, false,
+            "the Meta app's id: switchboard doctor checks its webhook subscription, switchboard connect meta sets it by default")
+SB_SETTING (META_WABA_ID, CLI, NULL, S_DIGITS, 0, 0, false,
+            "the WhatsApp Business Account id: switchboard doctor checks the app is subscribed to it, switchboard connect meta subscribes it by default")
 SB_SETTING (SB_SEND_CONCURRENCY, DIS, "32", S_INT, 1, 1024, false,
             "most provider requests (and bot forwards) in flight at once")
 SB_SETTING (SB_SEND_TIMEOUT_MS, DIS, "10000", S_INT, 100, 600000, false,

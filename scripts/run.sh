@@ -73,6 +73,9 @@ if [ ! -f "$env_file" ]; then
       echo "SB_PUBLIC_URL=http://$ingress_listen"
       echo "TWILIO_API_BASE=http://$sandbox_listen"
       echo "META_API_BASE=http://$sandbox_listen"
+      echo "TWILIO_MESSAGING_API_BASE=http://$sandbox_listen"
+      # the sandbox starts with this number (its URLs empty): switchboard connect twilio sets them
+      echo "TWILIO_PHONE_NUMBER=+14155550100"
       echo "SB_RULES=examples/rules.yaml"
       echo "SB_INGRESS_PUB=$ingress_pub"
       echo "SB_JOURNAL_DIR=var/journal"
@@ -91,6 +94,10 @@ if [ "$with_pg" = 1 ] && ! grep -qxF "DATABASE_URL=$(printf %q "$database_url")"
     mv "$env_file.tmp" "$env_file"
   )
 fi
+# A dev.env made before switchboard connect: add what connect and doctor read.
+for line in "TWILIO_MESSAGING_API_BASE=http://$sandbox_listen" "TWILIO_PHONE_NUMBER=+14155550100"; do
+  grep -q "^${line%%=*}=" "$env_file" || printf '%s\n' "$line" >>"$env_file"
+done
 set -a
 # shellcheck source=/dev/null
 . "$env_file"

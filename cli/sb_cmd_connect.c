@@ -355,9 +355,23 @@ s_meta (s_connect_t *self, const char *app_id, const char *waba_id, const char *
                                  sizeof callback);
     json_object_set_new (self->report, "callback_url", json_string (callback));
     json_object_set_new (self->report, "fields", json_string (fields));
-    if (app_id && s_meta_app (self, app_id, fields, callback) != SB_CLI_OK)
-        return SB_CLI_FAILED;
+    //  Meta's reference for the app's subscriptions edge sends WhatsApp to
+    //  the App Dashboard: when Meta refuses the app step, say where to
+    //  click, and still subscribe the app to the WABA, which the dashboard
+    //  does not do.
+    bool app_failed = app_id && s_meta_app (self, app_id, fields, callback) != SB_CLI_OK;
+    if (app_failed) {
+        const char *hint = "set the webhook in the App Dashboard instead: WhatsApp > Configuration"
+                           " > Webhook: the callback URL above, META_VERIFY_TOKEN, and subscribe"
+                           " the fields; `switchboard doctor` checks it";
+        if (self->json)
+            json_object_set_new (self->report, "fix", json_string (hint));
+        else
+            fprintf (stderr, "switchboard connect: %s (%s)\n", hint, callback);
+    }
     if (waba_id && s_meta_waba (self, waba_id, app_id) != SB_CLI_OK)
+        return SB_CLI_FAILED;
+    if (app_failed)
         return SB_CLI_FAILED;
     json_object_set_new (self->report, "ok", json_true ());
     if (self->dry_run)

@@ -206,6 +206,14 @@ def test_meta_wrong_verify_token(stack):
     out = run(stack, ["connect", "meta", "--app-id", APP_ID, "--json"], META_VERIFY_TOKEN="not-the-ingress-token")
     report = json.loads(out.stdout)
     assert out.returncode == 1 and report["ok"] is False and "2200" in report["error"], report
+    # Meta refusing the app step still leaves the WABA subscribed, and says where to click
+    other_waba = "5550001112223334"
+    out = run(stack, ["connect", "meta", "--app-id", APP_ID, "--waba-id", other_waba],
+              META_VERIFY_TOKEN="not-the-ingress-token")
+    assert out.returncode == 1 and "App Dashboard" in out.stderr, out.stdout + out.stderr
+    state = sandbox(stack, "GET", "/_sandbox/state")
+    waba = [w for w in state["meta"]["wabas"] if str(w["id"]) == other_waba]
+    assert waba and waba[0]["subscribed_apps"], state["meta"]
 
 
 def test_not_configured(stack):

@@ -821,6 +821,19 @@ s_put_sdp (bool *ok, Switchboard__V1__MetaFieldsCall *call, const json_t *sessio
     call->sdp_truncated = true;
 }
 
+//  The profile name and username of the change's contact for this user
+//  (by phone, else by BSUID, else the first); the contact, borrowed.
+static const json_t *
+s_put_profile (bool *ok, sb_event_t *event, const s_change_t *change, const char *wa_id,
+               const char *user_id)
+{
+    const json_t *contact =
+        s_contact_for (json_object_get (change->value, "contacts"), wa_id, user_id);
+    s_put (ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+    s_put (ok, &event->username, json_object_get (contact, "profile"), "username");
+    return contact;
+}
+
 //  calls[] item (connect, terminate), or with status set one statuses[]
 //  item of the calls field (RINGING, ACCEPTED, REJECTED).
 static sb_event_t *
@@ -866,11 +879,8 @@ s_call (const s_change_t *change, const json_t *item, bool status)
         call->start_time = s_int (json_object_get (item, "start_time"));
         call->end_time = s_int (json_object_get (item, "end_time"));
         call->duration = s_int (json_object_get (item, "duration"));
-        const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"),
-                                               event->from, event->user_id);
-        s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+        const json_t *contact = s_put_profile (&ok, event, change, event->from, event->user_id);
         s_put (&ok, &event->wa_id, contact, "wa_id");
-        s_put (&ok, &event->username, json_object_get (contact, "profile"), "username");
     }
     s_put_errors (&ok, event, json_object_get (item, "errors"));
     if (!ok)
@@ -903,10 +913,7 @@ s_preference (const s_change_t *change, const json_t *item)
     s_put (&ok, &pref->category, item, "category");
     s_put (&ok, &pref->value, item, "value");
     s_put (&ok, &pref->detail, item, "detail");
-    const json_t *contact =
-        s_contact_for (json_object_get (change->value, "contacts"), wa_id, user_id);
-    s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
-    s_put (&ok, &event->username, json_object_get (contact, "profile"), "username");
+    s_put_profile (&ok, event, change, wa_id, user_id);
     if (!ok)
         sb_event_destroy (&event);
     return event;
@@ -946,10 +953,7 @@ s_user_id_update (const s_change_t *change, const json_t *item)
     s_put_bsuid (&ok, event, &event->new_user_id, s_str (user_id, "current"));
     s_put_bsuid (&ok, event, &event->new_parent_user_id, s_str (parent, "current"));
     s_put_bsuid (&ok, event, &event->previous_user_id, previous);
-    const json_t *contact =
-        s_contact_for (json_object_get (change->value, "contacts"), wa_id, previous);
-    s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
-    s_put (&ok, &event->username, json_object_get (contact, "profile"), "username");
+    s_put_profile (&ok, event, change, wa_id, previous);
     if (!ok)
         sb_event_destroy (&event);
     return event;

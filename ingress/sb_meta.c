@@ -98,6 +98,21 @@ s_str (const json_t *object, const char *key)
     return json_string_value (json_object_get (object, key));
 }
 
+//  The first of object's string members a, b, c (b and c may be NULL)
+//  that is not empty, or NULL: one identifier Meta spells several ways or
+//  gives in order of preference (a phone number, then a BSUID, ...).
+static const char *
+s_str_first (const json_t *object, const char *a, const char *b, const char *c)
+{
+    const char *keys[] = {a, b, c};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *value = keys[i] ? s_str (object, keys[i]) : NULL;
+        if (value && *value)
+            return value;
+    }
+    return NULL;
+}
+
 //  A decimal integer from a JSON integer or a string of digits (Meta sends
 //  timestamps as strings). 0 when absent or not exactly that.
 static int64_t
@@ -555,11 +570,14 @@ s_put_bsuid_system (bool *ok, sb_event_t *event, const json_t *system)
 static void
 s_put_bsuid_status (bool *ok, sb_event_t *event, const s_change_t *change, const json_t *status)
 {
+    //  The parent id has three spellings on Meta's pages: the BSUID page's
+    //  syntax parent_recipient_user_id, its BSUID-only example
+    //  parent_user_id, the calls status recipient_parent_user_id.
     const char *user_id = s_str (status, "recipient_user_id");
-    const char *parent = s_str (status, "parent_recipient_user_id");
+    const char *parent = s_str_first (status, "parent_recipient_user_id",
+                                      "recipient_parent_user_id", "parent_user_id");
     s_put_bsuid (ok, event, &event->user_id, user_id);
-    s_put_bsuid (ok, event, &event->parent_user_id,
-                 parent ? parent : s_str (status, "recipient_parent_user_id"));
+    s_put_bsuid (ok, event, &event->parent_user_id, parent);
     const json_t *contacts = json_object_get (change->value, "contacts");
     const json_t *contact = json_array_size (contacts)
                                 ? s_contact_for (contacts, s_str (status, "recipient_id"), user_id)
@@ -583,6 +601,11 @@ s_message (const s_change_t *change, const json_t *message)
         s_contact_for (json_object_get (change->value, "contacts"), s_str (message, "from"),
                        s_str (message, "from_user_id"));
     const char *from = s_bsuid_sender (message, contact);
+    //  A user_changed_user_id system message may name the user only inside
+    //  system (Meta's changelog, 2026-08-11): by the BSUID we knew them by.
+    if (!from)
+        from = s_str_first (json_object_get (message, "system"), "previous_user_id",
+                            "previous_parent_user_id", NULL);
     const char *type = s_str (message, "type");
     s_put_text (&ok, &event->from, from);
     s_put_text (&ok, &event->to, change->display_phone);
@@ -754,7 +777,10 @@ s_echo (const s_change_t *change, const json_t *echo)
     const char *type = s_str (echo, "type");
     const char *from = s_str (echo, "from");
     s_put_text (&ok, &event->from, from ? from : change->display_phone);
-    s_put (&ok, &event->to, echo, "to");
+    //  To a user who hides their number: to_user_id only (BSUID page).
+    s_put_text (&ok, &event->to, s_str_first (echo, "to", "to_user_id", "to_parent_user_id"));
+    s_put_bsuid (&ok, event, &event->user_id, s_str (echo, "to_user_id"));
+    s_put_bsuid (&ok, event, &event->parent_user_id, s_str (echo, "to_parent_user_id"));
     s_put (&ok, &event->provider_id, echo, "id");
     event->provider_timestamp = s_int (json_object_get (echo, "timestamp"));
     s_put (&ok, &event->context_id, json_object_get (echo, "context"), "id");
@@ -795,6 +821,19 @@ s_put_sdp (bool *ok, Switchboard__V1__MetaFieldsCall *call, const json_t *sessio
     call->sdp_truncated = true;
 }
 
+//  The profile name and username of the change's contact for this user
+//  (by phone, else by BSUID, else the first); the contact, borrowed.
+static const json_t *
+s_put_profile (bool *ok, sb_event_t *event, const s_change_t *change, const char *wa_id,
+               const char *user_id)
+{
+    const json_t *contact =
+        s_contact_for (json_object_get (change->value, "contacts"), wa_id, user_id);
+    s_put (ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+    s_put (ok, &event->username, json_object_get (contact, "profile"), "username");
+    return contact;
+}
+
 //  calls[] item (connect, terminate), or with status set one statuses[]
 //  item of the calls field (RINGING, ACCEPTED, REJECTED).
 static sb_event_t *
@@ -815,23 +854,32 @@ s_call (const s_change_t *change, const json_t *item, bool status)
         s_put_text (&ok, &call->event, "status");
         s_put (&ok, &event->call_status, item, "status");
         s_put_text (&ok, &event->from, change->display_phone);
-        s_put (&ok, &event->to, item, "recipient_id");
+        s_put_text (
+            &ok, &event->to,
+            s_str_first (item, "recipient_id", "recipient_user_id", "recipient_parent_user_id"));
+        s_put_bsuid (&ok, event, &event->user_id, s_str (item, "recipient_user_id"));
+        s_put_bsuid (&ok, event, &event->parent_user_id, s_str (item, "recipient_parent_user_id"));
     }
     else {
         const char *what = s_str (item, "event");
         const char *outcome = s_str (item, "status");
         s_put_text (&ok, &call->event, what);
         s_put_text (&ok, &event->call_status, outcome ? outcome : what);
-        s_put (&ok, &event->from, item, "from");
-        s_put (&ok, &event->to, item, "to");
+        //  A user who hides their number calls from from_user_id, and is
+        //  called at to_user_id (BSUID page, calls webhooks).
+        s_put_text (&ok, &event->from,
+                    s_str_first (item, "from", "from_user_id", "from_parent_user_id"));
+        s_put_text (&ok, &event->to, s_str_first (item, "to", "to_user_id", "to_parent_user_id"));
+        s_put_bsuid (&ok, event, &event->user_id,
+                     s_str_first (item, "from_user_id", "to_user_id", NULL));
+        s_put_bsuid (&ok, event, &event->parent_user_id,
+                     s_str_first (item, "from_parent_user_id", "to_parent_user_id", NULL));
         s_put (&ok, &call->direction, item, "direction");
         s_put_sdp (&ok, call, json_object_get (item, "session"));
         call->start_time = s_int (json_object_get (item, "start_time"));
         call->end_time = s_int (json_object_get (item, "end_time"));
         call->duration = s_int (json_object_get (item, "duration"));
-        const json_t *contact =
-            s_contact_for (json_object_get (change->value, "contacts"), event->from, NULL);
-        s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+        const json_t *contact = s_put_profile (&ok, event, change, event->from, event->user_id);
         s_put (&ok, &event->wa_id, contact, "wa_id");
     }
     s_put_errors (&ok, event, json_object_get (item, "errors"));
@@ -851,16 +899,61 @@ s_preference (const s_change_t *change, const json_t *item)
         sb_event_destroy (&event);
         return NULL;
     }
-    const char *user = s_str (item, "wa_id");
+    //  wa_id is omitted for a user who hides their number (BSUID page):
+    //  then the user is user_id, or parent_user_id.
+    const char *wa_id = s_str (item, "wa_id");
+    const char *user_id = s_str (item, "user_id");
+    const char *user = s_str_first (item, "wa_id", "user_id", "parent_user_id");
     s_put_text (&ok, &event->from, user);
-    s_put_text (&ok, &event->wa_id, user);
+    s_put_text (&ok, &event->wa_id, wa_id);
+    s_put_bsuid (&ok, event, &event->user_id, user_id);
+    s_put_bsuid (&ok, event, &event->parent_user_id, s_str (item, "parent_user_id"));
     s_put_text (&ok, &event->to, change->display_phone);
     event->provider_timestamp = s_int (json_object_get (item, "timestamp"));
     s_put (&ok, &pref->category, item, "category");
     s_put (&ok, &pref->value, item, "value");
     s_put (&ok, &pref->detail, item, "detail");
-    const json_t *contact = s_contact_for (json_object_get (change->value, "contacts"), user, NULL);
-    s_put (&ok, &event->profile_name, json_object_get (contact, "profile"), "name");
+    s_put_profile (&ok, event, change, wa_id, user_id);
+    if (!ok)
+        sb_event_destroy (&event);
+    return event;
+}
+
+//  user_id_update[] item: {wa_id, detail, user_id: {previous, current},
+//  parent_user_id: {previous, current}, timestamp}. Meta's BSUID page
+//  documented this field until its changelog of 2026-08-11 said it is not
+//  subscribable and that BSUID changes come as system messages; BSPs (8x8)
+//  still forward it as Meta sent it. Normalized as that system message
+//  (type "user_id_update"), so the dispatcher moves the contact the same
+//  way: from the phone, else the previous BSUID, to the current one.
+static sb_event_t *
+s_user_id_update (const s_change_t *change, const json_t *item)
+{
+    bool ok = true;
+    sb_event_t *event = s_item_event (change, SB_KIND_MESSAGE, item, &ok);
+    Switchboard__V1__System *system = event ? sb_event_system (event) : NULL;
+    if (!system) {
+        sb_event_destroy (&event);
+        return NULL;
+    }
+    const json_t *user_id = json_object_get (item, "user_id");
+    const json_t *parent = json_object_get (item, "parent_user_id");
+    const char *wa_id = s_str (item, "wa_id");
+    const char *previous = s_str (user_id, "previous");
+    const char *from = wa_id && *wa_id ? wa_id : previous ? previous : s_str (parent, "previous");
+    s_put_text (&ok, &event->from, from);
+    s_put_text (&ok, &event->to, change->display_phone);
+    s_put_text (&ok, &event->wa_id, wa_id);
+    event->provider_timestamp = s_int (json_object_get (item, "timestamp"));
+    s_put_text (&ok, &event->message_type, "system");
+    s_put_text (&ok, &system->type, "user_id_update");
+    s_put (&ok, &system->body, item, "detail");
+    s_put_bsuid (&ok, event, &event->user_id, previous);
+    s_put_bsuid (&ok, event, &event->parent_user_id, s_str (parent, "previous"));
+    s_put_bsuid (&ok, event, &event->new_user_id, s_str (user_id, "current"));
+    s_put_bsuid (&ok, event, &event->new_parent_user_id, s_str (parent, "current"));
+    s_put_bsuid (&ok, event, &event->previous_user_id, previous);
+    s_put_profile (&ok, event, change, wa_id, previous);
     if (!ok)
         sb_event_destroy (&event);
     return event;
@@ -988,6 +1081,8 @@ s_field (s_list_t *list, const char *entry_id, const json_t *change, const char 
     }
     else if (s_is (field, "user_preferences"))
         rc = s_field_items (list, &where, "user_preferences", s_preference, err, err_size);
+    else if (s_is (field, "user_id_update"))
+        rc = s_field_items (list, &where, "user_id_update", s_user_id_update, err, err_size);
     else if (s_is (field, "message_template_status_update")
              || s_is (field, "message_template_quality_update")
              || s_is (field, "message_template_components_update")

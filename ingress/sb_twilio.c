@@ -218,13 +218,14 @@ s_messages_location (sb_event_t *event, const sb_form_t *form, bool *ok, char *e
     return 0;
 }
 
-//  A WhatsApp sender's business-scoped user id: ExternalUserId (or
-//  ExternalUserIdentifier), else a From that is one.
+//  A WhatsApp sender's business-scoped user id: ExternalUserIdentifier
+//  (Twilio's changelog, 2026-07-20) or ExternalUserId (issue 12's name),
+//  else a From that is one.
 static void
 s_put_bsuid (bool *ok, sb_event_t *event, const sb_form_t *form)
 {
     const char *from = s_get (form, "From");
-    const char *user_id = s_get2 (form, "ExternalUserId", "ExternalUserIdentifier");
+    const char *user_id = s_get2 (form, "ExternalUserIdentifier", "ExternalUserId");
     if (user_id && s_is_whatsapp (user_id))
         user_id = s_strip (user_id);
     if (!user_id && s_is_whatsapp (from) && sb_bsuid_like (s_strip (from)))

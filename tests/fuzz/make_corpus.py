@@ -182,6 +182,20 @@ META_EDGES = {
                                      '"status":"sent","parent_recipient_user_id":"US.ENT.1"}]}}]}]}',
     "edge-bsuid-system-not-object": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1",'
                                     '"from_user_id":"US.1","type":"system","system":"x"}]}}]}]}',
+    # The BSUID page's shapes without a phone, and user_id_update (8x8).
+    "edge-bsuid-system-previous-only": '{"entry":[{"changes":[{"value":{"messages":[{"id":"w1",'
+                                       '"type":"system","system":{"previous_user_id":7,'
+                                       '"previous_parent_user_id":"US.ENT.1"}}]}}]}]}',
+    "edge-bsuid-user-id-update": '{"entry":[{"changes":[{"field":"user_id_update","value":'
+                                 '{"user_id_update":[{"user_id":{"previous":"US.1","current":'
+                                 '"US.2"}},{"user_id":"US.3","parent_user_id":[1]},7]}}]}]}',
+    "edge-bsuid-preference-no-phone": '{"entry":[{"changes":[{"field":"user_preferences","value":'
+                                      '{"user_preferences":[{"user_id":"US.1","value":"stop"},'
+                                      '{"parent_user_id":{"a":1}}]}}]}]}',
+    "edge-bsuid-echo-call-no-phone": '{"entry":[{"changes":[{"field":"smb_message_echoes","value":'
+                                     '{"message_echoes":[{"to_parent_user_id":"US.ENT.1"}]}},'
+                                     '{"field":"calls","value":{"calls":[{"to_user_id":"US.1"}],'
+                                     '"statuses":[{"recipient_parent_user_id":"US.ENT.2"}]}}]}]}',
 }
 
 
@@ -378,7 +392,7 @@ def make_events():
                  "meta-status-failed.json", "meta-status-sent.json",
                  "meta-bsuid-text-username.json", "meta-bsuid-text-phone.json",
                  "meta-bsuid-status-delivered.json", "meta-bsuid-system-changed-number.json",
-                 "meta-bsuid-system-changed-user-id.json"):
+                 "meta-bsuid-system-changed-user-id.json", "meta-bsuid-status-delivered-phone.json"):
         raw = conformance(name)
         events["event-" + name[:-5]] = meta_event(json.loads(raw), raw)
     events["event-empty"] = b""

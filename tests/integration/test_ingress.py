@@ -49,7 +49,8 @@ def meta_expected_topics(name):
     topics = []
     kinds = {"message_echoes": ("message_echoes", "echo"),
              "smb_message_echoes": ("message_echoes", "echo"),
-             "user_preferences": ("user_preferences", "preference")}
+             "user_preferences": ("user_preferences", "preference"),
+             "user_id_update": ("user_id_update", "message")}  # a change of BSUID, as a system message
     for entry in doc["entry"]:
         for change in entry["changes"]:
             value = change["value"]

@@ -2,7 +2,7 @@
 dispatcher, PostgreSQL and the provider sandbox: a BSUID-only user gets a
 reply addressed by BSUID (Meta "recipient"); a phone number and a BSUID of
 one person become one contact; a change of number moves the opt-out and
-the 24-hour window; a Twilio ExternalUserId message is replied
+the 24-hour window; a Twilio ExternalUserIdentifier message is replied
 To=whatsapp:<BSUID>."""
 
 import json
@@ -112,6 +112,29 @@ def test_system_message_for_unknown_contact():
         stack.close()
 
 
+def test_bsuid_only_marketing_stop_and_user_id_update():
+    """Meta's user_preferences without wa_id (BSUID page) reaches the
+    BSUID-only contact; a user_id_update (the field 8x8 forwards as Meta
+    sent it) gives the phone contact its new BSUID."""
+    stack = Stack(PG, rules=RULES, callbacks=False).start()
+    try:
+        stack.post_meta(fixture("meta-bsuid-text-username.json", wamid="wamid.P1", text="hi"))
+        stack.wait_scalar("SELECT count(*) FROM contacts WHERE address = '%s'" % BSUID, 1)
+        stack.post_meta(sbtest.conformance("meta-bsuid-preference-stop.json"))
+        stack.wait_scalar("SELECT marketing_preference FROM contacts WHERE address = '%s'" % BSUID, "stop")
+        assert stack.scalar("SELECT count(*) FROM contacts") == "1", stack.query("SELECT * FROM contacts")
+        # the phone and the BSUID become one contact, then the BSUID rotates
+        stack.post_meta(fixture("meta-bsuid-text-phone.json", wamid="wamid.P2", text="again"))
+        stack.wait_scalar("SELECT count(*) FROM contacts WHERE address = '16505551234'", 1)
+        stack.post_meta(sbtest.conformance("meta-bsuid-user-id-update.json"))
+        stack.wait_scalar("SELECT address FROM contact_identities WHERE identity = 'US.13491208655302741921'",
+                          "16505551234")
+        assert stack.scalar("SELECT count(*) FROM contacts") == "1", stack.query("SELECT * FROM contacts")
+        stack.check_logs()
+    finally:
+        stack.close()
+
+
 def test_twilio_external_user_id_reply_to_bsuid():
     stack = Stack(PG, rules=RULES).start()
     try:
@@ -133,6 +156,7 @@ if __name__ == "__main__":
             test_bsuid_only_reply_by_recipient,
             test_phone_and_bsuid_one_contact_and_change_of_number,
             test_system_message_for_unknown_contact,
+            test_bsuid_only_marketing_stop_and_user_id_update,
             test_twilio_external_user_id_reply_to_bsuid,
         ])
     finally:

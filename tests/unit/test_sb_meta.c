@@ -52,6 +52,9 @@ static const char *s_covered[] = {
     "meta-bsuid-status-delivered.json",
     "meta-bsuid-system-changed-number.json",
     "meta-bsuid-system-changed-user-id.json",
+    "meta-bsuid-status-delivered-phone.json",
+    "meta-bsuid-user-id-update.json",
+    "meta-bsuid-preference-stop.json",
     "meta-text.json",
     "meta-unknown.json",
     "meta-unsupported.json",
@@ -1363,50 +1366,124 @@ s_test_all (void)
 }
 
 //  Business-scoped user ids (issue 12): every new shape keeps its sender.
+//  The fixtures are Meta's BSUID page examples (README section 2).
+#define BSUID "US.13491208655302741918"
+#define BSUID_PARENT "US.11815799212886844830"
 static void
 s_test_bsuid (void)
 {
     size_t n;
     sb_event_t **ev = s_normalize_file ("meta-bsuid-text-username.json", 1, &n);
     if (n == 1) {
-        CHECK_STR (ev[0]->from, "US.13491208655302741918");  //  no "from": the BSUID
-        CHECK_STR (ev[0]->user_id, "US.13491208655302741918");
-        CHECK_STR (ev[0]->parent_user_id, "US.ENT.11815799212886844830");
-        CHECK_STR (ev[0]->username, "@sheena");
+        CHECK_STR (ev[0]->from, BSUID);  //  no "from": the BSUID
+        CHECK_STR (ev[0]->user_id, BSUID);
+        CHECK_STR (ev[0]->parent_user_id, BSUID_PARENT);
+        CHECK_STR (ev[0]->username, "@realsheenanelson");
         CHECK_STR (ev[0]->profile_name, "Sheena Nelson");
+        //  The page's contact user_id is "uUS.…" (sic): the message's own
+        //  from_user_id wins, and it is well formed.
         CHECK (*ev[0]->wa_id == '\0' && !ev[0]->user_id_malformed);
     }
     sb_meta_events_free (&ev, n);
     ev = s_normalize_file ("meta-bsuid-text-phone.json", 1, &n);
     if (n == 1) {
         CHECK_STR (ev[0]->from, "16505551234");  //  both: the phone
-        CHECK_STR (ev[0]->user_id, "US.13491208655302741918");
+        CHECK_STR (ev[0]->user_id, BSUID);
+        CHECK_STR (ev[0]->parent_user_id, BSUID_PARENT);
         CHECK_STR (ev[0]->wa_id, "16505551234");
     }
     sb_meta_events_free (&ev, n);
+    //  Sent to the BSUID: no recipient_id, the parent as "parent_user_id".
     ev = s_normalize_file ("meta-bsuid-status-delivered.json", 1, &n);
     if (n == 1) {
-        CHECK_STR (ev[0]->to, "US.13491208655302741918");  //  no recipient_id
-        CHECK_STR (ev[0]->status->recipient, "US.13491208655302741918");
-        CHECK_STR (ev[0]->parent_user_id, "US.ENT.11815799212886844830");
-        CHECK_STR (ev[0]->username, "@sheena");
+        CHECK_STR (ev[0]->to, BSUID);
+        CHECK_STR (ev[0]->status->recipient, BSUID);
+        CHECK_STR (ev[0]->parent_user_id, BSUID_PARENT);
+        CHECK_STR (ev[0]->username, "@pablomorales");
+    }
+    sb_meta_events_free (&ev, n);
+    ev = s_normalize_file ("meta-bsuid-status-delivered-phone.json", 1, &n);
+    if (n == 1) {
+        CHECK_STR (ev[0]->to, "16505551234");
+        CHECK_STR (ev[0]->user_id, BSUID);
+        CHECK_STR (ev[0]->parent_user_id, BSUID_PARENT);
     }
     sb_meta_events_free (&ev, n);
     ev = s_normalize_file ("meta-bsuid-system-changed-number.json", 1, &n);
     if (n == 1) {
+        CHECK_STR (ev[0]->from, "16505551234");
         CHECK_STR (ev[0]->system->type, "user_changed_number");
         CHECK_STR (ev[0]->system->new_wa_id, "12195555358");
         CHECK_STR (ev[0]->new_user_id, "US.13491208655302741919");
-        CHECK_STR (ev[0]->previous_user_id, "US.13491208655302741918");
+        CHECK_STR (ev[0]->previous_user_id, BSUID);
     }
     sb_meta_events_free (&ev, n);
+    //  No phone and no from_user_id: the user is the BSUID they had.
     ev = s_normalize_file ("meta-bsuid-system-changed-user-id.json", 1, &n);
     if (n == 1) {
-        CHECK_STR (ev[0]->from, "US.13491208655302741918");
+        CHECK_STR (ev[0]->from, BSUID);
         CHECK_STR (ev[0]->system->type, "user_changed_user_id");
         CHECK_STR (ev[0]->new_user_id, "US.13491208655302741920");
+        CHECK_STR (ev[0]->new_parent_user_id, "US.11815799212886844832");
+        CHECK_STR (ev[0]->previous_user_id, BSUID);
     }
     sb_meta_events_free (&ev, n);
+    //  The user_id_update field (as 8x8 forwards it): the same change.
+    ev = s_normalize_file ("meta-bsuid-user-id-update.json", 1, &n);
+    if (n == 1) {
+        CHECK_INT (ev[0]->kind, SB_KIND_MESSAGE);
+        CHECK_STR (ev[0]->message_type, "system");
+        CHECK (ev[0]->system != NULL);
+        if (ev[0]->system)
+            CHECK_STR (ev[0]->system->type, "user_id_update");
+        CHECK_STR (ev[0]->from, "16505551234");
+        CHECK_STR (ev[0]->wa_id, "16505551234");
+        CHECK_STR (ev[0]->previous_user_id, BSUID);
+        CHECK_STR (ev[0]->new_user_id, "US.13491208655302741921");
+        CHECK_STR (ev[0]->new_parent_user_id, "US.11815799212886844833");
+        CHECK_STR (ev[0]->username, "@realsheenanelson");
+        CHECK (ev[0]->provider_timestamp == 1750269342);
+    }
+    sb_meta_events_free (&ev, n);
+    //  A marketing stop from a user without wa_id: the BSUID is the user.
+    ev = s_normalize_file ("meta-bsuid-preference-stop.json", 1, &n);
+    if (n == 1) {
+        CHECK_INT (ev[0]->kind, SB_KIND_PREFERENCE);
+        CHECK_STR (ev[0]->from, BSUID);
+        CHECK_STR (ev[0]->user_id, BSUID);
+        CHECK_STR (ev[0]->parent_user_id, BSUID_PARENT);
+        CHECK_STR (ev[0]->username, "@realsheenanelson");
+        CHECK (*ev[0]->wa_id == '\0');
+        if (ev[0]->preference)
+            CHECK_STR (ev[0]->preference->value, "stop");
+    }
+    sb_meta_events_free (&ev, n);
+    //  Echoes and calls of a user who hides their number (the BSUID page's
+    //  smb_message_echoes and calls syntax): to_user_id, from_user_id,
+    //  recipient_user_id name them.
+    static const char *const named[] = {
+        "{\"entry\":[{\"changes\":[{\"field\":\"smb_message_echoes\",\"value\":{"
+        "\"message_echoes\":[{\"from\":\"15550783881\",\"to_user_id\":\"" BSUID "\","
+        "\"id\":\"e1\",\"type\":\"text\",\"text\":{\"body\":\"x\"}}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"calls\":[{"
+        "\"from_user_id\":\"" BSUID "\",\"id\":\"c1\",\"to\":\"15550783881\","
+        "\"event\":\"connect\",\"direction\":\"USER_INITIATED\"}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"calls\":[{"
+        "\"from\":\"15550783881\",\"to_user_id\":\"" BSUID "\",\"id\":\"c2\","
+        "\"event\":\"terminate\",\"status\":\"COMPLETED\"}]}}]}]}",
+        "{\"entry\":[{\"changes\":[{\"field\":\"calls\",\"value\":{\"statuses\":[{"
+        "\"id\":\"c3\",\"type\":\"call\",\"status\":\"RINGING\","
+        "\"recipient_user_id\":\"" BSUID "\"}]}}]}]}",
+    };
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        char err[128];
+        CHECK (sb_meta_normalize (named[i], strlen (named[i]), &ev, &n, err, sizeof err) == 0);
+        if (n != 1)
+            continue;
+        CHECK_STR (ev[0]->user_id, BSUID);
+        CHECK_STR (i == 1 ? ev[0]->from : ev[0]->to, BSUID);
+        sb_meta_events_free (&ev, n);
+    }
     //  Hostile: a malformed BSUID is kept and flagged; no ids at all keeps
     //  the message (empty sender); a contact's user_id alone names it.
     static const char *const bodies[] = {

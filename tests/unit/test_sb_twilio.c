@@ -123,6 +123,27 @@ s_test_whatsapp_bsuid (void)
         CHECK (*e->wa_id == '\0' && !e->user_id_malformed);
         sb_event_destroy (&e);
     }
+    //  A phone From with the BSUID beside it: ExternalUserIdentifier (the
+    //  name in Twilio's changelog of 2026-07-20) and ExternalUserId (the
+    //  issue's) both give user_id; the sender stays the phone.
+    static const char *const forms[] = {
+        "MessageSid=SM1&From=whatsapp%3A%2B14017122661&To=whatsapp%3A%2B15558675310&Body=x"
+        "&ExternalUserIdentifier=US.13491208655302741918",
+        "MessageSid=SM2&From=whatsapp%3A%2B14017122661&To=whatsapp%3A%2B15558675310&Body=x"
+        "&ExternalUserId=US.13491208655302741918",
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        sb_form_t *form = sb_form_parse (forms[i], strlen (forms[i]));
+        char err[128] = "";
+        e = form ? sb_twilio_normalize (SB_TWILIO_MESSAGES, form, err, sizeof err) : NULL;
+        CHECK (e != NULL);
+        if (e) {
+            CHECK_STR (e->from, "+14017122661");
+            CHECK_STR (e->user_id, "US.13491208655302741918");
+            sb_event_destroy (&e);
+        }
+        sb_form_destroy (&form);
+    }
 }
 
 static void

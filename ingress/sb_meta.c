@@ -765,6 +765,21 @@ s_put_id (bool *ok, char **field, const json_t *id)
         s_put_text (ok, field, json_string_value (id));
 }
 
+//  A WhatsApp user's phone number as inbound messages give it (wa_id:
+//  digits, no '+'). The echo reference's example writes "to" with a
+//  '+' ("+16505551234"); kept, it would open a second conversation
+//  beside the one of the user's own messages. Anything else is kept.
+static const char *
+s_wa_number (const char *value)
+{
+    if (!value || value[0] != '+' || !value[1])
+        return value;
+    for (const char *c = value + 1; *c; c++)
+        if (*c < '0' || *c > '9')
+            return value;
+    return value + 1;
+}
+
 //  message_echoes[] item: a message our number sent (the WhatsApp
 //  Business app, a linked device, or the API), from us to the user.
 static sb_event_t *
@@ -778,7 +793,8 @@ s_echo (const s_change_t *change, const json_t *echo)
     const char *from = s_str (echo, "from");
     s_put_text (&ok, &event->from, from ? from : change->display_phone);
     //  To a user who hides their number: to_user_id only (BSUID page).
-    s_put_text (&ok, &event->to, s_str_first (echo, "to", "to_user_id", "to_parent_user_id"));
+    s_put_text (&ok, &event->to,
+                s_wa_number (s_str_first (echo, "to", "to_user_id", "to_parent_user_id")));
     s_put_bsuid (&ok, event, &event->user_id, s_str (echo, "to_user_id"));
     s_put_bsuid (&ok, event, &event->parent_user_id, s_str (echo, "to_parent_user_id"));
     s_put (&ok, &event->provider_id, echo, "id");

@@ -241,7 +241,7 @@ def test_each_field_published_stored_and_rules():
         prefs = sorted(pb_str(pb_sub(f, EV_PREFERENCE), 2) for f in by["preference"])
         assert prefs == ["resume", "stop"], prefs
         echo = by["echo"][0]
-        assert (pb_str(echo, EV_FROM), pb_str(echo, EV_TO)) == (BUSINESS, "+16505551234"), echo
+        assert (pb_str(echo, EV_FROM), pb_str(echo, EV_TO)) == (BUSINESS, "16505551234"), echo
         referral = pb_sub(by["message"][0], EV_REFERRAL)
         ref = first_value(fixture("meta-referral-text.json"))["messages"][0]["referral"]
         assert [pb_str(referral, n) for n in (1, 2, 3, 4, 5, 6, 7, 10, 11)] == [
@@ -365,7 +365,9 @@ def test_echoes():
         stack.wait_scalar("SELECT count(*) FROM events WHERE kind = 'echo'", 1)
         rows = stack.query("SELECT direction, origin, contact_addr, our_addr, body, status FROM messages"
                            " WHERE provider_id = '%s'" % app["id"])
-        assert rows == [["outbound", "echo", app["to"], BUSINESS, app["text"]["body"], "sent"]], rows
+        # in the conversation of the user's own messages: "+16505551234" is wa_id 16505551234
+        assert app["to"] == "+16505551234", app["to"]
+        assert rows == [["outbound", "echo", "16505551234", BUSINESS, app["text"]["body"], "sent"]], rows
         # the provider re-sends the webhook: still one row, one event
         post_ok(stack, doc, "the echo fixture again")
         time.sleep(0.5)

@@ -1049,7 +1049,7 @@ s_test_echo (void)
         CHECK_STR (e->webhook_field, "smb_message_echoes");
         CHECK_STR (e->provider_id, WAMID_B);
         CHECK_STR (e->from, "15550783881");
-        CHECK_STR (e->to, "+16505551234");
+        CHECK_STR (e->to, "16505551234");  //  the fixture's "+16505551234", as wa_id
         CHECK_STR (e->message_type, "text");
         CHECK_STR (e->text, "Here's the info you requested! https://www.meta.com/quest/quest-3/");
         CHECK_INT (e->provider_timestamp, 1739321024);

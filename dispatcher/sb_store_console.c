@@ -115,12 +115,23 @@ static const char s_reply_state_sql[] =
     " m.provider_id"
     " FROM m";
 
-static json_t *
-s_fail (json_t *rows, PGresult *r)
+//  Run a page's query: the fixed parameters, then before and the page
+//  size. Its rows (caller PQclears), or NULL (logged).
+static PGresult *
+s_page_query (sb_store_t *self, const char *sql, const char *const *fixed, int nfixed,
+              int64_t before, int limit, const char *what)
 {
-    json_decref (rows);
-    PQclear (r);
-    return NULL;
+    if (sb_store_ensure (self) != 0 || nfixed > 3)
+        return NULL;
+    char b[24], l[16];
+    snprintf (b, sizeof b, "%" PRId64, before);
+    snprintf (l, sizeof l, "%d", s_page (limit));
+    const char *values[5];
+    for (int i = 0; i < nfixed; i++)
+        values[i] = fixed[i];
+    values[nfixed] = b;
+    values[nfixed + 1] = l;
+    return sb_store_exec (self, sql, nfixed + 2, values, PGRES_TUPLES_OK, what);
 }
 
 static json_int_t
@@ -145,35 +156,42 @@ s_text (const PGresult *r, int row, int col)
     return s ? s : json_string ("");
 }
 
+//  The first ncols columns of r as JSON objects, column c under names[c]
+//  (none when names[c] is NULL):
+//  an integer where bit c of ints is set, a boolean where bit c of bools
+//  is, else a string. The array, or NULL when out of memory (r is the
+//  caller's).
+static json_t *
+s_rows (const PGresult *r, const char *const *names, int ncols, unsigned ints, unsigned bools)
+{
+    json_t *rows = json_array ();
+    for (int i = 0; rows && i < PQntuples (r); i++) {
+        json_t *o = json_object ();
+        if (!o || json_array_append_new (rows, o)) {
+            json_decref (rows);
+            return NULL;
+        }
+        for (int c = 0; c < ncols; c++)
+            if (names[c])
+                json_object_set_new (o, names[c],
+                                     ints & (1u << c) ? json_integer (s_int (r, i, c))
+                                     : bools & (1u << c)
+                                         ? json_boolean (*PQgetvalue (r, i, c) == 't')
+                                         : s_text (r, i, c));
+    }
+    return rows;
+}
+
 json_t *
 sb_store_console_conversations (sb_store_t *self, int64_t before, int limit)
 {
-    if (sb_store_ensure (self) != 0)
+    PGresult *r = s_page_query (self, s_conversations_sql, NULL, 0, before, limit, "conversations");
+    if (!r)
         return NULL;
-    char b[24], l[16];
-    snprintf (b, sizeof b, "%" PRId64, before);
-    snprintf (l, sizeof l, "%d", s_page (limit));
-    const char *values[] = {b, l};
-    PGresult *r =
-        sb_store_exec (self, s_conversations_sql, 2, values, PGRES_TUPLES_OK, "conversations");
-    json_t *rows = json_array ();
-    if (!r || !rows)
-        return s_fail (rows, r);
-    for (int i = 0; i < PQntuples (r); i++) {
-        json_t *o = json_object ();
-        if (!o || json_array_append_new (rows, o))
-            return s_fail (rows, r);
-        json_object_set_new (o, "provider", s_text (r, i, 0));
-        json_object_set_new (o, "channel", s_text (r, i, 1));
-        json_object_set_new (o, "address", s_text (r, i, 2));
-        json_object_set_new (o, "last_id", json_integer (s_int (r, i, 3)));
-        json_object_set_new (o, "direction", s_text (r, i, 4));
-        json_object_set_new (o, "body", s_text (r, i, 5));
-        json_object_set_new (o, "status", s_text (r, i, 6));
-        json_object_set_new (o, "at_ms", json_integer (s_int (r, i, 7)));
-        json_object_set_new (o, "profile_name", s_text (r, i, 8));
-        json_object_set_new (o, "opted_out", json_boolean (*PQgetvalue (r, i, 9) == 't'));
-    }
+    static const char *const names[] = {"provider",     "channel",  "address", "last_id",
+                                        "direction",    "body",     "status",  "at_ms",
+                                        "profile_name", "opted_out"};
+    json_t *rows = s_rows (r, names, 10, 1u << 3 | 1u << 7, 1u << 9);
     PQclear (r);
     return rows;
 }
@@ -183,29 +201,17 @@ sb_store_console_messages (sb_store_t *self, const char *provider, const char *c
                            const char *address, int64_t before, int limit,
                            sb_store_details_fn *details)
 {
-    if (sb_store_ensure (self) != 0)
+    const char *fixed[] = {provider, channel, address};
+    PGresult *r = s_page_query (self, s_messages_sql, fixed, 3, before, limit, "messages");
+    if (!r)
         return NULL;
-    char b[24], l[16];
-    snprintf (b, sizeof b, "%" PRId64, before);
-    snprintf (l, sizeof l, "%d", s_page (limit));
-    const char *values[] = {provider, channel, address, b, l};
-    PGresult *r = sb_store_exec (self, s_messages_sql, 5, values, PGRES_TUPLES_OK, "messages");
-    json_t *rows = json_array ();
-    if (!r || !rows)
-        return s_fail (rows, r);
-    static const char *names[] = {"id",     "direction",  "type",        "body",
-                                  "status", "error_code", "provider_id", "at_ms"};
-    for (int i = 0; i < PQntuples (r); i++) {
-        json_t *o = json_object ();
-        if (!o || json_array_append_new (rows, o))
-            return s_fail (rows, r);
-        for (int c = 0; c < 8; c++)
-            json_object_set_new (
-                o, names[c], c == 0 || c == 7 ? json_integer (s_int (r, i, c)) : s_text (r, i, c));
-        json_object_set_new (o, "outbox_state", s_text (r, i, 9));
-        json_object_set_new (o, "reason", s_text (r, i, 10));
-        json_object_set_new (o, "last_error", s_text (r, i, 11));
-        json_object_set_new (o, "event_uid", s_text (r, i, 12));
+    //  Column 8 (the payload) is not shown as it is: details () reads it.
+    static const char *const names[] = {
+        "id",    "direction", "type",         "body",   "status",     "error_code", "provider_id",
+        "at_ms", NULL,        "outbox_state", "reason", "last_error", "event_uid"};
+    json_t *rows = s_rows (r, names, 13, 1u << 0 | 1u << 7, 0);
+    for (int i = 0; rows && i < PQntuples (r); i++) {
+        json_t *o = json_array_get (rows, (size_t) i);
         if (details && !PQgetisnull (r, i, 8)) {
             size_t size = 0;
             unsigned char *payload =
@@ -223,27 +229,13 @@ sb_store_console_messages (sb_store_t *self, const char *provider, const char *c
 json_t *
 sb_store_console_trouble (sb_store_t *self, int64_t before, int limit)
 {
-    if (sb_store_ensure (self) != 0)
+    PGresult *r = s_page_query (self, s_trouble_sql, NULL, 0, before, limit, "dead letters");
+    if (!r)
         return NULL;
-    char b[24], l[16];
-    snprintf (b, sizeof b, "%" PRId64, before);
-    snprintf (l, sizeof l, "%d", s_page (limit));
-    const char *values[] = {b, l};
-    PGresult *r = sb_store_exec (self, s_trouble_sql, 2, values, PGRES_TUPLES_OK, "dead letters");
-    json_t *rows = json_array ();
-    if (!r || !rows)
-        return s_fail (rows, r);
-    static const char *names[] = {"id",   "kind",     "state",      "provider", "channel", "to",
-                                  "body", "attempts", "last_error", "reason",   "at_ms"};
-    for (int i = 0; i < PQntuples (r); i++) {
-        json_t *o = json_object ();
-        if (!o || json_array_append_new (rows, o))
-            return s_fail (rows, r);
-        for (int c = 0; c < 11; c++)
-            json_object_set_new (o, names[c],
-                                 c == 0 || c == 7 || c == 10 ? json_integer (s_int (r, i, c))
-                                                             : s_text (r, i, c));
-    }
+    static const char *const names[] = {"id",         "kind",   "state", "provider",
+                                        "channel",    "to",     "body",  "attempts",
+                                        "last_error", "reason", "at_ms"};
+    json_t *rows = s_rows (r, names, 11, 1u << 0 | 1u << 7 | 1u << 10, 0);
     PQclear (r);
     return rows;
 }

@@ -12,16 +12,14 @@
 // lives in an HttpOnly cookie.
 'use strict';
 
+const PAGE = 50;       // rows per page of the API
+
 const state = {
-  conversations: [],   // from /api/conversations, newest first
-  moreAfter: 0,        // last_id of the last conversation shown (paging)
   current: null,       // {provider, channel, address} of the open conversation
   messages: [],        // its messages from /api/messages, newest first
   oldest: 0,           // smallest id shown (paging)
   live: [],            // inbound events seen live, not yet read back from PostgreSQL
   codes: new Map(),    // event id -> code a rule captured (rule_matched outcomes)
-  dead: [],
-  deadAfter: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -73,29 +71,32 @@ function safeLink(url, text) {
   return el('span', null, text || url || '');
 }
 
+// A list the API serves newest first, page by page (?before=ID): first()
+// reads the newest page again, more() the next older one.
+function pager(url, idOf, moreButton, render) {
+  const p = {items: [], after: 0};
+  async function read(more) {
+    const data = await getJSON(url + (more ? '?before=' + p.after : ''));
+    p.items = more ? p.items.concat(data.items) : data.items;
+    if (data.items.length) p.after = idOf(data.items[data.items.length - 1]);
+    $(moreButton).hidden = data.items.length < PAGE;
+    render();
+  }
+  p.first = () => read(false);
+  p.more = () => read(true);
+  return p;
+}
+
 // ---- conversations -------------------------------------------------------
 
-async function loadConversations() {
-  const data = await getJSON('/api/conversations');
-  state.conversations = data.items;
-  state.moreAfter = data.items.length ? data.items[data.items.length - 1].last_id : 0;
-  $('more-conversations').hidden = data.items.length < 50;
-  renderConversations();
-}
-
-async function moreConversations() {
-  const data = await getJSON('/api/conversations?before=' + state.moreAfter);
-  state.conversations = state.conversations.concat(data.items);
-  state.moreAfter = data.items.length ? data.items[data.items.length - 1].last_id : state.moreAfter;
-  $('more-conversations').hidden = data.items.length < 50;
-  renderConversations();
-}
+const conversations = pager('/api/conversations', (c) => c.last_id, 'more-conversations',
+                            () => renderConversations());
 
 function renderConversations() {
   const list = $('conversation-list');
   list.replaceChildren();
   // Conversations seen live but not yet stored come first.
-  const shown = new Set(state.conversations.map(key));
+  const shown = new Set(conversations.items.map(key));
   const liveOnly = [];
   for (const m of state.live) {
     const c = {provider: m.provider, channel: m.channel, address: m.from};
@@ -105,7 +106,7 @@ function renderConversations() {
                                       at_ms: m.at_ms, direction: 'inbound', status: ''}));
     }
   }
-  for (const c of liveOnly.reverse().concat(state.conversations)) {
+  for (const c of liveOnly.reverse().concat(conversations.items)) {
     const li = el('li');
     li.dataset.key = key(c);
     if (state.current && key(state.current) === key(c)) li.classList.add('on');
@@ -149,7 +150,7 @@ async function loadMessages() {
     (!data.items.length || m.id < data.items[data.items.length - 1].id));
   state.messages = data.items.concat(older);
   state.oldest = state.messages.length ? state.messages[state.messages.length - 1].id : 0;
-  $('older').hidden = data.items.length < 50 && older.length === 0;
+  $('older').hidden = data.items.length < PAGE && older.length === 0;
   forgetStoredLive();
   renderMessages();
 }
@@ -158,7 +159,7 @@ async function olderMessages() {
   const data = await getJSON(messagesURL(state.oldest));
   state.messages = state.messages.concat(data.items);
   if (data.items.length) state.oldest = data.items[data.items.length - 1].id;
-  $('older').hidden = data.items.length < 50;
+  $('older').hidden = data.items.length < PAGE;
   renderMessages();
 }
 
@@ -256,26 +257,12 @@ async function sendReply(ev) {
 
 // ---- dead letters --------------------------------------------------------
 
-async function loadDead() {
-  const data = await getJSON('/api/dead');
-  state.dead = data.items;
-  state.deadAfter = data.items.length ? data.items[data.items.length - 1].id : 0;
-  $('more-dead').hidden = data.items.length < 50;
-  renderDead();
-}
-
-async function moreDead() {
-  const data = await getJSON('/api/dead?before=' + state.deadAfter);
-  state.dead = state.dead.concat(data.items);
-  if (data.items.length) state.deadAfter = data.items[data.items.length - 1].id;
-  $('more-dead').hidden = data.items.length < 50;
-  renderDead();
-}
+const dead = pager('/api/dead', (d) => d.id, 'more-dead', () => renderDead());
 
 function renderDead() {
   const body = $('dead-list');
   body.replaceChildren();
-  for (const d of state.dead) {
+  for (const d of dead.items) {
     const tr = el('tr');
     tr.dataset.outboxId = d.id;
     tr.dataset.state = d.state;
@@ -311,7 +298,7 @@ function showTab(dead) {
 }
 
 async function refreshAll() {
-  await Promise.all([loadConversations(), loadMessages(), loadDead()]);
+  await Promise.all([conversations.first(), loadMessages(), dead.first()]);
 }
 
 let refreshTimer = null;
@@ -364,8 +351,8 @@ function connect() {
 
 $('tab-conversations').addEventListener('click', () => showTab(false));
 $('tab-dead').addEventListener('click', () => showTab(true));
-$('more-conversations').addEventListener('click', () => moreConversations());
-$('more-dead').addEventListener('click', () => moreDead());
+$('more-conversations').addEventListener('click', () => conversations.more());
+$('more-dead').addEventListener('click', () => dead.more());
 $('older').addEventListener('click', () => olderMessages());
 $('reply').addEventListener('submit', sendReply);
 connect();

@@ -348,7 +348,8 @@ def test_console_in_browser():
         wait_until("dead row gone after the retry",
                    lambda: not driver.find_elements(By.CSS_SELECTOR, row), 10)
         # Recorded on the row: attempts began again (2 when dead; the retry's send is the 1st).
-        assert stack.scalar("SELECT attempts FROM outbox WHERE id = %s" % outbox_id) == "1"
+        attempts = stack.scalar("SELECT attempts FROM outbox WHERE id = %s" % outbox_id)
+        assert attempts == "1", "attempts after the retry's send: %s, want 1" % attempts
         assert "outbox row retried from the console outbox_id=%s" % outbox_id in console.proc.log_text()
         driver.find_element(By.ID, "tab-conversations").click()
         click_conversation(driver, "+15550001003")

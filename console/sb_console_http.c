@@ -128,7 +128,7 @@ s_serve_file (struct mg_connection *conn, int code, const char *name)
     return code;
 }
 
-//  The query string as a form (never NULL unless out of memory).
+//  The query string as a form, or NULL (a bad %-escape, out of memory).
 static sb_form_t *
 s_query (const struct mg_request_info *info)
 {
@@ -200,7 +200,7 @@ s_api_get (sb_console_http_t *self, struct mg_connection *conn, const char *path
 {
     sb_form_t *q = s_query (mg_get_request_info (conn));
     if (!q)
-        return s_text (conn, 500, "out of memory\n");
+        return s_error (conn, 400, "bad query string");
     int64_t before = s_int64 (sb_form_get (q, "before"));
     const char *provider = sb_form_get (q, "provider");
     const char *channel = sb_form_get (q, "channel");

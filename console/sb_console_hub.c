@@ -37,7 +37,7 @@
 #define S_MODULE "hub"
 #define S_RCVHWM 10000                      //  messages queued before the SUB drops
 #define S_MAX_PAYLOAD (256u * 1024 * 1024)  //  larger: libzmq drops the peer (as tap)
-#define S_FRAME_MAX (64 * 1024)             //  longest frame kept in the ring
+#define S_FRAME_MAX (16 * 1024)  //  longest frame kept in the ring: 16 MiB at most in all
 #define S_OUTCOME_PREFIX "sb.v1.outcome."
 
 struct sb_console_hub_t {

@@ -199,8 +199,60 @@ def test_token_required():
         assert status == 403, status
         status, _, _ = console.request("POST", "/api/retry", "id=1", dict(form, **dict(jar, **origin)))
         assert status == 409, status  # allowed, but there is no dead row 1
+        # Hostile requests: a body past the bound, a bad query, bad ids.
+        status, _, _ = console.request("POST", "/api/reply", "text=" + "x" * 40000,
+                                       dict(form, **dict(jar, **origin)))
+        assert status == 413, status
+        assert console.request("GET", "/api/messages?provider=%zz", headers=jar)[0] == 400
+        assert console.request("GET", "/api/dead?before=-3", headers=jar)[0] == 400
+        status, _, body = console.request("POST", "/api/reply", "provider=twilio&channel=sms&address=%2B1&text=hi",
+                                          dict(form, **dict(jar, **origin)))
+        assert status == 400 and b"no_conversation" in body, (status, body)
+        assert console.request("GET", "/healthz")[0] == 200
         console.check_log()
     finally:
+        console.stop()
+        stack.close()
+
+
+def test_stream_bound():
+    """At most 32 event streams; the 33rd is 503, and a closed one frees its slot."""
+    stack = Stack(PG, rules=RULES).start()
+    console = Console(stack).start()
+    streams = []
+    try:
+        def open_stream():
+            conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+            conn.request("GET", "/api/events")
+            resp = conn.getresponse()
+            if resp.status == 200:
+                assert resp.getheader("Content-Type") == "text/event-stream"
+                assert resp.fp.readline().startswith(b"retry:")
+            return conn, resp
+        for _ in range(32):
+            conn, resp = open_stream()
+            assert resp.status == 200, resp.status
+            streams.append(conn)
+        conn, resp = open_stream()
+        assert resp.status == 503, resp.status
+        conn.close()
+        # The page's own requests still find a thread.
+        assert console.request("GET", "/api/conversations")[0] == 200
+        streams.pop().close()
+
+        def reopened():
+            conn, resp = open_stream()
+            if resp.status == 200:
+                streams.append(conn)
+                return True
+            conn.close()
+            return False
+        wait_until("a slot freed by a closed stream", reopened, 15)
+        status, _, body = console.request("GET", "/metrics")
+        assert b"sb_console_streams_refused_total" in body and status == 200
+    finally:
+        for conn in streams:
+            conn.close()
         console.stop()
         stack.close()
 
@@ -422,6 +474,7 @@ if __name__ == "__main__":
         sbtest.run_tests([
             test_refuses_non_loopback_without_token,
             test_token_required,
+            test_stream_bound,
             test_console_in_browser,
             test_login_in_browser,
         ])

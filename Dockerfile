@@ -10,12 +10,13 @@ COPY scripts/deps.sh /src/scripts/deps.sh
 RUN bash /src/scripts/deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
-# The four binaries into /usr/bin, the migrations and the example rules into
+# The five binaries into /usr/bin, the migrations and the example rules into
 # /usr/share/switchboard (cmake --install; the dispatcher finds its migrations
 # there by itself).
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
  && cmake --build build -j"$(nproc)" \
       --target switchboard-ingress switchboard-dispatcher switchboard switchboard-sandbox \
+               switchboard-console \
  && DESTDIR=/out cmake --install build
 
 # ---- runtime: Debian 12 slim with the shared libraries only ------------------

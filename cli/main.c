@@ -6,6 +6,7 @@
         switchboard replay    ask an ingress to replay its journal from a seq
         switchboard keygen    write a CURVE key pair for ZeroMQ between hosts
         switchboard sandbox   fake Twilio and Meta APIs (runs switchboard-sandbox)
+        switchboard console   the live web console (runs switchboard-console)
         switchboard doctor    check the settings and what they reach, before going live
         switchboard connect   give a Twilio number or a Meta app the ingress's webhook URLs
 
@@ -59,6 +60,7 @@ main (int argc, char **argv)
         {"replay", sb_cmd_replay, "ask an ingress to replay its journal from a sequence number"},
         {"keygen", sb_cmd_keygen, "write a CURVE key pair for ZeroMQ between hosts"},
         {"sandbox", sb_cmd_sandbox, "fake Twilio and Meta APIs for local tests"},
+        {"console", sb_cmd_console, "the live web console: conversations, statuses, dead letters"},
         {"doctor", sb_cmd_doctor, "check settings, secrets, URLs, PostgreSQL and services"},
         {"connect", sb_cmd_connect,
          "give a Twilio number or a Meta app the ingress's webhook URLs"},

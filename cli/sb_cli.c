@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sb_log.h"
 
@@ -273,4 +275,34 @@ sb_cli_print_json (FILE *out, const sb_event_t *ev, const char *topic)
     free (quoted);
     free (json);
     return 0;
+}
+
+int
+sb_cli_exec (const char *cmd, const char *binary, char **argv)
+{
+    char ebuf[128];
+    char self[PATH_MAX];
+    ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+    char beside[PATH_MAX + 64] = "";
+    if (n > 0) {
+        self[n] = 0;
+        char *slash = strrchr (self, '/');
+        if (slash) {
+            slash[1] = 0;
+            snprintf (beside, sizeof beside, "%s%s", self, binary);
+            argv[0] = beside;
+            execv (beside, argv);
+        }
+    }
+    char name[64];
+    snprintf (name, sizeof name, "%s", binary);
+    argv[0] = name;
+    execvp (name, argv);
+    int error = errno;
+    fprintf (stderr,
+             "switchboard %s: cannot run %s: looked for %s and on PATH (%s): %s\n"
+             "Build it (target %s) or install it next to switchboard.\n",
+             cmd, binary, *beside ? beside : "it next to switchboard", binary,
+             sb_strerror (error, ebuf, sizeof ebuf), binary);
+    return SB_CLI_FAILED;
 }

@@ -25,6 +25,14 @@
 //  Caller owns the return value.
 sb_config_t *sb_cli_setup (const char *cmd);
 
+//  Replace this process with binary (switchboard-sandbox, switchboard-
+//  console) and argv (argv[0] is overwritten): the one next to this
+//  executable (/proc/self/exe: where `cmake --install` and the image put
+//  both), else the one on PATH. Its output, signals and exit status are
+//  then its own. Returns SB_CLI_FAILED, after saying where it looked, only
+//  when it is in neither place; cmd names the subcommand in the message.
+int sb_cli_exec (const char *cmd, const char *binary, char **argv);
+
 //  Print "switchboard CMD: <message>" and a hint to run --help on stderr.
 //  Returns SB_CLI_USAGE.
 int sb_cli_usage_error (const char *cmd, const char *fmt, ...)

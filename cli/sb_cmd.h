@@ -27,6 +27,10 @@ int sb_cmd_keygen (int argc, char **argv);
 //  provider APIs, with these arguments. Returns only when it cannot be run.
 int sb_cmd_sandbox (int argc, char **argv);
 
+//  switchboard console: run switchboard-console (console/), the live web
+//  console, with these arguments. Returns only when it cannot be run.
+int sb_cmd_console (int argc, char **argv);
+
 //  switchboard doctor: check the settings and what they reach, one line
 //  per check (cli/sb_cmd_doctor.c).
 int sb_cmd_doctor (int argc, char **argv);

@@ -54,6 +54,7 @@ typedef struct {
 #define DIS SB_SVC_DISPATCHER
 #define CLI SB_SVC_CLI
 #define SBX SB_SVC_SANDBOX
+#define CON SB_SVC_CONSOLE
 
 static const s_setting_t s_settings[] = {
 #define SB_SETTING(name, services, dflt, kind, min, max, secret, help)                             \
@@ -511,12 +512,12 @@ sb_config_print_help (unsigned services, FILE *out)
 void
 sb_config_print_markdown (FILE *out)
 {
-    static const char *names[] = {"ingress", "dispatcher", "cli", "sandbox"};
+    static const char *names[] = {"ingress", "dispatcher", "cli", "sandbox", "console"};
     fprintf (out, "| Variable | Used by | Default | Meaning |\n|---|---|---|---|\n");
     for (size_t i = 0; i < S_COUNT; i++) {
         const s_setting_t *s = &s_settings[i];
         char used[64] = "";
-        for (unsigned b = 0; b < 4; b++)
+        for (unsigned b = 0; b < sizeof names / sizeof names[0]; b++)
             if (s->services & (1u << b))
                 snprintf (used + strlen (used), sizeof used - strlen (used), "%s%s",
                           *used ? ", " : "", names[b]);

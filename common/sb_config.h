@@ -18,6 +18,7 @@
 #define SB_SVC_DISPATCHER 2u
 #define SB_SVC_CLI 4u
 #define SB_SVC_SANDBOX 8u
+#define SB_SVC_CONSOLE 16u
 
 typedef struct sb_config_t sb_config_t;
 

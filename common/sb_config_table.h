@@ -3,7 +3,7 @@
 
     SB_SETTING (NAME, SERVICES, DEFAULT, KIND, MIN, MAX, SECRET, HELP):
     NAME is the environment variable; SERVICES the binaries that read it
-    (ING, DIS, CLI, SBX: SB_SVC_* bits); DEFAULT its text, NULL for none
+    (ING, DIS, CLI, SBX, CON: SB_SVC_* bits); DEFAULT its text, NULL for none
     (or computed); KIND its parser (S_*, in sb_config.c) with bounds MIN
     and MAX; SECRET true when it is never printed; HELP one line for --help
     and the README's table.
@@ -17,7 +17,7 @@
 */
 //  One setting per entry, its help on the next line: laid out by hand, clang-format leaves it
 // clang-format off
-SB_SETTING (SB_LOG_LEVEL, ING | DIS | CLI | SBX, "info", S_LEVEL, 0, 0, false,
+SB_SETTING (SB_LOG_LEVEL, ING | DIS | CLI | SBX | CON, "info", S_LEVEL, 0, 0, false,
             "debug, info, warn or error")
 // ---- ingress: HTTP --------------------------------------------------
 SB_SETTING (SB_LISTEN, ING, "127.0.0.1:8080", S_LISTEN, 0, 0, false,
@@ -76,11 +76,11 @@ SB_SETTING (SB_JOURNAL_HARD_MAX_BYTES, ING, "4g", S_INT, 4096, (int64_t) 1 << 50
 SB_SETTING (SB_CONSUMER_TTL, ING, "24h", S_DURATION, 1, 366 * 86400, false,
             "a replay consumer id not heard from (by its owner) for this long is forgotten: it no longer holds journal segments back and another peer may take it (seconds, or with s/m/h/d)")
 // ---- dispatcher -------------------------------------------------------
-SB_SETTING (DATABASE_URL, DIS, "", S_STRING, 0, 0, true,
+SB_SETTING (DATABASE_URL, DIS | CON, "", S_STRING, 0, 0, true,
             "PostgreSQL libpq URI or conninfo (empty: the PG* variables)")
-SB_SETTING (SB_PG_TIMEOUT_MS, DIS, "5000", S_INT, 250, 600000, false,
+SB_SETTING (SB_PG_TIMEOUT_MS, DIS | CON, "5000", S_INT, 250, 600000, false,
             "deadline of every PostgreSQL round trip and connect; also sets statement_timeout, lock_timeout, keepalives and tcp_user_timeout unless DATABASE_URL does")
-SB_SETTING (SB_INGRESS_PUB, DIS, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
+SB_SETTING (SB_INGRESS_PUB, DIS | CON, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
             "ingress PUB endpoint(s) the dispatcher subscribes to, comma-separated")
 SB_SETTING (SB_INGRESS_REPLAY, DIS, NULL, S_ENDPOINT, 0, 0, false,
             "ingress replay endpoint(s) (their SB_REPLAY), one per SB_INGRESS_PUB endpoint in the same order; unset: tcp://127.0.0.1:5557 when SB_INGRESS_PUB is its default, else no replay")
@@ -88,7 +88,7 @@ SB_SETTING (SB_RULES, DIS, NULL, S_STRING, 0, 0, false,
             "YAML file of reply rules (see examples/rules.yaml); unset: store events, reply to none")
 SB_SETTING (SB_DISPATCHER_LISTEN, DIS, "127.0.0.1:8081", S_LISTEN, 0, 0, false,
             "HTTP address of the dispatcher's /healthz, /readyz and /metrics")
-SB_SETTING (SB_DISPATCHER_PUB, DIS, "tcp://127.0.0.1:5558", S_ENDPOINT, 0, 0, false,
+SB_SETTING (SB_DISPATCHER_PUB, DIS | CON, "tcp://127.0.0.1:5558", S_ENDPOINT, 0, 0, false,
             "ZeroMQ PUB endpoint(s) the dispatcher binds and publishes its outcomes on")
 SB_SETTING (SB_MIGRATIONS_DIR, DIS, NULL, S_STRING, 0, 0, false,
             "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)")
@@ -107,11 +107,11 @@ SB_SETTING (SB_CURVE_SERVER_SECRET, ING | DIS, NULL, S_STRING, 0, 0, true,
             "this server's CURVE key pair: the NAME.key_secret file `switchboard keygen` wrote, or the Z85 secret key; every ZeroMQ socket it binds then uses CURVE")
 SB_SETTING (SB_CURVE_ALLOWED, ING | DIS, NULL, S_STRING, 0, 0, false,
             "with SB_CURVE_SERVER_SECRET: directory of the public certificates (NAME.key) of the clients admitted, reread when it changes; * admits any client key")
-SB_SETTING (SB_CURVE_SERVER_PUBLIC, DIS | CLI, NULL, S_STRING, 0, 0, false,
+SB_SETTING (SB_CURVE_SERVER_PUBLIC, DIS | CLI | CON, NULL, S_STRING, 0, 0, false,
             "the CURVE public key (Z85, or its NAME.key file) of the server this process connects to; every ZeroMQ socket it connects then uses CURVE")
-SB_SETTING (SB_CURVE_CLIENT_CERT, DIS | CLI, NULL, S_STRING, 0, 0, true,
+SB_SETTING (SB_CURVE_CLIENT_CERT, DIS | CLI | CON, NULL, S_STRING, 0, 0, true,
             "with SB_CURVE_SERVER_PUBLIC: this client's key pair, the NAME.key_secret file `switchboard keygen` wrote (or the Z85 secret key)")
-SB_SETTING (SB_ZMQ_ALLOW_PLAINTEXT, ING | DIS | CLI, "0", S_BOOL, 0, 0, false,
+SB_SETTING (SB_ZMQ_ALLOW_PLAINTEXT, ING | DIS | CLI | CON, "0", S_BOOL, 0, 0, false,
             "1: allow binding a non-loopback ZeroMQ endpoint without CURVE (a trusted private network only)")
 // ---- provider secrets -------------------------------------------------
 SB_SETTING (TWILIO_AUTH_TOKEN, ING | DIS | CLI | SBX, NULL, S_STRING, 0, 0, true,
@@ -152,6 +152,11 @@ SB_SETTING (SB_SEND_TIMEOUT_MS, DIS, "10000", S_INT, 100, 600000, false,
             "total time allowed for one provider request; past it the send is retried")
 SB_SETTING (SB_SEND_CONNECT_TIMEOUT_MS, DIS, "3000", S_INT, 100, 600000, false,
             "time allowed to connect to a provider (TCP and TLS)")
+// ---- the live console (switchboard console) ---------------------------
+SB_SETTING (SB_CONSOLE_LISTEN, CON, "127.0.0.1:8082", S_LISTEN, 0, 0, false,
+            "HTTP listen address of the console's page, [host:]port; other than 127.0.0.1 or [::1] it requires SB_CONSOLE_TOKEN")
+SB_SETTING (SB_CONSOLE_TOKEN, CON, NULL, S_STRING, 0, 0, true,
+            "when set, every console request but /healthz needs it: the login form's HttpOnly cookie or Authorization: Bearer; else 401")
 // ---- the local provider sandbox (switchboard sandbox) -----------------
 SB_SETTING (SB_SANDBOX_LISTEN, SBX, "127.0.0.1:8090", S_LISTEN, 0, 0, false,
             "HTTP listen address of the sandbox, [host:]port")

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "sb_event.h"
 #include "sb_outbox.h"
 #include "sb_rules.h"
@@ -152,6 +154,54 @@ int sb_store_reclaim (sb_store_t *self, const int64_t *held, size_t count);
 //  The outbox's depth: rows pending (due now or later) and sending, for
 //  /metrics. 0 or -1.
 int sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending);
+
+//  ---- For switchboard console (console/; sb_store_console.c): the reads
+//  behind its pages and its two writes. Lists are JSON arrays of objects,
+//  newest first, at most limit (1 to 200; else 200) rows with an id below
+//  before (0: from the newest). NULL on failure (logged). Caller owns the
+//  return value.
+
+//  Longest text of a console reply, in bytes.
+#define SB_STORE_CONSOLE_TEXT_MAX 4096
+
+//  An inbound message's event payload (the serialized Event) as the JSON
+//  of what a person sees beside its text (media, location, digits), or
+//  NULL for nothing. Caller owns the return value.
+typedef json_t *sb_store_details_fn (const uint8_t *payload, size_t size);
+
+//  Conversations, one per contact (provider, channel, address), by their
+//  newest message (last_id: the before of the next page).
+json_t *sb_store_console_conversations (sb_store_t *self, int64_t before, int limit);
+
+//  One conversation's messages in and out, outbound ones with their status
+//  and outbox state, inbound ones with details of their event.
+json_t *sb_store_console_messages (sb_store_t *self, const char *provider, const char *channel,
+                                   const char *address, int64_t before, int limit,
+                                   sb_store_details_fn *details);
+
+//  Outbox rows failed, dead or not sent, with their reason and last error.
+json_t *sb_store_console_trouble (sb_store_t *self, int64_t before, int limit);
+
+//  Put failed or dead outbox row id back to pending, due now, attempts
+//  reset, its message back to queued; recorded in its last_error. 1 done,
+//  0 when no such row is failed or dead, -1 on failure (logged).
+int sb_store_console_retry (sb_store_t *self, int64_t id);
+
+//  What a console reply became.
+typedef struct {
+    bool queued;         //  pending in the outbox
+    const char *reason;  //  not queued: why (static; a policy reason, or
+                         //  unknown_channel, bad_text, no_conversation)
+} sb_store_reply_t;
+
+//  Queue text as a reply in conversation (provider, channel, address), by
+//  the rules' policy (sb_policy; window_ms as sb_store_policy_t's). 0 when
+//  recorded (queued, or not_sent with the policy's reason, as the rules
+//  record theirs), 1 when refused before anything was written (out says
+//  why), -1 on failure (logged; nothing written).
+int sb_store_console_reply (sb_store_t *self, const char *provider, const char *channel,
+                            const char *address, const char *text, int64_t window_ms,
+                            sb_store_reply_t *out);
 
 //  ---- For tests: public so the unit tests reach them; no other module
 //  calls them. The delivery actor claims and records through

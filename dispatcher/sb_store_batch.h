@@ -246,6 +246,11 @@ s_preference (const sb_event_t *e)
 //  parameter types (sb_store_write_sql.c).
 void sb_store_batch_tables (sb_store_batch_t *b);
 
+//  Table t with the parameter types of the outbox statement (sb_outbox,
+//  OB_COLS columns), for a row queued outside a batch: the console's
+//  reply (sb_store_console.c).
+void sb_store_outbox_table (sb_pgarray_table_t *t);
+
 //  Batch b's contact entry of identity a (provider p, channel c) among the
 //  sorted ones, or SIZE_MAX (sb_store.c).
 size_t sb_store_contact_find (const sb_store_batch_t *b, const char *p, const char *c,

@@ -256,3 +256,9 @@ sb_store_batch_tables (sb_store_batch_t *b)
     sb_pgarray_table_init (&b->moves_t, s_moves_oids, MV_COLS);
     sb_pgarray_table_init (&b->identities_t, s_identities_oids, ID_COLS);
 }
+
+void
+sb_store_outbox_table (sb_pgarray_table_t *t)
+{
+    sb_pgarray_table_init (t, s_outbox_oids, OB_COLS);
+}

@@ -28,6 +28,7 @@ develop=(
   curl openssl iproute2 procps   # run.sh: health checks, secrets, ports, ps
   wrk                        # bench/
   docker-compose             # validates docker-compose.yml (no engine needed)
+  chromium chromium-driver python3-selenium   # tests/integration/test_console.py drives the console's page
 )
 runtime=(
   libczmq4 libzmq5 libcivetweb1 libprotobuf-c1 libjansson4

@@ -18,6 +18,7 @@ fuzz_<name>.c):
   fuzz_journal                       5-byte prefix, then segment file bytes
   fuzz_replay                        one replay protocol frame (a ReplayMessage)
   fuzz_twilio_sharedkey              keys NUL settings header [NUL signature]
+  fuzz_console_web                   authorization NUL cookie NUL origin NUL host NUL listen
 """
 import hashlib
 import json
@@ -594,7 +595,24 @@ def make_sharedkey():
         write("fuzz_twilio_sharedkey", name, data)
 
 
+def make_console_web():
+    # The headers a browser and a script send the console (RFC 6265 cookies,
+    # RFC 6750 bearer tokens, the Fetch standard's Origin and Sec-Fetch-Site).
+    cases = {
+        "bearer": ["Bearer T0k-en", "", "http://127.0.0.1:8082", "127.0.0.1:8082", "127.0.0.1:8082"],
+        "bearer-spaces": ["bearer   T0k-en  ", "", "https://console.example", "console.example", "[::1]:8082"],
+        "cookie": ["", "a=b; sb_console=T0k-en; c=d", "null", "127.0.0.1:8082", "8082"],
+        "cookie-prefix": ["", "xsb_console=T0k-en;sb_console=T0k-en2", "http://127.0.0.1:8082.evil",
+                          "127.0.0.1:8082", "0.0.0.0:8082"],
+        "same-origin": ["Basic T0k-en", "same-origin", "", "127.0.0.1:8082", "127.0.0.1:8082,[::1]:8443s"],
+        "breaks": ["Bearer T0k-en\r\nX: y", "sb_console=T0k-en\n", "http://a\nb", "a\rb", "127.0.0.1:80x"],
+    }
+    for name, parts in cases.items():
+        write("fuzz_console_web", "edge-" + name, "\0".join(parts))
+
+
 def main():
+    make_console_web()
     make_forms()
     make_sharedkey()
     make_twilio_normalize()

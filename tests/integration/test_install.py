@@ -16,7 +16,8 @@ import tempfile
 import sbtest
 from sbtest import Postgres
 
-BINARIES = ("switchboard-ingress", "switchboard-dispatcher", "switchboard", "switchboard-sandbox")
+BINARIES = ("switchboard-ingress", "switchboard-dispatcher", "switchboard", "switchboard-sandbox",
+            "switchboard-console")
 SOURCE_MIGRATIONS = os.path.join(sbtest.REPO, "dispatcher", "migrations")
 
 PG = Postgres()

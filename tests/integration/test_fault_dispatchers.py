@@ -197,25 +197,48 @@ def _stack():
     return stack
 
 
-def test_kill9_one_of_three():
-    tag = "dk"
+def _three_under_load(tag, share):
+    """Three dispatchers with their partitions spread, and the conversations
+    under way until `share` of the webhooks were acknowledged."""
     stack = _stack()
     fleet = Fleet(stack)
+    fleet.add("d2")
+    fleet.add("d3")
+    fleet.wait_spread(["d1", "d2", "d3"])
+    conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
+    conv.wait_acked(int(len(conv.hooks) * share))
+    return stack, fleet, conv
+
+
+def _close(stack, fleet):
+    for p in fleet.procs.values() if fleet else ():
+        if p.proc and p.proc.poll() is None:
+            p.proc.send_signal(signal.SIGCONT)
+            p.proc.kill()
+    if stack:
+        stack.close()
+
+
+def _taken_over(fleet, name, since):
+    """Wait until the others hold every partition; seconds since `since`."""
+    others = [n for n in fleet.procs if n != name]
+    sbload.wait_until(lambda: sum(fleet.held(n) for n in others) == 256, 30,
+                      "%s's partitions taken over" % name, fleet.log_text)
+    return time.time() - since
+
+
+def test_kill9_one_of_three():
+    tag = "dk"
+    stack = fleet = None
     try:
-        fleet.add("d2")
-        fleet.add("d3")
-        fleet.wait_spread(["d1", "d2", "d3"])
-        conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
-        conv.wait_acked(int(len(conv.hooks) * 0.4))
+        stack, fleet, conv = _three_under_load(tag, 0.4)
         in_flight = fleet.metric("d2", "sb_sends_in_flight")
         fleet.procs["d2"].proc.send_signal(signal.SIGKILL)
         fleet.procs["d2"].proc.wait()
         killed = time.time()
         time.sleep(0.3)  # the server finishes what the dead connection had sent
         sending = fleet.sending_of("d2")
-        sbload.wait_until(lambda: fleet.held("d1") + fleet.held("d3") == 256, 30,
-                          "d2's partitions taken over", fleet.log_text)
-        took = time.time() - killed
+        took = _taken_over(fleet, "d2", killed)
         conv.join()
         _settle_and_check(stack, fleet, tag, conv, sending,
                           "sending_at_kill=%d in_flight_metric=%d takeover=%.1fs failover=%.1fs"
@@ -227,39 +250,29 @@ def test_kill9_one_of_three():
         stack.ingress.stop()
         stack.ingress.check_log()
     finally:
-        for p in fleet.procs.values():
-            if p.proc and p.proc.poll() is None:
-                p.proc.kill()
-        stack.close()
+        _close(stack, fleet)
 
 
 def test_stale_owner_sigstop():
     tag = "ds"
-    stack = _stack()
-    fleet = Fleet(stack)
+    stack = fleet = None
     try:
-        fleet.add("d2")
-        fleet.add("d3")
-        fleet.wait_spread(["d1", "d2", "d3"])
-        conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
-        conv.wait_acked(int(len(conv.hooks) * 0.3))
+        stack, fleet, conv = _three_under_load(tag, 0.3)
         d2 = fleet.procs["d2"].proc
         d2.send_signal(signal.SIGSTOP)
         stopped = time.time()
         time.sleep(0.3)
         sending = fleet.sending_of("d2")
-        sbload.wait_until(lambda: fleet.held("d1") + fleet.held("d3") == 256, 30,
-                          "the stopped d2's partitions taken over", fleet.log_text)
-        took = time.time() - stopped
+        took = _taken_over(fleet, "d2", stopped)
         time.sleep(1.0)
         d2.send_signal(signal.SIGCONT)
         conv.join()
         # d2 holds its share again, under new epochs
         fleet.wait_spread(["d1", "d2", "d3"])
+        fenced = fleet.metric("d2", "sb_send_results_fenced_total")
         counts = _settle_and_check(stack, fleet, tag, conv, sending,
                                    "sending_at_stop=%d fenced=%d takeover=%.1fs"
-                                   % (len(sending), fleet.metric("d2", "sb_send_results_fenced_total"), took))
-        fenced = fleet.metric("d2", "sb_send_results_fenced_total")
+                                   % (len(sending), fenced, took))
         assert fenced <= len(sending), (fenced, len(sending))
         assert counts.replies_twice <= len(sending)
         assert took <= FAILOVER_MS / 1000 + 0.5, "partitions moved after %.1fs" % took
@@ -271,18 +284,15 @@ def test_stale_owner_sigstop():
                               "server closed the connection", "PostgreSQL unavailable",
                               "send results not recorded", "not committed"))
     finally:
-        for p in fleet.procs.values():
-            if p.proc and p.proc.poll() is None:
-                p.proc.send_signal(signal.SIGCONT)
-                p.proc.kill()
-        stack.close()
+        _close(stack, fleet)
 
 
 def test_new_dispatcher_mid_load():
     tag = "dn"
-    stack = _stack()
-    fleet = Fleet(stack)
+    stack = fleet = None
     try:
+        stack = _stack()
+        fleet = Fleet(stack)
         fleet.add("d2")
         fleet.wait_spread(["d1", "d2"])
         conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
@@ -290,18 +300,14 @@ def test_new_dispatcher_mid_load():
         fleet.add("d3")
         fleet.wait_spread(["d1", "d2", "d3"])
         conv.join()
-        _settle_and_check(stack, fleet, tag, conv, set(),
-                          "d3_partitions=%d" % fleet.held("d3"))
+        _settle_and_check(stack, fleet, tag, conv, set(), "d3_partitions=%d" % fleet.held("d3"))
         sent_by_d3 = sum(v for k, v in sbload.metrics(fleet.ports["d3"]).items()
                          if k.startswith("sb_sends_total{"))
         assert fleet.held("d3") >= 85
         assert sent_by_d3 > 0, "d3 sent nothing"
         fleet.stop_all()
     finally:
-        for p in fleet.procs.values():
-            if p.proc and p.proc.poll() is None:
-                p.proc.kill()
-        stack.close()
+        _close(stack, fleet)
 
 
 if __name__ == "__main__":

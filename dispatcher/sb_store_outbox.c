@@ -272,8 +272,8 @@ s_item_cmp (const void *a, const void *b)
 }
 
 //  The rows a claim returned as items, sorted by id; *items NULL when none.
-//  Count, or -1 when out of memory (the rows stay "sending" until
-//  sb_store_recover).
+//  Count, or -1 when out of memory (the rows stay "sending" until another
+//  instance takes their partition, once this one stopped: sb_store_lease.c).
 static int
 s_claimed_items (const PGresult *r, sb_outbox_item_t **items)
 {

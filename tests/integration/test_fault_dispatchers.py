@@ -103,12 +103,14 @@ class Fleet:
         self.stack = stack
         self.procs = {"d1": stack.dispatcher}
         self.ports = {"d1": stack.dispatcher_port}
+        self.pubs = {"d1": stack.dispatcher_pub}
 
     def add(self, name):
         env = dict(self.stack.dispatcher.env)
         port = sbtest.free_port()
+        self.pubs[name] = "tcp://127.0.0.1:%d" % sbtest.free_port()
         env.update({"SB_DISPATCHER_ID": name, "SB_DISPATCHER_LISTEN": "127.0.0.1:%d" % port,
-                    "SB_DISPATCHER_PUB": "tcp://127.0.0.1:%d" % sbtest.free_port()})
+                    "SB_DISPATCHER_PUB": self.pubs[name]})
         proc = Process("dispatcher-" + name, [sbtest.DISPATCHER], env, self.stack.tmp).start()
         sbtest.wait_http(port, "/readyz", proc=proc)
         self.procs[name] = proc
@@ -298,6 +300,8 @@ def test_new_dispatcher_mid_load():
         conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
         conv.wait_acked(int(len(conv.hooks) * 0.3))
         fleet.add("d3")
+        # `switchboard tap` on d3's outcome PUB: its outcomes name it
+        tap = sbtest.Tap(fleet.pubs["d3"])
         fleet.wait_spread(["d1", "d2", "d3"])
         conv.join()
         _settle_and_check(stack, fleet, tag, conv, set(), "d3_partitions=%d" % fleet.held("d3"))
@@ -305,6 +309,10 @@ def test_new_dispatcher_mid_load():
                          if k.startswith("sb_sends_total{"))
         assert fleet.held("d3") >= 85
         assert sent_by_d3 > 0, "d3 sent nothing"
+        seen = tap.wait_for(lambda evs: any(e.get("outcome") == "sent" for e in evs))
+        tap.close()
+        sent = [e for e in seen if e.get("outcome") == "sent"]
+        assert sent and all(e.get("dispatcher") == "d3" for e in sent), seen[:3]
         fleet.stop_all()
     finally:
         _close(stack, fleet)

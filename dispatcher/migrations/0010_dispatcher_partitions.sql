@@ -68,6 +68,12 @@ UPDATE outbox SET part = conv % 256 WHERE state IN ('pending', 'sending');
 
 -- The claim's order check: an earlier open row of the same conversation.
 CREATE INDEX outbox_open_conv ON outbox (conv, id) WHERE state IN ('pending', 'sending');
+-- The claim's scan, in its own order (due time, then id), so that it stops
+-- at the rows it takes: with outbox_due alone, the rows of a batch share
+-- their due time and every one of them was read, sorted by id and checked
+-- for an earlier row of its conversation (4 ms for 2,000 pending rows
+-- against 1 ms with this index; bench/README.md, issue 15).
+CREATE INDEX outbox_claim ON outbox (next_attempt_at, id) WHERE state = 'pending';
 
 -- A contact moved or merged (sb_contact_moves rewrites messages.contact_addr)
 -- takes its replies still pending to its new conversation, so one contact

@@ -2449,6 +2449,18 @@ test_leases (const char *conninfo)
     res = s_result (r2, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMlease02", NULL, NULL);
     s_record (x, &res, 5);
 
+    //  A contact that moves (sb_contact_moves rewrites its messages' address)
+    //  takes its pending replies to its new conversation, as the C hash
+    //  names it.
+    int64_t moved = s_make_reply ("US.13491208655302741918");
+    char smoved[24], want[24];
+    snprintf (smoved, sizeof smoved, "%" PRId64, moved);
+    s_exec ("UPDATE messages SET contact_addr = '+14155550777' WHERE outbox_id = $1", smoved, NULL);
+    uint32_t h = sb_partition_hash ("twilio", "sms", "", "+15558675310", "+14155550777");
+    snprintf (want, sizeof want, "%u/%d", (unsigned) h, sb_partition_of (h));
+    CHECK_STR (s_outbox (moved, "conv || '/' || part"), want);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE id = $1", smoved, NULL);
+
     //  A clean stop gives the partitions up at once (no row sending).
     CHECK_INT (sb_store_lease_release (a), la.owned);
     CHECK_INT (s_held_by ("a"), 0);

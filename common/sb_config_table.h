@@ -90,6 +90,10 @@ SB_SETTING (SB_DISPATCHER_LISTEN, DIS, "127.0.0.1:8081", S_LISTEN, 0, 0, false,
             "HTTP address of the dispatcher's /healthz, /readyz and /metrics")
 SB_SETTING (SB_DISPATCHER_PUB, DIS | CON, "tcp://127.0.0.1:5558", S_ENDPOINT, 0, 0, false,
             "ZeroMQ PUB endpoint(s) the dispatcher binds and publishes its outcomes on")
+SB_SETTING (SB_DISPATCHER_ID, DIS, NULL, S_STRING, 0, 0, false,
+            "this dispatcher's name among several on one database, in its logs, its outcomes and the partition leases; unset: the host name, a dash and 8 random hex digits")
+SB_SETTING (SB_DISPATCHER_FAILOVER_MS, DIS, "10000", S_INT, 1000, 600000, false,
+            "time within which the partitions of a dispatcher that died or stopped answering move to the others (leases of three quarters of it, renewed every eighth)")
 SB_SETTING (SB_MIGRATIONS_DIR, DIS, NULL, S_STRING, 0, 0, false,
             "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)")
 SB_SETTING (SB_BATCH_MAX, DIS, "500", S_INT, 1, 10000, false,

@@ -15,12 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "sb_config.h"
 #include "sb_delivery.h"
 #include "sb_ingest.h"
 #include "sb_log.h"
 #include "sb_metrics.h"
 #include "sb_outpub.h"
+#include "sb_partition.h"
 #include "sb_rules.h"
 #include "sb_status_http.h"
 #include "sb_stop.h"
@@ -28,6 +31,35 @@
 #include "sb_zmq.h"
 
 #define S_OUTCOMES "inproc://sb-outcomes"
+
+//  This dispatcher's name (SB_DISPATCHER_ID, or the host name and a random
+//  suffix) into id. 0, or -1 when the configured one is too long (said).
+static int
+s_dispatcher_id (const sb_config_t *config, char *id, size_t size)
+{
+    if (sb_config_has (config, SB_CFG_SB_DISPATCHER_ID)) {
+        const char *given = sb_config_str (config, SB_CFG_SB_DISPATCHER_ID);
+        if (!*given || strlen (given) >= size) {
+            fprintf (stderr,
+                     "switchboard-dispatcher: configuration error: SB_DISPATCHER_ID: expected 1 "
+                     "to %zu characters\n",
+                     size - 1);
+            return -1;
+        }
+        snprintf (id, size, "%s", given);
+        return 0;
+    }
+    char host[HOST_NAME_MAX + 1] = "";
+    if (gethostname (host, sizeof host) != 0)
+        host[0] = 0;
+    host[sizeof host - 1] = 0;
+    uint32_t bits = 0;
+    if (RAND_bytes ((unsigned char *) &bits, sizeof bits) != 1)
+        bits = (uint32_t) getpid () ^ (uint32_t) zclock_time ();
+    sb_partition_default_id (id, size, host, bits);
+    return 0;
+}
+
 #define S_WAKE "inproc://sb-delivery-wake"
 
 static void
@@ -155,6 +187,12 @@ main (int argc, char **argv)
 
     const char *conninfo = sb_config_str (config, SB_CFG_DATABASE_URL);
     int status = 1;
+    char id[SB_PARTITION_ID_SIZE];
+    if (s_dispatcher_id (config, id, sizeof id) != 0) {
+        sb_config_destroy (&config);
+        sb_rules_destroy (&rules);
+        return 2;
+    }
     //  CURVE keys and zauth before any socket is bound or connected.
     sb_zmq_security_t *security = NULL;
     if (!migrate_only) {
@@ -193,17 +231,17 @@ main (int argc, char **argv)
     outpub = sb_outpub_new (S_OUTCOMES, sb_config_str (config, SB_CFG_SB_DISPATCHER_PUB), security);
     if (!outpub)
         goto teardown;
-    parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE);
+    parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE, id);
     if (!parts.delivery)
         goto teardown;
-    parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE);
+    parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE, id);
     if (!parts.ingest)
         goto teardown;
     http = sb_status_http_new (sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN), metrics,
                                s_ready, &parts);
     if (!http)
         goto teardown;
-    sb_info ("main", "ready ingress_pub=%s dispatcher_pub=%s listen=%s",
+    sb_info ("main", "ready id=%s ingress_pub=%s dispatcher_pub=%s listen=%s", id,
              sb_config_str (config, SB_CFG_SB_INGRESS_PUB),
              sb_config_str (config, SB_CFG_SB_DISPATCHER_PUB),
              sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN));

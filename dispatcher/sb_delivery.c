@@ -18,9 +18,25 @@
     memory and recorded when it is back, the tries backing off from 100 ms
     to 5 s (one error line a second at most): a row stays "sending" until
     then, and a dispatcher
-    that dies meanwhile resends it after restart
-    (sb_store_recover) — the at-most-the-sends-in-flight double send the
+    that dies meanwhile has it resent by whoever takes its partition
+    (sb_store_lease_tick) — the at-most-the-sends-in-flight double send the
     providers' APIs make unavoidable, as they take no idempotency key.
+
+    Several dispatchers (docs/internals.md, "Several dispatchers"). The
+    actor holds this dispatcher's share of the outbox's 256 partitions:
+    every eighth of SB_DISPATCHER_FAILOVER_MS it runs a lease tick
+    (sb_store_lease_tick) on its own connection, renewing its leases for
+    three quarters of it, taking or giving up partitions to keep an even
+    share among the live dispatchers, and putting back the rows a dead
+    holder left "sending" in partitions it takes. A dead dispatcher's
+    partitions are free once its leases pass (at most 3/4 of the failover
+    time after its last tick) and taken within the next tick of another
+    (1/8): within the failover time. Claims take rows of held partitions
+    only, and only while the lease runs by PostgreSQL's clock, so a
+    dispatcher that stalled past its lease (SIGSTOP, a lost host) claims
+    nothing more there; its results are fenced (sb_store_fenced). On a
+    clean stop, once its sends are recorded, it gives its partitions up
+    at once (sb_store_lease_release).
 
     PostgreSQL: every round trip has a deadline (SB_PG_TIMEOUT_MS); after a
     failure the actor tries again after a backoff (100 ms doubling to 5 s),
@@ -50,6 +66,7 @@
 #include "sb_actor.h"
 #include "sb_log.h"
 #include "sb_outcome.h"
+#include "sb_partition.h"
 #include "sb_sender.h"
 #include "sb_store.h"
 
@@ -69,6 +86,9 @@ typedef struct {
     char *wake;                 //  inproc endpoint this actor binds for WAKE
     sb_store_retry_t retry;     //  SB_SEND_MAX_ATTEMPTS, SB_SEND_BACKOFF_BASE_MS and _MAX_MS
     sb_metrics_t *metrics;      //  borrowed
+    char *dispatcher_id;        //  SB_DISPATCHER_ID: the name its leases and outcomes carry
+    int64_t lease_ms;           //  3/4 of SB_DISPATCHER_FAILOVER_MS
+    int64_t tick_ms;            //  1/8 of it: how often the leases are renewed
 } s_args_t;
 
 struct sb_delivery_t {
@@ -103,6 +123,17 @@ typedef struct {
     sb_metric_t *m_dead;         //  rows out of attempts
     sb_metric_t *m_depth[2];     //  outbox rows pending, sending
     sb_metric_t *m_inflight;     //  transfers in flight
+    sb_store_lease_t lease;      //  the partitions held, as of the last tick
+    int64_t next_tick;           //  monotonic ms of the next lease tick
+    int64_t fenced;              //  sb_store_fenced at the last look
+    sb_metric_t *m_owned;        //  partitions held
+    sb_metric_t *m_target;       //  this dispatcher's share
+    sb_metric_t *m_live;         //  live dispatchers
+    sb_metric_t *m_epoch;        //  highest epoch among the partitions held
+    sb_metric_t *m_ticks[2];     //  lease ticks (renewals) done, failed
+    sb_metric_t *m_moves[2];     //  partitions taken, given up
+    sb_metric_t *m_recovered;    //  rows another left sending, put back
+    sb_metric_t *m_fenced;       //  send results fenced off
 } self_t;
 
 static const char *s_states[2] = {"pending", "sending"};
@@ -173,6 +204,28 @@ s_self_new (zsock_t *pipe, s_args_t *args)
             sb_metrics_gauge (m, "sb_outbox_rows", "Outbox rows still to send, by state", labels);
     }
     self->m_inflight = sb_metrics_gauge (m, "sb_sends_in_flight", "HTTP sends in flight", NULL);
+    self->m_owned = sb_metrics_gauge (m, "sb_dispatcher_partitions",
+                                      "Outbox partitions this dispatcher holds (of 256)", NULL);
+    self->m_target = sb_metrics_gauge (m, "sb_dispatcher_partitions_target",
+                                       "Its even share of the partitions", NULL);
+    self->m_live = sb_metrics_gauge (m, "sb_dispatchers_live",
+                                     "Dispatchers alive on this database, this one included", NULL);
+    self->m_epoch = sb_metrics_gauge (m, "sb_dispatcher_lease_epoch",
+                                      "Highest epoch among the partitions held", NULL);
+    static const char *tick_labels[2] = {"result=\"ok\"", "result=\"failed\""};
+    static const char *move_labels[2] = {"move=\"taken\"", "move=\"given\""};
+    for (int k = 0; k < 2; k++) {
+        self->m_ticks[k] = sb_metrics_counter (m, "sb_dispatcher_lease_renewals_total",
+                                               "Lease ticks (renewals)", tick_labels[k]);
+        self->m_moves[k] = sb_metrics_counter (m, "sb_dispatcher_partition_moves_total",
+                                               "Partitions taken and given up", move_labels[k]);
+    }
+    self->m_recovered =
+        sb_metrics_counter (m, "sb_dispatcher_rows_recovered_total",
+                            "Rows another dispatcher left sending, put back to pending", NULL);
+    self->m_fenced = sb_metrics_counter (
+        m, "sb_send_results_fenced_total",
+        "Send results not recorded: their row was no longer this dispatcher's claim", NULL);
     return self;
 fail:
     s_self_destroy (&self);
@@ -229,7 +282,7 @@ s_self_publish (self_t *self, const sb_send_result_t *r, bool dead)
                            "http_status", r->http_status, "provider_id",
                            r->provider_id ? r->provider_id : "", "error_code",
                            r->error_code ? r->error_code : "", "error", r->error ? r->error : "");
-    sb_outcome_send (self->push, kind, o);
+    sb_outcome_send (self->push, self->args->dispatcher_id, kind, o);
 }
 
 static void
@@ -324,6 +377,44 @@ s_self_reclaim (self_t *self)
         self->reclaim = false;
 }
 
+//  The lease tick, when due (see the note above); its figures to /metrics.
+static void
+s_self_lease (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now < self->next_tick || !s_self_db (self))
+        return;
+    sb_store_lease_t lease;
+    int rc =
+        sb_store_lease_tick (self->store, self->args->dispatcher_id, self->args->lease_ms, &lease);
+    s_self_db_result (self, rc == 0);
+    sb_metric_add (self->m_ticks[rc == 0 ? 0 : 1], 1);
+    //  A failed tick is tried again after the backoff, at most a tick later.
+    self->next_tick = now + (rc == 0 ? self->args->tick_ms : S_DB_BACKOFF_MIN_MS);
+    if (rc != 0)
+        return;
+    if (lease.taken || lease.given || lease.recovered || lease.owned != self->lease.owned
+        || lease.live != self->lease.live)
+        sb_info ("delivery",
+                 "partitions held=%d share=%d live=%zu taken=%d given=%d rows_recovered=%d "
+                 "epoch=%lld",
+                 lease.owned, lease.target, lease.live, lease.taken, lease.given, lease.recovered,
+                 (long long) lease.epoch_max);
+    if (lease.recovered > 0)
+        sb_warn ("delivery",
+                 "rows another dispatcher left sending are pending again rows=%d (a reply may "
+                 "go out twice)",
+                 lease.recovered);
+    self->lease = lease;
+    sb_metric_set (self->m_owned, lease.owned);
+    sb_metric_set (self->m_target, lease.target);
+    sb_metric_set (self->m_live, (int64_t) lease.live);
+    sb_metric_set (self->m_epoch, lease.epoch_max);
+    sb_metric_add (self->m_moves[0], lease.taken);
+    sb_metric_add (self->m_moves[1], lease.given);
+    sb_metric_add (self->m_recovered, lease.recovered);
+}
+
 static void
 s_self_refresh_depth (self_t *self)
 {
@@ -405,15 +496,7 @@ s_delivery_actor (zsock_t *pipe, void *arg)
     sb_actor_started (pipe, self != NULL);
     if (!self)
         return;
-    if (s_self_db (self)) {
-        int recovered = sb_store_recover (self->store);
-        s_self_db_result (self, recovered >= 0);
-        if (recovered > 0)
-            sb_warn ("delivery",
-                     "rows left sending by a previous run are pending again rows=%d (a reply may "
-                     "go out twice)",
-                     recovered);
-    }
+    s_self_lease (self);
     int64_t next_depth = 0;
     bool claim = true;
     while (!self->terminated) {
@@ -431,6 +514,11 @@ s_delivery_actor (zsock_t *pipe, void *arg)
             claim = false;
         }
         s_self_reclaim (self);
+        s_self_lease (self);
+        if (self->store && sb_store_fenced (self->store) != self->fenced) {
+            sb_metric_add (self->m_fenced, sb_store_fenced (self->store) - self->fenced);
+            self->fenced = sb_store_fenced (self->store);
+        }
         if (now >= next_depth) {
             s_self_refresh_depth (self);
             next_depth = now + 1000;
@@ -441,6 +529,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
         int64_t until = self->pending_count == 0 ? self->next_claim
                         : self->db_failing       ? self->db_retry_at
                                                  : 0;
+        if (self->next_tick < until)
+            until = self->next_tick;
         if (s_self_poll (self, until))
             claim = true;
     }
@@ -457,6 +547,13 @@ s_delivery_actor (zsock_t *pipe, void *arg)
     if (self->pending_count || sb_sender_in_flight (self->sender))
         sb_warn ("delivery", "stopping with results=%zu unrecorded and sends=%zu in flight",
                  self->pending_count, sb_sender_in_flight (self->sender));
+    //  The partitions with nothing left "sending" go to the others now,
+    //  not when their leases pass.
+    if (self->store && !self->db_failing) {
+        int given = sb_store_lease_release (self->store);
+        if (given >= 0)
+            sb_info ("delivery", "partitions given up on stopping count=%d", given);
+    }
     s_self_destroy (&self);
 }
 
@@ -469,13 +566,14 @@ s_args_destroy (s_args_t **args_p)
     free (args->conninfo);
     free (args->outcomes);
     free (args->wake);
+    free (args->dispatcher_id);
     free (args);
     *args_p = NULL;
 }
 
 sb_delivery_t *
 sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *outcomes_endpoint,
-                 const char *wake_endpoint)
+                 const char *wake_endpoint, const char *dispatcher_id)
 {
     sb_delivery_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -495,7 +593,11 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     args->retry.backoff_base_ms = sb_config_int (config, SB_CFG_SB_SEND_BACKOFF_BASE_MS);
     args->retry.backoff_max_ms = sb_config_int (config, SB_CFG_SB_SEND_BACKOFF_MAX_MS);
     args->metrics = metrics;
-    if (!args->conninfo || !args->outcomes || !args->wake)
+    args->dispatcher_id = strdup (dispatcher_id);
+    int64_t failover = sb_config_int (config, SB_CFG_SB_DISPATCHER_FAILOVER_MS);
+    args->lease_ms = failover * 3 / 4;
+    args->tick_ms = failover / 8;
+    if (!args->conninfo || !args->outcomes || !args->wake || !args->dispatcher_id)
         goto fail;
     self->actor = sb_actor_new (s_delivery_actor, args);
     if (!self->actor)

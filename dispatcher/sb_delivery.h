@@ -13,10 +13,12 @@
 typedef struct sb_delivery_t sb_delivery_t;
 
 //  Start the actor; it binds wake_endpoint (inproc PULL) and pushes
-//  outcomes to outcomes_endpoint. config must outlive it. NULL on failure.
-//  Caller owns the return value.
+//  outcomes to outcomes_endpoint. It holds its share of the outbox's
+//  partitions as dispatcher_id (copied; sb_store_lease_tick). config must
+//  outlive it. NULL on failure. Caller owns the return value.
 sb_delivery_t *sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics,
-                                const char *outcomes_endpoint, const char *wake_endpoint);
+                                const char *outcomes_endpoint, const char *wake_endpoint,
+                                const char *dispatcher_id);
 //  Stop: transfers in flight finish (bounded by their timeouts) and are recorded.
 void sb_delivery_destroy (sb_delivery_t **self_p);
 

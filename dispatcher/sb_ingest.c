@@ -108,6 +108,7 @@ typedef struct {
     int queue_max;                      //  SB_QUEUE_MAX: SUB receive high-water mark
     const sb_rules_t *rules;            //  borrowed, immutable
     sb_metrics_t *metrics;              //  borrowed
+    char *dispatcher_id;                //  SB_DISPATCHER_ID, for the outcomes
 } s_args_t;
 
 struct sb_ingest_t {
@@ -1005,12 +1006,13 @@ s_self_store (self_t *self)
         json_t *o = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "event_id", e->id, "ingress_id",
                                e->ingress_id, "seq", (json_int_t) e->seq, "topic", topic,
                                "provider_id", e->provider_id, "from", e->from);
-        sb_outcome_send (self->push, self->fresh[i] ? "stored" : "duplicate", o);
+        sb_outcome_send (self->push, self->args->dispatcher_id,
+                         self->fresh[i] ? "stored" : "duplicate", o);
         if (self->publish[i]) {
             json_t *m =
                 json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id, "topic", topic,
                            "from", e->from, "to", e->to, "digits", e->digits, "text", e->text);
-            sb_outcome_send (self->push, "rule_matched", m);
+            sb_outcome_send (self->push, self->args->dispatcher_id, "rule_matched", m);
         }
     }
     //  Never wait on the sender: when WAKEs are already queued it will
@@ -1099,7 +1101,8 @@ s_ingest_actor (zsock_t *pipe, void *arg)
 
 static s_args_t *
 s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_security_t *security,
-            const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes, const char *wake)
+            const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes, const char *wake,
+            const char *dispatcher_id)
 {
     s_args_t *args = calloc (1, sizeof *args);
     if (!args)
@@ -1116,6 +1119,7 @@ s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_securit
     args->queue_max = (int) sb_config_int (config, SB_CFG_SB_QUEUE_MAX);
     args->rules = rules;
     args->metrics = metrics;
+    args->dispatcher_id = strdup (dispatcher_id);
     return args;
 }
 
@@ -1130,6 +1134,7 @@ s_args_destroy (s_args_t **args_p)
     free (args->replay);
     free (args->outcomes);
     free (args->wake);
+    free (args->dispatcher_id);
     free (args);
     *args_p = NULL;
 }
@@ -1137,17 +1142,17 @@ s_args_destroy (s_args_t **args_p)
 sb_ingest_t *
 sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
                const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes_endpoint,
-               const char *wake_endpoint)
+               const char *wake_endpoint, const char *dispatcher_id)
 {
     sb_ingest_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     atomic_init (&self->ready, false);
     atomic_init (&self->last_ok_us, 0);
-    self->args =
-        s_args_new (self, config, security, rules, metrics, outcomes_endpoint, wake_endpoint);
+    self->args = s_args_new (self, config, security, rules, metrics, outcomes_endpoint,
+                             wake_endpoint, dispatcher_id);
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
-        || !self->args->outcomes || !self->args->wake)
+        || !self->args->outcomes || !self->args->wake || !self->args->dispatcher_id)
         goto fail;
     self->actor = sb_actor_new (s_ingest_actor, self->args);
     if (!self->actor)

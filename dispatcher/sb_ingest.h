@@ -27,11 +27,13 @@ typedef struct sb_ingest_t sb_ingest_t;
 //  SB_INGRESS_PUB, asks SB_INGRESS_REPLAY for replays, pushes outcomes to outcomes_endpoint (an inproc PULL)
 //  and wakes the sender on wake_endpoint. It connects to the ingresses
 //  through security (borrowed: CURVE client keys when set; it must outlive
-//  the actor). rules may be NULL (no replies).
+//  the actor). rules may be NULL (no replies). Its outcomes name
+//  dispatcher_id (copied).
 //  NULL on failure (logged). Caller owns the return value.
 sb_ingest_t *sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
                             const sb_rules_t *rules, sb_metrics_t *metrics,
-                            const char *outcomes_endpoint, const char *wake_endpoint);
+                            const char *outcomes_endpoint, const char *wake_endpoint,
+                            const char *dispatcher_id);
 void sb_ingest_destroy (sb_ingest_t **self_p);
 
 //  True while PostgreSQL accepts our writes: the last write (or, idle, ping)

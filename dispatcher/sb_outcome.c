@@ -9,13 +9,14 @@
 #include <string.h>
 
 int
-sb_outcome_send (zsock_t *push, const char *kind, json_t *fields)
+sb_outcome_send (zsock_t *push, const char *dispatcher, const char *kind, json_t *fields)
 {
     json_t *object = fields ? fields : json_object ();
     if (!object)
         return -1;
     json_object_set_new (object, "outcome", json_string (kind));
     json_object_set_new (object, "at_ms", json_integer (zclock_time ()));
+    json_object_set_new (object, "dispatcher", json_string (dispatcher ? dispatcher : ""));
     char *text = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     if (!text)

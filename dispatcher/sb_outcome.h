@@ -12,7 +12,8 @@
 #include <jansson.h>
 
 //  Send one outcome; takes the reference to fields (may be NULL for {}).
-//  "outcome" and "at_ms" are added. Never blocks. 0 or -1.
-int sb_outcome_send (zsock_t *push, const char *kind, json_t *fields);
+//  "outcome", "at_ms" and "dispatcher" (the SB_DISPATCHER_ID of the
+//  dispatcher that did it) are added. Never blocks. 0 or -1.
+int sb_outcome_send (zsock_t *push, const char *dispatcher, const char *kind, json_t *fields);
 
 #endif

@@ -116,6 +116,7 @@ s_batch_free (sb_store_batch_t *b)
     free (b->forgot);
     free (b->cursors);
     free (b->outbox_contact);
+    free (b->outbox_event);
     sb_pgarray_table_free (&b->events_t);
     sb_pgarray_table_free (&b->keys_t);
     sb_pgarray_table_free (&b->contacts_t);
@@ -325,9 +326,11 @@ s_batch_prepare (sb_store_batch_t *b)
     //  identifiers a change takes.
     b->contacts = calloc (6 * b->count, sizeof (*b->contacts));
     b->outbox_contact = calloc (b->count, sizeof (*b->outbox_contact));
+    b->outbox_event = calloc (b->count, sizeof (*b->outbox_event));
     b->forgot = calloc (2 * b->count, sizeof (*b->forgot));
     b->cursors = calloc (b->count, sizeof (*b->cursors));
-    if (!b->items || !b->contacts || !b->forgot || !b->cursors || !b->outbox_contact)
+    if (!b->items || !b->contacts || !b->forgot || !b->cursors || !b->outbox_contact
+        || !b->outbox_event)
         return -1;
     sb_pgarray_table_t *t = &b->events_t;
     size_t last_body = SIZE_MAX;
@@ -675,6 +678,7 @@ s_batch_decide (sb_store_batch_t *b, const sb_event_t *e, const sb_store_item_t 
     sb_pgarray_text (&t->cols[OB_REASON], reason);
     sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
     sb_pgarray_text (&t->cols[OB_RULE], d.rule);
+    b->outbox_event[b->noutbox] = (size_t) (item - b->items);
     b->outbox_contact[b->noutbox++] = (size_t) (c - b->contacts);
     free (json);
     if (not_sent) {
@@ -772,11 +776,20 @@ s_batch_effects (sb_store_batch_t *b, const sb_store_policy_t *policy, int64_t n
         sb_pgarray_bool (&t->cols[CO_OPTED_OUT], c->opted_out);
     }
     //  A reply's outbound messages row goes under its contact's address as
-    //  the batch leaves it, as its inbound message does.
+    //  the batch leaves it, as its inbound message does; the row's
+    //  conversation (sb_partition) is that address with the business side.
     for (size_t n = 0; n < b->noutbox; n++) {
         size_t k = b->outbox_contact[n];
-        s_array_key (&b->outbox_t.cols[OB_CONTACT],
-                     k == SIZE_MAX ? "" : b->contacts[sb_store_identity_find (b, k)].address);
+        const char *contact =
+            k == SIZE_MAX ? "" : b->contacts[sb_store_identity_find (b, k)].address;
+        s_array_key (&b->outbox_t.cols[OB_CONTACT], contact);
+        const sb_event_t *e = b->events[b->outbox_event[n]];
+        bool meta = e->provider == SB_PROVIDER_META;
+        uint32_t conv = sb_partition_hash (sb_event_provider_name (e->provider),
+                                           sb_event_channel_name (e->channel),
+                                           meta ? e->account : "", e->to, contact);
+        sb_pgarray_int8 (&b->outbox_t.cols[OB_CONV], (int64_t) conv);
+        sb_pgarray_int4 (&b->outbox_t.cols[OB_PART], sb_partition_of (conv));
     }
     sb_store_identity_rows (b);
     sb_store_meta_prefs (b);

@@ -23,6 +23,7 @@
 
 #include "sb_event.h"
 #include "sb_outbox.h"
+#include "sb_partition.h"
 #include "sb_rules.h"
 
 typedef struct sb_store_t sb_store_t;
@@ -113,9 +114,40 @@ int sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
 int sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
                      size_t epoch_size);
 
-//  After a crash, rows left "sending" go back to pending: all but those
-//  this store claimed (one dispatcher per database). Count or -1.
-int sb_store_recover (sb_store_t *self);
+//  Several dispatchers (docs/internals.md, "Several dispatchers"): the
+//  outbox is split into SB_PARTITIONS partitions by conversation, each
+//  leased to one store instance at a time; a store claims and records
+//  only in the partitions it holds.
+typedef struct {
+    bool held[SB_PARTITIONS];  //  partitions this store holds after the tick
+    int owned;                 //  how many
+    int target;                //  its share of the live dispatchers
+    int taken;                 //  partitions it took in this tick
+    int given;                 //  partitions it gave up in this tick
+    int recovered;             //  rows another's claim left "sending", pending again
+    size_t live;               //  live dispatchers, this one included
+    int64_t epoch_max;         //  highest epoch among the partitions held
+} sb_store_lease_t;
+
+//  One tick of the leases, in one transaction: say this store instance
+//  (known to people as id) is alive, renew the leases it holds for
+//  lease_ms (by the database's clock), take free partitions up to its
+//  share or give up its surplus (never one with a row "sending": what the
+//  caller holds in memory or in flight), and put back to pending every row
+//  "sending" in its partitions that another instance claimed. Call it at
+//  least every third of lease_ms. 0 and *lease, or -1 (rolled back; the
+//  store holds what it held before, until the leases end).
+int sb_store_lease_tick (sb_store_t *self, const char *id, int64_t lease_ms,
+                         sb_store_lease_t *lease);
+
+//  On a clean stop: give up every partition holding no row "sending", and
+//  leave the registry of live dispatchers. Count given up, or -1.
+int sb_store_lease_release (sb_store_t *self);
+
+//  Send results this store could not apply because their row was no
+//  longer its claim's (put back or claimed since, or its partition taken
+//  over): what fencing stopped. Counted since sb_store_new.
+int64_t sb_store_fenced (const sb_store_t *self);
 
 //  How a RETRY is scheduled.
 typedef struct {
@@ -207,7 +239,8 @@ int sb_store_console_reply (sb_store_t *self, const char *provider, const char *
 //  calls them. The delivery actor claims and records through
 //  sb_store_settle only; the tests take each step alone.
 
-//  Claim up to max due outbox rows (pending, next_attempt <= now): marks
+//  Claim up to max due outbox rows (pending, next_attempt <= now, in a
+//  partition this store holds, the first open row of its conversation): marks
 //  them sending with this connection's claim token (item->claim_token; a
 //  result applies only while its row has the token it carries). *items is a new array (free each with sb_outbox_item_free,
 //  then the array). Returns the number claimed, or -1.

@@ -85,6 +85,8 @@ enum {
     OB_EVENT_ID,
     OB_RULE,
     OB_CONTACT,
+    OB_CONV,
+    OB_PART,
     OB_COLS
 };
 //  sb_status
@@ -184,6 +186,7 @@ typedef struct {
     sb_pgarray_table_t messages_t;     //  inbound messages
     sb_pgarray_table_t outbox_t;       //  outbox rows
     size_t *outbox_contact;            //  per outbox row: its contact's entry, or SIZE_MAX
+    size_t *outbox_event;              //  per outbox row: the event (index) that decided it
     size_t noutbox;                    //  how many rows
     sb_pgarray_table_t status_t;       //  statuses
     sb_pgarray_table_t cursor_t;       //  cursors

@@ -9,7 +9,11 @@
     PQconsumeInput/PQisBusy in between (libpq's own waits have none). The
     server is asked to give up first, so that a slow statement or a held
     lock costs an error and not the connection: statement_timeout is 4/5
-    and lock_timeout 1/2 of the deadline; TCP keepalives and
+    and lock_timeout 1/2 of the deadline; idle_in_transaction_session_timeout
+    is the deadline, so a dispatcher stopped inside a transaction (SIGSTOP,
+    a host gone with its session open) holds its locks, and the other
+    dispatchers inserting the same events (docs/internals.md, "Several
+    dispatchers"), at most that long; TCP keepalives and
     tcp_user_timeout (the deadline) let the kernel drop a peer that went
     away. Each is set only where DATABASE_URL (or PGOPTIONS) does not set
     it. When the deadline passes the connection is dropped (closed, never
@@ -155,7 +159,8 @@ s_conninfo_value (const char *conninfo, const char *keyword)
 }
 
 //  The "options" to connect with: the user's, plus our statement_timeout,
-//  lock_timeout and plan_cache_mode where they do not set them. NULL when
+//  lock_timeout, idle_in_transaction_session_timeout and plan_cache_mode
+//  where they do not set them. NULL when
 //  out of memory. Every batch statement takes arrays whose length the
 //  planner cannot see in a generic plan (it guesses 10 rows per unnest):
 //  after five executions PostgreSQL may switch to that plan, which joined
@@ -167,12 +172,17 @@ s_options (const char *conninfo, int timeout_ms)
 {
     char *theirs = s_conninfo_value (conninfo, "options");
     const char *base = theirs ? theirs : "";
-    char ours[128] = "";
+    char ours[192] = "";
     if (!strstr (base, "statement_timeout"))
         snprintf (ours, sizeof ours, " -c statement_timeout=%d", timeout_ms - timeout_ms / 5);
     if (!strstr (base, "lock_timeout")) {
         size_t used = strlen (ours);
         snprintf (ours + used, sizeof ours - used, " -c lock_timeout=%d", timeout_ms / 2);
+    }
+    if (!strstr (base, "idle_in_transaction_session_timeout")) {
+        size_t used = strlen (ours);
+        snprintf (ours + used, sizeof ours - used, " -c idle_in_transaction_session_timeout=%d",
+                  timeout_ms);
     }
     if (!strstr (base, "plan_cache_mode")) {
         size_t used = strlen (ours);

@@ -29,6 +29,7 @@
     connection, one thread, like the rest of the store.
 */
 #include "sb_store_batch.h"
+#include "sb_partition.h"
 #include "sb_policy.h"
 
 #include <inttypes.h>
@@ -302,6 +303,13 @@ s_reply_insert (sb_store_t *self, const PGresult *state, const char *provider, c
     sb_pgarray_int8 (&t.cols[OB_EVENT_ID], event_id);
     sb_pgarray_text (&t.cols[OB_RULE], "console");
     sb_pgarray_text (&t.cols[OB_CONTACT], address);
+    //  Its conversation, as the batch keys a rule's reply (sb_partition):
+    //  the dispatcher holding that partition sends it, after the replies
+    //  queued before it.
+    uint32_t conv = sb_partition_hash (provider, channel, meta ? PQgetvalue (state, 0, 5) : "",
+                                       PQgetvalue (state, 0, 4), address);
+    sb_pgarray_int8 (&t.cols[OB_CONV], (int64_t) conv);
+    sb_pgarray_int4 (&t.cols[OB_PART], sb_partition_of (conv));
     int rc = -1;
     if (sb_store_send_table (self, "sb_outbox", &t) == 0 && sb_store_flush (self) == 0) {
         PGresult *r = sb_store_take (self, PGRES_COMMAND_OK, "console reply");

@@ -7,7 +7,8 @@
       sb_store_conn.c       the connection, round trips with deadlines,
                             pipeline plumbing, and the small helpers below
       sb_store_migrate.c    migrations
-      sb_store_outbox.c     claims, send results (settle), recover and reclaim
+      sb_store_outbox.c     claims, send results (settle) and reclaim
+      sb_store_lease.c      the partitions' leases of several dispatchers
     They share the store's struct and the helpers declared here; the files
     of the batch write also share sb_store_batch.h. The reply policy is a
     module of its own (sb_policy), as is the binary array encoder of the
@@ -36,7 +37,7 @@
 //  token is the instance id, ".", and 16 more (SB_OUTBOX_TOKEN_SIZE).
 #define SB_STORE_INSTANCE_SIZE 17
 //  Tokens of dropped connections kept for sb_store_reclaim; past this
-//  many the oldest is forgotten (its rows wait for sb_store_recover).
+//  many the oldest is forgotten (its rows wait for a take-over's recover, sb_store_lease_tick).
 #define SB_STORE_DROPPED_MAX 256
 
 struct sb_store_t {
@@ -62,6 +63,7 @@ struct sb_store_t {
     char dropped[SB_STORE_DROPPED_MAX][SB_OUTBOX_TOKEN_SIZE];  //  tokens of dropped connections
     size_t dropped_count;        //  used entries of dropped, oldest first
     sb_log_every_t dropped_log;  //  dropped tokens forgotten (the list was full)
+    int64_t fenced;              //  send results refused: their row is no longer their claim's
 };
 
 //  A statement prepared on every connection.

@@ -93,6 +93,7 @@ sb_store_meta_effect (sb_store_batch_t *b, const sb_event_t *e, sb_store_item_t 
         sb_pgarray_text (&t->cols[OB_REASON], "");
         sb_pgarray_int8 (&t->cols[OB_EVENT_ID], item->id);
         sb_pgarray_text (&t->cols[OB_RULE], d.rule);
+        b->outbox_event[b->noutbox] = (size_t) (item - b->items);
         b->outbox_contact[b->noutbox++] = SIZE_MAX;
         free (json);
         stats->replies++;

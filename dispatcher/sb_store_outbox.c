@@ -39,14 +39,19 @@
     kept (SB_STORE_DROPPED_MAX, oldest forgotten) and sb_store_reclaim puts
     back only rows of those tokens that the caller does not hold: never the
     live connection's rows, never another process's, and a reclaim that
-    runs late only touches rows nobody holds. sb_store_recover (at start)
-    puts back every "sending" row not claimed by this store instance: a new
-    process cannot know its dead predecessor's tokens, so this still
-    assumes one dispatcher per database (DESIGN.md's scale-out would need
-    an instance registry with leases for it); a recover that runs late
-    never undoes this instance's claims. A row claimed by a late statement
-    of a connection dropped before a store's last reclaim stays "sending"
-    until the next reclaim (after the next failed settle) or restart.
+    runs late only touches rows nobody holds. Rows another instance left
+    "sending" (a dead or stopped dispatcher, or this one's predecessor)
+    are put back only by the holder of their partition, in the lease tick
+    that finds it holds them (sb_store_lease.c): never a live holder's.
+    A row claimed by a late statement of a connection dropped before a
+    store's last reclaim stays "sending" until the next reclaim (after the
+    next failed settle), or until another instance takes its partition.
+
+    DESIGN (several dispatchers). Every row has its conversation's hash
+    and partition (conv, part: sb_partition, 0010). A claim takes only
+    rows of partitions this instance holds with a running lease, and only
+    a conversation's first open row; every result is fenced by its
+    partition's holder (S_FENCE). See sb_store_lease.c.
 */
 #include "sb_store_internal.h"
 #include "sb_policy.h"
@@ -66,16 +71,34 @@
 //  The outbox statements (text parameters), prepared once per connection.
 
 //  Claim due rows ($1 at most): pending and due, oldest due first, marked
-//  sending with this connection's claim token ($2). SKIP LOCKED: rows
-//  another transaction holds are left to it.
+//  sending with this connection's claim token ($2). Only rows of
+//  partitions whose lease names this store instance (the token's head)
+//  and still runs, and those partition rows are locked (FOR SHARE) so a
+//  take-over waits for the claim (sb_store_lease.c); only the first open
+//  row of its conversation (none earlier pending, retrying or sending),
+//  so a contact's replies go out one at a time, in order. SKIP LOCKED:
+//  rows another transaction holds are left to it.
 static const char s_claim_sql[] =
     "UPDATE outbox o SET state = 'sending', claim_token = $2, updated_at = now ()"
-    " FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now ()"
-    " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+    " FROM (SELECT x.id FROM outbox x JOIN dispatcher_partitions p ON p.part = x.part"
+    " WHERE x.state = 'pending' AND x.next_attempt_at <= now ()"
+    " AND p.instance = split_part ($2, '.', 1) AND p.lease_until > now ()"
+    " AND NOT EXISTS (SELECT 1 FROM outbox y WHERE y.conv = x.conv AND y.id < x.id"
+    " AND y.state IN ('pending', 'sending'))"
+    " ORDER BY x.next_attempt_at, x.id LIMIT $1 FOR UPDATE OF x SKIP LOCKED"
+    " FOR SHARE OF p SKIP LOCKED) d"
     " WHERE o.id = d.id"
     " RETURNING o.id, o.kind, o.provider, o.channel, o.account, o.from_addr, o.to_addr,"
     " o.body, o.context_id, o.forward_url, o.forward_timeout_ms, o.event_json, o.attempts,"
     " o.claim_token";
+
+//  A send result's fence, inside each statement below: the row's partition
+//  still names the instance that claimed it (the head of its token), so a
+//  holder that lost the partition records nothing there (its row was put
+//  back by the new holder, or is about to be).
+#define S_FENCE                                                                                    \
+    " AND EXISTS (SELECT 1 FROM dispatcher_partitions p WHERE p.part = outbox.part"                \
+    " AND p.instance = split_part (outbox.claim_token, '.', 1))"
 
 //  The send results below apply only to a row still "sending" under the
 //  claim that produced the result: its claim token ($4, $4, $8, $5, $6;
@@ -103,7 +126,7 @@ static const char s_record_sent_sql[] =
     " updated_at = now ()"
     " FROM (SELECT 1) one LEFT JOIN dup ON true"
     " WHERE outbox.id = $1 AND outbox.state = 'sending'"
-    " AND outbox.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')"
+    " AND outbox.claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')" S_FENCE
     " RETURNING outbox.id, outbox.provider, dup.id AS dup_id, dup.echo),"
     " best AS ("
     " SELECT e.status, e.error_code, sb_status_rank (e.status) AS rank"
@@ -130,7 +153,7 @@ static const char s_record_bot_sql[] =
     " state = CASE WHEN $3::text = '' THEN 'pending' ELSE 'not_sent' END, reason = $3,"
     " attempts = 0, next_attempt_at = now (), last_error = '', updated_at = now ()"
     " WHERE id = $1 AND state = 'sending'"
-    " AND claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($4::text, '')" S_FENCE
     " RETURNING id, state, reason, provider, channel, account, from_addr, to_addr, body,"
     " event_id),"
     " msg AS ("
@@ -162,7 +185,7 @@ static const char s_record_retry_sql[] =
     " * (1.0 - random () * 0.5), $5::float8) * interval '1 millisecond',"
     " last_error = $6, updated_at = now ()"
     " WHERE id = $1 AND state = 'sending'"
-    " AND claim_token IS NOT DISTINCT FROM NULLIF ($8::text, '')"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($8::text, '')" S_FENCE
     " RETURNING id, state, next_attempt_at),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
@@ -177,7 +200,7 @@ static const char s_record_final_sql[] =
     " UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2,"
     " updated_at = now ()"
     " WHERE id = $1 AND state = 'sending'"
-    " AND claim_token IS NOT DISTINCT FROM NULLIF ($5::text, '')"
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($5::text, '')" S_FENCE
     " RETURNING id, provider, channel, to_addr),"
     " msg AS ("
     " UPDATE messages m SET status = 'failed', status_rank = sb_status_rank ('failed'),"
@@ -204,8 +227,7 @@ static const char s_record_refused_sql[] =
     " next_attempt_at = now () + $3::int8 * interval '1 millisecond',"
     " last_error = $5, updated_at = now ()"
     " WHERE id = $1 AND state = 'sending'"
-    " AND claim_token IS NOT DISTINCT FROM NULLIF ($6::text, '')"
-    " RETURNING id, state";
+    " AND claim_token IS NOT DISTINCT FROM NULLIF ($6::text, '')" S_FENCE " RETURNING id, state";
 
 
 const sb_store_statement_t sb_store_outbox_statements[] = {
@@ -250,8 +272,8 @@ s_item_cmp (const void *a, const void *b)
 }
 
 //  The rows a claim returned as items, sorted by id; *items NULL when none.
-//  Count, or -1 when out of memory (the rows stay "sending" until
-//  sb_store_recover).
+//  Count, or -1 when out of memory (the rows stay "sending" until another
+//  instance takes their partition, once this one stopped: sb_store_lease.c).
 static int
 s_claimed_items (const PGresult *r, sb_outbox_item_t **items)
 {
@@ -302,28 +324,6 @@ int
 sb_store_claim (sb_store_t *self, size_t max, sb_outbox_item_t **items)
 {
     return sb_store_settle (self, NULL, 0, NULL, NULL, max, items);
-}
-
-int
-sb_store_recover (sb_store_t *self)
-{
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    //  Every row not claimed by this store (by its instance id): a recover
-    //  that runs late can never put back what this store claimed since.
-    const char *params[] = {self->instance};
-    PGresult *r =
-        sb_store_exec (self,
-                       "UPDATE outbox SET state = 'pending', claim_token = NULL,"
-                       " updated_at = now () WHERE state = 'sending'"
-                       " AND (claim_token IS NULL OR split_part (claim_token, '.', 1) <> $1)",
-                       1, params, PGRES_COMMAND_OK, "recover outbox");
-    if (!r)
-        return -1;
-    int64_t n = 0;
-    sb_store_parse_int64 (PQcmdTuples (r), &n);
-    PQclear (r);
-    return (int) n;
 }
 
 //  ---------------------------------------------------------------------
@@ -570,6 +570,7 @@ static bool
 s_record_done (sb_store_t *self, const s_record_t *rec, const PGresult *r)
 {
     if (PQntuples (r) == 0) {
+        self->fenced++;
         sb_log_every (s_every (&self->gone_log), SB_LOG_WARN, S_MODULE,
                       "send result for an outbox row not sending id=%s", rec->id);
         return false;

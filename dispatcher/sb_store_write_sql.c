@@ -142,20 +142,26 @@ static const uint32_t s_outbox_oids[OB_COLS] = {
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT4, SB_PGARRAY_OID_TEXT,
-    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT};
+    SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
+    SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_INT4};
 //  A reply's messages row has its contact's address as the batch leaves it
-//  (contact_addr); rows are one per event, matched by event_id.
+//  (contact_addr); rows are one per event, matched by event_id. conv and
+//  part: the row's conversation (sb_partition_hash) and its partition.
 static const char s_outbox_sql[] =
     "WITH u AS (SELECT * FROM unnest ($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[],"
-    " $12::text[], $13::text[], $14::int8[], $15::text[], $16::text[]) WITH ORDINALITY"
+    " $12::text[], $13::text[], $14::int8[], $15::text[], $16::text[], $17::int8[],"
+    " $18::int4[]) WITH ORDINALITY"
     " AS u (kind, state, provider, channel, account, from_addr, to_addr, body, context_id,"
-    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule, contact_addr, ord)),"
+    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule, contact_addr, conv,"
+    " part, ord)),"
     " o AS ("
     " INSERT INTO outbox (kind, state, provider, channel, account, from_addr, to_addr, body,"
-    " context_id, forward_url, forward_timeout_ms, event_json, reason, event_id, rule)"
+    " context_id, forward_url, forward_timeout_ms, event_json, reason, event_id, rule, conv,"
+    " part)"
     " SELECT kind, state, provider, channel, account, from_addr, to_addr, body, context_id,"
-    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule FROM u ORDER BY ord"
+    " forward_url, forward_timeout_ms, event_json, reason, event_id, rule, conv, part FROM u"
+    " ORDER BY ord"
     " RETURNING id, kind, state, provider, channel, account, from_addr, body, event_id)"
     " INSERT INTO messages (direction, provider, channel, contact_addr, our_addr, account,"
     " message_type, body, status, status_rank, event_id, outbox_id)"

@@ -251,6 +251,20 @@ s_record (sb_store_t *store, sb_send_result_t *r, int max_attempts)
     s_record_want (store, r, max_attempts, 0);
 }
 
+//  store alone holds every partition of the outbox (0010): the others'
+//  leases are cleared, then its tick takes them all (a long lease).
+static void
+s_hold_all (sb_store_t *store)
+{
+    s_exec ("DELETE FROM dispatchers", NULL);
+    s_exec ("UPDATE dispatcher_partitions SET instance = '', owner = '',"
+            " lease_until = '-infinity'",
+            NULL);
+    sb_store_lease_t lease;
+    CHECK_INT (sb_store_lease_tick (store, "test", 600000, &lease), 0);
+    CHECK_INT (lease.owned, SB_PARTITIONS);
+}
+
 //  Claim everything due; returns the count, frees the items.
 static int
 s_claim_count (sb_store_t *store)
@@ -619,8 +633,9 @@ test_dedup (sb_store_t *store)
 static int64_t
 s_make_reply (const char *to)
 {
-    int64_t id = s_int ("INSERT INTO outbox (kind, provider, channel, from_addr, to_addr, body)"
-                        " VALUES ('reply', 'twilio', 'sms', '+15558675310', $1, 'hi')"
+    int64_t id = s_int ("INSERT INTO outbox (kind, provider, channel, from_addr, to_addr, body,"
+                        " conv, part) SELECT 'reply', 'twilio', 'sms', '+15558675310', $1, 'hi',"
+                        " h, h % 256 FROM sb_conv_hash ('twilio', 'sms', '', '+15558675310', $1) h"
                         " RETURNING id",
                         to, NULL);
     char sid[24];
@@ -747,18 +762,23 @@ test_outbox (sb_store_t *store, const char *conninfo)
     CHECK_STR (s_outbox (a, "state"), "sending");
     CHECK_STR (s_outbox (c, "state"), "pending");
 
-    //  recover never puts back what its own store claimed (a late one
-    //  cannot undo newer claims); after a crash, the restarted
-    //  dispatcher's new store puts the sending rows back.
-    CHECK_INT (sb_store_recover (store), 0);
+    //  A lease tick never puts back what its own store claimed (a late
+    //  one cannot undo newer claims); after a crash, the restarted
+    //  dispatcher's new store takes the partitions and puts the sending
+    //  rows back, once.
+    sb_store_lease_t lease;
+    CHECK_INT (sb_store_lease_tick (store, "test", 600000, &lease), 0);
+    CHECK_INT (lease.recovered, 0);
     CHECK_STR (s_outbox (a, "state"), "sending");
     sb_store_t *restarted = sb_store_new (conninfo, 0);
     CHECK (restarted != NULL);
-    CHECK_INT (sb_store_recover (restarted), 2);
+    s_hold_all (restarted);
     CHECK_STR (s_outbox (a, "state"), "pending");
     CHECK_STR (s_outbox (a, "claim_token"), "(null)");
-    CHECK_INT (sb_store_recover (restarted), 0);
+    CHECK_INT (sb_store_lease_tick (restarted, "test", 600000, &lease), 0);
+    CHECK_INT (lease.recovered, 0);
     sb_store_destroy (&restarted);
+    s_hold_all (store);
     CHECK_INT (s_claim_count (store), 3);
 
     //  RETRY: pending again, one attempt more, due later (base 1000 ms:
@@ -1032,6 +1052,7 @@ test_settle_transient (const char *conninfo)
     CHECK (store != NULL);
     if (!store)
         return;
+    s_hold_all (store);
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t a = s_make_reply ("+14155550920");
     int64_t b = s_make_reply ("+14155550921");
@@ -1101,8 +1122,10 @@ s_meta_reply_claimed (sb_store_t *store, const char *to)
 {
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t id = s_int ("INSERT INTO outbox (kind, provider, channel, account, from_addr, to_addr,"
-                        " body) VALUES ('reply', 'meta', 'whatsapp', '106540352242922',"
-                        " '15550783881', $1, 'hi') RETURNING id",
+                        " body, conv, part) SELECT 'reply', 'meta', 'whatsapp', '106540352242922',"
+                        " '15550783881', $1, 'hi', h, h % 256"
+                        " FROM sb_conv_hash ('meta', 'whatsapp', '106540352242922', '15550783881',"
+                        " $1) h RETURNING id",
                         to, NULL);
     char sid[24];
     snprintf (sid, sizeof sid, "%" PRId64, id);
@@ -1303,6 +1326,7 @@ test_claim_aba (const char *conninfo)
     CHECK (store != NULL);
     if (!store)
         return;
+    s_hold_all (store);
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t x = s_make_reply ("+14155550970");
     sb_outbox_item_t *items = NULL;
@@ -1562,6 +1586,9 @@ test_rules (sb_store_t *store, const sb_rules_t *rules)
         CHECK_INT (items[0].kind, SB_OUTBOX_REPLY);
         CHECK_STR (items[0].body, "It is noon.");
         CHECK_STR (items[0].to, "+14155550046");
+        //  Sent: the contact's next row may go (one at a time, in order).
+        res = s_result (items[0].id, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMnoon01", NULL, NULL);
+        s_record (store, &res, 5);
     }
     for (int i = 0; i < n; i++)
         sb_outbox_item_free (&items[i]);
@@ -1626,15 +1653,22 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
               key);
     CHECK_INT (s_int (sql, NULL), N);
     //  Each forward's event JSON has the body, as before bodies were shared.
-    sb_outbox_item_t *items = NULL;
-    int n = sb_store_claim (store, 10, &items);
-    CHECK_INT (n, N);
-    for (int i = 0; i < n; i++) {
-        CHECK (items[i].kind == SB_OUTBOX_FORWARD);
-        CHECK (strstr (items[i].event_json, "the shared body of three") != NULL);
-        sb_outbox_item_free (&items[i]);
+    //  (One contact's: claimed one at a time, each once the one before is
+    //  done.)
+    for (int k = 0; k < N; k++) {
+        sb_outbox_item_t *items = NULL;
+        int n = sb_store_claim (store, 10, &items);
+        CHECK_INT (n, 1);
+        for (int i = 0; i < n; i++) {
+            CHECK (items[i].kind == SB_OUTBOX_FORWARD);
+            CHECK (strstr (items[i].event_json, "the shared body of three") != NULL);
+            sb_send_result_t res =
+                s_result (items[i].id, SB_OUTBOX_FORWARD, SB_SEND_SENT, NULL, "", NULL);
+            s_record (store, &res, 5);
+            sb_outbox_item_free (&items[i]);
+        }
+        free (items);
     }
-    free (items);
     s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     //  A replay of the request stores nothing, not even the body again.
     st = s_write (store, events, N, &policy);
@@ -1681,7 +1715,8 @@ test_request_bodies (sb_store_t *store, const sb_rules_t *rules)
                " AND body_sha256 IS NULL AND position (convert_to ($1, 'UTF8') in payload) > 0",
                alone, NULL),
         1);
-    n = sb_store_claim (store, 10, &items);
+    sb_outbox_item_t *items = NULL;
+    int n = sb_store_claim (store, 10, &items);
     CHECK_INT (n, 1);
     for (int i = 0; i < n; i++) {
         CHECK (strstr (items[i].event_json, "a body of its own") != NULL);
@@ -2242,6 +2277,201 @@ test_identity_moved_onto_opted_out (sb_store_t *store, const sb_rules_t *rules)
 
 //  ---------------------------------------------------------------------
 
+//  ---- Several dispatchers (0010_dispatcher_partitions.sql, sb_store_lease.c)
+
+//  A lease tick of store as id, lease_ms long; *lease its figures.
+static void
+s_tick (sb_store_t *store, const char *id, int64_t lease_ms, sb_store_lease_t *lease)
+{
+    CHECK_INT (sb_store_lease_tick (store, id, lease_ms, lease), 0);
+}
+
+//  Partitions whose lease names id (the owner column).
+static int64_t
+s_held_by (const char *id)
+{
+    return s_int ("SELECT count(*) FROM dispatcher_partitions WHERE owner = $1", id, NULL);
+}
+
+//  A reply row in partition part, conversation conv: its id.
+static int64_t
+s_reply_in (int64_t part, int64_t conv)
+{
+    char p[24], c[24];
+    snprintf (p, sizeof p, "%" PRId64, part);
+    snprintf (c, sizeof c, "%" PRId64, conv);
+    return s_int ("INSERT INTO outbox (kind, provider, channel, from_addr, to_addr, body, conv,"
+                  " part) VALUES ('reply', 'twilio', 'sms', '+15558675310', '+14155550500', 'hi',"
+                  " $1, $2) RETURNING id",
+                  c, p, NULL);
+}
+
+//  The ids of a claim by store, in order, into ids (at most 8); count.
+static int
+s_claim_ids (sb_store_t *store, int64_t *ids)
+{
+    sb_outbox_item_t *items = NULL;
+    int n = sb_store_claim (store, 8, &items);
+    for (int i = 0; i < n; i++) {
+        ids[i] = items[i].id;
+        sb_outbox_item_free (&items[i]);
+    }
+    free (items);
+    return n;
+}
+
+//  The conversation hash is the same in C and in SQL (the database
+//  re-keys a moved contact's rows with its own); three dispatchers share
+//  the partitions evenly, a new one takes its share only as the others
+//  give up their surplus, and a dead one's partitions move once its
+//  leases pass; a holder that lost its partitions claims and records
+//  nothing there (fenced), and the new holder resends only its in-flight
+//  rows; a conversation's rows are claimed one at a time, in order.
+static void
+test_leases (const char *conninfo)
+{
+    static const char *convs[][5] = {
+        {"twilio", "sms", "", "+15558675310", "+14155550100"},
+        {"meta", "whatsapp", "106540352242922", "15550783881", "US.13491208655302741918"},
+        {"", "", "", "", ""},
+        {"twilio", "whatsapp", "", "+1", "\xc3\xa9t\xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        char want[24];
+        snprintf (want, sizeof want, "%u",
+                  (unsigned) sb_partition_hash (convs[i][0], convs[i][1], convs[i][2], convs[i][3],
+                                                convs[i][4]));
+        CHECK_STR (s_text ("SELECT sb_conv_hash ($1, $2, $3, $4, $5)::text", convs[i][0],
+                           convs[i][1], convs[i][2], convs[i][3], convs[i][4], NULL),
+                   want);
+    }
+
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    s_exec ("DELETE FROM dispatchers", NULL);
+    s_exec ("UPDATE dispatcher_partitions SET instance = '', owner = '',"
+            " lease_until = '-infinity'",
+            NULL);
+    sb_store_t *a = sb_store_new (conninfo, 0);
+    sb_store_t *b = sb_store_new (conninfo, 0);
+    sb_store_t *c = sb_store_new (conninfo, 0);
+    CHECK (a && b && c);
+    if (!a || !b || !c)
+        goto done;
+    const int64_t lease_ms = 1500;
+    sb_store_lease_t la, lb, lc;
+    s_tick (a, "a", lease_ms, &la);  //  alone: everything
+    CHECK_INT (la.owned, 256);
+    CHECK_INT ((int) la.live, 1);
+    s_tick (b, "b", lease_ms, &lb);  //  its share is held yet
+    CHECK_INT (lb.owned, 0);
+    CHECK_INT (lb.target, 128);
+    s_tick (a, "a", lease_ms, &la);  //  a gives up its surplus
+    CHECK_INT (la.owned, 128);
+    CHECK_INT (la.given, 128);
+    s_tick (b, "b", lease_ms, &lb);
+    CHECK_INT (lb.owned, 128);
+    CHECK_INT (lb.taken, 128);
+    s_tick (c, "c", lease_ms, &lc);  //  a third: 86, 85, 85
+    s_tick (a, "a", lease_ms, &la);
+    s_tick (b, "b", lease_ms, &lb);
+    s_tick (c, "c", lease_ms, &lc);
+    CHECK_INT (la.owned, 86);
+    CHECK_INT (lb.owned, 85);
+    CHECK_INT (lc.owned, 85);
+    CHECK_INT (s_held_by ("a") + s_held_by ("b") + s_held_by ("c"), 256);
+    int64_t epoch = s_int ("SELECT max(epoch) FROM dispatcher_partitions WHERE owner = 'c'", NULL);
+    CHECK (epoch >= 1);
+
+    //  Rows in a partition of c's: two of one conversation, one of another.
+    int64_t part = s_int ("SELECT min(part) FROM dispatcher_partitions WHERE owner = 'c'", NULL);
+    int64_t r1 = s_reply_in (part, part), r2 = s_reply_in (part, part);
+    int64_t r3 = s_reply_in (part, part + 256);
+    int64_t ids[8];
+    CHECK_INT (s_claim_ids (a, ids), 0);  //  not a's partition
+    CHECK_INT (s_claim_ids (c, ids), 2);  //  r1 and r3; r2 waits for r1
+    CHECK_INT (ids[0], r1);
+    CHECK_INT (ids[1], r3);
+    sb_send_result_t r1_late =
+        s_result (r1, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMlease01", NULL, NULL);
+
+    //  c stops ticking (killed, or stopped) past its lease: a and b take
+    //  its partitions and put r1 and r3 back, and nothing else.
+    int recovered = 0;
+    for (int64_t waited = 0; waited < lease_ms + 500; waited += 250) {
+        usleep (250 * 1000);
+        s_tick (a, "a", lease_ms, &la);
+        s_tick (b, "b", lease_ms, &lb);
+        recovered += la.recovered + lb.recovered;
+    }
+    CHECK_INT ((int) la.live, 2);
+    CHECK_INT (la.owned, 128);
+    CHECK_INT (lb.owned, 128);
+    CHECK_INT (recovered, 2);
+    CHECK_INT (s_held_by ("c"), 0);
+    CHECK (s_int ("SELECT min(epoch) FROM dispatcher_partitions", NULL) >= 1);
+    CHECK_STR (s_outbox (r1, "state"), "pending");
+
+    //  c comes back: its result for r1 is fenced, it claims nothing.
+    CHECK_INT (sb_store_fenced (c), 0);
+    s_record (c, &r1_late, 5);
+    CHECK_INT (sb_store_fenced (c), 1);
+    CHECK_STR (s_outbox (r1, "state"), "pending");
+    CHECK_STR (s_outbox (r1, "attempts"), "0");
+    CHECK_INT (s_claim_ids (c, ids), 0);
+    s_tick (c, "c", lease_ms, &lc);  //  alive again, nothing free: holds nothing yet
+    CHECK_INT (lc.owned, 0);
+    CHECK_INT ((int) lc.live, 3);
+
+    //  The new holder sends r1 and r3, then r2 once r1 is done: a retry
+    //  of r1 still holds r2 back.
+    char spart[24];
+    snprintf (spart, sizeof spart, "%" PRId64, part);
+    bool a_holds =
+        strcmp (s_text ("SELECT owner FROM dispatcher_partitions WHERE part = $1", spart, NULL),
+                "a")
+        == 0;
+    sb_store_t *x = a_holds ? a : b;
+    CHECK_INT (s_claim_ids (x, ids), 2);
+    CHECK_INT (ids[0], r1);
+    CHECK_INT (ids[1], r3);
+    sb_send_result_t res = s_result (r1, SB_OUTBOX_REPLY, SB_SEND_RETRY, NULL, NULL, NULL);
+    s_record (x, &res, 5);
+    CHECK_INT (s_claim_ids (x, ids), 0);  //  r1 is due later: r2 waits
+    res = s_result (r3, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMlease03", NULL, NULL);
+    s_record (x, &res, 5);
+    s_exec ("UPDATE outbox SET next_attempt_at = now () WHERE state = 'pending'", NULL);
+    CHECK_INT (s_claim_ids (x, ids), 1);
+    CHECK_INT (ids[0], r1);
+    res = s_result (r1, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMlease01", NULL, NULL);
+    s_record (x, &res, 5);
+    CHECK_INT (s_claim_ids (x, ids), 1);
+    CHECK_INT (ids[0], r2);
+    res = s_result (r2, SB_OUTBOX_REPLY, SB_SEND_SENT, "SMlease02", NULL, NULL);
+    s_record (x, &res, 5);
+
+    //  A contact that moves (sb_contact_moves rewrites its messages' address)
+    //  takes its pending replies to its new conversation, as the C hash
+    //  names it.
+    int64_t moved = s_make_reply ("US.13491208655302741918");
+    char smoved[24], want[24];
+    snprintf (smoved, sizeof smoved, "%" PRId64, moved);
+    s_exec ("UPDATE messages SET contact_addr = '+14155550777' WHERE outbox_id = $1", smoved, NULL);
+    uint32_t h = sb_partition_hash ("twilio", "sms", "", "+15558675310", "+14155550777");
+    snprintf (want, sizeof want, "%u/%d", (unsigned) h, sb_partition_of (h));
+    CHECK_STR (s_outbox (moved, "conv || '/' || part"), want);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE id = $1", smoved, NULL);
+
+    //  A clean stop gives the partitions up at once (no row sending).
+    CHECK_INT (sb_store_lease_release (a), la.owned);
+    CHECK_INT (s_held_by ("a"), 0);
+    s_tick (b, "b", lease_ms, &lb);
+    CHECK_INT ((int) lb.live, 2);
+done:
+    sb_store_destroy (&a);
+    sb_store_destroy (&b);
+    sb_store_destroy (&c);
+}
+
 int
 main (void)
 {
@@ -2288,6 +2518,7 @@ main (void)
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     if (store && PQstatus (s_db) == CONNECTION_OK) {
         test_migrate (store);
+        s_hold_all (store);
         test_deadlines (conninfo[0]);
         test_inbound_kinds (store);
         test_dedup (store);
@@ -2297,6 +2528,9 @@ main (void)
         test_poison (store);
         test_settle_transient (conninfo[0]);
         test_claim_aba (conninfo[0]);
+        s_hold_all (store);
+        test_leases (conninfo[0]);
+        s_hold_all (store);
         test_identity_merge (store);
         test_identity_change_of_number (store);
         test_identity_change_in_batch (store);

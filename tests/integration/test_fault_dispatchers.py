@@ -1,0 +1,326 @@
+"""Several dispatchers on one PostgreSQL (issue 15): kill -9 one of three,
+stop one past its lease and wake it, start a new one mid-load.
+
+Each test runs three (or two, then three) dispatchers against one database,
+one ingress and the provider sandbox, each with its own SB_DISPATCHER_ID,
+SB_DISPATCHER_LISTEN and SB_DISPATCHER_PUB and nothing else to configure,
+with SB_DISPATCHER_FAILOVER_MS 3000. The load: every contact sends three
+SMS in sequence (the next once the last was acknowledged), and the echo
+rule answers each; a share of the sends are slow at the sandbox, so some
+are in flight. In the end, for every test:
+- PostgreSQL holds exactly one events row per acknowledged webhook;
+- the sandbox received a successful reply for every message;
+- each contact's replies reached the sandbox in the order of its messages
+  (first arrival of each);
+- a reply went out twice only for rows the failed dispatcher had "sending"
+  at the fault (printed), never more than its SB_SEND_CONCURRENCY.
+And, per test:
+- kill -9: the dead dispatcher's partitions were held by the others within
+  the failover time (printed: how long it took);
+- SIGSTOP past the lease, then SIGCONT: the stale holder's results for rows
+  it lost were fenced (sb_send_results_fenced_total, printed), at most its
+  in-flight sends went out twice, and it holds partitions again later.
+  Its write transaction, if it was stopped inside one, held the others'
+  inserts of the same events until PostgreSQL ended its session
+  (idle_in_transaction_session_timeout): their retries are allowed in the
+  logs;
+- a third dispatcher started mid-load takes its share and nothing is
+  resent.
+"""
+
+import os
+import signal
+import threading
+import time
+import urllib.parse
+
+import sbload
+import sbtest
+from sbtest import Postgres, Process, Stack
+
+PG = None
+FAILOVER_MS = 3000
+CONCURRENCY = 8
+
+
+def _sms(tag, contact, k, public_url):
+    """Message k (0, 1, 2) of contact number `contact`: a Webhook."""
+    sid = "SM%s%05d%d" % (tag, contact, k)
+    text = "%s-%d-%d" % (tag, contact, k)
+    params = [("MessageSid", sid), ("SmsMessageSid", sid), ("AccountSid", sbtest.TWILIO_SID),
+              ("From", "+1555%07d" % (2000000 + contact)), ("To", sbload.OUR_NUMBER), ("Body", text),
+              ("NumMedia", "0"), ("NumSegments", "1"), ("ApiVersion", "2010-04-01")]
+    body, headers = sbload._twilio(public_url, "/twilio/messages", params)
+    return sbload.Webhook(contact * 3 + k, "twilio-sms", "/twilio/messages", body, headers, sid, text)
+
+
+class Conversations:
+    """Contacts writing three messages each, in sequence, from a few threads."""
+
+    def __init__(self, stack, tag, contacts, threads=6):
+        self.stack = stack
+        self.hooks = [_sms(tag, c, k, stack.public_url) for c in range(contacts) for k in range(3)]
+        self.contacts = contacts
+        self.threads = threads
+        self.lock = threading.Lock()
+        self.next = 0
+        self.acked = 0
+        self.workers = []
+
+    def _run(self):
+        while True:
+            with self.lock:
+                c = self.next
+                self.next += 1
+            if c >= self.contacts:
+                return
+            for k in range(3):
+                sbload.post_until_acked(self.stack.ingress.port, [self.hooks[c * 3 + k]])
+                with self.lock:
+                    self.acked += 1
+                time.sleep(0.01)
+
+    def start(self):
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self.workers.append(t)
+        return self
+
+    def wait_acked(self, n, timeout=300):
+        sbload.wait_until(lambda: self.acked >= n, timeout, "%d webhooks acknowledged" % n)
+
+    def join(self):
+        for t in self.workers:
+            t.join(600)
+        assert self.acked == len(self.hooks), (self.acked, len(self.hooks))
+
+
+class Fleet:
+    """The stack's dispatcher (d1) and more, each with its own id, ports."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.procs = {"d1": stack.dispatcher}
+        self.ports = {"d1": stack.dispatcher_port}
+        self.pubs = {"d1": stack.dispatcher_pub}
+
+    def add(self, name):
+        env = dict(self.stack.dispatcher.env)
+        port = sbtest.free_port()
+        self.pubs[name] = "tcp://127.0.0.1:%d" % sbtest.free_port()
+        env.update({"SB_DISPATCHER_ID": name, "SB_DISPATCHER_LISTEN": "127.0.0.1:%d" % port,
+                    "SB_DISPATCHER_PUB": self.pubs[name]})
+        proc = Process("dispatcher-" + name, [sbtest.DISPATCHER], env, self.stack.tmp).start()
+        sbtest.wait_http(port, "/readyz", proc=proc)
+        self.procs[name] = proc
+        self.ports[name] = port
+        return proc
+
+    def metric(self, name, key):
+        return sbload.metrics(self.ports[name]).get(key, 0)
+
+    def held(self, name):
+        return int(self.stack.scalar("SELECT count(*) FROM dispatcher_partitions WHERE owner = '%s'"
+                                     " AND lease_until > now ()" % name))
+
+    def wait_spread(self, names, timeout=30):
+        def spread():
+            counts = [self.held(n) for n in names]
+            return sum(counts) == 256 and min(counts) >= 256 // len(names)
+        sbload.wait_until(spread, timeout, "partitions spread over %s" % names)
+
+    def sending_of(self, name):
+        """Texts answered by rows `name` has "sending" now."""
+        rows = self.stack.query(
+            "SELECT o.body FROM outbox o JOIN dispatchers d"
+            " ON d.instance = split_part (o.claim_token, '.', 1)"
+            " WHERE o.state = 'sending' AND d.id = '%s'" % name)
+        return {r[0].split(sbload.REPLY_MARKER, 1)[1] for r in rows if sbload.REPLY_MARKER in r[0]}
+
+    def log_text(self):
+        return "\n".join(p.log_text()[-1500:] for p in self.procs.values())
+
+    def stop_all(self, allow=()):
+        for name, proc in self.procs.items():
+            if proc.proc.poll() is None:
+                proc.stop()
+        bad = []
+        for proc in self.procs.values():
+            for line in proc.log_text().splitlines():
+                if (" error " in line and not any(a in line for a in allow)) or "AddressSanitizer" in line \
+                        or "runtime error:" in line or "LeakSanitizer" in line:
+                    bad.append(proc.name + ": " + line)
+        assert not bad, "unexpected errors:\n" + "\n".join(bad)
+
+
+def _order_violations(stack, tag):
+    """Contacts whose replies (first arrival of each) reached the sandbox
+    out of the order of their messages."""
+    first = {}
+    for pos, r in enumerate(stack.sandbox_sends()):
+        text = sbload.reply_text(r)
+        if text and text.startswith(tag + "-") and r.get("status") in (200, 201):
+            first.setdefault(text, pos)
+    bad = []
+    contacts = {t.rsplit("-", 1)[0] for t in first}
+    for c in contacts:
+        positions = [first.get("%s-%d" % (c, k)) for k in range(3)]
+        if None in positions or positions != sorted(positions):
+            bad.append((c, positions))
+    return bad
+
+
+def _settle_and_check(stack, fleet, tag, conv, twice_allowed_texts, extra):
+    acked = conv.hooks
+    waited = sbload.settle(stack, tag, conv.hooks, [w.key for w in acked])
+    counts = sbload.Counts(stack, tag, conv.hooks, acked)
+    order = _order_violations(stack, tag)
+    sbload.report(tag, counts.line("%s settled_after=%.1fs+%.1fs order_violations=%d"
+                                   % (extra, waited[0], waited[1], len(order))))
+    counts.check(replies_twice_allowed=len(twice_allowed_texts))
+    assert set(counts.twice_texts) <= set(twice_allowed_texts), \
+        "replies sent twice that were not in flight at the fault: %s" % sorted(
+            set(counts.twice_texts) - set(twice_allowed_texts))
+    assert not order, "replies out of order, e.g. %s" % order[:5]
+    assert counts.stored == len(conv.hooks)
+    assert counts.replies - counts.replies_twice == len(conv.hooks)
+    assert sbload.outbox_bad(stack) == 0
+    return counts
+
+
+def _stack():
+    stack = Stack(PG, callbacks=False, dispatcher_env={
+        "SB_DISPATCHER_ID": "d1", "SB_DISPATCHER_FAILOVER_MS": str(FAILOVER_MS),
+        "SB_SEND_CONCURRENCY": str(CONCURRENCY)})
+    stack.start()
+    # a fifth of the sends take 300 ms at the "provider": sends in flight
+    stack.sandbox_fail("rate=0.2&mode=slow&delay_ms=300")
+    return stack
+
+
+def _three_under_load(tag, share):
+    """Three dispatchers with their partitions spread, and the conversations
+    under way until `share` of the webhooks were acknowledged."""
+    stack = _stack()
+    fleet = Fleet(stack)
+    fleet.add("d2")
+    fleet.add("d3")
+    fleet.wait_spread(["d1", "d2", "d3"])
+    conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
+    conv.wait_acked(int(len(conv.hooks) * share))
+    return stack, fleet, conv
+
+
+def _close(stack, fleet):
+    for p in fleet.procs.values() if fleet else ():
+        if p.proc and p.proc.poll() is None:
+            p.proc.send_signal(signal.SIGCONT)
+            p.proc.kill()
+    if stack:
+        stack.close()
+
+
+def _taken_over(fleet, name, since):
+    """Wait until the others hold every partition; seconds since `since`."""
+    others = [n for n in fleet.procs if n != name]
+    sbload.wait_until(lambda: sum(fleet.held(n) for n in others) == 256, 30,
+                      "%s's partitions taken over" % name, fleet.log_text)
+    return time.time() - since
+
+
+def test_kill9_one_of_three():
+    tag = "dk"
+    stack = fleet = None
+    try:
+        stack, fleet, conv = _three_under_load(tag, 0.4)
+        in_flight = fleet.metric("d2", "sb_sends_in_flight")
+        fleet.procs["d2"].proc.send_signal(signal.SIGKILL)
+        fleet.procs["d2"].proc.wait()
+        killed = time.time()
+        time.sleep(0.3)  # the server finishes what the dead connection had sent
+        sending = fleet.sending_of("d2")
+        took = _taken_over(fleet, "d2", killed)
+        conv.join()
+        _settle_and_check(stack, fleet, tag, conv, sending,
+                          "sending_at_kill=%d in_flight_metric=%d takeover=%.1fs failover=%.1fs"
+                          % (len(sending), in_flight, took, FAILOVER_MS / 1000))
+        assert took <= FAILOVER_MS / 1000 + 0.5, "partitions moved after %.1fs" % took
+        assert len(sending) <= CONCURRENCY
+        assert fleet.held("d2") == 0
+        fleet.stop_all()
+        stack.ingress.stop()
+        stack.ingress.check_log()
+    finally:
+        _close(stack, fleet)
+
+
+def test_stale_owner_sigstop():
+    tag = "ds"
+    stack = fleet = None
+    try:
+        stack, fleet, conv = _three_under_load(tag, 0.3)
+        d2 = fleet.procs["d2"].proc
+        d2.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        time.sleep(0.3)
+        sending = fleet.sending_of("d2")
+        took = _taken_over(fleet, "d2", stopped)
+        time.sleep(1.0)
+        d2.send_signal(signal.SIGCONT)
+        conv.join()
+        # d2 holds its share again, under new epochs
+        fleet.wait_spread(["d1", "d2", "d3"])
+        fenced = fleet.metric("d2", "sb_send_results_fenced_total")
+        counts = _settle_and_check(stack, fleet, tag, conv, sending,
+                                   "sending_at_stop=%d fenced=%d takeover=%.1fs"
+                                   % (len(sending), fenced, took))
+        assert fenced <= len(sending), (fenced, len(sending))
+        assert counts.replies_twice <= len(sending)
+        assert took <= FAILOVER_MS / 1000 + 0.5, "partitions moved after %.1fs" % took
+        # The stopped d2 may have held a write transaction open: the others'
+        # inserts of the same events waited for its locks (lock_timeout) until
+        # PostgreSQL ended its session (idle_in_transaction_session_timeout),
+        # and were retried; d2 itself finds its session gone when it wakes.
+        fleet.stop_all(allow=("lock timeout", "PostgreSQL write failed", "terminating connection",
+                              "server closed the connection", "PostgreSQL unavailable",
+                              "send results not recorded", "not committed"))
+    finally:
+        _close(stack, fleet)
+
+
+def test_new_dispatcher_mid_load():
+    tag = "dn"
+    stack = fleet = None
+    try:
+        stack = _stack()
+        fleet = Fleet(stack)
+        fleet.add("d2")
+        fleet.wait_spread(["d1", "d2"])
+        conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
+        conv.wait_acked(int(len(conv.hooks) * 0.3))
+        fleet.add("d3")
+        # `switchboard tap` on d3's outcome PUB: its outcomes name it
+        tap = sbtest.Tap(fleet.pubs["d3"])
+        fleet.wait_spread(["d1", "d2", "d3"])
+        conv.join()
+        _settle_and_check(stack, fleet, tag, conv, set(), "d3_partitions=%d" % fleet.held("d3"))
+        sent_by_d3 = sum(v for k, v in sbload.metrics(fleet.ports["d3"]).items()
+                         if k.startswith("sb_sends_total{"))
+        assert fleet.held("d3") >= 85
+        assert sent_by_d3 > 0, "d3 sent nothing"
+        seen = tap.wait_for(lambda evs: any(e.get("outcome") == "sent" for e in evs))
+        tap.close()
+        sent = [e for e in seen if e.get("outcome") == "sent"]
+        assert sent and all(e.get("dispatcher") == "d3" for e in sent), seen[:3]
+        fleet.stop_all()
+    finally:
+        _close(stack, fleet)
+
+
+if __name__ == "__main__":
+    PG = Postgres()
+    try:
+        sbtest.run_tests([test_kill9_one_of_three, test_stale_owner_sigstop, test_new_dispatcher_mid_load])
+    finally:
+        PG.close()

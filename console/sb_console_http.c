@@ -45,6 +45,7 @@
 #define S_API_THREADS 8         //  worker threads beyond the streams' bound
 #define S_KEEPALIVE_MS 5000     //  a comment line on an idle stream this often
 #define S_PAGE 50               //  rows per page
+#define S_WINDOW 5000           //  messages one page of the conversation list may read
 
 struct sb_console_http_t {
     struct mg_context *ctx;     //  civetweb server
@@ -213,15 +214,18 @@ s_api_get (sb_console_http_t *self, struct mg_connection *conn, const char *path
     else {
         sb_store_t *store = s_store (self, conn);
         json_t *rows = NULL;
+        int64_t next = -1;
         if (store && !strcmp (path, "/api/conversations"))
-            rows = sb_store_console_conversations (store, before, S_PAGE);
+            rows = sb_store_console_conversations (store, before, S_PAGE, S_WINDOW, &next);
         else if (store && !strcmp (path, "/api/messages"))
             rows = sb_store_console_messages (store, provider, channel, address, before, S_PAGE,
                                               sb_console_payload_details);
         else if (store)
             rows = sb_store_console_trouble (store, before, S_PAGE);
-        code = rows ? s_json (conn, 200, json_pack ("{s:o}", "items", rows))
-                    : s_db_failed (self, conn);
+        json_t *page = rows ? json_pack ("{s:o}", "items", rows) : NULL;
+        if (page && next >= 0)
+            json_object_set_new (page, "next", json_integer ((json_int_t) next));
+        code = page ? s_json (conn, 200, page) : s_db_failed (self, conn);
     }
     sb_form_destroy (&q);
     return code;

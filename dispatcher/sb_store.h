@@ -202,8 +202,12 @@ int sb_store_outbox_depth (sb_store_t *self, int64_t *pending, int64_t *sending)
 typedef json_t *sb_store_details_fn (const uint8_t *payload, size_t size);
 
 //  Conversations, one per contact (provider, channel, address), by their
-//  newest message (last_id: the before of the next page).
-json_t *sb_store_console_conversations (sb_store_t *self, int64_t before, int limit);
+//  newest message, among the newest `window` messages below before (a
+//  page costs the window, whatever the table holds). *next is the before
+//  of the next page, 0 when no older conversation is left; a page may be
+//  short (even empty) with a next when the window held fewer.
+json_t *sb_store_console_conversations (sb_store_t *self, int64_t before, int limit, int window,
+                                        int64_t *next);
 
 //  One conversation's messages in and out, outbound ones with their status
 //  and outbox state, inbound ones with details of their event.

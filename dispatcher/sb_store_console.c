@@ -48,21 +48,32 @@ s_page (int limit)
     return limit <= 0 || limit > S_PAGE_MAX ? S_PAGE_MAX : limit;
 }
 
-//  Conversations: each one's newest message id (from messages_conversation
-//  alone), then that message and the contact. $1: before (0: newest), $2:
-//  page size.
+//  Conversations, newest first, a page costing a window of messages and
+//  not the table: the newest messages below `before` (at most `window`,
+//  by messages_pkey), each kept when no newer message of its conversation
+//  exists (one probe of messages_conversation, 0008), at most a page of
+//  them: the scan stops at the page's last (bench/console_list.sh: 1.4 ms
+//  at 200,000 messages, where grouping every message took 77 ms). The row whose provider is NULL is the window's own: how many
+//  messages it held and its lowest id, from which the next page goes on
+//  when this one is not full. $1: before (0: newest), $2: page size,
+//  $3: window.
 static const char s_conversations_sql[] =
-    "WITH last AS (SELECT provider, channel, contact_addr, max (id) AS last_id"
-    " FROM messages GROUP BY provider, channel, contact_addr"
-    " HAVING $1::int8 = 0 OR max (id) < $1::int8"
-    " ORDER BY last_id DESC LIMIT $2::int4)"
+    "WITH last AS (SELECT s.provider, s.channel, s.contact_addr, s.id AS last_id"
+    " FROM (SELECT id, provider, channel, contact_addr FROM messages"
+    " WHERE $1::int8 = 0 OR id < $1::int8 ORDER BY id DESC LIMIT $3::int4) s"
+    " WHERE NOT EXISTS (SELECT 1 FROM messages n WHERE n.provider = s.provider"
+    " AND n.channel = s.channel AND n.contact_addr = s.contact_addr AND n.id > s.id)"
+    " ORDER BY s.id DESC LIMIT $2::int4),"
+    " win AS (SELECT count (*) AS n, COALESCE (min (id), 0) AS lowest FROM (SELECT id"
+    " FROM messages WHERE $1::int8 = 0 OR id < $1::int8 ORDER BY id DESC LIMIT $3::int4) w)"
     " SELECT l.provider, l.channel, l.contact_addr, l.last_id, m.direction, m.body, m.status,"
     " (extract (epoch FROM m.created_at) * 1000)::int8, COALESCE (c.profile_name, ''),"
     " COALESCE (c.opted_out, false)"
     " FROM last l JOIN messages m ON m.id = l.last_id"
     " LEFT JOIN contacts c ON c.provider = l.provider AND c.channel = l.channel"
     " AND c.address = l.contact_addr"
-    " ORDER BY l.last_id DESC";
+    " UNION ALL SELECT NULL, NULL, NULL, n, NULL, NULL, NULL, lowest, NULL, NULL FROM win"
+    " ORDER BY 4 DESC";
 
 //  One conversation's messages, newest first; an inbound one with its
 //  event's payload, an outbound one with its outbox row's state.
@@ -157,8 +168,8 @@ s_text (const PGresult *r, int row, int col)
     return s ? s : json_string ("");
 }
 
-//  The first ncols columns of r as JSON objects, column c under names[c]
-//  (none when names[c] is NULL):
+//  The first ncols columns of r as JSON objects (rows whose first column
+//  is NULL left out), column c under names[c] (none when names[c] is NULL):
 //  an integer where bit c of ints is set, a boolean where bit c of bools
 //  is, else a string. The array, or NULL when out of memory (r is the
 //  caller's).
@@ -167,6 +178,8 @@ s_rows (const PGresult *r, const char *const *names, int ncols, unsigned ints, u
 {
     json_t *rows = json_array ();
     for (int i = 0; rows && i < PQntuples (r); i++) {
+        if (PQgetisnull (r, i, 0))
+            continue;
         json_t *o = json_object ();
         if (!o || json_array_append_new (rows, o)) {
             json_decref (rows);
@@ -184,15 +197,39 @@ s_rows (const PGresult *r, const char *const *names, int ncols, unsigned ints, u
 }
 
 json_t *
-sb_store_console_conversations (sb_store_t *self, int64_t before, int limit)
+sb_store_console_conversations (sb_store_t *self, int64_t before, int limit, int window,
+                                int64_t *next)
 {
-    PGresult *r = s_page_query (self, s_conversations_sql, NULL, 0, before, limit, "conversations");
+    *next = 0;
+    if (sb_store_ensure (self) != 0)
+        return NULL;
+    limit = s_page (limit);
+    window = window < limit ? limit : window;
+    char b[24], l[16], w[16];
+    snprintf (b, sizeof b, "%" PRId64, before);
+    snprintf (l, sizeof l, "%d", limit);
+    snprintf (w, sizeof w, "%d", window);
+    const char *values[3] = {b, l, w};
+    PGresult *r =
+        sb_store_exec (self, s_conversations_sql, 3, values, PGRES_TUPLES_OK, "conversations");
     if (!r)
         return NULL;
     static const char *const names[] = {"provider",     "channel",  "address", "last_id",
                                         "direction",    "body",     "status",  "at_ms",
                                         "profile_name", "opted_out"};
     json_t *rows = s_rows (r, names, 10, 1u << 3 | 1u << 7, 1u << 9);
+    //  The next page: below this one's last when it is full, else below
+    //  the window when the window was full (older conversations may lie
+    //  past it), else none.
+    size_t n = rows ? json_array_size (rows) : 0;
+    for (int i = 0; rows && i < PQntuples (r); i++)
+        if (PQgetisnull (r, i, 0)) {
+            if (n == (size_t) limit)
+                *next =
+                    json_integer_value (json_object_get (json_array_get (rows, n - 1), "last_id"));
+            else if (s_int (r, i, 3) == window)
+                *next = s_int (r, i, 7);
+        }
     PQclear (r);
     return rows;
 }

@@ -72,14 +72,21 @@ function safeLink(url, text) {
 }
 
 // A list the API serves newest first, page by page (?before=ID): first()
-// reads the newest page again, more() the next older one.
+// reads the newest page again, more() the next older one. Where the API
+// says where the next page starts (next; 0: nothing older), that wins:
+// a page of conversations may be short and still have older ones.
 function pager(url, idOf, moreButton, render) {
   const p = {items: [], after: 0};
   async function read(more) {
     const data = await getJSON(url + (more ? '?before=' + p.after : ''));
     p.items = more ? p.items.concat(data.items) : data.items;
     if (data.items.length) p.after = idOf(data.items[data.items.length - 1]);
-    $(moreButton).hidden = data.items.length < PAGE;
+    if (data.next !== undefined) {
+      if (data.next > 0) p.after = data.next;
+      $(moreButton).hidden = data.next === 0;
+    } else {
+      $(moreButton).hidden = data.items.length < PAGE;
+    }
     render();
   }
   p.first = () => read(false);

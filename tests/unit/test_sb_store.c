@@ -1878,6 +1878,68 @@ test_many_contacts (const char *conninfo)
 }
 
 //  ---------------------------------------------------------------------
+//  The console's conversation list: pages bounded by a window of messages
+
+//  The conversation (address) of each item of a page, joined by spaces.
+static void
+s_page_addresses (json_t *rows, char *out, size_t size)
+{
+    out[0] = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach (rows, i, row) {
+        size_t used = strlen (out);
+        snprintf (out + used, size - used, "%s%s", used ? " " : "",
+                  json_string_value (json_object_get (row, "address")));
+    }
+}
+
+static int64_t
+s_conv_message (const char *address)
+{
+    return s_int ("INSERT INTO messages (direction, provider, channel, contact_addr, body)"
+                  " VALUES ('inbound', 'twilio', 'sms', $1, 'hi') RETURNING id",
+                  address, NULL);
+}
+
+//  Messages A1 B1 A2 C1 C2 C3 D1 A3, the newest of all: conversations A, D,
+//  C, B newest first. With a window of 3 messages and pages of 2, the
+//  pages are "A D" (full: next below D1), "C" (short, the window full:
+//  next below C1) and "B" (next below A1, where older tests' messages
+//  follow). Each conversation once, in order, none read twice.
+static void
+test_console_conversations (sb_store_t *store)
+{
+    const char *order[] = {"convA", "convB", "convA", "convC", "convC", "convC", "convD", "convA"};
+    int64_t id[8];
+    for (int i = 0; i < 8; i++)
+        id[i] = s_conv_message (order[i]);
+    const char *want[] = {"convA convD", "convC", "convB"};
+    int64_t want_next[] = {id[6], id[3], id[0]};
+    int64_t before = 0;
+    for (int page = 0; page < 3; page++) {
+        int64_t next = -1;
+        json_t *rows = sb_store_console_conversations (store, before, 2, 3, &next);
+        CHECK (rows != NULL);
+        char got[256];
+        s_page_addresses (rows, got, sizeof got);
+        CHECK_STR (got, want[page]);
+        CHECK_INT (next, want_next[page]);
+        json_decref (rows);
+        before = next;
+    }
+    //  A window of 5,000 finds the four at once, a full page of 4: the next
+    //  goes on below its last, B1.
+    int64_t next = -1;
+    json_t *rows = sb_store_console_conversations (store, 0, 4, 5000, &next);
+    char got[256];
+    s_page_addresses (rows, got, sizeof got);
+    CHECK_STR (got, "convA convD convC convB");
+    CHECK_INT (next, id[1]);
+    json_decref (rows);
+}
+
+//  ---------------------------------------------------------------------
 //  Identities: phone numbers and business-scoped user ids (0005)
 
 //  A Meta message from `from` carrying the BSUID user_id (NULL: none).
@@ -2539,6 +2601,7 @@ main (void)
         test_large_batch (store, NULL, "SMbig");
         test_many_contacts (conninfo[0]);
         test_many_identities (conninfo[0]);
+        test_console_conversations (store);
         char err[256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);
         if (!rules)

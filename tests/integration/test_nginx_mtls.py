@@ -28,7 +28,6 @@ service, loopback only. Through nginx:
 Exits 77 (skipped, with the reason) only when no nginx binary is installed
 (scripts/deps.sh installs Debian's nginx)."""
 
-import http.client
 import os
 import re
 import shutil
@@ -41,13 +40,11 @@ import time
 
 import sbtest
 from sbtest import Ingress
-from test_tls import make_cert
-from test_tls_mtls import META_CN, context, make_ca, make_client
+from test_tls import https, make_cert, post_twilio
+from test_tls_mtls import META_CN, context, make_ca, make_client, post_meta
 
 README = os.path.join(sbtest.REPO, "README.md")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
-TWILIO_SMS = ("MessageSid=SM%032d&AccountSid=AC%032d&From=%%2B14155550100&To=%%2B15558675310"
-              "&Body=hello+through+nginx&NumMedia=0")
 
 
 def find_nginx():
@@ -143,35 +140,9 @@ class Nginx:
                 self.proc.wait()
 
 
-def https(port, ctx, method, path, body=None, headers=None):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def post_meta(port, ctx):
-    body = sbtest.conformance("meta-text.json")
-    return https(port, ctx, "POST", "/meta/whatsapp", body,
-                 {"Content-Type": "application/json",
-                  "X-Hub-Signature-256": sbtest.meta_signature(sbtest.META_SECRET, body)})
-
-
-def verify_get(port, ctx, challenge):
-    return https(port, ctx, "GET", "/meta/whatsapp?hub.mode=subscribe&hub.challenge=%d&hub.verify_token=%s"
+def verify_get(nginx, ctx, challenge):
+    return https(nginx, ctx, "GET", "/meta/whatsapp?hub.mode=subscribe&hub.challenge=%d&hub.verify_token=%s"
                  % (challenge, sbtest.META_VERIFY))
-
-
-def post_twilio(port, ctx, n):
-    """Signed as Twilio signs the URL it called: https://127.0.0.1:<nginx>/..."""
-    body = TWILIO_SMS % (n, 0)
-    url = "https://127.0.0.1:%d/twilio/messages" % port
-    sig = sbtest.twilio_signature(sbtest.TWILIO_TOKEN, url, sbtest.form_params(body.encode()))
-    return https(port, ctx, "POST", "/twilio/messages", body,
-                 {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
 
 
 def journaled(ingress):
@@ -220,19 +191,19 @@ def test_readme_nginx_mtls():
         bare = context(server[0])
         seen = {}  # what each client got through nginx, checked whole at the end
         # Meta's certificate with its intermediate: POST (TLS 1.3 and 1.2) and GET
-        seen["Meta POST"] = post_meta(port, context(server[0], meta))
-        seen["Meta POST TLS 1.2"] = post_meta(port, context(server[0], meta, ssl.TLSVersion.TLSv1_2))
-        seen["Meta GET"] = verify_get(port, context(server[0], meta), 4242)
+        seen["Meta POST"] = post_meta(nginx, context(server[0], meta))
+        seen["Meta POST TLS 1.2"] = post_meta(nginx, context(server[0], meta, ssl.TLSVersion.TLSv1_2))
+        seen["Meta GET"] = verify_get(nginx, context(server[0], meta), 4242)
         # no certificate on Meta's route, POST and GET
-        seen["none POST"] = post_meta(port, bare)
-        seen["none GET"] = verify_get(port, bare, 1)
+        seen["none POST"] = post_meta(nginx, bare)
+        seen["none GET"] = verify_get(nginx, bare, 1)
         # another CA: nginx itself answers (optional verification failed)
-        seen["other CA"] = post_meta(port, context(server[0], stranger))
+        seen["other CA"] = post_meta(nginx, context(server[0], stranger))
         # Meta's CA, not (only) Meta's CN
         for name, cert in (("another CN", wrong_cn), ("two CNs", two_cns), ("',CN=' in a CN", comma_cn)):
-            seen[name] = post_meta(port, context(server[0], cert))
-        # Twilio presents no certificate; its signature is over SB_PUBLIC_URL
-        seen["Twilio"] = post_twilio(port, bare, 1)
+            seen[name] = post_meta(nginx, context(server[0], cert))
+        # Twilio presents no certificate; it signs the URL it called, nginx's https one
+        seen["Twilio"] = post_twilio(nginx, bare, public, 1)
         assert ingress.stop() == 0
         ingress.check_log()
         journal = {"SB_PUBLIC_URL": journaled(ingress)}
@@ -243,7 +214,7 @@ def test_readme_nginx_mtls():
         ingress = Ingress(port=ingress_port, env={"SB_PUBLIC_URL": None, "SB_TRUST_PROXY": "1",
                                                   "SB_HTTP_MAX_CONN_PER_IP": "0"})
         ingress.start()
-        seen["Twilio, SB_TRUST_PROXY=1"] = post_twilio(port, bare, 2)
+        seen["Twilio, SB_TRUST_PROXY=1"] = post_twilio(nginx, bare, public, 2)
         assert ingress.stop() == 0
         ingress.check_log()
         journal["SB_TRUST_PROXY=1"] = journaled(ingress)

@@ -29,6 +29,7 @@ develop=(
   wrk                        # bench/
   docker-compose             # validates docker-compose.yml (no engine needed)
   chromium chromium-driver python3-selenium   # tests/integration/test_console.py drives the console's page
+  nginx                      # tests/integration/test_nginx_mtls.py runs README's nginx block (its own child, never the service)
 )
 runtime=(
   libczmq4 libzmq5 libcivetweb1 libprotobuf-c1 libjansson4

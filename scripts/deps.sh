@@ -70,4 +70,12 @@ fi
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+# nginx is here for its binary (tests/integration/test_nginx_mtls.py runs its
+# own); on a machine with systemd the package also starts the system service
+# on port 80, which nothing of switchboard wants.
+if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl is-active --quiet nginx 2>/dev/null; then
+  echo "deps.sh: stopping and disabling the nginx service the package started (only its binary is used)"
+  "${as_root[@]}" systemctl disable --now nginx || true
+fi
 echo "deps.sh: done"

@@ -474,9 +474,11 @@ s_same_key (const sb_event_t *e, const char *ingress, const char *epoch, int64_t
 }
 
 //  Mark the events the INSERT returned (id, ingress_id, epoch, seq) as
-//  fresh. Rows come back in insertion order in practice; a row that does
-//  not is looked up from the start, and one whose ingress id or epoch we
-//  had to re-encode is matched by seq alone.
+//  fresh. Rows come back in insertion order in practice, which is journal
+//  order (sb_store_write_sql.c), the batch's own when it holds one
+//  ingress's events; a row out of batch order is looked up from the start,
+//  and one whose ingress id or epoch we had to re-encode is matched by seq
+//  alone.
 static int
 s_batch_mark_fresh (sb_store_batch_t *b, const PGresult *r, size_t *stored)
 {

@@ -8,7 +8,12 @@
 */
 #include "sb_store_batch.h"
 
-//  events: every event of the batch; returns the new ones.
+//  events: every event of the batch; returns the new ones. Inserted in
+//  journal order (ingress id, epoch, seq), not the batch's: dispatchers
+//  that receive the same records from several ingresses interleave the
+//  ingresses' streams differently, and two transactions inserting the same
+//  rows in opposite orders wait on each other's unique-index entries until
+//  PostgreSQL aborts one (deadlock detected, seen by test_fault_lb).
 static const uint32_t s_events_oids[EV_COLS] = {
     SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
     SB_PGARRAY_OID_TEXT,        SB_PGARRAY_OID_TEXT,  SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
@@ -23,6 +28,7 @@ static const char s_events_sql[] =
     " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],"
     " $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bytea[],"
     " $19::bytea[])"
+    " ORDER BY 1, 2, 3"
     " ON CONFLICT DO NOTHING"
     " RETURNING id, ingress_id, epoch, seq";
 

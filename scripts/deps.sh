@@ -29,7 +29,8 @@ develop=(
   wrk                        # bench/
   docker-compose             # validates docker-compose.yml (no engine needed)
   chromium chromium-driver python3-selenium   # tests/integration/test_console.py drives the console's page
-  nginx                      # tests/integration/test_nginx_mtls.py runs README's nginx block (its own child, never the service)
+  nginx                      # tests/integration/test_nginx_mtls.py, test_lb_nginx.py run README's nginx blocks (their own child, never the service)
+  haproxy                    # tests/integration/test_fault_lb.py runs README's HAProxy block (its own child, never the service)
 )
 runtime=(
   libczmq4 libzmq5 libcivetweb1 libprotobuf-c1 libjansson4
@@ -70,12 +71,16 @@ fi
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -q --no-install-recommends "${missing[@]}"
-# nginx is here for its binary (tests/integration/test_nginx_mtls.py runs its
-# own); on a machine with systemd the package also starts the system service
-# on port 80, which nothing of switchboard wants.
-if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1 &&
-  systemctl is-active --quiet nginx 2>/dev/null; then
-  echo "deps.sh: stopping and disabling the nginx service the package started (only its binary is used)"
-  "${as_root[@]}" systemctl disable --now nginx || true
+# nginx and haproxy are here for their binaries (the tests run their own, as
+# children, on loopback); on a machine with systemd each package also starts
+# its system service (nginx on port 80, haproxy on Debian's sample
+# configuration), which nothing of switchboard wants.
+if command -v systemctl >/dev/null 2>&1; then
+  for service in nginx haproxy; do
+    if [[ " ${missing[*]} " == *" $service "* ]] && systemctl is-active --quiet "$service" 2>/dev/null; then
+      echo "deps.sh: stopping and disabling the $service service the package started (only its binary is used)"
+      "${as_root[@]}" systemctl disable --now "$service" || true
+    fi
+  done
 fi
 echo "deps.sh: done"

@@ -275,13 +275,17 @@ class Load:
             return len(self.answers) / max(1e-3, self.answers[-1][0] - self.started)
 
 
-def post_until_acked(port, webhooks, timeout=60):
-    """Post each webhook until it is answered 200, as a provider retries."""
+def post_until_acked(port, webhooks, timeout=60, context=None):
+    """Post each webhook until it is answered 200, as a provider retries;
+    over HTTPS with an ssl `context`."""
     deadline = time.time() + timeout
     for w in webhooks:
         while True:
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                if context is not None:
+                    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("POST", w.path, body=w.body, headers=w.headers)
                 status = conn.getresponse().status
                 conn.close()

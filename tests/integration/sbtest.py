@@ -79,6 +79,15 @@ def free_port():
     raise AssertionError("no free port found")
 
 
+def readme_block(after, lang):
+    """The first ```lang fenced block of README.md after the text `after`,
+    as README has it (a test substitutes addresses, ports and paths only)."""
+    with open(os.path.join(os.path.dirname(TESTS), "README.md")) as f:
+        text = f.read()
+    start = text.index("```%s\n" % lang, text.index(after)) + len("```%s\n" % lang)
+    return text[start:text.index("\n```", start)] + "\n"
+
+
 def conformance(name, mode="rb"):
     with open(os.path.join(CONFORMANCE, name), mode) as f:
         return f.read()

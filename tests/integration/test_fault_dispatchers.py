@@ -55,10 +55,15 @@ def _sms(tag, contact, k, public_url):
 
 
 class Conversations:
-    """Contacts writing three messages each, in sequence, from a few threads."""
+    """Contacts writing three messages each, in sequence, from a few threads,
+    to the stack's ingress or to `port` (over HTTPS with an ssl `context`),
+    `pause` seconds between a contact's messages."""
 
-    def __init__(self, stack, tag, contacts, threads=6):
+    def __init__(self, stack, tag, contacts, threads=6, port=None, context=None, pause=0.01):
         self.stack = stack
+        self.pause = pause
+        self.port = port or stack.ingress.port
+        self.context = context
         self.hooks = [_sms(tag, c, k, stack.public_url) for c in range(contacts) for k in range(3)]
         self.contacts = contacts
         self.threads = threads
@@ -75,10 +80,10 @@ class Conversations:
             if c >= self.contacts:
                 return
             for k in range(3):
-                sbload.post_until_acked(self.stack.ingress.port, [self.hooks[c * 3 + k]])
+                sbload.post_until_acked(self.port, [self.hooks[c * 3 + k]], context=self.context)
                 with self.lock:
                     self.acked += 1
-                time.sleep(0.01)
+                time.sleep(self.pause)
 
     def start(self):
         for _ in range(self.threads):

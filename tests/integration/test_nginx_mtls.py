@@ -43,7 +43,6 @@ from sbtest import Ingress
 from test_tls import https, make_cert, post_twilio
 from test_tls_mtls import META_CN, context, make_ca, make_client, post_meta
 
-README = os.path.join(sbtest.REPO, "README.md")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
@@ -59,12 +58,7 @@ def find_nginx():
 
 def readme_nginx_block():
     """The ```nginx block of README's "mTLS for Meta", as README has it."""
-    with open(README) as f:
-        text = f.read()
-    anchor = text.index("The same behind nginx, which then terminates TLS")
-    start = text.index("```nginx\n", anchor) + len("```nginx\n")
-    end = text.index("\n```", start)
-    return text[start:end] + "\n"
+    return sbtest.readme_block("The same behind nginx, which then terminates TLS", "nginx")
 
 
 def substitute(block, directive, value, want=1):
@@ -84,6 +78,12 @@ def nginx_conf(block, runtime, port, server, meta_ca, ingress_port):
     upstream = "http://127.0.0.1:%d" % ingress_port
     block, n = re.subn(r"(proxy_pass\s+)http://[^;/]+", lambda m: m.group(1) + upstream, block)
     assert n >= 1, "README's nginx block proxies nowhere:\n" + block
+    return main_conf(block, runtime)
+
+
+def main_conf(block, runtime):
+    """A minimal nginx.conf around a README block of `http` directives:
+    daemon off, pid, logs and temp paths in `runtime`."""
     temp = "\n".join("    %s_temp_path %s;" % (kind, os.path.join(runtime, kind))
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # As root, nginx's workers drop to `user` (the package's own is www-data;

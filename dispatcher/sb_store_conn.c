@@ -79,8 +79,16 @@ sb_store_log_result (sb_store_t *self, const PGresult *result, const char *what)
         message = self->conn ? PQerrorMessage (self->conn) : "connection dropped";
     const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
     snprintf (self->sqlstate, sizeof self->sqlstate, "%s", state ? state : "");
-    sb_log_every (&self->log_result, SB_LOG_ERROR, S_MODULE, "%s failed error=\"%s\" sqlstate=%s",
-                  what, sb_store_line (message, line, sizeof line), state ? state : "-");
+    //  A deadlock or serialization failure is PostgreSQL ending one of two
+    //  transactions that crossed (several dispatchers storing one webhook
+    //  that two ingresses journaled: docs/internals.md, "Several
+    //  ingresses"); its callers try the work again (a batch, a settle, a
+    //  lease tick), so it is a warning, not an error.
+    bool transient = state && (!strcmp (state, "40P01") || !strcmp (state, "40001"));
+    sb_log_every (&self->log_result, transient ? SB_LOG_WARN : SB_LOG_ERROR, S_MODULE,
+                  "%s failed error=\"%s\" sqlstate=%s%s", what,
+                  sb_store_line (message, line, sizeof line), state ? state : "-",
+                  transient ? " (crossed another transaction: PostgreSQL ended this one)" : "");
 }
 
 bool

@@ -13,22 +13,12 @@ import urllib.request
 
 import sbtest
 from sbtest import Postgres, Stack
+from test_dispatcher import meta_text
 
 PG = None
 META_RATE = 5     # per second, per phone number id
 TWILIO_RATE = 4   # per second, per From number
 PHONE_NUMBER_ID = "106540352242922"  # tests/conformance/meta-text.json
-
-
-def meta_text(wamid, text, frm):
-    doc = json.loads(sbtest.conformance("meta-text.json"))
-    value = doc["entry"][0]["changes"][0]["value"]
-    value["messages"][0]["id"] = wamid
-    value["messages"][0]["text"]["body"] = text
-    value["messages"][0]["from"] = frm
-    value["contacts"][0]["wa_id"] = frm
-    value["messages"][0]["timestamp"] = str(int(time.time()))
-    return json.dumps(doc).encode()
 
 
 def sms(sid, text, frm, to):

@@ -150,8 +150,12 @@ SB_SETTING (META_APP_ID, CLI, NULL, S_DIGITS, 0, 0, false,
             "the Meta app's id: switchboard doctor checks its webhook subscription, switchboard connect meta sets it by default")
 SB_SETTING (META_WABA_ID, CLI, NULL, S_DIGITS, 0, 0, false,
             "the WhatsApp Business Account id: switchboard doctor checks the app is subscribed to it, switchboard connect meta subscribes it by default")
-SB_SETTING (SB_SEND_CONCURRENCY, DIS, "32", S_INT, 1, 1024, false,
-            "most provider requests (and bot forwards) in flight at once")
+SB_SETTING (SB_SEND_CONCURRENCY, DIS, "256", S_INT, 1, 1024, false,
+            "most provider requests (and bot forwards) in flight at once; at 200 ms a send, 256 carry over 1,000 replies a second (bench/README.md)")
+SB_SETTING (SB_META_SEND_RATE, DIS, "80", S_INT, 0, 100000, false,
+            "most sends a second per Meta phone number id (Meta's default throughput is 80; 0: no limit); a conversation's order holds")
+SB_SETTING (SB_TWILIO_SEND_RATE, DIS, "0", S_INT, 0, 100000, false,
+            "most sends a second per Twilio From number (0: no limit); a conversation's order holds")
 SB_SETTING (SB_SEND_TIMEOUT_MS, DIS, "10000", S_INT, 100, 600000, false,
             "total time allowed for one provider request; past it the send is retried")
 SB_SETTING (SB_SEND_CONNECT_TIMEOUT_MS, DIS, "3000", S_INT, 100, 600000, false,

@@ -38,6 +38,24 @@
     clean stop, once its sends are recorded, it gives its partitions up
     at once (sb_store_lease_release).
 
+    Send rates (sb_ratelimit). Rows are claimed as the sender has room,
+    but a reply goes out only when its sender's token bucket has a token
+    (SB_META_SEND_RATE per Meta phone number id, SB_TWILIO_SEND_RATE per
+    Twilio From number) and its (sender, recipient) pair is not backing
+    off after Meta's 131056. Until then the claimed row waits in `held`,
+    in claim order, still "sending" in PostgreSQL: so it stays the next
+    row of its conversation (the claim takes no later row of it while one
+    is sending) and a limit never reorders a conversation. Held rows count
+    against SB_SEND_CONCURRENCY (a claim asks for the room left after
+    them), which bounds them; a sender at its limit may fill that room
+    while others wait (their rows claimed as slots free). A 131056 backs
+    off the pair alone (6 s doubling to 60 s, sb_ratelimit) and its row's
+    retry is scheduled for when the backoff ends; other recipients of the
+    same number, and the number's bucket, are untouched. On a clean stop
+    held rows are recorded as a retry due at once (an attempt counted),
+    so their partitions can be given up. Forwards to bots are not
+    limited.
+
     PostgreSQL: every round trip has a deadline (SB_PG_TIMEOUT_MS); after a
     failure the actor tries again after a backoff (100 ms doubling to 5 s),
     sending meanwhile. Readiness is the age of the last successful round
@@ -67,15 +85,19 @@
 #include "sb_log.h"
 #include "sb_outcome.h"
 #include "sb_partition.h"
+#include "sb_ratelimit.h"
 #include "sb_sender.h"
 #include "sb_store.h"
 
 #define S_POLL_MS 100
 #define S_PENDING_MAX 4096
-#define S_RECORD_BATCH 256        //  send results recorded per transaction
-#define S_DB_BACKOFF_MIN_MS 100   //  first wait after a PostgreSQL failure
-#define S_DB_BACKOFF_MAX_MS 5000  //  longest
-#define S_SOCKETS_MIN 16          //  libcurl sockets the poll has room for at first
+#define S_RECORD_BATCH 256         //  send results recorded per transaction
+#define S_DB_BACKOFF_MIN_MS 100    //  first wait after a PostgreSQL failure
+#define S_DB_BACKOFF_MAX_MS 5000   //  longest
+#define S_SOCKETS_MIN 16           //  libcurl sockets the poll has room for at first
+#define S_LIMIT_SENDERS 4096       //  token buckets kept (sb_ratelimit)
+#define S_LIMIT_PAIRS 16384        //  pair backoffs kept
+#define S_META_PAIR_CODE "131056"  //  Meta: (business, consumer) pair rate limit hit
 
 typedef struct {
     sb_delivery_t *shared;      //  the atomics
@@ -89,6 +111,9 @@ typedef struct {
     char *dispatcher_id;        //  SB_DISPATCHER_ID: the name its leases and outcomes carry
     int64_t lease_ms;           //  3/4 of SB_DISPATCHER_FAILOVER_MS
     int64_t tick_ms;            //  1/8 of it: how often the leases are renewed
+    int64_t meta_rate;          //  SB_META_SEND_RATE (0: none)
+    int64_t twilio_rate;        //  SB_TWILIO_SEND_RATE (0: none)
+    size_t concurrency;         //  SB_SEND_CONCURRENCY: bound of held plus in flight
 } s_args_t;
 
 struct sb_delivery_t {
@@ -97,6 +122,13 @@ struct sb_delivery_t {
     _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
     s_args_t *args;              //  what the actor reads
 };
+
+//  A reply in flight, by outbox id: what its result's limits need.
+typedef struct {
+    int64_t id;       //  outbox id
+    char *sender;     //  bucket key ("meta:" phone number id, "twilio:" From)
+    char *recipient;  //  the contact's address
+} s_sent_t;
 
 typedef struct {
     s_args_t *args;
@@ -134,6 +166,16 @@ typedef struct {
     sb_metric_t *m_moves[2];     //  partitions taken, given up
     sb_metric_t *m_recovered;    //  rows another left sending, put back
     sb_metric_t *m_fenced;       //  send results fenced off
+    sb_ratelimit_t *limits;      //  buckets per sender, pair backoffs
+    sb_outbox_item_t *held;      //  claimed rows waiting for their sender's rate, claim order
+    size_t held_count;           //  how many
+    bool *held_waited;           //  per held row: its wait was counted in m_waits
+    int64_t held_next;    //  monotonic ms when a held row may go (INT64_MAX: none waits on time)
+    s_sent_t *sent;       //  replies in flight: their sender and recipient
+    size_t sent_count;    //  how many
+    sb_metric_t *m_held;  //  rows held back by a limit now
+    sb_metric_t *m_waits[2];   //  rows held back: by the sender's rate, by a pair backoff
+    sb_metric_t *m_pair_hits;  //  131056 answers (pair backoffs begun)
 } self_t;
 
 static const char *s_states[2] = {"pending", "sending"};
@@ -147,6 +189,16 @@ s_self_destroy (self_t **self_p)
     for (size_t i = 0; i < self->pending_count; i++)
         sb_outbox_result_free (&self->pending[i]);
     free (self->pending);
+    for (size_t i = 0; i < self->held_count; i++)
+        sb_outbox_item_free (&self->held[i]);
+    free (self->held);
+    free (self->held_waited);
+    for (size_t i = 0; i < self->sent_count; i++) {
+        free (self->sent[i].sender);
+        free (self->sent[i].recipient);
+    }
+    free (self->sent);
+    sb_ratelimit_destroy (&self->limits);
     sb_sender_destroy (&self->sender);
     sb_store_destroy (&self->store);
     free (self->items);
@@ -167,13 +219,19 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->pipe = pipe;
     self->db_backoff_ms = S_DB_BACKOFF_MIN_MS;
     self->pending = calloc (S_PENDING_MAX, sizeof *self->pending);
+    self->held = calloc (args->concurrency, sizeof *self->held);
+    self->held_waited = calloc (args->concurrency, sizeof *self->held_waited);
+    self->sent = calloc (args->concurrency, sizeof *self->sent);
+    self->held_next = INT64_MAX;
+    self->limits = sb_ratelimit_new (S_LIMIT_SENDERS, S_LIMIT_PAIRS);
     self->items_cap = 2 + S_SOCKETS_MIN;
     self->items = calloc (self->items_cap, sizeof *self->items);
     self->fds = calloc (self->items_cap, sizeof *self->fds);
     self->settle_log = (sb_log_every_t) SB_LOG_EVERY (1000);
     self->wake = zsock_new (ZMQ_PULL);
     self->push = zsock_new (ZMQ_PUSH);
-    if (!self->pending || !self->items || !self->fds || !self->wake || !self->push)
+    if (!self->pending || !self->items || !self->fds || !self->wake || !self->push || !self->held
+        || !self->held_waited || !self->sent || !self->limits)
         goto fail;
     if (zsock_bind (self->wake, "%s", args->wake) < 0
         || zsock_connect (self->push, "%s", args->outcomes) < 0)
@@ -223,6 +281,17 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->m_recovered =
         sb_metrics_counter (m, "sb_dispatcher_rows_recovered_total",
                             "Rows another dispatcher left sending, put back to pending", NULL);
+    self->m_held = sb_metrics_gauge (
+        m, "sb_sends_held", "Claimed replies waiting for their sender's send rate or pair backoff",
+        NULL);
+    self->m_waits[0] =
+        sb_metrics_counter (m, "sb_sends_rate_waits_total", "Replies held back a while by a limit",
+                            "limit=\"sender_rate\"");
+    self->m_waits[1] = sb_metrics_counter (
+        m, "sb_sends_rate_waits_total", "Replies held back a while by a limit", "limit=\"pair\"");
+    self->m_pair_hits =
+        sb_metrics_counter (m, "sb_sends_pair_backoffs_total",
+                            "Meta 131056 answers: a (number, recipient) pair backed off", NULL);
     self->m_fenced = sb_metrics_counter (
         m, "sb_send_results_fenced_total",
         "Send results not recorded: their row was no longer this dispatcher's claim", NULL);
@@ -285,12 +354,135 @@ s_self_publish (self_t *self, const sb_send_result_t *r, bool dead)
     sb_outcome_send (self->push, self->args->dispatcher_id, kind, o);
 }
 
+//  A reply's bucket key and rate: its Meta phone number id, or its Twilio
+//  From number. 0 (no limit) for forwards and for a sender without a rate.
+static int64_t
+s_self_sender (self_t *self, const sb_outbox_item_t *item, char *key, size_t size)
+{
+    *key = 0;
+    if (item->kind != SB_OUTBOX_REPLY)
+        return 0;
+    bool meta = item->provider == SB_PROVIDER_META;
+    snprintf (key, size, "%s:%s", meta ? "meta" : "twilio",
+              meta ? (item->account ? item->account : "") : (item->from ? item->from : ""));
+    return meta ? self->args->meta_rate : self->args->twilio_rate;
+}
+
+//  A result's limits: a Meta 131056 backs off its pair and puts its retry
+//  at the backoff's end; a reply that went through ends its pair's backoff.
+static void
+s_self_limits_result (self_t *self, sb_send_result_t *result)
+{
+    size_t i = 0;
+    while (i < self->sent_count && self->sent[i].id != result->id)
+        i++;
+    if (i == self->sent_count)
+        return;
+    s_sent_t sent = self->sent[i];
+    self->sent[i] = self->sent[--self->sent_count];
+    if (result->outcome == SB_SEND_SENT)
+        sb_ratelimit_pair_ok (self->limits, sent.sender, sent.recipient);
+    else if (result->outcome == SB_SEND_RETRY && result->provider == SB_PROVIDER_META
+             && result->error_code && strcmp (result->error_code, S_META_PAIR_CODE) == 0) {
+        int64_t wait = sb_ratelimit_pair_hit (self->limits, sent.sender, sent.recipient,
+                                              result->retry_after_ms, zclock_mono ());
+        result->retry_after_ms = wait;
+        sb_metric_add (self->m_pair_hits, 1);
+        sb_info ("delivery", "pair backs off sender=%s wait_ms=%lld id=%lld", sent.sender,
+                 (long long) wait, (long long) result->id);
+    }
+    free (sent.sender);
+    free (sent.recipient);
+}
+
+//  Send the held rows whose sender has a token and whose pair is not
+//  backing off, in claim order, as the sender has room; note when the
+//  first of the others may go.
+static void
+s_self_release (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    int64_t next = INT64_MAX;
+    size_t kept = 0;
+    for (size_t i = 0; i < self->held_count; i++) {
+        sb_outbox_item_t *item = &self->held[i];
+        char key[160];
+        int64_t rate = s_self_sender (self, item, key, sizeof key);
+        int64_t wait = 0;
+        if (sb_sender_room (self->sender) == 0)
+            wait = -1;  //  no slot: the next result frees one
+        else if (*key && item->provider == SB_PROVIDER_META && item->to) {
+            wait = sb_ratelimit_pair_wait (self->limits, key, item->to, now);
+            if (wait > 0 && !self->held_waited[i])
+                sb_metric_add (self->m_waits[1], 1), self->held_waited[i] = true;
+        }
+        if (wait == 0 && rate > 0) {
+            wait = sb_ratelimit_take (self->limits, key, rate, now);
+            if (wait > 0 && !self->held_waited[i])
+                sb_metric_add (self->m_waits[0], 1), self->held_waited[i] = true;
+        }
+        if (wait != 0) {
+            if (wait > 0 && now + wait < next)
+                next = now + wait;
+            self->held_waited[kept] = self->held_waited[i];
+            self->held[kept++] = *item;
+            continue;
+        }
+        if (*key && self->sent_count < self->args->concurrency) {
+            self->sent[self->sent_count] =
+                (s_sent_t){.id = item->id,
+                           .sender = strdup (key),
+                           .recipient = strdup (item->to ? item->to : "")};
+            if (self->sent[self->sent_count].sender && self->sent[self->sent_count].recipient)
+                self->sent_count++;
+            else {
+                free (self->sent[self->sent_count].sender);
+                free (self->sent[self->sent_count].recipient);
+            }
+        }
+        sb_sender_submit (self->sender, item);
+        sb_outbox_item_free (item);
+    }
+    self->held_count = kept;
+    self->held_next = next;
+    sb_metric_set (self->m_held, (int64_t) kept);
+}
+
+//  On a clean stop: the held rows become retries due at once, so that
+//  their partitions can be given up (the attempt is counted).
+static void
+s_self_unhold (self_t *self)
+{
+    for (size_t i = 0; i < self->held_count; i++) {
+        sb_outbox_item_t *item = &self->held[i];
+        if (self->pending_count == S_PENDING_MAX) {
+            sb_outbox_item_free (item);  //  left sending: whoever takes its partition resends it
+            continue;
+        }
+        sb_send_result_t *r = &self->pending[self->pending_count++];
+        *r = (sb_send_result_t){.id = item->id,
+                                .kind = item->kind,
+                                .provider = item->provider,
+                                .outcome = SB_SEND_RETRY,
+                                .provider_id = strdup (""),
+                                .bot_text = strdup (""),
+                                .error_code = strdup (""),
+                                .error = strdup ("not sent: held back by a send rate when the "
+                                                 "dispatcher stopped"),
+                                .retry_after_ms = 0};
+        snprintf (r->claim_token, sizeof r->claim_token, "%s", item->claim_token);
+        sb_outbox_item_free (item);
+    }
+    self->held_count = 0;
+}
+
 static void
 s_self_collect (self_t *self)
 {
     sb_send_result_t result;
     while (self->pending_count < S_PENDING_MAX
            && sb_sender_next_result (self->sender, &result) == 1) {
+        s_self_limits_result (self, &result);
         int o = result.outcome >= 1 && result.outcome <= 3 ? result.outcome : 3;
         int target = result.kind == SB_OUTBOX_FORWARD      ? 2
                      : result.provider == SB_PROVIDER_META ? 1
@@ -311,9 +503,10 @@ s_self_settle (self_t *self, bool claim)
 {
     for (;;) {
         size_t n = self->pending_count < S_RECORD_BATCH ? self->pending_count : S_RECORD_BATCH;
-        size_t room = claim && self->pending_count - n <= S_PENDING_MAX / 2
-                          ? sb_sender_room (self->sender)
-                          : 0;
+        //  Held rows take their slots too (see the note above).
+        size_t slots = sb_sender_room (self->sender);
+        slots = slots > self->held_count ? slots - self->held_count : 0;
+        size_t room = claim && self->pending_count - n <= S_PENDING_MAX / 2 ? slots : 0;
         if ((n == 0 && room == 0) || !s_self_db (self))
             return;
         bool dead[S_RECORD_BATCH];
@@ -340,11 +533,19 @@ s_self_settle (self_t *self, bool claim)
         memmove (self->pending, self->pending + n,
                  (self->pending_count - n) * sizeof *self->pending);
         self->pending_count -= n;
+        //  Claimed rows go out through the limits, in claim order.
         for (int i = 0; i < claimed; i++) {
-            sb_sender_submit (self->sender, &items[i]);
-            sb_outbox_item_free (&items[i]);
+            if (self->held_count < self->args->concurrency) {
+                self->held_waited[self->held_count] = false;
+                self->held[self->held_count++] = items[i];
+            }
+            else {
+                sb_sender_submit (self->sender, &items[i]);  //  not reached: room bounds it
+                sb_outbox_item_free (&items[i]);
+            }
         }
         free (items);
+        s_self_release (self);
         if (room > 0)
             claim = false;  //  claimed once: the next claim waits for a reason
         if (self->pending_count == 0)
@@ -361,13 +562,15 @@ s_self_reclaim (self_t *self)
         return;
     if (self->reclaim_until == 0)
         self->reclaim_until = now + 2 * (int64_t) self->args->timeout_ms;
-    size_t cap = self->pending_count + sb_sender_held (self->sender, NULL, 0);
+    size_t cap = self->pending_count + self->held_count + sb_sender_held (self->sender, NULL, 0);
     int64_t *held = malloc ((cap ? cap : 1) * sizeof *held);
     if (!held)
         return;
     size_t n = 0;
     for (; n < self->pending_count; n++)
         held[n] = self->pending[n].id;
+    for (size_t i = 0; i < self->held_count; i++)
+        held[n++] = self->held[i].id;
     n += sb_sender_held (self->sender, held + n, cap - n);
     int rc = sb_store_reclaim (self->store, held, n);
     free (held);
@@ -523,6 +726,8 @@ s_delivery_actor (zsock_t *pipe, void *arg)
             s_self_refresh_depth (self);
             next_depth = now + 1000;
         }
+        if (self->held_count > 0)
+            s_self_release (self);
         sb_metric_set (self->m_inflight, (int64_t) sb_sender_in_flight (self->sender));
         //  Wait for the pipe, a WAKE or libcurl: until the next periodic
         //  claim, or while results wait for PostgreSQL, its next try.
@@ -531,10 +736,14 @@ s_delivery_actor (zsock_t *pipe, void *arg)
                                                  : 0;
         if (self->next_tick < until)
             until = self->next_tick;
+        if (self->held_count > 0 && self->held_next < until)
+            until = self->held_next;
         if (s_self_poll (self, until))
             claim = true;
     }
-    //  Let transfers in flight finish (bounded by their timeouts) and record them.
+    //  Rows held back by a limit are not sent now; transfers in flight
+    //  finish (bounded by their timeouts); all are recorded.
+    s_self_unhold (self);
     int64_t deadline = zclock_mono () + 5000;
     while (sb_sender_in_flight (self->sender) > 0 && zclock_mono () < deadline) {
         sb_sender_perform (self->sender, 50);
@@ -597,6 +806,11 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     int64_t failover = sb_config_int (config, SB_CFG_SB_DISPATCHER_FAILOVER_MS);
     args->lease_ms = failover * 3 / 4;
     args->tick_ms = failover / 8;
+    args->meta_rate = sb_config_int (config, SB_CFG_SB_META_SEND_RATE);
+    args->twilio_rate = sb_config_int (config, SB_CFG_SB_TWILIO_SEND_RATE);
+    args->concurrency = (size_t) sb_config_int (config, SB_CFG_SB_SEND_CONCURRENCY);
+    if (args->concurrency == 0)
+        args->concurrency = 1;
     if (!args->conninfo || !args->outcomes || !args->wake || !args->dispatcher_id)
         goto fail;
     self->actor = sb_actor_new (s_delivery_actor, args);

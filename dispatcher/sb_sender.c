@@ -16,7 +16,10 @@
     One thread owns a sender (the dispatcher's sending loop): nothing here
     locks. Concurrency is bounded by refusing submissions past
     SB_SEND_CONCURRENCY transfers in flight (sb_sender_room says how many
-    more fit), so the outbox claims only what can start now. TLS
+    more fit), so the outbox claims only what can start now. Connections
+    are reused: kept alive in the multi handle's cache (as many as the
+    concurrency), and over TLS HTTP/2 is asked for (ALPN) with transfers
+    multiplexed as streams on a connection; plain http stays HTTP/1.1. TLS
     verification is libcurl's default and is never turned off. Only http
     and https are allowed, redirects are not followed, each answer body is
     capped at S_BODY_MAX (the rest is read and dropped) and Retry-After is
@@ -619,8 +622,16 @@ sb_sender_new (const sb_config_t *config)
         sb_log (SB_LOG_ERROR, S_MODULE, "curl_multi_init failed");
         goto fail;
     }
-    //  Keep a warm connection per transfer slot.
+    //  Keep a warm connection per transfer slot, and at most that many to
+    //  one host: past it libcurl queues a transfer for a connection that
+    //  frees rather than opening more. Where the provider speaks HTTP/2
+    //  (over TLS: graph.facebook.com and api.twilio.com negotiate it by
+    //  ALPN) transfers share connections as streams (CURLPIPE_MULTIPLEX);
+    //  over plain http (the sandbox on loopback) it stays HTTP/1.1, one
+    //  request per kept-alive connection at a time.
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->concurrency);
+    curl_multi_setopt (self->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) self->concurrency);
+    curl_multi_setopt (self->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_on_socket);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
     return self;
@@ -769,6 +780,12 @@ s_transfer_setup (sb_sender_t *self, s_transfer_t *transfer, const char *url, lo
         || curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_USERAGENT, S_USER_AGENT) != CURLE_OK
+        //  HTTP/2 where TLS offers it, else HTTP/1.1 kept alive; a new
+        //  transfer waits for a connection that may multiplex it rather
+        //  than opening one of its own.
+        || curl_easy_setopt (easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS) != CURLE_OK
+        || curl_easy_setopt (easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK
+        || curl_easy_setopt (easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_WRITEDATA, transfer) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header) != CURLE_OK

@@ -37,7 +37,7 @@ s_usage (FILE *out)
     fprintf (
         out,
         "Usage: switchboard sandbox [--listen [HOST:]PORT] [--callbacks URL]\n"
-        "                           [--callback-delay-ms MS] [--threads N]\n"
+        "                           [--callback-delay-ms MS] [--latency-ms MS] [--threads N]\n"
         "                           [--twilio-number +E164]... [--meta-app-id ID]\n"
         "\n"
         "Fake Twilio Messages API and Meta WhatsApp Cloud API on loopback, for local runs\n"
@@ -50,7 +50,10 @@ s_usage (FILE *out)
         "                           SB_SANDBOX_CALLBACKS): after each accepted send, post the\n"
         "                           signed status callbacks \"sent\" then \"delivered\" there\n"
         "  --callback-delay-ms MS   pause before each callback (default 100)\n"
-        "  --threads N              HTTP worker threads (default 64)\n"
+        "  --latency-ms MS          answer every provider request after MS (default 0;\n"
+        "                           benchmarks: real APIs take 100 to 300 ms)\n"
+        "  --threads N              HTTP worker threads, one per open connection (default\n"
+        "                           512: a dispatcher opens up to SB_SEND_CONCURRENCY)\n"
         "  --twilio-number +E164    a phone number the account holds at start, with empty\n"
         "                           URLs (repeatable; also TWILIO_PHONE_NUMBER)\n"
         "  --meta-app-id ID         the app a WABA subscription by META_ACCESS_TOKEN is for\n"
@@ -63,7 +66,8 @@ s_usage (FILE *out)
         "  POST /{version}/{phone_number_id}/messages             Meta (Bearer token)\n"
         "  GET  /_sandbox/requests[?since=SEQ]   every request recorded, as JSON\n"
         "  DELETE /_sandbox/requests             clear the record\n"
-        "  POST /_sandbox/fail?count=N&mode=500|429|slow|meta131047[&retry_after=S]\n"
+        "  POST /_sandbox/fail?count=N&mode=500|429|slow|meta131047|meta131056\n"
+        "       [&retry_after=S]\n"
         "       [&delay_ms=MS][&provider=twilio|meta]   fail the next N requests\n"
         "  POST /_sandbox/fail?rate=R&mode=500|429|mixed   fail a random share R (0..1)\n"
         "  GET|DELETE /_sandbox/fail             show or clear the plan\n"
@@ -115,13 +119,17 @@ main (int argc, char **argv)
         {"callbacks", required_argument, NULL, 'c'},
         {"callback-delay-ms", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
+        {"latency-ms", required_argument, NULL, 'L'},
         {"twilio-number", required_argument, NULL, 'n'},
         {"meta-app-id", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *callbacks = NULL;
-    long delay_ms = 100, threads = 64;
+    //  civetweb holds a worker per open connection, idle keep-alive ones
+    //  included, and a dispatcher keeps up to SB_SEND_CONCURRENCY (256)
+    //  connections: fewer workers would make its connections queue.
+    long delay_ms = 100, threads = 512, latency_ms = 0;
     const char *meta_app_id = "0";
     const char *numbers[S_NUMBERS_MAX + 1];
     size_t num_numbers = 0;
@@ -135,6 +143,11 @@ main (int argc, char **argv)
                 if (sb_sandbox_parse_long (optarg, 0, 600000, &delay_ms))
                     return sb_cli_usage_error (
                         S_CMD, "--callback-delay-ms %s: expected 0 to 600000", optarg);
+                break;
+            case 'L':
+                if (sb_sandbox_parse_long (optarg, 0, 60000, &latency_ms))
+                    return sb_cli_usage_error (S_CMD, "--latency-ms %s: expected 0 to 60000",
+                                               optarg);
                 break;
             case 't':
                 if (sb_sandbox_parse_long (optarg, 2, 1024, &threads))
@@ -218,6 +231,7 @@ main (int argc, char **argv)
     self->prefix = sb_config_str (config, SB_CFG_SB_PATH_PREFIX);
     self->callbacks = callbacks_url;
     self->callback_delay_ms = delay_ms;
+    self->latency_ms = latency_ms;
     atomic_init (&self->stopping, 0);
     sb_sandbox_plan_reset (&self->plan);
     pthread_mutex_init (&self->lock, NULL);
@@ -301,9 +315,10 @@ main (int argc, char **argv)
     int port = n_bound > 0 ? bound[0].port : 0;
     printf ("switchboard sandbox listening on http://%s:%d\n", host, port);
     fflush (stdout);
-    sb_info (SB_SANDBOX_MODULE, "listening addr=%s:%d callbacks=%s twilio=%s meta=%s", host, port,
-             *self->callbacks ? self->callbacks : "off", *self->account_sid ? "on" : "off",
-             *self->meta_token ? "on" : "off");
+    sb_info (SB_SANDBOX_MODULE,
+             "listening addr=%s:%d callbacks=%s twilio=%s meta=%s latency_ms=%ld threads=%ld", host,
+             port, *self->callbacks ? self->callbacks : "off", *self->account_sid ? "on" : "off",
+             *self->meta_token ? "on" : "off", latency_ms, threads);
 
     while (!sb_cli_interrupted ()) {
         struct timespec ts = {0, 50 * 1000000L};

@@ -384,6 +384,13 @@ sb_sandbox_handler (struct mg_connection *conn, void *cbdata)
         int concurrent = ++self->in_flight;
         pthread_mutex_unlock (&self->lock);
         json_object_set_new (record, "concurrent", json_integer (concurrent));
+        //  --latency-ms: the provider's own time to answer. The worker
+        //  sleeps, which costs no concurrency: civetweb gives each open
+        //  connection a worker of its own, and an HTTP/1.1 client sends
+        //  its next request on a connection only once answered (see
+        //  --threads in main.c).
+        if (self->latency_ms > 0)
+            s_sleep_ms (self, self->latency_ms);
         long retry_after_s, delay_ms;
         sb_sandbox_fail_mode_t mode =
             sb_sandbox_take_failure (self, provider, &retry_after_s, &delay_ms);

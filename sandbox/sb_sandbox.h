@@ -43,6 +43,7 @@ typedef enum {
     SB_SANDBOX_FAIL_SLOW,        //  the normal answer, after delay_ms
     SB_SANDBOX_FAIL_META131047,  //  Meta 400 code 131047 (re-engagement)
     SB_SANDBOX_FAIL_MIXED,       //  random: 500 or 429 (rate plans only)
+    SB_SANDBOX_FAIL_META131056,  //  Meta 400 code 131056 (pair rate limit hit)
 } sb_sandbox_fail_mode_t;
 
 //  A failure plan, from POST /_sandbox/fail.
@@ -71,6 +72,7 @@ typedef struct {
     const char *prefix;         //  SB_PATH_PREFIX
     const char *callbacks;      //  ingress base URL for callbacks ("" = none)
     long callback_delay_ms;     //  pause before each callback
+    long latency_ms;            //  --latency-ms: every provider request answered after it
     sb_sandbox_state_t *state;  //  numbers, services, subscriptions (own lock)
     atomic_int stopping;        //  set when shutting down: slow answers end
     //  Shared state, under lock.

@@ -9,8 +9,8 @@
     Every provider request is recorded, answer included, before it is
     answered, so whoever got the answer finds the record. A plan fails the
     next N requests, or a random share of them, with 500, 429 and
-    Retry-After, a slow answer, or Meta's 131047 (outside the 24-hour
-    window).
+    Retry-After, a slow answer, Meta's 131047 (outside the 24-hour
+    window) or Meta's 131056 (the pair rate limit).
 
     Limits: the log keeps about the last S_LOG_MAX requests (the oldest
     tenth goes when it is full); the caller cuts each body at 64 KiB.
@@ -29,7 +29,8 @@
 #define S_DEFAULT_DELAY_MS 5000  //  slow answers, unless delay_ms says
 #define S_MAX_DELAY_MS 600000    //  longest slow answer
 
-static const char *s_fail_names[] = {"none", "500", "429", "slow", "meta131047", "mixed"};
+static const char *s_fail_names[] = {"none",       "500",   "429",       "slow",
+                                     "meta131047", "mixed", "meta131056"};
 
 const char *
 sb_sandbox_fail_name (sb_sandbox_fail_mode_t mode)
@@ -69,7 +70,8 @@ sb_sandbox_take_failure (sb_sandbox_t *self, unsigned provider, long *retry_afte
     *retry_after_s = plan->retry_after_s;
     *delay_ms = plan->delay_ms;
     pthread_mutex_unlock (&self->lock);
-    if (mode == SB_SANDBOX_FAIL_META131047 && provider != SB_SANDBOX_META)
+    if ((mode == SB_SANDBOX_FAIL_META131047 || mode == SB_SANDBOX_FAIL_META131056)
+        && provider != SB_SANDBOX_META)
         mode = SB_SANDBOX_FAIL_NONE;  //  Twilio has no such answer
     return mode;
 }
@@ -99,6 +101,14 @@ sb_sandbox_inject (unsigned provider, sb_sandbox_fail_mode_t mode, long retry_af
             answer, 400, 131047, "(#131047) Re-engagement message",
             "Message failed to send because more than 24 hours have passed since "
             "the customer last replied to this number.");
+    else if (mode == SB_SANDBOX_FAIL_META131056)
+        //  Meta's error codes page: "(Business Account, Consumer Account)
+        //  pair rate limit hit", with its details text.
+        sb_sandbox_meta_error (answer, 400, 131056,
+                               "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                               "Message failed to send because there were too many messages sent "
+                               "from this phone number to the same phone number in a short period "
+                               "of time.");
 }
 
 //  --------------------------------------------------------------------------
@@ -161,13 +171,13 @@ s_fail_set (sb_sandbox_t *self, const char *query, sb_sandbox_answer_t *answer)
     const char *delay = form ? sb_form_get (form, "delay_ms") : NULL;
     const char *provider = form ? sb_form_get (form, "provider") : NULL;
     sb_sandbox_fail_mode_t mode = SB_SANDBOX_FAIL_NONE;
-    for (int m = SB_SANDBOX_FAIL_500; mode_text && m <= SB_SANDBOX_FAIL_MIXED; m++)
+    for (int m = SB_SANDBOX_FAIL_500; mode_text && m <= SB_SANDBOX_FAIL_META131056; m++)
         if (strcmp (mode_text, sb_sandbox_fail_name (m)) == 0)
             mode = (sb_sandbox_fail_mode_t) m;
     if (!form)
         problem = "malformed query";
     else if (mode == SB_SANDBOX_FAIL_NONE)
-        problem = "mode must be 500, 429, slow, meta131047 or mixed";
+        problem = "mode must be 500, 429, slow, meta131047, meta131056 or mixed";
     else if (!count && !rate)
         problem = "give count=N or rate=R";
     else if (count && sb_sandbox_parse_long (count, 0, 1000000, &plan.count))
@@ -197,7 +207,7 @@ s_fail_set (sb_sandbox_t *self, const char *query, sb_sandbox_answer_t *answer)
         plan.mode = mode;
     if (rate)
         plan.rate_mode = mode;
-    if (mode == SB_SANDBOX_FAIL_META131047)
+    if (mode == SB_SANDBOX_FAIL_META131047 || mode == SB_SANDBOX_FAIL_META131056)
         plan.providers = SB_SANDBOX_META;
     else if (provider && strcmp (provider, "twilio") == 0)
         plan.providers = SB_SANDBOX_TWILIO;

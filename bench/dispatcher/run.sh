@@ -38,6 +38,10 @@
 #   BENCH_KEEP=1              keep the temporary directory (journals, PostgreSQL)
 #   BENCH_PERF=RATE           `perf record -g` the dispatcher during that rate's step
 #   SB_BATCH_MAX=500          the dispatcher's batch cap (also the baseline's batch)
+#   BENCH_LATENCY_MS=0        the sandbox answers every send after that long (--latency-ms;
+#                             issue 15's replies at provider speed: 200)
+#   BENCH_DISPATCHER_ENV=     more settings of the dispatcher, "NAME=value ..."
+#                             (SB_SEND_CONCURRENCY=32, say)
 # Results: stdout and var/bench/dispatcher/results.md; per-step files (load CSV,
 # samples, metrics, sandbox log, service logs) in var/bench/dispatcher/<step>/.
 set -euo pipefail
@@ -55,6 +59,10 @@ contacts=${BENCH_CONTACTS:-1000}
 drain_max=${BENCH_DRAIN_MAX:-240}
 perf_rate=${BENCH_PERF:-}
 batch_max=${SB_BATCH_MAX:-500}
+latency_ms=${BENCH_LATENCY_MS:-0}
+sandbox_extra=()
+[ "$latency_ms" = 0 ] || sandbox_extra=(--latency-ms "$latency_ms")
+read -r -a dispatcher_env <<<"${BENCH_DISPATCHER_ENV:-}"
 build=${BENCH_BUILD:-build-bench}
 case "$build" in /*) ;; *) build=$top/$build ;; esac
 out=$top/var/bench/dispatcher
@@ -246,7 +254,7 @@ step() {
   env -i PATH="$PATH" SB_LOG_LEVEL=warn TWILIO_AUTH_TOKEN="$twilio_token" \
     TWILIO_ACCOUNT_SID="$twilio_sid" META_APP_SECRET="$meta_secret" \
     META_ACCESS_TOKEN="$meta_token" \
-    "${sandbox_cmd[@]}" --listen "127.0.0.1:$sbx_port" >"$dir/sandbox.log" 2>&1 &
+    "${sandbox_cmd[@]}" --listen "127.0.0.1:$sbx_port" "${sandbox_extra[@]}" >"$dir/sandbox.log" 2>&1 &
   local sandbox_pid=$!
   pids+=($sandbox_pid)
   wait_http "http://127.0.0.1:$sbx_port/healthz" $! sandbox "$dir/sandbox.log"
@@ -271,7 +279,7 @@ step() {
     SB_DISPATCHER_LISTEN="127.0.0.1:$dis_port" SB_DISPATCHER_PUB="tcp://127.0.0.1:$dpub_port" \
     TWILIO_API_BASE="http://127.0.0.1:$sbx_port" META_API_BASE="http://127.0.0.1:$sbx_port" \
     TWILIO_AUTH_TOKEN="$twilio_token" TWILIO_ACCOUNT_SID="$twilio_sid" \
-    META_ACCESS_TOKEN="$meta_token" SB_PUBLIC_URL="$public_url" \
+    META_ACCESS_TOKEN="$meta_token" SB_PUBLIC_URL="$public_url" "${dispatcher_env[@]}" \
     "$dispatcher_bin" >"$dir/dispatcher.log" 2>&1 &
   local dispatcher_pid=$!
   pids+=($dispatcher_pid)
@@ -442,6 +450,7 @@ fi
   echo "loadavg=$load_start / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "rates=$rates"
   echo "command=$(for v in BENCH_RATES BENCH_DURATION BENCH_NORULES_RATE BENCH_BURST BENCH_BURST_RATE \
+    BENCH_LATENCY_MS BENCH_DISPATCHER_ENV \
     BENCH_BASE_DURATION BENCH_CONNECTIONS BENCH_CONTACTS BENCH_COMMIT SB_BATCH_MAX; do
     [ -z "${!v+x}" ] || printf '%s=%q ' "$v" "${!v}"; done)bench/dispatcher/run.sh"
 } >"$out/run.txt"

@@ -170,6 +170,7 @@ typedef struct {
     sb_event_t **batch;          //  events taken, not yet stored
     bool *fresh;                 //  per event of the batch: stored now (not a duplicate)
     bool *publish;               //  per event of the batch: its rule asks to publish it
+    char **captured;             //  per event of the batch: what that rule captured (owned)
     size_t count;                //  how many
     bool terminated;             //  $TERM received
     bool failing;                //  the last write failed
@@ -269,6 +270,7 @@ s_self_destroy (self_t **self_p)
     free (self->batch);
     free (self->fresh);
     free (self->publish);
+    free (self->captured);
     sb_store_destroy (&self->store);
     zpoller_destroy (&self->poller);
     zsock_destroy (&self->sub);
@@ -348,10 +350,12 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->batch = calloc (args->batch_max, sizeof *self->batch);
     self->fresh = calloc (args->batch_max, sizeof *self->fresh);
     self->publish = calloc (args->batch_max, sizeof *self->publish);
+    self->captured = calloc (args->batch_max, sizeof *self->captured);
     self->sub = zsock_new (ZMQ_SUB);
     self->push = zsock_new (ZMQ_PUSH);
     self->wake = zsock_new (ZMQ_PUSH);
-    if (!self->batch || !self->fresh || !self->publish || !self->sub || !self->push || !self->wake)
+    if (!self->batch || !self->fresh || !self->publish || !self->captured || !self->sub
+        || !self->push || !self->wake)
         goto fail;
     zsock_set_rcvhwm (self->sub, args->queue_max);
     zsock_set_subscribe (self->sub, "sb.v1.");
@@ -976,6 +980,7 @@ s_self_store (self_t *self)
         .now_ms = 0,
         .fresh = self->fresh,
         .publish = self->publish,
+        .captured = self->captured,
     };
     sb_store_stats_t stats = {0};
     if (sb_store_write (self->store, self->batch, self->count, &policy, &stats)) {
@@ -1009,10 +1014,15 @@ s_self_store (self_t *self)
         sb_outcome_send (self->push, self->args->dispatcher_id,
                          self->fresh[i] ? "stored" : "duplicate", o);
         if (self->publish[i]) {
+            //  captured: what the console shows, live and after a reload
+            //  (the captures table).
             json_t *m =
-                json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id, "topic", topic,
-                           "from", e->from, "to", e->to, "digits", e->digits, "text", e->text);
+                json_pack ("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id, "topic", topic,
+                           "from", e->from, "to", e->to, "digits", e->digits, "text", e->text,
+                           "captured", self->captured[i] ? self->captured[i] : "");
             sb_outcome_send (self->push, self->args->dispatcher_id, "rule_matched", m);
+            free (self->captured[i]);
+            self->captured[i] = NULL;
         }
     }
     //  Never wait on the sender: when WAKEs are already queued it will

@@ -81,6 +81,7 @@
 
 #define SB_RULES_FILE_MAX (1024 * 1024)  //  bytes in a rules file
 #define SB_RULES_REPLY_MAX 4096          //  bytes in a rendered reply, and in a template
+#define SB_RULES_CAPTURE_MAX 256         //  bytes of a publish rule's capture
 #define SB_RULES_NAME_MAX 64             //  bytes in a rule name
 #define SB_RULES_URL_MAX 2048            //  bytes in a forward URL
 #define SB_RULES_REGEX_MAX 1024          //  bytes in a regex
@@ -887,7 +888,9 @@ s_parse_text (s_loader_t *loader, s_rule_t *rule)
         return -1;
     }
     if (rule->how == S_TEXT_REGEX) {
-        int flags = REG_EXTENDED | REG_NOSUB | (rule->ignore_case ? REG_ICASE : 0);
+        //  Without REG_NOSUB: a publish rule asks where the match is
+        //  (s_capture); matching alone passes no pmatch and costs the same.
+        int flags = REG_EXTENDED | (rule->ignore_case ? REG_ICASE : 0);
         int rc = regcomp (&rule->regex, rule->regex_src, flags);
         if (rc != 0) {
             char problem[128];
@@ -1484,6 +1487,25 @@ s_render (const s_rule_t *rule, const sb_event_t *event)
     return out;
 }
 
+//  What a publish rule captured from the text it matched: the part a
+//  regex found (the code in "Your code is 123456"), else the whole text
+//  (a gather's digits, a keyword); at most SB_RULES_CAPTURE_MAX bytes.
+//  Caller owns the return value; NULL when out of memory.
+static char *
+s_capture (const s_rule_t *rule, const char *text)
+{
+    size_t from = 0, size = strlen (text);
+    regmatch_t m[1];
+    if (rule->how == S_TEXT_REGEX && regexec (&rule->regex, text, 1, m, 0) == 0 && m[0].rm_so >= 0
+        && m[0].rm_eo > m[0].rm_so) {
+        from = (size_t) m[0].rm_so;
+        size = (size_t) (m[0].rm_eo - m[0].rm_so);
+    }
+    if (size > SB_RULES_CAPTURE_MAX)
+        size = s_utf8_cut (text + from, SB_RULES_CAPTURE_MAX);
+    return s_strndup (text + from, size);
+}
+
 int
 sb_rules_decide (const sb_rules_t *self, const sb_event_t *event, sb_rule_decision_t *out)
 {
@@ -1498,6 +1520,11 @@ sb_rules_decide (const sb_rules_t *self, const sb_event_t *event, sb_rule_decisi
             continue;
         out->rule = rule->name;
         out->publish = rule->publish;
+        if (rule->publish && !(out->captured = s_capture (rule, text))) {
+            sb_error ("rules", "cannot capture the match: out of memory rule=%s", rule->name);
+            memset (out, 0, sizeof (*out));
+            return -1;
+        }
         if (rule->action == SB_RULE_FORWARD) {
             out->action = SB_RULE_FORWARD;
             out->url = rule->url;
@@ -1507,7 +1534,7 @@ sb_rules_decide (const sb_rules_t *self, const sb_event_t *event, sb_rule_decisi
             char *reply = s_render (rule, event);
             if (!reply) {
                 sb_error ("rules", "cannot render reply: out of memory rule=%s", rule->name);
-                memset (out, 0, sizeof (*out));
+                sb_rule_decision_clear (out);
                 return -1;
             }
             size_t size;
@@ -1530,6 +1557,7 @@ sb_rule_decision_clear (sb_rule_decision_t *decision)
     if (!decision)
         return;
     free (decision->text);
+    free (decision->captured);
     memset (decision, 0, sizeof (*decision));
 }
 

@@ -30,6 +30,8 @@ typedef struct {
     const char *url;   //  FORWARD: the bot's URL (borrowed)
     int timeout_ms;    //  FORWARD: timeout
     bool publish;      //  the rule asks to publish the match (e.g. a verification code)
+    char *captured;    //  publish: what it matched, the part a regex found or the whole
+                       //  text, digits for a gather (caller frees; at most 256 bytes)
 } sb_rule_decision_t;
 
 //  Load and check the file. NULL on error with "path:line: problem" in err.

@@ -64,7 +64,10 @@
     mark, unsupported channels, the WhatsApp window), with the contact's
     state as the batch has made it so far and now_ms (the policy's now, or
     the clock): an outbox row pending, one not_sent with the policy's
-    reason, or none. Status events never run rules.
+    reason, or none. Status events never run rules. A match of a rule with
+    publish: true is also recorded in captures (what it captured: the part
+    a regex found, else the text it matched), a statement sent only when
+    the batch has one (0012_console_codes_retries.sql).
 
     Statuses. An outbound message's status moves only to a higher rank
     (SQL function sb_status_rank, 0001_init.sql): queued 1 < sent 2 <
@@ -130,6 +133,7 @@ s_batch_free (sb_store_batch_t *b)
     sb_pgarray_table_free (&b->prefs_t);
     sb_pgarray_table_free (&b->moves_t);
     sb_pgarray_table_free (&b->identities_t);
+    sb_pgarray_table_free (&b->captures_t);
     for (size_t i = 0; i < b->nfetched; i++) {
         PQfreemem (b->fetched[i].body.data);
         free (b->fetched[i].content_type);
@@ -617,6 +621,24 @@ s_keyword (const sb_rules_t *rules, const sb_event_t *e)
     return SB_POLICY_KEYWORD_NONE;
 }
 
+void
+sb_store_capture (sb_store_batch_t *b, const sb_store_item_t *item, const sb_store_policy_t *policy,
+                  sb_rule_decision_t *d)
+{
+    size_t i = (size_t) (item - b->items);
+    sb_pgarray_table_t *t = &b->captures_t;
+    sb_pgarray_int8 (&t->cols[CA_EVENT_ID], item->id);
+    sb_pgarray_text (&t->cols[CA_RULE], d->rule);
+    sb_pgarray_text (&t->cols[CA_CAPTURED], d->captured);
+    if (policy->publish)
+        policy->publish[i] = true;
+    if (policy->captured) {
+        free (policy->captured[i]);
+        policy->captured[i] = d->captured;
+        d->captured = NULL;
+    }
+}
+
 //  Decide on a new inbound event from contact c: ask the rules (not about
 //  an opt-out keyword: the policy consumes it), apply the reply policy,
 //  keep the contact's opt-out mark as it leaves it, and queue what it
@@ -637,8 +659,8 @@ s_batch_decide (sb_store_batch_t *b, const sb_event_t *e, const sb_store_item_t 
     if (rules && in.keyword != SB_POLICY_KEYWORD_OPT_OUT) {
         if (sb_rules_decide (rules, e, &d) != 0)
             return -1;
-        if (d.publish && policy->publish)
-            policy->publish[item - b->items] = true;
+        if (d.publish)
+            sb_store_capture (b, item, policy, &d);
         in.ask = d.action == SB_RULE_REPLY     ? SB_POLICY_ASK_REPLY
                  : d.action == SB_RULE_FORWARD ? SB_POLICY_ASK_FORWARD
                                                : SB_POLICY_ASK_NONE;
@@ -860,16 +882,17 @@ s_write_round2 (sb_store_t *self, sb_store_batch_t *b, sb_store_stats_t *stats, 
 {
     //  Moves first (the contacts' rows as the batch left them), echoes
     //  before statuses, so a status of the batch reaches its echo.
-    sb_pgarray_table_t *tables[] = {&b->moves_t,    &b->contacts_t, &b->identities_t,
-                                    &b->messages_t, &b->echoes_t,   &b->outbox_t,
-                                    &b->status_t,   &b->cursor_t,   &b->prefs_t};
-    static const char *const names[] = {"sb_moves",    "sb_contacts", "sb_identities",
-                                        "sb_messages", "sb_echoes",   "sb_outbox",
-                                        "sb_status",   "sb_cursor",   "sb_prefs"};
+    sb_pgarray_table_t *tables[] = {&b->moves_t,  &b->contacts_t, &b->identities_t, &b->messages_t,
+                                    &b->echoes_t, &b->outbox_t,   &b->status_t,     &b->cursor_t,
+                                    &b->prefs_t,  &b->captures_t};
+    static const char *const names[] = {"sb_moves",  "sb_contacts", "sb_identities", "sb_messages",
+                                        "sb_echoes", "sb_outbox",   "sb_status",     "sb_cursor",
+                                        "sb_prefs",  "sb_captures"};
     static const char *const what[] = {
         "move contacts",   "upsert contacts", "upsert identities",
         "insert messages", "insert echoes",   "insert outbox",
-        "apply statuses",  "upsert cursor",   "record marketing preferences"};
+        "apply statuses",  "upsert cursor",   "record marketing preferences",
+        "record captures"};
     enum { N = sizeof tables / sizeof tables[0], MOVES = 0, STATUS = 6 };
     bool sent[N];
     for (size_t i = 0; i < N; i++) {
@@ -950,6 +973,10 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
             policy->fresh[i] = rc == 0 && b.items && b.items[i].fresh;
     if (rc != 0 && policy && policy->publish)
         memset (policy->publish, 0, count * sizeof *policy->publish);
+    for (size_t i = 0; rc != 0 && policy && policy->captured && i < count; i++) {
+        free (policy->captured[i]);
+        policy->captured[i] = NULL;
+    }
     if (rc == 0)
         sb_debug (S_MODULE,
                   "batch stored count=%zu stored=%zu duplicates=%zu replies=%zu"

@@ -88,6 +88,9 @@ typedef struct {
                               //  (false: a duplicate), valid when the write succeeds
     bool *publish;            //  optional, one per event: set when its rule asks to
                               //  publish the match (e.g. a verification code)
+    char **captured;          //  optional, one per event, NULL before the write: where
+                              //  publish is set, what the rule captured (caller frees;
+                              //  none left set when the write fails)
 } sb_store_policy_t;
 
 //  What one sb_store_write did, for metrics and the outcome PUB.

@@ -108,6 +108,8 @@ enum {
 enum { PR_PROVIDER, PR_CHANNEL, PR_ADDRESS, PR_VALUE, PR_AT, PR_COLS };
 //  sb_cursor
 enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_COLS };
+//  sb_captures
+enum { CA_EVENT_ID, CA_RULE, CA_CAPTURED, CA_COLS };
 
 //  ---------------------------------------------------------------------
 //  The batch
@@ -196,6 +198,7 @@ typedef struct {
     sb_pgarray_table_t prefs_t;        //  Meta marketing preferences
     sb_pgarray_table_t moves_t;        //  contact moves and merges
     sb_pgarray_table_t identities_t;   //  contact identities
+    sb_pgarray_table_t captures_t;     //  what publish rules captured (0012)
     char **owned;                      //  addresses the batch made (moves), freed with it
     size_t nowned;                     //  how many
     bool forwards;                     //  the rules may forward: fetch missing bodies
@@ -259,6 +262,11 @@ void sb_store_outbox_table (sb_pgarray_table_t *t);
 size_t sb_store_contact_find (const sb_store_batch_t *b, const char *p, const char *c,
                               const char *a);
 
+//  A rule's decision d for item asks to publish its match: record what it
+//  captured (captures, 0012) and hand it to the caller (policy->captured,
+//  taking d->captured) (sb_store.c).
+void sb_store_capture (sb_store_batch_t *b, const sb_store_item_t *item,
+                       const sb_store_policy_t *policy, sb_rule_decision_t *d);
 //  Event i as a forward's JSON, with its request's raw body. Caller owns
 //  the return value; NULL on failure (sb_store.c).
 char *sb_store_forward_json (const sb_store_batch_t *b, size_t i);

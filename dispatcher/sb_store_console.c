@@ -9,13 +9,16 @@
     0008_console.sql. An inbound message's media, location and digits
     live in its event's payload (the serialized Event), which the caller's
     details function turns into JSON: the store does not interpret events
-    for people.
+    for people. What a publish rule captured from an inbound event is
+    in captures (0012), written by the batch that decided it.
 
     Writes. A Retry puts a failed or dead row back to pending, due now,
     with its attempts reset, and its outbound message back to queued (a
     failed message ranks terminal, so no later status could move it); the
     retry is recorded on the row as the dispatcher records its outcomes,
-    in last_error ("retried from the console; was: ..."). A reply is
+    in last_error ("retried from the console; was: ..."), and, kept after
+    the next attempt rewrites last_error, in retries and retried_at
+    (0012_console_codes_retries.sql), which the pages show. A reply is
     decided by the rules' own policy (sb_policy: opt-out, channel, the
     WhatsApp window against the database's clock) on the contact locked
     FOR UPDATE, and queued by the rules' own outbox statement (sb_outbox,
@@ -76,14 +79,17 @@ static const char s_conversations_sql[] =
     " ORDER BY 4 DESC";
 
 //  One conversation's messages, newest first; an inbound one with its
-//  event's payload, an outbound one with its outbox row's state.
+//  event's payload and what a publish rule captured from it (0012), an
+//  outbound one with its outbox row's state and its retries from here.
 static const char s_messages_sql[] =
     "SELECT m.id, m.direction, m.message_type, m.body, m.status, m.error_code,"
     " COALESCE (m.provider_id, ''), (extract (epoch FROM m.created_at) * 1000)::int8,"
     " e.payload, COALESCE (o.state, ''), COALESCE (o.reason, ''), COALESCE (o.last_error, ''),"
-    " COALESCE (e.event_uid, '')"
+    " COALESCE (e.event_uid, ''), COALESCE (k.captured, ''), COALESCE (k.rule, ''),"
+    " COALESCE (o.retries, 0), COALESCE ((extract (epoch FROM o.retried_at) * 1000)::int8, 0)"
     " FROM messages m"
     " LEFT JOIN events e ON e.id = m.event_id AND m.direction = 'inbound'"
+    " LEFT JOIN captures k ON k.event_id = m.event_id AND m.direction = 'inbound'"
     " LEFT JOIN outbox o ON o.id = m.outbox_id"
     " WHERE m.provider = $1 AND m.channel = $2 AND m.contact_addr = $3"
     " AND ($4::int8 = 0 OR m.id < $4::int8)"
@@ -92,16 +98,18 @@ static const char s_messages_sql[] =
 //  Dead letters, newest first (outbox_trouble).
 static const char s_trouble_sql[] =
     "SELECT id, kind, state, provider, channel, to_addr, body, attempts, last_error, reason,"
-    " (extract (epoch FROM updated_at) * 1000)::int8"
+    " (extract (epoch FROM updated_at) * 1000)::int8, retries,"
+    " COALESCE ((extract (epoch FROM retried_at) * 1000)::int8, 0)"
     " FROM outbox WHERE state IN ('failed', 'dead', 'not_sent')"
     " AND ($1::int8 = 0 OR id < $1::int8)"
     " ORDER BY id DESC LIMIT $2::int4";
 
-//  Retry: a failed or dead row back to pending, and its message to queued.
+//  Retry: a failed or dead row back to pending, and its message to queued;
+//  the retry counted and timed on the row (0012), where no attempt writes.
 static const char s_retry_sql[] =
     "WITH o AS ("
     " UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = now (),"
-    " claim_token = NULL,"
+    " claim_token = NULL, retries = retries + 1, retried_at = now (),"
     " last_error = left ('retried from the console; was ' || state || ': ' || last_error, 2000),"
     " updated_at = now ()"
     " WHERE id = $1::int8 AND state IN ('failed', 'dead') RETURNING id),"
@@ -245,9 +253,10 @@ sb_store_console_messages (sb_store_t *self, const char *provider, const char *c
         return NULL;
     //  Column 8 (the payload) is not shown as it is: details () reads it.
     static const char *const names[] = {
-        "id",    "direction", "type",         "body",   "status",     "error_code", "provider_id",
-        "at_ms", NULL,        "outbox_state", "reason", "last_error", "event_uid"};
-    json_t *rows = s_rows (r, names, 13, 1u << 0 | 1u << 7, 0);
+        "id",          "direction", "type",        "body",         "status",       "error_code",
+        "provider_id", "at_ms",     NULL,          "outbox_state", "reason",       "last_error",
+        "event_uid",   "captured",  "captured_by", "retries",      "retried_at_ms"};
+    json_t *rows = s_rows (r, names, 17, 1u << 0 | 1u << 7 | 1u << 15 | 1u << 16, 0);
     for (int i = 0; rows && i < PQntuples (r); i++) {
         json_t *o = json_array_get (rows, (size_t) i);
         if (details && !PQgetisnull (r, i, 8)) {
@@ -270,10 +279,10 @@ sb_store_console_trouble (sb_store_t *self, int64_t before, int limit)
     PGresult *r = s_page_query (self, s_trouble_sql, NULL, 0, before, limit, "dead letters");
     if (!r)
         return NULL;
-    static const char *const names[] = {"id",         "kind",   "state", "provider",
-                                        "channel",    "to",     "body",  "attempts",
-                                        "last_error", "reason", "at_ms"};
-    json_t *rows = s_rows (r, names, 11, 1u << 0 | 1u << 7 | 1u << 10, 0);
+    static const char *const names[] = {"id",    "kind",    "state",        "provider",   "channel",
+                                        "to",    "body",    "attempts",     "last_error", "reason",
+                                        "at_ms", "retries", "retried_at_ms"};
+    json_t *rows = s_rows (r, names, 13, 1u << 0 | 1u << 7 | 1u << 10 | 1u << 11 | 1u << 12, 0);
     PQclear (r);
     return rows;
 }

@@ -66,8 +66,8 @@ sb_store_meta_effect (sb_store_batch_t *b, const sb_event_t *e, sb_store_item_t 
     sb_rule_decision_t d = {.action = SB_RULE_NONE};
     if (sb_rules_decide (rules, e, &d) != 0)
         return -1;
-    if (d.publish && policy->publish)
-        policy->publish[item - b->items] = true;
+    if (d.publish)
+        sb_store_capture (b, item, policy, &d);
     if (d.action == SB_RULE_REPLY)
         sb_debug (S_MODULE, "reply not queued: nobody to answer rule=%s kind=%s", s_str (d.rule),
                   sb_event_kind_name (e->kind));

@@ -241,14 +241,30 @@ static const char s_cursor_sql[] =
     " THEN GREATEST (c.last_seq, EXCLUDED.last_seq) ELSE EXCLUDED.last_seq END,"
     " epoch = EXCLUDED.epoch, updated_at = now ()";
 
+//  captures: what the batch's publish rules matched, one row per event
+//  (0012_console_codes_retries.sql).
+static const uint32_t s_captures_oids[CA_COLS] = {SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
+                                                  SB_PGARRAY_OID_TEXT};
+static const char s_captures_sql[] = "INSERT INTO captures (event_id, rule, captured)"
+                                     " SELECT * FROM unnest ($1::int8[], $2::text[], $3::text[])"
+                                     " ON CONFLICT DO NOTHING";
+
 const sb_store_statement_t sb_store_write_statements[] = {
-    {"sb_events", s_events_sql},         {"sb_contacts_lock", s_contacts_lock_sql},
-    {"sb_contacts", s_contacts_sql},     {"sb_messages", s_messages_sql},
-    {"sb_outbox", s_outbox_sql},         {"sb_status", s_status_sql},
-    {"sb_cursor", s_cursor_sql},         {"sb_bodies", s_bodies_sql},
-    {"sb_bodies_get", s_bodies_get_sql}, {"sb_echoes", s_echoes_sql},
-    {"sb_prefs", s_prefs_sql},           {"sb_moves", s_moves_sql},
-    {"sb_identities", s_identities_sql}, {NULL, NULL},
+    {"sb_events", s_events_sql},
+    {"sb_contacts_lock", s_contacts_lock_sql},
+    {"sb_contacts", s_contacts_sql},
+    {"sb_messages", s_messages_sql},
+    {"sb_outbox", s_outbox_sql},
+    {"sb_status", s_status_sql},
+    {"sb_cursor", s_cursor_sql},
+    {"sb_bodies", s_bodies_sql},
+    {"sb_bodies_get", s_bodies_get_sql},
+    {"sb_echoes", s_echoes_sql},
+    {"sb_prefs", s_prefs_sql},
+    {"sb_moves", s_moves_sql},
+    {"sb_identities", s_identities_sql},
+    {"sb_captures", s_captures_sql},
+    {NULL, NULL},
 };
 
 void
@@ -267,6 +283,7 @@ sb_store_batch_tables (sb_store_batch_t *b)
     sb_pgarray_table_init (&b->prefs_t, s_prefs_oids, PR_COLS);
     sb_pgarray_table_init (&b->moves_t, s_moves_oids, MV_COLS);
     sb_pgarray_table_init (&b->identities_t, s_identities_oids, ID_COLS);
+    sb_pgarray_table_init (&b->captures_t, s_captures_oids, CA_COLS);
 }
 
 void

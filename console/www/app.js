@@ -19,7 +19,7 @@ const state = {
   messages: [],        // its messages from /api/messages, newest first
   oldest: 0,           // smallest id shown (paging)
   live: [],            // inbound events seen live, not yet read back from PostgreSQL
-  codes: new Map(),    // event id -> code a rule captured (rule_matched outcomes)
+  codes: new Map(),    // event id -> code a rule captured, seen live (rule_matched outcomes)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -214,7 +214,8 @@ function renderMessage(m, live) {
   li.dataset.status = m.status || '';
   li.append(el('div', 'text', m.body));
   renderDetails(li, m.details);
-  const code = m.event_uid && state.codes.get(m.event_uid);
+  // Stored with the message (captures), or seen live before it was read.
+  const code = m.captured || (m.event_uid && state.codes.get(m.event_uid));
   if (code) li.append(el('span', 'code', 'code captured: ' + code));
   const meta = el('div', 'meta', when(m.at_ms));
   if (m.direction === 'outbound') {
@@ -225,6 +226,7 @@ function renderMessage(m, live) {
     if (m.outbox_state === 'not_sent' || m.outbox_state === 'dead' || m.outbox_state === 'failed') {
       meta.append(el('span', 'tick failed', ' ' + m.outbox_state + ': ' + (m.reason || m.last_error)));
     }
+    if (m.retries > 0) meta.append(retried(m));
   }
   li.append(meta);
   return li;
@@ -264,6 +266,12 @@ async function sendReply(ev) {
 
 // ---- dead letters --------------------------------------------------------
 
+// A Retry from this console, as the outbox row keeps it (retries, retried_at).
+function retried(r) {
+  return el('span', 'retried', 'retried from the console at ' + when(r.retried_at_ms) +
+                               (r.retries > 1 ? ' (' + r.retries + ' times)' : ''));
+}
+
 const dead = pager('/api/dead', (d) => d.id, 'more-dead', () => renderDead());
 
 function renderDead() {
@@ -273,9 +281,10 @@ function renderDead() {
     const tr = el('tr');
     tr.dataset.outboxId = d.id;
     tr.dataset.state = d.state;
+    const why = el('td', 'why', d.reason || d.last_error);
+    if (d.retries > 0) why.append(el('br'), retried(d));
     tr.append(el('td', null, d.id), el('td', 'state', d.state), el('td', null, d.to),
-              el('td', null, d.body), el('td', 'why', d.reason || d.last_error),
-              el('td', null, d.attempts));
+              el('td', null, d.body), why, el('td', null, d.attempts));
     const td = el('td');
     if (d.state === 'failed' || d.state === 'dead') {
       const b = el('button', 'retry', 'Retry');
@@ -344,7 +353,7 @@ function connect() {
   source.addEventListener('outcome', (m) => {
     const o = JSON.parse(m.data);
     if (o.outcome === 'rule_matched' && o.event_id) {
-      state.codes.set(o.event_id, o.digits || o.text || '');
+      state.codes.set(o.event_id, o.captured || o.digits || o.text || '');
       if (state.current) renderMessages();
     }
     scheduleRefresh();

@@ -80,6 +80,10 @@ rules:
     match: { kind: gather, text: { any: true } }
     none: true
     publish: true
+  - name: sms-code
+    match: { kind: message, text: { regex: "G-[0-9]{6}" } }
+    none: true
+    publish: true
   - name: echo
     match: { text: { any: true } }
     reply: "Thanks for your message! We received: {text}"
@@ -390,8 +394,9 @@ def test_console_in_browser():
         wait_until("refusal said", lambda: driver.find_element(By.ID, "reply-result").text == "Not sent: opted out.", 10)
         assert stack.scalar("SELECT reason FROM outbox WHERE body = 'are you there?'") == "opted_out"
 
-        # 6. Dead letters: the sandbox fails the reply until it is dead; Retry sends it.
-        stack.sandbox_fail("count=2&mode=500")
+        # 6. Dead letters: the sandbox fails the reply until it is dead; Retry
+        # fails again (dead, the retry still shown), the second Retry sends it.
+        stack.sandbox_fail("count=4&mode=500")
         doomed = "doomed %d" % time.time_ns()
         stack.post_twilio("/twilio/messages", sms("SM%032x" % 5, doomed, "+15550001003"))
         stack.wait_scalar("SELECT state FROM outbox WHERE to_addr = '+15550001003'", "dead", timeout=30)
@@ -399,6 +404,14 @@ def test_console_in_browser():
         driver.find_element(By.ID, "tab-dead").click()
         row = "#dead-list tr[data-outbox-id='%s']" % outbox_id
         wait_until("dead row listed", lambda: driver.find_element(By.CSS_SELECTOR, row + " .state").text == "dead", 10)
+        assert "500" in driver.find_element(By.CSS_SELECTOR, row + " .why").text
+        driver.find_element(By.CSS_SELECTOR, row + " button.retry").click()
+        stack.wait_scalar("SELECT state || '/' || retries FROM outbox WHERE id = %s" % outbox_id,
+                          "dead/1", timeout=30)
+        # The next attempts rewrote last_error; the retry is kept on the row.
+        wait_until("dead again, the retry shown", lambda: "retried from the console at" in
+                   driver.find_element(By.CSS_SELECTOR, row + " .why .retried").text
+                   and driver.find_element(By.CSS_SELECTOR, row + " button.retry").text == "Retry", 10)
         assert "500" in driver.find_element(By.CSS_SELECTOR, row + " .why").text
         driver.find_element(By.CSS_SELECTOR, row + " button.retry").click()
         stack.wait_scalar("SELECT state FROM outbox WHERE id = %s" % outbox_id, "sent", timeout=20)
@@ -412,6 +425,9 @@ def test_console_in_browser():
         click_conversation(driver, "+15550001003")
         wait_until("the retried reply shown sent",
                    lambda: outbound_status(driver, doomed) in ("sent", "delivered"), 15)
+        wait_until("the retries shown in the conversation", lambda: any(
+            "retried from the console at" in t and "(2 times)" in t
+            for t in texts(driver, "#messages li.outbound .retried")), 10)
         # The not_sent row of step 5 stays listed, with its reason and no Retry.
         driver.find_element(By.ID, "tab-dead").click()
         wait_until("not_sent listed", lambda: "opted_out" in " ".join(texts(driver, "#dead-list .why")), 10)
@@ -428,6 +444,30 @@ def test_console_in_browser():
         wait_until("caught up from PostgreSQL",
                    lambda: any(missed in t for t in texts(driver, "#conversation-list li")), 15)
         assert driver.execute_script("return window.__marker") == 1, "the page reloaded"
+
+        # 8. Codes captured while no page is open are shown once one opens:
+        # from PostgreSQL (captures), not from an outcome it never saw. A
+        # verification SMS (the regex's match) and a gather's digits (the
+        # gather fixture with other digits: another input of the call).
+        driver.get("about:blank")
+        code = "G-%06d" % (time.time_ns() % 1000000)
+        stack.post_twilio("/twilio/messages", sms("SM%032x" % 7, "%s is your verification code" % code,
+                                                  "+15550001005"))
+        digits = "%04d" % (time.time_ns() % 9000 + 1235)  # not the 1234 of step 4
+        gather = sbtest.conformance("twilio-voice-gather-dtmf.form").replace(
+            b"Digits=1234", b"Digits=" + digits.encode())
+        stack.post_twilio("/twilio/gather", gather)
+        stack.wait_scalar("SELECT count(*) FROM captures k JOIN events e ON e.id = k.event_id"
+                          " WHERE k.captured IN ('%s', '%s')" % (code, digits), 2)
+        driver.get(url)
+        wait_until("stream open again", lambda: driver.find_element(By.ID, "live").text == "live", 10)
+        click_conversation(driver, "+15550001005")
+        wait_until("the SMS code captured", lambda: "code captured: " + code in
+                   texts(driver, "#messages li.inbound .code"), 10)
+        assert not driver.find_elements(By.CSS_SELECTOR, "#messages li.outbound"), "no reply to a code"
+        click_conversation(driver, "+14158675309")
+        wait_until("the gather's digits captured", lambda: "code captured: " + digits in
+                   texts(driver, "#messages li.inbound .code"), 10)
 
         # The screenshot for the README: a conversation with its ticks.
         click_conversation(driver, "+15550001001")

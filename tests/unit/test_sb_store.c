@@ -1779,6 +1779,174 @@ test_failures (sb_store_t *store, const sb_rules_t *rules)
 }
 
 //  ---------------------------------------------------------------------
+//  The console's captured codes and retries (0012_console_codes_retries)
+
+static const char *s_capture_yaml = "rules:\n"
+                                    "  - name: sms-code\n"
+                                    "    match:\n"
+                                    "      kind: message\n"
+                                    "      text: { regex: \"[0-9]{6}\" }\n"
+                                    "    none: true\n"
+                                    "    publish: true\n"
+                                    "  - name: voice-code\n"
+                                    "    match:\n"
+                                    "      channel: voice\n"
+                                    "      kind: gather\n"
+                                    "      text: { regex: \"^[0-9]{4}$\" }\n"
+                                    "    none: true\n"
+                                    "    publish: true\n"
+                                    "  - name: echo\n"
+                                    "    match:\n"
+                                    "      text: { any: true }\n"
+                                    "    reply: \"Echo: {text}\"\n";
+
+//  The captures of the events from `from`: "rule=captured" joined by ' '.
+static const char *
+s_captures_of (const char *from)
+{
+    return s_text ("SELECT COALESCE (string_agg (k.rule || '=' || k.captured, ' '"
+                   " ORDER BY k.event_id), '') FROM captures k JOIN events e ON e.id = k.event_id"
+                   " WHERE e.from_addr = $1",
+                   from, NULL);
+}
+
+//  A publish rule's match is recorded in the batch (what the regex found;
+//  a gather's digits) and handed to the caller; other rules' are not; a
+//  duplicate records nothing more; the console's messages serve it.
+static void
+test_console_captures (sb_store_t *store)
+{
+    char err[256] = "";
+    sb_rules_t *rules = sb_rules_load_string (s_capture_yaml, "capture-rules", err, sizeof err);
+    CHECK (rules != NULL);
+    if (!rules) {
+        fprintf (stderr, "rules: %s\n", err);
+        return;
+    }
+    const char *who = "+14155550071";
+    enum { N = 3 };
+    sb_event_t *events[N];
+    events[0] = s_sms ("SMcap0001", who, "Your code is 493817, valid 10 minutes");
+    events[1] = s_sms ("SMcap0002", who, "hello");
+    events[2] = s_event (SB_PROVIDER_TWILIO, SB_CHANNEL_VOICE, SB_KIND_GATHER, "CAcap0003", who,
+                         "+15558675310", NULL);
+    sb_event_set (&events[2]->digits, "4321");
+    bool publish[N] = {false};
+    char *captured[N] = {NULL};
+    sb_store_policy_t policy = {.rules = rules, .publish = publish, .captured = captured};
+    sb_store_stats_t st = s_write (store, events, N, &policy);
+    CHECK_INT (st.stored, N);
+    CHECK_INT (st.replies, 1);  //  "hello" echoed
+    CHECK (publish[0] && !publish[1] && publish[2]);
+    CHECK_STR (captured[0] ? captured[0] : "(null)", "493817");
+    CHECK (captured[1] == NULL);
+    CHECK_STR (captured[2] ? captured[2] : "(null)", "4321");
+    CHECK_STR (s_captures_of (who), "sms-code=493817 voice-code=4321");
+    for (int i = 0; i < N; i++) {
+        free (captured[i]);
+        captured[i] = NULL;
+        publish[i] = false;
+    }
+    //  The provider retries the webhook (a new seq): nothing decided, no
+    //  second row, nothing to publish.
+    sb_event_t *retry = s_copy (events[0], ++s_seq);
+    st = s_write (store, &retry, 1, &policy);
+    CHECK_INT (st.duplicates, 1);
+    CHECK (!publish[0] && captured[0] == NULL);
+    CHECK_STR (s_captures_of (who), "sms-code=493817 voice-code=4321");
+    sb_event_destroy (&retry);
+
+    //  The console's messages: the inbound message with its capture, the
+    //  others without.
+    json_t *rows = sb_store_console_messages (store, "twilio", "sms", who, 0, 50, NULL);
+    CHECK (rows != NULL);
+    int with_code = 0, inbound = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach (rows, i, row) {
+        if (strcmp (json_string_value (json_object_get (row, "direction")), "inbound"))
+            continue;
+        inbound++;
+        const char *code = json_string_value (json_object_get (row, "captured"));
+        const char *body = json_string_value (json_object_get (row, "body"));
+        if (code && *code) {
+            with_code++;
+            CHECK_STR (code, "493817");
+            CHECK_STR (json_string_value (json_object_get (row, "captured_by")), "sms-code");
+            CHECK (strstr (body, "493817") != NULL);
+        }
+    }
+    CHECK_INT (inbound, 2);
+    CHECK_INT (with_code, 1);
+    json_decref (rows);
+    rows = sb_store_console_messages (store, "twilio", "voice", who, 0, 50, NULL);
+    CHECK_STR (json_string_value (json_object_get (json_array_get (rows, 0), "captured")), "4321");
+    json_decref (rows);
+    s_free_all (events, N);
+    sb_rules_destroy (&rules);
+}
+
+//  The row id's field of the console's dead letters, or -1.
+static int64_t
+s_trouble_int (sb_store_t *store, int64_t id, const char *field)
+{
+    json_t *rows = sb_store_console_trouble (store, 0, 200);
+    int64_t v = -1;
+    size_t i;
+    json_t *row;
+    json_array_foreach (rows, i, row)
+        if (json_integer_value (json_object_get (row, "id")) == id)
+            v = json_integer_value (json_object_get (row, field));
+    json_decref (rows);
+    return v;
+}
+
+//  A Retry from the console is kept on the row (retries, retried_at)
+//  through the next attempt's result, and both pages show it.
+static void
+test_console_retry (sb_store_t *store)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    const char *who = "+14155550072";
+    int64_t id = s_make_reply (who);
+    CHECK_INT (s_claim_count (store), 1);
+    sb_send_result_t res = s_result (id, SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, "21610");
+    s_record (store, &res, 3);
+    CHECK_STR (s_outbox (id, "state"), "failed");
+    CHECK_INT (s_trouble_int (store, id, "retries"), 0);
+    CHECK_INT (s_trouble_int (store, id, "retried_at_ms"), 0);
+    //  Not failed or dead: nothing to retry, nothing recorded.
+    CHECK_INT (sb_store_console_retry (store, id + 1000000), 0);
+
+    int64_t t0 = sb_time_wall_ms ();
+    CHECK_INT (sb_store_console_retry (store, id), 1);
+    CHECK_STR (s_outbox (id, "state"), "pending");
+    CHECK_STR (s_outbox (id, "retries"), "1");
+    //  The next attempt fails again: last_error is the provider's now, the
+    //  retry is still on the row.
+    CHECK_INT (s_claim_count (store), 1);
+    res = s_result (id, SB_OUTBOX_REPLY, SB_SEND_FINAL, NULL, NULL, "21610");
+    s_record (store, &res, 3);
+    CHECK_STR (s_outbox (id, "state"), "failed");
+    CHECK (strstr (s_outbox (id, "last_error"), "retried") == NULL);
+    CHECK_STR (s_outbox (id, "retries"), "1");
+    int64_t at = s_trouble_int (store, id, "retried_at_ms");
+    CHECK (at >= t0 - 5000 && at <= sb_time_wall_ms () + 5000);
+    CHECK_INT (s_trouble_int (store, id, "retries"), 1);
+    //  Retried again: counted twice.
+    CHECK_INT (sb_store_console_retry (store, id), 1);
+    CHECK_INT (s_trouble_int (store, id, "retries"), -1);  //  pending: not a dead letter
+    CHECK_STR (s_outbox (id, "retries"), "2");
+    json_t *rows = sb_store_console_messages (store, "twilio", "sms", who, 0, 50, NULL);
+    json_t *m = json_array_get (rows, 0);
+    CHECK_STR (json_string_value (json_object_get (m, "direction")), "outbound");
+    CHECK_INT (json_integer_value (json_object_get (m, "retries")), 2);
+    CHECK (json_integer_value (json_object_get (m, "retried_at_ms")) >= at);
+    json_decref (rows);
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE id = $1", s_outbox (id, "id"), NULL);
+}
+
+//  ---------------------------------------------------------------------
 //  A large batch
 
 static void
@@ -1811,6 +1979,9 @@ test_large_batch (sb_store_t *store, const sb_rules_t *rules, const char *prefix
                N);
     CHECK_INT (s_int ("SELECT count(*) FROM outbox", NULL) - outbox, rules ? N : 0);
     CHECK (took < 10000);
+    //  SB_TEST_TIMINGS=1 prints the write's time (to compare a change).
+    if (getenv ("SB_TEST_TIMINGS"))
+        fprintf (stderr, "large batch prefix=%s events=%d ms=%" PRId64 "\n", prefix, N, took);
     //  Again: all duplicates.
     st = s_write (store, events, N, &policy);
     CHECK_INT (st.duplicates, N);
@@ -2602,6 +2773,9 @@ main (void)
         test_many_contacts (conninfo[0]);
         test_many_identities (conninfo[0]);
         test_console_conversations (store);
+        test_console_captures (store);
+        s_hold_all (store);
+        test_console_retry (store);
         char err[256] = "";
         sb_rules_t *rules = sb_rules_load_string (s_rules_yaml, "test-rules", err, sizeof err);
         if (!rules)

@@ -18,7 +18,7 @@ import sbtest
 from sbtest import Postgres, Stack
 
 PG = None
-BULK = 50000  # old events and old messages written straight into the tables
+BULK = 200000  # old events and old messages written straight into the tables
 RECENT = "SM%032d" % 910001  # 29 days old: kept
 OLD = "SM%032d" % 910002  # 31 days old: removed
 
@@ -104,7 +104,7 @@ def test_retention():
         # inserts while the retention runs: each webhook's time from POST to its row
         latencies = []
         n = 0
-        deadline = time.time() + 120
+        deadline = time.time() + 240
         while time.time() < deadline:
             n += 1
             sid = "SM%032d" % (920000 + n)
@@ -118,7 +118,7 @@ def test_retention():
                     and stack.scalar("SELECT count(*) FROM messages WHERE body = 'old'") == "0" \
                     and stack.scalar("SELECT count(*) FROM outbox WHERE to_addr = '+15550002222'") == "1":
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
         live = n
         time.sleep(0.5)
         final = counts(stack)
@@ -148,7 +148,7 @@ def test_retention():
         latencies.sort()
         print("  removed events=%d messages=%d outbox=1 while %d webhooks were stored: latency median %.0f ms,"
               " max %.0f ms" % (BULK, BULK + 2, live, 1000 * latencies[len(latencies) // 2], 1000 * worst))
-        assert worst < 1.0, latencies[-5:]
+        assert worst < 0.4, latencies[-5:]  # one unbatched delete of the same rows: 660 ms
         stack.check_logs()
     finally:
         stack.close()

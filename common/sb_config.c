@@ -28,6 +28,7 @@ extern char **environ;
 typedef enum {
     S_STRING,    //  any text
     S_INT,       //  integer within [min, max], optional k/m/g suffix for sizes
+    S_INT_OFF,   //  0 (off), or an integer within [min, max]
     S_BOOL,      //  0/1, true/false, yes/no, on/off
     S_LEVEL,     //  log level name
     S_LISTEN,    //  [host:]port
@@ -45,7 +46,7 @@ typedef struct {
     unsigned services;  //  SB_SVC_* mask of binaries that read it
     const char *dflt;   //  default text, NULL for none (or computed)
     s_kind_t kind;      //  parser
-    int64_t min, max;   //  bounds for S_INT
+    int64_t min, max;   //  bounds for S_INT and S_INT_OFF
     bool secret;        //  never printed
     const char *help;   //  one line for --help
 } s_setting_t;
@@ -68,7 +69,7 @@ static const s_setting_t s_settings[] = {
 
 struct sb_config_t {
     char *values[S_COUNT];     //  text value, NULL when unset without default
-    int64_t numbers[S_COUNT];  //  parsed S_INT / S_BOOL value
+    int64_t numbers[S_COUNT];  //  parsed S_INT(_OFF) / S_BOOL value
 };
 
 static const char *
@@ -229,6 +230,12 @@ s_check (const s_setting_t *s, char *value, int64_t *number, const char **expect
             if (s_parse_int (value, number) || *number < s->min || *number > s->max)
                 return -1;
             return 0;
+        case S_INT_OFF:
+            *expected = "0 (off) or an integer";
+            if (s_parse_int (value, number)
+                || (*number != 0 && (*number < s->min || *number > s->max)))
+                return -1;
+            return 0;
         case S_BOOL: *expected = "0 or 1"; return s_parse_bool (value, number);
         case S_LEVEL: {
             sb_log_level_t level;
@@ -352,7 +359,7 @@ sb_config_load_from (unsigned services, char *const *env, char *err, size_t err_
             else
                 snprintf (err, err_size, "%s=%.200s: invalid value: expected %s", s->name,
                           self->values[i], expected);
-            if (s->kind == S_INT)
+            if (s->kind == S_INT || s->kind == S_INT_OFF)
                 snprintf (err + strlen (err), err_size - strlen (err), " between %lld and %lld",
                           (long long) s->min, (long long) s->max);
             else if (s->kind == S_DURATION)
@@ -472,8 +479,9 @@ int64_t
 sb_config_int (const sb_config_t *self, sb_setting_t setting)
 {
     int i = s_require (setting);
-    assert (s_settings[i].kind == S_INT || s_settings[i].kind == S_BOOL
-            || s_settings[i].kind == S_LEVEL || s_settings[i].kind == S_DURATION);
+    assert (s_settings[i].kind == S_INT || s_settings[i].kind == S_INT_OFF
+            || s_settings[i].kind == S_BOOL || s_settings[i].kind == S_LEVEL
+            || s_settings[i].kind == S_DURATION);
     return self->numbers[i];
 }
 

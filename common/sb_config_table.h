@@ -96,6 +96,8 @@ SB_SETTING (SB_DISPATCHER_FAILOVER_MS, DIS, "10000", S_INT, 1000, 600000, false,
             "time within which the partitions of a dispatcher that died or stopped answering move to the others (leases of three quarters of it, renewed every eighth)")
 SB_SETTING (SB_MIGRATIONS_DIR, DIS, NULL, S_STRING, 0, 0, false,
             "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)")
+SB_SETTING (SB_RETAIN_DAYS, DIS, "90", S_INT_OFF, 7, 36500, false,
+            "days events, messages and finished outbox rows are kept in PostgreSQL, then removed in small batches (contacts stay); 0 keeps everything; at least 7, the providers' webhook retry window, so a retry is still recognised")
 SB_SETTING (SB_BATCH_MAX, DIS, "500", S_INT, 1, 10000, false,
             "most events stored in one PostgreSQL transaction")
 SB_SETTING (SB_QUEUE_MAX, DIS, "100000", S_INT, 1000, 10000000, false,

@@ -62,6 +62,12 @@
     replay endpoint named are dropped during the first 10 s (the replay
     will bring them once its WELCOME arrives), stored as they come after.
 
+    Retention (SB_RETAIN_DAYS, sb_store_retain_step): the actor runs the
+    data lifecycle on its own connection, one small statement at a time
+    between batches (a pass every S_RETAIN_EVERY_MS, its steps
+    S_RETAIN_PAUSE_MS apart), so a step delays the next batch by one
+    bounded statement at most and runs under load too.
+
     Limits: an event that does not decode is logged and counted, not
     stored. The consumer id is "dispatcher": several dispatchers are one
     consumer for the lag metrics.
@@ -93,6 +99,11 @@
 #define S_EPOCH_HELLO_MS 200      //  least time between HELLOs caused by foreign epochs
 #define S_AHEAD_MAX_BYTES (64u * 1024 * 1024)  //  live events held ahead, per ingress
 #define S_PING_MS 500                          //  idle: a round trip this often, for readiness
+#define S_RETAIN_FIRST_MS 2000                 //  first retention pass this long after start
+#define S_RETAIN_EVERY_MS 60000                //  then a pass this often
+#define S_RETAIN_PAUSE_MS 50                   //  between the steps of a pass
+#define S_RETAIN_BATCH 1000                    //  rows a step reads
+#define S_RETAIN_DEADLINE_MS 1000  //  a step's statement_timeout (at most half SB_PG_TIMEOUT_MS)
 
 //  What the actor needs, copied at start.
 typedef struct {
@@ -109,6 +120,7 @@ typedef struct {
     const sb_rules_t *rules;            //  borrowed, immutable
     sb_metrics_t *metrics;              //  borrowed
     char *dispatcher_id;                //  SB_DISPATCHER_ID, for the outcomes
+    int retain_days;                    //  SB_RETAIN_DAYS (0: keep everything)
 } s_args_t;
 
 struct sb_ingest_t {
@@ -181,6 +193,7 @@ typedef struct {
     uint64_t replay_ids;         //  source of replay ids
     int64_t started_ms;          //  actor start (monotonic)
     int64_t next_tick_ms;        //  next heartbeat
+    int64_t next_retain_ms;      //  next retention step (SB_RETAIN_DAYS > 0)
     bool cursor_failed;          //  a cursor read failed (logged once)
     sb_metric_t *m_stored;       //  events stored
     sb_metric_t *m_duplicates;   //  events already stored
@@ -198,6 +211,7 @@ typedef struct {
     sb_metric_t *m_overlap;      //  events dropped as already taken (replay and live overlap)
     sb_metric_t *m_lost;         //  records the journal could not give
     sb_metric_t *m_waiting;      //  live events dropped while the source was not positioned
+    sb_metric_t *m_retained[4];  //  rows removed by retention: events, bodies, messages, outbox
 } self_t;
 
 //  ---------------------------------------------------------------------
@@ -340,6 +354,7 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->args = args;
     self->pipe = pipe;
     self->started_ms = sb_time_mono_ms ();
+    self->next_retain_ms = self->started_ms + S_RETAIN_FIRST_MS;
     self->next_tick_ms = self->started_ms;
     size_t window = 2 * args->batch_max;
     if (window < 64)
@@ -412,6 +427,12 @@ s_self_new (zsock_t *pipe, s_args_t *args)
                                            "Batches PostgreSQL refused (retried)", NULL);
     self->m_queue =
         sb_metrics_gauge (m, "sb_ingest_queue_events", "Events received and not yet stored", NULL);
+    static const char *const retained[] = {"table=\"events\"", "table=\"request_bodies\"",
+                                           "table=\"messages\"", "table=\"outbox\""};
+    for (size_t i = 0; i < 4; i++)
+        self->m_retained[i] =
+            sb_metrics_counter (m, "sb_retain_deleted_total",
+                                "Rows removed by retention (SB_RETAIN_DAYS)", retained[i]);
     self->m_replays = sb_metrics_counter (m, "sb_ingest_replays_total",
                                           "Journal replays asked of the ingresses", NULL);
     self->m_replayed = sb_metrics_counter (m, "sb_ingest_replayed_records_total",
@@ -949,7 +970,11 @@ s_self_wait_ms (self_t *self)
         if (src->state == S_LIVE && src->need_replay && src->replay_after_ms < until)
             until = src->replay_after_ms;
     }
-    if (self->nsources == 0 || until > now + S_PING_MS)
+    if (self->nsources == 0)
+        until = now + S_PING_MS;
+    if (self->args->retain_days > 0 && self->next_retain_ms < until)
+        until = self->next_retain_ms;
+    if (until > now + S_PING_MS)
         return S_PING_MS;
     return until > now ? (int) (until - now) : 0;
 }
@@ -1039,6 +1064,35 @@ s_self_store (self_t *self)
     return true;
 }
 
+//  One retention step when one is due (SB_RETAIN_DAYS): a pass's next
+//  statement, then the pause to the next step or pass.
+static void
+s_self_retain (self_t *self)
+{
+    int64_t now = sb_time_mono_ms ();
+    if (self->args->retain_days <= 0 || now < self->next_retain_ms || !self->store)
+        return;
+    int deadline = self->args->timeout_ms / 2;
+    if (deadline > S_RETAIN_DEADLINE_MS)
+        deadline = S_RETAIN_DEADLINE_MS;
+    sb_store_retain_t out;
+    if (sb_store_retain_step (self->store, self->args->retain_days, S_RETAIN_BATCH, deadline, &out)
+        != 0) {
+        sb_warn ("ingest", "retention step failed; next pass in ms=%d", S_RETAIN_EVERY_MS);
+        self->next_retain_ms = now + S_RETAIN_EVERY_MS;
+        return;
+    }
+    sb_metric_add (self->m_retained[0], (uint64_t) out.events);
+    sb_metric_add (self->m_retained[1], (uint64_t) out.bodies);
+    sb_metric_add (self->m_retained[2], (uint64_t) out.messages);
+    sb_metric_add (self->m_retained[3], (uint64_t) out.outbox);
+    if (out.events + out.messages + out.outbox > 0)
+        sb_debug ("ingest", "retention step events=%lld bodies=%lld messages=%lld outbox=%lld",
+                  (long long) out.events, (long long) out.bodies, (long long) out.messages,
+                  (long long) out.outbox);
+    self->next_retain_ms = now + (out.done ? S_RETAIN_EVERY_MS : S_RETAIN_PAUSE_MS);
+}
+
 static void
 s_ingest_actor (zsock_t *pipe, void *arg)
 {
@@ -1091,6 +1145,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
             self->backoff_ms = S_BACKOFF_MIN_MS;
             atomic_store (&args->shared->ready, true);
             s_self_position (self);
+            s_self_retain (self);
         }
         else {
             if (!self->failing)
@@ -1130,6 +1185,7 @@ s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_securit
     args->rules = rules;
     args->metrics = metrics;
     args->dispatcher_id = strdup (dispatcher_id);
+    args->retain_days = (int) sb_config_int (config, SB_CFG_SB_RETAIN_DAYS);
     return args;
 }
 

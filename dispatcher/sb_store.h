@@ -152,6 +152,29 @@ int sb_store_lease_release (sb_store_t *self);
 //  over): what fencing stopped. Counted since sb_store_new.
 int64_t sb_store_fenced (const sb_store_t *self);
 
+//  Data lifecycle (SB_RETAIN_DAYS; sb_store_retain.c): a retention pass
+//  walks events, messages and the outbox in id order, batch rows per
+//  statement, each statement in a transaction of its own with a deadline
+//  of deadline_ms, and removes the rows older than days: events (and
+//  their request bodies) no pending or sending outbox row points at,
+//  messages whose outbox row is not pending or sending, outbox rows sent,
+//  failed, dead or not sent. Contacts stay (the window and the opt-out
+//  are theirs). One store at a time runs a pass (a session advisory
+//  lock); the others find it busy.
+typedef struct {
+    int64_t events;    //  rows removed by this step
+    int64_t bodies;    //  request bodies removed with their events
+    int64_t messages;  //  messages removed
+    int64_t outbox;    //  outbox rows removed
+    bool done;         //  the pass ended: call again after a long pause
+    bool busy;         //  another store runs a pass (done is set too)
+} sb_store_retain_t;
+
+//  One statement of the pass under way (a new pass when none is). 0 and
+//  *out, or -1 (the pass ends: rolled back, lock given up).
+int sb_store_retain_step (sb_store_t *self, int days, int batch, int deadline_ms,
+                          sb_store_retain_t *out);
+
 //  How a RETRY is scheduled.
 typedef struct {
     int max_attempts;         //  after this many attempts the row is dead

@@ -9,6 +9,7 @@
       sb_store_migrate.c    migrations
       sb_store_outbox.c     claims, send results (settle) and reclaim
       sb_store_lease.c      the partitions' leases of several dispatchers
+      sb_store_retain.c     the data lifecycle: old rows removed in batches
     They share the store's struct and the helpers declared here; the files
     of the batch write also share sb_store_batch.h. The reply policy is a
     module of its own (sb_policy), as is the binary array encoder of the
@@ -64,6 +65,9 @@ struct sb_store_t {
     size_t dropped_count;        //  used entries of dropped, oldest first
     sb_log_every_t dropped_log;  //  dropped tokens forgotten (the list was full)
     int64_t fenced;              //  send results refused: their row is no longer their claim's
+    int retain_table;            //  retention: table of the pass under way (0: none)
+    int64_t retain_after;        //  retention: the pass's last id seen in that table
+    int retain_pid;              //  retention: backend holding the lock (0: none)
 };
 
 //  A statement prepared on every connection.

@@ -2705,6 +2705,153 @@ done:
     sb_store_destroy (&c);
 }
 
+//  ---------------------------------------------------------------------
+//  Retention (SB_RETAIN_DAYS, sb_store_retain.c)
+
+//  Steps until the pass ends (at most max); the rows each kind removed.
+static int
+s_retain_pass (sb_store_t *store, int days, int batch, sb_store_retain_t *sum, int max)
+{
+    memset (sum, 0, sizeof *sum);
+    int steps = 0;
+    while (steps < max) {
+        sb_store_retain_t out;
+        CHECK_INT (sb_store_retain_step (store, days, batch, 1000, &out), 0);
+        steps++;
+        sum->events += out.events;
+        sum->bodies += out.bodies;
+        sum->messages += out.messages;
+        sum->outbox += out.outbox;
+        sum->busy = out.busy;
+        if (out.done)
+            break;
+    }
+    sum->done = steps < max;
+    return steps;
+}
+
+static void
+test_retain (sb_store_t *store)
+{
+    //  Five inbound SMS, stored now; then three of them made 100 days old,
+    //  one 89 days (inside a 90-day retention), one left new. Each has its
+    //  own request body.
+    sb_event_t *events[5];
+    char ids[5][24];
+    for (int i = 0; i < 5; i++) {
+        char sid[24], from[24];
+        snprintf (sid, sizeof sid, "SMretain%02d", i);
+        snprintf (from, sizeof from, "+1415555%04d", 7000 + i);
+        events[i] = s_sms (sid, from, "old news");
+        char raw[32];
+        snprintf (raw, sizeof raw, "Body=retain%d", i);
+        sb_event_set_raw (events[i], raw, strlen (raw));
+    }
+    sb_store_policy_t policy = {.window_ms = 24LL * 3600 * 1000};
+    sb_store_stats_t st = s_write (store, events, 5, &policy);
+    CHECK_EQ (st.stored, 5);
+    for (int i = 0; i < 5; i++)
+        snprintf (
+            ids[i], sizeof ids[i], "%s",
+            s_text ("SELECT id FROM events WHERE provider_id = $1", events[i]->provider_id, NULL));
+    const char *age[5] = {"100", "100", "100", "89", "0"};
+    for (int i = 0; i < 5; i++) {
+        s_exec ("UPDATE events SET created_at = now () - $2::int4 * interval '1 day'"
+                " WHERE id = $1::int8",
+                ids[i], age[i], NULL);
+        s_exec ("UPDATE messages SET created_at = now () - $2::int4 * interval '1 day',"
+                " updated_at = now () - $2::int4 * interval '1 day' WHERE event_id = $1::int8",
+                ids[i], age[i], NULL);
+        s_exec ("UPDATE request_bodies b SET created_at = now () - $2::int4 * interval '1 day'"
+                " FROM events e WHERE e.id = $1::int8 AND b.sha256 = e.body_sha256",
+                ids[i], age[i], NULL);
+    }
+    //  Outbox rows 100 days old: sent (answering event 0), pending
+    //  (answering event 1, with its outbound message), dead; and one sent
+    //  10 days ago.
+    const char *ins = "INSERT INTO outbox (kind, state, provider, channel, to_addr, event_id,"
+                      " created_at, updated_at) VALUES ('reply', $1, 'twilio', 'sms', '+1',"
+                      " $2::int8, now () - $3::int4 * interval '1 day',"
+                      " now () - $3::int4 * interval '1 day') RETURNING id";
+    char pending[24];
+    s_exec (ins, "sent", ids[0], "100", NULL);
+    snprintf (pending, sizeof pending, "%s", s_text (ins, "pending", ids[1], "100", NULL));
+    s_exec (ins, "dead", ids[2], "100", NULL);
+    s_exec (ins, "sent", ids[3], "10", NULL);
+    s_exec ("INSERT INTO messages (direction, provider, channel, contact_addr, outbox_id,"
+            " event_id, created_at, updated_at) VALUES ('outbound', 'twilio', 'sms', '+1',"
+            " $1::int8, $2::int8, now () - interval '100 days', now () - interval '100 days')",
+            pending, ids[1], NULL);
+    //  2,500 more events 100 days old: three batches of 1,000.
+    s_exec ("INSERT INTO events (ingress_id, seq, provider, channel, kind, received_at, payload,"
+            " created_at) SELECT 'retain-bulk', g, 'twilio', 'sms', 'message',"
+            " now () - interval '100 days', '\\x'::bytea, now () - interval '100 days'"
+            " FROM generate_series (1, 2500) g",
+            NULL);
+    int64_t events0 = s_int ("SELECT count (*) FROM events", NULL);
+    int64_t messages0 = s_int ("SELECT count (*) FROM messages", NULL);
+    int64_t outbox0 = s_int ("SELECT count (*) FROM outbox", NULL);
+    int64_t bodies0 = s_int ("SELECT count (*) FROM request_bodies", NULL);
+    int64_t contacts0 = s_int ("SELECT count (*) FROM contacts", NULL);
+
+    //  0 keeps everything.
+    sb_store_retain_t sum;
+    CHECK_INT (s_retain_pass (store, 0, 1000, &sum, 10), 1);
+    CHECK_INT (s_int ("SELECT count (*) FROM events", NULL), events0);
+
+    //  Another store's pass holds the lock: this one is busy and removes
+    //  nothing.
+    s_exec ("SELECT pg_advisory_lock (8314333642149161326)", NULL);
+    s_retain_pass (store, 90, 1000, &sum, 10);
+    CHECK (sum.busy);
+    CHECK_INT (sum.events, 0);
+    CHECK_INT (s_int ("SELECT count (*) FROM events", NULL), events0);
+    s_exec ("SELECT pg_advisory_unlock (8314333642149161326)", NULL);
+
+    //  90 days: the old rows go, in batches of 1,000, exactly.
+    int steps = s_retain_pass (store, 90, 1000, &sum, 100);
+    CHECK (sum.done);
+    CHECK (!sum.busy);
+    CHECK_INT (steps, 8);          //  events 4 (3 batches, 1 empty), messages 2, outbox 2
+    CHECK_INT (sum.events, 2502);  //  events 0 and 2, and the bulk
+    CHECK_INT (sum.bodies, 2);     //  their bodies; event 1's stays with it
+    CHECK_INT (sum.messages, 3);   //  the inbound messages of events 0 to 2
+    CHECK_INT (sum.outbox, 2);     //  the old sent and dead rows
+    CHECK_INT (s_int ("SELECT count (*) FROM events", NULL), events0 - 2502);
+    CHECK_INT (s_int ("SELECT count (*) FROM messages", NULL), messages0 - 3);
+    CHECK_INT (s_int ("SELECT count (*) FROM outbox", NULL), outbox0 - 2);
+    CHECK_INT (s_int ("SELECT count (*) FROM request_bodies", NULL), bodies0 - 2);
+    CHECK_INT (s_int ("SELECT count (*) FROM contacts", NULL), contacts0);
+    //  The pending row keeps its event, its body and its outbound message.
+    CHECK_INT (s_int ("SELECT count (*) FROM events WHERE id = $1::int8", ids[1], NULL), 1);
+    CHECK_INT (s_int ("SELECT count (*) FROM events e JOIN request_bodies b"
+                      " ON b.sha256 = e.body_sha256 WHERE e.id = $1::int8",
+                      ids[1], NULL),
+               1);
+    CHECK_INT (s_int ("SELECT count (*) FROM messages WHERE outbox_id = $1::int8", pending, NULL),
+               1);
+    CHECK_INT (s_int ("SELECT count (*) FROM outbox WHERE id = $1::int8", pending, NULL), 1);
+    CHECK_INT (s_int ("SELECT count (*) FROM events WHERE id IN ($1::int8, $2::int8)", ids[0],
+                      ids[2], NULL),
+               0);
+
+    //  A provider's retry of the 89-day-old webhook (a new journal
+    //  position, the same MessageSid) is still a duplicate.
+    sb_event_t *retry = s_copy (events[3], ++s_seq);
+    st = s_write (store, &retry, 1, &policy);
+    CHECK_EQ (st.stored, 0);
+    CHECK_EQ (st.duplicates, 1);
+    sb_event_destroy (&retry);
+
+    //  A second pass has nothing left to remove: it reads what was kept
+    //  and ends.
+    s_retain_pass (store, 90, 1000, &sum, 100);
+    CHECK (sum.done);
+    CHECK_INT (sum.events + sum.messages + sum.outbox, 0);
+    CHECK_INT (s_int ("SELECT count (*) FROM events", NULL), events0 - 2502);
+    s_free_all (events, 5);
+}
+
 int
 main (void)
 {
@@ -2806,6 +2953,16 @@ main (void)
     }
     sb_store_destroy (&store);
     CHECK (store == NULL);
+    sb_store_destroy (&store);
+    PQfinish (s_db);
+
+    //  Retention on the concurrent migrators' database, where ids follow
+    //  time as they do in production (every table starts empty there).
+    s_db = PQconnectdb (conninfo[1]);
+    store = sb_store_new (conninfo[1], 0);
+    CHECK (store != NULL);
+    if (store && PQstatus (s_db) == CONNECTION_OK)
+        test_retain (store);
     sb_store_destroy (&store);
     PQfinish (s_db);
 

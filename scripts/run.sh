@@ -219,6 +219,14 @@ else
   say "switchboard-dispatcher is not built yet: running without it"
 fi
 
+# The sandbox's number calls this ingress, as `switchboard connect` would
+# set a real one (README, "Going live"): doctor then finds it right.
+if [ -x "$cli" ] && "$cli" connect twilio >"$var/log/connect.log" 2>&1; then
+  say "pointed the sandbox's number $TWILIO_PHONE_NUMBER at the ingress (switchboard connect twilio)"
+else
+  say "switchboard connect twilio did not succeed (var/log/connect.log); doctor will say why"
+fi
+
 cat <<EOF
 
 switchboard is running: ${names[*]}$([ "$pg_started" = 1 ] && echo " and PostgreSQL on :$pg_port").
@@ -229,6 +237,9 @@ Watch events (in another terminal, from $top):
 
 Send a first webhook, signed as Twilio signs it:
   (set -a; . var/dev.env; build/cli/switchboard send twilio-sms --body hello)
+
+Check every setting, service and webhook URL (README, "Going live"):
+  (set -a; . var/dev.env; build/cli/switchboard doctor)
 
 Press Ctrl-C to stop everything.
 EOF

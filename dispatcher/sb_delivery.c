@@ -590,7 +590,12 @@ s_self_lease (self_t *self)
     sb_store_lease_t lease;
     int rc =
         sb_store_lease_tick (self->store, self->args->dispatcher_id, self->args->lease_ms, &lease);
-    s_self_db_result (self, rc == 0);
+    //  A tick that fails is PostgreSQL failing; one that works says nothing
+    //  of the sends' statements (a lock on events holds a settle, not a
+    //  tick): only a claim or a settle that works declares PostgreSQL back,
+    //  so the state does not flap while the sends still wait.
+    if (rc != 0)
+        s_self_db_result (self, false);
     sb_metric_add (self->m_ticks[rc == 0 ? 0 : 1], 1);
     //  A failed tick is tried again after the backoff, at most a tick later.
     self->next_tick = now + (rc == 0 ? self->args->tick_ms : S_DB_BACKOFF_MIN_MS);

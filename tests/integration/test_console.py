@@ -297,13 +297,34 @@ def texts(driver, css):
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
 
 
+def click(driver, css, what, timeout=10):
+    """Click the element css finds; the live page re-renders its lists
+    (a stale element), so find it again until the click lands."""
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException)
+    from selenium.webdriver.common.by import By
+
+    def once():
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+    wait_until(what, once, timeout)
+
+
 def click_conversation(driver, address):
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
+
     def find():
-        for li in driver.find_elements(By.CSS_SELECTOR, "#conversation-list li"):
-            if address in li.text:
-                li.click()
-                return True
+        try:
+            for li in driver.find_elements(By.CSS_SELECTOR, "#conversation-list li"):
+                if address in li.text:
+                    li.click()
+                    return True
+        except StaleElementReferenceException:  # re-rendered under us: look again
+            pass
         return False
     wait_until("conversation %s listed" % address, find, 10)
 
@@ -405,7 +426,7 @@ def test_console_in_browser():
         row = "#dead-list tr[data-outbox-id='%s']" % outbox_id
         wait_until("dead row listed", lambda: driver.find_element(By.CSS_SELECTOR, row + " .state").text == "dead", 10)
         assert "500" in driver.find_element(By.CSS_SELECTOR, row + " .why").text
-        driver.find_element(By.CSS_SELECTOR, row + " button.retry").click()
+        click(driver, row + " button.retry", "Retry clicked")
         stack.wait_scalar("SELECT state || '/' || retries FROM outbox WHERE id = %s" % outbox_id,
                           "dead/1", timeout=30)
         # The next attempts rewrote last_error; the retry is kept on the row.
@@ -413,7 +434,7 @@ def test_console_in_browser():
                    driver.find_element(By.CSS_SELECTOR, row + " .why .retried").text
                    and driver.find_element(By.CSS_SELECTOR, row + " button.retry").text == "Retry", 10)
         assert "500" in driver.find_element(By.CSS_SELECTOR, row + " .why").text
-        driver.find_element(By.CSS_SELECTOR, row + " button.retry").click()
+        click(driver, row + " button.retry", "Retry clicked")
         stack.wait_scalar("SELECT state FROM outbox WHERE id = %s" % outbox_id, "sent", timeout=20)
         wait_until("dead row gone after the retry",
                    lambda: not driver.find_elements(By.CSS_SELECTOR, row), 10)

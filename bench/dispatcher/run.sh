@@ -42,6 +42,10 @@
 #                             issue 15's replies at provider speed: 200)
 #   BENCH_DISPATCHER_ENV=     more settings of the dispatcher, "NAME=value ..."
 #                             (SB_SEND_CONCURRENCY=32, say)
+#   BENCH_PGSS=1              load pg_stat_statements: each step writes PostgreSQL's
+#                             statements by total time to <step>/statements.txt
+#   BENCH_EXPLAIN_MS=N        with BENCH_PGSS, auto_explain logs the plan of every statement
+#                             slower than N ms to PostgreSQL's server.log (BENCH_KEEP=1 keeps it)
 # Results: stdout and var/bench/dispatcher/results.md; per-step files (load CSV,
 # samples, metrics, sandbox log, service logs) in var/bench/dispatcher/<step>/.
 set -euo pipefail
@@ -197,6 +201,12 @@ say "starting PostgreSQL in $work/pg on port $pg_port"
 pg_started=1   # before the start: a half-started cluster is stopped too
 "$top/scripts/pg.sh" start "$work/pg" "$pg_port" >/dev/null
 server_url=postgresql://postgres@127.0.0.1:$pg_port
+if [ -n "${BENCH_PGSS:-}" ]; then
+  printf "shared_preload_libraries = 'pg_stat_statements,auto_explain'\npg_stat_statements.track_planning = on\nauto_explain.log_min_duration = '${BENCH_EXPLAIN_MS:--1}'\n" \
+    >>"$work/pg/postgresql.conf"
+  "$top/scripts/pg.sh" stop "$work/pg" >/dev/null
+  "$top/scripts/pg.sh" start "$work/pg" "$pg_port" >/dev/null
+fi
 export PGOPTIONS="-c client_min_messages=warning"
 psql_q() { psql "$server_url/switchboard" -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 new_db() {  # new_db NAME: a fresh database with the dispatcher's schema
@@ -330,6 +340,10 @@ step() {
 
   local pgstat0 ours
   pgstat0=$(pg_counts "$db")
+  if [ -n "${BENCH_PGSS:-}" ]; then
+    psql "$server_url/$db" -X -q -At -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+      SELECT pg_stat_statements_reset()" >/dev/null
+  fi
   # CPU accounting: the benchmark's processes (PostgreSQL's with its postmaster)
   ours="$sandbox_pid $ingress_pid $dispatcher_pid $sampler $(head -n 1 "$work/pg/postmaster.pid")"
   python3 "$top/bench/dispatcher/cpu.py" $ours >"$dir/cpu.txt"
@@ -372,6 +386,12 @@ step() {
       --stdio -g none 2>/dev/null | grep -v '^$' | head -80 >"$dir/perf.txt" || true
   fi
   curl -fsS -m 10 "http://127.0.0.1:$dis_port/metrics" >"$dir/metrics.txt"
+  if [ -n "${BENCH_PGSS:-}" ]; then
+    psql "$server_url/$db" -X -q -F ' | ' -A -c "SELECT calls, round(total_exec_time) AS exec_ms, round(total_plan_time) AS plan_ms,
+        round((total_exec_time / greatest(calls, 1))::numeric, 3) AS mean_ms, rows,
+        shared_blks_hit + shared_blks_read AS blks, left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query
+      FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25" >"$dir/statements.txt" || true
+  fi
   curl -fsS -m 60 "http://127.0.0.1:$sbx_port/_sandbox/requests" >"$dir/sandbox.json"
   stop_all
   sleep 1   # the backends' last statistics

@@ -973,6 +973,44 @@ s_check_error (int64_t id, const char *want)
     }
 }
 
+//  The replies SENT in one settle are recorded by one statement; two of
+//  them with one provider id (a mock repeating ids) break messages' unique
+//  key there, and the settle records them one statement each instead: the
+//  first keeps the id, the second notes it, and every row is sent.
+static void
+test_sent_many (sb_store_t *store)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    int64_t ids[4];
+    for (int i = 0; i < 4; i++) {
+        char to[24];
+        snprintf (to, sizeof to, "+1415555095%d", i);
+        ids[i] = s_make_reply (to);
+    }
+    CHECK_INT (s_claim_count (store), 4);
+    s_write_status (store, "SMmanyA", "delivered", NULL);
+    const char *pids[] = {"SMmanyA", "SMmanyB", "SMmanySame", "SMmanySame"};
+    sb_send_result_t results[4];
+    for (int i = 0; i < 4; i++)
+        results[i] = s_result (ids[i], SB_OUTBOX_REPLY, SB_SEND_SENT, pids[i], NULL, NULL);
+    sb_store_retry_t retry = {5, 1000, 60000};
+    bool dead[4];
+    CHECK_INT (sb_store_settle (store, results, 4, &retry, dead, 0, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        sb_outbox_result_free (&results[i]);
+        CHECK_STR (s_outbox (ids[i], "state"), "sent");
+        CHECK_STR (s_outbox (ids[i], "provider_id"), pids[i]);
+    }
+    CHECK_STR (s_message_provider_id (ids[0]), "SMmanyA");
+    CHECK_STR (s_message_status (ids[0]), "delivered/3/");
+    CHECK_STR (s_message_provider_id (ids[1]), "SMmanyB");
+    CHECK_STR (s_message_status (ids[1]), "queued/1/");
+    CHECK_STR (s_message_provider_id (ids[2]), "SMmanySame");
+    CHECK_STR (s_message_provider_id (ids[3]), "(null)");
+    s_check_error (ids[3], "duplicate provider id");
+    CHECK_STR (s_outbox (ids[2], "last_error"), "");
+}
+
 //  Poison results hurt only their own row.
 static void
 test_poison (sb_store_t *store)
@@ -2906,6 +2944,7 @@ main (void)
         test_outbox (store, conninfo[0]);
         test_settle (store);
         test_poison (store);
+        test_sent_many (store);
         test_settle_transient (conninfo[0]);
         test_claim_aba (conninfo[0]);
         s_hold_all (store);

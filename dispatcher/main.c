@@ -234,7 +234,8 @@ main (int argc, char **argv)
     parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE, id);
     if (!parts.delivery)
         goto teardown;
-    parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE, id);
+    parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE, id,
+                                  sb_delivery_partitions (parts.delivery));
     if (!parts.ingest)
         goto teardown;
     http = sb_status_http_new (sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN), metrics,

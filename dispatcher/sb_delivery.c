@@ -120,6 +120,7 @@ struct sb_delivery_t {
     zactor_t *actor;             //  the actor thread
     atomic_bool ready;           //  the last PostgreSQL call succeeded
     _Atomic int64_t last_ok_us;  //  monotonic time of the last successful round trip
+    sb_partition_set_t held;     //  the partitions held after the last lease tick
     s_args_t *args;              //  what the actor reads
 };
 
@@ -614,6 +615,7 @@ s_self_lease (self_t *self)
                  "go out twice)",
                  lease.recovered);
     self->lease = lease;
+    sb_partition_set_store (&self->args->shared->held, lease.held);
     sb_metric_set (self->m_owned, lease.owned);
     sb_metric_set (self->m_target, lease.target);
     sb_metric_set (self->m_live, (int64_t) lease.live);
@@ -794,6 +796,7 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
         return NULL;
     atomic_init (&self->ready, false);
     atomic_init (&self->last_ok_us, 0);
+    atomic_init (&self->held.known, false);
     s_args_t *args = self->args = calloc (1, sizeof *args);
     if (!args)
         goto fail;
@@ -846,4 +849,10 @@ sb_delivery_ready (const sb_delivery_t *self)
     sb_delivery_t *me = (sb_delivery_t *) self;
     return atomic_load (&me->ready)
            && sb_store_alive (atomic_load (&me->last_ok_us), me->args->timeout_ms);
+}
+
+const sb_partition_set_t *
+sb_delivery_partitions (const sb_delivery_t *self)
+{
+    return &self->held;
 }

@@ -9,6 +9,7 @@
 
 #include "sb_config.h"
 #include "sb_metrics.h"
+#include "sb_partition.h"
 
 typedef struct sb_delivery_t sb_delivery_t;
 
@@ -25,5 +26,10 @@ void sb_delivery_destroy (sb_delivery_t **self_p);
 //  True while PostgreSQL answers: the last call succeeded, and the last
 //  successful round trip is less than SB_PG_TIMEOUT_MS and a second old.
 bool sb_delivery_ready (const sb_delivery_t *self);
+
+//  The partitions this dispatcher holds, as of the last lease tick (none
+//  before the first), for the ingest actor: it stores their events only.
+//  Lives as long as the delivery actor.
+const sb_partition_set_t *sb_delivery_partitions (const sb_delivery_t *self);
 
 #endif

@@ -68,6 +68,18 @@
     S_RETAIN_PAUSE_MS apart), so a step delays the next batch by one
     bounded statement at most and runs under load too.
 
+    Storing split among dispatchers (docs/internals.md, "Several
+    dispatchers"). With replay endpoints the actor stores only the events
+    of the partitions its dispatcher holds (the delivery actor's lease
+    ticks publish them: sb_partition_set_t), skipping the others' and
+    keeping the skipped ones in memory (`kept`, at most S_KEPT_MAX events
+    and S_AHEAD_MAX_BYTES, the oldest dropped first); each batch's cursor
+    claims the partitions it stored (sb_store_cover). A source starts once
+    the first tick said which partitions are held, from their cover. A
+    partition taken over is stored from its cover on: its kept events
+    first, in the order they came, or, when `kept` lacks some, a replay of
+    the journal from the cover.
+
     Limits: an event that does not decode is logged and counted, not
     stored. The consumer id is "dispatcher": several dispatchers are one
     consumer for the lag metrics.
@@ -80,6 +92,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
 
 #include "sb_event.h"
 #include "sb_actor.h"
@@ -98,6 +112,7 @@
 #define S_UNKNOWN_GRACE_MS 10000  //  drop events of unknown ingresses this long after start
 #define S_EPOCH_HELLO_MS 200      //  least time between HELLOs caused by foreign epochs
 #define S_AHEAD_MAX_BYTES (64u * 1024 * 1024)  //  live events held ahead, per ingress
+#define S_KEPT_MAX 65536                       //  skipped events kept for a take-over
 #define S_PING_MS 500                          //  idle: a round trip this often, for readiness
 #define S_RETAIN_FIRST_MS 2000                 //  first retention pass this long after start
 #define S_RETAIN_EVERY_MS 60000                //  then a pass this often
@@ -121,6 +136,7 @@ typedef struct {
     sb_metrics_t *metrics;              //  borrowed
     char *dispatcher_id;                //  SB_DISPATCHER_ID, for the outcomes
     int retain_days;                    //  SB_RETAIN_DAYS (0: keep everything)
+    const sb_partition_set_t *held;     //  borrowed: the partitions the delivery actor holds
 } s_args_t;
 
 struct sb_ingest_t {
@@ -169,6 +185,7 @@ typedef struct {
     int64_t check_ms;     //  and when
     s_fifo_t ahead;       //  live events ahead of next_seq
     bool ahead_overflow;  //  live events were dropped: the queue was full
+    uint64_t kept_from;   //  every event of it skipped from this seq on is in `kept`
 } s_source_t;
 
 typedef struct {
@@ -181,6 +198,12 @@ typedef struct {
     sb_store_t *store;           //  PostgreSQL
     sb_event_t **batch;          //  events taken, not yet stored
     bool *fresh;                 //  per event of the batch: stored now (not a duplicate)
+    bool *skip;                  //  per event of the batch: another dispatcher's partition
+    bool mine[SB_PARTITIONS];    //  the partitions whose events this actor stores
+    int nmine;                   //  how many
+    bool held_known;             //  the delivery actor has told them once
+    s_fifo_t kept;               //  skipped events, oldest first, for a take-over
+    s_fifo_t taken;              //  kept events of partitions taken over, to store first
     bool *publish;               //  per event of the batch: its rule asks to publish it
     char **captured;             //  per event of the batch: what that rule captured (owned)
     size_t count;                //  how many
@@ -212,6 +235,10 @@ typedef struct {
     sb_metric_t *m_lost;         //  records the journal could not give
     sb_metric_t *m_waiting;      //  live events dropped while the source was not positioned
     sb_metric_t *m_retained[4];  //  rows removed by retention: events, bodies, messages, outbox
+    sb_metric_t *m_skipped;      //  events of partitions other dispatchers hold
+    sb_metric_t *m_mine;         //  partitions whose events are stored here
+    sb_metric_t *m_rewinds;      //  replays asked for partitions taken over
+    sb_metric_t *m_restored;     //  kept events stored after a take-over
 } self_t;
 
 //  ---------------------------------------------------------------------
@@ -281,8 +308,15 @@ s_self_destroy (self_t **self_p)
         free (src->endpoint);
     }
     free (self->sources);
+    s_fifo_clear (&self->kept);
+    s_fifo_clear (&self->taken);
+    free (self->kept.items);
+    free (self->kept.sizes);
+    free (self->taken.items);
+    free (self->taken.sizes);
     free (self->batch);
     free (self->fresh);
+    free (self->skip);
     free (self->publish);
     free (self->captured);
     sb_store_destroy (&self->store);
@@ -364,13 +398,20 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->window = (uint32_t) window;
     self->batch = calloc (args->batch_max, sizeof *self->batch);
     self->fresh = calloc (args->batch_max, sizeof *self->fresh);
+    self->skip = calloc (args->batch_max, sizeof *self->skip);
+    self->kept.cap = self->taken.cap = S_KEPT_MAX;
+    self->kept.items = calloc (S_KEPT_MAX, sizeof *self->kept.items);
+    self->kept.sizes = calloc (S_KEPT_MAX, sizeof *self->kept.sizes);
+    self->taken.items = calloc (S_KEPT_MAX, sizeof *self->taken.items);
+    self->taken.sizes = calloc (S_KEPT_MAX, sizeof *self->taken.sizes);
     self->publish = calloc (args->batch_max, sizeof *self->publish);
     self->captured = calloc (args->batch_max, sizeof *self->captured);
     self->sub = zsock_new (ZMQ_SUB);
     self->push = zsock_new (ZMQ_PUSH);
     self->wake = zsock_new (ZMQ_PUSH);
-    if (!self->batch || !self->fresh || !self->publish || !self->captured || !self->sub
-        || !self->push || !self->wake)
+    if (!self->batch || !self->fresh || !self->skip || !self->kept.items || !self->kept.sizes
+        || !self->taken.items || !self->taken.sizes || !self->publish || !self->captured
+        || !self->sub || !self->push || !self->wake)
         goto fail;
     zsock_set_rcvhwm (self->sub, args->queue_max);
     zsock_set_subscribe (self->sub, "sb.v1.");
@@ -445,6 +486,17 @@ s_self_new (zsock_t *pipe, s_args_t *args)
     self->m_lost =
         sb_metrics_counter (m, "sb_ingest_journal_missing_total",
                             "Journal records an ingress could not replay (damaged)", NULL);
+    self->m_skipped = sb_metrics_counter (
+        m, "sb_events_skipped_total",
+        "Events of partitions other dispatchers hold: stored by them, not here", NULL);
+    self->m_mine = sb_metrics_gauge (m, "sb_ingest_partitions",
+                                     "Partitions whose events this dispatcher stores", NULL);
+    self->m_rewinds =
+        sb_metrics_counter (m, "sb_ingest_takeover_replays_total",
+                            "Replays asked for partitions taken over from another holder", NULL);
+    self->m_restored = sb_metrics_counter (
+        m, "sb_ingest_takeover_kept_total",
+        "Events of partitions taken over stored from those kept when skipped, not replayed", NULL);
     self->m_waiting = sb_metrics_counter (
         m, "sb_ingest_unpositioned_dropped_total",
         "Live events dropped before their ingress's replay started (replayed later)", NULL);
@@ -547,6 +599,7 @@ s_source_new_epoch (s_source_t *src, const char *epoch)
              src->ingress_id, src->epoch, epoch);
     sb_replay_set (src->epoch, sizeof src->epoch, epoch);
     src->next_seq = 1;
+    src->kept_from = 1;
     src->stored_seq = 0;
     src->acked_seq = 0;
     s_fifo_clear (&src->ahead);
@@ -864,6 +917,17 @@ s_take_sub (self_t *self)
 static void
 s_self_take (self_t *self)
 {
+    //  Kept events of partitions taken over go first, in the order they
+    //  came: before anything newer of theirs.
+    sb_event_t *kept;
+    while (self->count < self->args->batch_max && (kept = s_fifo_pop (&self->taken))) {
+        s_accept (self, kept);
+        sb_metric_add (self->m_restored, 1);
+    }
+    if (self->taken.count) {
+        sb_metric_set (self->m_queue, (int64_t) self->count);
+        return;
+    }
     for (size_t i = 0; i < self->nsources; i++)
         s_drain (self, &self->sources[i]);
     while (self->count < self->args->batch_max) {
@@ -896,36 +960,170 @@ s_self_take (self_t *self)
     sb_metric_set (self->m_queue, (int64_t) self->count);
 }
 
-//  Start each source whose ingress answered: read its cursor (with an
-//  empty batch, so the cursor is up to date) and ask the replay.
+//  Start each source whose ingress answered: read the cover of the
+//  partitions stored here (of all, while none is), with an empty batch so
+//  the cursors are up to date, and ask the replay from there.
 static void
 s_self_position (self_t *self)
 {
-    if (self->count > 0 || !self->store)
-        return;
+    if (self->count > 0 || !self->store || (self->args->held && !self->held_known))
+        return;  //  the partitions stored here are known after the first lease tick
     for (size_t i = 0; i < self->nsources; i++) {
         s_source_t *src = &self->sources[i];
         if (!src->known || src->positioned)
             continue;
         uint64_t cursor = 0;
-        char epoch[SB_REPLAY_EPOCH_MAX + 1];
-        if (sb_store_cursor (self->store, src->ingress_id, &cursor, epoch, sizeof epoch)) {
+        if (sb_store_cover (self->store, src->ingress_id, src->epoch,
+                            self->nmine ? self->mine : NULL, &cursor, NULL, 0)) {
             if (!self->cursor_failed)
                 sb_warn ("ingest", "cannot read the cursor yet ingress_id=%s", src->ingress_id);
             self->cursor_failed = true;
             return;
         }
         self->cursor_failed = false;
-        bool same = strcmp (epoch, src->epoch) == 0;
-        src->next_seq = same ? cursor + 1 : 1;
+        //  No claim in this epoch (a new journal): 0, from its start.
+        src->next_seq = cursor + 1;
+        src->kept_from = src->next_seq;
         src->stored_seq = src->next_seq - 1;
         src->acked_seq = 0;
         src->positioned = true;
-        sb_info ("ingest", "cursor ingress_id=%s epoch=%s stored_seq=%llu%s", src->ingress_id,
-                 src->epoch, (unsigned long long) src->stored_seq,
-                 *epoch && !same ? " (cursor of an older epoch)" : "");
+        sb_info ("ingest", "cursor ingress_id=%s epoch=%s stored_seq=%llu partitions=%d",
+                 src->ingress_id, src->epoch, (unsigned long long) src->stored_seq,
+                 self->nmine ? self->nmine : SB_PARTITIONS);
         s_source_request (self, src, "start");
     }
+}
+
+//  A skipped event goes out of `kept` (evicted, or too big for it): from
+//  its seq on, its source's kept events are no longer complete.
+static void
+s_kept_gone (self_t *self, const sb_event_t *e)
+{
+    s_source_t *src = s_source_of (self, e->ingress_id);
+    if (src && e->epoch && strcmp (e->epoch, src->epoch) == 0 && e->seq >= src->kept_from)
+        src->kept_from = e->seq + 1;
+}
+
+//  Keep a skipped event (another dispatcher's partition) for a take-over;
+//  the oldest go when `kept` is full.
+static void
+s_kept_push (self_t *self, sb_event_t *event)
+{
+    size_t size = protobuf_c_message_get_packed_size ((const ProtobufCMessage *) event);
+    while (!s_fifo_push (&self->kept, event, size)) {
+        sb_event_t *old = s_fifo_pop (&self->kept);
+        if (!old) {
+            s_kept_gone (self, event);
+            sb_event_destroy (&event);
+            return;
+        }
+        s_kept_gone (self, old);
+        sb_event_destroy (&old);
+    }
+}
+
+//  Follow the partitions the delivery actor holds (with an empty batch):
+//  stop storing those it lost; before storing those it took, bring back
+//  what their former holder did not store. For each ingress, their cover
+//  (sb_store_cover) says from where: when that is behind the stream, the
+//  events since were skipped here, and are stored first, in the order
+//  they came (across ingresses too, as a dispatcher storing everything
+//  would have): from `kept` when it still holds every one since, else by
+//  a replay of the journal from the cover (then only that ingress's
+//  order holds). Until the covers are read they stay another's, tried
+//  again next time. Without replay endpoints every event is stored:
+//  nothing could fetch a skipped one again.
+static void
+s_self_partitions (self_t *self)
+{
+    if (self->count > 0 || !self->store || self->nsources == 0)
+        return;
+    bool held[SB_PARTITIONS], gained[SB_PARTITIONS];
+    if (self->args->held)
+        self->held_known = sb_partition_set_load (self->args->held, held);
+    else {
+        self->held_known = true;
+        for (size_t p = 0; p < SB_PARTITIONS; p++)
+            held[p] = true;
+    }
+    int ngained = 0, nlost = 0;
+    for (size_t p = 0; p < SB_PARTITIONS; p++) {
+        gained[p] = held[p] && !self->mine[p];
+        ngained += gained[p];
+        if (!held[p] && self->mine[p]) {
+            self->mine[p] = false;
+            self->nmine--;
+            nlost++;
+        }
+    }
+    if (nlost)
+        sb_info ("ingest", "partitions given up or lost count=%d storing=%d", nlost, self->nmine);
+    if (!ngained) {
+        sb_metric_set (self->m_mine, self->nmine);
+        return;
+    }
+    uint64_t *cover = calloc (self->nsources, sizeof *cover);
+    bool *from_kept = calloc (self->nsources, sizeof *from_kept);
+    bool any_kept = false;
+    if (!cover || !from_kept)
+        goto done;  //  out of memory: taken next time
+    for (size_t i = 0; i < self->nsources; i++) {
+        s_source_t *src = &self->sources[i];
+        if (!src->known || !src->positioned)
+            continue;  //  positioned from the cover of mine, gained ones included
+        if (sb_store_cover (self->store, src->ingress_id, src->epoch, gained, &cover[i], NULL, 0))
+            goto done;
+        if (cover[i] + 1 >= src->next_seq)
+            continue;
+        if (cover[i] + 1 >= src->kept_from) {
+            from_kept[i] = any_kept = true;
+            sb_info ("ingest",
+                     "partitions taken over: storing the events skipped since their cursor "
+                     "ingress_id=%s partitions=%d from_seq=%llu next_seq=%llu",
+                     src->ingress_id, ngained, (unsigned long long) (cover[i] + 1),
+                     (unsigned long long) src->next_seq);
+            continue;
+        }
+        sb_info ("ingest",
+                 "partitions taken over: replaying from their cursor ingress_id=%s "
+                 "partitions=%d from_seq=%llu next_seq=%llu kept_from=%llu",
+                 src->ingress_id, ngained, (unsigned long long) (cover[i] + 1),
+                 (unsigned long long) src->next_seq, (unsigned long long) src->kept_from);
+        sb_metric_add (self->m_rewinds, 1);
+        src->next_seq = src->kept_from = cover[i] + 1;
+        s_fifo_clear (&src->ahead);
+        src->ahead_overflow = false;
+        src->check_seq = 0;
+        if (src->state != S_HELLO)  //  else its WELCOME asks from next_seq
+            s_source_request (self, src, "takeover");
+    }
+    //  The kept events of the gained partitions past their ingress's cover,
+    //  in the order they came, to `taken`; the rest stay.
+    for (size_t n = any_kept ? self->kept.count : 0; n > 0; n--) {
+        sb_event_t *e = s_fifo_pop (&self->kept);
+        size_t i = 0;
+        while (i < self->nsources
+               && !(self->sources[i].known && e->ingress_id
+                    && strcmp (self->sources[i].ingress_id, e->ingress_id) == 0))
+            i++;
+        bool take = i < self->nsources && from_kept[i] && e->epoch
+                    && strcmp (e->epoch, self->sources[i].epoch) == 0 && e->seq > cover[i]
+                    && gained[sb_store_event_partition (e)];
+        size_t size = protobuf_c_message_get_packed_size ((const ProtobufCMessage *) e);
+        if (!s_fifo_push (take ? &self->taken : &self->kept, e, size))
+            sb_event_destroy (&e);  //  cannot happen: it fitted in kept
+    }
+    for (size_t p = 0; p < SB_PARTITIONS; p++)
+        if (gained[p]) {
+            self->mine[p] = true;
+            self->nmine++;
+        }
+    sb_info ("ingest", "partitions taken count=%d storing=%d kept_to_store=%zu", ngained,
+             self->nmine, self->taken.count);
+done:
+    free (cover);
+    free (from_kept);
+    sb_metric_set (self->m_mine, self->nmine);
 }
 
 //  Heartbeats, stalled replays, replays to ask again.
@@ -972,6 +1170,8 @@ s_self_wait_ms (self_t *self)
     }
     if (self->nsources == 0)
         until = now + S_PING_MS;
+    if (self->taken.count)
+        until = now;
     if (self->args->retain_days > 0 && self->next_retain_ms < until)
         until = self->next_retain_ms;
     if (until > now + S_PING_MS)
@@ -999,6 +1199,16 @@ s_self_store (self_t *self)
         return false;
     memset (self->fresh, 0, self->count * sizeof *self->fresh);
     memset (self->publish, 0, self->count * sizeof *self->publish);
+    //  The events of partitions this actor does not store: those of an
+    //  ingress it replays from (whoever holds the partition stores them,
+    //  or replays them when taking it). Without replay every event is
+    //  stored, and so is one of an ingress no replay endpoint names.
+    bool split = self->nsources > 0;
+    for (size_t i = 0; i < self->count; i++) {
+        const sb_event_t *e = self->batch[i];
+        s_source_t *src = split ? s_source_of (self, e->ingress_id) : NULL;
+        self->skip[i] = src && src->positioned && !self->mine[sb_store_event_partition (e)];
+    }
     sb_store_policy_t policy = {
         .rules = self->args->rules,
         .window_ms = 24LL * 3600 * 1000,
@@ -1006,6 +1216,8 @@ s_self_store (self_t *self)
         .fresh = self->fresh,
         .publish = self->publish,
         .captured = self->captured,
+        .skip = split ? self->skip : NULL,
+        .parts = split ? self->mine : NULL,
     };
     sb_store_stats_t stats = {0};
     if (sb_store_write (self->store, self->batch, self->count, &policy, &stats)) {
@@ -1019,8 +1231,9 @@ s_self_store (self_t *self)
     sb_metric_add (self->m_replies, stats.replies);
     sb_metric_add (self->m_not_sent, stats.not_sent);
     sb_metric_add (self->m_statuses, stats.statuses);
-    sb_debug ("ingest", "batch stored events=%zu stored=%zu duplicates=%zu replies=%zu",
-              self->count, stats.stored, stats.duplicates, stats.replies);
+    sb_metric_add (self->m_skipped, stats.skipped);
+    sb_debug ("ingest", "batch stored events=%zu stored=%zu duplicates=%zu skipped=%zu replies=%zu",
+              self->count, stats.stored, stats.duplicates, stats.skipped, stats.replies);
 
     //  Outcomes: stored or duplicate for each event, the matches a rule
     //  asked to publish (e.g. a verification code), and a nudge to the
@@ -1031,6 +1244,8 @@ s_self_store (self_t *self)
         if (src && src->positioned && e->seq > src->stored_seq && e->epoch
             && strcmp (e->epoch, src->epoch) == 0)
             src->stored_seq = e->seq;
+        if (policy.skip && self->skip[i])
+            continue;  //  another dispatcher's to store and tell
         char topic[96] = "";
         sb_event_topic (e, topic, sizeof topic);
         json_t *o = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "event_id", e->id, "ingress_id",
@@ -1055,7 +1270,12 @@ s_self_store (self_t *self)
     if (stats.replies > 0)
         zmq_send (zsock_resolve (self->wake), "WAKE", 4, ZMQ_DONTWAIT);
     for (size_t i = 0; i < self->count; i++)
-        sb_event_destroy (&self->batch[i]);
+        if (policy.skip && self->skip[i]) {
+            s_kept_push (self, self->batch[i]);
+            self->batch[i] = NULL;
+        }
+        else
+            sb_event_destroy (&self->batch[i]);
     self->count = 0;
     sb_metric_set (self->m_queue, 0);
     for (size_t i = 0; i < self->nsources; i++)
@@ -1144,6 +1364,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
             self->failing = false;
             self->backoff_ms = S_BACKOFF_MIN_MS;
             atomic_store (&args->shared->ready, true);
+            s_self_partitions (self);
             s_self_position (self);
             s_self_retain (self);
         }
@@ -1167,7 +1388,7 @@ s_ingest_actor (zsock_t *pipe, void *arg)
 static s_args_t *
 s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_security_t *security,
             const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes, const char *wake,
-            const char *dispatcher_id)
+            const char *dispatcher_id, const sb_partition_set_t *held)
 {
     s_args_t *args = calloc (1, sizeof *args);
     if (!args)
@@ -1185,6 +1406,7 @@ s_args_new (sb_ingest_t *shared, const sb_config_t *config, const sb_zmq_securit
     args->rules = rules;
     args->metrics = metrics;
     args->dispatcher_id = strdup (dispatcher_id);
+    args->held = held;
     args->retain_days = (int) sb_config_int (config, SB_CFG_SB_RETAIN_DAYS);
     return args;
 }
@@ -1208,7 +1430,7 @@ s_args_destroy (s_args_t **args_p)
 sb_ingest_t *
 sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
                const sb_rules_t *rules, sb_metrics_t *metrics, const char *outcomes_endpoint,
-               const char *wake_endpoint, const char *dispatcher_id)
+               const char *wake_endpoint, const char *dispatcher_id, const sb_partition_set_t *held)
 {
     sb_ingest_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -1216,7 +1438,7 @@ sb_ingest_new (const sb_config_t *config, const sb_zmq_security_t *security,
     atomic_init (&self->ready, false);
     atomic_init (&self->last_ok_us, 0);
     self->args = s_args_new (self, config, security, rules, metrics, outcomes_endpoint,
-                             wake_endpoint, dispatcher_id);
+                             wake_endpoint, dispatcher_id, held);
     if (!self->args || !self->args->conninfo || !self->args->endpoints || !self->args->replay
         || !self->args->outcomes || !self->args->wake || !self->args->dispatcher_id)
         goto fail;

@@ -84,3 +84,28 @@ sb_partition_default_id (char *id, size_t size, const char *host, uint32_t rando
     size_t room = size > strlen (suffix) + 1 ? size - strlen (suffix) - 1 : 0;
     snprintf (id, size, "%.*s%s", (int) room, host && *host ? host : "dispatcher", suffix);
 }
+
+void
+sb_partition_set_store (sb_partition_set_t *set, const bool *held)
+{
+    for (size_t w = 0; w < SB_PARTITIONS / 64; w++) {
+        uint64_t bits = 0;
+        for (size_t b = 0; b < 64; b++)
+            if (held && held[w * 64 + b])
+                bits |= (uint64_t) 1 << b;
+        atomic_store (&set->bits[w], bits);
+    }
+    atomic_store (&set->known, true);
+}
+
+bool
+sb_partition_set_load (const sb_partition_set_t *set, bool *held)
+{
+    bool known = atomic_load (&((sb_partition_set_t *) set)->known);
+    for (size_t w = 0; w < SB_PARTITIONS / 64; w++) {
+        uint64_t bits = atomic_load (&((sb_partition_set_t *) set)->bits[w]);
+        for (size_t b = 0; b < 64; b++)
+            held[w * 64 + b] = known && ((bits >> b) & 1);
+    }
+    return known;
+}

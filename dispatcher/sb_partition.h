@@ -7,6 +7,7 @@
 #ifndef SB_PARTITION_H_INCLUDED
 #define SB_PARTITION_H_INCLUDED
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,5 +44,21 @@ size_t sb_partition_surplus (const bool *held, size_t count, int *out);
 //  of random, into id (SB_PARTITION_ID_SIZE). The random part comes from
 //  random_bits.
 void sb_partition_default_id (char *id, size_t size, const char *host, uint32_t random_bits);
+
+//  The partitions a dispatcher holds, as its delivery actor last learnt
+//  them (sb_store_lease_tick), for its ingest actor to read: one writer,
+//  any readers, no lock. A read may mix two writes; the ingest only takes
+//  it as a hint of which events to store (a partition it stores without
+//  holding costs duplicates at most, one it skips is replayed by
+//  whoever holds it), so no mix can lose or double anything.
+typedef struct {
+    _Atomic uint64_t bits[SB_PARTITIONS / 64];
+    atomic_bool known;  //  a lease tick has stored the set once
+} sb_partition_set_t;
+
+//  Store held (NULL: none); the set is known from then on.
+void sb_partition_set_store (sb_partition_set_t *set, const bool *held);
+//  Load it into held; false (held all false) while it is not known yet.
+bool sb_partition_set_load (const sb_partition_set_t *set, bool *held);
 
 #endif

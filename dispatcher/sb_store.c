@@ -222,7 +222,8 @@ s_batch_bodies_to_fetch (sb_store_batch_t *b)
     for (size_t i = 0; i < b->count; i++) {
         const sb_store_item_t *item = &b->items[i];
         const char *type;
-        if (!s_inbound (b->events[i]) || !item->has_body || s_batch_body (b, i, &type))
+        if ((b->skip && b->skip[i]) || !s_inbound (b->events[i]) || !item->has_body
+            || s_batch_body (b, i, &type))
             continue;
         if (last && memcmp (last, item->body_sha256, SB_EVENT_SHA256_SIZE) == 0)
             continue;
@@ -321,6 +322,32 @@ s_content_key (const sb_event_t *e, const uint8_t body_sha256[SB_EVENT_SHA256_SI
 }
 
 //  Build the events rows, the contact keys and the cursors.
+//  The cursor follows the latest epoch seen for each ingress: its highest
+//  seq there, whether the event is stored or skipped.
+static void
+s_batch_cursor (sb_store_batch_t *b, const sb_event_t *e)
+{
+    const char *ingress = s_str (e->ingress_id);
+    const char *epoch = s_str (e->epoch);
+    size_t k;
+    for (k = 0; k < b->ncursors; k++)
+        if (strcmp (b->cursors[k].ingress_id, ingress) == 0)
+            break;
+    sb_store_batch_cursor_t *cur = &b->cursors[k];
+    if (k == b->ncursors) {
+        b->ncursors++;
+        cur->ingress_id = ingress;
+        cur->epoch = epoch;
+        cur->seq = e->seq;
+    }
+    else if (strcmp (cur->epoch, epoch) != 0) {
+        cur->epoch = epoch;
+        cur->seq = e->seq;
+    }
+    else if (e->seq > cur->seq)
+        cur->seq = e->seq;
+}
+
 static int
 s_batch_prepare (sb_store_batch_t *b)
 {
@@ -342,6 +369,15 @@ s_batch_prepare (sb_store_batch_t *b)
         const sb_event_t *e = b->events[i];
         b->items[i].contact = SIZE_MAX;
         b->items[i].user = SIZE_MAX;
+        s_batch_cursor (b, e);
+        if (b->skip && b->skip[i]) {
+            //  Another dispatcher's partition: not stored here, but a body
+            //  its request shares with events that may be is kept.
+            b->skipped++;
+            if (e->raw_body.len && e->request_events != 1)
+                s_batch_body_key (b, i, &last_body);
+            continue;
+        }
         char dedup[512] = "";
         if (e->kind == SB_KIND_GATHER)
             snprintf (dedup, sizeof dedup, "digits=%s speech=%s", s_str (e->digits),
@@ -411,26 +447,6 @@ s_batch_prepare (sb_store_batch_t *b)
                     && sb_store_identity_key (b, e, to[n]) != 0)
                     return -1;
         }
-        //  The cursor follows the latest epoch seen for each ingress.
-        const char *ingress = s_str (e->ingress_id);
-        const char *epoch = s_str (e->epoch);
-        size_t k;
-        for (k = 0; k < b->ncursors; k++)
-            if (strcmp (b->cursors[k].ingress_id, ingress) == 0)
-                break;
-        sb_store_batch_cursor_t *cur = &b->cursors[k];
-        if (k == b->ncursors) {
-            b->ncursors++;
-            cur->ingress_id = ingress;
-            cur->epoch = epoch;
-            cur->seq = e->seq;
-        }
-        else if (strcmp (cur->epoch, epoch) != 0) {
-            cur->epoch = epoch;
-            cur->seq = e->seq;
-        }
-        else if (e->seq > cur->seq)
-            cur->seq = e->seq;
     }
     //  Unique contacts in key order (also the order their rows are locked).
     if (b->ncontacts) {
@@ -464,6 +480,8 @@ s_batch_prepare (sb_store_batch_t *b)
         s_array_key (&b->cursor_t.cols[CU_INGRESS], b->cursors[k].ingress_id);
         s_array_key (&b->cursor_t.cols[CU_EPOCH], b->cursors[k].epoch);
         sb_pgarray_int8 (&b->cursor_t.cols[CU_SEQ], (int64_t) b->cursors[k].seq);
+        sb_pgarray_text (&b->cursor_t.cols[CU_INSTANCE], b->instance);
+        sb_pgarray_text (&b->cursor_t.cols[CU_PARTS], b->parts);
     }
     if (b->forwards)
         s_batch_bodies_to_fetch (b);
@@ -871,7 +889,8 @@ s_write_round1 (sb_store_t *self, sb_store_batch_t *b, sb_store_stats_t *stats)
         rc = s_batch_load_bodies (b, r);
         PQclear (r);
     }
-    stats->duplicates = b->count - stats->stored;
+    stats->skipped = b->skipped;
+    stats->duplicates = b->count - b->skipped - stats->stored;
     return rc;
 }
 
@@ -948,7 +967,13 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     if (sb_store_ready (self) != 0)
         return -1;
 
-    sb_store_batch_t b = {.events = events, .count = count, .forwards = policy && policy->rules};
+    sb_store_batch_t b = {.events = events,
+                          .count = count,
+                          .forwards = policy && policy->rules,
+                          .skip = policy ? policy->skip : NULL,
+                          .instance = self->instance};
+    for (size_t p = 0; p < SB_PARTITIONS; p++)
+        b.parts[p] = !policy || !policy->parts || policy->parts[p] ? '1' : '0';
     sb_store_batch_tables (&b);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
@@ -990,36 +1015,74 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
 //  ---------------------------------------------------------------------
 //  Cursor
 
+//  The cover of parts ($3: '0'/'1' per partition) in ingress_id's journal
+//  ($1), in epoch $2 ("" the newest a cursor names): for each partition
+//  the highest last_seq of the claims that name it (0: none), and the
+//  least of those.
+static const char s_cover_sql[] =
+    "WITH ep AS (SELECT COALESCE (NULLIF ($2, ''), (SELECT epoch FROM ingest_cursors"
+    " WHERE ingress_id = $1 ORDER BY updated_at DESC, last_seq DESC LIMIT 1), '') AS epoch)"
+    " SELECT ep.epoch, COALESCE (min (c.seq), 0) FROM ep LEFT JOIN LATERAL ("
+    " SELECT COALESCE ((SELECT max (r.last_seq) FROM ingest_cursors r"
+    " WHERE r.ingress_id = $1 AND r.epoch = ep.epoch AND get_bit (r.parts, p) = 1), 0) AS seq"
+    " FROM generate_series (0, 255) p WHERE substr ($3, p + 1, 1) = '1') c ON true"
+    " GROUP BY ep.epoch";
+
+int
+sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, const bool *parts,
+                uint64_t *seq, char *epoch_out, size_t epoch_size)
+{
+    *seq = 0;
+    if (epoch_out && epoch_size)
+        epoch_out[0] = 0;
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
+    char *ep = sb_store_utf8_dup (epoch ? epoch : "", SB_STORE_KEY_MAX);
+    char mask[SB_PARTITIONS + 1];
+    for (size_t p = 0; p < SB_PARTITIONS; p++)
+        mask[p] = !parts || parts[p] ? '1' : '0';
+    mask[SB_PARTITIONS] = 0;
+    if (!id || !ep) {
+        free (id);
+        free (ep);
+        return -1;
+    }
+    const char *params[] = {id, ep, mask};
+    PGresult *r = sb_store_exec (self, s_cover_sql, 3, params, PGRES_TUPLES_OK, "read cursor");
+    free (id);
+    free (ep);
+    if (!r)
+        return -1;
+    int rc = -1;
+    int64_t v;
+    if (PQntuples (r) == 1 && sb_store_parse_int64 (PQgetvalue (r, 0, 1), &v) && v >= 0) {
+        *seq = (uint64_t) v;
+        if (epoch_out && epoch_size)
+            snprintf (epoch_out, epoch_size, "%s", PQgetvalue (r, 0, 0));
+        rc = 0;
+    }
+    PQclear (r);
+    return rc;
+}
+
 int
 sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
                  size_t epoch_size)
 {
-    *seq = 0;
-    if (epoch && epoch_size)
-        epoch[0] = 0;
-    if (sb_store_ensure (self) != 0)
-        return -1;
-    char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
-    if (!id)
-        return -1;
-    const char *params[] = {id};
-    PGresult *r =
-        sb_store_exec (self, "SELECT last_seq, epoch FROM consumer_cursors WHERE ingress_id = $1",
-                       1, params, PGRES_TUPLES_OK, "read cursor");
-    free (id);
-    if (!r)
-        return -1;
-    int rc = 0;
-    if (PQntuples (r) == 1) {
-        int64_t v;
-        if (sb_store_parse_int64 (PQgetvalue (r, 0, 0), &v) && v >= 0) {
-            *seq = (uint64_t) v;
-            if (epoch && epoch_size)
-                snprintf (epoch, epoch_size, "%s", PQgetvalue (r, 0, 1));
-        }
-        else
-            rc = -1;
-    }
-    PQclear (r);
-    return rc;
+    return sb_store_cover (self, ingress_id, NULL, NULL, seq, epoch, epoch_size);
+}
+
+//  As sb_store_write keys a reply's conversation (sb_partition_hash), from
+//  what the event itself says: our number and the contact's address as
+//  the event names it (statuses and echoes are ours to them).
+int
+sb_store_event_partition (const sb_event_t *e)
+{
+    bool ours = e->kind == SB_KIND_STATUS || e->kind == SB_KIND_ECHO;
+    uint32_t conv =
+        sb_partition_hash (sb_event_provider_name (e->provider), sb_event_channel_name (e->channel),
+                           e->provider == SB_PROVIDER_META ? e->account : "",
+                           ours ? e->from : e->to, ours ? e->to : e->from);
+    return sb_partition_of (conv);
 }

@@ -91,6 +91,13 @@ typedef struct {
     char **captured;          //  optional, one per event, NULL before the write: where
                               //  publish is set, what the rule captured (caller frees;
                               //  none left set when the write fails)
+    const bool *skip;         //  optional, one per event: its partition is another
+                              //  dispatcher's (sb_store_event_partition): not stored
+                              //  here, but counted in the cursor, and a request body
+                              //  it carries is kept for its request's other events
+    const bool *parts;        //  optional, SB_PARTITIONS: the partitions whose events
+                              //  the batch stores (none skipped there), which the
+                              //  cursor claims (NULL: every partition)
 } sb_store_policy_t;
 
 //  What one sb_store_write did, for metrics and the outcome PUB.
@@ -100,6 +107,7 @@ typedef struct {
     size_t replies;     //  outbox rows queued
     size_t not_sent;    //  replies refused (opted out, outside window), recorded
     size_t statuses;    //  outbound messages whose status moved forward
+    size_t skipped;     //  events of other dispatchers' partitions (policy->skip)
 } sb_store_stats_t;
 
 //  Store count events in ONE transaction, in a few round trips whatever the
@@ -112,10 +120,30 @@ typedef struct {
 int sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
                     const sb_store_policy_t *policy, sb_store_stats_t *stats);
 
-//  The highest seq stored for ingress_id (0 if none) and its epoch
-//  (copied into epoch, "" if none).
+//  Cursors (0013_ingest_cursors.sql). Each batch records its store's
+//  claim: every event of its partitions (policy->parts) up to the batch's
+//  highest seq per ingress is stored. The cover of a set of partitions
+//  (parts, SB_PARTITIONS; NULL: all) in ingress_id's journal is, of all
+//  stores' claims, the highest seq known stored for each of them, and the
+//  least of those: replaying from *seq + 1 misses nothing of them. In
+//  epoch ("" or NULL: the newest a claim names, copied into epoch_out).
+//  0 (*seq 0 when none), or -1.
+int sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, const bool *parts,
+                    uint64_t *seq, char *epoch_out, size_t epoch_size);
+
+//  The cover of every partition in the newest epoch (sb_store_cover): with
+//  one dispatcher, the highest seq stored for ingress_id (0 if none) and
+//  its epoch (copied into epoch, "" if none).
 int sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
                      size_t epoch_size);
+
+//  The partition of e's conversation as e itself names it (provider,
+//  channel, Meta's account, our number, the contact's address:
+//  sb_partition_hash), the key that splits storing among dispatchers.
+//  It is the outbox's partition for the replies e causes whenever the
+//  store keeps the contact under the address e names (always, but for a
+//  Meta user named by a BSUID whose phone number the store knows).
+int sb_store_event_partition (const sb_event_t *e);
 
 //  Several dispatchers (docs/internals.md, "Several dispatchers"): the
 //  outbox is split into SB_PARTITIONS partitions by conversation, each

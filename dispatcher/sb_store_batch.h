@@ -107,7 +107,7 @@ enum {
 //  sb_prefs
 enum { PR_PROVIDER, PR_CHANNEL, PR_ADDRESS, PR_VALUE, PR_AT, PR_COLS };
 //  sb_cursor
-enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_COLS };
+enum { CU_INGRESS, CU_EPOCH, CU_SEQ, CU_INSTANCE, CU_PARTS, CU_COLS };
 //  sb_captures
 enum { CA_EVENT_ID, CA_RULE, CA_CAPTURED, CA_COLS };
 
@@ -182,6 +182,10 @@ typedef struct {
     size_t nforgot;                    //  how many
     sb_store_batch_cursor_t *cursors;  //  one per ingress
     size_t ncursors;                   //  how many
+    const bool *skip;                  //  per event, or NULL: another dispatcher's partition
+    size_t skipped;                    //  how many skipped
+    char parts[SB_PARTITIONS + 1];     //  the cursor's partitions, '0'/'1' each
+    const char *instance;              //  the store instance writing the cursor
     sb_pgarray_table_t events_t;       //  events insert
     sb_pgarray_table_t keys_t;         //  contacts lock
     sb_pgarray_table_t contacts_t;     //  contacts upsert

@@ -229,17 +229,24 @@ static const char s_prefs_sql[] =
     " WHERE c.marketing_preference_at IS NULL"
     " OR c.marketing_preference_at <= EXCLUDED.marketing_preference_at";
 
-//  consumer_cursors: the highest seq per ingress (reset on a new epoch).
+//  ingest_cursors (0013_ingest_cursors.sql): this store's claim per ingress,
+//  that every event of the batch's partitions (parts, '0'/'1' per
+//  partition) up to last_seq is stored. While the partitions and the epoch
+//  stay, the claim only moves up (a replay overlapping what was stored
+//  brings lower seqs); when they change it is the batch's own end: the
+//  actor replayed from the new partitions' cover.
 static const uint32_t s_cursor_oids[CU_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
-                                                SB_PGARRAY_OID_INT8};
+                                                SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
+                                                SB_PGARRAY_OID_TEXT};
 static const char s_cursor_sql[] =
-    "INSERT INTO consumer_cursors AS c (ingress_id, epoch, last_seq, updated_at)"
-    " SELECT u.ingress_id, u.epoch, u.last_seq, now ()"
-    " FROM unnest ($1::text[], $2::text[], $3::int8[]) AS u (ingress_id, epoch, last_seq)"
-    " ON CONFLICT (ingress_id) DO UPDATE SET"
-    " last_seq = CASE WHEN c.epoch = EXCLUDED.epoch"
+    "INSERT INTO ingest_cursors AS c (ingress_id, instance, epoch, last_seq, parts, updated_at)"
+    " SELECT u.ingress_id, u.instance, u.epoch, u.last_seq, u.parts::bit(256), now ()"
+    " FROM unnest ($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[])"
+    " AS u (ingress_id, epoch, last_seq, instance, parts)"
+    " ON CONFLICT (ingress_id, instance) DO UPDATE SET"
+    " last_seq = CASE WHEN c.epoch = EXCLUDED.epoch AND c.parts = EXCLUDED.parts"
     " THEN GREATEST (c.last_seq, EXCLUDED.last_seq) ELSE EXCLUDED.last_seq END,"
-    " epoch = EXCLUDED.epoch, updated_at = now ()";
+    " epoch = EXCLUDED.epoch, parts = EXCLUDED.parts, updated_at = now ()";
 
 //  captures: what the batch's publish rules matched, one row per event
 //  (0012_console_codes_retries.sql).

@@ -25,7 +25,15 @@ And, per test:
   (idle_in_transaction_session_timeout): their retries are allowed in the
   logs;
 - a third dispatcher started mid-load takes its share and nothing is
-  resent.
+  resent;
+- storing is split: each dispatcher stores the events of its partitions
+  only (the others count them skipped); while one is stopped (SIGSTOP) the
+  events of its partitions wait in the ingress's journal, stored by
+  nobody; killed (-9), its partitions' new holders store them: from the
+  skipped events they kept, or (one restarted meanwhile, that kept none)
+  by a replay from the dead one's cursor; every webhook stored once,
+  every message answered. After a kill -9 under load, the survivors store
+  what the dead one had not from what they kept, without a replay.
 """
 
 import os
@@ -194,9 +202,9 @@ def _settle_and_check(stack, fleet, tag, conv, twice_allowed_texts, extra):
     return counts
 
 
-def _stack():
+def _stack(failover_ms=FAILOVER_MS):
     stack = Stack(PG, callbacks=False, dispatcher_env={
-        "SB_DISPATCHER_ID": "d1", "SB_DISPATCHER_FAILOVER_MS": str(FAILOVER_MS),
+        "SB_DISPATCHER_ID": "d1", "SB_DISPATCHER_FAILOVER_MS": str(failover_ms),
         "SB_SEND_CONCURRENCY": str(CONCURRENCY)})
     stack.start()
     # a fifth of the sends take 300 ms at the "provider": sends in flight
@@ -250,6 +258,11 @@ def test_kill9_one_of_three():
         _settle_and_check(stack, fleet, tag, conv, sending,
                           "sending_at_kill=%d in_flight_metric=%d takeover=%.1fs failover=%.1fs"
                           % (len(sending), in_flight, took, FAILOVER_MS / 1000))
+        kept = sum(int(fleet.metric(n, "sb_ingest_takeover_kept_total")) for n in ("d1", "d3"))
+        replays = sum(int(fleet.metric(n, "sb_ingest_takeover_replays_total")) for n in ("d1", "d3"))
+        sbload.report(tag, "d2's events stored by d1 and d3 from what they kept: %d, takeover "
+                           "replays: %d" % (kept, replays))
+        assert kept > 0 and replays == 0, (kept, replays)
         assert took <= FAILOVER_MS / 1000 + 0.5, "partitions moved after %.1fs" % took
         assert len(sending) <= CONCURRENCY
         assert fleet.held("d2") == 0
@@ -323,9 +336,97 @@ def test_new_dispatcher_mid_load():
         _close(stack, fleet)
 
 
+def _stored(stack, sids):
+    return int(stack.scalar("SELECT count(*) FROM events WHERE provider_id IN (%s)"
+                            % ",".join("'%s'" % s for s in sids)))
+
+
+def _processed(fleet, name):
+    """Events `name` took from the stream: stored, duplicates, skipped."""
+    m = sbload.metrics(fleet.ports[name])
+    return sum(int(m.get(k, 0)) for k in ("sb_events_stored_total", "sb_events_duplicate_total",
+                                           "sb_events_skipped_total"))
+
+
+def test_storing_split_and_takeover():
+    tag = "dp"
+    # time enough to look while d2 is stopped, before its leases can end: they
+    # run 3/4 of it from its last renewal, at most 1/8 before the stop
+    failover_ms = 12000
+    stack = fleet = None
+    try:
+        stack = _stack(failover_ms)
+        fleet = Fleet(stack)
+        fleet.add("d2")
+        fleet.add("d3")
+        names = ["d1", "d2", "d3"]
+        fleet.wait_spread(names)
+        # 1. All three running: each stores its partitions' events only.
+        conv = Conversations(stack, tag, sbload.scaled(60, minimum=30)).start()
+        conv.join()
+        sbload.settle(stack, tag, conv.hooks, [w.key for w in conv.hooks])
+        stored_by = {n: int(fleet.metric(n, "sb_events_stored_total")) for n in names}
+        skipped_by = {n: int(fleet.metric(n, "sb_events_skipped_total")) for n in names}
+        total = int(stack.scalar("SELECT count(*) FROM events"))  # the webhooks and any probe
+        # 2. d2 stopped: the events of its partitions are journaled and
+        # acknowledged, the others skip them, nobody stores them.
+        d2 = fleet.procs["d2"].proc
+        before = {n: _processed(fleet, n) for n in ("d1", "d3")}
+        d2.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        later = [_sms(tag + "x", c, 0, stack.public_url) for c in range(sbload.scaled(90, minimum=45))]
+        sbload.post_until_acked(stack.ingress.port, later)
+        sbload.wait_until(lambda: all(_processed(fleet, n) - before[n] >= len(later) for n in before),
+                          30, "d1 and d3 took the new events from the stream", fleet.log_text)
+        sids = [w.key for w in later]
+        of_d2 = int(stack.scalar(
+            "SELECT count(*) FROM unnest (ARRAY[%s]) AS f (addr) JOIN dispatcher_partitions p"
+            " ON p.part = sb_conv_hash ('twilio', 'sms', '', '%s', f.addr) %% 256 WHERE p.owner = 'd2'"
+            % (",".join("'+1555%07d'" % (2000000 + c) for c in range(len(later))), sbload.OUR_NUMBER)))
+        waiting = len(later) - _stored(stack, sids)
+        looked = time.time() - stopped
+        # 3. d3 restarted: the new process kept no skipped event.
+        fleet.procs["d3"].stop()
+        fleet.add("d3")
+        # 4. kill -9: its partitions move; d1 stores what it kept of them,
+        # d3 replays from d2's cursor.
+        d2.send_signal(signal.SIGKILL)
+        d2.wait()
+        took = _taken_over(fleet, "d2", stopped)
+        sbload.settle(stack, tag + "x", later, sids)
+        replays = {n: int(fleet.metric(n, "sb_ingest_takeover_replays_total")) for n in ("d1", "d3")}
+        restored = {n: int(fleet.metric(n, "sb_ingest_takeover_kept_total")) for n in ("d1", "d3")}
+        dup_rows = int(stack.scalar("SELECT count(*) - count(DISTINCT provider_id) FROM events"
+                                    " WHERE provider_id LIKE 'SM%s%%'" % tag))
+        sbload.report(tag, "webhooks=%d stored_by=%s skipped_by=%s; d2 stopped: posted=%d "
+                           "in_d2_partitions=%d waiting_unstored=%d (looked after %.1fs); kill -9, "
+                           "d3 restarted, taken over after %.1fs: stored=%d of %d, takeover_replays=%s, "
+                           "stored_from_kept=%s duplicate_rows=%d"
+                      % (len(conv.hooks), stored_by, skipped_by, len(later), of_d2, waiting, looked, took,
+                         _stored(stack, sids), len(later), replays, restored, dup_rows))
+        assert sum(stored_by.values()) == total, stored_by
+        assert all(0 < v < total for v in stored_by.values()), stored_by
+        assert all(v > 0 for v in skipped_by.values()), skipped_by
+        assert looked < failover_ms / 1000 * (0.75 - 0.125), "looked too late: %.1fs" % looked
+        assert of_d2 > 0 and waiting == of_d2, (of_d2, waiting)
+        assert _stored(stack, sids) == len(later)
+        # d3 started after the posts and took free partitions at once, so it
+        # started at their (recent) cursor and kept none of d2's events
+        assert replays["d3"] >= 1 and restored["d3"] == 0, (restored, replays)
+        assert replays["d1"] == 0, (restored, replays)
+        assert dup_rows == 0
+        assert fleet.held("d2") == 0
+        assert sbload.outbox_bad(stack) == 0
+        fleet.stop_all(allow=("lock timeout", "PostgreSQL write failed", "terminating connection",
+                              "server closed the connection", "PostgreSQL unavailable"))
+    finally:
+        _close(stack, fleet)
+
+
 if __name__ == "__main__":
     PG = Postgres()
     try:
-        sbtest.run_tests([test_kill9_one_of_three, test_stale_owner_sigstop, test_new_dispatcher_mid_load])
+        sbtest.run_tests([test_kill9_one_of_three, test_stale_owner_sigstop, test_new_dispatcher_mid_load,
+                          test_storing_split_and_takeover])
     finally:
         PG.close()

@@ -389,7 +389,7 @@ def run(tmp):
         code = procs["tap-nokeys"].proc.wait(20)
         assert code == 1 and procs["tap-nokeys"].events() == [], (code, procs["tap-nokeys"].events())
         assert psql("rogue", "SELECT count(*) FROM events") == "0"
-        rogue_cursor = psql("rogue", "SELECT count(*) FROM consumer_cursors")
+        rogue_cursor = psql("rogue", "SELECT count(*) FROM ingest_cursors")
         assert rogue_cursor == "0", rogue_cursor
         print("  %d webhooks into host A: %d stored and %d replies sent in host B; tap with key %d events, "
               "tap without keys 0; unknown dispatcher stored 0; outcome tap across hosts: %s"

@@ -126,6 +126,32 @@ test_default_id (void)
     CHECK_STR (id + strlen (id) - 9, "-00000002");
 }
 
+//  The held set the delivery actor writes and the ingest actor reads:
+//  every partition, each word's first and last bit, round trip exactly.
+static void
+test_set (void)
+{
+    sb_partition_set_t set = {.known = false};
+    bool held[SB_PARTITIONS], got[SB_PARTITIONS];
+    CHECK_EQ (sb_partition_set_load (&set, got), false);
+    sb_partition_set_store (&set, NULL);
+    CHECK_EQ (sb_partition_set_load (&set, got), true);
+    int n = 0;
+    for (int p = 0; p < SB_PARTITIONS; p++)
+        n += got[p];
+    CHECK_EQ (n, 0);
+    for (int p = 0; p < SB_PARTITIONS; p++)
+        held[p] = p % 3 == 0 || p % 64 == 63;
+    sb_partition_set_store (&set, held);
+    sb_partition_set_load (&set, got);
+    int same = 0;
+    for (int p = 0; p < SB_PARTITIONS; p++)
+        same += got[p] == held[p];
+    CHECK_EQ (same, SB_PARTITIONS);
+    CHECK_EQ (got[255], true);
+    CHECK_EQ (got[64], false);
+}
+
 int
 main (void)
 {
@@ -134,5 +160,6 @@ main (void)
     test_target ();
     test_surplus ();
     test_default_id ();
+    test_set ();
     return s_failures ? 1 : 0;
 }

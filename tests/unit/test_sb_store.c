@@ -306,7 +306,7 @@ test_migrate (sb_store_t *store)
     CHECK_INT (sb_store_migrate (store, SB_MIGRATIONS_DIR), 0);
     CHECK_INT (s_int ("SELECT count(*) FROM schema_migrations", NULL), s_migration_files ());
     CHECK_INT (s_int ("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename"
-                      " IN ('events', 'contacts', 'messages', 'outbox', 'consumer_cursors')",
+                      " IN ('events', 'contacts', 'messages', 'outbox', 'ingest_cursors')",
                       NULL),
                5);
     //  A missing folder is an error (logged: silenced here).
@@ -353,7 +353,7 @@ test_deadlines (const char *conninfo)
     CHECK (!sb_store_alive (ok_us - 3000000, 1000));
 
     s_exec ("BEGIN", NULL);
-    s_exec ("LOCK TABLE consumer_cursors IN ACCESS EXCLUSIVE MODE", NULL);
+    s_exec ("LOCK TABLE ingest_cursors IN ACCESS EXCLUSIVE MODE", NULL);
     started = sb_time_mono_ms ();
     sb_log_init ("test_sb_store", SB_LOG_OFF);
     CHECK_INT (sb_store_cursor (store, "deadline-test", &seq, epoch, sizeof epoch), -1);
@@ -971,6 +971,142 @@ s_check_error (int64_t id, const char *want)
         fprintf (stderr, "outbox %" PRId64 " last_error \"%s\" lacks \"%s\"\n", id, got, want);
         s_failures++;
     }
+}
+
+//  Storing split among dispatchers (0013_ingest_cursors.sql): a batch
+//  stores only the events its policy does not skip, its cursor claims its
+//  partitions up to its highest seq, and the cover of some partitions is,
+//  for each, the highest claim naming it, the least of those. Two stores
+//  (two dispatchers' instances) on one ingress's journal of six SMS from
+//  six contacts in six partitions: A holds those of seqs 1, 3, 5, B the
+//  rest; B runs behind, then A dies and B takes everything.
+static uint64_t
+s_cover (sb_store_t *store, const char *ingress, const bool *parts)
+{
+    uint64_t seq = 99;
+    char epoch[64];
+    CHECK_INT (sb_store_cover (store, ingress, NULL, parts, &seq, epoch, sizeof epoch), 0);
+    return seq;
+}
+
+static void
+test_cursor_split (sb_store_t *a, const char *conninfo)
+{
+    const char *ing = "split-ingress";
+    sb_store_t *b = sb_store_new (conninfo, 0);
+    CHECK (b != NULL);
+    if (!b)
+        return;
+    sb_event_t *ev[6];
+    bool seen[SB_PARTITIONS] = {false};
+    bool pa[SB_PARTITIONS] = {false}, pb[SB_PARTITIONS] = {false};
+    int n = 0;
+    for (int c = 0; n < 6 && c < 1000; c++) {
+        char from[24], sid[24];
+        snprintf (from, sizeof from, "+1415556%04d", c);
+        snprintf (sid, sizeof sid, "SMsplit%04d", c);
+        sb_event_t *e = s_sms (sid, from, "split");
+        int p = sb_store_event_partition (e);
+        if (seen[p]) {
+            sb_event_destroy (&e);
+            continue;
+        }
+        seen[p] = true;
+        sb_event_set (&e->ingress_id, ing);
+        e->seq = (uint64_t) n + 1;
+        char id[64];
+        snprintf (id, sizeof id, "%s-%d", ing, n + 1);
+        sb_event_set (&e->id, id);
+        ev[n++] = e;
+    }
+    CHECK_INT (n, 6);
+    if (n != 6) {
+        s_free_all (ev, (size_t) n);
+        sb_store_destroy (&b);
+        return;
+    }
+    for (int p = 0; p < SB_PARTITIONS; p++)
+        pa[p] = true;
+    for (int i = 1; i < 6; i += 2) {
+        pa[sb_store_event_partition (ev[i])] = false;
+        pb[sb_store_event_partition (ev[i])] = true;
+    }
+    bool skip_a[6], skip_b[6];
+    for (int i = 0; i < 6; i++) {
+        skip_a[i] = !pa[sb_store_event_partition (ev[i])];
+        skip_b[i] = !pb[sb_store_event_partition (ev[i])];
+    }
+    //  Nothing claimed: every cover is 0.
+    CHECK_INT (s_cover (a, ing, NULL), 0);
+
+    //  A stores seqs 1, 3, 5 of the six, and claims its partitions to 6.
+    sb_store_policy_t policy_a = {.skip = skip_a, .parts = pa};
+    sb_store_stats_t st = s_write (a, ev, 6, &policy_a);
+    CHECK_INT (st.stored, 3);
+    CHECK_INT (st.skipped, 3);
+    CHECK_INT (st.duplicates, 0);
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE ingress_id = $1", ing, NULL), 3);
+    CHECK_INT (s_cover (a, ing, pa), 6);
+    CHECK_INT (s_cover (a, ing, pb), 0);
+    CHECK_INT (s_cover (a, ing, NULL), 0);
+
+    //  B, behind, stores seqs 2 and 4 of the first four.
+    sb_store_policy_t policy_b = {.skip = skip_b, .parts = pb};
+    st = s_write (b, ev, 4, &policy_b);
+    CHECK_INT (st.stored, 2);
+    CHECK_INT (st.skipped, 2);
+    CHECK_INT (s_cover (b, ing, pb), 4);
+    CHECK_INT (s_cover (b, ing, NULL), 4);
+    //  Only the partitions asked count: one of A's alone is covered to 6.
+    bool one[SB_PARTITIONS] = {false};
+    one[sb_store_event_partition (ev[0])] = true;
+    CHECK_INT (s_cover (b, ing, one), 6);
+
+    //  A dies; B takes every partition. The cover of A's is 6 (nothing to
+    //  replay there), B's own stream goes on at 5: seq 6 is new, 5 was A's.
+    CHECK_INT (s_cover (b, ing, pa), 6);
+    st = s_write (b, ev + 4, 2, NULL);
+    CHECK_INT (st.stored, 1);
+    CHECK_INT (st.duplicates, 1);
+    CHECK_INT (s_cover (b, ing, NULL), 6);
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE ingress_id = $1", ing, NULL), 6);
+    CHECK_INT (s_int ("SELECT count(*) FROM ingest_cursors WHERE ingress_id = $1", ing, NULL), 2);
+
+    //  A claim moves up while its partitions stay, and to the batch's end
+    //  when they change (its replay started at the new ones' cover).
+    st = s_write (b, ev, 2, NULL);
+    CHECK_INT (st.duplicates, 2);
+    CHECK_INT (s_cover (b, ing, NULL), 6);
+    st = s_write (b, ev, 2, &policy_b);
+    CHECK_INT (s_cover (b, ing, pb), 2);
+    CHECK_INT (s_cover (b, ing, pa), 6);
+
+    //  A skipped event that carries its request's body for the others
+    //  (request_events 2): the body is kept for the one that is stored.
+    sb_event_t *req[2];
+    req[0] = s_sms ("SMsplitreq0", "+14155569990", "first");
+    req[1] = s_sms ("SMsplitreq1", "+14155569991", "second");
+    static const char body[] = "From=two&Body=shared-split-body";
+    uint8_t sha[SB_EVENT_SHA256_SIZE];
+    for (int i = 0; i < 2; i++)
+        sb_event_set_raw (req[i], NULL, 0);
+    sb_event_share_raw (req, 2, body, strlen (body), sha);
+    bool skip_req[2] = {true, false};
+    bool but_first[SB_PARTITIONS];
+    for (int p = 0; p < SB_PARTITIONS; p++)
+        but_first[p] = p != sb_store_event_partition (req[0]);
+    sb_store_policy_t policy_req = {.skip = skip_req, .parts = but_first};
+    st = s_write (a, req, 2, &policy_req);
+    CHECK_INT (st.stored, 1);
+    CHECK_INT (st.skipped, 1);
+    CHECK_INT (s_int ("SELECT count(*) FROM request_bodies WHERE body = convert_to ($1, 'UTF8')",
+                      body, NULL),
+               1);
+    CHECK_INT (s_int ("SELECT count(*) FROM events WHERE provider_id = 'SMsplitreq0'", NULL), 0);
+    sb_event_unshare_raw (req, 2);
+    s_free_all (req, 2);
+    s_free_all (ev, 6);
+    sb_store_destroy (&b);
 }
 
 //  The replies SENT in one settle are recorded by one statement; two of
@@ -2945,6 +3081,7 @@ main (void)
         test_settle (store);
         test_poison (store);
         test_sent_many (store);
+        test_cursor_split (store, conninfo[0]);
         test_settle_transient (conninfo[0]);
         test_claim_aba (conninfo[0]);
         s_hold_all (store);

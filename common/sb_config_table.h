@@ -162,6 +162,8 @@ SB_SETTING (SB_SEND_TIMEOUT_MS, DIS, "10000", S_INT, 100, 600000, false,
             "total time allowed for one provider request; past it the send is retried")
 SB_SETTING (SB_SEND_CONNECT_TIMEOUT_MS, DIS, "3000", S_INT, 100, 600000, false,
             "time allowed to connect to a provider (TCP and TLS)")
+SB_SETTING (SB_API_CA_FILE, DIS, NULL, S_STRING, 0, 0, false,
+            "PEM bundle of the CAs trusted for HTTPS to the providers' APIs and to forward URLs, instead of the system's (a TLS-inspecting egress proxy, a bot behind a private CA)")
 // ---- the live console (switchboard console) ---------------------------
 SB_SETTING (SB_CONSOLE_LISTEN, CON, "127.0.0.1:8082", S_LISTEN, 0, 0, false,
             "HTTP listen address of the console's page, [host:]port; other than 127.0.0.1 or [::1] it requires SB_CONSOLE_TOKEN")

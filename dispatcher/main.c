@@ -8,6 +8,7 @@
     and exits 0.
 */
 #include <czmq.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "sb_config.h"
 #include "sb_delivery.h"
@@ -122,6 +125,34 @@ s_migrate (const char *conninfo, int timeout_ms, const char *dir, bool once)
     return -1;
 }
 
+//  SB_API_CA_FILE, when set, must hold at least one PEM certificate: a
+//  wrong path would otherwise fail every send as a TLS error, one by one.
+//  0, or -1 with the reason in err.
+static int
+s_check_ca_file (const sb_config_t *config, char *err, size_t size)
+{
+    if (!sb_config_has (config, SB_CFG_SB_API_CA_FILE))
+        return 0;
+    const char *path = sb_config_str (config, SB_CFG_SB_API_CA_FILE);
+    FILE *f = fopen (path, "r");
+    if (!f) {
+        snprintf (err, size, "SB_API_CA_FILE: cannot open %s: %s", path, strerror (errno));
+        return -1;
+    }
+    int certs = 0;
+    X509 *cert;
+    while ((cert = PEM_read_X509 (f, NULL, NULL, NULL))) {
+        X509_free (cert);
+        certs++;
+    }
+    fclose (f);
+    if (certs == 0) {
+        snprintf (err, size, "SB_API_CA_FILE: %s holds no PEM certificate", path);
+        return -1;
+    }
+    return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -188,6 +219,12 @@ main (int argc, char **argv)
     const char *conninfo = sb_config_str (config, SB_CFG_DATABASE_URL);
     int status = 1;
     char id[SB_PARTITION_ID_SIZE];
+    if (s_check_ca_file (config, err, sizeof err) != 0) {
+        fprintf (stderr, "switchboard-dispatcher: configuration error: %s\n", err);
+        sb_config_destroy (&config);
+        sb_rules_destroy (&rules);
+        return 2;
+    }
     if (s_dispatcher_id (config, id, sizeof id) != 0) {
         sb_config_destroy (&config);
         sb_rules_destroy (&rules);

@@ -97,6 +97,7 @@ struct sb_sender_t {
     size_t concurrency;         //  most transfers in flight
     long timeout_ms;            //  total time of a provider request
     long connect_timeout_ms;    //  connect time of any request
+    char *ca_file;              //  SB_API_CA_FILE, NULL: the system's CAs
     s_transfer_t *transfers;    //  in-flight list
     size_t in_flight;           //  length of that list
     char *twilio_url;           //  full Messages.json URL, NULL when Twilio unset
@@ -553,6 +554,9 @@ sb_sender_new (const sb_config_t *config)
     self->concurrency = (size_t) sb_config_int (config, SB_CFG_SB_SEND_CONCURRENCY);
     self->timeout_ms = (long) sb_config_int (config, SB_CFG_SB_SEND_TIMEOUT_MS);
     self->connect_timeout_ms = (long) sb_config_int (config, SB_CFG_SB_SEND_CONNECT_TIMEOUT_MS);
+    if (sb_config_has (config, SB_CFG_SB_API_CA_FILE)
+        && !(self->ca_file = strdup (sb_config_str (config, SB_CFG_SB_API_CA_FILE))))
+        goto fail;
     if (self->concurrency == 0)
         self->concurrency = 1;
 
@@ -681,6 +685,7 @@ sb_sender_destroy (sb_sender_t **self_p)
         sb_outbox_result_free (&result);
     free (self->results);
     free (self->twilio_url);
+    free (self->ca_file);
     free (self->twilio_user);
     s_free_secret (&self->twilio_password);
     free (self->status_callback);
@@ -785,6 +790,7 @@ s_transfer_setup (sb_sender_t *self, s_transfer_t *transfer, const char *url, lo
         //  than opening one of its own.
         || curl_easy_setopt (easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_PIPEWAIT, 1L) != CURLE_OK
+        || (self->ca_file && curl_easy_setopt (easy, CURLOPT_CAINFO, self->ca_file) != CURLE_OK)
         || curl_easy_setopt (easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body) != CURLE_OK
         || curl_easy_setopt (easy, CURLOPT_WRITEDATA, transfer) != CURLE_OK

@@ -42,6 +42,9 @@
 #                             issue 15's replies at provider speed: 200)
 #   BENCH_DISPATCHER_ENV=     more settings of the dispatcher, "NAME=value ..."
 #                             (SB_SEND_CONCURRENCY=32, say)
+#   BENCH_DISPATCHERS=1       dispatchers side by side (each its own SB_DISPATCHER_ID,
+#                             ports and PostgreSQL connections), sharing the outbox's
+#                             partitions; the load starts once they hold even shares
 #   BENCH_PGSS=1              load pg_stat_statements: each step writes PostgreSQL's
 #                             statements by total time to <step>/statements.txt
 #   BENCH_EXPLAIN_MS=N        with BENCH_PGSS, auto_explain logs the plan of every statement
@@ -67,6 +70,8 @@ latency_ms=${BENCH_LATENCY_MS:-0}
 sandbox_extra=()
 [ "$latency_ms" = 0 ] || sandbox_extra=(--latency-ms "$latency_ms")
 read -r -a dispatcher_env <<<"${BENCH_DISPATCHER_ENV:-}"
+dispatchers=${BENCH_DISPATCHERS:-1}
+case "$dispatchers" in ''|*[!0-9]*|0) echo "bench: BENCH_DISPATCHERS must be 1 or more" >&2; exit 2 ;; esac
 build=${BENCH_BUILD:-build-bench}
 case "$build" in /*) ;; *) build=$top/$build ;; esac
 out=$top/var/bench/dispatcher
@@ -183,16 +188,26 @@ wait_http() {  # wait_http URL PID NAME LOG
   die "$3 is not ready at $1"
 }
 
-metric() {  # metric PORT NAME: an unlabelled counter of the dispatcher, as an integer
-  # (0 when it does not answer; awk reads everything: exiting early would fail
-  # curl, and through pipefail and set -e the whole script)
-  { curl -fsS -m 5 "http://127.0.0.1:$1/metrics" || true; } |
-    awk -v n="$2" '$1 == n { v = $2 } END { printf "%d", v }'
+metric() {  # metric PORTS NAME: an unlabelled counter of the dispatchers (summed), as an
+  # integer (0 when one does not answer; awk reads everything: exiting early would
+  # fail curl, and through pipefail and set -e the whole script)
+  local port sum=0 v
+  for port in ${1//,/ }; do
+    v=$({ curl -fsS -m 5 "http://127.0.0.1:$port/metrics" || true; } |
+      awk -v n="$2" '$1 == n { v = $2 } END { printf "%d", v }')
+    sum=$((sum + v))
+  done
+  echo "$sum"
 }
 
-sends_ok() {  # sends_ok PORT: provider sends answered 2xx so far
-  { curl -fsS -m 10 "http://127.0.0.1:$1/metrics" || true; } |
-    awk '/^sb_sends_total\{/ && /outcome="sent"/ { s += $2 } END { printf "%d", s }'
+sends_ok() {  # sends_ok PORTS: provider sends answered 2xx so far, by every dispatcher
+  local port sum=0 v
+  for port in ${1//,/ }; do
+    v=$({ curl -fsS -m 10 "http://127.0.0.1:$port/metrics" || true; } |
+      awk '/^sb_sends_total\{/ && /outcome="sent"/ { s += $2 } END { printf "%d", s }')
+    sum=$((sum + v))
+  done
+  echo "$sum"
 }
 
 # ---- PostgreSQL ---------------------------------------------------------------------
@@ -251,9 +266,8 @@ step() {
     esac
   done
   local dir=$out/$name db=bench_${name//-/_}
-  local sbx_port ing_port pub_port replay_port dis_port dpub_port
+  local sbx_port ing_port pub_port replay_port dis_port dpub_port d
   sbx_port=$(free_port) ing_port=$(free_port) pub_port=$(free_port) replay_port=$(free_port)
-  dis_port=$(free_port) dpub_port=$(free_port)
   mkdir -p "$dir"
   new_db "$db"
   local public_url=http://127.0.0.1:$ing_port
@@ -283,17 +297,40 @@ step() {
   pids+=($ingress_pid)
   wait_http "$public_url/healthz" $! ingress "$dir/ingress.log"
 
-  env -i PATH="$PATH" SB_LOG_LEVEL=warn DATABASE_URL="$server_url/$db" \
-    SB_INGRESS_PUB="tcp://127.0.0.1:$pub_port" SB_INGRESS_REPLAY="tcp://127.0.0.1:$replay_port" \
-    ${rules:+SB_RULES="$rules"} SB_BATCH_MAX="$batch_max" \
-    SB_DISPATCHER_LISTEN="127.0.0.1:$dis_port" SB_DISPATCHER_PUB="tcp://127.0.0.1:$dpub_port" \
-    TWILIO_API_BASE="http://127.0.0.1:$sbx_port" META_API_BASE="http://127.0.0.1:$sbx_port" \
-    TWILIO_AUTH_TOKEN="$twilio_token" TWILIO_ACCOUNT_SID="$twilio_sid" \
-    META_ACCESS_TOKEN="$meta_token" SB_PUBLIC_URL="$public_url" "${dispatcher_env[@]}" \
-    "$dispatcher_bin" >"$dir/dispatcher.log" 2>&1 &
-  local dispatcher_pid=$!
-  pids+=($dispatcher_pid)
-  wait_http "http://127.0.0.1:$dis_port/readyz" $! dispatcher "$dir/dispatcher.log"
+  # BENCH_DISPATCHERS dispatchers; dis_port: their /metrics ports, comma-separated
+  local dis_ports=() dispatcher_pids=() dispatcher_pid log
+  for ((d = 0; d < dispatchers; d++)); do
+    local port dport
+    port=$(free_port) dport=$(free_port)
+    log=$dir/dispatcher.log
+    [ "$d" = 0 ] || log=$dir/dispatcher-$d.log
+    env -i PATH="$PATH" SB_LOG_LEVEL=warn DATABASE_URL="$server_url/$db" \
+      SB_INGRESS_PUB="tcp://127.0.0.1:$pub_port" SB_INGRESS_REPLAY="tcp://127.0.0.1:$replay_port" \
+      ${rules:+SB_RULES="$rules"} SB_BATCH_MAX="$batch_max" SB_DISPATCHER_ID="bench-$d" \
+      SB_DISPATCHER_LISTEN="127.0.0.1:$port" SB_DISPATCHER_PUB="tcp://127.0.0.1:$dport" \
+      TWILIO_API_BASE="http://127.0.0.1:$sbx_port" META_API_BASE="http://127.0.0.1:$sbx_port" \
+      TWILIO_AUTH_TOKEN="$twilio_token" TWILIO_ACCOUNT_SID="$twilio_sid" \
+      META_ACCESS_TOKEN="$meta_token" SB_PUBLIC_URL="$public_url" "${dispatcher_env[@]}" \
+      "$dispatcher_bin" >"$log" 2>&1 &
+    dispatcher_pid=$!
+    pids+=($dispatcher_pid)
+    dispatcher_pids+=($dispatcher_pid)
+    dis_ports+=("$port")
+    wait_http "http://127.0.0.1:$port/readyz" $! dispatcher "$log"
+  done
+  dispatcher_pid=${dispatcher_pids[0]}
+  dis_port=$(IFS=,; echo "${dis_ports[*]}")
+  # Several: wait (60 s at most) until each holds its even share of the partitions.
+  for ((t = 0; t < 600 && dispatchers > 1; t++)); do
+    local short=0
+    for d in "${dis_ports[@]}"; do
+      [ "$(metric "$d" sb_dispatcher_partitions)" -ge $((256 / dispatchers)) ] || short=1
+    done
+    [ "$short" = 0 ] && break
+    sleep 0.1
+  done
+  echo "dispatchers=$dispatchers partitions=$(for d in "${dis_ports[@]}"; do
+    metric "$d" sb_dispatcher_partitions; done | tr '\n' ' ')" >>"$dir/step.txt"
 
   # The SUB socket joins asynchronously: warm-up webhooks (MessageSids of
   # their own, tag ffffNNNN) until one is stored, then their replies.
@@ -345,9 +382,9 @@ step() {
       SELECT pg_stat_statements_reset()" >/dev/null
   fi
   # CPU accounting: the benchmark's processes (PostgreSQL's with its postmaster)
-  ours="$sandbox_pid $ingress_pid $dispatcher_pid $sampler $(head -n 1 "$work/pg/postmaster.pid")"
+  ours="$sandbox_pid $ingress_pid ${dispatcher_pids[*]} $sampler $(head -n 1 "$work/pg/postmaster.pid")"
   python3 "$top/bench/dispatcher/cpu.py" $ours >"$dir/cpu.txt"
-  [ -z "$burst_mode" ] || kill -STOP "$dispatcher_pid"
+  [ -z "$burst_mode" ] || kill -STOP "${dispatcher_pids[@]}"
   say "$name: $rate webhooks/s for ${seconds}s$label"
   TWILIO_AUTH_TOKEN=$twilio_token TWILIO_ACCOUNT_SID=$twilio_sid "$load_bin" \
     --url "$public_url" --rate "$rate" --duration "$seconds" --connections "$connections" \
@@ -356,7 +393,7 @@ step() {
   if [ -n "$burst_mode" ]; then
     sleep 0.5
     echo "t_cont_ns=$(date +%s%N)" >>"$dir/step.txt"
-    kill -CONT "$dispatcher_pid"
+    kill -CONT "${dispatcher_pids[@]}"
   fi
   cat "$dir/load.txt" >&2
   local ok
@@ -385,7 +422,10 @@ step() {
     perf report -i "$dir/perf.data" --no-children --sort comm,dso,symbol --percent-limit 1 \
       --stdio -g none 2>/dev/null | grep -v '^$' | head -80 >"$dir/perf.txt" || true
   fi
-  curl -fsS -m 10 "http://127.0.0.1:$dis_port/metrics" >"$dir/metrics.txt"
+  curl -fsS -m 10 "http://127.0.0.1:${dis_ports[0]}/metrics" >"$dir/metrics.txt"
+  for ((d = 1; d < dispatchers; d++)); do
+    curl -fsS -m 10 "http://127.0.0.1:${dis_ports[$d]}/metrics" >"$dir/metrics-$d.txt"
+  done
   if [ -n "${BENCH_PGSS:-}" ]; then
     psql "$server_url/$db" -X -q -F ' | ' -A -c "SELECT calls, round(total_exec_time) AS exec_ms, round(total_plan_time) AS plan_ms,
         round((total_exec_time / greatest(calls, 1))::numeric, 3) AS mean_ms, rows,
@@ -470,7 +510,7 @@ fi
   echo "loadavg=$load_start / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "rates=$rates"
   echo "command=$(for v in BENCH_RATES BENCH_DURATION BENCH_NORULES_RATE BENCH_BURST BENCH_BURST_RATE \
-    BENCH_LATENCY_MS BENCH_DISPATCHER_ENV \
+    BENCH_LATENCY_MS BENCH_DISPATCHER_ENV BENCH_DISPATCHERS \
     BENCH_BASE_DURATION BENCH_CONNECTIONS BENCH_CONTACTS BENCH_COMMIT SB_BATCH_MAX; do
     [ -z "${!v+x}" ] || printf '%s=%q ' "$v" "${!v}"; done)bench/dispatcher/run.sh"
 } >"$out/run.txt"

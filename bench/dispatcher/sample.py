@@ -1,12 +1,13 @@
 """Sample the counters of the dispatcher benchmark every 200 ms until a
 stop file appears (bench/dispatcher/run.sh).
 
-    sample.py DISPATCHER_PORT INGRESS_PORT OUT.csv STOP_FILE
+    sample.py DISPATCHER_PORT[,PORT...] INGRESS_PORT OUT.csv STOP_FILE
 
 Columns: wall-clock ns; the ingress's sb_published_events_total; the
 dispatcher's sb_events_stored_total, sb_replies_queued_total, sends
 answered 2xx (sb_sends_total{outcome="sent"}, summed) and
-sb_ingest_queue_events. Python 3 standard library only.
+sb_ingest_queue_events; with several dispatchers, each summed over
+them. Python 3 standard library only.
 """
 
 import os
@@ -32,7 +33,10 @@ def main():
         while not os.path.exists(stop):
             t = time.time_ns()
             try:
-                d = scrape(dport)
+                d = {}
+                for port in dport.split(","):
+                    for k, v in scrape(port).items():
+                        d[k] = d.get(k, 0) + v
                 i = scrape(iport)
             except OSError:
                 time.sleep(0.2)

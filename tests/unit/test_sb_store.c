@@ -912,6 +912,20 @@ s_message_provider_id (int64_t outbox_id)
     return s_text ("SELECT provider_id FROM messages WHERE outbox_id = $1", sid, NULL);
 }
 
+//  n replies to prefix and 0, 1, ..., claimed, once every open row is
+//  marked sent (so the claim takes these alone).
+static void
+s_claimed_replies (sb_store_t *store, const char *prefix, int64_t *ids, int n)
+{
+    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
+    for (int i = 0; i < n; i++) {
+        char to[24];
+        snprintf (to, sizeof to, "%s%d", prefix, i);
+        ids[i] = s_make_reply (to);
+    }
+    CHECK_INT (s_claim_count (store), n);
+}
+
 //  One settle of four results, the second one poison (outcome, provider id
 //  and error as given): its neighbours, a SENT, a RETRY and a FINAL, are
 //  recorded and a due row is claimed whatever the poison does. Returns the
@@ -919,14 +933,8 @@ s_message_provider_id (int64_t outbox_id)
 static int64_t
 s_settle_poison (sb_store_t *store, int outcome, const char *provider_id, const char *error)
 {
-    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t ids[4];
-    for (int i = 0; i < 4; i++) {
-        char to[24];
-        snprintf (to, sizeof to, "+1415555090%d", i);
-        ids[i] = s_make_reply (to);
-    }
-    CHECK_INT (s_claim_count (store), 4);
+    s_claimed_replies (store, "+1415555090", ids, 4);
     int64_t due = s_make_reply ("+14155550909");
     char ok_id[40];
     snprintf (ok_id, sizeof ok_id, "SMpoisonok%" PRId64, ids[0]);
@@ -1116,14 +1124,8 @@ test_cursor_split (sb_store_t *a, const char *conninfo)
 static void
 test_sent_many (sb_store_t *store)
 {
-    s_exec ("UPDATE outbox SET state = 'sent' WHERE state IN ('pending', 'sending')", NULL);
     int64_t ids[4];
-    for (int i = 0; i < 4; i++) {
-        char to[24];
-        snprintf (to, sizeof to, "+1415555095%d", i);
-        ids[i] = s_make_reply (to);
-    }
-    CHECK_INT (s_claim_count (store), 4);
+    s_claimed_replies (store, "+1415555095", ids, 4);
     s_write_status (store, "SMmanyA", "delivered", NULL);
     const char *pids[] = {"SMmanyA", "SMmanyB", "SMmanySame", "SMmanySame"};
     sb_send_result_t results[4];

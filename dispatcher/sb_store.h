@@ -180,6 +180,11 @@ int sb_store_lease_release (sb_store_t *self);
 //  over): what fencing stopped. Counted since sb_store_new.
 int64_t sb_store_fenced (const sb_store_t *self);
 
+//  Settle turns whose replies SENT the database refused as one statement
+//  (a data error), recorded one statement each instead (which finds the
+//  row at fault). Counted since sb_store_new.
+int64_t sb_store_sent_many_refused (const sb_store_t *self);
+
 //  Data lifecycle (SB_RETAIN_DAYS; sb_store_retain.c): a retention pass
 //  walks events, messages and the outbox in id order, batch rows per
 //  statement, each statement in a transaction of its own with a deadline

@@ -65,6 +65,7 @@ struct sb_store_t {
     size_t dropped_count;        //  used entries of dropped, oldest first
     sb_log_every_t dropped_log;  //  dropped tokens forgotten (the list was full)
     int64_t fenced;              //  send results refused: their row is no longer their claim's
+    int64_t many_refused;        //  settle turns whose one SENT statement was refused
     int retain_table;            //  retention: table of the pass under way (0: none)
     int64_t retain_after;        //  retention: the pass's last id seen in that table
     int retain_pid;              //  retention: backend holding the lock (0: none)

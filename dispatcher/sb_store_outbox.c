@@ -152,9 +152,11 @@ static const char s_record_sent_sql[] =
 //  subquery keyed by one row's values, as in the statement for one row:
 //  joined instead, a new database's statistics (no ANALYZE yet) made the
 //  planner scan every message of the provider for each row (140 ms a
-//  turn). Two rows with one provider id (a mock repeating ids) break
-//  messages' unique key here; the turn then records its rows one
-//  statement each, where the first keeps the id.
+//  turn). Two rows with one provider id (a mock repeating ids) would
+//  break messages' unique key here: the later ones go one statement each
+//  (s_sent_mark). Should the database refuse it all the same (a data
+//  error), the turn records its rows one statement each, which finds the
+//  row at fault.
 static const char s_record_sent_many_sql[] =
     "WITH r AS MATERIALIZED ("
     " SELECT r.id, r.pid, r.note, r.token, dup.id AS dup_id, dup.echo"
@@ -463,6 +465,7 @@ typedef struct {
     char *error;                       //  outbox.last_error, owned
     char *code;                        //  the provider's error code, owned
     char *text;                        //  provider id or bot text, owned
+    bool many;                         //  this turn, recorded by sb_record_sent_many
 } s_record_t;
 
 static void
@@ -644,8 +647,28 @@ s_is_sent (const s_record_t *rec)
     return strcmp (rec->name, "sb_record_sent") == 0;
 }
 
-//  Queue the SENT records of order [0..n) as one sb_record_sent_many.
-//  How many it holds (0: none, nothing queued), or -1.
+//  Mark the SENT records of order [0..n) that sb_record_sent_many takes
+//  (when many): all but one whose provider id an earlier one of the turn
+//  has (a provider, or a mock, that repeats ids). Those go one statement
+//  each after it, as before it existed: the first keeps the id on its
+//  message, the later ones note it. Together they would break messages'
+//  unique key.
+static void
+s_sent_mark (s_record_t *recs, const size_t *order, size_t n, bool many)
+{
+    for (size_t k = 0; k < n; k++) {
+        s_record_t *rec = &recs[order[k]];
+        rec->many = many && s_is_sent (rec);
+        for (size_t j = 0; rec->many && *rec->values[1] && j < k; j++) {
+            const s_record_t *earlier = &recs[order[j]];
+            if (s_is_sent (earlier) && strcmp (earlier->values[1], rec->values[1]) == 0)
+                rec->many = false;
+        }
+    }
+}
+
+//  Queue the SENT records of order [0..n) marked many as one
+//  sb_record_sent_many. How many it holds (0: none, nothing queued), or -1.
 static long
 s_sent_send (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n)
 {
@@ -657,7 +680,7 @@ s_sent_send (sb_store_t *self, const s_record_t *recs, const size_t *order, size
     for (size_t k = 0; k < n; k++) {
         const s_record_t *rec = &recs[order[k]];
         int64_t id;
-        if (!s_is_sent (rec) || !sb_store_parse_int64 (rec->id, &id))
+        if (!rec->many || !sb_store_parse_int64 (rec->id, &id))
             continue;
         sb_pgarray_int8 (&t.cols[0], id);
         sb_pgarray_text (&t.cols[1], rec->values[1]);
@@ -679,7 +702,7 @@ s_sent_done (sb_store_t *self, const s_record_t *recs, const size_t *order, size
     int rows = PQntuples (r);
     for (size_t k = 0; k < n; k++) {
         const s_record_t *rec = &recs[order[k]];
-        if (!s_is_sent (rec))
+        if (!rec->many)
             continue;
         int row = 0;
         while (row < rows && strcmp (PQgetvalue (r, row, 0), rec->id) != 0)
@@ -701,17 +724,18 @@ s_sent_done (sb_store_t *self, const s_record_t *recs, const size_t *order, size
 //  statement first; *nsent: how many it holds), the claim and COMMIT, and
 //  end the pipeline.
 static int
-s_settle_send (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n,
-               size_t claim_max, bool many, long *nsent)
+s_settle_send (sb_store_t *self, s_record_t *recs, const size_t *order, size_t n, size_t claim_max,
+               bool many, long *nsent)
 {
     *nsent = 0;
+    s_sent_mark (recs, order, n, many);
     if (sb_store_send_sql (self, "BEGIN"))
         return -1;
     if (many && (*nsent = s_sent_send (self, recs, order, n)) < 0)
         return -1;
     for (size_t k = 0; k < n; k++) {
         const s_record_t *rec = &recs[order[k]];
-        if (many && s_is_sent (rec))
+        if (rec->many)
             continue;
         if (!PQsendQueryPrepared (self->conn, rec->name, rec->nparams, rec->values, NULL, NULL,
                                   0)) {
@@ -752,7 +776,7 @@ s_data_error (const sb_store_t *self)
 }
 
 static int
-s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, size_t n, bool *dead,
+s_settle_try (sb_store_t *self, s_record_t *recs, const size_t *order, size_t n, bool *dead,
               size_t claim_max, bool many, PGresult **claimed, long *failed)
 {
     *claimed = NULL;
@@ -783,7 +807,7 @@ s_settle_try (sb_store_t *self, const s_record_t *recs, const size_t *order, siz
     }
     for (size_t k = 0; k < n; k++) {
         const s_record_t *rec = &recs[order[k]];
-        if (many && s_is_sent (rec))
+        if (rec->many)
             continue;
         if (!(r = sb_store_take (self, PGRES_TUPLES_OK, rec->what))) {
             if (s_data_error (self))
@@ -930,6 +954,7 @@ sb_store_settle (sb_store_t *self, const sb_send_result_t *results, size_t count
         if (s_settle_try (self, recs, order, n, dead, claim_max, many, &claimed, &failed) == 0)
             break;
         if (failed == S_FAILED_MANY) {
+            self->many_refused++;
             many = false;
             continue;
         }
@@ -952,6 +977,12 @@ done:
     free (order);
     free (reasons);
     return rc;
+}
+
+int64_t
+sb_store_sent_many_refused (const sb_store_t *self)
+{
+    return self->many_refused;
 }
 
 int

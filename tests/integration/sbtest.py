@@ -356,6 +356,27 @@ def run_tests(tests):
         sys.exit(SKIP_EXIT)
 
 
+def run_tests_on_stack(tests, **stack_args):
+    """Run test functions that each take one shared Stack (started once,
+    on a PostgreSQL of their own, Stack's keyword arguments), as run_tests
+    does; closes both at the end."""
+    pg = Postgres()
+    stack = None
+    try:
+        stack = Stack(pg, **stack_args).start()
+
+        def bind(test):
+            def run():
+                test(stack)
+            run.__name__ = test.__name__
+            return run
+        run_tests([bind(t) for t in tests])
+    finally:
+        if stack:
+            stack.close()
+        pg.close()
+
+
 # ---------------------------------------------------------------------------
 # The whole loop: PostgreSQL, sandbox, ingress, dispatcher.
 

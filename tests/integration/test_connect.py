@@ -229,22 +229,9 @@ def test_validator():
 
 def main():
     test_validator()
-    pg = sbtest.Postgres()
-    stack = sbtest.Stack(pg, secrets=SECRETS).start()
-    try:
-        tests = [test_not_configured, test_twilio, test_twilio_refusals, test_messaging_service,
-                 test_meta, test_meta_wrong_verify_token]
-        sbtest.run_tests([_bind(t, stack) for t in tests])
-    finally:
-        stack.close()
-        pg.close()
-
-
-def _bind(test, stack):
-    def run_one():
-        test(stack)
-    run_one.__name__ = test.__name__
-    return run_one
+    sbtest.run_tests_on_stack([
+        test_not_configured, test_twilio, test_twilio_refusals, test_messaging_service, test_meta,
+        test_meta_wrong_verify_token], secrets=SECRETS)
 
 
 if __name__ == "__main__":

@@ -208,24 +208,10 @@ def test_ingress_down(stack):
 
 
 def main():
-    pg = sbtest.Postgres()
-    stack = sbtest.Stack(pg, secrets=SECRETS).start()
-    try:
-        tests = [test_good, test_refused_setting, test_bad_curve_key, test_bad_sid,
-                 test_placeholder_token, test_dev_values_on_public_host, test_http_public_url,
-                 test_unreachable_postgres, test_unmigrated_postgres, test_journal_dir,
-                 test_wrong_auth_token, test_ingress_down]
-        sbtest.run_tests([_bind(t, stack) for t in tests])
-    finally:
-        stack.close()
-        pg.close()
-
-
-def _bind(test, stack):
-    def run():
-        test(stack)
-    run.__name__ = test.__name__
-    return run
+    sbtest.run_tests_on_stack([
+        test_good, test_refused_setting, test_bad_curve_key, test_bad_sid, test_placeholder_token,
+        test_dev_values_on_public_host, test_http_public_url, test_unreachable_postgres,
+        test_unmigrated_postgres, test_journal_dir, test_wrong_auth_token, test_ingress_down], secrets=SECRETS)
 
 
 if __name__ == "__main__":

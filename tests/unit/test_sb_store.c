@@ -1117,9 +1117,9 @@ test_cursor_split (sb_store_t *a, const char *conninfo)
     sb_store_destroy (&b);
 }
 
-//  The replies SENT in one settle are recorded by one statement; two of
-//  them with one provider id (a mock repeating ids) break messages' unique
-//  key there, and the settle records them one statement each instead: the
+//  The replies SENT in one settle are recorded by one statement; of two
+//  with one provider id (a mock repeating ids), which would break
+//  messages' unique key there, the second goes one statement after it: the
 //  first keeps the id, the second notes it, and every row is sent.
 static void
 test_sent_many (sb_store_t *store)
@@ -1133,7 +1133,9 @@ test_sent_many (sb_store_t *store)
         results[i] = s_result (ids[i], SB_OUTBOX_REPLY, SB_SEND_SENT, pids[i], NULL, NULL);
     sb_store_retry_t retry = {5, 1000, 60000};
     bool dead[4];
+    int64_t refused = sb_store_sent_many_refused (store);
     CHECK_INT (sb_store_settle (store, results, 4, &retry, dead, 0, NULL), 0);
+    CHECK_INT (sb_store_sent_many_refused (store), refused);  //  no refused statement
     for (int i = 0; i < 4; i++) {
         sb_outbox_result_free (&results[i]);
         CHECK_STR (s_outbox (ids[i], "state"), "sent");
@@ -1209,7 +1211,9 @@ test_poison (sb_store_t *store)
             " CHECK (provider_id IS DISTINCT FROM 'SMbad')",
             NULL);
     sb_log_init ("test_sb_store", SB_LOG_OFF);
+    int64_t refused = sb_store_sent_many_refused (store);
     p = s_settle_poison (store, SB_SEND_SENT, "SMbad", "");
+    CHECK_INT (sb_store_sent_many_refused (store), refused + 1);
     sb_log_init ("test_sb_store", SB_LOG_ERROR);
     s_exec ("ALTER TABLE outbox DROP CONSTRAINT test_poison_no_bad", NULL);
     CHECK_STR (s_outbox (p, "state"), "sent");

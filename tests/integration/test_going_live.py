@@ -12,7 +12,7 @@ Python 3 standard library only.
 """
 
 import sbtest
-from test_connect import SECRETS, _bind, doctor, lines, run, sandbox
+from test_connect import SECRETS, doctor, lines, run, sandbox
 
 NUMBER = "+14155550177"
 STATUS = "MessageSid=SM%032d&MessageStatus=delivered&From=%%2B15550000001&To=%%2B14155550177"
@@ -123,14 +123,7 @@ def test_troubleshooting_rows(stack):
 
 
 def main():
-    pg = sbtest.Postgres()
-    stack = sbtest.Stack(pg, secrets=SECRETS).start()
-    try:
-        tests = [test_tunnel_changes, test_troubleshooting_rows]
-        sbtest.run_tests([_bind(t, stack) for t in tests])
-    finally:
-        stack.close()
-        pg.close()
+    sbtest.run_tests_on_stack([test_tunnel_changes, test_troubleshooting_rows], secrets=SECRETS)
 
 
 if __name__ == "__main__":

@@ -990,6 +990,11 @@ s_self_position (self_t *self)
         sb_info ("ingest", "cursor ingress_id=%s epoch=%s stored_seq=%llu partitions=%d",
                  src->ingress_id, src->epoch, (unsigned long long) src->stored_seq,
                  self->nmine ? self->nmine : SB_PARTITIONS);
+        //  Claims of dispatchers gone before, that no cover needs.
+        int pruned = sb_store_cursors_prune (self->store, src->ingress_id);
+        if (pruned > 0)
+            sb_info ("ingest", "old cursor claims removed ingress_id=%s count=%d", src->ingress_id,
+                     pruned);
         s_source_request (self, src, "start");
     }
 }

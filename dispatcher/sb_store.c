@@ -1066,6 +1066,45 @@ sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, con
     return rc;
 }
 
+//  The claims of ingress_id ($1) that say nothing another does not, not
+//  written for an hour and not this store's ($2): of the newest epoch,
+//  every partition they name is named by another claim of that epoch
+//  higher in (last_seq, instance) order, so the highest claim naming a
+//  partition always stays and no cover changes, even when several go at
+//  once; of an older epoch, a week old.
+static const char s_prune_sql[] =
+    "WITH newest AS (SELECT epoch FROM ingest_cursors WHERE ingress_id = $1"
+    " ORDER BY updated_at DESC, last_seq DESC LIMIT 1)"
+    " DELETE FROM ingest_cursors c WHERE c.ingress_id = $1 AND c.instance <> $2"
+    " AND c.updated_at < now () - interval '1 hour' AND ("
+    " (c.epoch <> (SELECT epoch FROM newest) AND c.updated_at < now () - interval '7 days')"
+    " OR (c.epoch = (SELECT epoch FROM newest) AND NOT EXISTS ("
+    " SELECT 1 FROM generate_series (0, 255) p WHERE get_bit (c.parts, p) = 1 AND NOT EXISTS ("
+    " SELECT 1 FROM ingest_cursors o WHERE o.ingress_id = c.ingress_id"
+    " AND o.instance <> c.instance AND o.epoch = c.epoch AND get_bit (o.parts, p) = 1"
+    " AND (o.last_seq, o.instance) > (c.last_seq, c.instance)))))";
+
+int
+sb_store_cursors_prune (sb_store_t *self, const char *ingress_id)
+{
+    if (sb_store_ensure (self) != 0)
+        return -1;
+    char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
+    if (!id)
+        return -1;
+    const char *params[] = {id, self->instance};
+    PGresult *r =
+        sb_store_exec (self, s_prune_sql, 2, params, PGRES_COMMAND_OK, "prune ingest cursors");
+    free (id);
+    if (!r)
+        return -1;
+    int64_t n = 0;
+    if (!sb_store_parse_int64 (PQcmdTuples (r), &n))
+        n = 0;
+    PQclear (r);
+    return (int) n;
+}
+
 int
 sb_store_cursor (sb_store_t *self, const char *ingress_id, uint64_t *seq, char *epoch,
                  size_t epoch_size)

@@ -1089,6 +1089,36 @@ test_cursor_split (sb_store_t *a, const char *conninfo)
     CHECK_INT (s_cover (b, ing, pb), 2);
     CHECK_INT (s_cover (b, ing, pa), 6);
 
+    //  Pruning: the claims no cover needs, an hour old, go; the others and
+    //  every cover stay. Rows as dispatchers gone before would have left.
+    char pa_bits[SB_PARTITIONS + 1], pb_bits[SB_PARTITIONS + 1];
+    for (int p = 0; p < SB_PARTITIONS; p++) {
+        pa_bits[p] = pa[p] ? '1' : '0';
+        pb_bits[p] = pb[p] ? '1' : '0';
+    }
+    pa_bits[SB_PARTITIONS] = pb_bits[SB_PARTITIONS] = 0;
+    static const char add[] =
+        "INSERT INTO ingest_cursors (ingress_id, instance, epoch, last_seq, parts, updated_at)"
+        " VALUES ($1, $2, $3, $4::int8, $5::bit(256), now () - $6::interval)";
+    s_exec (add, ing, "gone-dominated", s_epoch, "3", pa_bits, "2 hours", NULL);
+    s_exec (add, ing, "gone-needed", s_epoch, "5", pb_bits, "2 hours", NULL);
+    s_exec (add, ing, "gone-old-epoch", "an-older-epoch", "9", pa_bits, "8 days", NULL);
+    s_exec (add, ing, "recent-dominated", s_epoch, "3", pa_bits, "1 minute", NULL);
+    //  two gone alike, the highest for B's partitions: one of them stays
+    s_exec (add, ing, "gone-twin-1", s_epoch, "7", pb_bits, "3 hours", NULL);
+    s_exec (add, ing, "gone-twin-2", s_epoch, "7", pb_bits, "3 hours", NULL);
+    CHECK_INT (s_cover (a, ing, pb), 7);
+    //  gone-dominated, gone-old-epoch, gone-needed (below the twins), a twin
+    CHECK_INT (sb_store_cursors_prune (a, ing), 4);
+    CHECK_INT (s_int ("SELECT count(*) FROM ingest_cursors WHERE ingress_id = $1"
+                      " AND instance IN ('gone-twin-2', 'recent-dominated')",
+                      ing, NULL),
+               2);
+    CHECK_INT (s_int ("SELECT count(*) FROM ingest_cursors WHERE ingress_id = $1", ing, NULL), 4);
+    CHECK_INT (s_cover (a, ing, pb), 7);
+    CHECK_INT (s_cover (a, ing, pa), 6);
+    CHECK_INT (sb_store_cursors_prune (a, ing), 0);
+
     //  A skipped event that carries its request's body for the others
     //  (request_events 2): the body is kept for the one that is stored.
     sb_event_t *req[2];

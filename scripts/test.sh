@@ -10,7 +10,7 @@
 #   scripts/test.sh              from anywhere inside the repository
 #   SB_TEST_SKIP_ASAN=1 ...      skip the sanitizer pass (quicker local runs)
 #   SB_TEST_SKIP_FUZZ=1 ...      skip the libFuzzer pass
-#   SB_FUZZ_SECONDS=N ...        seconds per fuzz target (default 30)
+#   SB_FUZZ_SECONDS=N ...        seconds per fuzz target (default 20)
 #   SB_TEST_PG_PORT=N ...        port of the tests' PostgreSQL (default 19432: below the ephemeral port range, so no outgoing connection holds it)
 #
 # A skipped test is not a passed one: the summary lists each as SKIPPED with
@@ -113,7 +113,7 @@ else
   skip "tests (build-asan/): the build failed"
 fi
 
-# libFuzzer: each target for SB_FUZZ_SECONDS (default 30) on its corpus; a
+# libFuzzer: each target for SB_FUZZ_SECONDS (default 20) on its corpus; a
 # crash fails. Needs clang (installed by deps.sh).
 run_fuzz() {
   run_ctest "$1" -L fuzz
@@ -121,8 +121,8 @@ run_fuzz() {
 if [ "${SB_TEST_SKIP_FUZZ:-0}" = 1 ]; then
   skip "fuzzing (SB_TEST_SKIP_FUZZ=1)"
 elif step "build (build-fuzz/, clang libFuzzer)" build "$top/build-fuzz" -DCMAKE_C_COMPILER=clang \
-    -DSB_FUZZ=ON -DSB_FUZZ_SECONDS="${SB_FUZZ_SECONDS:-30}"; then
-  step "fuzzing, ${SB_FUZZ_SECONDS:-30}s per target (build-fuzz/)" run_fuzz "$top/build-fuzz" || true
+    -DSB_FUZZ=ON -DSB_FUZZ_SECONDS="${SB_FUZZ_SECONDS:-20}"; then
+  step "fuzzing, ${SB_FUZZ_SECONDS:-20}s per target (build-fuzz/)" run_fuzz "$top/build-fuzz" || true
 else
   skip "fuzzing: the build failed"
 fi

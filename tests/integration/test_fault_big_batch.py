@@ -49,10 +49,16 @@ def big_body(tag, n):
 
 
 def journal_bytes(directory):
+    """Bytes of the journal's files. A file that goes between the listing
+    and its size (CONSUMERS.tmp, renamed over CONSUMERS as the replay server
+    saves the consumers' positions) counts as gone."""
     total = 0
     for root, _, files in os.walk(directory):
         for name in files:
-            total += os.path.getsize(os.path.join(root, name))
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except FileNotFoundError:
+                pass
     return total
 
 

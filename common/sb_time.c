@@ -73,7 +73,13 @@ sb_time_mono_ms (void)
 int64_t
 sb_time_wall_ms (void)
 {
+    return sb_time_wall_us () / 1000;
+}
+
+int64_t
+sb_time_wall_us (void)
+{
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -34,5 +34,7 @@ int64_t sb_time_mono_ms (void);
 //  Wall-clock milliseconds since 1970 (CLOCK_REALTIME), for times that
 //  are stored or sent: an event's receive time, a row's timestamp.
 int64_t sb_time_wall_ms (void);
+//  The same in microseconds.
+int64_t sb_time_wall_us (void);
 
 #endif

@@ -884,9 +884,10 @@ s_random_id (s_thread_t *thread, char out[17])
 //  loan back before the caller frees the events; its content type goes
 //  with it.
 static int
-s_stamp_common (s_req_t *req, sb_event_t *event, int64_t received_ms)
+s_stamp_common (s_req_t *req, sb_event_t *event, int64_t received_us)
 {
-    event->received_at_ms = received_ms;
+    event->received_at_ms = received_us / 1000;
+    event->received_at_us = received_us;
     const char *ct = s_header (req, "Content-Type");
     if (sb_event_set (&event->ingress_id, req->http->ingress_id)
         || sb_event_set (&event->epoch, sb_writer_epoch (req->http->writer))
@@ -902,7 +903,7 @@ static int
 s_store_and_answer (s_req_t *req, sb_event_t **events, size_t count, const char *content_type,
                     const char *answer)
 {
-    int64_t received = sb_time_wall_ms ();
+    int64_t received = sb_time_wall_us ();
     bool stamped = true;
     uint8_t body_sha256[SB_EVENT_SHA256_SIZE];
     sb_event_share_raw (events, count, req->body, req->body ? req->body_size : 0, body_sha256);

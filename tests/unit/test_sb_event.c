@@ -27,6 +27,7 @@ s_full_event (void)
     CHECK (sb_event_set (&e->ingress_id, "ing-a") == 0);
     e->seq = 7;
     e->received_at_ms = 1750000000123;
+    e->received_at_us = 1750000000123456;
     CHECK (sb_event_set (&e->epoch, "ep1") == 0);
     e->provider = SB_PROVIDER_META;
     e->channel = SB_CHANNEL_WHATSAPP;

@@ -94,6 +94,8 @@ SB_SETTING (SB_DISPATCHER_ID, DIS, NULL, S_STRING, 0, 0, false,
             "this dispatcher's name among several on one database, in its logs, its outcomes and the partition leases; unset: the host name, a dash and 8 random hex digits")
 SB_SETTING (SB_DISPATCHER_FAILOVER_MS, DIS, "10000", S_INT, 1000, 600000, false,
             "time within which the partitions of a dispatcher that died or stopped answering move to the others (leases of three quarters of it, renewed every eighth)")
+SB_SETTING (SB_STORE_SPLIT, DIS, "0", S_BOOL, 0, 0, false,
+            "1: each dispatcher stores only the events of the partitions it holds (storing shared like sending; a contact's replies across two ingresses then follow one dispatcher's streams); 0: every dispatcher stores every event")
 SB_SETTING (SB_MIGRATIONS_DIR, DIS, NULL, S_STRING, 0, 0, false,
             "directory of the SQL migrations; unset: for a binary run from its build tree, the source tree's dispatcher/migrations, else share/switchboard/migrations of the prefix it is installed in (found from the binary's path: bin/../share/switchboard/migrations)")
 SB_SETTING (SB_RETAIN_DAYS, DIS, "90", S_INT_OFF, 7, 36500, false,

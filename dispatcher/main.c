@@ -271,8 +271,11 @@ main (int argc, char **argv)
     parts.delivery = sb_delivery_new (config, metrics, S_OUTCOMES, S_WAKE, id);
     if (!parts.delivery)
         goto teardown;
+    //  SB_STORE_SPLIT: store the held partitions' events only (NULL: all).
     parts.ingest = sb_ingest_new (config, security, rules, metrics, S_OUTCOMES, S_WAKE, id,
-                                  sb_delivery_partitions (parts.delivery));
+                                  sb_config_int (config, SB_CFG_SB_STORE_SPLIT)
+                                      ? sb_delivery_partitions (parts.delivery)
+                                      : NULL);
     if (!parts.ingest)
         goto teardown;
     http = sb_status_http_new (sb_config_str (config, SB_CFG_SB_DISPATCHER_LISTEN), metrics,

@@ -26,7 +26,7 @@ And, per test:
   logs;
 - a third dispatcher started mid-load takes its share and nothing is
   resent;
-- storing is split: each dispatcher stores the events of its partitions
+- with SB_STORE_SPLIT=1 storing is split: each dispatcher stores the events of its partitions
   only (the others count them skipped); while one is stopped (SIGSTOP) the
   events of its partitions wait in the ingress's journal, stored by
   nobody; killed (-9), its partitions' new holders store them: from the
@@ -202,20 +202,20 @@ def _settle_and_check(stack, fleet, tag, conv, twice_allowed_texts, extra):
     return counts
 
 
-def _stack(failover_ms=FAILOVER_MS):
+def _stack(failover_ms=FAILOVER_MS, split="0"):
     stack = Stack(PG, callbacks=False, dispatcher_env={
         "SB_DISPATCHER_ID": "d1", "SB_DISPATCHER_FAILOVER_MS": str(failover_ms),
-        "SB_SEND_CONCURRENCY": str(CONCURRENCY)})
+        "SB_SEND_CONCURRENCY": str(CONCURRENCY), "SB_STORE_SPLIT": split})
     stack.start()
     # a fifth of the sends take 300 ms at the "provider": sends in flight
     stack.sandbox_fail("rate=0.2&mode=slow&delay_ms=300")
     return stack
 
 
-def _three_under_load(tag, share):
+def _three_under_load(tag, share, split="0"):
     """Three dispatchers with their partitions spread, and the conversations
     under way until `share` of the webhooks were acknowledged."""
-    stack = _stack()
+    stack = _stack(split=split)
     fleet = Fleet(stack)
     fleet.add("d2")
     fleet.add("d3")
@@ -246,7 +246,7 @@ def test_kill9_one_of_three():
     tag = "dk"
     stack = fleet = None
     try:
-        stack, fleet, conv = _three_under_load(tag, 0.4)
+        stack, fleet, conv = _three_under_load(tag, 0.4, split="1")
         in_flight = fleet.metric("d2", "sb_sends_in_flight")
         fleet.procs["d2"].proc.send_signal(signal.SIGKILL)
         fleet.procs["d2"].proc.wait()
@@ -355,7 +355,7 @@ def test_storing_split_and_takeover():
     failover_ms = 12000
     stack = fleet = None
     try:
-        stack = _stack(failover_ms)
+        stack = _stack(failover_ms, split="1")
         fleet = Fleet(stack)
         fleet.add("d2")
         fleet.add("d3")

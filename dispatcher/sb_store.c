@@ -971,9 +971,18 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
                           .count = count,
                           .forwards = policy && policy->rules,
                           .skip = policy ? policy->skip : NULL,
-                          .instance = self->instance};
+                          .instance = self->claim_key};
     for (size_t p = 0; p < SB_PARTITIONS; p++)
         b.parts[p] = !policy || !policy->parts || policy->parts[p] ? '1' : '0';
+    if (strcmp (b.parts, self->claim_parts) != 0) {
+        //  Another set of partitions: a claim row of its own; the last
+        //  one's stays true for the partitions given up.
+        if (self->claim_parts[0])
+            self->claim_gen++;
+        memcpy (self->claim_parts, b.parts, sizeof self->claim_parts);
+        snprintf (self->claim_key, sizeof self->claim_key, "%s.%u", self->instance,
+                  self->claim_gen);
+    }
     sb_store_batch_tables (&b);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
@@ -1075,7 +1084,8 @@ sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, con
 static const char s_prune_sql[] =
     "WITH newest AS (SELECT epoch FROM ingest_cursors WHERE ingress_id = $1"
     " ORDER BY updated_at DESC, last_seq DESC LIMIT 1)"
-    " DELETE FROM ingest_cursors c WHERE c.ingress_id = $1 AND c.instance <> $2"
+    " DELETE FROM ingest_cursors c WHERE c.ingress_id = $1"
+    " AND split_part (c.instance, '.', 1) <> $2"
     " AND c.updated_at < now () - interval '1 hour' AND ("
     " (c.epoch <> (SELECT epoch FROM newest) AND c.updated_at < now () - interval '7 days')"
     " OR (c.epoch = (SELECT epoch FROM newest) AND NOT EXISTS ("

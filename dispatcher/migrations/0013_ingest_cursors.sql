@@ -9,12 +9,12 @@
 -- partition p the highest last_seq among the rows with p set is too: a
 -- dispatcher that takes p over replays the journal from there
 -- (sb_store_cover), whoever stored before it and whether it died or gave
--- p up. A dispatcher's row moves with its batches: up while its partitions
--- stay the same, and to the batch's end whenever they change (it replayed
--- from the new partitions' cover, so its claim starts there).
+-- p up. A dispatcher's row moves up with its batches while its partitions
+-- stay the same; a batch of another set of partitions writes another row.
 --
--- instance is the writing store's random instance (sb_store_conn.c): a
--- restarted dispatcher writes a new row, and the old one stays true.
+-- instance is the writing store's random instance (sb_store_conn.c) and
+-- the number of its set of partitions (instance.N): a restarted dispatcher
+-- or a new set writes a new row, and the old one stays true.
 CREATE TABLE ingest_cursors (
     ingress_id  text NOT NULL,
     instance    text NOT NULL,

@@ -960,6 +960,17 @@ s_self_take (self_t *self)
     sb_metric_set (self->m_queue, (int64_t) self->count);
 }
 
+//  Remove the cursor claims of ingress src that no cover needs (of
+//  dispatchers gone, of sets of partitions held before) an hour old.
+static void
+s_source_prune (self_t *self, s_source_t *src)
+{
+    int pruned = sb_store_cursors_prune (self->store, src->ingress_id);
+    if (pruned > 0)
+        sb_info ("ingest", "old cursor claims removed ingress_id=%s count=%d", src->ingress_id,
+                 pruned);
+}
+
 //  Start each source whose ingress answered: read the cover of the
 //  partitions stored here (of all, while none is), with an empty batch so
 //  the cursors are up to date, and ask the replay from there.
@@ -990,11 +1001,7 @@ s_self_position (self_t *self)
         sb_info ("ingest", "cursor ingress_id=%s epoch=%s stored_seq=%llu partitions=%d",
                  src->ingress_id, src->epoch, (unsigned long long) src->stored_seq,
                  self->nmine ? self->nmine : SB_PARTITIONS);
-        //  Claims of dispatchers gone before, that no cover needs.
-        int pruned = sb_store_cursors_prune (self->store, src->ingress_id);
-        if (pruned > 0)
-            sb_info ("ingest", "old cursor claims removed ingress_id=%s count=%d", src->ingress_id,
-                     pruned);
+        s_source_prune (self, src);
         s_source_request (self, src, "start");
     }
 }
@@ -1125,6 +1132,10 @@ s_self_partitions (self_t *self)
         }
     sb_info ("ingest", "partitions taken count=%d storing=%d kept_to_store=%zu", ngained,
              self->nmine, self->taken.count);
+    //  Each set of partitions leaves a claim row: those no longer needed go.
+    for (size_t i = 0; i < self->nsources; i++)
+        if (self->sources[i].known && self->sources[i].positioned)
+            s_source_prune (self, &self->sources[i]);
 done:
     free (cover);
     free (from_kept);

@@ -1076,7 +1076,8 @@ sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, con
 }
 
 //  The claims of ingress_id ($1) that say nothing another does not, not
-//  written for an hour and not this store's ($2): of the newest epoch,
+//  written for an hour and not this store's current one ($2; its rows of
+//  sets of partitions it held before may go): of the newest epoch,
 //  every partition they name is named by another claim of that epoch
 //  higher in (last_seq, instance) order, so the highest claim naming a
 //  partition always stays and no cover changes, even when several go at
@@ -1084,8 +1085,7 @@ sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch, con
 static const char s_prune_sql[] =
     "WITH newest AS (SELECT epoch FROM ingest_cursors WHERE ingress_id = $1"
     " ORDER BY updated_at DESC, last_seq DESC LIMIT 1)"
-    " DELETE FROM ingest_cursors c WHERE c.ingress_id = $1"
-    " AND split_part (c.instance, '.', 1) <> $2"
+    " DELETE FROM ingest_cursors c WHERE c.ingress_id = $1 AND c.instance <> $2"
     " AND c.updated_at < now () - interval '1 hour' AND ("
     " (c.epoch <> (SELECT epoch FROM newest) AND c.updated_at < now () - interval '7 days')"
     " OR (c.epoch = (SELECT epoch FROM newest) AND NOT EXISTS ("
@@ -1102,7 +1102,7 @@ sb_store_cursors_prune (sb_store_t *self, const char *ingress_id)
     char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
     if (!id)
         return -1;
-    const char *params[] = {id, self->instance};
+    const char *params[] = {id, self->claim_key};
     PGresult *r =
         sb_store_exec (self, s_prune_sql, 2, params, PGRES_COMMAND_OK, "prune ingest cursors");
     free (id);

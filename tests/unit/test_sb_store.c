@@ -1125,6 +1125,17 @@ test_cursor_split (sb_store_t *a, const char *conninfo)
     CHECK_INT (s_cover (a, ing, pb), 7);
     CHECK_INT (s_cover (a, ing, pa), 6);
     CHECK_INT (sb_store_cursors_prune (a, ing), 0);
+    //  A store's own rows of sets it held before go as well, its current
+    //  row never: B's of pb at 4 (the first) goes, at 2 (its last) stays.
+    s_exec ("UPDATE ingest_cursors SET updated_at = now () - interval '2 hours'"
+            " WHERE ingress_id = $1 AND last_seq IN (2, 4)",
+            ing, NULL);
+    CHECK_INT (sb_store_cursors_prune (b, ing), 1);
+    CHECK_INT (s_int ("SELECT count(*) FROM ingest_cursors WHERE ingress_id = $1 AND last_seq = 2",
+                      ing, NULL),
+               1);
+    CHECK_INT (s_cover (a, ing, pb), 7);
+    CHECK_INT (s_cover (a, ing, pa), 6);
 
     //  A skipped event that carries its request's body for the others
     //  (request_events 2): the body is kept for the one that is stored.

@@ -132,10 +132,11 @@ int sb_store_cover (sb_store_t *self, const char *ingress_id, const char *epoch,
                     uint64_t *seq, char *epoch_out, size_t epoch_size);
 
 //  Remove ingress_id's claims that no cover needs (each dispatcher
-//  instance leaves one, and a restart makes a new instance): those not
-//  written for an hour, other than this store's, whose every partition
-//  another claim of the newest epoch covers as high, and those of an older
-//  epoch a week old. How many went, or -1.
+//  instance leaves one per set of partitions it stored for, and a restart
+//  makes a new instance): those not written for an hour, other than the
+//  one this store writes now, whose every partition another claim of the
+//  newest epoch covers higher, and those of an older epoch a week old.
+//  How many went, or -1.
 int sb_store_cursors_prune (sb_store_t *self, const char *ingress_id);
 
 //  The cover of every partition in the newest epoch (sb_store_cover): with

@@ -951,6 +951,17 @@ s_write_round2 (sb_store_t *self, sb_store_batch_t *b, sb_store_stats_t *stats, 
     return 0;
 }
 
+//  The key of the cursor claim row this store writes now: instance.N
+//  (claim_gen) into key (S_CLAIM_KEY_SIZE); key.
+#define S_CLAIM_KEY_SIZE (SB_STORE_INSTANCE_SIZE + 12)
+
+static const char *
+s_claim_key (const sb_store_t *self, char *key)
+{
+    snprintf (key, S_CLAIM_KEY_SIZE, "%s.%u", self->instance, self->claim_gen);
+    return key;
+}
+
 int
 sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
                 const sb_store_policy_t *policy, sb_store_stats_t *stats)
@@ -967,11 +978,12 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
     if (sb_store_ready (self) != 0)
         return -1;
 
+    char key[S_CLAIM_KEY_SIZE];
     sb_store_batch_t b = {.events = events,
                           .count = count,
                           .forwards = policy && policy->rules,
                           .skip = policy ? policy->skip : NULL,
-                          .instance = self->claim_key};
+                          .instance = key};
     for (size_t p = 0; p < SB_PARTITIONS; p++)
         b.parts[p] = !policy || !policy->parts || policy->parts[p] ? '1' : '0';
     if (strcmp (b.parts, self->claim_parts) != 0) {
@@ -980,9 +992,8 @@ sb_store_write (sb_store_t *self, sb_event_t *const *events, size_t count,
         if (self->claim_parts[0])
             self->claim_gen++;
         memcpy (self->claim_parts, b.parts, sizeof self->claim_parts);
-        snprintf (self->claim_key, sizeof self->claim_key, "%s.%u", self->instance,
-                  self->claim_gen);
     }
+    s_claim_key (self, key);
     sb_store_batch_tables (&b);
     int rc = -1;
     if (s_batch_prepare (&b) != 0)
@@ -1102,7 +1113,8 @@ sb_store_cursors_prune (sb_store_t *self, const char *ingress_id)
     char *id = sb_store_utf8_dup (ingress_id, SB_STORE_KEY_MAX);
     if (!id)
         return -1;
-    const char *params[] = {id, self->claim_key};
+    char key[S_CLAIM_KEY_SIZE];
+    const char *params[] = {id, s_claim_key (self, key)};
     PGresult *r =
         sb_store_exec (self, s_prune_sql, 2, params, PGRES_COMMAND_OK, "prune ingest cursors");
     free (id);

@@ -374,8 +374,6 @@ sb_store_new (const char *conninfo, int timeout_ms)
         sb_store_destroy (&self);
         return NULL;
     }
-    //  The key of the first claim row it writes (sb_store_write).
-    snprintf (self->claim_key, sizeof self->claim_key, "%s.0", self->instance);
     if (self->conninfo)
         self->options = s_options (self->conninfo, self->timeout_ms);
     if (!self->conninfo || !self->options || sb_store_connect (self) != 0) {

@@ -70,12 +70,11 @@ struct sb_store_t {
     int64_t retain_after;        //  retention: the pass's last id seen in that table
     int retain_pid;              //  retention: backend holding the lock (0: none)
     //  The cursor claim this store writes (0013_ingest_cursors.sql): a
-    //  row per set of partitions, keyed instance.N, N new whenever the set
-    //  changes, so the claim on partitions given up stays for their next
-    //  holder.
-    char claim_parts[SB_PARTITIONS + 1];          //  the set of the row written last ("": none yet)
-    unsigned claim_gen;                           //  N of that row
-    char claim_key[SB_STORE_INSTANCE_SIZE + 12];  //  instance.N
+    //  row per set of partitions, keyed instance.N (s_claim_key), N new
+    //  whenever the set changes, so the claim on partitions given up stays
+    //  for their next holder.
+    char claim_parts[SB_PARTITIONS + 1];  //  the set of the row written last ("": none yet)
+    unsigned claim_gen;                   //  N of that row
 };
 
 //  A statement prepared on every connection.

@@ -70,21 +70,7 @@
 //  ---------------------------------------------------------------------
 //  The outbox statements (text parameters), prepared once per connection.
 
-//  Claim due rows ($1 at most): pending and due, oldest due first, marked
-//  sending with this connection's claim token ($2). Only rows of
-//  partitions whose lease names this store instance (the token's head)
-//  and still runs, and those partition rows are locked (FOR SHARE) so a
-//  take-over waits for the claim (sb_store_lease.c); only the first open
-//  row of its conversation (none earlier pending, retrying or sending),
-//  so a contact's replies go out one at a time, in order. SKIP LOCKED:
-//  rows another transaction holds are left to it. The instance is a
-//  sub-select so the plan cannot count on it being rare: a new instance is
-//  in no statistics yet, and planned for as a constant (the connection's
-//  plan_cache_mode=force_custom_plan), dispatcher_partitions looked empty
-//  for it, and the plan sorted the whole backlog of due rows for each
-//  claim instead of walking outbox_claim in order to the LIMIT (71 ms
-//  against 0.5 ms at 50,000 due).
-//  Run before the claim, in its transaction: the claim's rows are wanted
+//  Run before the claim, in its transaction: the claim wants the due rows
 //  in outbox_claim's order, and only the first $1 of them. The planner
 //  may walk that index to the LIMIT or sort every due row first; it
 //  chooses by its statistics of outbox, which lag most when it matters: a
@@ -94,6 +80,18 @@
 //  the walk is the plan, whatever the statistics say.
 #define S_CLAIM_PLAN "SET LOCAL enable_sort = off"
 
+//  Claim due rows ($1 at most): pending and due, oldest due first, marked
+//  sending with this connection's claim token ($2). Only rows of
+//  partitions whose lease names this store instance (the token's head)
+//  and still runs, and those partition rows are locked (FOR SHARE) so a
+//  take-over waits for the claim (sb_store_lease.c); only the first open
+//  row of its conversation (none earlier pending, retrying or sending),
+//  so a contact's replies go out one at a time, in order. SKIP LOCKED:
+//  rows another transaction holds are left to it. The instance is a
+//  sub-select, so the planner does not take it for rare: a new instance
+//  is in no statistics yet, and as a constant (the connection plans with
+//  plan_cache_mode=force_custom_plan) it made dispatcher_partitions look
+//  empty for it.
 static const char s_claim_sql[] =
     "UPDATE outbox o SET state = 'sending', claim_token = $2, updated_at = now ()"
     " FROM (SELECT x.id FROM outbox x JOIN dispatcher_partitions p ON p.part = x.part"

@@ -332,8 +332,15 @@ s_self_db (self_t *self)
 {
     if (self->db_failing && zclock_mono () < self->db_retry_at)
         return false;
-    if (!self->store)
-        self->store = sb_store_new (self->args->conninfo, self->args->timeout_ms);
+    if (!self->store) {
+        //  Stopped inside a lease tick, this dispatcher holds its partition
+        //  rows locked, and the others' takes skip locked rows: its session
+        //  must end before its lease does, or the failover waits for it.
+        int64_t idle = self->args->lease_ms / 2;
+        if (idle > self->args->timeout_ms)
+            idle = self->args->timeout_ms;
+        self->store = sb_store_new_idle (self->args->conninfo, self->args->timeout_ms, (int) idle);
+    }
     bool ok = self->store && sb_store_ensure (self->store) == 0;
     if (!ok)
         s_self_db_result (self, false);

@@ -10,10 +10,11 @@
     server is asked to give up first, so that a slow statement or a held
     lock costs an error and not the connection: statement_timeout is 4/5
     and lock_timeout 1/2 of the deadline; idle_in_transaction_session_timeout
-    is the deadline, so a dispatcher stopped inside a transaction (SIGSTOP,
-    a host gone with its session open) holds its locks, and the other
-    dispatchers inserting the same events (docs/internals.md, "Several
-    dispatchers"), at most that long; TCP keepalives and
+    is the deadline (the delivery actor's connection: less than its lease,
+    sb_store_new_idle), so a dispatcher stopped inside a transaction
+    (SIGSTOP, a host gone with its session open) holds its locks, and the
+    other dispatchers inserting the same events (docs/internals.md,
+    "Several dispatchers"), at most that long; TCP keepalives and
     tcp_user_timeout (the deadline) let the kernel drop a peer that went
     away. Each is set only where DATABASE_URL (or PGOPTIONS) does not set
     it. When the deadline passes the connection is dropped (closed, never
@@ -176,7 +177,7 @@ s_conninfo_value (const char *conninfo, const char *keyword)
 //  execution is planned for its own arrays (force_custom_plan); the
 //  planning costs far less than the round trip.
 static char *
-s_options (const char *conninfo, int timeout_ms)
+s_options (const char *conninfo, int timeout_ms, int idle_ms)
 {
     char *theirs = s_conninfo_value (conninfo, "options");
     const char *base = theirs ? theirs : "";
@@ -187,10 +188,12 @@ s_options (const char *conninfo, int timeout_ms)
         size_t used = strlen (ours);
         snprintf (ours + used, sizeof ours - used, " -c lock_timeout=%d", timeout_ms / 2);
     }
-    if (!strstr (base, "idle_in_transaction_session_timeout")) {
+    //  A limit of the store's own (sb_store_new_idle) comes after the
+    //  user's options, so it is the one the server keeps.
+    if (idle_ms > 0 || !strstr (base, "idle_in_transaction_session_timeout")) {
         size_t used = strlen (ours);
         snprintf (ours + used, sizeof ours - used, " -c idle_in_transaction_session_timeout=%d",
-                  timeout_ms);
+                  idle_ms > 0 ? idle_ms : timeout_ms);
     }
     if (!strstr (base, "plan_cache_mode")) {
         size_t used = strlen (ours);
@@ -359,6 +362,12 @@ sb_store_connect (sb_store_t *self)
 sb_store_t *
 sb_store_new (const char *conninfo, int timeout_ms)
 {
+    return sb_store_new_idle (conninfo, timeout_ms, 0);
+}
+
+sb_store_t *
+sb_store_new_idle (const char *conninfo, int timeout_ms, int idle_ms)
+{
     sb_store_t *self = calloc (1, sizeof (*self));
     if (!self)
         return NULL;
@@ -375,7 +384,7 @@ sb_store_new (const char *conninfo, int timeout_ms)
         return NULL;
     }
     if (self->conninfo)
-        self->options = s_options (self->conninfo, self->timeout_ms);
+        self->options = s_options (self->conninfo, self->timeout_ms, idle_ms);
     if (!self->conninfo || !self->options || sb_store_connect (self) != 0) {
         sb_store_destroy (&self);
         return NULL;

@@ -22,7 +22,14 @@
          holds in memory or in flight), so a partition changes hands empty;
       5. it puts back to pending every row "sending" in a partition it now
          holds that was not claimed by this instance: rows a dead or stale
-         holder left (only its in-flight sends may go out twice).
+         holder left (only its in-flight sends may go out twice); a row a
+         stopped holder's open transaction still locks waits for a later
+         tick.
+    The tick's transaction takes several round trips, so a holder stopped
+    inside one keeps its partition rows locked, and the others' takes skip
+    locked rows: the delivery actor's session may stay idle inside a
+    transaction for half a lease at most (sb_store_limit_idle), so
+    PostgreSQL ends it, and frees them, before their lease passes.
     Fencing: every claim joins the partition rows and takes only rows of
     partitions naming this instance with a lease still running, and locks
     those partition rows (FOR SHARE) so a take-over waits for the claim to
@@ -82,12 +89,17 @@ static const char s_give_sql[] =
     " RETURNING p.part";
 
 //  5. Rows left "sending" in partitions this instance holds by claims not
-//  its own.
+//  its own. SKIP LOCKED: a row another transaction holds (its stale
+//  holder, stopped inside a settle that records it) is left to a later
+//  tick, once that transaction ended, rather than waited on: waiting
+//  would fail the tick at lock_timeout and undo its take with it.
 static const char s_recover_sql[] =
     "UPDATE outbox o SET state = 'pending', claim_token = NULL, updated_at = now ()"
-    " FROM dispatcher_partitions p"
-    " WHERE o.state = 'sending' AND p.part = o.part AND p.instance = $1"
-    " AND (o.claim_token IS NULL OR split_part (o.claim_token, '.', 1) <> $1)";
+    " FROM (SELECT x.id FROM outbox x JOIN dispatcher_partitions p ON p.part = x.part"
+    " WHERE x.state = 'sending' AND p.instance = $1"
+    " AND (x.claim_token IS NULL OR split_part (x.claim_token, '.', 1) <> $1)"
+    " FOR UPDATE OF x SKIP LOCKED) f"
+    " WHERE o.id = f.id";
 
 //  Parse "part, epoch" rows into the lease.
 static void

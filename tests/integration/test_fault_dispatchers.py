@@ -17,9 +17,13 @@ are in flight. In the end, for every test:
 And, per test:
 - kill -9: the dead dispatcher's partitions were held by the others within
   the failover time (printed: how long it took);
-- SIGSTOP past the lease, then SIGCONT: the stale holder's results for rows
-  it lost were fenced (sb_send_results_fenced_total, printed), at most its
-  in-flight sends went out twice, and it holds partitions again later.
+- SIGSTOP past the lease, then SIGCONT: stopped at the worst point, inside
+  its lease tick with its partition rows locked, and one of its "sending"
+  rows held locked by another session until the take-over, its partitions
+  were still held by the others within the failover time; the stale
+  holder's results for rows it lost were fenced
+  (sb_send_results_fenced_total, printed), at most its in-flight sends
+  went out twice, and it holds partitions again later.
   Its write transaction, if it was stopped inside one, held the others'
   inserts of the same events until PostgreSQL ended its session
   (idle_in_transaction_session_timeout): their retries are allowed in the
@@ -38,6 +42,7 @@ And, per test:
 
 import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -118,12 +123,19 @@ class Fleet:
         self.ports = {"d1": stack.dispatcher_port}
         self.pubs = {"d1": stack.dispatcher_pub}
 
-    def add(self, name):
+    def add(self, name, options=None):
+        """Start dispatcher `name`; `options`: PostgreSQL settings of its
+        DATABASE_URL, as a user would give them."""
         env = dict(self.stack.dispatcher.env)
         port = sbtest.free_port()
         self.pubs[name] = "tcp://127.0.0.1:%d" % sbtest.free_port()
+        # its sessions carry its name (pg_stat_activity.application_name)
+        query = [("application_name", name)] + ([("options", options)] if options else [])
+        url = env["DATABASE_URL"]
         env.update({"SB_DISPATCHER_ID": name, "SB_DISPATCHER_LISTEN": "127.0.0.1:%d" % port,
-                    "SB_DISPATCHER_PUB": self.pubs[name]})
+                    "SB_DISPATCHER_PUB": self.pubs[name],
+                    "DATABASE_URL": url + ("&" if "?" in url else "?") + urllib.parse.urlencode(
+                        query, quote_via=urllib.parse.quote)})
         proc = Process("dispatcher-" + name, [sbtest.DISPATCHER], env, self.stack.tmp).start()
         sbtest.wait_http(port, "/readyz", proc=proc)
         self.procs[name] = proc
@@ -217,7 +229,9 @@ def _three_under_load(tag, share, split="0"):
     under way until `share` of the webhooks were acknowledged."""
     stack = _stack(split=split)
     fleet = Fleet(stack)
-    fleet.add("d2")
+    # d2's DATABASE_URL sets an idle-in-transaction limit of its own, past
+    # the failover time: its delivery connection's (under the lease) must win
+    fleet.add("d2", options="-c idle_in_transaction_session_timeout=%d" % (FAILOVER_MS + 1000))
     fleet.add("d3")
     fleet.wait_spread(["d1", "d2", "d3"])
     conv = Conversations(stack, tag, sbload.scaled(150, minimum=60)).start()
@@ -273,17 +287,90 @@ def test_kill9_one_of_three():
         _close(stack, fleet)
 
 
+class Session:
+    """A psql session of the test's own, kept open: statements one by one,
+    each answered before the next (the lock holders below)."""
+
+    def __init__(self, url):
+        self.p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+
+    def run(self, sql):
+        """Run sql, then answer the line "done": what sql printed, as lines."""
+        self.p.stdin.write(sql + "\nSELECT 'done';\n")
+        self.p.stdin.flush()
+        lines = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended: %s" % "".join(lines)
+            if line.strip() == "done":
+                return lines
+            lines.append(line.strip())
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(10)
+
+
+def _stop_inside_tick(stack, fleet, name):
+    """SIGSTOP `name` inside a lease tick, once its renewal has locked every
+    partition row it holds: a session of the test's locks one of those
+    rows until the renewal waits on it (pg_stat_activity, by the
+    dispatcher's application_name), the process is stopped, the row let go;
+    the renewal then completes and the tick's transaction stays open,
+    idle, with the rows locked. The others' takes skip locked rows: only
+    the end of that session frees them. The time of the stop."""
+    holder = Session(stack.db)
+    try:
+        part = holder.run("BEGIN;\nSELECT part FROM dispatcher_partitions WHERE owner = '%s'"
+                          " ORDER BY part LIMIT 1 FOR UPDATE;" % name)
+        assert len(part) == 1, part
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
+                   " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE dispatcher_partitions"
+                   " SET lease_until%%'" % name)
+        sbload.wait_until(lambda: stack.scalar(waiting) == "1", 10,
+                          "%s's lease renewal waiting on partition %s" % (name, part[0]))
+        fleet.procs[name].proc.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        holder.run("COMMIT;")
+    finally:
+        holder.close()
+    idle = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
+            " AND state = 'idle in transaction' AND query LIKE 'UPDATE dispatcher_partitions"
+            " SET lease_until%%'" % name)
+    sbload.wait_until(lambda: stack.scalar(idle) == "1", 5,
+                      "%s stopped inside its tick, its renewal done" % name)
+    return stopped
+
+
 def test_stale_owner_sigstop():
+    """The stale holder is stopped at the worst point: inside its lease
+    tick, its partition rows locked (see _stop_inside_tick), and one of
+    the rows it has "sending" stays locked by a session of the test's (as
+    its own settle would, stopped inside it) until the takeover is done."""
     tag = "ds"
-    stack = fleet = None
+    stack = fleet = row_holder = None
     try:
         stack, fleet, conv = _three_under_load(tag, 0.3)
         d2 = fleet.procs["d2"].proc
-        d2.send_signal(signal.SIGSTOP)
-        stopped = time.time()
+        stopped = _stop_inside_tick(stack, fleet, "d2")
         time.sleep(0.3)
         sending = fleet.sending_of("d2")
+        row_holder = Session(stack.db)
+        locked = row_holder.run(
+            "BEGIN;\nSELECT o.id FROM outbox o JOIN dispatchers d"
+            " ON d.instance = split_part (o.claim_token, '.', 1)"
+            " WHERE o.state = 'sending' AND d.id = 'd2' ORDER BY o.id LIMIT 1 FOR UPDATE OF o;")
+        assert len(locked) == 1, "d2 had no row sending to lock: %s" % locked
         took = _taken_over(fleet, "d2", stopped)
+        row_holder.run("COMMIT;")
+        row_holder.close()
+        # the row locked meanwhile is put back once let go
+        stack.wait_scalar("SELECT count(*) FROM outbox WHERE id = %s AND state = 'sending'"
+                          " AND split_part (claim_token, '.', 1) IN (SELECT instance FROM dispatchers"
+                          " WHERE id = 'd2')" % locked[0], 0)
         time.sleep(1.0)
         d2.send_signal(signal.SIGCONT)
         conv.join()
@@ -291,8 +378,9 @@ def test_stale_owner_sigstop():
         fleet.wait_spread(["d1", "d2", "d3"])
         fenced = fleet.metric("d2", "sb_send_results_fenced_total")
         counts = _settle_and_check(stack, fleet, tag, conv, sending,
-                                   "sending_at_stop=%d fenced=%d takeover=%.1fs"
-                                   % (len(sending), fenced, took))
+                                   "sending_at_stop=%d fenced=%d takeover=%.1fs (stopped inside"
+                                   " its tick, a row of it locked: %s)"
+                                   % (len(sending), fenced, took, locked[0]))
         assert fenced <= len(sending), (fenced, len(sending))
         assert counts.replies_twice <= len(sending)
         assert took <= FAILOVER_MS / 1000 + 0.5, "partitions moved after %.1fs" % took
@@ -304,6 +392,8 @@ def test_stale_owner_sigstop():
                               "server closed the connection", "PostgreSQL unavailable",
                               "send results not recorded", "not committed"))
     finally:
+        if row_holder:
+            row_holder.close()
         _close(stack, fleet)
 
 

@@ -79,7 +79,7 @@ SB_SETTING (SB_CONSUMER_TTL, ING, "24h", S_DURATION, 1, 366 * 86400, false,
 SB_SETTING (DATABASE_URL, DIS | CON, "", S_STRING, 0, 0, true,
             "PostgreSQL libpq URI or conninfo (empty: the PG* variables)")
 SB_SETTING (SB_PG_TIMEOUT_MS, DIS | CON, "5000", S_INT, 250, 600000, false,
-            "deadline of every PostgreSQL round trip and connect; also sets statement_timeout, lock_timeout, keepalives and tcp_user_timeout unless DATABASE_URL does")
+            "deadline of every PostgreSQL round trip and connect; also sets statement_timeout, lock_timeout, idle_in_transaction_session_timeout, keepalives and tcp_user_timeout unless DATABASE_URL does (the outbox worker's idle_in_transaction_session_timeout: half its lease, whatever DATABASE_URL says)")
 SB_SETTING (SB_INGRESS_PUB, DIS | CON, "tcp://127.0.0.1:5556", S_ENDPOINT, 0, 0, false,
             "ingress PUB endpoint(s) the dispatcher subscribes to, comma-separated")
 SB_SETTING (SB_INGRESS_REPLAY, DIS, NULL, S_ENDPOINT, 0, 0, false,

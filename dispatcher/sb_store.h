@@ -40,13 +40,15 @@ typedef struct sb_store_t sb_store_t;
 sb_store_t *sb_store_new (const char *conninfo, int timeout_ms);
 void sb_store_destroy (sb_store_t **self_p);
 
-//  sb_store_new, and idle_ms (0: timeout_ms) the longest its sessions may stay idle
-//  inside a transaction (idle_in_transaction_session_timeout; by default
-//  timeout_ms), over DATABASE_URL's own setting: a process stopped inside
+//  sb_store_new, and idle_ms the longest its sessions may stay idle
+//  inside a transaction (idle_in_transaction_session_timeout), over
+//  DATABASE_URL's own setting (idle_ms 0: as sb_store_new, timeout_ms
+//  where DATABASE_URL sets none): a process stopped inside
 //  one of its transactions (SIGSTOP, a stalled host) holds that
 //  transaction's locks no longer. The delivery actor keeps it under its
 //  lease, so a holder stopped inside a lease tick (its partition rows
-//  locked) never keeps its partitions from the others past the lease.
+//  locked) never keeps its partitions from the others past the failover
+//  time.
 sb_store_t *sb_store_new_idle (const char *conninfo, int timeout_ms, int idle_ms);
 
 //  Reconnect if the connection is bad or was dropped. 0 when usable, -1

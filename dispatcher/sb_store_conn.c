@@ -17,7 +17,7 @@
     "Several dispatchers"), at most that long; TCP keepalives and
     tcp_user_timeout (the deadline) let the kernel drop a peer that went
     away. Each is set only where DATABASE_URL (or PGOPTIONS) does not set
-    it. When the deadline passes the connection is dropped (closed, never
+    it, but for a limit given to sb_store_new_idle, which wins. When the deadline passes the connection is dropped (closed, never
     waited on again) and the call fails; the caller retries the same work
     later on a new connection (sb_store_ensure), with its own backoff. A
     dropped write may still commit on a server that wakes up later: that
@@ -168,8 +168,9 @@ s_conninfo_value (const char *conninfo, const char *keyword)
 }
 
 //  The "options" to connect with: the user's, plus our statement_timeout,
-//  lock_timeout, idle_in_transaction_session_timeout and plan_cache_mode
-//  where they do not set them. NULL when
+//  lock_timeout, idle_in_transaction_session_timeout (idle_ms whatever
+//  they set; 0: timeout_ms) and plan_cache_mode where they do not set
+//  them. NULL when
 //  out of memory. Every batch statement takes arrays whose length the
 //  planner cannot see in a generic plan (it guesses 10 rows per unnest):
 //  after five executions PostgreSQL may switch to that plan, which joined

@@ -28,8 +28,12 @@
     The tick's transaction takes several round trips, so a holder stopped
     inside one keeps its partition rows locked, and the others' takes skip
     locked rows: the delivery actor's session may stay idle inside a
-    transaction for half a lease at most (sb_store_limit_idle), so
-    PostgreSQL ends it, and frees them, before their lease passes.
+    transaction for half a lease at most (sb_store_new_idle), so
+    PostgreSQL ends it, and frees them, within the failover time. Not
+    so inside a pipeline (a settle): the server counts no idle time
+    until the pipeline's end comes, so a holder stopped between two
+    writes of one settle keeps what it locked while its session lives
+    (the put-back skips those rows, see step 5).
     Fencing: every claim joins the partition rows and takes only rows of
     partitions naming this instance with a lease still running, and locks
     those partition rows (FOR SHARE) so a take-over waits for the claim to

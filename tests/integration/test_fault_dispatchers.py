@@ -289,12 +289,15 @@ def test_kill9_one_of_three():
 
 class Session:
     """A psql session of the test's own, kept open: statements one by one,
-    each answered before the next (the lock holders below)."""
+    each answered before the next (the lock holders below). Its own
+    statements give up after 10 s (a lock wait included), and psql then
+    ends, so no read waits for ever."""
 
     def __init__(self, url):
         self.p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
+        self.run("SET statement_timeout = '10s';")
 
     def run(self, sql):
         """Run sql, then answer the line "done": what sql printed, as lines."""
@@ -311,38 +314,56 @@ class Session:
     def close(self):
         if self.p.poll() is None:
             self.p.stdin.close()
-            self.p.wait(10)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
 
 
-def _stop_inside_tick(stack, fleet, name):
+def _stop_inside_tick(stack, fleet, name, tries=10):
     """SIGSTOP `name` inside a lease tick, once its renewal has locked every
-    partition row it holds: a session of the test's locks one of those
-    rows until the renewal waits on it (pg_stat_activity, by the
-    dispatcher's application_name), the process is stopped, the row let go;
-    the renewal then completes and the tick's transaction stays open,
-    idle, with the rows locked. The others' takes skip locked rows: only
-    the end of that session frees them. The time of the stop."""
-    holder = Session(stack.db)
-    try:
-        part = holder.run("BEGIN;\nSELECT part FROM dispatcher_partitions WHERE owner = '%s'"
-                          " ORDER BY part LIMIT 1 FOR UPDATE;" % name)
-        assert len(part) == 1, part
-        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
-                   " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE dispatcher_partitions"
-                   " SET lease_until%%'" % name)
-        sbload.wait_until(lambda: stack.scalar(waiting) == "1", 10,
-                          "%s's lease renewal waiting on partition %s" % (name, part[0]))
-        fleet.procs[name].proc.send_signal(signal.SIGSTOP)
-        stopped = time.time()
-        holder.run("COMMIT;")
-    finally:
-        holder.close()
-    idle = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'"
-            " AND state = 'idle in transaction' AND query LIKE 'UPDATE dispatcher_partitions"
-            " SET lease_until%%'" % name)
-    sbload.wait_until(lambda: stack.scalar(idle) == "1", 5,
-                      "%s stopped inside its tick, its renewal done" % name)
-    return stopped
+    partition row it holds, with a row of its own still "sending": a
+    session of the test's locks one of those partition rows until the
+    renewal waits on it (pg_stat_activity, by the dispatcher's
+    application_name); its outbox worker is then blocked, so what it has
+    "sending" stays so. With none, the row is let go and the next tick
+    tried. Else the process is stopped and the row let go: the renewal
+    completes and the tick's transaction stays open, idle, with the rows
+    locked. The others' takes skip locked rows: only the end of that
+    session frees them. The time of the stop."""
+    sending = ("SELECT count(*) FROM outbox o JOIN dispatchers d"
+               " ON d.instance = split_part (o.claim_token, '.', 1)"
+               " WHERE o.state = 'sending' AND d.id = '%s'" % name)
+    for _ in range(tries):
+        holder = Session(stack.db)
+        try:
+            part = holder.run("BEGIN;\nSELECT part FROM dispatcher_partitions WHERE owner = '%s'"
+                              " ORDER BY part LIMIT 1 FOR UPDATE;" % name)
+            assert len(part) == 1, part
+            waiting = ("SELECT pid FROM pg_stat_activity WHERE application_name = '%s'"
+                       " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE dispatcher_partitions"
+                       " SET lease_until%%'" % name)
+            sbload.wait_until(lambda: stack.scalar(waiting) is not None, 10,
+                              "%s's lease renewal waiting on partition %s" % (name, part[0]))
+            pid = stack.scalar(waiting)
+            if stack.scalar(sending) == "0":
+                holder.run("COMMIT;")
+                time.sleep(0.2)
+                continue
+            fleet.procs[name].proc.send_signal(signal.SIGSTOP)
+            stopped = time.time()
+            holder.run("COMMIT;")
+            state = None
+            for _ in range(100):
+                state = holder.run("SELECT state FROM pg_stat_activity WHERE pid = %s;" % pid)
+                if state == ["idle in transaction"]:
+                    return stopped
+                time.sleep(0.01)
+            raise AssertionError("%s stopped inside its tick: its session is %s" % (name, state))
+        finally:
+            holder.close()
+    raise AssertionError("%s had no row sending in %d ticks" % (name, tries))
 
 
 def test_stale_owner_sigstop():
@@ -363,7 +384,7 @@ def test_stale_owner_sigstop():
             "BEGIN;\nSELECT o.id FROM outbox o JOIN dispatchers d"
             " ON d.instance = split_part (o.claim_token, '.', 1)"
             " WHERE o.state = 'sending' AND d.id = 'd2' ORDER BY o.id LIMIT 1 FOR UPDATE OF o;")
-        assert len(locked) == 1, "d2 had no row sending to lock: %s" % locked
+        assert len(locked) == 1, locked
         took = _taken_over(fleet, "d2", stopped)
         row_holder.run("COMMIT;")
         row_holder.close()

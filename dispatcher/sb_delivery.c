@@ -110,6 +110,7 @@ typedef struct {
     sb_metrics_t *metrics;      //  borrowed
     char *dispatcher_id;        //  SB_DISPATCHER_ID: the name its leases and outcomes carry
     int64_t lease_ms;           //  3/4 of SB_DISPATCHER_FAILOVER_MS
+    int idle_ms;                //  its connection's idle_in_transaction_session_timeout
     int64_t tick_ms;            //  1/8 of it: how often the leases are renewed
     int64_t meta_rate;          //  SB_META_SEND_RATE (0: none)
     int64_t twilio_rate;        //  SB_TWILIO_SEND_RATE (0: none)
@@ -332,15 +333,9 @@ s_self_db (self_t *self)
 {
     if (self->db_failing && zclock_mono () < self->db_retry_at)
         return false;
-    if (!self->store) {
-        //  Stopped inside a lease tick, this dispatcher holds its partition
-        //  rows locked, and the others' takes skip locked rows: its session
-        //  must end before its lease does, or the failover waits for it.
-        int64_t idle = self->args->lease_ms / 2;
-        if (idle > self->args->timeout_ms)
-            idle = self->args->timeout_ms;
-        self->store = sb_store_new_idle (self->args->conninfo, self->args->timeout_ms, (int) idle);
-    }
+    if (!self->store)
+        self->store =
+            sb_store_new_idle (self->args->conninfo, self->args->timeout_ms, self->args->idle_ms);
     bool ok = self->store && sb_store_ensure (self->store) == 0;
     if (!ok)
         s_self_db_result (self, false);
@@ -820,6 +815,11 @@ sb_delivery_new (const sb_config_t *config, sb_metrics_t *metrics, const char *o
     args->dispatcher_id = strdup (dispatcher_id);
     int64_t failover = sb_config_int (config, SB_CFG_SB_DISPATCHER_FAILOVER_MS);
     args->lease_ms = failover * 3 / 4;
+    //  Stopped inside a lease tick, this dispatcher holds its partition
+    //  rows locked, and the others' takes skip locked rows: its session
+    //  must end before its lease does, or the failover waits for it.
+    args->idle_ms =
+        (int) (args->lease_ms / 2 < args->timeout_ms ? args->lease_ms / 2 : args->timeout_ms);
     args->tick_ms = failover / 8;
     args->meta_rate = sb_config_int (config, SB_CFG_SB_META_SEND_RATE);
     args->twilio_rate = sb_config_int (config, SB_CFG_SB_TWILIO_SEND_RATE);

@@ -17,8 +17,9 @@
     "Several dispatchers"), at most that long; TCP keepalives and
     tcp_user_timeout (the deadline) let the kernel drop a peer that went
     away. Each is set only where DATABASE_URL (or PGOPTIONS) does not set
-    it, but for a limit given to sb_store_new_idle, which wins. When the deadline passes the connection is dropped (closed, never
-    waited on again) and the call fails; the caller retries the same work
+    it, but for a limit given to sb_store_new_idle, which wins. When the
+    deadline passes the connection is dropped (closed, never waited on
+    again) and the call fails; the caller retries the same work
     later on a new connection (sb_store_ensure), with its own backoff. A
     dropped write may still commit on a server that wakes up later: that
     is safe, the retry inserts nothing (unique keys) and decides nothing.

@@ -232,10 +232,10 @@ static const char s_prefs_sql[] =
 //  ingest_cursors (0013_ingest_cursors.sql): this store's claim per ingress,
 //  that every event of the batch's partitions (parts, '0'/'1' per
 //  partition) up to last_seq is stored. Its key (instance) is the store's
-//  instance and a number new with each set of partitions (claim_key), so
-//  the row of a set given up stays. While the epoch stays, the claim only
-//  moves up (a replay overlapping what was stored brings lower seqs); in
-//  a new epoch it is the batch's own end.
+//  instance and a number new with each set of partitions (s_claim_key,
+//  sb_store.c), so the row of a set given up stays. While the epoch stays,
+//  the claim only moves up (a replay overlapping what was stored brings
+//  lower seqs); in a new epoch it is the batch's own end.
 static const uint32_t s_cursor_oids[CU_COLS] = {SB_PGARRAY_OID_TEXT, SB_PGARRAY_OID_TEXT,
                                                 SB_PGARRAY_OID_INT8, SB_PGARRAY_OID_TEXT,
                                                 SB_PGARRAY_OID_TEXT};

@@ -387,6 +387,40 @@ TWILIO_SID = "AC" + "0123456789abcdef" * 2
 META_TOKEN = "test-meta-access-token"
 
 
+class PsqlSession:
+    """A psql session of the test's own, kept open (a lock holder):
+    statements one by one, each answered before the next. Its statements
+    give up after 10 s (a lock wait included), and psql then ends, so no
+    read waits for ever."""
+
+    def __init__(self, url):
+        self.p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        self.run("SET statement_timeout = '10s';")
+
+    def run(self, sql):
+        """Run sql, then answer the line "done": what sql printed, as lines."""
+        self.p.stdin.write(sql + "\nSELECT 'done';\n")
+        self.p.stdin.flush()
+        lines = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended: %s" % "".join(lines)
+            if line.strip() == "done":
+                return lines
+            lines.append(line.strip())
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
 class Postgres:
     """The tests' PostgreSQL server: the ctest fixture's (SB_TEST_DATABASE_URL)
     or, when run alone, a private cluster started here. Each test gets a

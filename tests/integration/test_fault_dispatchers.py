@@ -42,7 +42,6 @@ And, per test:
 
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -155,12 +154,16 @@ class Fleet:
             return sum(counts) == 256 and min(counts) >= 256 // len(names)
         sbload.wait_until(spread, timeout, "partitions spread over %s" % names)
 
+    @staticmethod
+    def sending_sql(name, columns):
+        """A query of `columns` of the outbox rows (o) `name` has "sending"."""
+        return ("SELECT %s FROM outbox o JOIN dispatchers d"
+                " ON d.instance = split_part (o.claim_token, '.', 1)"
+                " WHERE o.state = 'sending' AND d.id = '%s'" % (columns, name))
+
     def sending_of(self, name):
         """Texts answered by rows `name` has "sending" now."""
-        rows = self.stack.query(
-            "SELECT o.body FROM outbox o JOIN dispatchers d"
-            " ON d.instance = split_part (o.claim_token, '.', 1)"
-            " WHERE o.state = 'sending' AND d.id = '%s'" % name)
+        rows = self.stack.query(self.sending_sql(name, "o.body"))
         return {r[0].split(sbload.REPLY_MARKER, 1)[1] for r in rows if sbload.REPLY_MARKER in r[0]}
 
     def log_text(self):
@@ -287,40 +290,6 @@ def test_kill9_one_of_three():
         _close(stack, fleet)
 
 
-class Session:
-    """A psql session of the test's own, kept open: statements one by one,
-    each answered before the next (the lock holders below). Its own
-    statements give up after 10 s (a lock wait included), and psql then
-    ends, so no read waits for ever."""
-
-    def __init__(self, url):
-        self.p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-        self.run("SET statement_timeout = '10s';")
-
-    def run(self, sql):
-        """Run sql, then answer the line "done": what sql printed, as lines."""
-        self.p.stdin.write(sql + "\nSELECT 'done';\n")
-        self.p.stdin.flush()
-        lines = []
-        while True:
-            line = self.p.stdout.readline()
-            assert line, "psql ended: %s" % "".join(lines)
-            if line.strip() == "done":
-                return lines
-            lines.append(line.strip())
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.stdin.close()
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-
 def _stop_inside_tick(stack, fleet, name, tries=10):
     """SIGSTOP `name` inside a lease tick, once its renewal has locked every
     partition row it holds, with a row of its own still "sending": a
@@ -332,11 +301,9 @@ def _stop_inside_tick(stack, fleet, name, tries=10):
     completes and the tick's transaction stays open, idle, with the rows
     locked. The others' takes skip locked rows: only the end of that
     session frees them. The time of the stop."""
-    sending = ("SELECT count(*) FROM outbox o JOIN dispatchers d"
-               " ON d.instance = split_part (o.claim_token, '.', 1)"
-               " WHERE o.state = 'sending' AND d.id = '%s'" % name)
+    sending = Fleet.sending_sql(name, "count(*)")
     for _ in range(tries):
-        holder = Session(stack.db)
+        holder = sbtest.PsqlSession(stack.db)
         try:
             part = holder.run("BEGIN;\nSELECT part FROM dispatcher_partitions WHERE owner = '%s'"
                               " ORDER BY part LIMIT 1 FOR UPDATE;" % name)
@@ -379,11 +346,9 @@ def test_stale_owner_sigstop():
         stopped = _stop_inside_tick(stack, fleet, "d2")
         time.sleep(0.3)
         sending = fleet.sending_of("d2")
-        row_holder = Session(stack.db)
-        locked = row_holder.run(
-            "BEGIN;\nSELECT o.id FROM outbox o JOIN dispatchers d"
-            " ON d.instance = split_part (o.claim_token, '.', 1)"
-            " WHERE o.state = 'sending' AND d.id = 'd2' ORDER BY o.id LIMIT 1 FOR UPDATE OF o;")
+        row_holder = sbtest.PsqlSession(stack.db)
+        locked = row_holder.run("BEGIN;\n%s ORDER BY o.id LIMIT 1 FOR UPDATE OF o;"
+                                % Fleet.sending_sql("d2", "o.id"))
         assert len(locked) == 1, locked
         took = _taken_over(fleet, "d2", stopped)
         row_holder.run("COMMIT;")

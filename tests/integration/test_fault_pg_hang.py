@@ -19,7 +19,6 @@ shared one. The dispatcher runs with SB_PG_TIMEOUT_MS=2000. Checked:
 
 import os
 import signal
-import subprocess
 import time
 import urllib.parse
 
@@ -218,21 +217,15 @@ def test_table_locked():
     def hang():
         # the stack's database: the last one created on this cluster
         url = stack_db[0]
-        p = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-        p.stdin.write("BEGIN;\nLOCK TABLE events IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
-        p.stdin.flush()
-        line = p.stdout.readline().strip()
-        assert line == "locked", "psql did not take the lock: %r" % line
-        holder["psql"] = p
+        session = sbtest.PsqlSession(url)
+        session.run("BEGIN;\nLOCK TABLE events IN ACCESS EXCLUSIVE MODE;")
+        holder["psql"] = session
 
     def release():
-        p = holder.pop("psql", None)
-        if p is not None:
-            p.stdin.write("COMMIT;\n")
-            p.stdin.close()
-            p.wait(10)
+        session = holder.pop("psql", None)
+        if session is not None:
+            session.run("COMMIT;")
+            session.close()
 
     stack = None
     stack_db = []

@@ -20,7 +20,6 @@ What this does not cover: events that reach the dispatcher over several
 batches (a process stopped with SIGSTOP reads its TCP streams back a
 chunk at a time) are ordered within each batch only."""
 
-import subprocess
 
 import sbload
 import sbtest
@@ -57,12 +56,8 @@ def test_two_ingresses_in_order():
         i2.start()
         stack.start()
         messages = []
-        lock = subprocess.Popen(["psql", stack.db, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        lock.stdin.write("BEGIN;\nLOCK TABLE events IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
-        lock.stdin.flush()
-        assert lock.stdout.readline().strip() == "locked"
+        lock = sbtest.PsqlSession(stack.db)
+        lock.run("BEGIN;\nLOCK TABLE events IN ACCESS EXCLUSIVE MODE;")
         try:
             for c in range(CONTACTS):
                 sbload.post_until_acked(stack.ingress.port, [_status(tag, c, n, public) for n in range(FILLER)])
@@ -71,9 +66,8 @@ def test_two_ingresses_in_order():
                 sbload.post_until_acked(i2.port, [second])
                 messages += [first, second]
         finally:
-            lock.stdin.write("COMMIT;\n")
-            lock.stdin.close()
-            lock.wait(10)
+            lock.run("COMMIT;")
+            lock.close()
         sbload.settle(stack, tag, messages, [w.key for w in messages])
         replies_ok, _ = sbload.reply_counts(stack, tag)
         order = _order_violations_two(stack, tag)
